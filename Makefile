@@ -1,0 +1,37 @@
+# Lifeline: `make run` plays the demo on embedded NATS + PostgreSQL, `make test` runs every test.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test proto lint typecheck check bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/lifeline demo
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+# Regenerate the Python stubs from protos/ (committed; tests/unit/test_protos.py checks they match).
+proto: $(STAMP)
+	$(BIN)/python -m lifeline.protogen libs
+
+lint: $(STAMP)
+	$(BIN)/ruff check libs services tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy libs/lifeline services
+
+check: lint typecheck test
+
+bench: $(STAMP)
+	$(BIN)/python bench/assignment_latency.py
+
+clean:
+	rm -rf $(VENV) .lifeline .pytest_cache .mypy_cache .ruff_cache
