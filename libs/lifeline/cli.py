@@ -1,0 +1,160 @@
+"""`lifeline` command: run the local stack in the background and inspect it.
+
+To add a subcommand, write `_cmd_<name>(args) -> int` (and optionally a function adding
+its arguments) and register both in COMMANDS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lifeline import devstack
+
+Configure = Callable[[argparse.ArgumentParser], None]
+Run = Callable[[argparse.Namespace], int]
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
+def _components(state: dict[str, Any], health: bool) -> list[dict[str, Any]]:
+    """One row per component of a recorded state; health probes services via gRPC."""
+    rows: list[dict[str, Any]] = []
+    for name in ("nats", "postgres"):
+        info = state.get(name, {})
+        embedded = info.get("embedded", False)
+        running = devstack.is_running(info.get("pid")) if embedded else None
+        url = info.get("url") and re.sub(r"(://[^:/@]*:)[^@/]+@", r"\1***@", info["url"])
+        row = {
+            "component": name,
+            "address": url,
+            "pid": info.get("pid"),
+            "state": "external" if not embedded else "running" if running else "stopped",
+        }
+        if health:
+            row["health"] = None  # gRPC health applies to services only
+        rows.append(row)
+    for name, info in state.get("services", {}).items():
+        running = devstack.is_running(info.get("pid"))
+        row = {
+            "component": name,
+            "address": info.get("address"),
+            "pid": info.get("pid"),
+            "state": "running" if running else "stopped",
+        }
+        if health:
+            row["health"] = devstack.check_health(info["address"]) if running else "-"
+        rows.append(row)
+    return rows
+
+
+def _print_rows(rows: list[dict[str, Any]]) -> None:
+    cols = list(rows[0])
+    print(
+        _table(
+            [[c.upper() for c in cols]]
+            + [["-" if r.get(c) is None else str(r.get(c)) for c in cols] for r in rows]
+        )
+    )
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    state_dir: Path = args.state_dir
+    state = devstack.read_state(state_dir)
+    if state and devstack.state_pids(state):
+        print(f"lifeline: already up in {state_dir}; run `lifeline down` first", file=sys.stderr)
+        return 1
+    stack = devstack.Stack(
+        state_dir,
+        nats_url=os.environ.get("NATS_URL") or None,
+        database_url=os.environ.get("DATABASE_URL") or None,
+    )
+    try:
+        stack.start()  # stops whatever it started if it fails
+        stack.write_state()
+    except Exception as e:
+        stack.stop()
+        print(
+            f"lifeline up: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+            file=sys.stderr,
+        )
+        return 1
+    _print_rows(_components(stack.to_state(), health=False))
+    print(f"logs: {stack.state_dir / 'logs'}; stop with `lifeline down`")
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    lines = devstack.stop_from_state(args.state_dir)
+    print("\n".join(lines) if lines else "nothing running")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    state = devstack.read_state(args.state_dir)
+    if state is None:
+        print("[]" if args.json else f"nothing running (no state in {args.state_dir})")
+        return 0
+    rows = _components(state, health=True)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _print_rows(rows)
+    return 0
+
+
+def _status_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+COMMANDS: dict[str, tuple[str, Run, Configure | None]] = {
+    "up": ("start NATS, PostgreSQL and the services in the background", _cmd_up, None),
+    "down": ("stop everything `lifeline up` started", _cmd_down, None),
+    "status": ("show components, addresses, pids and health", _cmd_status, _status_args),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lifeline", description="Lifeline local stack")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    default_dir = Path(os.environ.get("LIFELINE_STATE_DIR") or ".lifeline")
+    for name, (help_text, run, configure) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument(
+            "--state-dir",
+            type=Path,
+            default=default_dir,
+            help="where state.json, logs and data live "
+            "(default: $LIFELINE_STATE_DIR or ./.lifeline)",
+        )
+        if configure:
+            configure(p)
+        p.set_defaults(run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.run(args)
+    except (RuntimeError, OSError) as e:
+        print(f"lifeline {args.command}: {e}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

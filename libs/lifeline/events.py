@@ -1,0 +1,140 @@
+"""Aggregates whose events are the public protobuf messages.
+
+Every service keeps its aggregates in `eventsourcing`, but the payload of each stored event
+is the canonical JSON of a `lifeline.<area>.v1` wrapper message (a `oneof` of event types).
+So the stored history, the NATS messages and the exported NDJSON are one schema, and a
+reader (review) folds exactly what the writer (dispatch) recorded.
+
+A command method checks its rule and calls `record`; `when` only changes state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Self
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry import propagate
+
+from lifeline.common.v1 import common_pb2
+
+LIFELINE_NS = uuid5(NAMESPACE_URL, "https://lifeline.city/")
+
+
+def stable_id(*parts: str) -> UUID:
+    """A UUID that is the same every time for the same parts (idempotent creation)."""
+    return uuid5(LIFELINE_NS, "|".join(parts))
+
+
+def to_timestamp(when: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(when.astimezone(UTC))
+    return ts
+
+
+def from_timestamp(ts: Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def to_json(message: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(message)
+
+
+def from_json(data: dict[str, Any], message_type: type[Message]) -> Message:
+    # Unknown fields are ignored so that an older reader can replay a newer history.
+    return json_format.ParseDict(data, message_type(), ignore_unknown_fields=True)
+
+
+def event_of(wrapper: Message) -> tuple[str, Message]:
+    """The oneof member of a wrapper message: (field name, inner event)."""
+    name = wrapper.WhichOneof("event")
+    if name is None:
+        raise ValueError(f"empty {wrapper.DESCRIPTOR.name}")
+    return name, getattr(wrapper, name)
+
+
+def meta_of(wrapper: Message) -> common_pb2.EventMeta:
+    meta: common_pb2.EventMeta = event_of(wrapper)[1].meta  # type: ignore[attr-defined]
+    return meta
+
+
+@dataclass(frozen=True)
+class Cause:
+    """Who did it, when it happened in the field, and what led to it."""
+
+    actor: str
+    occurred_at: datetime
+    reason: str = ""
+    correlation_id: str = ""
+    causation_id: str = ""
+
+
+class ProtoAggregate(Aggregate):
+    """An aggregate whose events carry one protobuf wrapper message each."""
+
+    #: The wrapper message type with a `oneof event` of this aggregate's events.
+    EVENT_TYPE: ClassVar[type[Message]]
+
+    class Recorded(Aggregate.Event):
+        payload: dict[str, Any]
+        trace: dict[str, str]
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, ProtoAggregate)
+            aggregate.when(aggregate.decode(self.payload))
+
+        def message(self, wrapper_type: type[Message]) -> Message:
+            return from_json(self.payload, wrapper_type)
+
+    class Started(Recorded, Aggregate.Created):
+        pass
+
+    def __init__(self) -> None:
+        """State is set up by `when` on the first event."""
+
+    @classmethod
+    def decode(cls, payload: dict[str, Any]) -> Message:
+        return from_json(payload, cls.EVENT_TYPE)
+
+    def when(self, wrapper: Message) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def start(cls, aggregate_id: UUID, field: str, event: Message, cause: Cause,
+              recorded_at: datetime) -> Self:
+        wrapper = _wrap(cls.EVENT_TYPE, field, event, aggregate_id, 1, cause, recorded_at)
+        return cls._create(cls.Started, id=aggregate_id, payload=to_json(wrapper),
+                           trace=_trace_context())
+
+    def record(self, field: str, event: Message, cause: Cause, recorded_at: datetime) -> None:
+        wrapper = _wrap(self.EVENT_TYPE, field, event, self.id, self.version + 1, cause,
+                        recorded_at)
+        self.trigger_event(self.Recorded, payload=to_json(wrapper), trace=_trace_context())
+
+
+def _wrap(wrapper_type: type[Message], field: str, event: Message, aggregate_id: UUID,
+          sequence: int, cause: Cause, recorded_at: datetime) -> Message:
+    meta: common_pb2.EventMeta = event.meta  # type: ignore[attr-defined]
+    meta.aggregate_id = str(aggregate_id)
+    meta.sequence = sequence
+    meta.occurred_at.CopyFrom(to_timestamp(cause.occurred_at))
+    meta.recorded_at.CopyFrom(to_timestamp(recorded_at))
+    meta.actor = cause.actor
+    meta.reason = cause.reason
+    meta.correlation_id = cause.correlation_id
+    meta.causation_id = cause.causation_id
+    wrapper = wrapper_type()
+    getattr(wrapper, field).CopyFrom(event)
+    return wrapper
+
+
+def _trace_context() -> dict[str, str]:
+    # Kept with the event so the relay can continue the trace that caused it.
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier

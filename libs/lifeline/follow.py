@@ -1,0 +1,80 @@
+"""Following an application's notification log: the one loop behind the outbox relay and
+the read-model projector."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+
+from eventsourcing.persistence import Notification
+
+from lifeline.store import ServiceApplication
+
+log = logging.getLogger(__name__)
+
+POLL_FLOOR_SECONDS = 1.0  # a lost wake-up can delay a follower this long, never stall it
+
+
+async def retry_forever(what: str, step: Callable[[], Awaitable[None]],
+                        stopping: asyncio.Event) -> None:
+    """Run step until stopped; on failure log one line and back off (broker or DB down)."""
+    delay = 0.1
+    while not stopping.is_set():
+        try:
+            await step()
+            delay = 0.1
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.warning("%s: %s: %s; retrying in %.1fs", what, type(error).__name__, error, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+            delay = min(delay * 2, 2.0)
+
+
+class LogFollower(ABC):
+    """Reads the notification log in order from a durable position and hands on batches."""
+
+    def __init__(self, app: ServiceApplication, name: str, batch: int = 256) -> None:
+        self.app, self.name, self.batch = app, name, batch
+        self.position: int | None = None
+        self.stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._advanced = asyncio.Condition()
+        loop = asyncio.get_running_loop()
+        app.on_recorded(lambda _id: loop.call_soon_threadsafe(self._wake.set))
+
+    @abstractmethod
+    async def load_position(self) -> int:
+        """The last notification id this follower finished with."""
+
+    @abstractmethod
+    async def handle(self, notifications: Sequence[Notification]) -> None:
+        """Process a batch and durably record its last id as the new position."""
+
+    async def run(self) -> None:
+        await retry_forever(self.name, self._step, self.stopping)
+
+    async def wait_for(self, notification_id: int, timeout: float = 10.0) -> None:
+        """Wait until this follower has handled the given notification."""
+        async with self._advanced:
+            await asyncio.wait_for(self._advanced.wait_for(
+                lambda: (self.position or 0) >= notification_id), timeout)
+
+    async def _step(self) -> None:
+        if self.position is None:
+            self.position = await self.load_position()
+        self._wake.clear()
+        notifications = await asyncio.to_thread(
+            self.app.recorder.select_notifications, self.position + 1, self.batch)
+        if not notifications:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_FLOOR_SECONDS)
+            return
+        await self.handle(notifications)
+        async with self._advanced:
+            self.position = notifications[-1].id
+            self._advanced.notify_all()

@@ -1,0 +1,118 @@
+"""One service process: its application, read model, outbox relay, consumers and gRPC server.
+
+Every service starts the same way; what differs is handed in by its `bootstrap`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from eventsourcing.persistence import Recording
+from google.protobuf.message import Message
+from nats.aio.client import Client as NATS
+
+from lifeline import bus
+from lifeline.clock import Clock, SystemClock
+from lifeline.config import Settings
+from lifeline.grpcutil import Server
+from lifeline.store import ServiceApplication, retry_conflicts
+from lifeline.tracing import setup_tracing
+from lifeline.views import Projector, RowsFor, Views, create_pool
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Runtime:
+    """What a service's servicer and consumers share."""
+
+    def __init__(self, settings: Settings, app: ServiceApplication, rows_for: RowsFor,
+                 clock: Clock | None = None) -> None:
+        self.settings, self.app, self.rows_for = settings, app, rows_for
+        self.clock: Clock = clock or SystemClock()
+        self.server = Server()
+        self.port = 0
+        self._consumers: list[dict[str, Any]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.nc: NATS | None = None
+        self.inboxes: list[bus.Inbox] = []
+
+    # ---- wiring, called by a service's bootstrap ----
+
+    def consume(self, upstream: str, subjects: Sequence[str],
+                message_types: Sequence[type[Message]], handle: bus.Handler) -> None:
+        self._consumers.append({
+            "consumer": f"{self.settings.service}-from-{upstream}", "upstream": upstream,
+            "subjects": subjects, "handle": handle,
+            "message_types": {t.DESCRIPTOR.full_name: t for t in message_types},
+        })
+
+    # ---- use-case helpers for servicers and consumers ----
+
+    async def write(self, step: Callable[[], list[Recording]]) -> None:
+        """Run a read-decide-write step off the event loop (retrying on a concurrent
+        change), then wait until the read model shows it, so callers read their writes."""
+        recordings = await asyncio.to_thread(retry_conflicts, step)
+        if recordings:
+            await self.projector.wait_for(max(r.notification.id for r in recordings))
+
+    async def read(self, fn: Callable[[], T]) -> T:
+        return await asyncio.to_thread(fn)
+
+    # ---- life cycle ----
+
+    async def start(self) -> int:
+        s = self.settings
+        self.pool = await create_pool(s.database_url)
+        self.views = Views(self.pool, s.service)
+        await self.views.setup()
+        self.projector = Projector(self.app, self.views, self.rows_for, s.service)
+        self.nc = await bus.connect(s.nats_url, f"lifeline-{s.service}")
+        js = self.nc.jetstream()
+        await bus.ensure_stream(js, s.service)
+        self.relay = bus.OutboxRelay(self.app, js, s.service)
+        self.inboxes = [bus.Inbox(self.app, js, **c) for c in self._consumers]
+        for worker in (self.projector, self.relay, *self.inboxes):
+            self._tasks.append(asyncio.create_task(worker.run()))
+        self.port = await self.server.start(s.listen)
+        log.info("lifeline-%s serving on port %d", s.service, self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        for worker in (self.projector, self.relay, *self.inboxes):
+            worker.stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.drain()
+        await self.pool.close()
+        self.app.close()
+
+
+def serve_forever(service: str, build: Callable[[Settings], Runtime]) -> None:
+    """Entry point of `lifeline-<service> serve`: run until SIGTERM or SIGINT."""
+    logging.basicConfig(level=logging.INFO,
+                        format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env(service)
+    setup_tracing(service, settings.otlp_endpoint)
+
+    async def main() -> None:
+        runtime = build(settings)
+        await runtime.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("stopping")
+        await runtime.stop()
+
+    asyncio.run(main())

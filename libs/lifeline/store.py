@@ -1,0 +1,116 @@
+"""Each service is an `eventsourcing` Application kept in PostgreSQL, in tables of its own.
+
+The application's recorder is a process recorder, so whatever a consumer does with a NATS
+message is written in the same transaction as the message's stream position (tracking):
+a redelivered or replayed message changes nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.persistence import IntegrityError, ProcessRecorder, Recording, Tracking
+from psycopg.conninfo import conninfo_to_dict
+
+from lifeline.errors import Conflict, NotFound
+from lifeline.events import ProtoAggregate
+
+A = TypeVar("A", bound=ProtoAggregate)
+T = TypeVar("T")
+
+
+def eventsourcing_env(database_url: str) -> dict[str, str]:
+    """Translate DATABASE_URL into the library's POSTGRES_* settings."""
+    info = conninfo_to_dict(database_url)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": str(info.get("dbname", "lifeline")),
+        "POSTGRES_HOST": str(info.get("host", "127.0.0.1")),
+        "POSTGRES_PORT": str(info.get("port", "5432")),
+        "POSTGRES_USER": str(info.get("user", "postgres")),
+        "POSTGRES_PASSWORD": str(info.get("password", "")),
+        "POSTGRES_POOL_SIZE": "5",
+        "POSTGRES_MAX_OVERFLOW": "10",
+        "POSTGRES_LOCK_TIMEOUT": "5",
+        "POSTGRES_CONNECT_TIMEOUT": "5",
+        "POSTGRES_PRE_PING": "y",
+        # Consumers may see a JetStream redelivery after a later message committed:
+        # track every position (membership), not only the highest one.
+        "SINGLE_ROW_TRACKING": "n",
+        "CREATE_TABLE": "y",
+        "AGGREGATE_CACHE_MAXSIZE": "1000",
+    }
+
+
+class ServiceApplication(Application):
+    """Base of the four services' applications."""
+
+    def __init__(self, database_url: str, env: dict[str, Any] | None = None) -> None:
+        super().__init__({**eventsourcing_env(database_url), **(env or {})})
+        self._listeners: list[Callable[[int], None]] = []
+        self._listeners_lock = threading.Lock()
+
+    def construct_recorder(self) -> ProcessRecorder:
+        return self.factory.process_recorder()
+
+    @property
+    def process_recorder(self) -> ProcessRecorder:
+        assert isinstance(self.recorder, ProcessRecorder)
+        return self.recorder
+
+    def on_recorded(self, listener: Callable[[int], None]) -> None:
+        """Call listener(max notification id) after every write (wakes the relay)."""
+        with self._listeners_lock:
+            self._listeners.append(listener)
+
+    def record(self, *aggregates: ProtoAggregate | None,
+               tracking: Tracking | None = None) -> list[Recording]:
+        """Write the aggregates' new events, and the tracking position, in one transaction."""
+        processing = ProcessingEvent[UUID](tracking)
+        processing.collect_events(*aggregates)
+        try:
+            recordings = self._record(processing)
+        except IntegrityError as error:
+            raise Conflict("changed concurrently by another request; retry") from error
+        self._take_snapshots(processing)
+        if recordings:
+            last = max(r.notification.id for r in recordings)
+            with self._listeners_lock:
+                listeners = list(self._listeners)
+            for listener in listeners:
+                listener(last)
+        return recordings
+
+    def is_processed(self, tracking: Tracking) -> bool:
+        return self.process_recorder.has_tracking_id(tracking.application_name,
+                                                     tracking.notification_id)
+
+    def load(self, cls: type[A], aggregate_id: UUID, what: str, label: str) -> A:
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFound(what, label) from None
+        if not isinstance(aggregate, cls):
+            raise NotFound(what, label)
+        return aggregate
+
+    def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        return aggregate if isinstance(aggregate, cls) else None
+
+
+def retry_conflicts(attempt: Callable[[], T], attempts: int = 5) -> T:
+    """Run a read-decide-write step again when another writer got there first."""
+    for _ in range(attempts - 1):
+        try:
+            return attempt()
+        except Conflict:
+            continue
+    return attempt()

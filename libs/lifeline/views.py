@@ -1,0 +1,146 @@
+"""Read models for queries, kept with asyncpg and rebuildable from the events at any time.
+
+Each service has one table `<service>_view`: a row per thing a caller can list (incident,
+unit, sensor, warning) holding its current protobuf view and a few indexed columns. The
+projector follows the notification log; a mutating RPC waits for it before answering, so
+a caller always reads its own writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from uuid import UUID
+
+import asyncpg
+from eventsourcing.persistence import Notification
+from google.protobuf.message import Message
+
+from lifeline.errors import InvalidArgument
+from lifeline.events import ProtoAggregate
+from lifeline.follow import LogFollower
+from lifeline.store import ServiceApplication
+
+M = TypeVar("M", bound=Message)
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class ViewRow:
+    kind: str  # incident, unit, sensor, warning
+    key: str  # the id a caller uses
+    doc: Message
+    status: str = ""
+    category: str = ""
+    lat: float | None = None
+    lon: float | None = None
+
+
+RowsFor = Callable[[ProtoAggregate], Sequence[ViewRow]]
+
+
+async def create_pool(database_url: str) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=5)
+    assert pool is not None
+    return pool
+
+
+class Views:
+    def __init__(self, pool: asyncpg.Pool, service: str) -> None:
+        self.pool, self.table, self.positions = pool, f"{service}_view", f"{service}_view_position"
+
+    async def setup(self) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.execute(f"""
+                CREATE TABLE IF NOT EXISTS {self.table} (
+                    kind text NOT NULL, key text NOT NULL, status text NOT NULL,
+                    category text NOT NULL, lat float8, lon float8, doc bytea NOT NULL,
+                    PRIMARY KEY (kind, key));
+                CREATE INDEX IF NOT EXISTS {self.table}_by_status
+                    ON {self.table} (kind, status, category);
+                CREATE TABLE IF NOT EXISTS {self.positions} (
+                    name text PRIMARY KEY, position bigint NOT NULL);""")
+
+    async def position(self) -> int:
+        async with self.pool.acquire() as conn:
+            value = await conn.fetchval(
+                f"SELECT position FROM {self.positions} WHERE name = 'projector'")
+        return int(value or 0)
+
+    async def save(self, rows: Sequence[ViewRow], position: int) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                f"""INSERT INTO {self.table} (kind, key, status, category, lat, lon, doc)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7)
+                    ON CONFLICT (kind, key) DO UPDATE SET status = $3, category = $4,
+                    lat = $5, lon = $6, doc = $7""",
+                [(r.kind, r.key, r.status, r.category, r.lat, r.lon, r.doc.SerializeToString())
+                 for r in rows])
+            await conn.execute(
+                f"""INSERT INTO {self.positions} VALUES ('projector', $1)
+                    ON CONFLICT (name) DO UPDATE SET position = GREATEST(
+                    {self.positions}.position, $1)""", position)
+
+    async def get(self, kind: str, key: str, message_type: type[M]) -> M | None:
+        async with self.pool.acquire() as conn:
+            doc = await conn.fetchval(f"SELECT doc FROM {self.table} WHERE kind=$1 AND key=$2",
+                                      kind, key)
+        return None if doc is None else message_type.FromString(doc)
+
+    async def list(self, kind: str, message_type: type[M], *, page_size: int = 0,
+                   page_token: str = "", status: str = "", category: str = "",
+                   statuses: Sequence[str] = ()) -> tuple[list[M], str]:
+        """One page of views, oldest key first; filters are optional."""
+        if page_size < 0:
+            raise InvalidArgument("page.page_size", "must not be negative")
+        size = min(page_size or DEFAULT_PAGE, MAX_PAGE)
+        try:
+            offset = int(page_token or 0)
+        except ValueError:
+            raise InvalidArgument("page.page_token", "not a token this server gave") from None
+        wanted = list(statuses) or ([status] if status else [])
+        args: list[Any] = [kind, wanted, category, size + 1, offset]
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                f"""SELECT doc FROM {self.table} WHERE kind = $1
+                    AND (cardinality($2::text[]) = 0 OR status = ANY($2::text[]))
+                    AND ($3 = '' OR category = $3)
+                    ORDER BY key LIMIT $4 OFFSET $5""", *args)
+        items = [message_type.FromString(r["doc"]) for r in rows[:size]]
+        return items, (str(offset + size) if len(rows) > size else "")
+
+    async def located(self, kind: str, category: str, status: str) -> list[tuple[str, float,
+                                                                                    float]]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                f"""SELECT key, lat, lon FROM {self.table}
+                    WHERE kind = $1 AND category = $2 AND status = $3""", kind, category, status)
+        return [(r["key"], r["lat"], r["lon"]) for r in rows]
+
+
+class Projector(LogFollower):
+    """Keeps a service's view table up to date with its event store."""
+
+    def __init__(self, app: ServiceApplication, views: Views, rows_for: RowsFor,
+                 service: str) -> None:
+        super().__init__(app, f"{service} projector")
+        self.views, self.rows_for = views, rows_for
+
+    async def load_position(self) -> int:
+        return await self.views.position()
+
+    async def handle(self, notifications: Sequence[Notification]) -> None:
+        ids = list(dict.fromkeys(n.originator_id for n in notifications))
+        rows = await asyncio.to_thread(self._rows, ids)
+        await self.views.save(rows, notifications[-1].id)
+
+    def _rows(self, ids: list[Any]) -> list[ViewRow]:
+        rows: list[ViewRow] = []
+        for aggregate_id in ids:
+            aggregate = self.app.repository.get(UUID(str(aggregate_id)))
+            assert isinstance(aggregate, ProtoAggregate)
+            rows.extend(self.rows_for(aggregate))
+        return rows
