@@ -10,6 +10,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from eventsourcing.persistence import Recording
@@ -54,12 +55,16 @@ class Runtime:
 
     # ---- use-case helpers for servicers and consumers ----
 
-    async def write(self, step: Callable[[], list[Recording]]) -> None:
+    async def write(self, step: Callable[[], tuple[T, list[Recording]]]) -> T:
         """Run a read-decide-write step off the event loop (retrying on a concurrent
         change), then wait until the read model shows it, so callers read their writes."""
-        recordings = await asyncio.to_thread(retry_conflicts, step)
+        result, recordings = await asyncio.to_thread(retry_conflicts, step)
         if recordings:
             await self.projector.wait_for(max(r.notification.id for r in recordings))
+        return result
+
+    def now(self) -> datetime:
+        return self.clock.now()
 
     async def read(self, fn: Callable[[], T]) -> T:
         return await asyncio.to_thread(fn)

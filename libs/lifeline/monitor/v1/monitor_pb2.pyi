@@ -107,8 +107,7 @@ class Sensor(_message.Message):
     THRESHOLDS_FIELD_NUMBER: _builtins.int
     DIRECTION_FIELD_NUMBER: _builtins.int
     LEVEL_FIELD_NUMBER: _builtins.int
-    LAST_VALUE_FIELD_NUMBER: _builtins.int
-    LAST_READING_AT_FIELD_NUMBER: _builtins.int
+    LEVEL_READING_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Caller-chosen, stable id (for example "rain-gauge-017")."""
     kind: _builtins.str
@@ -122,13 +121,14 @@ class Sensor(_message.Message):
     unit_of_measure: _builtins.str
     direction: Global___Direction.ValueType
     level: _common_pb2.WarningLevel.ValueType
-    last_value: _builtins.float
     @_builtins.property
     def location(self) -> _common_pb2.GeoPoint: ...
     @_builtins.property
     def thresholds(self) -> Global___Thresholds: ...
     @_builtins.property
-    def last_reading_at(self) -> _timestamp_pb2.Timestamp: ...
+    def level_reading(self) -> Global___Reading:
+        """The reading that last changed its level (every reading is not an event)."""
+
     def __init__(
         self,
         *,
@@ -141,12 +141,11 @@ class Sensor(_message.Message):
         thresholds: Global___Thresholds | None = ...,
         direction: Global___Direction.ValueType = ...,
         level: _common_pb2.WarningLevel.ValueType = ...,
-        last_value: _builtins.float = ...,
-        last_reading_at: _timestamp_pb2.Timestamp | None = ...,
+        level_reading: Global___Reading | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["last_reading_at", b"last_reading_at", "location", b"location", "thresholds", b"thresholds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["level_reading", b"level_reading", "location", b"location", "thresholds", b"thresholds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["direction", b"direction", "grid_cell", b"grid_cell", "hazard", b"hazard", "id", b"id", "kind", b"kind", "last_reading_at", b"last_reading_at", "last_value", b"last_value", "level", b"level", "location", b"location", "thresholds", b"thresholds", "unit_of_measure", b"unit_of_measure"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["direction", b"direction", "grid_cell", b"grid_cell", "hazard", b"hazard", "id", b"id", "kind", b"kind", "level", b"level", "level_reading", b"level_reading", "location", b"location", "thresholds", b"thresholds", "unit_of_measure", b"unit_of_measure"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -186,6 +185,7 @@ class Warning(_message.Message):
     RAISED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     ACKNOWLEDGED_BY_FIELD_NUMBER: _builtins.int
+    CLEARED_AT_FIELD_NUMBER: _builtins.int
     EVIDENCE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     hazard: _builtins.str
@@ -204,6 +204,8 @@ class Warning(_message.Message):
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
+    def cleared_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
     def evidence(self) -> Global___Reading:
         """The reading that last moved the warning: evidence for the people it reaches."""
 
@@ -220,11 +222,12 @@ class Warning(_message.Message):
         raised_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         acknowledged_by: _builtins.str = ...,
+        cleared_at: _timestamp_pb2.Timestamp | None = ...,
         evidence: Global___Reading | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "location", b"location", "raised_at", b"raised_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cleared_at", b"cleared_at", "evidence", b"evidence", "location", b"location", "raised_at", b"raised_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_by", b"acknowledged_by", "evidence", b"evidence", "grid_cell", b"grid_cell", "hazard", b"hazard", "id", b"id", "level", b"level", "location", b"location", "raised_at", b"raised_at", "sensor_levels", b"sensor_levels", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_by", b"acknowledged_by", "cleared_at", b"cleared_at", "evidence", b"evidence", "grid_cell", b"grid_cell", "hazard", b"hazard", "id", b"id", "level", b"level", "location", b"location", "raised_at", b"raised_at", "sensor_levels", b"sensor_levels", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -344,6 +347,26 @@ Global___SensorEvent: _TypeAlias = SensorEvent  # noqa: Y015
 class WarningRaised(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class SensorLevelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _common_pb2.WarningLevel.ValueType
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _common_pb2.WarningLevel.ValueType = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     META_FIELD_NUMBER: _builtins.int
     WARNING_ID_FIELD_NUMBER: _builtins.int
     HAZARD_FIELD_NUMBER: _builtins.int
@@ -351,6 +374,7 @@ class WarningRaised(_message.Message):
     LOCATION_FIELD_NUMBER: _builtins.int
     LEVEL_FIELD_NUMBER: _builtins.int
     EVIDENCE_FIELD_NUMBER: _builtins.int
+    SENSOR_LEVELS_FIELD_NUMBER: _builtins.int
     warning_id: _builtins.str
     hazard: _builtins.str
     grid_cell: _builtins.str
@@ -361,6 +385,10 @@ class WarningRaised(_message.Message):
     def location(self) -> _common_pb2.GeoPoint: ...
     @_builtins.property
     def evidence(self) -> Global___Reading: ...
+    @_builtins.property
+    def sensor_levels(self) -> _containers.ScalarMap[_builtins.str, _common_pb2.WarningLevel.ValueType]:
+        """Every sensor past a threshold, with its level."""
+
     def __init__(
         self,
         *,
@@ -371,29 +399,55 @@ class WarningRaised(_message.Message):
         location: _common_pb2.GeoPoint | None = ...,
         level: _common_pb2.WarningLevel.ValueType = ...,
         evidence: Global___Reading | None = ...,
+        sensor_levels: _abc.Mapping[_builtins.str, _common_pb2.WarningLevel.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "location", b"location", "meta", b"meta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "grid_cell", b"grid_cell", "hazard", b"hazard", "level", b"level", "location", b"location", "meta", b"meta", "warning_id", b"warning_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "grid_cell", b"grid_cell", "hazard", b"hazard", "level", b"level", "location", b"location", "meta", b"meta", "sensor_levels", b"sensor_levels", "warning_id", b"warning_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WarningRaised: _TypeAlias = WarningRaised  # noqa: Y015
 
 @_typing.final
-class WarningLevelChanged(_message.Message):
+class WarningUpdated(_message.Message):
+    """The warning's colour or the set of sensors behind it changed."""
+
     DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class SensorLevelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _common_pb2.WarningLevel.ValueType
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _common_pb2.WarningLevel.ValueType = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
 
     META_FIELD_NUMBER: _builtins.int
     WARNING_ID_FIELD_NUMBER: _builtins.int
     LEVEL_FIELD_NUMBER: _builtins.int
     EVIDENCE_FIELD_NUMBER: _builtins.int
+    SENSOR_LEVELS_FIELD_NUMBER: _builtins.int
     warning_id: _builtins.str
     level: _common_pb2.WarningLevel.ValueType
     @_builtins.property
     def meta(self) -> _common_pb2.EventMeta: ...
     @_builtins.property
     def evidence(self) -> Global___Reading: ...
+    @_builtins.property
+    def sensor_levels(self) -> _containers.ScalarMap[_builtins.str, _common_pb2.WarningLevel.ValueType]: ...
     def __init__(
         self,
         *,
@@ -401,14 +455,15 @@ class WarningLevelChanged(_message.Message):
         warning_id: _builtins.str = ...,
         level: _common_pb2.WarningLevel.ValueType = ...,
         evidence: Global___Reading | None = ...,
+        sensor_levels: _abc.Mapping[_builtins.str, _common_pb2.WarningLevel.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "meta", b"meta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "level", b"level", "meta", b"meta", "warning_id", b"warning_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "level", b"level", "meta", b"meta", "sensor_levels", b"sensor_levels", "warning_id", b"warning_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___WarningLevelChanged: _TypeAlias = WarningLevelChanged  # noqa: Y015
+Global___WarningUpdated: _TypeAlias = WarningUpdated  # noqa: Y015
 
 @_typing.final
 class WarningAcknowledged(_message.Message):
@@ -463,13 +518,13 @@ class WarningEvent(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RAISED_FIELD_NUMBER: _builtins.int
-    LEVEL_CHANGED_FIELD_NUMBER: _builtins.int
+    UPDATED_FIELD_NUMBER: _builtins.int
     ACKNOWLEDGED_FIELD_NUMBER: _builtins.int
     CLEARED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def raised(self) -> Global___WarningRaised: ...
     @_builtins.property
-    def level_changed(self) -> Global___WarningLevelChanged: ...
+    def updated(self) -> Global___WarningUpdated: ...
     @_builtins.property
     def acknowledged(self) -> Global___WarningAcknowledged: ...
     @_builtins.property
@@ -478,15 +533,15 @@ class WarningEvent(_message.Message):
         self,
         *,
         raised: Global___WarningRaised | None = ...,
-        level_changed: Global___WarningLevelChanged | None = ...,
+        updated: Global___WarningUpdated | None = ...,
         acknowledged: Global___WarningAcknowledged | None = ...,
         cleared: Global___WarningCleared | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "cleared", b"cleared", "event", b"event", "level_changed", b"level_changed", "raised", b"raised"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "cleared", b"cleared", "event", b"event", "raised", b"raised", "updated", b"updated"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "cleared", b"cleared", "event", b"event", "level_changed", b"level_changed", "raised", b"raised"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "cleared", b"cleared", "event", b"event", "raised", b"raised", "updated", b"updated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["raised", "level_changed", "acknowledged", "cleared"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["raised", "updated", "acknowledged", "cleared"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -600,10 +655,8 @@ class ListSensorsRequest(_message.Message):
 
     PAGE_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
-    GRID_CELL_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
-    """Optional filters."""
-    grid_cell: _builtins.str
+    """Optional filter."""
     @_builtins.property
     def page(self) -> _common_pb2.PageRequest: ...
     def __init__(
@@ -611,11 +664,10 @@ class ListSensorsRequest(_message.Message):
         *,
         page: _common_pb2.PageRequest | None = ...,
         kind: _builtins.str = ...,
-        grid_cell: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["grid_cell", b"grid_cell", "kind", b"kind", "page", b"page"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "page", b"page"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -754,10 +806,10 @@ class ListWarningsRequest(_message.Message):
 
     PAGE_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
-    MIN_LEVEL_FIELD_NUMBER: _builtins.int
+    HAZARD_FIELD_NUMBER: _builtins.int
     status: Global___WarningStatus.ValueType
     """Optional filters."""
-    min_level: _common_pb2.WarningLevel.ValueType
+    hazard: _builtins.str
     @_builtins.property
     def page(self) -> _common_pb2.PageRequest: ...
     def __init__(
@@ -765,11 +817,11 @@ class ListWarningsRequest(_message.Message):
         *,
         page: _common_pb2.PageRequest | None = ...,
         status: Global___WarningStatus.ValueType = ...,
-        min_level: _common_pb2.WarningLevel.ValueType = ...,
+        hazard: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_level", b"min_level", "page", b"page", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hazard", b"hazard", "page", b"page", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,40 @@
+"""Helpers the four servicers share: who is acting, when, and required fields."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf.message import Message
+
+from lifeline.clock import Clock
+from lifeline.errors import InvalidArgument
+from lifeline.events import Cause, from_timestamp
+
+ACTOR_METADATA = "lifeline-actor"
+
+
+def actor_of(context: grpc.aio.ServicerContext, given: str = "", fallback: str = "operator"
+             ) -> str:
+    """The acting person or system: the request's field, else call metadata, else fallback."""
+    if given:
+        return given
+    for key, value in context.invocation_metadata() or ():
+        if key == ACTOR_METADATA and isinstance(value, str) and value:
+            return value
+    return fallback
+
+
+def cause_of(context: grpc.aio.ServicerContext, clock: Clock, *, actor: str = "",
+             occurred_at: Message | None = None, reason: str = "") -> Cause:
+    """A Cause from a request: field time when given, else the clock's now."""
+    now = clock.now()
+    when = now
+    if occurred_at is not None and occurred_at.ByteSize():
+        when = from_timestamp(occurred_at)  # type: ignore[arg-type]
+    return Cause(actor=actor_of(context, actor), occurred_at=when, reason=reason)
+
+
+def required(request: Message, *fields: str) -> None:
+    for field in fields:
+        value = getattr(request, field)
+        if isinstance(value, str) and not value.strip():
+            raise InvalidArgument(field, "is required")

@@ -1,0 +1,3 @@
+from lifeline_monitor.cli import main
+
+main()

@@ -1,0 +1,182 @@
+"""Monitor's domain: sensors with graded thresholds, and the watch each grid cell keeps on
+each hazard. Several sensors in one cell on one hazard are one situation: one warning."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from datetime import datetime
+from typing import Any, cast
+from uuid import UUID
+
+from google.protobuf.message import Message
+from lifeline.common.v1 import common_pb2
+from lifeline.errors import InvalidArgument, RuleViolation
+from lifeline.events import Cause, ProtoAggregate, event_of, meta_of, stable_id
+from lifeline.monitor.v1 import monitor_pb2 as pb
+
+L = common_pb2.WarningLevel
+COLOURS = (L.WARNING_LEVEL_BLUE, L.WARNING_LEVEL_YELLOW, L.WARNING_LEVEL_ORANGE,
+           L.WARNING_LEVEL_RED)
+
+
+def level_name(level: int) -> str:
+    return common_pb2.WarningLevel.Name(cast(Any, level)).removeprefix("WARNING_LEVEL_")
+
+
+def grid_cell_of(location: common_pb2.GeoPoint) -> str:
+    """The 0.01° grid cell (about 1 km) a point falls in."""
+    return f"{math.floor(location.lat * 100)}_{math.floor(location.lon * 100)}"
+
+
+def check_location(field: str, location: common_pb2.GeoPoint) -> None:
+    if not (-90 <= location.lat <= 90) or not (-180 <= location.lon <= 180):
+        raise InvalidArgument(field, "latitude must be within -90..90 and longitude -180..180")
+
+
+def sensor_id_of(sensor_id: str) -> UUID:
+    return stable_id("sensor", sensor_id)
+
+
+def watch_id_of(grid_cell: str, hazard: str) -> UUID:
+    return stable_id("watch", grid_cell, hazard)
+
+
+def validate_sensor(req: pb.RegisterSensorRequest) -> None:
+    for field in ("id", "kind", "hazard", "unit_of_measure"):
+        if not getattr(req, field).strip():
+            raise InvalidArgument(field, "is required")
+    if not req.HasField("location"):
+        raise InvalidArgument("location", "is required")
+    check_location("location", req.location)
+    if req.direction == pb.DIRECTION_UNSPECIFIED:
+        raise InvalidArgument("direction", "say HIGHER_IS_WORSE or LOWER_IS_WORSE")
+    t = req.thresholds
+    values = [t.blue, t.yellow, t.orange, t.red]
+    if not all(math.isfinite(v) for v in values):
+        raise InvalidArgument("thresholds", "every threshold must be a finite number")
+    ordered = values if req.direction == pb.DIRECTION_HIGHER_IS_WORSE else values[::-1]
+    if any(a >= b for a, b in itertools.pairwise(ordered)):
+        worse = "rise" if req.direction == pb.DIRECTION_HIGHER_IS_WORSE else "fall"
+        raise InvalidArgument("thresholds", f"must {worse} strictly from blue to red")
+
+
+class Sensor(ProtoAggregate):
+    EVENT_TYPE = pb.SensorEvent
+
+    def when(self, wrapper: Message) -> None:
+        field, event = event_of(wrapper)
+        if field == "registered":
+            self.view = pb.Sensor()
+            self.view.CopyFrom(event.sensor)
+        elif field == "level_changed":
+            self.view.level = event.level
+            self.view.level_reading.CopyFrom(event.reading)
+
+    @classmethod
+    def register(cls, req: pb.RegisterSensorRequest, cause: Cause, now: datetime) -> Sensor:
+        validate_sensor(req)
+        sensor = pb.Sensor(id=req.id, kind=req.kind, hazard=req.hazard, location=req.location,
+                           grid_cell=req.grid_cell or grid_cell_of(req.location),
+                           unit_of_measure=req.unit_of_measure, thresholds=req.thresholds,
+                           direction=req.direction, level=L.WARNING_LEVEL_NONE)
+        return cls.start(sensor_id_of(req.id), "registered", pb.SensorRegistered(sensor=sensor),
+                         cause, now)
+
+    def level_for(self, value: float) -> int:
+        t, level = self.view.thresholds, L.WARNING_LEVEL_NONE
+        higher = self.view.direction == pb.DIRECTION_HIGHER_IS_WORSE
+        for colour, limit in zip(COLOURS, (t.blue, t.yellow, t.orange, t.red), strict=True):
+            if (value >= limit) if higher else (value <= limit):
+                level = colour
+        return level
+
+    def observe(self, reading: pb.Reading, cause: Cause, now: datetime) -> bool:
+        """Take a reading; True when it moved the sensor to another colour."""
+        level = self.level_for(reading.value)
+        if level == self.view.level:
+            return False
+        self.record("level_changed", pb.SensorLevelChanged(sensor_id=self.view.id, level=level,  # type: ignore[arg-type]
+                                                           reading=reading), cause, now)
+        return True
+
+
+class HazardWatch(ProtoAggregate):
+    """One grid cell's watch on one hazard: raises, updates and clears its warnings."""
+
+    EVENT_TYPE = pb.WarningEvent
+
+    def when(self, wrapper: Message) -> None:
+        field, event = event_of(wrapper)
+        at = meta_of(wrapper).occurred_at
+        if field == "raised":
+            self.episodes = getattr(self, "episodes", 0) + 1
+            self.warning = pb.Warning(
+                id=event.warning_id, hazard=event.hazard, grid_cell=event.grid_cell,
+                location=event.location, level=event.level, status=pb.WARNING_STATUS_ACTIVE,
+                sensor_levels=event.sensor_levels, raised_at=at, updated_at=at,
+                evidence=event.evidence)
+            return
+        w = self.warning
+        w.updated_at.CopyFrom(at)
+        if field == "updated":
+            w.level = event.level
+            w.sensor_levels.clear()
+            w.sensor_levels.update(event.sensor_levels)
+            w.evidence.CopyFrom(event.evidence)
+        elif field == "acknowledged":
+            w.status = pb.WARNING_STATUS_ACKNOWLEDGED
+            w.acknowledged_by = meta_of(wrapper).actor
+        elif field == "cleared":
+            w.status = pb.WARNING_STATUS_CLEARED
+            w.level = L.WARNING_LEVEL_NONE
+            w.sensor_levels.clear()
+            w.cleared_at.CopyFrom(at)
+
+    @property
+    def active(self) -> pb.Warning | None:
+        warning = getattr(self, "warning", None)
+        return warning if warning and warning.status != pb.WARNING_STATUS_CLEARED else None
+
+    @classmethod
+    def open(cls, sensor: pb.Sensor, level: int, reading: pb.Reading, cause: Cause,
+             now: datetime) -> HazardWatch:
+        watch_id = watch_id_of(sensor.grid_cell, sensor.hazard)
+        return cls.start(watch_id, "raised", cls._raised(sensor, 1, level, reading), cause, now)
+
+    @staticmethod
+    def _raised(sensor: pb.Sensor, episode: int, level: int,
+                reading: pb.Reading) -> pb.WarningRaised:
+        return pb.WarningRaised(
+            warning_id=f"{sensor.grid_cell}/{sensor.hazard}/{episode}", hazard=sensor.hazard,
+            grid_cell=sensor.grid_cell, location=sensor.location, level=level,  # type: ignore[arg-type]
+            evidence=reading, sensor_levels={sensor.id: level})  # type: ignore[dict-item]
+
+    def sensor_moved(self, sensor: pb.Sensor, level: int, reading: pb.Reading, cause: Cause,
+                     now: datetime) -> None:
+        """A sensor in this cell changed colour: raise, update or clear the warning."""
+        active = self.active
+        if active is None:
+            if level != L.WARNING_LEVEL_NONE:
+                self.record("raised", self._raised(sensor, self.episodes + 1, level, reading),
+                            cause, now)
+            return
+        levels = dict(active.sensor_levels)
+        if level == L.WARNING_LEVEL_NONE:
+            levels.pop(sensor.id, None)
+        else:
+            levels[sensor.id] = level
+        if not levels:
+            self.record("cleared", pb.WarningCleared(warning_id=active.id), cause, now)
+            return
+        self.record("updated", pb.WarningUpdated(warning_id=active.id, level=max(levels.values()),
+                                                 evidence=reading, sensor_levels=levels),
+                    cause, now)
+
+    def acknowledge(self, warning_id: str, cause: Cause, now: datetime) -> None:
+        active = self.active
+        if active is None or active.id != warning_id:
+            raise RuleViolation("acknowledge-active-warning",
+                                f"warning {warning_id} is no longer active (it was cleared)")
+        if active.status != pb.WARNING_STATUS_ACKNOWLEDGED:
+            self.record("acknowledged", pb.WarningAcknowledged(warning_id=warning_id), cause, now)

@@ -1,0 +1,85 @@
+"""Monitor's gRPC face."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from lifeline.edge import actor_of, cause_of, required
+from lifeline.errors import NotFound
+from lifeline.monitor.v1 import monitor_pb2 as pb
+from lifeline.monitor.v1 import monitor_pb2_grpc
+from lifeline.runtime import Runtime
+
+from lifeline_monitor.application import MAX_READINGS_PER_CALL, MonitorApp
+
+Ctx = grpc.aio.ServicerContext
+
+
+class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
+    def __init__(self, runtime: Runtime, app: MonitorApp) -> None:
+        self.rt, self.app = runtime, app
+
+    async def RegisterSensor(self, request: pb.RegisterSensorRequest, context: Ctx
+                             ) -> pb.RegisterSensorResponse:
+        cause = cause_of(context, self.rt.clock)
+        sensor = await self.rt.write(
+            lambda: self.app.register_sensor(request, cause, self.rt.now()))
+        return pb.RegisterSensorResponse(sensor=sensor)
+
+    async def GetSensor(self, request: pb.GetSensorRequest, context: Ctx) -> pb.GetSensorResponse:
+        required(request, "id")
+        sensor = await self.rt.views.get("sensor", request.id, pb.Sensor)
+        if sensor is None:
+            raise NotFound("sensor", request.id)
+        return pb.GetSensorResponse(sensor=sensor)
+
+    async def ListSensors(self, request: pb.ListSensorsRequest, context: Ctx
+                          ) -> pb.ListSensorsResponse:
+        sensors, token = await self.rt.views.list(
+            "sensor", pb.Sensor, page_size=request.page.page_size,
+            page_token=request.page.page_token, category=request.kind)
+        return pb.ListSensorsResponse(sensors=sensors, next_page_token=token)
+
+    async def IngestReadings(self, request_iterator: AsyncIterator[pb.IngestReadingsRequest],
+                             context: Ctx) -> pb.IngestReadingsResponse:
+        readings: list[pb.Reading] = []
+        async for item in request_iterator:
+            readings.append(item.reading)
+            if len(readings) > MAX_READINGS_PER_CALL:
+                break  # ingest() refuses the call with a clear message
+        return await self._ingest(readings, context)
+
+    async def IngestReadingBatch(self, request: pb.IngestReadingBatchRequest, context: Ctx
+                                 ) -> pb.IngestReadingsResponse:
+        return await self._ingest(list(request.readings), context)
+
+    async def _ingest(self, readings: list[pb.Reading], context: Ctx
+                      ) -> pb.IngestReadingsResponse:
+        actor = actor_of(context, fallback="sensor-gateway")
+        warnings = await self.rt.write(lambda: self.app.ingest(readings, actor, self.rt.now()))
+        return pb.IngestReadingsResponse(accepted=len(readings), warnings=warnings)
+
+    async def GetWarning(self, request: pb.GetWarningRequest, context: Ctx
+                         ) -> pb.GetWarningResponse:
+        required(request, "id")
+        warning = await self.rt.views.get("warning", request.id, pb.Warning)
+        if warning is None:
+            raise NotFound("warning", request.id)
+        return pb.GetWarningResponse(warning=warning)
+
+    async def ListWarnings(self, request: pb.ListWarningsRequest, context: Ctx
+                           ) -> pb.ListWarningsResponse:
+        status = pb.WarningStatus.Name(request.status) if request.status else ""
+        warnings, token = await self.rt.views.list(
+            "warning", pb.Warning, page_size=request.page.page_size,
+            page_token=request.page.page_token, status=status, category=request.hazard)
+        return pb.ListWarningsResponse(warnings=warnings, next_page_token=token)
+
+    async def AcknowledgeWarning(self, request: pb.AcknowledgeWarningRequest, context: Ctx
+                                 ) -> pb.AcknowledgeWarningResponse:
+        required(request, "id")
+        cause = cause_of(context, self.rt.clock, actor=request.actor)
+        warning = await self.rt.write(
+            lambda: self.app.acknowledge(request.id, cause, self.rt.now()))
+        return pb.AcknowledgeWarningResponse(warning=warning)
