@@ -8,6 +8,7 @@ its commands check the lifecycle rules and record events, which the same fold ap
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from uuid import UUID
 
@@ -137,6 +138,12 @@ class Incident(ProtoAggregate):
     def view(self) -> pb.Incident:
         return self.state.view
 
+    def record(self, field: str, event: Message, cause: Cause, now: datetime) -> None:
+        # Every step of an incident belongs to the chain its warning (or report) started.
+        if not cause.correlation_id:
+            cause = replace(cause, correlation_id=self.view.warning_id or str(self.id))
+        super().record(field, event, cause, now)
+
     # ---- opening ----
 
     @classmethod
@@ -205,6 +212,14 @@ class Incident(ProtoAggregate):
             return False
         self.record("unit_status_reported", pb.UnitStatusReported(unit_id=unit_id, status=status),  # type: ignore[arg-type]
                     cause, now)
+        return True
+
+    def release_unit(self, unit_id: str, cause: Cause, now: datetime) -> bool:
+        """Resources freed a unit (it reported available): the incident lets it go."""
+        unit = self.state.unit(unit_id)
+        if self.view.state not in OPEN or unit is None or unit.released:
+            return False
+        self.record("unit_released", pb.UnitReleased(unit_id=unit_id), cause, now)
         return True
 
     def contain(self, cause: Cause, now: datetime) -> None:

@@ -1,0 +1,3 @@
+from lifeline_dispatch.cli import main
+
+main()

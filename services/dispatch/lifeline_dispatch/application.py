@@ -1,0 +1,124 @@
+"""Dispatch's use cases: incidents from warnings and reports through to closure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from uuid import UUID, uuid4
+
+from eventsourcing.persistence import Recording, Tracking
+from lifeline.common.v1 import common_pb2
+from lifeline.dispatch.v1 import dispatch_pb2
+from lifeline.errors import InvalidArgument
+from lifeline.events import Cause, ProtoAggregate
+from lifeline.incident.model import Incident, incident_id_for_warning, state_name
+from lifeline.incident.v1 import incident_pb2 as pb
+from lifeline.monitor.v1 import monitor_pb2
+from lifeline.resources.v1 import resources_pb2
+from lifeline.store import ServiceApplication
+from lifeline.views import ViewRow
+
+from lifeline_dispatch.domain import requirements_for
+
+Result = tuple[pb.Incident, list[Recording]]
+STEPS: dict[str, Callable[[Incident, Cause, datetime], None]] = {
+    "dismiss": Incident.dismiss,
+    "contain": Incident.contain,
+    "start_recovery": Incident.start_recovery,
+    "complete_recovery": Incident.complete_recovery,
+    "close": Incident.close,
+}
+
+
+def parse_incident_id(text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise InvalidArgument("incident_id", f"{text!r} is not an incident id (a UUID)") from None
+
+
+class DispatchApp(ServiceApplication):
+    name = "dispatch"
+
+    def incident(self, incident_id: str) -> Incident:
+        return self.load(Incident, parse_incident_id(incident_id), "incident", incident_id)
+
+    # ---- commands from people and systems (gRPC) ----
+
+    def report(self, req: dispatch_pb2.ReportIncidentRequest, cause: Cause, now: datetime
+               ) -> Result:
+        if not req.hazard.strip():
+            raise InvalidArgument("hazard", "is required")
+        if not req.HasField("location"):
+            raise InvalidArgument("location", "is required")
+        incident = Incident.report(uuid4(), req.hazard, req.location, req.description,
+                                   req.reporter or cause.actor, "", cause, now)
+        return incident.view, self.record(incident)
+
+    def declare(self, req: dispatch_pb2.DeclareIncidentRequest, cause: Cause, now: datetime
+                ) -> Result:
+        if req.category == pb.CATEGORY_UNSPECIFIED:
+            raise InvalidArgument("category", "one of natural_disaster, accident_disaster, "
+                                              "public_health, social_safety")
+        if req.grade == pb.GRADE_UNSPECIFIED:
+            raise InvalidArgument("grade", "one of I, II, III, IV")
+        requirements = requirements_for(req.hazard_type, req.grade)
+        incident = self.incident(req.incident_id)
+        incident.declare(req.category, req.hazard_type, req.grade, requirements, cause, now)
+        return incident.view, self.record(incident)
+
+    def step(self, incident_id: str, step: str, cause: Cause, now: datetime) -> Result:
+        incident = self.incident(incident_id)
+        STEPS[step](incident, cause, now)
+        return incident.view, self.record(incident)
+
+    # ---- reactions to other services' events (NATS) ----
+
+    def open_for_warning(self, event: monitor_pb2.WarningRaised, cause: Cause, now: datetime,
+                         tracking: Tracking) -> list[Recording]:
+        # The id is derived from the warning, so however often it is delivered: one incident.
+        if self.find(Incident, incident_id_for_warning(event.warning_id)) is not None:
+            return self.record(tracking=tracking)
+        incident = Incident.open_for_warning(event.warning_id, event.hazard, event.level,
+                                             event.location, event.grid_cell, cause, now)
+        return self.record(incident, tracking=tracking)
+
+    def warning_moved(self, warning_id: str, level: int, cause: Cause, now: datetime,
+                      tracking: Tracking) -> list[Recording]:
+        incident = self.find(Incident, incident_id_for_warning(warning_id))
+        if incident is not None:
+            if level == common_pb2.WARNING_LEVEL_NONE:
+                incident.clear_warning(cause, now)
+            else:
+                incident.change_warning_level(level, cause, now)
+        return self.record(incident, tracking=tracking)
+
+    def request_answered(self, answer: resources_pb2.RequestAnswered, cause: Cause,
+                         now: datetime, tracking: Tracking) -> list[Recording]:
+        incident = self.find(Incident, parse_incident_id(answer.incident_id))
+        if incident is not None:
+            for a in answer.assignments:
+                incident.assign_unit(answer.request_id, a.unit_id, a.unit_kind, a.distance_km,
+                                     cause, now)
+            for s in answer.shortfalls:
+                incident.record_shortfall(answer.request_id, s.unit_kind, s.missing, cause, now)
+        return self.record(incident, tracking=tracking)
+
+    def unit_reported(self, incident_id: str, unit_id: str, status: int, cause: Cause,
+                      now: datetime, tracking: Tracking) -> list[Recording]:
+        incident = self.find(Incident, parse_incident_id(incident_id)) if incident_id else None
+        if incident is not None:
+            if status == common_pb2.UNIT_STATUS_AVAILABLE:
+                incident.release_unit(unit_id, cause, now)
+            else:
+                incident.report_unit_status(unit_id, status, cause, now)
+        return self.record(incident, tracking=tracking)
+
+
+def rows_for(aggregate: ProtoAggregate) -> list[ViewRow]:
+    if isinstance(aggregate, Incident):
+        v = aggregate.view
+        return [ViewRow("incident", v.id, v, status=state_name(v.state),
+                        category=v.hazard_type or v.hazard, lat=v.location.lat,
+                        lon=v.location.lon)]
+    return []

@@ -1,0 +1,60 @@
+"""What dispatch does with monitor's warnings and resources' answers."""
+
+from __future__ import annotations
+
+from eventsourcing.persistence import Recording, Tracking
+from google.protobuf.message import Message
+from lifeline.common.v1 import common_pb2
+from lifeline.events import Cause, event_of, from_timestamp
+from lifeline.monitor.v1 import monitor_pb2
+from lifeline.resources.v1 import resources_pb2
+from lifeline.runtime import Runtime
+
+from lifeline_dispatch.application import DispatchApp
+
+MONITOR_SUBJECTS = ("lifeline.monitor.warning.raised", "lifeline.monitor.warning.updated",
+                    "lifeline.monitor.warning.cleared")
+RESOURCES_SUBJECTS = ("lifeline.resources.request.answered",
+                      "lifeline.resources.unit.status_changed",
+                      "lifeline.resources.unit.released")
+
+
+def cause_from(meta: common_pb2.EventMeta, correlation_id: str = "") -> Cause:
+    """Dispatch records the upstream event at its field time, linked back to it."""
+    return Cause(actor=meta.actor or "dispatch", occurred_at=from_timestamp(meta.occurred_at),
+                 correlation_id=correlation_id,
+                 causation_id=f"{meta.aggregate_id}/{meta.sequence}")
+
+
+def subscribe(rt: Runtime, app: DispatchApp) -> None:
+    async def on_warning(subject: str, wrapper: Message, tracking: Tracking) -> None:
+        field, event = event_of(wrapper)
+        cause = cause_from(event.meta, correlation_id=event.warning_id)
+
+        def step() -> tuple[None, list[Recording]]:
+            now = rt.now()
+            if field == "raised":
+                return None, app.open_for_warning(event, cause, now, tracking)
+            level = common_pb2.WARNING_LEVEL_NONE if field == "cleared" else event.level
+            return None, app.warning_moved(event.warning_id, level, cause, now, tracking)
+
+        await rt.write(step)
+
+    async def on_resources(subject: str, wrapper: Message, tracking: Tracking) -> None:
+        field, event = event_of(wrapper)
+        cause = cause_from(event.meta)
+
+        def step() -> tuple[None, list[Recording]]:
+            now = rt.now()
+            if field == "answered":
+                return None, app.request_answered(event, cause, now, tracking)
+            status = (common_pb2.UNIT_STATUS_AVAILABLE if field == "released"
+                      else event.status)
+            return None, app.unit_reported(event.incident_id, event.unit_id, status, cause, now,
+                                           tracking)
+
+        await rt.write(step)
+
+    rt.consume("monitor", MONITOR_SUBJECTS, [monitor_pb2.WarningEvent], on_warning)
+    rt.consume("resources", RESOURCES_SUBJECTS,
+               [resources_pb2.RequestEvent, resources_pb2.UnitEvent], on_resources)

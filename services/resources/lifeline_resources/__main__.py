@@ -1,0 +1,3 @@
+from lifeline_resources.cli import main
+
+main()

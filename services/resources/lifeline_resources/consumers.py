@@ -1,0 +1,45 @@
+"""What resources does with dispatch's events: answer requests, release units."""
+
+from __future__ import annotations
+
+from eventsourcing.persistence import Tracking
+from google.protobuf.message import Message
+from lifeline.common.v1 import common_pb2
+from lifeline.events import Cause, event_of, from_timestamp
+from lifeline.incident.v1 import incident_pb2
+from lifeline.runtime import Runtime
+
+from lifeline_resources.application import Candidates, ResourcesApp
+from lifeline_resources.domain import distance_km
+
+SUBJECTS = ("lifeline.dispatch.incident.resources_requested",
+            "lifeline.dispatch.incident.unit_released")
+
+
+def cause_from(meta: common_pb2.EventMeta) -> Cause:
+    """Resources acts at the field time of what dispatch recorded, on its behalf."""
+    return Cause(actor="resources", occurred_at=from_timestamp(meta.occurred_at),
+                 correlation_id=meta.correlation_id or meta.aggregate_id,
+                 causation_id=f"{meta.aggregate_id}/{meta.sequence}")
+
+
+def subscribe(rt: Runtime, app: ResourcesApp) -> None:
+    async def handle(subject: str, wrapper: Message, tracking: Tracking) -> None:
+        field, event = event_of(wrapper)
+        cause = cause_from(event.meta)
+        if field == "resources_requested":
+            candidates: Candidates = {}
+            for need in event.requirements:
+                located = await rt.views.located("unit", need.unit_kind, "AVAILABLE")
+                candidates[need.unit_kind] = sorted(
+                    ((key, distance_km(event.location, lat, lon)) for key, lat, lon in located),
+                    key=lambda pair: (pair[1], pair[0]))
+            await rt.write(lambda: app.answer_request(event, candidates, cause, rt.now(),
+                                                      tracking))
+        elif field == "unit_released":
+            await rt.write(lambda: app.release([event.unit_id], event.meta.aggregate_id, cause,
+                                               rt.now(), tracking))
+        else:
+            await rt.write(lambda: (None, app.record(tracking=tracking)))
+
+    rt.consume("dispatch", SUBJECTS, [incident_pb2.IncidentEvent], handle)

@@ -1,0 +1,135 @@
+"""Resources' domain: units and the requests dispatch sends for them.
+
+A unit serves at most one incident at a time; the Unit aggregate enforces it, so even a
+stale read model can never make resources give one unit to two incidents."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any, cast
+from uuid import UUID
+
+from google.protobuf.message import Message
+from lifeline.common.v1 import common_pb2
+from lifeline.errors import InvalidArgument, RuleViolation
+from lifeline.events import Cause, ProtoAggregate, event_of, meta_of, stable_id
+from lifeline.resources.v1 import resources_pb2 as pb
+
+U = common_pb2.UnitStatus
+DEPLOYED = (U.UNIT_STATUS_ASSIGNED, U.UNIT_STATUS_EN_ROUTE, U.UNIT_STATUS_ON_SCENE)
+EARTH_RADIUS_KM = 6371.0088
+
+
+def status_name(status: int) -> str:
+    return common_pb2.UnitStatus.Name(cast(Any, status)).removeprefix("UNIT_STATUS_")
+
+
+def distance_km(a: common_pb2.GeoPoint, b_lat: float, b_lon: float) -> float:
+    """Great-circle (haversine) distance."""
+    p1, p2 = math.radians(a.lat), math.radians(b_lat)
+    dp, dl = p2 - p1, math.radians(b_lon - a.lon)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(h))
+
+
+def unit_id_of(unit_id: str) -> UUID:
+    return stable_id("unit", unit_id)
+
+
+def request_id_of(request_id: str) -> UUID:
+    return stable_id("request", request_id)
+
+
+class Unit(ProtoAggregate):
+    EVENT_TYPE = pb.UnitEvent
+
+    def when(self, wrapper: Message) -> None:
+        field, event = event_of(wrapper)
+        at = meta_of(wrapper).occurred_at
+        if field == "registered":
+            self.view = pb.Unit()
+            self.view.CopyFrom(event.unit)
+        elif field == "assigned":
+            self.view.status = U.UNIT_STATUS_ASSIGNED
+            self.view.incident_id = event.incident_id
+        elif field == "status_changed":
+            self.view.status = event.status
+        elif field == "released":
+            self.view.status = U.UNIT_STATUS_AVAILABLE
+            self.view.incident_id = ""
+        self.view.status_since.CopyFrom(at)
+
+    @classmethod
+    def register(cls, req: pb.RegisterUnitRequest, cause: Cause, now: datetime) -> Unit:
+        for field in ("id", "kind", "department"):
+            if not getattr(req, field).strip():
+                raise InvalidArgument(field, "is required")
+        if not req.HasField("home"):
+            raise InvalidArgument("home", "is required")
+        if not (-90 <= req.home.lat <= 90) or not (-180 <= req.home.lon <= 180):
+            raise InvalidArgument("home", "latitude must be within -90..90 and longitude "
+                                          "-180..180")
+        unit = pb.Unit(id=req.id, kind=req.kind, home=req.home, department=req.department,
+                       status=U.UNIT_STATUS_AVAILABLE)
+        return cls.start(unit_id_of(req.id), "registered", pb.UnitRegistered(unit=unit), cause,
+                         now)
+
+    @property
+    def available(self) -> bool:
+        return self.view.status == U.UNIT_STATUS_AVAILABLE
+
+    def assign(self, incident_id: str, request_id: str, cause: Cause, now: datetime) -> None:
+        if not self.available:
+            raise RuleViolation("one-incident-per-unit",
+                                f"unit {self.view.id} is {status_name(self.view.status)}"
+                                + (f" for incident {self.view.incident_id}"
+                                   if self.view.incident_id else ""))
+        self.record("assigned", pb.UnitAssigned(unit_id=self.view.id, incident_id=incident_id,
+                                                request_id=request_id), cause, now)
+
+    def change_status(self, status: int, cause: Cause, now: datetime) -> None:
+        current = self.view.status
+        if status == current:
+            return
+        if status in (U.UNIT_STATUS_EN_ROUTE, U.UNIT_STATUS_ON_SCENE) and current not in DEPLOYED:
+            raise RuleViolation("moves-only-when-assigned",
+                                f"unit {self.view.id} is {status_name(current)}: it goes en "
+                                "route or on scene only for an incident it is assigned to")
+        if status == U.UNIT_STATUS_OUT_OF_SERVICE and current in DEPLOYED:
+            raise RuleViolation("release-before-out-of-service",
+                                f"unit {self.view.id} serves incident {self.view.incident_id};"
+                                " it must be released first")
+        if status == U.UNIT_STATUS_ASSIGNED:
+            raise RuleViolation("assigned-by-dispatch",
+                                "units are assigned through an incident's resource request")
+        if status == U.UNIT_STATUS_AVAILABLE and current in DEPLOYED:
+            self.release(self.view.incident_id, cause, now)
+            return
+        self.record("status_changed", pb.UnitStatusChanged(
+            unit_id=self.view.id, status=status, incident_id=self.view.incident_id),  # type: ignore[arg-type]
+            cause, now)
+
+    def release(self, incident_id: str, cause: Cause, now: datetime) -> bool:
+        if self.view.incident_id != incident_id or self.view.status not in DEPLOYED:
+            return False
+        self.record("released", pb.UnitReleased(unit_id=self.view.id, incident_id=incident_id),
+                    cause, now)
+        return True
+
+
+class ResourceRequest(ProtoAggregate):
+    """Dispatch's request for units, answered once."""
+
+    EVENT_TYPE = pb.RequestEvent
+
+    def when(self, wrapper: Message) -> None:
+        self.answer = event_of(wrapper)[1]
+
+    @classmethod
+    def answer_with(cls, request_id: str, incident_id: str,
+                    assignments: list[pb.Assignment], shortfalls: list[pb.Shortfall],
+                    cause: Cause, now: datetime) -> ResourceRequest:
+        return cls.start(request_id_of(request_id), "answered", pb.RequestAnswered(
+            request_id=request_id, incident_id=incident_id, assignments=assignments,
+            shortfalls=shortfalls), cause, now)

@@ -1,0 +1,53 @@
+"""Resources' gRPC face."""
+
+from __future__ import annotations
+
+import grpc
+from lifeline.common.v1 import common_pb2
+from lifeline.edge import cause_of, required
+from lifeline.errors import InvalidArgument, NotFound
+from lifeline.resources.v1 import resources_pb2 as pb
+from lifeline.resources.v1 import resources_pb2_grpc
+from lifeline.runtime import Runtime
+
+from lifeline_resources.application import ResourcesApp
+from lifeline_resources.domain import status_name
+
+Ctx = grpc.aio.ServicerContext
+
+
+class ResourcesServicer(resources_pb2_grpc.ResourcesServiceServicer):
+    def __init__(self, runtime: Runtime, app: ResourcesApp) -> None:
+        self.rt, self.app = runtime, app
+
+    async def RegisterUnit(self, request: pb.RegisterUnitRequest, context: Ctx
+                           ) -> pb.RegisterUnitResponse:
+        cause = cause_of(context, self.rt.clock)
+        unit = await self.rt.write(lambda: self.app.register_unit(request, cause, self.rt.now()))
+        return pb.RegisterUnitResponse(unit=unit)
+
+    async def GetUnit(self, request: pb.GetUnitRequest, context: Ctx) -> pb.GetUnitResponse:
+        required(request, "id")
+        unit = await self.rt.views.get("unit", request.id, pb.Unit)
+        if unit is None:
+            raise NotFound("unit", request.id)
+        return pb.GetUnitResponse(unit=unit)
+
+    async def ListUnits(self, request: pb.ListUnitsRequest, context: Ctx
+                        ) -> pb.ListUnitsResponse:
+        units, token = await self.rt.views.list(
+            "unit", pb.Unit, page_size=request.page.page_size, page_token=request.page.page_token,
+            status=status_name(request.status) if request.status else "", category=request.kind)
+        return pb.ListUnitsResponse(units=units, next_page_token=token)
+
+    async def UpdateUnitStatus(self, request: pb.UpdateUnitStatusRequest, context: Ctx
+                               ) -> pb.UpdateUnitStatusResponse:
+        required(request, "id")
+        if request.status == common_pb2.UNIT_STATUS_UNSPECIFIED:
+            raise InvalidArgument("status", "say en_route, on_scene, available or "
+                                            "out_of_service")
+        cause = cause_of(context, self.rt.clock, actor=request.actor,
+                         occurred_at=request.occurred_at)
+        unit = await self.rt.write(
+            lambda: self.app.update_status(request.id, request.status, cause, self.rt.now()))
+        return pb.UpdateUnitStatusResponse(unit=unit)
