@@ -1,0 +1,63 @@
+"""Incident events and evaluations in words, for timelines people read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.duration_pb2 import Duration
+
+from lifeline.common.v1 import common_pb2
+from lifeline.events import event_of
+from lifeline.incident.model import state_name
+from lifeline.incident.v1 import incident_pb2 as pb
+
+
+def _enum(enum: Any, value: int, prefix: str) -> str:
+    return str(enum.Name(value)).removeprefix(prefix)
+
+
+def level(value: int) -> str:
+    return _enum(common_pb2.WarningLevel, value, "WARNING_LEVEL_")
+
+
+def describe(wrapper: pb.IncidentEvent) -> str:
+    field, e = event_of(wrapper)
+    match field:
+        case "opened":
+            return f"opened for warning {e.warning_id} ({e.hazard}, {level(e.level)})"
+        case "reported":
+            return f"reported by {e.reporter}: {e.hazard} {e.description}".rstrip()
+        case "warning_level_changed":
+            return f"warning now {level(e.level)}"
+        case "warning_cleared":
+            return "warning cleared"
+        case "declared":
+            return (f"declared {_enum(pb.Category, e.category, 'CATEGORY_').lower()} "
+                    f"{e.hazard_type}, grade {_enum(pb.Grade, e.grade, 'GRADE_')}")
+        case "resources_requested":
+            wanted = ", ".join(f"{r.count} {r.unit_kind}" for r in e.requirements)
+            return f"requested {wanted}"
+        case "unit_assigned":
+            return f"unit {e.unit_id} ({e.unit_kind}) assigned, {e.distance_km:.1f} km away"
+        case "resource_shortfall":
+            return f"short of {e.missing} {e.unit_kind}"
+        case "unit_status_reported":
+            status = _enum(common_pb2.UnitStatus, e.status, "UNIT_STATUS_").lower()
+            return f"unit {e.unit_id} {status.replace('_', ' ')}"
+        case "unit_released":
+            return f"unit {e.unit_id} released"
+        case _:
+            return field.replace("_", " ")
+
+
+def duration(value: Duration | None) -> str:
+    """3725 s -> '1h 02m 05s'; empty when the phase was never reached."""
+    if value is None:
+        return "-"
+    total = int(value.ToTimedelta().total_seconds())
+    hours, rest = divmod(total, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m {seconds:02d}s" if hours else f"{minutes}m {seconds:02d}s"
+
+
+__all__ = ["describe", "duration", "level", "state_name"]

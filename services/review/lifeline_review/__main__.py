@@ -1,0 +1,3 @@
+from lifeline_review.cli import main
+
+main()

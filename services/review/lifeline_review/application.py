@@ -1,0 +1,56 @@
+"""Review's use cases: keep histories, replay them, evaluate them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from eventsourcing.persistence import Recording, Tracking
+from lifeline.errors import InvalidArgument
+from lifeline.events import Cause, ProtoAggregate, from_timestamp, meta_of
+from lifeline.incident.model import state_name
+from lifeline.incident.v1 import incident_pb2
+from lifeline.review.v1 import review_pb2 as pb
+from lifeline.store import ServiceApplication
+from lifeline.views import ViewRow
+
+from lifeline_review.domain import IncidentHistory
+
+
+def parse_incident_id(text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise InvalidArgument("incident_id", f"{text!r} is not an incident id (a UUID)") from None
+
+
+class ReviewApp(ServiceApplication):
+    name = "review"
+
+    def keep(self, event: incident_pb2.IncidentEvent, now: datetime,
+             tracking: Tracking | None) -> list[Recording]:
+        meta = meta_of(event)
+        cause = Cause(actor="review", occurred_at=from_timestamp(meta.occurred_at),
+                      correlation_id=meta.correlation_id,
+                      causation_id=f"{meta.aggregate_id}/{meta.sequence}")
+        history = self.find(IncidentHistory, UUID(meta.aggregate_id))
+        if history is None:
+            history = IncidentHistory.begin(event, cause, now)
+        else:
+            history.append(event, cause, now)
+        return self.record(history, tracking=tracking)
+
+    def history(self, incident_id: str) -> list[incident_pb2.IncidentEvent]:
+        history = self.load(IncidentHistory, parse_incident_id(incident_id), "incident history",
+                            incident_id)
+        return list(history.events)
+
+
+def rows_for(aggregate: ProtoAggregate) -> list[ViewRow]:
+    if isinstance(aggregate, IncidentHistory):
+        key = str(aggregate.id)
+        state = aggregate.state.view.state
+        return [ViewRow("history", key, pb.HistorySummary(
+            incident_id=key, events=len(aggregate.events), state=state),
+            status=state_name(state))]
+    return []

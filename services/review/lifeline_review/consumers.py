@@ -1,0 +1,19 @@
+"""Review keeps every incident event dispatch publishes."""
+
+from __future__ import annotations
+
+from eventsourcing.persistence import Tracking
+from google.protobuf.message import Message
+from lifeline.incident.v1 import incident_pb2
+from lifeline.runtime import Runtime
+
+from lifeline_review.application import ReviewApp
+
+
+def subscribe(rt: Runtime, app: ReviewApp) -> None:
+    async def handle(subject: str, wrapper: Message, tracking: Tracking) -> None:
+        assert isinstance(wrapper, incident_pb2.IncidentEvent)
+        await rt.write(lambda: (None, app.keep(wrapper, rt.now(), tracking)))
+
+    rt.consume("dispatch", ["lifeline.dispatch.incident.>"], [incident_pb2.IncidentEvent],
+               handle)

@@ -1,0 +1,81 @@
+"""Review's domain: every incident's full history, kept as received, and what it measures."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from lifeline.events import Cause, ProtoAggregate, event_of, meta_of
+from lifeline.incident.model import IncidentState
+from lifeline.incident.v1 import incident_pb2
+from lifeline.review.v1 import review_pb2 as pb
+
+
+class IncidentHistory(ProtoAggregate):
+    """The incident's events in order, folded as they arrive so a bad history is refused."""
+
+    EVENT_TYPE = pb.HistoryEvent
+
+    def when(self, wrapper: Message) -> None:
+        if not hasattr(self, "events"):
+            self.events: list[incident_pb2.IncidentEvent] = []
+            self.state = IncidentState()
+        event = event_of(wrapper)[1].event
+        self.state.apply(event)
+        self.events.append(event)
+
+    @classmethod
+    def begin(cls, event: incident_pb2.IncidentEvent, cause: Cause,
+              now: datetime) -> IncidentHistory:
+        meta = meta_of(event)
+        if meta.sequence != 1:
+            raise ValueError(f"history of {meta.aggregate_id} must start at event 1, "
+                             f"not {meta.sequence}")
+        return cls.start(UUID(meta.aggregate_id), "recorded",
+                         pb.HistoryEventRecorded(event=event), cause, now)
+
+    def append(self, event: incident_pb2.IncidentEvent, cause: Cause, now: datetime) -> bool:
+        """Keep the next event; False for one already kept (a redelivery)."""
+        if meta_of(event).sequence <= len(self.events):
+            return False
+        self.record("recorded", pb.HistoryEventRecorded(event=event), cause, now)
+        return True
+
+
+def _between(start: Timestamp, end: Timestamp) -> Duration | None:
+    if not start.ByteSize() or not end.ByteSize():
+        return None
+    d = Duration()
+    d.FromTimedelta(end.ToDatetime() - start.ToDatetime())
+    return d
+
+
+def _earliest(stamps: list[Timestamp]) -> Timestamp:
+    present = [s for s in stamps if s.ByteSize()]
+    return min(present, key=lambda s: (s.seconds, s.nanos)) if present else Timestamp()
+
+
+def evaluate(incident_id: str, history: list[incident_pb2.IncidentEvent]) -> pb.Evaluation:
+    """Phase durations in field time, from the history alone."""
+    v = IncidentState.replay(history).view
+    first_assigned = _earliest([u.assigned_at for u in v.units])
+    first_on_scene = _earliest([u.on_scene_at for u in v.units])
+    end = v.closed_at if v.closed_at.ByteSize() else v.dismissed_at
+    evaluation = pb.Evaluation(
+        incident_id=incident_id, final_state=v.state, events=len(history),
+        units_assigned=len(v.units), units_short=sum(s.count for s in v.shortfalls))
+    for field, (start, stop) in {
+        "warning_to_declared": (v.opened_at, v.declared_at),
+        "declared_to_first_assignment": (v.declared_at, first_assigned),
+        "response_time": (v.declared_at, first_on_scene),
+        "declared_to_contained": (v.declared_at, v.contained_at),
+        "recovery_duration": (v.recovery_started_at, v.recovered_at),
+        "total_duration": (v.opened_at, end),
+    }.items():
+        span = _between(start, stop)
+        if span is not None:
+            getattr(evaluation, field).CopyFrom(span)
+    return evaluation

@@ -1,0 +1,50 @@
+"""Review's gRPC face."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from lifeline.incident.model import IncidentState
+from lifeline.incident.v1 import incident_pb2
+from lifeline.review.v1 import review_pb2 as pb
+from lifeline.review.v1 import review_pb2_grpc
+from lifeline.runtime import Runtime
+
+from lifeline_review.application import ReviewApp
+from lifeline_review.domain import evaluate
+
+Ctx = grpc.aio.ServicerContext
+
+
+class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
+    def __init__(self, runtime: Runtime, app: ReviewApp) -> None:
+        self.rt, self.app = runtime, app
+
+    async def _history(self, incident_id: str) -> list[incident_pb2.IncidentEvent]:
+        return await self.rt.read(lambda: self.app.history(incident_id))
+
+    async def GetIncidentHistory(self, request: pb.GetIncidentHistoryRequest, context: Ctx
+                                 ) -> AsyncIterator[incident_pb2.IncidentEvent]:
+        for event in await self._history(request.incident_id):
+            yield event
+
+    async def ReplayIncident(self, request: pb.ReplayIncidentRequest, context: Ctx
+                             ) -> AsyncIterator[pb.ReplayStep]:
+        # The same fold dispatch used when it recorded these events.
+        state = IncidentState()
+        for event in await self._history(request.incident_id):
+            state.apply(event)
+            yield pb.ReplayStep(event=event, state=state.view)
+
+    async def EvaluateIncident(self, request: pb.EvaluateIncidentRequest, context: Ctx
+                               ) -> pb.EvaluateIncidentResponse:
+        history = await self._history(request.incident_id)
+        return pb.EvaluateIncidentResponse(evaluation=evaluate(request.incident_id, history))
+
+    async def ListHistories(self, request: pb.ListHistoriesRequest, context: Ctx
+                            ) -> pb.ListHistoriesResponse:
+        histories, token = await self.rt.views.list(
+            "history", pb.HistorySummary, page_size=request.page.page_size,
+            page_token=request.page.page_token)
+        return pb.ListHistoriesResponse(histories=histories, next_page_token=token)
