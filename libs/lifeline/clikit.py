@@ -84,6 +84,7 @@ def _user() -> str:
 
 def run(service: str, p: argparse.ArgumentParser, commands: dict[str, Command],
         serve: Callable[[], None], argv: Sequence[str] | None = None) -> None:
+    _accept_options_after_command(p)
     args = p.parse_args(argv)
     if args.command == "serve":
         serve()
@@ -102,6 +103,15 @@ def run(service: str, p: argparse.ArgumentParser, commands: dict[str, Command],
             raise SystemExit(1) from None
     if result is not None:
         emit(result, args.json)
+
+
+def _accept_options_after_command(p: argparse.ArgumentParser) -> None:
+    """`lifeline-dispatch incidents --json` works as well as `--json incidents`."""
+    for action in p._subparsers._group_actions if p._subparsers else ():
+        for command in getattr(action, "choices", {}).values():
+            command.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+            command.add_argument("--addr", default=argparse.SUPPRESS)
+            command.add_argument("--as", dest="actor", default=argparse.SUPPRESS)
 
 
 def emit(result: Any, as_json: bool) -> None:
