@@ -23,7 +23,7 @@ from google.protobuf.message import Message
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
@@ -147,22 +147,29 @@ class Inbox:
         config = api.ConsumerConfig(
             durable_name=self.consumer, ack_policy=api.AckPolicy.EXPLICIT,
             deliver_policy=api.DeliverPolicy.ALL, filter_subjects=self.subjects,
-            ack_wait=30.0, max_ack_pending=1024,
+            ack_wait=10.0, max_ack_pending=1024,
         )
-        with contextlib.suppress(Exception):
-            await self.js.add_consumer(stream_name(self.upstream), config)
-        return await self.js.pull_subscribe_bind(durable=self.consumer,
-                                                 stream=stream_name(self.upstream))
+        stream = stream_name(self.upstream)
+        try:
+            await self.js.stream_info(stream)
+        except NotFoundError:
+            raise RuntimeError(f"stream {stream} does not exist yet; it appears when "
+                               f"lifeline-{self.upstream} first starts") from None
+        await self.js.add_consumer(stream, config)  # creates it, or finds it as it was
+        return await self.js.pull_subscribe_bind(durable=self.consumer, stream=stream)
 
     async def _step(self) -> None:
         if self._sub is None:
             self._sub = await self._subscribe()
         try:
-            messages = await self._sub.fetch(self.batch, timeout=1.0, heartbeat=0.25)
+            # Short pulls without idle heartbeats: nats-py re-sends the remaining expiry with
+            # the same heartbeat, which the server refuses once the expiry gets short; a 1 s
+            # pull bounds any stall after a broker restart just as well.
+            messages = await self._sub.fetch(self.batch, timeout=1.0)
         except TimeoutError:
             return
-        except Exception:
-            self._sub = None  # re-bind after a broker restart or a lost consumer
+        except (NotFoundError, ServiceUnavailableError):
+            self._sub = None  # the consumer is gone (a fresh broker): create it again
             raise
         for index, msg in enumerate(messages):
             try:

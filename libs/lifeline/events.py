@@ -79,6 +79,9 @@ class ProtoAggregate(Aggregate):
 
     #: The wrapper message type with a `oneof event` of this aggregate's events.
     EVENT_TYPE: ClassVar[type[Message]]
+    #: Record every event in the trace of the aggregate's first event (an incident's trace
+    #: then runs from the sensor reading to the last unit assigned), not the caller's.
+    CONTINUES_ORIGIN_TRACE: ClassVar[bool] = False
 
     class Recorded(Aggregate.Event):
         payload: dict[str, Any]
@@ -86,6 +89,8 @@ class ProtoAggregate(Aggregate):
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, ProtoAggregate)
+            if self.originator_version == 1:
+                aggregate.origin_trace = self.trace
             aggregate.when(aggregate.decode(self.payload))
 
         def message(self, wrapper_type: type[Message]) -> Message:
@@ -96,6 +101,7 @@ class ProtoAggregate(Aggregate):
 
     def __init__(self) -> None:
         """State is set up by `when` on the first event."""
+        self.origin_trace: dict[str, str] = {}
 
     @classmethod
     def decode(cls, payload: dict[str, Any]) -> Message:
@@ -114,7 +120,9 @@ class ProtoAggregate(Aggregate):
     def record(self, field: str, event: Message, cause: Cause, recorded_at: datetime) -> None:
         wrapper = _wrap(self.EVENT_TYPE, field, event, self.id, self.version + 1, cause,
                         recorded_at)
-        self.trigger_event(self.Recorded, payload=to_json(wrapper), trace=_trace_context())
+        trace = self.origin_trace if self.CONTINUES_ORIGIN_TRACE else {}
+        self.trigger_event(self.Recorded, payload=to_json(wrapper),
+                           trace=trace or _trace_context())
 
 
 def _wrap(wrapper_type: type[Message], field: str, event: Message, aggregate_id: UUID,

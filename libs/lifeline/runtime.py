@@ -96,8 +96,9 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.nc is not None:
+            # Close rather than drain: an unacknowledged message is simply redelivered.
             with contextlib.suppress(Exception):
-                await self.nc.drain()
+                await asyncio.wait_for(self.nc.close(), 5)
         await self.pool.close()
         self.app.close()
 

@@ -12,8 +12,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from uuid import UUID
 
+import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, ProcessRecorder, Recording, Tracking
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from lifeline.errors import Conflict, NotFound
@@ -23,10 +25,17 @@ A = TypeVar("A", bound=ProtoAggregate)
 T = TypeVar("T")
 
 
-def eventsourcing_env(database_url: str) -> dict[str, str]:
+def ensure_schema(database_url: str, schema: str) -> None:
+    """Each service keeps its tables in a schema of its own (its own database in production)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+
+
+def eventsourcing_env(database_url: str, schema: str) -> dict[str, str]:
     """Translate DATABASE_URL into the library's POSTGRES_* settings."""
     info = conninfo_to_dict(database_url)
     return {
+        "POSTGRES_SCHEMA": schema,
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "POSTGRES_DBNAME": str(info.get("dbname", "lifeline")),
         "POSTGRES_HOST": str(info.get("host", "127.0.0.1")),
@@ -50,7 +59,8 @@ class ServiceApplication(Application):
     """Base of the four services' applications."""
 
     def __init__(self, database_url: str, env: dict[str, Any] | None = None) -> None:
-        super().__init__({**eventsourcing_env(database_url), **(env or {})})
+        ensure_schema(database_url, self.name)
+        super().__init__({**eventsourcing_env(database_url, self.name), **(env or {})})
         self._listeners: list[Callable[[int], None]] = []
         self._listeners_lock = threading.Lock()
 

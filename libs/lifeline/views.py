@@ -1,6 +1,6 @@
 """Read models for queries, kept with asyncpg and rebuildable from the events at any time.
 
-Each service has one table `<service>_view`: a row per thing a caller can list (incident,
+Each service has one table `<service>.view`: a row per thing a caller can list (incident,
 unit, sensor, warning) holding its current protobuf view and a few indexed columns. The
 projector follows the notification log; a mutating RPC waits for it before answering, so
 a caller always reads its own writes.
@@ -50,7 +50,8 @@ async def create_pool(database_url: str) -> asyncpg.Pool:
 
 class Views:
     def __init__(self, pool: asyncpg.Pool, service: str) -> None:
-        self.pool, self.table, self.positions = pool, f"{service}_view", f"{service}_view_position"
+        # In the service's own schema, beside its event store.
+        self.pool, self.table, self.positions = pool, f"{service}.view", f"{service}.view_position"
 
     async def setup(self) -> None:
         async with self.pool.acquire() as conn:
@@ -59,8 +60,7 @@ class Views:
                     kind text NOT NULL, key text NOT NULL, status text NOT NULL,
                     category text NOT NULL, lat float8, lon float8, doc bytea NOT NULL,
                     PRIMARY KEY (kind, key));
-                CREATE INDEX IF NOT EXISTS {self.table}_by_status
-                    ON {self.table} (kind, status, category);
+                CREATE INDEX IF NOT EXISTS view_by_status ON {self.table} (kind, status, category);
                 CREATE TABLE IF NOT EXISTS {self.positions} (
                     name text PRIMARY KEY, position bigint NOT NULL);""")
 

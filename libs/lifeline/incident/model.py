@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from google.protobuf.message import Message
@@ -82,6 +83,9 @@ class IncidentState:
             v.state = S.INCIDENT_STATE_DECLARED
             v.category, v.hazard_type, v.grade = event.category, event.hazard_type, event.grade
             v.declared_at.CopyFrom(at)
+        elif field == "resources_requested":
+            for need in event.requirements:
+                _add(v.requested, need.unit_kind, need.count)
         elif field == "unit_assigned":
             if v.state == S.INCIDENT_STATE_DECLARED:
                 v.state = S.INCIDENT_STATE_RESPONDING
@@ -89,7 +93,7 @@ class IncidentState:
                         status=common_pb2.UNIT_STATUS_ASSIGNED, assigned_at=at,
                         distance_km=event.distance_km)
         elif field == "resource_shortfall":
-            v.shortfalls.add(unit_kind=event.unit_kind, count=event.missing)
+            _add(v.shortfalls, event.unit_kind, event.missing)
         elif field == "unit_status_reported":
             unit = self.unit(event.unit_id)
             assert unit is not None
@@ -119,6 +123,14 @@ class IncidentState:
         # Event types this reader does not know yet change nothing (forward compatibility).
 
 
+def _add(requirements: Any, unit_kind: str, count: int) -> None:
+    for r in requirements:
+        if r.unit_kind == unit_kind:
+            r.count += count
+            return
+    requirements.add(unit_kind=unit_kind, count=count)
+
+
 def incident_id_for_warning(warning_id: str) -> UUID:
     """One incident per warning, however often the warning is delivered."""
     return stable_id("incident-for-warning", warning_id)
@@ -128,6 +140,7 @@ class Incident(ProtoAggregate):
     """The event-sourced incident: commands check the rules, events change the state."""
 
     EVENT_TYPE = pb.IncidentEvent
+    CONTINUES_ORIGIN_TRACE = True
 
     def when(self, wrapper: Message) -> None:
         if not hasattr(self, "state"):

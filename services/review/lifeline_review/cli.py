@@ -18,34 +18,6 @@ def _stub(channel: grpc.Channel) -> review_pb2_grpc.ReviewServiceStub:
     return review_pb2_grpc.ReviewServiceStub(channel)
 
 
-def replay_table(steps: Sequence[pb.ReplayStep]) -> clikit.Table:
-    """The replayed timeline: field time, what happened, who, and the state after it."""
-    rows = []
-    for step in steps:
-        meta = meta_of(step.event)
-        rows.append([meta.sequence, clikit.when(meta.occurred_at), event_of(step.event)[0],
-                     text.describe(step.event), meta.actor, text.state_name(step.state.state)])
-    return clikit.Table(["#", "field time", "event", "what", "actor", "state after"], rows)
-
-
-def evaluation_table(e: pb.Evaluation) -> clikit.Table:
-    def has(field: str) -> Any:
-        return getattr(e, field) if e.HasField(field) else None
-
-    return clikit.Table(["measure", "value"], [
-        ["final state", text.state_name(e.final_state)],
-        ["warning -> declared", text.duration(has("warning_to_declared"))],
-        ["declared -> first unit assigned", text.duration(has("declared_to_first_assignment"))],
-        ["response time (declared -> first on scene)", text.duration(has("response_time"))],
-        ["declared -> contained", text.duration(has("declared_to_contained"))],
-        ["recovery duration", text.duration(has("recovery_duration"))],
-        ["total duration", text.duration(has("total_duration"))],
-        ["units assigned", e.units_assigned],
-        ["units short", e.units_short],
-        ["events", e.events],
-    ])
-
-
 def history(args: argparse.Namespace, channel: grpc.Channel) -> Any:
     events = list(_stub(channel).GetIncidentHistory(
         pb.GetIncidentHistoryRequest(incident_id=args.incident)))
@@ -53,20 +25,20 @@ def history(args: argparse.Namespace, channel: grpc.Channel) -> Any:
         from google.protobuf import json_format
 
         return "\n".join(json_format.MessageToJson(e, indent=None) for e in events)
-    return clikit.Table(["#", "field time", "event", "what", "actor"], [
+    return clikit.Table(["#", "field time (UTC)", "event", "what", "actor"], [
         [meta_of(e).sequence, clikit.when(meta_of(e).occurred_at), event_of(e)[0],
          text.describe(e), meta_of(e).actor] for e in events])
 
 
 def replay(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    return replay_table(list(_stub(channel).ReplayIncident(
+    return text.replay_table(list(_stub(channel).ReplayIncident(
         pb.ReplayIncidentRequest(incident_id=args.incident))))
 
 
 def evaluate(args: argparse.Namespace, channel: grpc.Channel) -> Any:
     e = _stub(channel).EvaluateIncident(
         pb.EvaluateIncidentRequest(incident_id=args.incident)).evaluation
-    return e if args.json else evaluation_table(e)
+    return e if args.json else text.evaluation_table(e)
 
 
 def histories(args: argparse.Namespace, channel: grpc.Channel) -> Any:

@@ -689,6 +689,7 @@ class Incident(_message.Message):
     CLOSED_AT_FIELD_NUMBER: _builtins.int
     DISMISSED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    REQUESTED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     state: Global___IncidentState.ValueType
     version: _builtins.int
@@ -724,6 +725,10 @@ class Incident(_message.Message):
     def dismissed_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def requested(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnitRequirement]:
+        """Everything requested from resources so far, per kind."""
+
     def __init__(
         self,
         *,
@@ -750,10 +755,11 @@ class Incident(_message.Message):
         closed_at: _timestamp_pb2.Timestamp | None = ...,
         dismissed_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        requested: _abc.Iterable[Global___UnitRequirement] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "contained_at", b"contained_at", "declared_at", b"declared_at", "dismissed_at", b"dismissed_at", "location", b"location", "opened_at", b"opened_at", "recovered_at", b"recovered_at", "recovery_started_at", b"recovery_started_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "closed_at", b"closed_at", "contained_at", b"contained_at", "declared_at", b"declared_at", "description", b"description", "dismissed_at", b"dismissed_at", "grade", b"grade", "grid_cell", b"grid_cell", "hazard", b"hazard", "hazard_type", b"hazard_type", "id", b"id", "location", b"location", "opened_at", b"opened_at", "recovered_at", b"recovered_at", "recovery_started_at", b"recovery_started_at", "reporter", b"reporter", "shortfalls", b"shortfalls", "state", b"state", "units", b"units", "updated_at", b"updated_at", "version", b"version", "warning_id", b"warning_id", "warning_level", b"warning_level"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "closed_at", b"closed_at", "contained_at", b"contained_at", "declared_at", b"declared_at", "description", b"description", "dismissed_at", b"dismissed_at", "grade", b"grade", "grid_cell", b"grid_cell", "hazard", b"hazard", "hazard_type", b"hazard_type", "id", b"id", "location", b"location", "opened_at", b"opened_at", "recovered_at", b"recovered_at", "recovery_started_at", b"recovery_started_at", "reporter", b"reporter", "requested", b"requested", "shortfalls", b"shortfalls", "state", b"state", "units", b"units", "updated_at", b"updated_at", "version", b"version", "warning_id", b"warning_id", "warning_level", b"warning_level"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

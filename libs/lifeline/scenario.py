@@ -1,0 +1,237 @@
+"""Scenarios: scripted incidents played through the public gRPC APIs on a simulation clock.
+
+Used by `lifeline demo`, the end-to-end tests and what-if replays. Field times come from the
+scenario, so a six-hour flood plays in seconds and its history carries the field times.
+"""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+
+from lifeline.clock import SimulationClock
+from lifeline.common.v1 import common_pb2
+from lifeline.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
+from lifeline.edge import ACTOR_METADATA
+from lifeline.events import to_timestamp
+from lifeline.incident.model import incident_id_for_warning
+from lifeline.incident.v1 import incident_pb2
+from lifeline.monitor.v1 import monitor_pb2, monitor_pb2_grpc
+from lifeline.resources.v1 import resources_pb2, resources_pb2_grpc
+from lifeline.review.v1 import review_pb2, review_pb2_grpc
+
+T = TypeVar("T")
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+STEPS = {"contain": "MarkContained", "recover": "StartRecovery",
+         "recovered": "CompleteRecovery", "close": "CloseIncident", "dismiss": "DismissIncident"}
+
+
+def wait_until(check: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
+    """Poll check() until it returns something truthy; fail naming what never happened."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up after {timeout:.0f}s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+@dataclass
+class Step:
+    at: timedelta
+    do: str
+    args: dict[str, Any]
+
+
+@dataclass
+class Scenario:
+    name: str
+    start: datetime
+    sensors: list[dict[str, Any]]
+    units: list[dict[str, Any]]
+    steps: list[Step] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> Scenario:
+        data = tomllib.loads(path.read_text())
+        steps = []
+        for raw in data.get("steps", []):
+            hours, minutes = (int(x) for x in raw.pop("at").split(":"))
+            steps.append(Step(timedelta(hours=hours, minutes=minutes), raw.pop("do"), raw))
+        steps.sort(key=lambda s: s.at)  # stable: steps at one time keep their order
+        start = datetime.fromisoformat(data["start"])
+        return cls(data["name"], start, data.get("sensors", []), data.get("units", []), steps)
+
+
+class Player:
+    """Plays a scenario against running services, waiting for each effect to show."""
+
+    def __init__(self, addresses: dict[str, str], *, tag: str = "",
+                 say: Callable[[str], None] = print, timeout: float = 30.0) -> None:
+        self.channels = {name: grpc.insecure_channel(addr) for name, addr in addresses.items()}
+        self.monitor = monitor_pb2_grpc.MonitorServiceStub(self.channels["monitor"])
+        self.dispatch = dispatch_pb2_grpc.DispatchServiceStub(self.channels["dispatch"])
+        self.resources = resources_pb2_grpc.ResourcesServiceStub(self.channels["resources"])
+        self.review = review_pb2_grpc.ReviewServiceStub(self.channels["review"])
+        self.tag, self.say, self.timeout = tag, say, timeout
+        self.incident_id = ""
+
+    def close(self) -> None:
+        for channel in self.channels.values():
+            channel.close()
+
+    def _id(self, name: str) -> str:
+        return f"{name}-{self.tag}" if self.tag else name
+
+    def play(self, scenario: Scenario) -> str:
+        """Set the scene, play every step, wait for review to hold the whole history."""
+        clock = SimulationClock(scenario.start)
+        self.setup(scenario)
+        for step in scenario.steps:
+            clock.set(scenario.start + step.at)
+            self.run_step(step, clock.now())
+        self.wait_for_review()
+        return self.incident_id
+
+    def setup(self, scenario: Scenario) -> None:
+        for s in scenario.sensors:
+            t = s["thresholds"]
+            self.monitor.RegisterSensor(monitor_pb2.RegisterSensorRequest(
+                id=self._id(s["id"]), kind=s["kind"], hazard=s["hazard"], unit_of_measure=s["unit"],
+                location=common_pb2.GeoPoint(lat=s["lat"], lon=s["lon"]),
+                thresholds=monitor_pb2.Thresholds(blue=t[0], yellow=t[1], orange=t[2], red=t[3]),
+                direction=monitor_pb2.DIRECTION_HIGHER_IS_WORSE), metadata=self._as("installer"))
+        for u in scenario.units:
+            self.resources.RegisterUnit(resources_pb2.RegisterUnitRequest(
+                id=self._id(u["id"]), kind=u["kind"], department=u["department"],
+                home=common_pb2.GeoPoint(lat=u["lat"], lon=u["lon"])),
+                metadata=self._as("fleet-office"))
+        self.say(f"registered {len(scenario.sensors)} sensors and {len(scenario.units)} units")
+
+    @staticmethod
+    def _as(actor: str) -> list[tuple[str, str]]:
+        return [(ACTOR_METADATA, actor)]
+
+    def run_step(self, step: Step, now: datetime) -> None:
+        a = step.args
+        clock = now.strftime("%H:%M")
+        if step.do == "read":
+            self._read(a, now, clock)
+        elif step.do == "declare":
+            self._declare(a, now, clock)
+        elif step.do == "unit":
+            self._unit(a, now, clock)
+        elif step.do in STEPS:
+            self._lifecycle(step.do, a, now, clock)
+        else:
+            raise ValueError(f"unknown scenario step {step.do!r}")
+
+    def _incident(self) -> incident_pb2.Incident:
+        return self.dispatch.GetIncident(
+            dispatch_pb2.GetIncidentRequest(incident_id=self.incident_id)).incident
+
+    def _read(self, a: dict[str, Any], now: datetime, clock: str) -> None:
+        readings = [monitor_pb2.Reading(sensor_id=self._id(sid), value=value,
+                                        measured_at=to_timestamp(now))
+                    for sid, value in a["readings"]]
+        answer = self.monitor.IngestReadingBatch(
+            monitor_pb2.IngestReadingBatchRequest(readings=readings),
+            metadata=self._as(a.get("actor", "sensor-gateway")))
+        values = ", ".join(f"{sid} {value:g}" for sid, value in a["readings"])
+        self.say(f"[{clock}] readings: {values}")
+        for warning in answer.warnings:
+            level = common_pb2.WarningLevel.Name(warning.level).removeprefix("WARNING_LEVEL_")
+            self.say(f"[{clock}]   warning {warning.id} is {level}")
+            if not self.incident_id:
+                self.incident_id = str(incident_id_for_warning(warning.id))
+            # Dispatch learns of the warning over NATS; wait until the incident shows it.
+            wanted = (common_pb2.WARNING_LEVEL_NONE
+                      if warning.status == monitor_pb2.WARNING_STATUS_CLEARED else warning.level)
+            wait_until(lambda wanted=wanted: self._shows_level(wanted),  # type: ignore[misc]
+                       f"the incident to show warning level {wanted}", self.timeout)
+
+    def _shows_level(self, level: int) -> bool:
+        try:
+            incident = self._incident()
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return False
+            raise
+        # A closed incident no longer follows its warning.
+        return incident.warning_level == level or incident.state in (
+            incident_pb2.INCIDENT_STATE_CLOSED, incident_pb2.INCIDENT_STATE_DISMISSED)
+
+    def _action(self, a: dict[str, Any], now: datetime) -> dispatch_pb2.Action:
+        return dispatch_pb2.Action(actor=a.get("actor", "duty-officer"),
+                                   occurred_at=to_timestamp(now), reason=a.get("reason", ""))
+
+    def _declare(self, a: dict[str, Any], now: datetime, clock: str) -> None:
+        incident = self.dispatch.DeclareIncident(dispatch_pb2.DeclareIncidentRequest(
+            incident_id=self.incident_id,
+            category=incident_pb2.Category.Value(f"CATEGORY_{a['category'].upper()}"),
+            hazard_type=a["type"], grade=incident_pb2.Grade.Value(f"GRADE_{a['grade'].upper()}"),
+            action=self._action(a, now))).incident
+        self.say(f"[{clock}] declared {a['type']} grade {a['grade'].upper()} "
+                 f"(incident {incident.id})")
+        wanted = sum(r.count for r in incident.requested)
+        done = wait_until(lambda: self._answered(wanted), "resources to answer the request",
+                          self.timeout)
+        for unit in done.units:
+            self.say(f"[{clock}]   assigned {unit.unit_id} ({unit.unit_kind}, "
+                     f"{unit.distance_km:.1f} km)")
+        for short in done.shortfalls:
+            self.say(f"[{clock}]   short of {short.count} {short.unit_kind}")
+
+    def _answered(self, wanted: int) -> incident_pb2.Incident | None:
+        incident = self._incident()
+        got = len(incident.units) + sum(s.count for s in incident.shortfalls)
+        return incident if got >= wanted else None
+
+    def _unit(self, a: dict[str, Any], now: datetime, clock: str) -> None:
+        incident = self._incident()
+        unit = next((u for u in incident.units if u.unit_kind == a["kind"] and not u.released),
+                    None)
+        if unit is None:
+            self.say(f"[{clock}] no {a['kind']} serves the incident; step skipped")
+            return
+        status = common_pb2.UnitStatus.Value(f"UNIT_STATUS_{a['status'].upper()}")
+        self.resources.UpdateUnitStatus(resources_pb2.UpdateUnitStatusRequest(
+            id=unit.unit_id, status=status, occurred_at=to_timestamp(now)),
+            metadata=self._as(a.get("actor", f"crew-{unit.unit_id}")))
+        self.say(f"[{clock}] {unit.unit_id} {a['status'].replace('_', ' ')}")
+        wait_until(lambda: any(u.unit_id == unit.unit_id and u.status == status
+                               for u in self._incident().units),
+                   f"the incident to show {unit.unit_id} {a['status']}", self.timeout)
+
+    def _lifecycle(self, step: str, a: dict[str, Any], now: datetime, clock: str) -> None:
+        rpc = getattr(self.dispatch, STEPS[step])
+        incident = rpc(dispatch_pb2.IncidentStepRequest(incident_id=self.incident_id,
+                                                        action=self._action(a, now))).incident
+        state = incident_pb2.IncidentState.Name(incident.state).removeprefix("INCIDENT_STATE_")
+        self.say(f"[{clock}] {step}: incident is {state}")
+
+    def history(self) -> list[incident_pb2.IncidentEvent]:
+        """What review holds of the incident so far (nothing yet is an empty list)."""
+        try:
+            return list(self.review.GetIncidentHistory(
+                review_pb2.GetIncidentHistoryRequest(incident_id=self.incident_id)))
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return []
+            raise
+
+    def wait_for_review(self) -> None:
+        version = self._incident().version
+        wait_until(lambda: len(self.history()) >= version,
+                   f"review to hold all {version} events", self.timeout)
