@@ -76,7 +76,7 @@ def status(incident: Incident, field: Field, unit_id: str, unit_status: int) -> 
 
 def wrappers(incident: Incident) -> list[pb.IncidentEvent]:
     """The pending events as the public messages they carry."""
-    return [Incident.decode(e.payload) for e in incident.collect_events()]  # type: ignore[misc]
+    return [Incident.decode(e.payload) for e in incident.collect_events()]
 
 
 def fields(history: list[pb.IncidentEvent]) -> list[str]:
@@ -584,7 +584,7 @@ def test_replaying_the_recorded_events_gives_the_aggregate_view() -> None:
     assert replayed.view.version == len(history)
     # Through canonical JSON and back, as review receives them over NATS or NDJSON.
     received = [from_json(to_json(w), pb.IncidentEvent) for w in history]
-    assert IncidentState.replay(received).view == incident.view  # type: ignore[arg-type]
+    assert IncidentState.replay(received).view == incident.view
 
 
 def test_every_prefix_of_the_history_replays_to_the_state_at_that_time() -> None:
@@ -646,7 +646,7 @@ def test_a_history_written_by_a_newer_version_still_replays() -> None:
     payloads[1]["declared"]["priorityHint"] = "high"
     payloads[1]["declared"]["meta"]["tenant"] = "pudong"
 
-    replayed = IncidentState.replay(Incident.decode(p) for p in payloads)  # type: ignore[misc]
+    replayed = IncidentState.replay(Incident.decode(p) for p in payloads)
 
     assert replayed.view == incident.view
 

@@ -281,7 +281,7 @@ def test_two_sensors_in_one_cell_raise_one_warning_at_the_worst_level(
 
 def test_a_sensor_back_to_none_leaves_the_warning(
         flooding: tuple[Gateway, Cell, Sensor, Sensor]) -> None:
-    gateway, cell, a, b = flooding
+    _, cell, a, b = flooding
     cell.feed(a, 22)
     cell.feed(b, 55)
     cell.feed(b, 4)  # b dries up

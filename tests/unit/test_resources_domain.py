@@ -90,7 +90,7 @@ def test_an_assigned_unit_serves_that_incident(depot: Depot) -> None:
     assert from_timestamp(unit.view.status_since) == datetime(2024, 7, 1, 0, 7, tzinfo=UTC)
     [(name, event)] = recorded(unit)
     assert name == "assigned"
-    assert (event.incident_id, event.request_id) == (FLOOD, f"{FLOOD}/req-1")  # type: ignore[attr-defined]
+    assert (event.incident_id, event.request_id) == (FLOOD, f"{FLOOD}/req-1")
 
 
 @pytest.mark.parametrize("busy", [ASSIGNED, EN_ROUTE, ON_SCENE])
@@ -154,7 +154,7 @@ def test_an_assigned_unit_goes_en_route_then_on_scene(depot: Depot) -> None:
     assert from_timestamp(unit.view.status_since) == datetime(2024, 7, 1, 0, 11, tzinfo=UTC)
     events = recorded(unit)
     assert [name for name, _ in events] == ["assigned", "status_changed", "status_changed"]
-    assert [e.incident_id for _, e in events[1:]] == [FLOOD, FLOOD]  # type: ignore[attr-defined]
+    assert [e.incident_id for _, e in events[1:]] == [FLOOD, FLOOD]
 
 
 @pytest.mark.parametrize("deployed", [ASSIGNED, EN_ROUTE, ON_SCENE])
@@ -194,8 +194,8 @@ def test_reporting_available_while_deployed_releases_the_unit(depot: Depot,
 
     [(name, event)] = recorded(unit)
     assert name == "released"
-    assert event.incident_id == FLOOD  # type: ignore[attr-defined]
-    assert event.unit_id == "P-7"  # type: ignore[attr-defined]
+    assert event.incident_id == FLOOD
+    assert event.unit_id == "P-7"
     assert unit.available
     assert unit.view.incident_id == ""
     depot.assign(unit, FIRE)  # free for the next incident

@@ -55,7 +55,7 @@ class Drill:
         assert self.incident.report_unit_status(unit_id, status, self.cause(unit_id), WALL)
 
     def history(self) -> list[ipb.IncidentEvent]:
-        return [Incident.decode(e.payload)  # type: ignore[misc]
+        return [Incident.decode(e.payload)
                 for e in self.incident.collect_events()]
 
 
@@ -192,7 +192,7 @@ def test_a_kept_history_is_the_incident_as_dispatch_recorded_it() -> None:
     assert kept.state.view == d.incident.view
     assert evaluate(str(kept.id), kept.events) == evaluate(str(d.incident.id), history)
     # Review's own stored events carry the incident events unchanged.
-    stored = [IncidentHistory.decode(e.payload).recorded.event  # type: ignore[attr-defined]
+    stored = [IncidentHistory.decode(e.payload).recorded.event
               for e in kept.collect_events()]
     assert stored == history
 

