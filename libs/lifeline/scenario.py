@@ -94,13 +94,18 @@ class Player:
     def _id(self, name: str) -> str:
         return f"{name}-{self.tag}" if self.tag else name
 
-    def play(self, scenario: Scenario) -> str:
-        """Set the scene, play every step, wait for review to hold the whole history."""
+    def play(self, scenario: Scenario,
+             after_step: Callable[[int, Step], None] | None = None) -> str:
+        """Set the scene, play every step, wait for review to hold the whole history.
+
+        after_step(index, step) runs after each step: tests use it to break things mid-way."""
         clock = SimulationClock(scenario.start)
         self.setup(scenario)
-        for step in scenario.steps:
+        for index, step in enumerate(scenario.steps):
             clock.set(scenario.start + step.at)
             self.run_step(step, clock.now())
+            if after_step is not None:
+                after_step(index, step)
         self.wait_for_review()
         return self.incident_id
 

@@ -255,10 +255,6 @@ def test_a_released_unit_is_kept_listed_and_reports_nothing_more() -> None:
     assert incident.state.deployed_units() == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: IncidentState.unit() returns the FIRST IncidentUnit with that id, so after a unit "
-    "is released and assigned again to the same incident, its status reports are checked "
-    "against the old released entry and ignored"))
 def test_a_unit_released_and_assigned_again_reports_its_status() -> None:
     field = Field()
     incident = responding(field)
@@ -271,10 +267,6 @@ def test_a_unit_released_and_assigned_again_reports_its_status() -> None:
         U.UNIT_STATUS_EN_ROUTE]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a unit released and assigned again to the same incident is assigned again and "
-    "again (assign_unit is not idempotent for it), and close() leaves it deployed because "
-    "UnitReleased is applied to the first, already released IncidentUnit"))
 def test_close_releases_a_unit_that_was_assigned_a_second_time() -> None:
     field = Field()
     incident = responding(field)
@@ -547,12 +539,6 @@ def test_recorded_events_are_the_aggregate_versions() -> None:
     assert incident.version == len(events) == incident.view.version
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the first event of an incident (IncidentOpened / IncidentReported) gets no default "
-    "correlation_id: Incident.record() fills it in (warning id, else incident id) but "
-    "open_for_warning()/report() go through ProtoAggregate.start(), which does not; a report "
-    "made over gRPC (edge.cause_of sets no correlation) is therefore recorded with "
-    "correlation_id '' while every later event of it carries the incident id"))
 @pytest.mark.parametrize("how", ["warning", "report"])
 def test_the_first_event_belongs_to_the_chain_it_starts(how: str) -> None:
     field = Field()
@@ -722,9 +708,7 @@ def test_any_command_sequence_keeps_the_lifecycle_rules(
                                  requirements_for(hazard, grade), cause, now)
             elif name == "assign":
                 unit_id, distance = args
-                # Re-assigning a released unit is the known bug tested (xfail) above.
-                if unit_id not in released:
-                    incident.assign_unit("req", unit_id, "pump_truck", distance, cause, now)
+                incident.assign_unit("req", unit_id, "pump_truck", distance, cause, now)
             elif name == "status":
                 incident.report_unit_status(args[0], args[1], cause, now)
             elif name == "release":

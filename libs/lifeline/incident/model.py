@@ -46,7 +46,8 @@ class IncidentState:
         return state
 
     def unit(self, unit_id: str) -> pb.IncidentUnit | None:
-        return next((u for u in self.view.units if u.unit_id == unit_id), None)
+        """The unit's latest stint with the incident (a released unit may come back)."""
+        return next((u for u in reversed(self.view.units) if u.unit_id == unit_id), None)
 
     def deployed_units(self) -> list[pb.IncidentUnit]:
         return [u for u in self.view.units if not u.released]
@@ -165,6 +166,7 @@ class Incident(ProtoAggregate):
                          now: datetime) -> Incident:
         event = pb.IncidentOpened(warning_id=warning_id, hazard=hazard, level=level,  # type: ignore[arg-type]
                                   location=location, grid_cell=grid_cell)
+        cause = replace(cause, correlation_id=cause.correlation_id or warning_id)
         return cls.start(incident_id_for_warning(warning_id), "opened", event, cause, now)
 
     @classmethod
@@ -173,6 +175,7 @@ class Incident(ProtoAggregate):
                now: datetime) -> Incident:
         event = pb.IncidentReported(hazard=hazard, location=location, description=description,
                                     reporter=reporter, grid_cell=grid_cell)
+        cause = replace(cause, correlation_id=cause.correlation_id or str(incident_id))
         return cls.start(incident_id, "reported", event, cause, now)
 
     # ---- the warning behind it ----

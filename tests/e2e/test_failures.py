@@ -1,0 +1,106 @@
+"""Failure is normal: kill -9 any service or restart NATS mid-incident, and the history
+ends complete, with no event lost and none duplicated."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import nats
+import pytest
+
+from lifeline.devstack import Stack
+from lifeline.events import event_of, meta_of
+from lifeline.scenario import SCENARIOS, Player, Scenario, Step
+from tests.conftest import StackFactory
+
+FLOOD = SCENARIOS / "underpass_flood.toml"
+
+
+def stream_counts(nats_url: str, stream: str) -> Counter[str]:
+    """How many messages JetStream holds per Nats-Msg-Id (duplicates would show as > 1)."""
+
+    async def read() -> Counter[str]:
+        nc = await nats.connect(nats_url)
+        try:
+            js = nc.jetstream()
+            info = await js.stream_info(stream)
+            counts: Counter[str] = Counter()
+            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                msg = await js.get_msg(stream, seq)
+                counts[(msg.headers or {}).get("Nats-Msg-Id", "")] += 1
+            return counts
+        finally:
+            await nc.close()
+
+    return asyncio.run(read())
+
+
+def assert_complete(player: Player, stack: Stack, expected: list[str]) -> None:
+    history = player.history()
+    kinds = [event_of(e)[0] for e in history]
+    assert kinds == expected, "the history after the failure differs from an undisturbed run"
+    assert [meta_of(e).sequence for e in history] == list(range(1, len(history) + 1))
+    incident = player._incident()
+    assert incident.version == len(history)
+    # Every unit went exactly once, and all came back.
+    assigned = [meta_of(e) for e in history if event_of(e)[0] == "unit_assigned"]
+    assert len({e.unit_assigned.unit_id for e in history
+                if event_of(e)[0] == "unit_assigned"}) == len(assigned) == 4
+    for name in ("LIFELINE_DISPATCH", "LIFELINE_RESOURCES", "LIFELINE_MONITOR"):
+        duplicated = {k: n for k, n in stream_counts(stack.nats_url, name).items() if n > 1}
+        assert not duplicated, f"{name} holds events twice: {duplicated}"
+
+
+
+
+def reference_kinds(stack: Stack) -> list[str]:
+    player = Player({n: stack.address(n) for n in stack.SERVICES}, say=lambda _: None)
+    player.play(Scenario.load(FLOOD))
+    kinds = [event_of(e)[0] for e in player.history()]
+    player.close()
+    return kinds
+
+
+@pytest.mark.parametrize(("victim", "after"), [
+    ("dispatch", "declare"),  # its answer from resources arrives while it is dead
+    ("resources", "declare"),  # killed while (or right after) assigning
+    ("review", "unit"),  # misses a stretch of the history
+    ("monitor", "read"),  # between readings
+])
+def test_kill_9_mid_incident_loses_and_duplicates_nothing(
+        make_stack: StackFactory, victim: str, after: str) -> None:
+    expected = reference_kinds(make_stack())
+    stack = make_stack()
+    player = Player({n: stack.address(n) for n in stack.SERVICES}, say=lambda _: None,
+                    timeout=60)
+    killed: list[int] = []
+
+    def chaos(index: int, step: Step) -> None:
+        if step.do == after and not killed and index > 2:
+            stack.kill9(victim)
+            killed.append(index)
+            stack.restart_service(victim)
+
+    player.play(Scenario.load(FLOOD), after_step=chaos)
+    assert killed, "the scenario never reached the step to kill at"
+    assert_complete(player, stack, expected)
+    player.close()
+
+
+def test_nats_restart_under_live_consumers(make_stack: StackFactory) -> None:
+    expected = reference_kinds(make_stack())
+    stack = make_stack()
+    player = Player({n: stack.address(n) for n in stack.SERVICES}, say=lambda _: None,
+                    timeout=60)
+    restarted: list[int] = []
+
+    def restart_broker(index: int, step: Step) -> None:
+        if step.do in ("declare", "contain"):
+            stack.restart_nats()
+            restarted.append(index)
+
+    player.play(Scenario.load(FLOOD), after_step=restart_broker)
+    assert len(restarted) == 2
+    assert_complete(player, stack, expected)
+    player.close()
