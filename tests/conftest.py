@@ -18,9 +18,8 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from psycopg import sql
-
 from lifeline.devstack import EmbeddedPostgres, Stack
+from psycopg import sql
 
 
 class Databases:

@@ -8,10 +8,10 @@ from collections import Counter
 
 import nats
 import pytest
-
 from lifeline.devstack import Stack
 from lifeline.events import event_of, meta_of
 from lifeline.scenario import SCENARIOS, Player, Scenario, Step
+
 from tests.conftest import StackFactory
 
 FLOOD = SCENARIOS / "underpass_flood.toml"
