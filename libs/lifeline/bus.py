@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import nats
-from eventsourcing.persistence import Notification, Tracking
+from eventsourcing.persistence import IntegrityError, Notification, Tracking
 from google.protobuf.message import Message
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -104,8 +104,12 @@ class OutboxRelay(LogFollower):
                     subject, wrapper.SerializeToString(), headers=headers))
         # Only what JetStream confirmed counts as relayed.
         await asyncio.wait_for(asyncio.gather(*acks), 10)
-        await asyncio.to_thread(self.app.process_recorder.insert_tracking,
-                                Tracking("outbox", notifications[-1].id))
+        await asyncio.to_thread(self._save_position, notifications[-1].id)
+
+    def _save_position(self, notification_id: int) -> None:
+        # Already there when a relay re-sent what an earlier run had confirmed.
+        with contextlib.suppress(IntegrityError):
+            self.app.process_recorder.insert_tracking(Tracking("outbox", notification_id))
 
 
 _AGGREGATE_CLASSES: dict[str, type[ProtoAggregate]] = {}

@@ -15,6 +15,7 @@ from uuid import UUID
 import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, ProcessRecorder, Recording, Tracking
+from eventsourcing.postgres import PostgresProcessRecorder
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
@@ -96,8 +97,17 @@ class ServiceApplication(Application):
         return recordings
 
     def is_processed(self, tracking: Tracking) -> bool:
-        return self.process_recorder.has_tracking_id(tracking.application_name,
-                                                     tracking.notification_id)
+        """Was exactly this upstream position processed? Membership, not the library's
+        `has_tracking_id` (highest position seen), because JetStream may redeliver an older
+        message after a newer one committed, and that older one still needs processing."""
+        recorder = self.process_recorder
+        assert isinstance(recorder, PostgresProcessRecorder)
+        query = sql.SQL("SELECT 1 FROM {}.{} WHERE application_name = %s AND notification_id = %s"
+                        ).format(sql.Identifier(recorder.datastore.schema),
+                                 sql.Identifier(recorder.tracking_table_name))
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(query, (tracking.application_name, tracking.notification_id))
+            return cursor.fetchone() is not None
 
     def load(self, cls: type[A], aggregate_id: UUID, what: str, label: str) -> A:
         try:
