@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import grpc  # type: ignore[import-untyped]  # no types-grpcio in the venv
+import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 STATE_FILE = "state.json"

@@ -50,7 +50,7 @@ def from_json(data: dict[str, Any], message_type: type[Message]) -> Message:
     return json_format.ParseDict(data, message_type(), ignore_unknown_fields=True)
 
 
-def event_of(wrapper: Message) -> tuple[str, Message]:
+def event_of(wrapper: Message) -> tuple[str, Any]:
     """The oneof member of a wrapper message: (field name, inner event)."""
     name = wrapper.WhichOneof("event")
     if name is None:
@@ -59,7 +59,7 @@ def event_of(wrapper: Message) -> tuple[str, Message]:
 
 
 def meta_of(wrapper: Message) -> common_pb2.EventMeta:
-    meta: common_pb2.EventMeta = event_of(wrapper)[1].meta  # type: ignore[attr-defined]
+    meta: common_pb2.EventMeta = event_of(wrapper)[1].meta
     return meta
 
 

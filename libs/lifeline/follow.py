@@ -45,7 +45,10 @@ class LogFollower(ABC):
         self._wake = asyncio.Event()
         self._advanced = asyncio.Condition()
         loop = asyncio.get_running_loop()
-        app.on_recorded(lambda _id: loop.call_soon_threadsafe(self._wake.set))
+        app.on_recorded(lambda _id: self._nudge(loop))
+
+    def _nudge(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.call_soon_threadsafe(self._wake.set)
 
     @abstractmethod
     async def load_position(self) -> int:

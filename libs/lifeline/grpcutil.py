@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -30,11 +30,8 @@ def _status_of(error: Exception) -> tuple[grpc.StatusCode, str]:
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Turns LifelineError (and backend outages) into the matching gRPC status."""
 
-    async def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails],
-                                     Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails
+                                ) -> Any:
         handler = await continuation(details)
         if handler is None:
             return handler

@@ -20,6 +20,7 @@ from nats.aio.client import Client as NATS
 from lifeline import bus
 from lifeline.clock import Clock, SystemClock
 from lifeline.config import Settings
+from lifeline.follow import LogFollower
 from lifeline.grpcutil import Server
 from lifeline.store import ServiceApplication, retry_conflicts
 from lifeline.tracing import setup_tracing
@@ -82,15 +83,18 @@ class Runtime:
         await bus.ensure_stream(js, s.service)
         self.relay = bus.OutboxRelay(self.app, js, s.service)
         self.inboxes = [bus.Inbox(self.app, js, **c) for c in self._consumers]
-        for worker in (self.projector, self.relay, *self.inboxes):
+        for worker in self._workers():
             self._tasks.append(asyncio.create_task(worker.run()))
         self.port = await self.server.start(s.listen)
         log.info("lifeline-%s serving on port %d", s.service, self.port)
         return self.port
 
+    def _workers(self) -> list[LogFollower | bus.Inbox]:
+        return [self.projector, self.relay, *self.inboxes]
+
     async def stop(self) -> None:
         await self.server.stop()
-        for worker in (self.projector, self.relay, *self.inboxes):
+        for worker in self._workers():
             worker.stopping.set()
         for task in self._tasks:
             task.cancel()

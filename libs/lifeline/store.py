@@ -111,7 +111,7 @@ class ServiceApplication(Application):
 
     def load(self, cls: type[A], aggregate_id: UUID, what: str, label: str) -> A:
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: Any = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             raise NotFound(what, label) from None
         if not isinstance(aggregate, cls):
@@ -120,7 +120,7 @@ class ServiceApplication(Application):
 
     def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: Any = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return None
         return aggregate if isinstance(aggregate, cls) else None

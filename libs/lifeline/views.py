@@ -90,7 +90,7 @@ class Views:
                                       kind, key)
         return None if doc is None else message_type.FromString(doc)
 
-    async def list(self, kind: str, message_type: type[M], *, page_size: int = 0,
+    async def page(self, kind: str, message_type: type[M], *, page_size: int = 0,
                    page_token: str = "", status: str = "", category: str = "",
                    statuses: Sequence[str] = ()) -> tuple[list[M], str]:
         """One page of views, oldest key first; filters are optional."""
@@ -140,7 +140,7 @@ class Projector(LogFollower):
     def _rows(self, ids: list[Any]) -> list[ViewRow]:
         rows: list[ViewRow] = []
         for aggregate_id in ids:
-            aggregate = self.app.repository.get(UUID(str(aggregate_id)))
+            aggregate: Any = self.app.repository.get(UUID(str(aggregate_id)))
             assert isinstance(aggregate, ProtoAggregate)
             rows.extend(self.rows_for(aggregate))
         return rows

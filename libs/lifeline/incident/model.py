@@ -29,7 +29,7 @@ DEPLOYED = (common_pb2.UNIT_STATUS_ASSIGNED, common_pb2.UNIT_STATUS_EN_ROUTE,
 
 
 def state_name(state: int) -> str:
-    return pb.IncidentState.Name(state).removeprefix("INCIDENT_STATE_")
+    return pb.IncidentState.Name(state).removeprefix("INCIDENT_STATE_")  # type: ignore[arg-type]
 
 
 class IncidentState:

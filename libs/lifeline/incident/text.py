@@ -75,7 +75,7 @@ def replay_table(steps: Sequence[review_pb2.ReplayStep]) -> Table:
 
 def evaluation_table(e: review_pb2.Evaluation) -> Table:
     def has(field: str) -> Any:
-        return getattr(e, field) if e.HasField(field) else None
+        return getattr(e, field) if e.HasField(field) else None  # type: ignore[arg-type]
 
     return Table(["measure", "value"], [
         ["final state", state_name(e.final_state)],

@@ -72,7 +72,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
     async def ListIncidents(self, request: pb.ListIncidentsRequest, context: Ctx
                             ) -> pb.ListIncidentsResponse:
         state = state_name(request.state) if request.state else ""
-        incidents, token = await self.rt.views.list(
+        incidents, token = await self.rt.views.page(
             "incident", incident_pb2.Incident, page_size=request.page.page_size,
             page_token=request.page.page_token, status=state)
         return pb.ListIncidentsResponse(incidents=incidents, next_page_token=token)

@@ -165,7 +165,7 @@ class HazardWatch(ProtoAggregate):
         if level == L.WARNING_LEVEL_NONE:
             levels.pop(sensor.id, None)
         else:
-            levels[sensor.id] = level
+            levels[sensor.id] = level  # type: ignore[assignment]
         if not levels:
             self.record("cleared", pb.WarningCleared(warning_id=active.id), cause, now)
             return

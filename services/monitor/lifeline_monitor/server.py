@@ -36,7 +36,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
 
     async def ListSensors(self, request: pb.ListSensorsRequest, context: Ctx
                           ) -> pb.ListSensorsResponse:
-        sensors, token = await self.rt.views.list(
+        sensors, token = await self.rt.views.page(
             "sensor", pb.Sensor, page_size=request.page.page_size,
             page_token=request.page.page_token, category=request.kind)
         return pb.ListSensorsResponse(sensors=sensors, next_page_token=token)
@@ -71,7 +71,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
     async def ListWarnings(self, request: pb.ListWarningsRequest, context: Ctx
                            ) -> pb.ListWarningsResponse:
         status = pb.WarningStatus.Name(request.status) if request.status else ""
-        warnings, token = await self.rt.views.list(
+        warnings, token = await self.rt.views.page(
             "warning", pb.Warning, page_size=request.page.page_size,
             page_token=request.page.page_token, status=status, category=request.hazard)
         return pb.ListWarningsResponse(warnings=warnings, next_page_token=token)

@@ -35,7 +35,7 @@ class ResourcesServicer(resources_pb2_grpc.ResourcesServiceServicer):
 
     async def ListUnits(self, request: pb.ListUnitsRequest, context: Ctx
                         ) -> pb.ListUnitsResponse:
-        units, token = await self.rt.views.list(
+        units, token = await self.rt.views.page(
             "unit", pb.Unit, page_size=request.page.page_size, page_token=request.page.page_token,
             status=status_name(request.status) if request.status else "", category=request.kind)
         return pb.ListUnitsResponse(units=units, next_page_token=token)

@@ -44,7 +44,7 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
 
     async def ListHistories(self, request: pb.ListHistoriesRequest, context: Ctx
                             ) -> pb.ListHistoriesResponse:
-        histories, token = await self.rt.views.list(
+        histories, token = await self.rt.views.page(
             "history", pb.HistorySummary, page_size=request.page.page_size,
             page_token=request.page.page_token)
         return pb.ListHistoriesResponse(histories=histories, next_page_token=token)
