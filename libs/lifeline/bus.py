@@ -62,9 +62,10 @@ async def connect(url: str, name: str) -> NATS:
                               error_cb=on_error)
 
 
-async def ensure_stream(js: JetStreamContext, service: str) -> None:
+async def ensure_stream(js: JetStreamContext, service: str, replicas: int = 1) -> None:
     config = api.StreamConfig(name=stream_name(service), subjects=[f"lifeline.{service}.>"],
-                              storage=api.StorageType.FILE, duplicate_window=120.0)
+                              storage=api.StorageType.FILE, duplicate_window=120.0,
+                              num_replicas=replicas)
     try:
         await js.stream_info(config.name)  # type: ignore[arg-type]
     except NotFoundError:

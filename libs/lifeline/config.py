@@ -13,6 +13,7 @@ class Settings:
     nats_url: str
     database_url: str
     otlp_endpoint: str | None
+    stream_replicas: int
 
     @classmethod
     def from_env(cls, service: str) -> Settings:
@@ -26,4 +27,6 @@ class Settings:
             nats_url=os.environ["NATS_URL"],
             database_url=os.environ["DATABASE_URL"],
             otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+            # 3 on a clustered JetStream in production, so a lost server loses no event.
+            stream_replicas=int(os.environ.get("LIFELINE_STREAM_REPLICAS", "1")),
         )

@@ -80,7 +80,7 @@ class Runtime:
         self.projector = Projector(self.app, self.views, self.rows_for, s.service)
         self.nc = await bus.connect(s.nats_url, f"lifeline-{s.service}")
         js = self.nc.jetstream()
-        await bus.ensure_stream(js, s.service)
+        await bus.ensure_stream(js, s.service, s.stream_replicas)
         self.relay = bus.OutboxRelay(self.app, js, s.service)
         self.inboxes = [bus.Inbox(self.app, js, **c) for c in self._consumers]
         for worker in self._workers():
