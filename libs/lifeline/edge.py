@@ -6,6 +6,7 @@ import grpc
 from google.protobuf.message import Message
 
 from lifeline.clock import Clock
+from lifeline.common.v1.common_pb2 import GeoPoint
 from lifeline.errors import InvalidArgument
 from lifeline.events import Cause, from_timestamp
 
@@ -31,6 +32,11 @@ def cause_of(context: grpc.aio.ServicerContext, clock: Clock, *, actor: str = ""
     if occurred_at is not None and occurred_at.ByteSize():
         when = from_timestamp(occurred_at)  # type: ignore[arg-type]
     return Cause(actor=actor_of(context, actor), occurred_at=when, reason=reason)
+
+
+def check_location(field: str, location: GeoPoint) -> None:
+    if not (-90 <= location.lat <= 90) or not (-180 <= location.lon <= 180):
+        raise InvalidArgument(field, "latitude must be within -90..90 and longitude -180..180")
 
 
 def required(request: Message, *fields: str) -> None:

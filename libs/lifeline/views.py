@@ -18,7 +18,7 @@ import asyncpg
 from eventsourcing.persistence import Notification
 from google.protobuf.message import Message
 
-from lifeline.errors import InvalidArgument
+from lifeline.errors import InvalidArgument, NotFound
 from lifeline.events import ProtoAggregate
 from lifeline.follow import LogFollower
 from lifeline.store import ServiceApplication
@@ -89,6 +89,15 @@ class Views:
             doc = await conn.fetchval(f"SELECT doc FROM {self.table} WHERE kind=$1 AND key=$2",
                                       kind, key)
         return None if doc is None else message_type.FromString(doc)
+
+    async def require(self, kind: str, key: str, message_type: type[M]) -> M:
+        """The view of one thing, or NOT_FOUND naming it."""
+        if not key.strip():
+            raise InvalidArgument("id", "is required")
+        found = await self.get(kind, key, message_type)
+        if found is None:
+            raise NotFound(kind, key)
+        return found
 
     async def page(self, kind: str, message_type: type[M], *, page_size: int = 0,
                    page_token: str = "", status: str = "", category: str = "",

@@ -16,7 +16,7 @@ from uuid import UUID
 from google.protobuf.message import Message
 
 from lifeline.common.v1 import common_pb2
-from lifeline.errors import RuleViolation
+from lifeline.errors import InvalidArgument, RuleViolation
 from lifeline.events import Cause, ProtoAggregate, event_of, meta_of, stable_id
 from lifeline.incident.v1 import incident_pb2 as pb
 
@@ -130,6 +130,13 @@ def _add(requirements: Any, unit_kind: str, count: int) -> None:
             r.count += count
             return
     requirements.add(unit_kind=unit_kind, count=count)
+
+
+def parse_incident_id(text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise InvalidArgument("incident_id", f"{text!r} is not an incident id (a UUID)") from None
 
 
 def incident_id_for_warning(warning_id: str) -> UUID:

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 from eventsourcing.persistence import Recording, Tracking
 from lifeline.common.v1 import common_pb2
 from lifeline.dispatch.v1 import dispatch_pb2
 from lifeline.errors import InvalidArgument
 from lifeline.events import Cause, ProtoAggregate
-from lifeline.incident.model import Incident, incident_id_for_warning, state_name
+from lifeline.incident.model import (
+    Incident,
+    incident_id_for_warning,
+    parse_incident_id,
+    state_name,
+)
 from lifeline.incident.v1 import incident_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2
 from lifeline.resources.v1 import resources_pb2
@@ -28,13 +33,6 @@ STEPS: dict[str, Callable[[Incident, Cause, datetime], None]] = {
     "complete_recovery": Incident.complete_recovery,
     "close": Incident.close,
 }
-
-
-def parse_incident_id(text: str) -> UUID:
-    try:
-        return UUID(text)
-    except ValueError:
-        raise InvalidArgument("incident_id", f"{text!r} is not an incident id (a UUID)") from None
 
 
 class DispatchApp(ServiceApplication):

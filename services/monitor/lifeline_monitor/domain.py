@@ -11,6 +11,7 @@ from uuid import UUID
 
 from google.protobuf.message import Message
 from lifeline.common.v1 import common_pb2
+from lifeline.edge import check_location
 from lifeline.errors import InvalidArgument, RuleViolation
 from lifeline.events import Cause, ProtoAggregate, event_of, meta_of, stable_id
 from lifeline.monitor.v1 import monitor_pb2 as pb
@@ -27,11 +28,6 @@ def level_name(level: int) -> str:
 def grid_cell_of(location: common_pb2.GeoPoint) -> str:
     """The 0.01° grid cell (about 1 km) a point falls in."""
     return f"{math.floor(location.lat * 100)}_{math.floor(location.lon * 100)}"
-
-
-def check_location(field: str, location: common_pb2.GeoPoint) -> None:
-    if not (-90 <= location.lat <= 90) or not (-180 <= location.lon <= 180):
-        raise InvalidArgument(field, "latitude must be within -90..90 and longitude -180..180")
 
 
 def sensor_id_of(sensor_id: str) -> UUID:

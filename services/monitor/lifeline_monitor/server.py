@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 
 import grpc
 from lifeline.edge import actor_of, cause_of, required
-from lifeline.errors import NotFound
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2_grpc
 from lifeline.runtime import Runtime
@@ -28,10 +27,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         return pb.RegisterSensorResponse(sensor=sensor)
 
     async def GetSensor(self, request: pb.GetSensorRequest, context: Ctx) -> pb.GetSensorResponse:
-        required(request, "id")
-        sensor = await self.rt.views.get("sensor", request.id, pb.Sensor)
-        if sensor is None:
-            raise NotFound("sensor", request.id)
+        sensor = await self.rt.views.require("sensor", request.id, pb.Sensor)
         return pb.GetSensorResponse(sensor=sensor)
 
     async def ListSensors(self, request: pb.ListSensorsRequest, context: Ctx
@@ -62,10 +58,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
 
     async def GetWarning(self, request: pb.GetWarningRequest, context: Ctx
                          ) -> pb.GetWarningResponse:
-        required(request, "id")
-        warning = await self.rt.views.get("warning", request.id, pb.Warning)
-        if warning is None:
-            raise NotFound("warning", request.id)
+        warning = await self.rt.views.require("warning", request.id, pb.Warning)
         return pb.GetWarningResponse(warning=warning)
 
     async def ListWarnings(self, request: pb.ListWarningsRequest, context: Ctx

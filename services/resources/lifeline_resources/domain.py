@@ -12,6 +12,7 @@ from uuid import UUID
 
 from google.protobuf.message import Message
 from lifeline.common.v1 import common_pb2
+from lifeline.edge import check_location
 from lifeline.errors import InvalidArgument, RuleViolation
 from lifeline.events import Cause, ProtoAggregate, event_of, meta_of, stable_id
 from lifeline.resources.v1 import resources_pb2 as pb
@@ -67,9 +68,7 @@ class Unit(ProtoAggregate):
                 raise InvalidArgument(field, "is required")
         if not req.HasField("home"):
             raise InvalidArgument("home", "is required")
-        if not (-90 <= req.home.lat <= 90) or not (-180 <= req.home.lon <= 180):
-            raise InvalidArgument("home", "latitude must be within -90..90 and longitude "
-                                          "-180..180")
+        check_location("home", req.home)
         unit = pb.Unit(id=req.id, kind=req.kind, home=req.home, department=req.department,
                        status=U.UNIT_STATUS_AVAILABLE)
         return cls.start(unit_id_of(req.id), "registered", pb.UnitRegistered(unit=unit), cause,

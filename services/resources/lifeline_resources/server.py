@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 from lifeline.common.v1 import common_pb2
 from lifeline.edge import cause_of, required
-from lifeline.errors import InvalidArgument, NotFound
+from lifeline.errors import InvalidArgument
 from lifeline.resources.v1 import resources_pb2 as pb
 from lifeline.resources.v1 import resources_pb2_grpc
 from lifeline.runtime import Runtime
@@ -27,10 +27,7 @@ class ResourcesServicer(resources_pb2_grpc.ResourcesServiceServicer):
         return pb.RegisterUnitResponse(unit=unit)
 
     async def GetUnit(self, request: pb.GetUnitRequest, context: Ctx) -> pb.GetUnitResponse:
-        required(request, "id")
-        unit = await self.rt.views.get("unit", request.id, pb.Unit)
-        if unit is None:
-            raise NotFound("unit", request.id)
+        unit = await self.rt.views.require("unit", request.id, pb.Unit)
         return pb.GetUnitResponse(unit=unit)
 
     async def ListUnits(self, request: pb.ListUnitsRequest, context: Ctx

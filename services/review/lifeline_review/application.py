@@ -6,22 +6,14 @@ from datetime import datetime
 from uuid import UUID
 
 from eventsourcing.persistence import Recording, Tracking
-from lifeline.errors import InvalidArgument
 from lifeline.events import Cause, ProtoAggregate, from_timestamp, meta_of
-from lifeline.incident.model import state_name
+from lifeline.incident.model import parse_incident_id, state_name
 from lifeline.incident.v1 import incident_pb2
 from lifeline.review.v1 import review_pb2 as pb
 from lifeline.store import ServiceApplication
 from lifeline.views import ViewRow
 
 from lifeline_review.domain import IncidentHistory
-
-
-def parse_incident_id(text: str) -> UUID:
-    try:
-        return UUID(text)
-    except ValueError:
-        raise InvalidArgument("incident_id", f"{text!r} is not an incident id (a UUID)") from None
 
 
 class ReviewApp(ServiceApplication):
