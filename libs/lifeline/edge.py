@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import grpc
 from google.protobuf.message import Message
 
@@ -37,6 +40,26 @@ def cause_of(context: grpc.aio.ServicerContext, clock: Clock, *, actor: str = ""
 def check_location(field: str, location: GeoPoint) -> None:
     if not (-90 <= location.lat <= 90) or not (-180 <= location.lon <= 180):
         raise InvalidArgument(field, "latitude must be within -90..90 and longitude -180..180")
+
+
+def check_enum(field: str, enum: Any, value: int, *, optional: bool = False) -> None:
+    """A protobuf enum field must hold a value the contract knows (0 only when optional)."""
+    known = [v for v in enum.values() if v]
+    if value in known or (optional and value == 0):
+        return
+    names = ", ".join(n.lower() for n in enum.keys() if not n.endswith("UNSPECIFIED"))  # noqa: SIM118 - an enum wrapper, not a dict
+    raise InvalidArgument(field, f"{'unknown value ' + str(value) if value else 'is required'};"
+                                 f" one of {names}")
+
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+
+
+def check_name(field: str, value: str) -> None:
+    """Names that become parts of ids and subjects: letters, digits, _ . : - only."""
+    if not NAME.match(value):
+        raise InvalidArgument(field, f"{value!r} may hold only letters, digits, '_', '.', "
+                                     "':' and '-'")
 
 
 def required(request: Message, *fields: str) -> None:

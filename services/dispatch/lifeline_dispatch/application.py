@@ -9,6 +9,7 @@ from uuid import uuid4
 from eventsourcing.persistence import Recording, Tracking
 from lifeline.common.v1 import common_pb2
 from lifeline.dispatch.v1 import dispatch_pb2
+from lifeline.edge import check_enum, check_location
 from lifeline.errors import InvalidArgument
 from lifeline.events import Cause, ProtoAggregate
 from lifeline.incident.model import (
@@ -49,17 +50,15 @@ class DispatchApp(ServiceApplication):
             raise InvalidArgument("hazard", "is required")
         if not req.HasField("location"):
             raise InvalidArgument("location", "is required")
+        check_location("location", req.location)
         incident = Incident.report(uuid4(), req.hazard, req.location, req.description,
                                    req.reporter or cause.actor, "", cause, now)
         return incident.view, self.record(incident)
 
     def declare(self, req: dispatch_pb2.DeclareIncidentRequest, cause: Cause, now: datetime
                 ) -> Result:
-        if req.category == pb.CATEGORY_UNSPECIFIED:
-            raise InvalidArgument("category", "one of natural_disaster, accident_disaster, "
-                                              "public_health, social_safety")
-        if req.grade == pb.GRADE_UNSPECIFIED:
-            raise InvalidArgument("grade", "one of I, II, III, IV")
+        check_enum("category", pb.Category, req.category)
+        check_enum("grade", pb.Grade, req.grade)
         requirements = requirements_for(req.hazard_type, req.grade)
         incident = self.incident(req.incident_id)
         incident.declare(req.category, req.hazard_type, req.grade, requirements, cause, now)

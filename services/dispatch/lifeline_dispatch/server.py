@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 from lifeline.dispatch.v1 import dispatch_pb2 as pb
 from lifeline.dispatch.v1 import dispatch_pb2_grpc
-from lifeline.edge import cause_of
+from lifeline.edge import cause_of, check_enum
 from lifeline.events import Cause
 from lifeline.incident.model import state_name
 from lifeline.incident.v1 import incident_pb2
@@ -71,6 +71,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
 
     async def ListIncidents(self, request: pb.ListIncidentsRequest, context: Ctx
                             ) -> pb.ListIncidentsResponse:
+        check_enum("state", incident_pb2.IncidentState, request.state, optional=True)
         state = state_name(request.state) if request.state else ""
         incidents, token = await self.rt.views.page(
             "incident", incident_pb2.Incident, page_size=request.page.page_size,

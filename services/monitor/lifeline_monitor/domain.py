@@ -11,7 +11,7 @@ from uuid import UUID
 
 from google.protobuf.message import Message
 from lifeline.common.v1 import common_pb2
-from lifeline.edge import check_location
+from lifeline.edge import check_enum, check_location, check_name
 from lifeline.errors import InvalidArgument, RuleViolation
 from lifeline.events import Cause, ProtoAggregate, event_of, meta_of, stable_id
 from lifeline.monitor.v1 import monitor_pb2 as pb
@@ -45,8 +45,10 @@ def validate_sensor(req: pb.RegisterSensorRequest) -> None:
     if not req.HasField("location"):
         raise InvalidArgument("location", "is required")
     check_location("location", req.location)
-    if req.direction == pb.DIRECTION_UNSPECIFIED:
-        raise InvalidArgument("direction", "say HIGHER_IS_WORSE or LOWER_IS_WORSE")
+    check_enum("direction", pb.Direction, req.direction)
+    check_name("hazard", req.hazard)
+    if req.grid_cell:
+        check_name("grid_cell", req.grid_cell)
     t = req.thresholds
     values = [t.blue, t.yellow, t.orange, t.red]
     if not all(math.isfinite(v) for v in values):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
-from lifeline.edge import actor_of, cause_of, required
+from lifeline.edge import actor_of, cause_of, check_enum, required
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2_grpc
 from lifeline.runtime import Runtime
@@ -63,6 +63,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
 
     async def ListWarnings(self, request: pb.ListWarningsRequest, context: Ctx
                            ) -> pb.ListWarningsResponse:
+        check_enum("status", pb.WarningStatus, request.status, optional=True)
         status = pb.WarningStatus.Name(request.status) if request.status else ""
         warnings, token = await self.rt.views.page(
             "warning", pb.Warning, page_size=request.page.page_size,

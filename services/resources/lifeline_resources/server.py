@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import grpc
 from lifeline.common.v1 import common_pb2
-from lifeline.edge import cause_of, required
-from lifeline.errors import InvalidArgument
+from lifeline.edge import cause_of, check_enum, required
 from lifeline.resources.v1 import resources_pb2 as pb
 from lifeline.resources.v1 import resources_pb2_grpc
 from lifeline.runtime import Runtime
@@ -32,6 +31,7 @@ class ResourcesServicer(resources_pb2_grpc.ResourcesServiceServicer):
 
     async def ListUnits(self, request: pb.ListUnitsRequest, context: Ctx
                         ) -> pb.ListUnitsResponse:
+        check_enum("status", common_pb2.UnitStatus, request.status, optional=True)
         units, token = await self.rt.views.page(
             "unit", pb.Unit, page_size=request.page.page_size, page_token=request.page.page_token,
             status=status_name(request.status) if request.status else "", category=request.kind)
@@ -40,9 +40,7 @@ class ResourcesServicer(resources_pb2_grpc.ResourcesServiceServicer):
     async def UpdateUnitStatus(self, request: pb.UpdateUnitStatusRequest, context: Ctx
                                ) -> pb.UpdateUnitStatusResponse:
         required(request, "id")
-        if request.status == common_pb2.UNIT_STATUS_UNSPECIFIED:
-            raise InvalidArgument("status", "say en_route, on_scene, available or "
-                                            "out_of_service")
+        check_enum("status", common_pb2.UnitStatus, request.status)
         cause = cause_of(context, self.rt.clock, actor=request.actor,
                          occurred_at=request.occurred_at)
         unit = await self.rt.write(
