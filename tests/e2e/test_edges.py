@@ -543,3 +543,32 @@ def test_a_unit_status_outside_the_enum_is_refused(api: Clients) -> None:
             id=unit_id, status=common_pb2.UNIT_STATUS_OUT_OF_SERVICE), timeout=30)
         healthy = f"edge-after-{tag()}"
         api.resources.RegisterUnit(unit_request(healthy), timeout=TIMEOUT)
+
+
+# ---- the client-streaming ingest (a gateway's long-lived stream) ----
+
+
+def test_streamed_readings_raise_and_escalate_one_warning(api: Clients) -> None:
+    t = tag()
+    api.monitor.RegisterSensor(sensor_request(f"stream-{t}", cell=f"cell-{t}"))
+    values = [0.1, 0.3, 0.5, 0.9]  # none, blue, yellow, red: raised, then escalated
+    answer = api.monitor.IngestReadings(iter(
+        monitor_pb2.IngestReadingsRequest(reading=monitor_pb2.Reading(
+            sensor_id=f"stream-{t}", value=v)) for v in values))
+    assert answer.accepted == 4
+    assert [w.id for w in answer.warnings] == [f"cell-{t}/urban_flooding/1"]
+    assert answer.warnings[0].level == common_pb2.WARNING_LEVEL_RED
+    sensor = api.monitor.GetSensor(monitor_pb2.GetSensorRequest(id=f"stream-{t}")).sensor
+    assert sensor.level == common_pb2.WARNING_LEVEL_RED
+
+
+def test_a_bad_reading_in_a_stream_refuses_the_whole_stream(api: Clients) -> None:
+    t = tag()
+    api.monitor.RegisterSensor(sensor_request(f"stream-bad-{t}", cell=f"cell-bad-{t}"))
+    readings = [monitor_pb2.Reading(sensor_id=f"stream-bad-{t}", value=0.9),
+                monitor_pb2.Reading(sensor_id=f"nobody-{t}", value=1.0)]
+    refused(lambda: api.monitor.IngestReadings(iter(
+        monitor_pb2.IngestReadingsRequest(reading=r) for r in readings)),
+        grpc.StatusCode.INVALID_ARGUMENT, "readings[1].sensor_id")
+    sensor = api.monitor.GetSensor(monitor_pb2.GetSensorRequest(id=f"stream-bad-{t}")).sensor
+    assert sensor.level == common_pb2.WARNING_LEVEL_NONE
