@@ -5,7 +5,8 @@ the same run on the same machine.
 Each run: a new sensor in a new grid cell reads past its red threshold (t0, taken just
 before the gRPC call). Monitor raises a warning, dispatch opens an incident; the bench,
 standing in for a duty officer with no human delay, declares it the moment the incident
-appears on NATS; resources assigns the nearest ambulance; dispatch records UnitAssigned.
+appears on NATS; resources assigns the nearest ambulance and epidemiology team;
+dispatch records UnitAssigned.
 The figure is that event's recorded_at minus t0 (all clocks are this machine's).
 
     python bench/assignment_latency.py [--runs 200]
@@ -75,11 +76,14 @@ async def measure(stack: Stack, runs: int) -> tuple[list[float], list[float], li
         grpc.aio.insecure_channel(stack.address("dispatch")))
     resources = resources_pb2_grpc.ResourcesServiceStub(
         grpc.aio.insecure_channel(stack.address("resources")))
-    for i in range(runs * 2):  # two ambulances per run (infectious_disease, grade IV)
-        await resources.RegisterUnit(resources_pb2.RegisterUnitRequest(
-            id=f"amb-{i}", kind="ambulance", department="medical",
-            home=common_pb2.GeoPoint(lat=30.0 + (i % 40) * 0.01, lon=120.0 + (i // 40) * 0.01)))
-    print(f"registered {runs * 2} ambulances", flush=True)
+    # The infectious-disease plan at grade IV needs an ambulance and an epidemiology team.
+    for i in range(runs):
+        for kind, department in (("ambulance", "medical"), ("epidemiology_team", "health")):
+            await resources.RegisterUnit(resources_pb2.RegisterUnitRequest(
+                id=f"{kind}-{i}", kind=kind, department=department,
+                home=common_pb2.GeoPoint(lat=30.0 + (i % 40) * 0.01,
+                                         lon=120.0 + (i // 40) * 0.01)))
+    print(f"registered {runs} ambulances and {runs} epidemiology teams", flush=True)
 
     nc = await nats.connect(stack.nats_url)
     opened: dict[str, asyncio.Future[None]] = {}

@@ -66,8 +66,10 @@ def make_stack(databases: Databases) -> Iterator[StackFactory]:
 
     def make(extra_env: dict[str, str] | None = None) -> Stack:
         state = Path(tempfile.mkdtemp(prefix="lifeline-stack-"))
+        # Scenarios carry their own field time: deadlines follow it, not the wall clock.
+        env = {"LIFELINE_FIELD_CLOCK": "observed", **(extra_env or {})}
         stack = Stack(state, nats_url=os.environ.get("NATS_URL") or None,
-                      database_url=databases.create(), extra_env=extra_env)
+                      database_url=databases.create(), extra_env=env)
         started.append((stack, state))
         return stack.start()
 

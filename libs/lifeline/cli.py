@@ -136,7 +136,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print("starting NATS, PostgreSQL and the four services ...", flush=True)
     started = time.monotonic()
     try:
-        with devstack.Stack(state_dir, nats_url=nats_url, database_url=database_url) as stack:
+        # The scenario's field time drives deadlines, not the wall clock.
+        with devstack.Stack(state_dir, nats_url=nats_url, database_url=database_url,
+                            extra_env={"LIFELINE_FIELD_CLOCK": "observed"}) as stack:
             print(f"   up in {time.monotonic() - started:.1f}s")
             player = Player({name: stack.address(name) for name in stack.SERVICES}, tag=tag,
                             say=lambda line: print(line, flush=True))

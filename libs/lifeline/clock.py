@@ -45,3 +45,30 @@ class SimulationClock:
             if when < self._now:
                 raise ValueError("a clock does not go backwards")
             self._now = when
+
+
+class FieldClock:
+    """Field time for rules that fire on deadlines.
+
+    In production it is the system clock. In drills and what-if replays (`observed`) it is
+    the latest field time the service has been told of by the commands it received, so a
+    deadline passes when the scenario's time passes it, however fast the scenario plays.
+    """
+
+    def __init__(self, observed: bool = False) -> None:
+        self.observed = observed
+        self._latest: datetime | None = None
+        self._lock = threading.Lock()
+
+    def observe(self, when: datetime) -> None:
+        if self.observed:
+            with self._lock:
+                if self._latest is None or when > self._latest:
+                    self._latest = when
+
+    def now(self) -> datetime | None:
+        """The field time now; None in a drill that has not started yet."""
+        if not self.observed:
+            return datetime.now(UTC)
+        with self._lock:
+            return self._latest

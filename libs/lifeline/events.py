@@ -10,6 +10,7 @@ A command method checks its rule and calls `record`; `when` only changes state.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
@@ -45,9 +46,29 @@ def to_json(message: Message) -> dict[str, Any]:
     return json_format.MessageToDict(message)
 
 
-def from_json(data: dict[str, Any], message_type: type[Message]) -> Message:
-    # Unknown fields are ignored so that an older reader can replay a newer history.
-    return json_format.ParseDict(data, message_type(), ignore_unknown_fields=True)
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+#: Per wrapper type, in the order the schema changed: each turns an older JSON shape into
+#: the next. Schema changes are additive; a renamed field or value ships an upcaster here.
+UPCASTERS: dict[str, list[Upcaster]] = {}
+
+
+def register_upcaster(message_type: type[Message], upcaster: Upcaster) -> None:
+    UPCASTERS.setdefault(message_type.DESCRIPTOR.full_name, []).append(upcaster)
+
+
+def upcast(data: dict[str, Any], message_type: type[Message]) -> dict[str, Any]:
+    for upcaster in UPCASTERS.get(message_type.DESCRIPTOR.full_name, ()):
+        data = upcaster(data)
+    return data
+
+
+def from_json(data: dict[str, Any], message_type: type[Message], *, strict: bool = False
+              ) -> Message:
+    """Parse canonical JSON of an older or current schema. Stored events ignore fields
+    they do not know (a newer writer during a rolling upgrade); strict parsing refuses
+    them (imports from elsewhere)."""
+    return json_format.ParseDict(upcast(data, message_type), message_type(),
+                                 ignore_unknown_fields=not strict)
 
 
 def event_of(wrapper: Message) -> tuple[str, Any]:

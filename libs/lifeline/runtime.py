@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -20,7 +20,7 @@ from nats.aio.client import Client as NATS
 from lifeline import bus
 from lifeline.clock import Clock, SystemClock
 from lifeline.config import Settings
-from lifeline.follow import LogFollower
+from lifeline.follow import LogFollower, retry_forever
 from lifeline.grpcutil import Server
 from lifeline.store import ServiceApplication, retry_conflicts
 from lifeline.tracing import setup_tracing
@@ -43,6 +43,8 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self.nc: NATS | None = None
         self.inboxes: list[bus.Inbox] = []
+        self._repeating: list[tuple[str, float, Callable[[], Awaitable[None]]]] = []
+        self._stopping = asyncio.Event()
 
     # ---- wiring, called by a service's bootstrap ----
 
@@ -53,6 +55,10 @@ class Runtime:
             "subjects": subjects, "handle": handle,
             "message_types": {t.DESCRIPTOR.full_name: t for t in message_types},
         })
+
+    def every(self, name: str, seconds: float, step: Callable[[], Awaitable[None]]) -> None:
+        """Run step every so often while the service runs (deadline watches)."""
+        self._repeating.append((name, seconds, step))
 
     # ---- use-case helpers for servicers and consumers ----
 
@@ -85,15 +91,27 @@ class Runtime:
         self.inboxes = [bus.Inbox(self.app, js, **c) for c in self._consumers]
         for worker in self._workers():
             self._tasks.append(asyncio.create_task(worker.run()))
+        for name, seconds, step in self._repeating:
+            self._tasks.append(asyncio.create_task(self._repeat(name, seconds, step)))
         self.port = await self.server.start(s.listen)
         log.info("lifeline-%s serving on port %d", s.service, self.port)
         return self.port
+
+    async def _repeat(self, name: str, seconds: float,
+                      step: Callable[[], Awaitable[None]]) -> None:
+        async def once() -> None:
+            await step()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), seconds)
+
+        await retry_forever(name, once, self._stopping)
 
     def _workers(self) -> list[LogFollower | bus.Inbox]:
         return [self.projector, self.relay, *self.inboxes]
 
     async def stop(self) -> None:
         await self.server.stop()
+        self._stopping.set()
         for worker in self._workers():
             worker.stopping.set()
         for task in self._tasks:

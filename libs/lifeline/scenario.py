@@ -29,6 +29,8 @@ from lifeline.review.v1 import review_pb2, review_pb2_grpc
 
 T = TypeVar("T")
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+ORDER_ACTIONS = {"acknowledge": "AcknowledgeOrder", "complete": "CompleteOrder",
+                 "verify": "VerifyOrder"}
 STEPS = {"contain": "MarkContained", "recover": "StartRecovery",
          "recovered": "CompleteRecovery", "close": "CloseIncident", "dismiss": "DismissIncident"}
 
@@ -129,6 +131,23 @@ class Player:
         return [(ACTOR_METADATA, actor)]
 
     def run_step(self, step: Step, now: datetime) -> None:
+        """Play one step. A step with `refused = "<rule>"` must be refused by that rule
+        (drills check the rules hold)."""
+        rule = step.args.get("refused")
+        if rule is None:
+            self._run(step, now)
+            return
+        try:
+            self._run(step, now)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.FAILED_PRECONDITION or \
+                    rule not in (error.details() or ""):
+                raise
+            self.say(f"[{now.strftime('%H:%M')}]   refused as expected: {error.details()}")
+            return
+        raise AssertionError(f"step {step.do} at {step.at} was not refused by {rule}")
+
+    def _run(self, step: Step, now: datetime) -> None:
         a = step.args
         clock = now.strftime("%H:%M")
         if step.do == "read":
@@ -139,6 +158,10 @@ class Player:
             self._unit(a, now, clock)
         elif step.do in STEPS:
             self._lifecycle(step.do, a, now, clock)
+        elif step.do in ORDER_ACTIONS:
+            self._orders(step.do, a, now, clock)
+        elif hasattr(self, f"_{step.do}"):
+            getattr(self, f"_{step.do}")(a, now, clock)
         else:
             raise ValueError(f"unknown scenario step {step.do!r}")
 
@@ -225,6 +248,103 @@ class Player:
                                                         action=self._action(a, now))).incident
         state = incident_pb2.IncidentState.Name(incident.state).removeprefix("INCIDENT_STATE_")
         self.say(f"[{clock}] {step}: incident is {state}")
+
+    def _orders(self, action: str, a: dict[str, Any], now: datetime, clock: str) -> None:
+        """Acknowledge, complete or verify every order still waiting for that step (or only
+        a department's); departments act for themselves, the commander verifies."""
+        wanted = {"acknowledge": (incident_pb2.ORDER_STATUS_ISSUED,),
+                  "complete": (incident_pb2.ORDER_STATUS_ACKNOWLEDGED,
+                               incident_pb2.ORDER_STATUS_IN_PROGRESS),
+                  "verify": (incident_pb2.ORDER_STATUS_COMPLETED,)}[action]
+        incident = self._incident()
+        done = []
+        for order in incident.orders:
+            if order.status not in wanted or a.get("department", order.department) != \
+                    order.department:
+                continue
+            actor = incident.commander if action == "verify" else f"{order.department}-duty"
+            getattr(self.dispatch, ORDER_ACTIONS[action])(dispatch_pb2.OrderStepRequest(
+                incident_id=self.incident_id, order_id=order.id,
+                action=self._action({"actor": actor}, now)))
+            done.append(order.id)
+        self.say(f"[{clock}] {action}d orders {', '.join(done) or '(none)'}")
+
+    def _report(self, a: dict[str, Any], now: datetime, clock: str) -> None:
+        incident = self.dispatch.ReportIncident(dispatch_pb2.ReportIncidentRequest(
+            hazard=a["hazard"], location=common_pb2.GeoPoint(lat=a["lat"], lon=a["lon"]),
+            description=a.get("description", ""), reporter=a.get("reporter", ""),
+            action=self._action(a, now))).incident
+        self.incident_id = incident.id
+        self.say(f"[{clock}] reported by {incident.reporter}: {a.get('description', '')}")
+
+    def _order(self, a: dict[str, Any], now: datetime, clock: str) -> None:
+        """The commander's own order, to a department or to a deployed unit of a kind."""
+        unit_id = ""
+        if "unit_kind" in a:
+            unit_id = next(u.unit_id for u in self._incident().units
+                           if u.unit_kind == a["unit_kind"] and not u.released)
+        tier = incident_pb2.OrderTier.Value(f"ORDER_TIER_{a.get('tier', 'district').upper()}")
+        incident = self.dispatch.IssueOrder(dispatch_pb2.IssueOrderRequest(
+            incident_id=self.incident_id, department=a["department"], unit_id=unit_id,
+            tier=tier, instruction=a["instruction"], life_safety=a.get("life_safety", False),
+            acknowledge_within_minutes=a.get("ack", 5),
+            complete_within_minutes=a.get("complete", 30), action=self._action(a, now))).incident
+        self.say(f"[{clock}] order {incident.orders[-1].id} to {a['department']}"
+                 f"{'/' + unit_id if unit_id else ''}: {a['instruction']}")
+
+    def _await_overdue(self, a: dict[str, Any], now: datetime, clock: str) -> None:
+        """Wait for dispatch's deadline watch to record an overdue order (field time has
+        passed its deadline) before the scenario goes on."""
+        order = wait_until(lambda: next((o for o in self._incident().orders if o.overdue),
+                                        None), "an order to be recorded overdue", self.timeout)
+        self.say(f"[{clock}]   order {order.id} ({order.department}) is overdue; escalated "
+                 f"to the commander")
+
+    def _release(self, a: dict[str, Any], now: datetime, clock: str) -> None:
+        incident = self.dispatch.ReleaseUnits(dispatch_pb2.ReleaseUnitsRequest(
+            incident_id=self.incident_id, unit_ids=[self._id(u) for u in a.get("units", [])],
+            action=self._action(a, now))).incident
+        self.say(f"[{clock}] released units; "
+                 f"{sum(1 for u in incident.units if not u.released)} still deployed")
+
+    def _regrade(self, a: dict[str, Any], now: datetime, clock: str) -> None:
+        incident = self.dispatch.RegradeIncident(dispatch_pb2.RegradeIncidentRequest(
+            incident_id=self.incident_id,
+            grade=incident_pb2.Grade.Value(f"GRADE_{a['grade'].upper()}"),
+            action=self._action(a, now))).incident
+        self.say(f"[{clock}] regraded to {a['grade'].upper()}: {a.get('reason', '')}")
+        wanted = sum(r.count for r in incident.requested)
+        wait_until(lambda: self._answered(wanted), "resources to answer the new request",
+                   self.timeout)
+
+    def _handover(self, a: dict[str, Any], now: datetime, clock: str) -> None:
+        self.dispatch.HandOverCommand(dispatch_pb2.HandOverCommandRequest(
+            incident_id=self.incident_id, to_commander=a["to"], action=self._action(a, now)))
+        self.say(f"[{clock}] command handed over to {a['to']}")
+
+    def _situation(self, a: dict[str, Any], now: datetime, clock: str) -> None:
+        numbers = {k: a.get(k, 0) for k in ("dead", "injured", "missing", "affected",
+                                            "evacuated")}
+        self.dispatch.ReportSituation(dispatch_pb2.ReportSituationRequest(
+            incident_id=self.incident_id, area_km2=a.get("area_km2", 0.0),
+            text=a.get("text", ""), action=self._action(a, now), **numbers))
+        self.say(f"[{clock}] situation: " + ", ".join(f"{v} {k}" for k, v in numbers.items()
+                                                      if v))
+
+    def _task(self, a: dict[str, Any], now: datetime, clock: str) -> None:
+        kind = incident_pb2.RecoveryTaskKind.Value(f"RECOVERY_TASK_KIND_{a['kind'].upper()}")
+        self.dispatch.AddRecoveryTask(dispatch_pb2.AddRecoveryTaskRequest(
+            incident_id=self.incident_id, kind=kind, owner=a["owner"],
+            description=a["description"], action=self._action(a, now)))
+        self.say(f"[{clock}] recovery task for {a['owner']}: {a['description']}")
+
+    def _tasks_done(self, a: dict[str, Any], now: datetime, clock: str) -> None:
+        for task in self._incident().recovery_tasks:
+            if not task.done:
+                self.dispatch.CompleteRecoveryTask(dispatch_pb2.CompleteRecoveryTaskRequest(
+                    incident_id=self.incident_id, task_id=task.id,
+                    action=self._action({"actor": task.owner}, now)))
+                self.say(f"[{clock}] {task.owner} finished {task.id}")
 
     def history(self) -> list[incident_pb2.IncidentEvent]:
         """What review holds of the incident so far (nothing yet is an empty list)."""

@@ -177,7 +177,7 @@ def test_report_declare_show_and_replay(env: dict[str, str]) -> None:
     declared_row = next(line for line in replay if " declared " in line)
     assert "DECLARED" in declared_row
 
-    history = cli(env, "review", "history", incident_id, "--json").stdout.splitlines()
+    history = cli(env, "review", "history", "export", incident_id).stdout.splitlines()
     events = [json.loads(line) for line in history]
     assert "reported" in events[0] and "declared" in events[1]
     assert events[0]["reported"]["meta"]["actor"] == "cli-tester"

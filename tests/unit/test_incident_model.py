@@ -7,6 +7,7 @@ messages it carries.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -16,13 +17,29 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from lifeline.clock import SimulationClock
 from lifeline.common.v1 import common_pb2
-from lifeline.errors import RuleViolation
+from lifeline.errors import InvalidArgument, NotFound, RuleViolation
 from lifeline.events import Cause, event_of, from_json, from_timestamp, meta_of, to_json
-from lifeline.incident.model import Incident, IncidentState, incident_id_for_warning
+from lifeline.incident.model import (
+    ACTIVE,
+    Incident,
+    IncidentState,
+    PlanOrder,
+    Response,
+    incident_id_for_warning,
+)
 from lifeline.incident.v1 import incident_pb2 as pb
-from lifeline_dispatch.domain import requirements_for
+
+from tests.unit.fixtures import response_for
 
 S = pb.IncidentState
+
+
+def release_and_close(incident: Incident, cause: Cause, now: datetime) -> None:
+    """Units go home first; a deployed unit keeps an incident open."""
+    if incident.view.state in ACTIVE:
+        incident.release_units([], cause, now)
+    incident.close(cause, now)
+
 U = common_pb2.UnitStatus
 WARNING_ID = "3123_12147/urban_flooding/1"
 GRID_CELL = "3123_12147"
@@ -60,7 +77,7 @@ def open_incident(field: Field, warning_id: str = WARNING_ID, **cause: Any) -> I
 
 def declare(incident: Incident, field: Field, grade: int = pb.GRADE_II) -> None:
     incident.declare(pb.CATEGORY_NATURAL_DISASTER, "urban_flooding", grade,
-                     requirements_for("urban_flooding", grade), field.cause(), field.now())
+                     response_for("urban_flooding", grade), field.cause(), field.now())
 
 
 def assign(incident: Incident, field: Field, unit_id: str, kind: str = "pump_truck",
@@ -137,9 +154,12 @@ def test_declare_makes_it_declared_and_requests_the_units_the_plan_needs() -> No
     assert from_timestamp(v.declared_at) == FIELD_START + timedelta(minutes=12)
 
     history = wrappers(incident)
-    assert fields(history) == ["opened", "declared", "resources_requested"]
-    requested = history[2].resources_requested
-    assert list(requested.requirements) == requirements_for("urban_flooding", pb.GRADE_II)
+    # The declaring officer takes command; no plan here, so no orders.
+    assert fields(history) == ["opened", "declared", "commander_assigned",
+                               "resources_requested"]
+    assert v.commander
+    requested = history[3].resources_requested
+    assert list(requested.requirements) == list(response_for("urban_flooding", pb.GRADE_II).units)
     assert {r.unit_kind: r.count for r in requested.requirements} == {
         "rescue_team": 2, "pump_truck": 2, "ambulance": 2, "police_car": 2}
     assert requested.location == PEOPLES_SQUARE
@@ -151,11 +171,12 @@ def test_declare_makes_it_declared_and_requests_the_units_the_plan_needs() -> No
 def test_declare_without_requirements_requests_nothing() -> None:
     field = Field()
     incident = open_incident(field)
-    incident.declare(pb.CATEGORY_SOCIAL_SAFETY, "crowd", pb.GRADE_IV, [], field.cause(),
-                     field.now())
+    incident.declare(pb.CATEGORY_SOCIAL_SAFETY, "crowd", pb.GRADE_IV, Response(units=[]),
+                     field.cause(), field.now())
 
     assert incident.view.state == S.INCIDENT_STATE_DECLARED
-    assert fields(wrappers(incident)) == ["opened", "declared"]
+    # The declaring officer takes command; nothing is requested.
+    assert fields(wrappers(incident)) == ["opened", "declared", "commander_assigned"]
 
 
 # ---- units ----
@@ -267,16 +288,16 @@ def test_a_unit_released_and_assigned_again_reports_its_status() -> None:
         U.UNIT_STATUS_EN_ROUTE]
 
 
-def test_close_releases_a_unit_that_was_assigned_a_second_time() -> None:
+def test_release_frees_a_unit_that_was_assigned_a_second_time() -> None:
     field = Field()
     incident = responding(field)
     assert incident.release_unit("P-7", field.cause("resources"), field.now())
     assert assign(incident, field, "P-7")
     assert assign(incident, field, "P-7") is False  # a repeat of the second assignment
 
-    for step in (incident.contain, incident.start_recovery, incident.complete_recovery,
-                 incident.close):
+    for step in (incident.contain, incident.start_recovery, incident.complete_recovery):
         step(field.cause(), field.now())
+    release_and_close(incident, field.cause(), field.now())
     assert incident.state.deployed_units() == []
 
 
@@ -289,7 +310,7 @@ def test_the_whole_lifecycle_in_order() -> None:
     for step, state in ((Incident.contain, S.INCIDENT_STATE_CONTAINED),
                         (Incident.start_recovery, S.INCIDENT_STATE_RECOVERING),
                         (Incident.complete_recovery, S.INCIDENT_STATE_RECOVERED),
-                        (Incident.close, S.INCIDENT_STATE_CLOSED)):
+                        (release_and_close, S.INCIDENT_STATE_CLOSED)):
         at = field.advance(hours=1)
         step(incident, field.cause(), field.now())
         assert incident.view.state == state
@@ -324,7 +345,7 @@ STEPS = {
     "contain": lambda i, f: i.contain(f.cause(), f.now()),
     "start_recovery": lambda i, f: i.start_recovery(f.cause(), f.now()),
     "complete_recovery": lambda i, f: i.complete_recovery(f.cause(), f.now()),
-    "close": lambda i, f: i.close(f.cause(), f.now()),
+    "close": lambda i, f: release_and_close(i, f.cause(), f.now()),
     "dismiss": lambda i, f: i.dismiss(f.cause(), f.now()),
 }
 RULES = {
@@ -388,7 +409,7 @@ def test_each_allowed_step_is_accepted(state: str, step: str) -> None:
     STEPS[step](incident, field)
 
 
-def test_close_releases_every_deployed_unit_before_closing() -> None:
+def test_close_is_refused_until_every_deployed_unit_is_released() -> None:
     field = Field()
     incident = responding(field)  # P-7
     assert assign(incident, field, "A-1", "ambulance")
@@ -400,7 +421,10 @@ def test_close_releases_every_deployed_unit_before_closing() -> None:
     incident.collect_events()
 
     closed_at = field.advance(hours=1)
-    incident.close(field.cause(), field.now())
+    with pytest.raises(RuleViolation, match="close-without-deployed-units"):
+        incident.close(field.cause(), field.now())
+    assert incident.collect_events() == []  # nothing written by the refusal
+    release_and_close(incident, field.cause(), field.now())
 
     history = wrappers(incident)
     assert fields(history) == ["unit_released", "unit_released", "closed"]
@@ -470,7 +494,7 @@ def six_hour_flood(field: Field) -> tuple[Incident, list[Cause], list[datetime]]
     incident.change_warning_level(common_pb2.WARNING_LEVEL_ORANGE, cause("dispatch"), now())
     field.advance(minutes=8)
     incident.declare(pb.CATEGORY_NATURAL_DISASTER, "urban_flooding", pb.GRADE_III,
-                     requirements_for("urban_flooding", pb.GRADE_III), cause("duty-officer"),
+                     response_for("urban_flooding", pb.GRADE_III), cause("duty-officer"),
                      now())
     field.advance(minutes=2)
     incident.assign_unit("req-1", "P-7", "pump_truck", 2.1, cause("resources"), now())
@@ -490,7 +514,7 @@ def six_hour_flood(field: Field) -> tuple[Incident, list[Cause], list[datetime]]
     field.advance(hours=2)
     incident.complete_recovery(cause("duty-officer"), now())
     field.advance(minutes=56)
-    incident.close(cause("duty-officer"), now())
+    release_and_close(incident, cause("duty-officer"), now())
     return incident, causes, nows
 
 
@@ -509,14 +533,14 @@ def test_every_event_carries_its_meta() -> None:
     history = wrappers(incident)
     names = fields(history)
     assert names == [
-        "opened", "warning_level_changed", "declared", "resources_requested",
+        "opened", "warning_level_changed", "declared", "commander_assigned", "resources_requested",
         "unit_assigned", "unit_assigned", "resource_shortfall", "unit_status_reported",
         "unit_status_reported", "unit_status_reported", "contained", "warning_cleared",
         "recovery_started", "recovered", "unit_released", "unit_released", "closed"]
 
-    # Which command (by index into causes/nows) recorded each event: declare records two,
-    # close records three.
-    command_of = [0, 1, 2, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 13, 13]
+    # Which command (by index into causes/nows) recorded each event: declare records three,
+    # release-and-close three.
+    command_of = [0, 1, 2, 2, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 13, 13]
     for n, (wrapper, command) in enumerate(zip(history, command_of, strict=True), start=1):
         meta = meta_of(wrapper)
         cause = causes[command]
@@ -605,7 +629,7 @@ def test_a_history_with_a_gap_or_a_repeat_is_refused() -> None:
     field = Field()
     incident = responding(field)
     history = wrappers(incident)
-    assert len(history) == 4
+    assert len(history) == 5
 
     with pytest.raises(ValueError, match="gap or a repeat"):
         IncidentState.replay([history[0], history[2]])
@@ -618,8 +642,8 @@ def test_a_history_with_a_gap_or_a_repeat_is_refused() -> None:
     with pytest.raises(ValueError):
         state.apply(history[3])
     assert state.view.version == 2  # the refused event changed nothing
-    state.apply(history[2])
-    state.apply(history[3])
+    for later in history[2:]:
+        state.apply(later)
     assert state.view == incident.view
 
 
@@ -652,84 +676,220 @@ UNIT_STATUSES = list(U.values())
 GRADES = [pb.GRADE_I, pb.GRADE_II, pb.GRADE_III, pb.GRADE_IV]
 HAZARDS = ["urban_flooding", "high_rise_fire", "gas_leak", "traffic_accident"]
 LEVELS = list(common_pb2.WarningLevel.values())
+#: "operator" declares, so is the first commander; "commander" means whoever commands now.
+ACTORS = ["commander", "operator", "officer-a", "officer-b"]
+CONTAINED_OR_LATER = (S.INCIDENT_STATE_CONTAINED, S.INCIDENT_STATE_RECOVERING,
+                      S.INCIDENT_STATE_RECOVERED, S.INCIDENT_STATE_CLOSED)
+UNFINISHED = (pb.ORDER_STATUS_ISSUED, pb.ORDER_STATUS_ACKNOWLEDGED,
+              pb.ORDER_STATUS_IN_PROGRESS)
+FINISHED_ORDER = (pb.ORDER_STATUS_VERIFIED, pb.ORDER_STATUS_CANCELLED)
+#: A small plan: each grade gives its orders and those of every less severe grade.
+LADDER = [
+    (pb.GRADE_IV, PlanOrder("keep-watch", "police", pb.ORDER_TIER_COMMUNITY, "Keep watch",
+                            False, 10, 60)),
+    (pb.GRADE_III, PlanOrder("evacuate", "fire", pb.ORDER_TIER_DISTRICT, "Evacuate the block",
+                             True, 5, 45)),
+    (pb.GRADE_II, PlanOrder("rescue", "fire", pb.ORDER_TIER_CITY, "Rescue the trapped", True,
+                            3, 30)),
+    (pb.GRADE_I, PlanOrder("shelter", "civil_affairs", pb.ORDER_TIER_CITY, "Shelter residents",
+                           False, 15, 120)),
+]
 
+
+def planned(hazard: str, grade: int) -> Response:
+    """The fixture's units for the hazard and grade, with a plan and its orders."""
+    return replace(response_for(hazard, grade), plan_id=f"{hazard}_plan", plan_version=2,
+                   content_hash=hazard.ljust(64, "0")[:64], response_time_target_minutes=15,
+                   notify=("fire", "police"),
+                   orders=[o for at, o in LADDER if at >= grade])
+
+
+actors = st.sampled_from([ACTORS[0], *ACTORS])  # the commander more often
 declares = st.tuples(st.just("declare"), st.sampled_from(HAZARDS), st.sampled_from(GRADES))
 steps = st.tuples(st.sampled_from(["contain", "start_recovery", "complete_recovery", "close"]))
 assigns = st.tuples(st.just("assign"), st.sampled_from(UNIT_IDS),
                     st.floats(0, 50, allow_nan=False))
 statuses = st.tuples(st.just("status"), st.sampled_from(UNIT_IDS),
                      st.sampled_from(UNIT_STATUSES))
-# "advance" is the next step of the usual path from whatever state the incident is in, so
-# that many examples get past declaration, through recovery, to closing; every other
-# command is drawn regardless of the state.
+# "advance" is the next step of the usual path from whatever state the incident is in
+# (including the order, unit and task chores that gate it), so that many examples get past
+# declaration, through recovery, to closing and review; every other command is drawn
+# regardless of the state.
 advances = st.tuples(st.just("advance"), st.sampled_from(HAZARDS), st.sampled_from(GRADES))
-commands = st.lists(st.one_of(
-    advances, advances, advances, declares, steps, assigns, assigns, statuses, statuses,
+order_steps = st.tuples(st.just("order_step"),
+                        st.sampled_from(["ack", "progress", "complete", "verify", "cancel"]),
+                        st.integers(0, 7), actors, st.booleans())
+issues = st.tuples(st.just("issue"), st.sampled_from(["commander"] * 3 + ["officer-a"]),
+                  st.sampled_from(["", "", *UNIT_IDS]), st.booleans(), st.integers(1, 20),
+                  st.integers(1, 90))
+others = st.one_of(
+    declares, steps, assigns, assigns, statuses, issues, issues, issues, order_steps,
+    order_steps,
     st.tuples(st.just("release"), st.sampled_from(UNIT_IDS)),
+    st.tuples(st.just("release_units"), st.lists(st.sampled_from(UNIT_IDS), max_size=2)),
     st.tuples(st.just("shortfall"), st.sampled_from(["ambulance", "pump_truck"]),
               st.integers(1, 3)),
     st.tuples(st.just("warning_level"), st.sampled_from(LEVELS)),
     st.tuples(st.just("clear_warning")),
-    st.tuples(st.just("dismiss")),
-), min_size=10, max_size=40)
+    st.tuples(st.just("regrade"), st.sampled_from(GRADES), st.booleans()),
+    st.tuples(st.just("hand_over"), actors, st.sampled_from(ACTORS[1:])),
+    st.tuples(st.just("overdue")), st.tuples(st.just("overdue")),
+    st.tuples(st.just("situation"), st.integers(0, 50), st.integers(0, 500)),
+    st.tuples(st.just("add_task"), st.sampled_from(list(pb.RecoveryTaskKind.values())[1:])),
+    st.tuples(st.just("add_task"), st.sampled_from(list(pb.RecoveryTaskKind.values())[1:])),
+    st.tuples(st.just("complete_task"), st.integers(0, 3)),
+    st.tuples(st.just("reviewed")),
+)
+#: About one command in three moves the incident on.
+commands = st.lists(st.one_of(advances, others, others), min_size=20, max_size=50)
 
 
 NEXT = {S.INCIDENT_STATE_WARNING: "declare", S.INCIDENT_STATE_DECLARED: "contain",
         S.INCIDENT_STATE_RESPONDING: "contain", S.INCIDENT_STATE_CONTAINED: "start_recovery",
         S.INCIDENT_STATE_RECOVERING: "complete_recovery",
-        S.INCIDENT_STATE_RECOVERED: "close"}
+        S.INCIDENT_STATE_RECOVERED: "close", S.INCIDENT_STATE_CLOSED: "reviewed",
+        S.INCIDENT_STATE_DISMISSED: "reviewed"}
 
 
 def rank(state: int) -> int:
     return ORDER.index(state)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(commands=commands, minutes=st.lists(st.integers(0, 90), min_size=40, max_size=40))
-def test_any_command_sequence_keeps_the_lifecycle_rules(
-        commands: list[tuple[Any, ...]], minutes: list[int]) -> None:
-    field = Field()
-    incident = open_incident(field)
-    history = wrappers(incident)
-    released: set[str] = set()
-    ever_declared = False
+def next_chore(incident: Incident) -> tuple[Any, ...] | None:
+    """What must happen before the next lifecycle step can: (command, *args) or None."""
+    v = incident.view
+    if v.state == S.INCIDENT_STATE_DECLARED:
+        return ("assign", UNIT_IDS[0], 1.0)  # resources answer the request
+    if v.state == S.INCIDENT_STATE_RESPONDING:
+        pending = [o for o in v.orders if o.life_safety and o.status in UNFINISHED]
+    elif v.state == S.INCIDENT_STATE_RECOVERING:
+        task = next((t for t in v.recovery_tasks if not t.done), None)
+        return None if task is None else ("complete_task_id", task.id)
+    elif v.state == S.INCIDENT_STATE_RECOVERED:
+        if incident.state.deployed_units():
+            return ("release_units", [])
+        pending = incident.state.open_orders()
+    else:
+        return None
+    if not pending:
+        return None
+    o = pending[0]
+    step = {pb.ORDER_STATUS_ISSUED: "ack", pb.ORDER_STATUS_COMPLETED: "verify"}.get(
+        o.status, "complete")
+    return ("order_step_id", step, o.id, "commander", True)
 
-    for (name, *args), wait in zip(commands, minutes, strict=False):
-        if name == "advance":
-            name = NEXT.get(incident.view.state, "close")
+
+class Drive:
+    """Runs commands on one incident, checking after every command that was accepted that
+    no rule is broken and that the recorded history replays to the aggregate's view."""
+
+    def __init__(self) -> None:
+        self.field = Field()
+        self.incident = open_incident(self.field)
+        self.history = wrappers(self.incident)
+        self.replayed = IncidentState.replay(self.history)  # review's fold, kept up to date
+        self.ever_declared = False
+        self.issued_after_containment: set[str] = set()
+        self.overdue_seen: set[tuple[str, int]] = set()
+        self.commanders: list[str] = []  # every commander in turn
+
+    def advance(self, hazard: str, grade: int, wait: int, chores: int = 1) -> None:
+        """Up to `chores` of the chores that gate the next lifecycle step (each its own
+        command), then that step if nothing gates it any more."""
+        for _ in range(chores):
+            chore = next_chore(self.incident)
+            if chore is None:
+                break
+            self.run(chore[0], list(chore[1:]), wait)
+            wait = 0
+        if next_chore(self.incident) is None:
+            step = NEXT[self.incident.view.state]
+            self.run(step, [hazard, grade] if step == "declare" else [], wait)
+
+    def run(self, name: str, args: list[Any], wait: int) -> None:
+        field, incident = self.field, self.incident
         field.advance(minutes=wait)
-        cause, now = field.cause(), field.now()
+        now = field.now()
         before = pb.Incident()
         before.CopyFrom(incident.view)
+
+        def cause(actor: str = "operator", reason: str = "") -> Cause:
+            if actor == "commander":
+                actor = before.commander or "operator"
+            return field.cause(actor, reason=reason)
+
+        def pick(items: Any, index: int, missing: str) -> str:
+            return str(items[index % len(items)].id) if items else missing
+
         try:
             if name == "declare":
                 hazard, grade = args
                 incident.declare(pb.CATEGORY_NATURAL_DISASTER, hazard, grade,
-                                 requirements_for(hazard, grade), cause, now)
+                                 planned(hazard, grade), cause(), now)
             elif name == "assign":
                 unit_id, distance = args
-                incident.assign_unit("req", unit_id, "pump_truck", distance, cause, now)
+                incident.assign_unit("req", unit_id, "pump_truck", distance, cause(), now)
             elif name == "status":
-                incident.report_unit_status(args[0], args[1], cause, now)
+                incident.report_unit_status(args[0], args[1], cause(), now)
             elif name == "release":
-                if incident.release_unit(args[0], cause, now):
-                    released.add(args[0])
+                incident.release_unit(args[0], cause("resources"), now)
+            elif name == "release_units":
+                incident.release_units(args[0], cause(), now)
             elif name == "shortfall":
-                incident.record_shortfall("req", args[0], args[1], cause, now)
+                incident.record_shortfall("req", args[0], args[1], cause(), now)
             elif name == "warning_level":
-                incident.change_warning_level(args[0], cause, now)
+                incident.change_warning_level(args[0], cause(), now)
             elif name == "clear_warning":
-                incident.clear_warning(cause, now)
+                incident.clear_warning(cause(), now)
+            elif name == "regrade":
+                grade, with_reason = args
+                incident.regrade(grade, planned(before.hazard_type or "urban_flooding", grade),
+                                 cause("commander", "conditions changed" if with_reason else ""),
+                                 now)
+            elif name == "hand_over":
+                incident.hand_over(args[1], cause(args[0]), now)
+            elif name == "issue":
+                actor, unit_id, life_safety, ack, complete = args
+                incident.issue_order("fire", unit_id, pb.ORDER_TIER_DISTRICT, "Hold the line",
+                                     life_safety, ack, ack + complete, cause(actor), now)
+            elif name in ("order_step", "order_step_id"):
+                step, which, actor, with_reason = args
+                target = which if name == "order_step_id" else pick(before.orders, which,
+                                                                     "O-99")
+                by = cause(actor, "no longer needed" if with_reason else "")
+                if step == "progress":
+                    incident.report_order_progress(target, "under way", 50, by, now)
+                else:
+                    {"ack": incident.acknowledge_order, "complete": incident.complete_order,
+                     "verify": incident.verify_order,
+                     "cancel": incident.cancel_order}[step](target, by, now)
+            elif name == "overdue":
+                incident.record_overdue(field.clock.now(), now)
+            elif name == "situation":
+                incident.report_situation(pb.SituationReported(
+                    injured=args[0], evacuated=args[1], text="update"), cause(), now)
+            elif name == "add_task":
+                incident.add_recovery_task(args[0], "utilities", "restore", cause(), now)
+            elif name in ("complete_task", "complete_task_id"):
+                task_id = args[0] if name == "complete_task_id" else pick(
+                    before.recovery_tasks, args[0], "T-99")
+                incident.complete_recovery_task(task_id, cause(), now)
+            elif name == "reviewed":
+                incident.mark_reviewed("reviewed", cause("reviewer"), now)
             else:
-                getattr(incident, name)(cause, now)
-        except RuleViolation:
+                getattr(incident, name)(cause(), now)
+        except (RuleViolation, InvalidArgument, NotFound):
             # A refused command records nothing and changes nothing.
             assert incident.collect_events() == []
             assert incident.view == before
-            continue
+            return
         new = wrappers(incident)
-        history += new
-        v = incident.view
+        self.history += new
+        event(name.removesuffix("_id"))
+        self.check(before, new)
+
+    def check(self, before: pb.Incident, new: list[pb.IncidentEvent]) -> None:
+        incident, v = self.incident, self.incident.view
 
         # The lifecycle never goes backwards; dismissal only ever follows a warning.
         if v.state == S.INCIDENT_STATE_DISMISSED:
@@ -737,21 +897,109 @@ def test_any_command_sequence_keeps_the_lifecycle_rules(
         else:
             assert before.state != S.INCIDENT_STATE_DISMISSED
             assert rank(v.state) >= rank(before.state)
-        ever_declared = ever_declared or any(event_of(w)[0] == "declared" for w in new)
+        self.ever_declared = self.ever_declared or any(
+            event_of(w)[0] == "declared" for w in new)
         if v.state == S.INCIDENT_STATE_DISMISSED:
-            assert not ever_declared
+            assert not self.ever_declared
             assert not v.HasField("declared_at")
-        if v.state == S.INCIDENT_STATE_CLOSED:
-            assert incident.state.deployed_units() == []
         if v.state in (S.INCIDENT_STATE_WARNING, S.INCIDENT_STATE_DISMISSED):
-            assert not v.units
-        assert len({u.unit_id for u in incident.state.deployed_units()}) == len(
-            incident.state.deployed_units())
+            assert not v.units and not v.orders and not v.commander
+        deployed = [u.unit_id for u in incident.state.deployed_units()]
+        assert len(set(deployed)) == len(deployed)
+
+        # Closed: no unit deployed and every order verified or cancelled.
+        if v.state == S.INCIDENT_STATE_CLOSED:
+            assert deployed == []
+            assert all(o.status in FINISHED_ORDER for o in v.orders)
+        # Contained and after: no unfinished life-safety order from before containment.
+        # (An order issued after containment is not held to it: see the strict xfail
+        # test_a_contained_incident_never_carries_an_unfinished_life_safety_order.)
+        if before.state in CONTAINED_OR_LATER:
+            self.issued_after_containment |= {o.id for o in v.orders[len(before.orders):]}
+        if v.state in CONTAINED_OR_LATER:
+            assert not [o.id for o in v.orders if o.life_safety and o.status in UNFINISHED
+                        and o.id not in self.issued_after_containment]
+        # Recovered (and closed): every recovery task done.
+        if v.state in (S.INCIDENT_STATE_RECOVERED, S.INCIDENT_STATE_CLOSED):
+            assert all(t.done for t in v.recovery_tasks)
+        # At most one unfinished order per unit.
+        busy = [o.unit_id for o in v.orders if o.unit_id and o.status in UNFINISHED]
+        assert len(busy) == len(set(busy))
+        # Orders keep their ids and only move forward.
+        assert [o.id for o in v.orders[:len(before.orders)]] == [o.id for o in before.orders]
+        assert all(now.status >= then.status for now, then in zip(v.orders, before.orders,
+                                                                   strict=False))
+
+        # One commander at a time: the declaring officer, then only by handover from the
+        # commander in office.
+        for w in new:
+            if event_of(w)[0] == "commander_assigned":
+                assigned = w.commander_assigned
+                previous = self.commanders[-1] if self.commanders else ""
+                assert assigned.previous_commander == previous
+                if previous:
+                    assert assigned.meta.actor == previous
+                assert assigned.commander and assigned.commander != previous
+                self.commanders.append(assigned.commander)
+        assert v.commander == (self.commanders[-1] if self.commanders else "")
+        assert bool(v.commander) == self.ever_declared
+
+        # Each deadline of each order is overdue at most once, at the time it fell due,
+        # escalated to the commander.
+        for w in new:
+            if event_of(w)[0] == "order_overdue":
+                overdue = w.order_overdue
+                key = (overdue.order_id, int(overdue.deadline))
+                assert key not in self.overdue_seen
+                self.overdue_seen.add(key)
+                assert overdue.meta.occurred_at == overdue.due_at
+                assert overdue.escalated_to == v.commander
+                o = incident.state.order(overdue.order_id)
+                assert o is not None
+                assert overdue.due_at == (o.acknowledge_by if overdue.deadline
+                                          == pb.DEADLINE_ACKNOWLEDGEMENT else o.complete_by)
+        assert all(len(set(o.overdue)) == len(o.overdue) for o in v.orders)
+        # Reviewed only once the incident ended.
+        if v.reviewed:
+            assert v.state in (S.INCIDENT_STATE_CLOSED, S.INCIDENT_STATE_DISMISSED)
 
         # The recorded history is gap-free and replays to exactly this view.
-        assert [meta_of(w).sequence for w in history] == list(range(1, len(history) + 1))
-        assert all(meta_of(w).correlation_id == WARNING_ID for w in history)
-        assert IncidentState.replay(history).view == v
-    for n in range(len(history) + 1):
-        assert IncidentState.replay(history[:n]).view.version == n
-    event(f"ended {S.Name(incident.view.state)}")
+        first = len(self.history) - len(new) + 1
+        assert [meta_of(w).sequence for w in new] == list(range(first, len(self.history) + 1))
+        assert all(meta_of(w).correlation_id == WARNING_ID for w in new)
+        for w in new:
+            self.replayed.apply(w)
+        assert self.replayed.view == v
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(commands=commands, minutes=st.lists(st.integers(0, 90), min_size=50, max_size=50),
+       dismiss_at=st.sampled_from([None] * 8 + [0, 3]), every=st.integers(3, 20),
+       chores=st.integers(1, 5), hazard=st.sampled_from(HAZARDS),
+       grade=st.sampled_from(GRADES))
+def test_any_command_sequence_keeps_the_lifecycle_rules(
+        commands: list[tuple[Any, ...]], minutes: list[int], dismiss_at: int | None,
+        every: int, chores: int, hazard: str, grade: int) -> None:
+    """Besides the drawn commands, the incident moves on every `every` commands (doing up
+    to `chores` chores at a time), so that examples get through the whole lifecycle;
+    dismissal is tried at one point of some examples (drawn as often as the rest, it would
+    end most of them at once)."""
+    drive = Drive()
+    for n, ((name, *args), wait) in enumerate(zip(commands, minutes, strict=False)):
+        if n == dismiss_at:
+            drive.run("dismiss", [], 0)
+        if n % every == every - 1:
+            drive.advance(hazard, grade, 0, chores)
+        if name == "advance":
+            drive.advance(args[0], args[1], wait, chores)
+        else:
+            drive.run(name, args, wait)
+    # The whole history replays from scratch to the aggregate's view, and every prefix of
+    # it replays, each to its own version (a fold: replaying prefix n is its first n steps;
+    # the prefixes that end a command were compared with the aggregate's view in check).
+    assert IncidentState.replay(drive.history).view == drive.incident.view
+    state = IncidentState()
+    for n, w in enumerate(drive.history, start=1):
+        state.apply(w)
+        assert state.view.version == n
+    event(f"ended {S.Name(drive.incident.view.state)}")

@@ -11,8 +11,9 @@ from lifeline.common.v1 import common_pb2
 from lifeline.events import Cause, meta_of
 from lifeline.incident.model import Incident
 from lifeline.incident.v1 import incident_pb2 as ipb
-from lifeline_dispatch.domain import requirements_for
 from lifeline_review.domain import IncidentHistory, evaluate
+
+from tests.unit.fixtures import response_for
 
 S = ipb.IncidentState
 U = common_pb2.UnitStatus
@@ -44,7 +45,7 @@ class Drill:
 
     def declare(self) -> None:
         self.incident.declare(ipb.CATEGORY_NATURAL_DISASTER, "urban_flooding", ipb.GRADE_III,
-                              requirements_for("urban_flooding", ipb.GRADE_III), self.cause(),
+                              response_for("urban_flooding", ipb.GRADE_III), self.cause(),
                               WALL)
 
     def assign(self, unit_id: str, kind: str = "pump_truck") -> None:
@@ -83,6 +84,7 @@ def six_hours() -> Drill:
     d.after("recovered", hours=1, minutes=45)
     d.incident.complete_recovery(d.cause(), WALL)
     d.after("closed", minutes=35)
+    d.incident.release_units([], d.cause(), WALL)
     d.incident.close(d.cause(), WALL)
     return d
 

@@ -8,16 +8,24 @@ its commands check the lifecycle rules and record events, which the same fold ap
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from google.protobuf.message import Message
 
 from lifeline.common.v1 import common_pb2
-from lifeline.errors import InvalidArgument, RuleViolation
-from lifeline.events import Cause, ProtoAggregate, event_of, meta_of, stable_id
+from lifeline.errors import InvalidArgument, NotFound, RuleViolation
+from lifeline.events import (
+    Cause,
+    ProtoAggregate,
+    event_of,
+    from_timestamp,
+    meta_of,
+    stable_id,
+    to_timestamp,
+)
 from lifeline.incident.v1 import incident_pb2 as pb
 
 S = pb.IncidentState
@@ -26,6 +34,43 @@ ACTIVE = (S.INCIDENT_STATE_DECLARED, S.INCIDENT_STATE_RESPONDING, S.INCIDENT_STA
 OPEN = (S.INCIDENT_STATE_WARNING, *ACTIVE)
 DEPLOYED = (common_pb2.UNIT_STATUS_ASSIGNED, common_pb2.UNIT_STATUS_EN_ROUTE,
             common_pb2.UNIT_STATUS_ON_SCENE)
+CLOSED_ORDER = (pb.ORDER_STATUS_VERIFIED, pb.ORDER_STATUS_CANCELLED)
+UNFINISHED_ORDER = (pb.ORDER_STATUS_ISSUED, pb.ORDER_STATUS_ACKNOWLEDGED,
+                    pb.ORDER_STATUS_IN_PROGRESS)
+
+
+@dataclass(frozen=True)
+class PlanOrder:
+    """An order the plan gives at a grade."""
+
+    id: str
+    department: str
+    tier: int
+    instruction: str
+    life_safety: bool
+    ack_minutes: int
+    complete_minutes: int
+
+
+@dataclass(frozen=True)
+class Response:
+    """What the plan in force says an incident of one grade needs."""
+
+    units: Sequence[pb.UnitRequirement]
+    plan_id: str = ""
+    plan_version: int = 0
+    content_hash: str = ""
+    response_time_target_minutes: int = 0
+    notify: Sequence[str] = ()
+    materials: Sequence[pb.Material] = ()
+    orders: Sequence[PlanOrder] = ()
+
+    def count(self, unit_kind: str) -> int:
+        return sum(u.count for u in self.units if u.unit_kind == unit_kind)
+
+
+def grade_name(grade: int) -> str:
+    return pb.Grade.Name(grade).removeprefix("GRADE_")  # type: ignore[arg-type]
 
 
 def state_name(state: int) -> str:
@@ -121,7 +166,100 @@ class IncidentState:
         elif field == "dismissed":
             v.state = S.INCIDENT_STATE_DISMISSED
             v.dismissed_at.CopyFrom(at)
+        elif field == "grade_changed":
+            v.grade = event.to_grade
+        elif field == "plan_activated":
+            v.plan.CopyFrom(pb.ActivePlan(
+                plan_id=event.plan_id, plan_version=event.plan_version,
+                content_hash=event.content_hash, grade=event.grade,
+                response_time_target_minutes=event.response_time_target_minutes,
+                departments_notified=event.departments_notified, materials=event.materials))
+        elif field == "commander_assigned":
+            v.commander = event.commander
+        elif field.startswith("order_"):
+            self._apply_order(field, event, meta)
+        elif field == "situation_reported":
+            v.situation.CopyFrom(pb.Situation(
+                dead=event.dead, injured=event.injured, missing=event.missing,
+                affected=event.affected, evacuated=event.evacuated, area_km2=event.area_km2,
+                text=event.text, reported_at=at))
+        elif field == "recovery_task_added":
+            v.recovery_tasks.add(id=event.task_id, kind=event.kind, owner=event.owner,
+                                 description=event.description)
+        elif field == "recovery_task_completed":
+            task = self.task(event.task_id)
+            assert task is not None
+            task.done = True
+            task.done_at.CopyFrom(at)
+        elif field == "reviewed":
+            v.reviewed = True
+            v.reviewed_at.CopyFrom(at)
         # Event types this reader does not know yet change nothing (forward compatibility).
+
+    def _apply_order(self, field: str, event: Any, meta: common_pb2.EventMeta) -> None:
+        at = meta.occurred_at
+        if field == "order_issued":
+            self.view.orders.add(
+                id=event.order_id, department=event.department, unit_id=event.unit_id,
+                tier=event.tier, instruction=event.instruction, life_safety=event.life_safety,
+                status=pb.ORDER_STATUS_ISSUED, issued_at=at, acknowledge_by=event.acknowledge_by,
+                complete_by=event.complete_by, issued_by=meta.actor,
+                plan_order_id=event.plan_order_id)
+            return
+        order = self.order(event.order_id)
+        assert order is not None
+        if field == "order_acknowledged":
+            order.status = pb.ORDER_STATUS_ACKNOWLEDGED
+            order.acknowledged_at.CopyFrom(at)
+        elif field == "order_progress_reported":
+            order.status = pb.ORDER_STATUS_IN_PROGRESS
+            order.percent, order.last_note = event.percent, event.note
+        elif field == "order_completed":
+            order.status = pb.ORDER_STATUS_COMPLETED
+            order.percent = 100
+            order.completed_at.CopyFrom(at)
+        elif field == "order_verified":
+            order.status = pb.ORDER_STATUS_VERIFIED
+            order.verified_at.CopyFrom(at)
+        elif field == "order_cancelled":
+            order.status = pb.ORDER_STATUS_CANCELLED
+        elif field == "order_overdue":
+            order.overdue.append(event.deadline)
+
+    def order(self, order_id: str) -> pb.Order | None:
+        return next((o for o in self.view.orders if o.id == order_id), None)
+
+    def task(self, task_id: str) -> pb.RecoveryTask | None:
+        return next((t for t in self.view.recovery_tasks if t.id == task_id), None)
+
+    def open_orders(self) -> list[pb.Order]:
+        """Orders not yet closed: neither verified by the commander nor cancelled."""
+        return [o for o in self.view.orders if o.status not in CLOSED_ORDER]
+
+    def committed(self, unit_kind: str) -> int:
+        """Units of a kind requested and not (yet) known to be missing or released."""
+        v = self.view
+        requested = sum(r.count for r in v.requested if r.unit_kind == unit_kind)
+        short = sum(r.count for r in v.shortfalls if r.unit_kind == unit_kind)
+        released = sum(1 for u in v.units if u.unit_kind == unit_kind and u.released)
+        return requested - short - released
+
+
+def due_deadlines(view: pb.Incident, field_now: datetime) -> list[tuple[str, int, Any]]:
+    """Deadlines passed unmet by field time field_now and not yet recorded as overdue:
+    (order id, which deadline, when it fell due), earliest first."""
+    if view.state not in ACTIVE:
+        return []
+    due = []
+    for order in view.orders:
+        for deadline, due_at, pending in (
+                (pb.DEADLINE_ACKNOWLEDGEMENT, order.acknowledge_by,
+                 order.status == pb.ORDER_STATUS_ISSUED),
+                (pb.DEADLINE_COMPLETION, order.complete_by, order.status in UNFINISHED_ORDER)):
+            if pending and deadline not in order.overdue and \
+                    from_timestamp(due_at) <= field_now:
+                due.append((order.id, deadline, due_at))
+    return sorted(due, key=lambda d: (d[2].seconds, d[2].nanos))
 
 
 def _add(requirements: Any, unit_kind: str, count: int) -> None:
@@ -199,18 +337,63 @@ class Incident(ProtoAggregate):
 
     # ---- response ----
 
-    def declare(self, category: int, hazard_type: str, grade: int,
-                requirements: Sequence[pb.UnitRequirement], cause: Cause, now: datetime) -> None:
+    def declare(self, category: int, hazard_type: str, grade: int, response: Response,
+                cause: Cause, now: datetime) -> None:
+        """Declare with a grade: the declaring officer takes command and the plan for the
+        grade comes into force (units requested, orders issued)."""
         self._require("declare-from-warning", (S.INCIDENT_STATE_WARNING,),
                       "only an incident still in WARNING can be declared")
         self.record("declared", pb.IncidentDeclared(category=category, hazard_type=hazard_type,  # type: ignore[arg-type]
                                                     grade=grade), cause, now)  # type: ignore[arg-type]
-        if requirements:
+        cause = replace(cause, causation_id=f"{self.id}/{self.version}")  # the declaration
+        self.record("commander_assigned", pb.CommanderAssigned(commander=cause.actor), cause, now)
+        self._put_in_force(grade, response, cause, now)
+
+    def regrade(self, grade: int, response: Response, cause: Cause, now: datetime) -> None:
+        """Escalate or de-escalate: escalation adds what the higher grade needs beyond what
+        is committed; de-escalation releases the surplus units."""
+        self._require("regrade-while-active", ACTIVE,
+                      "the grade changes only while the incident is active")
+        if not cause.reason.strip():
+            raise InvalidArgument("action.reason", "a grade change needs a reason")
+        if grade == self.view.grade:
+            raise RuleViolation("regrade-changes-grade", f"the incident is already grade "
+                                                         f"{grade_name(grade)}")
+        previous = self.view.grade
+        self.record("grade_changed", pb.GradeChanged(from_grade=previous, to_grade=grade),  # type: ignore[arg-type]
+                    cause, now)
+        cause = replace(cause, causation_id=f"{self.id}/{self.version}")  # the grade change
+        if grade > previous:  # a larger number is less severe: release the surplus
+            for kind in {u.unit_kind for u in self.state.deployed_units()}:
+                surplus = [u for u in self.state.deployed_units() if u.unit_kind == kind]
+                for unit in surplus[response.count(kind):][::-1]:
+                    self.record("unit_released", pb.UnitReleased(unit_id=unit.unit_id), cause,
+                                now)
+        self._put_in_force(grade, response, cause, now)
+
+    def _put_in_force(self, grade: int, response: Response, cause: Cause,
+                      now: datetime) -> None:
+        if response.plan_id:
+            self.record("plan_activated", pb.PlanActivated(
+                plan_id=response.plan_id, plan_version=response.plan_version,
+                content_hash=response.content_hash, grade=grade,  # type: ignore[arg-type]
+                response_time_target_minutes=response.response_time_target_minutes,
+                departments_notified=response.notify, units=response.units,
+                materials=response.materials), cause, now)
+        extra = [pb.UnitRequirement(unit_kind=u.unit_kind,
+                                    count=u.count - self.state.committed(u.unit_kind))
+                 for u in response.units if u.count > self.state.committed(u.unit_kind)]
+        if extra:
             request_id = str(stable_id(str(self.id), "request", str(self.version + 1)))
             self.record("resources_requested", pb.ResourcesRequested(
-                request_id=request_id, requirements=requirements, location=self.view.location),
-                Cause(cause.actor, cause.occurred_at, cause.reason, cause.correlation_id,
-                      f"{self.id}/{self.version}"), now)
+                request_id=request_id, requirements=extra, location=self.view.location),
+                cause, now)
+        issued = {o.plan_order_id for o in self.view.orders if o.plan_order_id}
+        for order in response.orders:
+            if order.id not in issued:
+                self._issue(order.department, "", order.tier, order.instruction,
+                            order.life_safety, order.ack_minutes, order.complete_minutes,
+                            cause, now, plan_order_id=order.id)
 
     def assign_unit(self, request_id: str, unit_id: str, unit_kind: str, distance_km: float,
                     cause: Cause, now: datetime) -> bool:
@@ -249,6 +432,11 @@ class Incident(ProtoAggregate):
         self._require("contain-after-declare",
                       (S.INCIDENT_STATE_DECLARED, S.INCIDENT_STATE_RESPONDING),
                       "an incident is contained only while it is declared or responding")
+        open_life_safety = [o.id for o in self.state.open_orders()
+                            if o.life_safety and o.status in UNFINISHED_ORDER]
+        if open_life_safety:
+            raise RuleViolation("contain-after-life-safety-orders",
+                                "life-safety orders still open: " + ", ".join(open_life_safety))
         self.record("contained", pb.IncidentContained(), cause, now)
 
     # ---- recovery ----
@@ -261,14 +449,185 @@ class Incident(ProtoAggregate):
     def complete_recovery(self, cause: Cause, now: datetime) -> None:
         self._require("recovered-after-recovering", (S.INCIDENT_STATE_RECOVERING,),
                       "recovery completes only after it has started")
+        pending = [t.id for t in self.view.recovery_tasks if not t.done]
+        if pending:
+            raise RuleViolation("recovered-when-tasks-done",
+                                "recovery tasks not done: " + ", ".join(pending))
         self.record("recovered", pb.IncidentRecovered(), cause, now)
 
     def close(self, cause: Cause, now: datetime) -> None:
         self._require("close-after-recovery", (S.INCIDENT_STATE_RECOVERED,),
                       "an incident closes only once it has recovered")
-        for unit in self.state.deployed_units():
-            self.record("unit_released", pb.UnitReleased(unit_id=unit.unit_id), cause, now)
+        if self.state.deployed_units():
+            raise RuleViolation("close-without-deployed-units", "release every unit first ("
+                                + ", ".join(u.unit_id for u in self.state.deployed_units())
+                                + " still deployed)")
+        if self.state.open_orders():
+            raise RuleViolation("close-with-orders-closed", "every order must be verified or "
+                                "cancelled first (open: " + ", ".join(
+                                    o.id for o in self.state.open_orders()) + ")")
         self.record("closed", pb.IncidentClosed(), cause, now)
+
+    def release_units(self, unit_ids: Sequence[str], cause: Cause, now: datetime) -> None:
+        """Send units home (all deployed units when none are named)."""
+        self._require("release-while-active", ACTIVE, "units are released from an active "
+                                                      "incident")
+        deployed = {u.unit_id for u in self.state.deployed_units()}
+        for unit_id in unit_ids:
+            if unit_id not in deployed:
+                raise InvalidArgument("unit_ids", f"unit {unit_id} is not deployed on this "
+                                                  "incident")
+        for unit_id in dict.fromkeys(unit_ids) or [u.unit_id for u in
+                                                   self.state.deployed_units()]:
+            self.record("unit_released", pb.UnitReleased(unit_id=unit_id), cause, now)
+
+    # ---- command and orders ----
+
+    def hand_over(self, to_commander: str, cause: Cause, now: datetime) -> None:
+        self._require("command-while-active", ACTIVE,
+                      "command is handed over only while the incident is active")
+        self._require_commander(cause, "hand over command")
+        if not to_commander.strip() or to_commander == self.view.commander:
+            raise InvalidArgument("to_commander", "name the officer who takes over")
+        self.record("commander_assigned", pb.CommanderAssigned(
+            commander=to_commander, previous_commander=self.view.commander), cause, now)
+
+    def issue_order(self, department: str, unit_id: str, tier: int, instruction: str,
+                    life_safety: bool, ack_minutes: int, complete_minutes: int, cause: Cause,
+                    now: datetime) -> str:
+        self._require_commander(cause, "issue orders")
+        if life_safety and self.view.state not in (S.INCIDENT_STATE_DECLARED,
+                                                   S.INCIDENT_STATE_RESPONDING):
+            raise RuleViolation("life-safety-before-containment",
+                                "a contained incident takes no new life-safety order; "
+                                "lives at risk mean it is not contained")
+        if unit_id:
+            unit = self.state.unit(unit_id)
+            if unit is None or unit.released:
+                raise RuleViolation("order-to-deployed-unit",
+                                    f"unit {unit_id} is not deployed on this incident")
+            busy = [o for o in self.view.orders
+                    if o.unit_id == unit_id and o.status in UNFINISHED_ORDER]
+            if busy:
+                raise RuleViolation("no-contradictory-orders",
+                                    f"unit {unit_id} already carries order {busy[0].id} "
+                                    f"({busy[0].instruction!r}); complete or cancel it first")
+        return self._issue(department, unit_id, tier, instruction, life_safety, ack_minutes,
+                           complete_minutes, cause, now)
+
+    def _issue(self, department: str, unit_id: str, tier: int, instruction: str,
+               life_safety: bool, ack_minutes: int, complete_minutes: int, cause: Cause,
+               now: datetime, plan_order_id: str = "") -> str:
+        self._require("orders-while-active", ACTIVE, "orders are issued for an active incident")
+        order_id = f"O-{len(self.view.orders) + 1}"
+        issued = cause.occurred_at
+        self.record("order_issued", pb.OrderIssued(
+            order_id=order_id, department=department, unit_id=unit_id, tier=tier,  # type: ignore[arg-type]
+            instruction=instruction, life_safety=life_safety,
+            acknowledge_by=to_timestamp(issued + timedelta(minutes=ack_minutes)),
+            complete_by=to_timestamp(issued + timedelta(minutes=complete_minutes)),
+            plan_order_id=plan_order_id), cause, now)
+        return order_id
+
+    def acknowledge_order(self, order_id: str, cause: Cause, now: datetime) -> None:
+        self._order_step(order_id, (pb.ORDER_STATUS_ISSUED,), "acknowledge-issued-order",
+                         "only an order just issued is acknowledged")
+        self.record("order_acknowledged", pb.OrderAcknowledged(order_id=order_id), cause, now)
+
+    def report_order_progress(self, order_id: str, note: str, percent: int, cause: Cause,
+                              now: datetime) -> None:
+        self._order_step(order_id, (pb.ORDER_STATUS_ACKNOWLEDGED, pb.ORDER_STATUS_IN_PROGRESS),
+                         "progress-after-acknowledgement",
+                         "progress is reported on an acknowledged order")
+        if percent > 100:
+            raise InvalidArgument("percent", "at most 100")
+        self.record("order_progress_reported", pb.OrderProgressReported(
+            order_id=order_id, note=note, percent=percent), cause, now)
+
+    def complete_order(self, order_id: str, cause: Cause, now: datetime) -> None:
+        self._order_step(order_id, (pb.ORDER_STATUS_ACKNOWLEDGED, pb.ORDER_STATUS_IN_PROGRESS),
+                         "complete-after-acknowledgement",
+                         "an order is completed after it was acknowledged")
+        self.record("order_completed", pb.OrderCompleted(order_id=order_id), cause, now)
+
+    def verify_order(self, order_id: str, cause: Cause, now: datetime) -> None:
+        self._require_commander(cause, "verify orders")
+        self._order_step(order_id, (pb.ORDER_STATUS_COMPLETED,), "verify-completed-order",
+                         "only a completed order is verified")
+        self.record("order_verified", pb.OrderVerified(order_id=order_id), cause, now)
+
+    def cancel_order(self, order_id: str, cause: Cause, now: datetime) -> None:
+        self._require_commander(cause, "cancel orders")
+        if not cause.reason.strip():
+            raise InvalidArgument("action.reason", "a cancellation needs a reason")
+        self._order_step(order_id, (*UNFINISHED_ORDER, pb.ORDER_STATUS_COMPLETED),
+                         "cancel-open-order", "only an open order is cancelled")
+        self.record("order_cancelled", pb.OrderCancelled(order_id=order_id), cause, now)
+
+    def record_overdue(self, field_now: datetime, now: datetime) -> int:
+        """Record each deadline that passed unmet by field time field_now, once; each is
+        escalated to the commander. Returns how many were recorded."""
+        due = due_deadlines(self.view, field_now)
+        for order_id, deadline, due_at in due:
+            which = "acknowledgement" if deadline == pb.DEADLINE_ACKNOWLEDGEMENT else "completion"
+            cause = Cause(actor="dispatch", occurred_at=from_timestamp(due_at),
+                          reason=f"{which} deadline passed",
+                          causation_id=f"{self.id}/order/{order_id}")
+            self.record("order_overdue", pb.OrderOverdue(
+                order_id=order_id, deadline=deadline, due_at=due_at,  # type: ignore[arg-type]
+                escalated_to=self.view.commander), cause, now)
+        return len(due)
+
+    def _order_step(self, order_id: str, allowed: Sequence[int], rule: str, why: str) -> None:
+        self._require("orders-while-active", ACTIVE, "orders change only on an active incident")
+        order = self.state.order(order_id)
+        if order is None:
+            raise NotFound("order", order_id)
+        if order.status not in allowed:
+            status = pb.OrderStatus.Name(order.status).removeprefix("ORDER_STATUS_")
+            raise RuleViolation(rule, f"{why} (order {order_id} is {status})")
+
+    def _require_commander(self, cause: Cause, what: str) -> None:
+        if cause.actor != self.view.commander:
+            commander = self.view.commander or "none yet"
+            raise RuleViolation("single-command", f"only the commander ({commander}) may "
+                                                  f"{what}; {cause.actor} is not")
+
+    # ---- the picture and recovery ----
+
+    def report_situation(self, situation: pb.SituationReported, cause: Cause,
+                         now: datetime) -> None:
+        self._require("situation-while-open", OPEN, "the situation is reported while the "
+                                                    "incident is open")
+        self.record("situation_reported", situation, cause, now)
+
+    def add_recovery_task(self, kind: int, owner: str, description: str, cause: Cause,
+                          now: datetime) -> str:
+        self._require("tasks-during-recovery",
+                      (S.INCIDENT_STATE_CONTAINED, S.INCIDENT_STATE_RECOVERING),
+                      "recovery tasks are planned once the incident is contained")
+        task_id = f"T-{len(self.view.recovery_tasks) + 1}"
+        self.record("recovery_task_added", pb.RecoveryTaskAdded(
+            task_id=task_id, kind=kind, owner=owner, description=description), cause, now)  # type: ignore[arg-type]
+        return task_id
+
+    def complete_recovery_task(self, task_id: str, cause: Cause, now: datetime) -> None:
+        self._require("tasks-during-recovery", (S.INCIDENT_STATE_RECOVERING,),
+                      "recovery tasks are done while recovering")
+        task = self.state.task(task_id)
+        if task is None:
+            raise NotFound("recovery task", task_id)
+        if task.done:
+            raise RuleViolation("task-done-once", f"task {task_id} is already done")
+        self.record("recovery_task_completed", pb.RecoveryTaskCompleted(task_id=task_id),
+                    cause, now)
+
+    def mark_reviewed(self, summary: str, cause: Cause, now: datetime) -> None:
+        self._require("review-after-end", (S.INCIDENT_STATE_CLOSED, S.INCIDENT_STATE_DISMISSED),
+                      "only a closed or dismissed incident is reviewed")
+        if self.view.reviewed:
+            raise RuleViolation("reviewed-once", "the incident is already marked reviewed")
+        self.record("reviewed", pb.IncidentReviewed(summary=summary), cause, now)
 
     def dismiss(self, cause: Cause, now: datetime) -> None:
         self._require("dismiss-from-warning", (S.INCIDENT_STATE_WARNING,),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
@@ -49,8 +50,42 @@ def describe(wrapper: pb.IncidentEvent) -> str:
             return f"unit {e.unit_id} {status.replace('_', ' ')}"
         case "unit_released":
             return f"unit {e.unit_id} released"
+        case "grade_changed":
+            return (f"grade {_enum(pb.Grade, e.from_grade, 'GRADE_')} -> "
+                    f"{_enum(pb.Grade, e.to_grade, 'GRADE_')}: {wrapper.grade_changed.meta.reason}")
+        case "plan_activated":
+            return (f"plan {e.plan_id} v{e.plan_version} in force at grade "
+                    f"{_enum(pb.Grade, e.grade, 'GRADE_')} (sha256 {e.content_hash[:10]}); "
+                    f"notify {', '.join(e.departments_notified)}")
+        case "commander_assigned":
+            return (f"command handed from {e.previous_commander} to {e.commander}"
+                    if e.previous_commander else f"{e.commander} takes command")
+        case "order_issued":
+            to = e.department + (f"/{e.unit_id}" if e.unit_id else "")
+            flag = " [life-safety]" if e.life_safety else ""
+            return f"order {e.order_id} to {to}{flag}: {e.instruction}"
+        case "order_acknowledged" | "order_completed" | "order_verified" | "order_cancelled":
+            return f"order {e.order_id} {field.removeprefix('order_')}"
+        case "order_progress_reported":
+            return f"order {e.order_id} at {e.percent}%: {e.note}".rstrip(": ")
+        case "order_overdue":
+            which = _enum(pb.Deadline, e.deadline, "DEADLINE_").lower()
+            return f"order {e.order_id} OVERDUE ({which}), escalated to {e.escalated_to}"
+        case "situation_reported":
+            return (f"situation: {e.dead} dead, {e.injured} injured, {e.missing} missing, "
+                    f"{e.evacuated} evacuated, {e.affected} affected")
+        case "recovery_task_added":
+            return f"recovery task {e.task_id} for {e.owner}: {e.description}"
+        case "recovery_task_completed":
+            return f"recovery task {e.task_id} done"
         case _:
             return field.replace("_", " ")
+
+
+def _seconds(value: float) -> Duration:
+    d = Duration()
+    d.FromTimedelta(timedelta(seconds=value))
+    return d
 
 
 def duration(value: Duration | None) -> str:
@@ -85,6 +120,14 @@ def evaluation_table(e: review_pb2.Evaluation) -> Table:
         ["declared -> contained", duration(has("declared_to_contained"))],
         ["recovery duration", duration(has("recovery_duration"))],
         ["total duration", duration(has("total_duration"))],
+        ["response-time target (plan)", f"{e.response_time_target_minutes} min, "
+         + ("met" if e.response_time_met else "missed") if e.response_time_target_minutes
+         else "-"],
+        ["declared -> first order", duration(has("declared_to_first_order"))],
+        ["orders issued / overdue", f"{e.orders_issued} / {e.orders_overdue}"],
+        ["order closure rate", f"{e.order_closure_rate:.0%}"],
+        *[[f"acknowledgement latency, {d}", duration(_seconds(s))]
+          for d, s in sorted(e.acknowledgement_seconds.items())],
         ["units assigned", e.units_assigned],
         ["units short", e.units_short],
         ["events", e.events],

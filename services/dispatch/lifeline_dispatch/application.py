@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from uuid import uuid4
 
@@ -20,24 +20,22 @@ from lifeline.incident.model import (
 )
 from lifeline.incident.v1 import incident_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2
+from lifeline.plans import PlanLibrary, default_library
 from lifeline.resources.v1 import resources_pb2
 from lifeline.store import ServiceApplication
 from lifeline.views import ViewRow
 
-from lifeline_dispatch.domain import requirements_for
+from lifeline_dispatch.domain import response_for
 
 Result = tuple[pb.Incident, list[Recording]]
-STEPS: dict[str, Callable[[Incident, Cause, datetime], None]] = {
-    "dismiss": Incident.dismiss,
-    "contain": Incident.contain,
-    "start_recovery": Incident.start_recovery,
-    "complete_recovery": Incident.complete_recovery,
-    "close": Incident.close,
-}
 
 
 class DispatchApp(ServiceApplication):
     name = "dispatch"
+
+    def __init__(self, database_url: str, plans: PlanLibrary | None = None) -> None:
+        super().__init__(database_url)
+        self.plans = plans or default_library()
 
     def incident(self, incident_id: str) -> Incident:
         return self.load(Incident, parse_incident_id(incident_id), "incident", incident_id)
@@ -59,15 +57,32 @@ class DispatchApp(ServiceApplication):
                 ) -> Result:
         check_enum("category", pb.Category, req.category)
         check_enum("grade", pb.Grade, req.grade)
-        requirements = requirements_for(req.hazard_type, req.grade)
-        incident = self.incident(req.incident_id)
-        incident.declare(req.category, req.hazard_type, req.grade, requirements, cause, now)
+        response = response_for(self.plans, req.hazard_type, req.grade)
+        return self.act(req.incident_id, lambda i: i.declare(
+            req.category, req.hazard_type, req.grade, response, cause, now))
+
+    def regrade(self, incident_id: str, grade: int, cause: Cause, now: datetime) -> Result:
+        check_enum("grade", pb.Grade, grade)
+        incident = self.incident(incident_id)
+        response = response_for(self.plans, incident.view.hazard_type, grade)
+        incident.regrade(grade, response, cause, now)
         return incident.view, self.record(incident)
 
-    def step(self, incident_id: str, step: str, cause: Cause, now: datetime) -> Result:
+    def act(self, incident_id: str, command: Callable[[Incident], object]) -> Result:
+        """Run one command on one incident and record what it decided, all or nothing."""
         incident = self.incident(incident_id)
-        STEPS[step](incident, cause, now)
+        command(incident)
         return incident.view, self.record(incident)
+
+    def record_overdue(self, incident_ids: Sequence[str], field_now: datetime, now: datetime
+                       ) -> tuple[int, list[Recording]]:
+        """Record every deadline passed by field time field_now on these incidents."""
+        changed = []
+        for incident_id in incident_ids:
+            incident = self.incident(incident_id)
+            if incident.record_overdue(field_now, now):
+                changed.append(incident)
+        return len(changed), self.record(*changed)
 
     # ---- reactions to other services' events (NATS) ----
 

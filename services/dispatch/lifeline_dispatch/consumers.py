@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from eventsourcing.persistence import Recording, Tracking
 from google.protobuf.message import Message
+from lifeline.clock import FieldClock
 from lifeline.common.v1 import common_pb2
 from lifeline.events import Cause, event_of, from_timestamp
 from lifeline.monitor.v1 import monitor_pb2
@@ -26,10 +27,11 @@ def cause_from(meta: common_pb2.EventMeta, correlation_id: str = "") -> Cause:
                  causation_id=f"{meta.aggregate_id}/{meta.sequence}")
 
 
-def subscribe(rt: Runtime, app: DispatchApp) -> None:
+def subscribe(rt: Runtime, app: DispatchApp, field_clock: FieldClock) -> None:
     async def on_warning(subject: str, wrapper: Message, tracking: Tracking) -> None:
         field, event = event_of(wrapper)
         cause = cause_from(event.meta, correlation_id=event.warning_id)
+        field_clock.observe(cause.occurred_at)
 
         def step() -> tuple[None, list[Recording]]:
             now = rt.now()
@@ -43,6 +45,7 @@ def subscribe(rt: Runtime, app: DispatchApp) -> None:
     async def on_resources(subject: str, wrapper: Message, tracking: Tracking) -> None:
         field, event = event_of(wrapper)
         cause = cause_from(event.meta)
+        field_clock.observe(cause.occurred_at)
 
         def step() -> tuple[None, list[Recording]]:
             now = rt.now()

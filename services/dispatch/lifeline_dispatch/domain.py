@@ -1,29 +1,28 @@
-"""Dispatch's own knowledge: which units a hazard needs at each grade.
-
-A small built-in table for now; versioned emergency plans (plans/) replace it."""
+"""What dispatch takes from the emergency plans: what an incident of a grade needs."""
 
 from __future__ import annotations
 
 from lifeline.errors import InvalidArgument
+from lifeline.incident.model import PlanOrder, Response
 from lifeline.incident.v1 import incident_pb2 as pb
+from lifeline.plans import PlanLibrary
 
-RESPONSE_TABLE: dict[str, dict[str, int]] = {
-    "urban_flooding": {"rescue_team": 1, "pump_truck": 1, "ambulance": 1, "police_car": 1},
-    "high_rise_fire": {"fire_engine": 2, "rescue_team": 1, "ambulance": 1, "police_car": 1},
-    "gas_leak": {"fire_engine": 1, "police_car": 1, "ambulance": 1},
-    "chemical_spill": {"fire_engine": 1, "rescue_team": 1, "ambulance": 1, "police_car": 1},
-    "traffic_accident": {"ambulance": 2, "police_car": 1, "fire_engine": 1},
-    "infectious_disease": {"ambulance": 2},
-}
-#: More severe grades need more of each kind (I is the most severe).
-GRADE_MULTIPLIER = {pb.GRADE_IV: 1, pb.GRADE_III: 1, pb.GRADE_II: 2, pb.GRADE_I: 3}
+TIERS = {"city": pb.ORDER_TIER_CITY, "district": pb.ORDER_TIER_DISTRICT,
+         "community": pb.ORDER_TIER_COMMUNITY}
 
 
-def requirements_for(hazard_type: str, grade: int) -> list[pb.UnitRequirement]:
-    table = RESPONSE_TABLE.get(hazard_type)
-    if table is None:
-        raise InvalidArgument("hazard_type", f"no response table for {hazard_type!r}; known: "
-                                             f"{', '.join(sorted(RESPONSE_TABLE))}")
-    factor = GRADE_MULTIPLIER[grade]  # type: ignore[index]
-    return [pb.UnitRequirement(unit_kind=kind, count=count * factor)
-            for kind, count in table.items()]
+def response_for(plans: PlanLibrary, hazard_type: str, grade: int) -> Response:
+    """The plan in force for a hazard type at a grade, as the Incident takes it."""
+    plan = plans.plan_for(hazard_type)
+    if plan is None:
+        raise InvalidArgument("hazard_type", f"no emergency plan covers {hazard_type!r}; plans "
+                                             f"cover: {', '.join(sorted(plans.hazard_types()))}")
+    spec = plan.for_grade(grade)
+    return Response(
+        units=spec.requirements(), plan_id=plan.id, plan_version=plan.version,
+        content_hash=plan.content_hash,
+        response_time_target_minutes=spec.response_time_target_minutes, notify=spec.notify,
+        materials=[pb.Material(name=m.name, quantity=m.quantity, unit=m.unit)
+                   for m in spec.materials],
+        orders=[PlanOrder(o.id, o.department, TIERS[o.tier], o.instruction, o.life_safety,
+                          o.ack_minutes, o.complete_minutes) for o in spec.orders])

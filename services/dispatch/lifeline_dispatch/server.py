@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 import grpc
+from lifeline.clock import FieldClock
 from lifeline.dispatch.v1 import dispatch_pb2 as pb
 from lifeline.dispatch.v1 import dispatch_pb2_grpc
-from lifeline.edge import cause_of, check_enum
+from lifeline.edge import cause_of, check_enum, required
+from lifeline.errors import InvalidArgument
 from lifeline.events import Cause
-from lifeline.incident.model import state_name
+from lifeline.incident.model import CLOSED_ORDER, UNFINISHED_ORDER, Incident, state_name
 from lifeline.incident.v1 import incident_pb2
 from lifeline.runtime import Runtime
 
@@ -16,53 +21,149 @@ from lifeline_dispatch.application import DispatchApp
 Ctx = grpc.aio.ServicerContext
 
 
-def _cause(context: Ctx, runtime: Runtime, action: pb.Action) -> Cause:
-    return cause_of(context, runtime.clock, actor=action.actor, occurred_at=action.occurred_at,
-                    reason=action.reason)
-
-
 class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
-    def __init__(self, runtime: Runtime, app: DispatchApp) -> None:
-        self.rt, self.app = runtime, app
+    def __init__(self, runtime: Runtime, app: DispatchApp, field: FieldClock) -> None:
+        self.rt, self.app, self.field = runtime, app, field
+
+    def _cause(self, context: Ctx, action: pb.Action) -> Cause:
+        cause = cause_of(context, self.rt.clock, actor=action.actor,
+                         occurred_at=action.occurred_at, reason=action.reason)
+        self.field.observe(cause.occurred_at)  # in drills, commands move field time on
+        return cause
+
+    async def _act(self, incident_id: str, action: pb.Action, context: Ctx,
+                   command: Callable[[Incident, Cause, datetime], object]
+                   ) -> pb.IncidentResponse:
+        cause = self._cause(context, action)
+        view = await self.rt.write(lambda: self.app.act(
+            incident_id, lambda incident: command(incident, cause, self.rt.now())))
+        return pb.IncidentResponse(incident=view)
 
     async def ReportIncident(self, request: pb.ReportIncidentRequest, context: Ctx
                              ) -> pb.IncidentResponse:
-        cause = _cause(context, self.rt, request.action)
+        cause = self._cause(context, request.action)
         view = await self.rt.write(lambda: self.app.report(request, cause, self.rt.now()))
         return pb.IncidentResponse(incident=view)
 
     async def DeclareIncident(self, request: pb.DeclareIncidentRequest, context: Ctx
                               ) -> pb.IncidentResponse:
-        cause = _cause(context, self.rt, request.action)
+        cause = self._cause(context, request.action)
         view = await self.rt.write(lambda: self.app.declare(request, cause, self.rt.now()))
         return pb.IncidentResponse(incident=view)
 
-    async def _step(self, request: pb.IncidentStepRequest, context: Ctx, step: str
-                    ) -> pb.IncidentResponse:
-        cause = _cause(context, self.rt, request.action)
-        view = await self.rt.write(
-            lambda: self.app.step(request.incident_id, step, cause, self.rt.now()))
+    async def RegradeIncident(self, request: pb.RegradeIncidentRequest, context: Ctx
+                              ) -> pb.IncidentResponse:
+        cause = self._cause(context, request.action)
+        view = await self.rt.write(lambda: self.app.regrade(
+            request.incident_id, request.grade, cause, self.rt.now()))
         return pb.IncidentResponse(incident=view)
 
     async def DismissIncident(self, request: pb.IncidentStepRequest, context: Ctx
                               ) -> pb.IncidentResponse:
-        return await self._step(request, context, "dismiss")
+        return await self._act(request.incident_id, request.action, context, Incident.dismiss)
 
     async def MarkContained(self, request: pb.IncidentStepRequest, context: Ctx
                             ) -> pb.IncidentResponse:
-        return await self._step(request, context, "contain")
+        return await self._act(request.incident_id, request.action, context, Incident.contain)
 
     async def StartRecovery(self, request: pb.IncidentStepRequest, context: Ctx
                             ) -> pb.IncidentResponse:
-        return await self._step(request, context, "start_recovery")
+        return await self._act(request.incident_id, request.action, context,
+                               Incident.start_recovery)
 
     async def CompleteRecovery(self, request: pb.IncidentStepRequest, context: Ctx
                                ) -> pb.IncidentResponse:
-        return await self._step(request, context, "complete_recovery")
+        return await self._act(request.incident_id, request.action, context,
+                               Incident.complete_recovery)
 
     async def CloseIncident(self, request: pb.IncidentStepRequest, context: Ctx
                             ) -> pb.IncidentResponse:
-        return await self._step(request, context, "close")
+        return await self._act(request.incident_id, request.action, context, Incident.close)
+
+    async def HandOverCommand(self, request: pb.HandOverCommandRequest, context: Ctx
+                              ) -> pb.IncidentResponse:
+        return await self._act(request.incident_id, request.action, context,
+                               lambda i, c, n: i.hand_over(request.to_commander, c, n))
+
+    async def ReleaseUnits(self, request: pb.ReleaseUnitsRequest, context: Ctx
+                           ) -> pb.IncidentResponse:
+        return await self._act(request.incident_id, request.action, context,
+                               lambda i, c, n: i.release_units(list(request.unit_ids), c, n))
+
+    async def IssueOrder(self, request: pb.IssueOrderRequest, context: Ctx
+                         ) -> pb.IncidentResponse:
+        required(request, "department", "instruction")
+        check_enum("tier", incident_pb2.OrderTier, request.tier)
+        if not 0 < request.acknowledge_within_minutes < request.complete_within_minutes:
+            raise InvalidArgument("complete_within_minutes", "give an acknowledgement deadline "
+                                  "above 0 and a later completion deadline")
+        return await self._act(request.incident_id, request.action, context,
+                               lambda i, c, n: i.issue_order(
+                                   request.department, request.unit_id, request.tier,
+                                   request.instruction, request.life_safety,
+                                   request.acknowledge_within_minutes,
+                                   request.complete_within_minutes, c, n))
+
+    async def AcknowledgeOrder(self, request: pb.OrderStepRequest, context: Ctx
+                               ) -> pb.IncidentResponse:
+        return await self._act(request.incident_id, request.action, context,
+                               lambda i, c, n: i.acknowledge_order(request.order_id, c, n))
+
+    async def ReportOrderProgress(self, request: pb.ReportOrderProgressRequest, context: Ctx
+                                  ) -> pb.IncidentResponse:
+        return await self._act(request.incident_id, request.action, context,
+                               lambda i, c, n: i.report_order_progress(
+                                   request.order_id, request.note, request.percent, c, n))
+
+    async def CompleteOrder(self, request: pb.OrderStepRequest, context: Ctx
+                            ) -> pb.IncidentResponse:
+        return await self._act(request.incident_id, request.action, context,
+                               lambda i, c, n: i.complete_order(request.order_id, c, n))
+
+    async def VerifyOrder(self, request: pb.OrderStepRequest, context: Ctx
+                          ) -> pb.IncidentResponse:
+        return await self._act(request.incident_id, request.action, context,
+                               lambda i, c, n: i.verify_order(request.order_id, c, n))
+
+    async def CancelOrder(self, request: pb.OrderStepRequest, context: Ctx
+                          ) -> pb.IncidentResponse:
+        return await self._act(request.incident_id, request.action, context,
+                               lambda i, c, n: i.cancel_order(request.order_id, c, n))
+
+    async def ListOrders(self, request: pb.ListOrdersRequest, context: Ctx
+                         ) -> pb.ListOrdersResponse:
+        incident = await self.rt.read(lambda: self.app.incident(request.incident_id))
+        orders = sorted(incident.view.orders, key=lambda o: (
+            not (o.overdue and o.status in UNFINISHED_ORDER), o.status in CLOSED_ORDER,
+            int(o.id.removeprefix("O-"))))
+        return pb.ListOrdersResponse(orders=orders)
+
+    async def ReportSituation(self, request: pb.ReportSituationRequest, context: Ctx
+                              ) -> pb.IncidentResponse:
+        report = incident_pb2.SituationReported(
+            dead=request.dead, injured=request.injured, missing=request.missing,
+            affected=request.affected, evacuated=request.evacuated, area_km2=request.area_km2,
+            text=request.text)
+        return await self._act(request.incident_id, request.action, context,
+                               lambda i, c, n: i.report_situation(report, c, n))
+
+    async def AddRecoveryTask(self, request: pb.AddRecoveryTaskRequest, context: Ctx
+                              ) -> pb.IncidentResponse:
+        required(request, "owner", "description")
+        check_enum("kind", incident_pb2.RecoveryTaskKind, request.kind)
+        return await self._act(request.incident_id, request.action, context,
+                               lambda i, c, n: i.add_recovery_task(
+                                   request.kind, request.owner, request.description, c, n))
+
+    async def CompleteRecoveryTask(self, request: pb.CompleteRecoveryTaskRequest, context: Ctx
+                                   ) -> pb.IncidentResponse:
+        return await self._act(request.incident_id, request.action, context,
+                               lambda i, c, n: i.complete_recovery_task(request.task_id, c, n))
+
+    async def MarkReviewed(self, request: pb.MarkReviewedRequest, context: Ctx
+                           ) -> pb.IncidentResponse:
+        return await self._act(request.incident_id, request.action, context,
+                               lambda i, c, n: i.mark_reviewed(request.summary, c, n))
 
     async def GetIncident(self, request: pb.GetIncidentRequest, context: Ctx
                           ) -> pb.IncidentResponse:
@@ -77,5 +178,3 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
             "incident", incident_pb2.Incident, page_size=request.page.page_size,
             page_token=request.page.page_token, status=state)
         return pb.ListIncidentsResponse(incidents=incidents, next_page_token=token)
-
-

@@ -6,6 +6,7 @@ from datetime import datetime
 from uuid import UUID
 
 from eventsourcing.persistence import Recording, Tracking
+from lifeline.errors import AlreadyExists
 from lifeline.events import Cause, ProtoAggregate, from_timestamp, meta_of
 from lifeline.incident.model import parse_incident_id, state_name
 from lifeline.incident.v1 import incident_pb2
@@ -13,7 +14,7 @@ from lifeline.review.v1 import review_pb2 as pb
 from lifeline.store import ServiceApplication
 from lifeline.views import ViewRow
 
-from lifeline_review.domain import IncidentHistory
+from lifeline_review.domain import IncidentHistory, validate_history
 
 
 class ReviewApp(ServiceApplication):
@@ -31,6 +32,16 @@ class ReviewApp(ServiceApplication):
         else:
             history.append(event, cause, now)
         return self.record(history, tracking=tracking)
+
+    def import_history(self, events: list[incident_pb2.IncidentEvent], actor: str,
+                       now: datetime) -> tuple[IncidentHistory, list[Recording]]:
+        validate_history(events)
+        meta = meta_of(events[0])
+        if self.find(IncidentHistory, UUID(meta.aggregate_id)) is not None:
+            raise AlreadyExists("incident history", meta.aggregate_id)
+        cause = Cause(actor=actor, occurred_at=now, reason="imported")
+        history = IncidentHistory.imported(events, cause, now)
+        return history, self.record(history)
 
     def history(self, incident_id: str) -> list[incident_pb2.IncidentEvent]:
         history = self.load(IncidentHistory, parse_incident_id(incident_id), "incident history",

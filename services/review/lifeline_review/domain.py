@@ -8,8 +8,9 @@ from uuid import UUID
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+from lifeline.errors import InvalidArgument
 from lifeline.events import Cause, ProtoAggregate, event_of, meta_of
-from lifeline.incident.model import IncidentState
+from lifeline.incident.model import CLOSED_ORDER, IncidentState
 from lifeline.incident.v1 import incident_pb2
 from lifeline.review.v1 import review_pb2 as pb
 
@@ -37,12 +38,49 @@ class IncidentHistory(ProtoAggregate):
         return cls.start(UUID(meta.aggregate_id), "recorded",
                          pb.HistoryEventRecorded(event=event), cause, now)
 
+    @classmethod
+    def imported(cls, events: list[incident_pb2.IncidentEvent], cause: Cause,
+                 now: datetime) -> IncidentHistory:
+        validate_history(events)
+        history = cls.begin(events[0], cause, now)
+        for event in events[1:]:
+            history.append(event, cause, now)
+        return history
+
     def append(self, event: incident_pb2.IncidentEvent, cause: Cause, now: datetime) -> bool:
         """Keep the next event; False for one already kept (a redelivery)."""
         if meta_of(event).sequence <= len(self.events):
             return False
         self.record("recorded", pb.HistoryEventRecorded(event=event), cause, now)
         return True
+
+
+def validate_history(events: list[incident_pb2.IncidentEvent]) -> None:
+    """A history from elsewhere: one incident, numbered 1..n, starting with its opening,
+    every step replayable. Refuses naming the first bad event as events[i]."""
+    if not events:
+        raise InvalidArgument("events", "the history is empty")
+    state = IncidentState()
+    first_id = ""
+    for index, event in enumerate(events):
+        where = f"events[{index}]"
+        if event.WhichOneof("event") is None:
+            raise InvalidArgument(where, "holds no event")
+        meta = meta_of(event)
+        first_id = first_id or meta.aggregate_id
+        if meta.aggregate_id != first_id:
+            raise InvalidArgument(where, f"belongs to incident {meta.aggregate_id!r}, not "
+                                         f"{first_id!r}")
+        if index == 0 and event_of(event)[0] not in ("opened", "reported"):
+            raise InvalidArgument(where, "a history starts with the incident opened or "
+                                         "reported")
+        if not meta.HasField("occurred_at"):
+            raise InvalidArgument(f"{where}.meta.occurred_at", "is required")
+        try:
+            state.apply(event)
+        except (ValueError, AssertionError) as error:
+            raise InvalidArgument(where, str(error) or "does not follow from the events "
+                                                       "before it") from None
 
 
 def _between(start: Timestamp, end: Timestamp) -> Duration | None:
@@ -67,9 +105,29 @@ def evaluate(incident_id: str, history: list[incident_pb2.IncidentEvent]) -> pb.
     evaluation = pb.Evaluation(
         incident_id=incident_id, final_state=v.state, events=len(history),
         units_assigned=len(v.units), units_short=sum(s.count for s in v.shortfalls))
+    orders = list(v.orders)
+    first_order = _earliest([o.issued_at for o in orders])
+    evaluation.orders_issued = len(orders)
+    evaluation.orders_overdue = sum(1 for o in orders if o.overdue)
+    if orders:
+        evaluation.order_closure_rate = sum(
+            o.status in CLOSED_ORDER for o in orders) / len(orders)
+    latencies: dict[str, list[float]] = {}
+    for o in orders:
+        if o.acknowledged_at.ByteSize():
+            latency = o.acknowledged_at.ToDatetime() - o.issued_at.ToDatetime()
+            latencies.setdefault(o.department, []).append(latency.total_seconds())
+    for department, seconds in latencies.items():
+        evaluation.acknowledgement_seconds[department] = sum(seconds) / len(seconds)
+    evaluation.response_time_target_minutes = v.plan.response_time_target_minutes
+    on_scene = _between(v.declared_at, first_on_scene)
+    if on_scene is not None and v.plan.response_time_target_minutes:
+        evaluation.response_time_met = \
+            on_scene.ToTimedelta().total_seconds() <= v.plan.response_time_target_minutes * 60
     for field, (start, stop) in {
         "warning_to_declared": (v.opened_at, v.declared_at),
         "declared_to_first_assignment": (v.declared_at, first_assigned),
+        "declared_to_first_order": (v.declared_at, first_order),
         "response_time": (v.declared_at, first_on_scene),
         "declared_to_contained": (v.declared_at, v.contained_at),
         "recovery_duration": (v.recovery_started_at, v.recovered_at),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
+from lifeline.edge import actor_of
 from lifeline.incident.model import IncidentState
 from lifeline.incident.v1 import incident_pb2
 from lifeline.review.v1 import review_pb2 as pb
@@ -41,6 +42,14 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
                                ) -> pb.EvaluateIncidentResponse:
         history = await self._history(request.incident_id)
         return pb.EvaluateIncidentResponse(evaluation=evaluate(request.incident_id, history))
+
+    async def ImportHistory(self, request: pb.ImportHistoryRequest, context: Ctx
+                            ) -> pb.ImportHistoryResponse:
+        actor = actor_of(context, fallback="evaluator")
+        history = await self.rt.write(
+            lambda: self.app.import_history(list(request.events), actor, self.rt.now()))
+        return pb.ImportHistoryResponse(incident_id=str(history.id), events=len(history.events),
+                                        state=history.state.view)
 
     async def ListHistories(self, request: pb.ListHistoriesRequest, context: Ctx
                             ) -> pb.ListHistoriesResponse:

@@ -27,29 +27,53 @@ from lifeline.common.v1 import common_pb2 as lifeline_dot_common_dot_v1_dot_comm
 from lifeline.incident.v1 import incident_pb2 as lifeline_dot_incident_dot_v1_dot_incident__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#lifeline/dispatch/v1/dispatch.proto\x12\x14lifeline.dispatch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1flifeline/common/v1/common.proto\x1a#lifeline/incident/v1/incident.proto\"X\n\x06\x41\x63tion\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xac\x01\n\x15ReportIncidentRequest\x12\x0e\n\x06hazard\x18\x01 \x01(\t\x12.\n\x08location\x18\x02 \x01(\x0b\x32\x1c.lifeline.common.v1.GeoPoint\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x10\n\x08reporter\x18\x04 \x01(\t\x12,\n\x06\x61\x63tion\x18\x05 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"\xce\x01\n\x16\x44\x65\x63lareIncidentRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x30\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x1e.lifeline.incident.v1.Category\x12\x13\n\x0bhazard_type\x18\x03 \x01(\t\x12*\n\x05grade\x18\x04 \x01(\x0e\x32\x1b.lifeline.incident.v1.Grade\x12,\n\x06\x61\x63tion\x18\x05 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"X\n\x13IncidentStepRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12,\n\x06\x61\x63tion\x18\x02 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\")\n\x12GetIncidentRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\"D\n\x10IncidentResponse\x12\x30\n\x08incident\x18\x01 \x01(\x0b\x32\x1e.lifeline.incident.v1.Incident\"y\n\x14ListIncidentsRequest\x12-\n\x04page\x18\x01 \x01(\x0b\x32\x1f.lifeline.common.v1.PageRequest\x12\x32\n\x05state\x18\x02 \x01(\x0e\x32#.lifeline.incident.v1.IncidentState\"c\n\x15ListIncidentsResponse\x12\x31\n\tincidents\x18\x01 \x03(\x0b\x32\x1e.lifeline.incident.v1.Incident\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xa5\x07\n\x0f\x44ispatchService\x12\x65\n\x0eReportIncident\x12+.lifeline.dispatch.v1.ReportIncidentRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12g\n\x0f\x44\x65\x63lareIncident\x12,.lifeline.dispatch.v1.DeclareIncidentRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x64\n\x0f\x44ismissIncident\x12).lifeline.dispatch.v1.IncidentStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x62\n\rMarkContained\x12).lifeline.dispatch.v1.IncidentStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x62\n\rStartRecovery\x12).lifeline.dispatch.v1.IncidentStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x65\n\x10\x43ompleteRecovery\x12).lifeline.dispatch.v1.IncidentStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x62\n\rCloseIncident\x12).lifeline.dispatch.v1.IncidentStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12_\n\x0bGetIncident\x12(.lifeline.dispatch.v1.GetIncidentRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12h\n\rListIncidents\x12*.lifeline.dispatch.v1.ListIncidentsRequest\x1a+.lifeline.dispatch.v1.ListIncidentsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#lifeline/dispatch/v1/dispatch.proto\x12\x14lifeline.dispatch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1flifeline/common/v1/common.proto\x1a#lifeline/incident/v1/incident.proto\"\x87\x01\n\x16RegradeIncidentRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12*\n\x05grade\x18\x02 \x01(\x0e\x32\x1b.lifeline.incident.v1.Grade\x12,\n\x06\x61\x63tion\x18\x03 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"q\n\x16HandOverCommandRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x14\n\x0cto_commander\x18\x02 \x01(\t\x12,\n\x06\x61\x63tion\x18\x03 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"j\n\x13ReleaseUnitsRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x10\n\x08unit_ids\x18\x02 \x03(\t\x12,\n\x06\x61\x63tion\x18\x03 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"\x99\x02\n\x11IssueOrderRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x12\n\ndepartment\x18\x02 \x01(\t\x12\x0f\n\x07unit_id\x18\x03 \x01(\t\x12-\n\x04tier\x18\x04 \x01(\x0e\x32\x1f.lifeline.incident.v1.OrderTier\x12\x13\n\x0binstruction\x18\x05 \x01(\t\x12\x13\n\x0blife_safety\x18\x06 \x01(\x08\x12\"\n\x1a\x61\x63knowledge_within_minutes\x18\x07 \x01(\r\x12\x1f\n\x17\x63omplete_within_minutes\x18\x08 \x01(\r\x12,\n\x06\x61\x63tion\x18\t \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"g\n\x10OrderStepRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12,\n\x06\x61\x63tion\x18\x03 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"\x90\x01\n\x1aReportOrderProgressRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\x12\x0f\n\x07percent\x18\x04 \x01(\r\x12,\n\x06\x61\x63tion\x18\x05 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"(\n\x11ListOrdersRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\"A\n\x12ListOrdersResponse\x12+\n\x06orders\x18\x01 \x03(\x0b\x32\x1b.lifeline.incident.v1.Order\"\xd0\x01\n\x16ReportSituationRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x65\x61\x64\x18\x02 \x01(\r\x12\x0f\n\x07injured\x18\x03 \x01(\r\x12\x0f\n\x07missing\x18\x04 \x01(\r\x12\x10\n\x08\x61\x66\x66\x65\x63ted\x18\x05 \x01(\r\x12\x11\n\tevacuated\x18\x06 \x01(\r\x12\x10\n\x08\x61rea_km2\x18\x07 \x01(\x01\x12\x0c\n\x04text\x18\x08 \x01(\t\x12,\n\x06\x61\x63tion\x18\t \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"\xb5\x01\n\x16\x41\x64\x64RecoveryTaskRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x34\n\x04kind\x18\x02 \x01(\x0e\x32&.lifeline.incident.v1.RecoveryTaskKind\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12,\n\x06\x61\x63tion\x18\x05 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"q\n\x1b\x43ompleteRecoveryTaskRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12,\n\x06\x61\x63tion\x18\x03 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"i\n\x13MarkReviewedRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\x12,\n\x06\x61\x63tion\x18\x03 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"X\n\x06\x41\x63tion\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xac\x01\n\x15ReportIncidentRequest\x12\x0e\n\x06hazard\x18\x01 \x01(\t\x12.\n\x08location\x18\x02 \x01(\x0b\x32\x1c.lifeline.common.v1.GeoPoint\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x10\n\x08reporter\x18\x04 \x01(\t\x12,\n\x06\x61\x63tion\x18\x05 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"\xce\x01\n\x16\x44\x65\x63lareIncidentRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x30\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x1e.lifeline.incident.v1.Category\x12\x13\n\x0bhazard_type\x18\x03 \x01(\t\x12*\n\x05grade\x18\x04 \x01(\x0e\x32\x1b.lifeline.incident.v1.Grade\x12,\n\x06\x61\x63tion\x18\x05 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"X\n\x13IncidentStepRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12,\n\x06\x61\x63tion\x18\x02 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\")\n\x12GetIncidentRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\"D\n\x10IncidentResponse\x12\x30\n\x08incident\x18\x01 \x01(\x0b\x32\x1e.lifeline.incident.v1.Incident\"y\n\x14ListIncidentsRequest\x12-\n\x04page\x18\x01 \x01(\x0b\x32\x1f.lifeline.common.v1.PageRequest\x12\x32\n\x05state\x18\x02 \x01(\x0e\x32#.lifeline.incident.v1.IncidentState\"c\n\x15ListIncidentsResponse\x12\x31\n\tincidents\x18\x01 \x03(\x0b\x32\x1e.lifeline.incident.v1.Incident\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb6\x12\n\x0f\x44ispatchService\x12\x65\n\x0eReportIncident\x12+.lifeline.dispatch.v1.ReportIncidentRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12g\n\x0f\x44\x65\x63lareIncident\x12,.lifeline.dispatch.v1.DeclareIncidentRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x64\n\x0f\x44ismissIncident\x12).lifeline.dispatch.v1.IncidentStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x62\n\rMarkContained\x12).lifeline.dispatch.v1.IncidentStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x62\n\rStartRecovery\x12).lifeline.dispatch.v1.IncidentStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x65\n\x10\x43ompleteRecovery\x12).lifeline.dispatch.v1.IncidentStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x62\n\rCloseIncident\x12).lifeline.dispatch.v1.IncidentStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12_\n\x0bGetIncident\x12(.lifeline.dispatch.v1.GetIncidentRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12h\n\rListIncidents\x12*.lifeline.dispatch.v1.ListIncidentsRequest\x1a+.lifeline.dispatch.v1.ListIncidentsResponse\x12g\n\x0fRegradeIncident\x12,.lifeline.dispatch.v1.RegradeIncidentRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12g\n\x0fHandOverCommand\x12,.lifeline.dispatch.v1.HandOverCommandRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x61\n\x0cReleaseUnits\x12).lifeline.dispatch.v1.ReleaseUnitsRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12]\n\nIssueOrder\x12\'.lifeline.dispatch.v1.IssueOrderRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x62\n\x10\x41\x63knowledgeOrder\x12&.lifeline.dispatch.v1.OrderStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12o\n\x13ReportOrderProgress\x12\x30.lifeline.dispatch.v1.ReportOrderProgressRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12_\n\rCompleteOrder\x12&.lifeline.dispatch.v1.OrderStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12]\n\x0bVerifyOrder\x12&.lifeline.dispatch.v1.OrderStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12]\n\x0b\x43\x61ncelOrder\x12&.lifeline.dispatch.v1.OrderStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12_\n\nListOrders\x12\'.lifeline.dispatch.v1.ListOrdersRequest\x1a(.lifeline.dispatch.v1.ListOrdersResponse\x12g\n\x0fReportSituation\x12,.lifeline.dispatch.v1.ReportSituationRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12g\n\x0f\x41\x64\x64RecoveryTask\x12,.lifeline.dispatch.v1.AddRecoveryTaskRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12q\n\x14\x43ompleteRecoveryTask\x12\x31.lifeline.dispatch.v1.CompleteRecoveryTaskRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x61\n\x0cMarkReviewed\x12).lifeline.dispatch.v1.MarkReviewedRequest\x1a&.lifeline.dispatch.v1.IncidentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lifeline.dispatch.v1.dispatch_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACTION']._serialized_start=164
-  _globals['_ACTION']._serialized_end=252
-  _globals['_REPORTINCIDENTREQUEST']._serialized_start=255
-  _globals['_REPORTINCIDENTREQUEST']._serialized_end=427
-  _globals['_DECLAREINCIDENTREQUEST']._serialized_start=430
-  _globals['_DECLAREINCIDENTREQUEST']._serialized_end=636
-  _globals['_INCIDENTSTEPREQUEST']._serialized_start=638
-  _globals['_INCIDENTSTEPREQUEST']._serialized_end=726
-  _globals['_GETINCIDENTREQUEST']._serialized_start=728
-  _globals['_GETINCIDENTREQUEST']._serialized_end=769
-  _globals['_INCIDENTRESPONSE']._serialized_start=771
-  _globals['_INCIDENTRESPONSE']._serialized_end=839
-  _globals['_LISTINCIDENTSREQUEST']._serialized_start=841
-  _globals['_LISTINCIDENTSREQUEST']._serialized_end=962
-  _globals['_LISTINCIDENTSRESPONSE']._serialized_start=964
-  _globals['_LISTINCIDENTSRESPONSE']._serialized_end=1063
-  _globals['_DISPATCHSERVICE']._serialized_start=1066
-  _globals['_DISPATCHSERVICE']._serialized_end=1999
+  _globals['_REGRADEINCIDENTREQUEST']._serialized_start=165
+  _globals['_REGRADEINCIDENTREQUEST']._serialized_end=300
+  _globals['_HANDOVERCOMMANDREQUEST']._serialized_start=302
+  _globals['_HANDOVERCOMMANDREQUEST']._serialized_end=415
+  _globals['_RELEASEUNITSREQUEST']._serialized_start=417
+  _globals['_RELEASEUNITSREQUEST']._serialized_end=523
+  _globals['_ISSUEORDERREQUEST']._serialized_start=526
+  _globals['_ISSUEORDERREQUEST']._serialized_end=807
+  _globals['_ORDERSTEPREQUEST']._serialized_start=809
+  _globals['_ORDERSTEPREQUEST']._serialized_end=912
+  _globals['_REPORTORDERPROGRESSREQUEST']._serialized_start=915
+  _globals['_REPORTORDERPROGRESSREQUEST']._serialized_end=1059
+  _globals['_LISTORDERSREQUEST']._serialized_start=1061
+  _globals['_LISTORDERSREQUEST']._serialized_end=1101
+  _globals['_LISTORDERSRESPONSE']._serialized_start=1103
+  _globals['_LISTORDERSRESPONSE']._serialized_end=1168
+  _globals['_REPORTSITUATIONREQUEST']._serialized_start=1171
+  _globals['_REPORTSITUATIONREQUEST']._serialized_end=1379
+  _globals['_ADDRECOVERYTASKREQUEST']._serialized_start=1382
+  _globals['_ADDRECOVERYTASKREQUEST']._serialized_end=1563
+  _globals['_COMPLETERECOVERYTASKREQUEST']._serialized_start=1565
+  _globals['_COMPLETERECOVERYTASKREQUEST']._serialized_end=1678
+  _globals['_MARKREVIEWEDREQUEST']._serialized_start=1680
+  _globals['_MARKREVIEWEDREQUEST']._serialized_end=1785
+  _globals['_ACTION']._serialized_start=1787
+  _globals['_ACTION']._serialized_end=1875
+  _globals['_REPORTINCIDENTREQUEST']._serialized_start=1878
+  _globals['_REPORTINCIDENTREQUEST']._serialized_end=2050
+  _globals['_DECLAREINCIDENTREQUEST']._serialized_start=2053
+  _globals['_DECLAREINCIDENTREQUEST']._serialized_end=2259
+  _globals['_INCIDENTSTEPREQUEST']._serialized_start=2261
+  _globals['_INCIDENTSTEPREQUEST']._serialized_end=2349
+  _globals['_GETINCIDENTREQUEST']._serialized_start=2351
+  _globals['_GETINCIDENTREQUEST']._serialized_end=2392
+  _globals['_INCIDENTRESPONSE']._serialized_start=2394
+  _globals['_INCIDENTRESPONSE']._serialized_end=2462
+  _globals['_LISTINCIDENTSREQUEST']._serialized_start=2464
+  _globals['_LISTINCIDENTSREQUEST']._serialized_end=2585
+  _globals['_LISTINCIDENTSRESPONSE']._serialized_start=2587
+  _globals['_LISTINCIDENTSRESPONSE']._serialized_end=2686
+  _globals['_DISPATCHSERVICE']._serialized_start=2689
+  _globals['_DISPATCHSERVICE']._serialized_end=5047
 # @@protoc_insertion_point(module_scope)

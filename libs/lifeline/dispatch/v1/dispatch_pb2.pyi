@@ -24,6 +24,359 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class RegradeIncidentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    GRADE_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    incident_id: _builtins.str
+    grade: _incident_pb2.Grade.ValueType
+    @_builtins.property
+    def action(self) -> Global___Action:
+        """Required: why the grade changes."""
+
+    def __init__(
+        self,
+        *,
+        incident_id: _builtins.str = ...,
+        grade: _incident_pb2.Grade.ValueType = ...,
+        action: Global___Action | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "grade", b"grade", "incident_id", b"incident_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegradeIncidentRequest: _TypeAlias = RegradeIncidentRequest  # noqa: Y015
+
+@_typing.final
+class HandOverCommandRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    TO_COMMANDER_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    incident_id: _builtins.str
+    to_commander: _builtins.str
+    @_builtins.property
+    def action(self) -> Global___Action: ...
+    def __init__(
+        self,
+        *,
+        incident_id: _builtins.str = ...,
+        to_commander: _builtins.str = ...,
+        action: Global___Action | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "incident_id", b"incident_id", "to_commander", b"to_commander"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HandOverCommandRequest: _TypeAlias = HandOverCommandRequest  # noqa: Y015
+
+@_typing.final
+class ReleaseUnitsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    UNIT_IDS_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    incident_id: _builtins.str
+    @_builtins.property
+    def unit_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Empty: every deployed unit."""
+
+    @_builtins.property
+    def action(self) -> Global___Action: ...
+    def __init__(
+        self,
+        *,
+        incident_id: _builtins.str = ...,
+        unit_ids: _abc.Iterable[_builtins.str] | None = ...,
+        action: Global___Action | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "incident_id", b"incident_id", "unit_ids", b"unit_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseUnitsRequest: _TypeAlias = ReleaseUnitsRequest  # noqa: Y015
+
+@_typing.final
+class IssueOrderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    DEPARTMENT_FIELD_NUMBER: _builtins.int
+    UNIT_ID_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    INSTRUCTION_FIELD_NUMBER: _builtins.int
+    LIFE_SAFETY_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGE_WITHIN_MINUTES_FIELD_NUMBER: _builtins.int
+    COMPLETE_WITHIN_MINUTES_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    incident_id: _builtins.str
+    department: _builtins.str
+    unit_id: _builtins.str
+    tier: _incident_pb2.OrderTier.ValueType
+    instruction: _builtins.str
+    life_safety: _builtins.bool
+    acknowledge_within_minutes: _builtins.int
+    """Minutes after issue by which it must be acknowledged, and completed."""
+    complete_within_minutes: _builtins.int
+    @_builtins.property
+    def action(self) -> Global___Action: ...
+    def __init__(
+        self,
+        *,
+        incident_id: _builtins.str = ...,
+        department: _builtins.str = ...,
+        unit_id: _builtins.str = ...,
+        tier: _incident_pb2.OrderTier.ValueType = ...,
+        instruction: _builtins.str = ...,
+        life_safety: _builtins.bool = ...,
+        acknowledge_within_minutes: _builtins.int = ...,
+        complete_within_minutes: _builtins.int = ...,
+        action: Global___Action | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledge_within_minutes", b"acknowledge_within_minutes", "action", b"action", "complete_within_minutes", b"complete_within_minutes", "department", b"department", "incident_id", b"incident_id", "instruction", b"instruction", "life_safety", b"life_safety", "tier", b"tier", "unit_id", b"unit_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueOrderRequest: _TypeAlias = IssueOrderRequest  # noqa: Y015
+
+@_typing.final
+class OrderStepRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    incident_id: _builtins.str
+    order_id: _builtins.str
+    @_builtins.property
+    def action(self) -> Global___Action: ...
+    def __init__(
+        self,
+        *,
+        incident_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        action: Global___Action | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "incident_id", b"incident_id", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderStepRequest: _TypeAlias = OrderStepRequest  # noqa: Y015
+
+@_typing.final
+class ReportOrderProgressRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    PERCENT_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    incident_id: _builtins.str
+    order_id: _builtins.str
+    note: _builtins.str
+    percent: _builtins.int
+    @_builtins.property
+    def action(self) -> Global___Action: ...
+    def __init__(
+        self,
+        *,
+        incident_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        note: _builtins.str = ...,
+        percent: _builtins.int = ...,
+        action: Global___Action | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "incident_id", b"incident_id", "note", b"note", "order_id", b"order_id", "percent", b"percent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportOrderProgressRequest: _TypeAlias = ReportOrderProgressRequest  # noqa: Y015
+
+@_typing.final
+class ListOrdersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    incident_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        incident_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["incident_id", b"incident_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListOrdersRequest: _TypeAlias = ListOrdersRequest  # noqa: Y015
+
+@_typing.final
+class ListOrdersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def orders(self) -> _containers.RepeatedCompositeFieldContainer[_incident_pb2.Order]: ...
+    def __init__(
+        self,
+        *,
+        orders: _abc.Iterable[_incident_pb2.Order] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["orders", b"orders"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListOrdersResponse: _TypeAlias = ListOrdersResponse  # noqa: Y015
+
+@_typing.final
+class ReportSituationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    DEAD_FIELD_NUMBER: _builtins.int
+    INJURED_FIELD_NUMBER: _builtins.int
+    MISSING_FIELD_NUMBER: _builtins.int
+    AFFECTED_FIELD_NUMBER: _builtins.int
+    EVACUATED_FIELD_NUMBER: _builtins.int
+    AREA_KM2_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    incident_id: _builtins.str
+    dead: _builtins.int
+    injured: _builtins.int
+    missing: _builtins.int
+    affected: _builtins.int
+    evacuated: _builtins.int
+    area_km2: _builtins.float
+    text: _builtins.str
+    @_builtins.property
+    def action(self) -> Global___Action: ...
+    def __init__(
+        self,
+        *,
+        incident_id: _builtins.str = ...,
+        dead: _builtins.int = ...,
+        injured: _builtins.int = ...,
+        missing: _builtins.int = ...,
+        affected: _builtins.int = ...,
+        evacuated: _builtins.int = ...,
+        area_km2: _builtins.float = ...,
+        text: _builtins.str = ...,
+        action: Global___Action | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "affected", b"affected", "area_km2", b"area_km2", "dead", b"dead", "evacuated", b"evacuated", "incident_id", b"incident_id", "injured", b"injured", "missing", b"missing", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportSituationRequest: _TypeAlias = ReportSituationRequest  # noqa: Y015
+
+@_typing.final
+class AddRecoveryTaskRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    incident_id: _builtins.str
+    kind: _incident_pb2.RecoveryTaskKind.ValueType
+    owner: _builtins.str
+    description: _builtins.str
+    @_builtins.property
+    def action(self) -> Global___Action: ...
+    def __init__(
+        self,
+        *,
+        incident_id: _builtins.str = ...,
+        kind: _incident_pb2.RecoveryTaskKind.ValueType = ...,
+        owner: _builtins.str = ...,
+        description: _builtins.str = ...,
+        action: Global___Action | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "description", b"description", "incident_id", b"incident_id", "kind", b"kind", "owner", b"owner"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddRecoveryTaskRequest: _TypeAlias = AddRecoveryTaskRequest  # noqa: Y015
+
+@_typing.final
+class CompleteRecoveryTaskRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    incident_id: _builtins.str
+    task_id: _builtins.str
+    @_builtins.property
+    def action(self) -> Global___Action: ...
+    def __init__(
+        self,
+        *,
+        incident_id: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+        action: Global___Action | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "incident_id", b"incident_id", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteRecoveryTaskRequest: _TypeAlias = CompleteRecoveryTaskRequest  # noqa: Y015
+
+@_typing.final
+class MarkReviewedRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    incident_id: _builtins.str
+    summary: _builtins.str
+    @_builtins.property
+    def action(self) -> Global___Action: ...
+    def __init__(
+        self,
+        *,
+        incident_id: _builtins.str = ...,
+        summary: _builtins.str = ...,
+        action: Global___Action | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "incident_id", b"incident_id", "summary", b"summary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkReviewedRequest: _TypeAlias = MarkReviewedRequest  # noqa: Y015
+
+@_typing.final
 class Action(_message.Message):
     """Who acts, when, and why: carried by every mutating request."""
 

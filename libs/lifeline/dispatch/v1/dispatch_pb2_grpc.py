@@ -79,6 +79,76 @@ class DispatchServiceStub:
                 request_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ListIncidentsRequest.SerializeToString,
                 response_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ListIncidentsResponse.FromString,
                 _registered_method=True)
+        self.RegradeIncident = channel.unary_unary(
+                '/lifeline.dispatch.v1.DispatchService/RegradeIncident',
+                request_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.RegradeIncidentRequest.SerializeToString,
+                response_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+                _registered_method=True)
+        self.HandOverCommand = channel.unary_unary(
+                '/lifeline.dispatch.v1.DispatchService/HandOverCommand',
+                request_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.HandOverCommandRequest.SerializeToString,
+                response_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+                _registered_method=True)
+        self.ReleaseUnits = channel.unary_unary(
+                '/lifeline.dispatch.v1.DispatchService/ReleaseUnits',
+                request_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ReleaseUnitsRequest.SerializeToString,
+                response_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+                _registered_method=True)
+        self.IssueOrder = channel.unary_unary(
+                '/lifeline.dispatch.v1.DispatchService/IssueOrder',
+                request_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IssueOrderRequest.SerializeToString,
+                response_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+                _registered_method=True)
+        self.AcknowledgeOrder = channel.unary_unary(
+                '/lifeline.dispatch.v1.DispatchService/AcknowledgeOrder',
+                request_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.OrderStepRequest.SerializeToString,
+                response_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+                _registered_method=True)
+        self.ReportOrderProgress = channel.unary_unary(
+                '/lifeline.dispatch.v1.DispatchService/ReportOrderProgress',
+                request_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ReportOrderProgressRequest.SerializeToString,
+                response_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+                _registered_method=True)
+        self.CompleteOrder = channel.unary_unary(
+                '/lifeline.dispatch.v1.DispatchService/CompleteOrder',
+                request_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.OrderStepRequest.SerializeToString,
+                response_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+                _registered_method=True)
+        self.VerifyOrder = channel.unary_unary(
+                '/lifeline.dispatch.v1.DispatchService/VerifyOrder',
+                request_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.OrderStepRequest.SerializeToString,
+                response_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+                _registered_method=True)
+        self.CancelOrder = channel.unary_unary(
+                '/lifeline.dispatch.v1.DispatchService/CancelOrder',
+                request_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.OrderStepRequest.SerializeToString,
+                response_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+                _registered_method=True)
+        self.ListOrders = channel.unary_unary(
+                '/lifeline.dispatch.v1.DispatchService/ListOrders',
+                request_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ListOrdersRequest.SerializeToString,
+                response_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ListOrdersResponse.FromString,
+                _registered_method=True)
+        self.ReportSituation = channel.unary_unary(
+                '/lifeline.dispatch.v1.DispatchService/ReportSituation',
+                request_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ReportSituationRequest.SerializeToString,
+                response_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+                _registered_method=True)
+        self.AddRecoveryTask = channel.unary_unary(
+                '/lifeline.dispatch.v1.DispatchService/AddRecoveryTask',
+                request_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.AddRecoveryTaskRequest.SerializeToString,
+                response_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+                _registered_method=True)
+        self.CompleteRecoveryTask = channel.unary_unary(
+                '/lifeline.dispatch.v1.DispatchService/CompleteRecoveryTask',
+                request_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.CompleteRecoveryTaskRequest.SerializeToString,
+                response_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+                _registered_method=True)
+        self.MarkReviewed = channel.unary_unary(
+                '/lifeline.dispatch.v1.DispatchService/MarkReviewed',
+                request_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.MarkReviewedRequest.SerializeToString,
+                response_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+                _registered_method=True)
 
 
 class DispatchServiceServicer:
@@ -138,6 +208,94 @@ class DispatchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegradeIncident(self, request, context):
+        """Escalate or de-escalate; the plan is re-evaluated (escalation adds, de-escalation releases).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HandOverCommand(self, request, context):
+        """Only the current commander hands command over.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseUnits(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IssueOrder(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcknowledgeOrder(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportOrderProgress(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteOrder(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyOrder(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelOrder(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOrders(self, request, context):
+        """Orders of an incident, overdue first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportSituation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddRecoveryTask(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteRecoveryTask(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MarkReviewed(self, request, context):
+        """Mark a closed or dismissed incident reviewed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DispatchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -185,6 +343,76 @@ def add_DispatchServiceServicer_to_server(servicer, server):
                     servicer.ListIncidents,
                     request_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ListIncidentsRequest.FromString,
                     response_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ListIncidentsResponse.SerializeToString,
+            ),
+            'RegradeIncident': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegradeIncident,
+                    request_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.RegradeIncidentRequest.FromString,
+                    response_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.SerializeToString,
+            ),
+            'HandOverCommand': grpc.unary_unary_rpc_method_handler(
+                    servicer.HandOverCommand,
+                    request_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.HandOverCommandRequest.FromString,
+                    response_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.SerializeToString,
+            ),
+            'ReleaseUnits': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseUnits,
+                    request_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ReleaseUnitsRequest.FromString,
+                    response_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.SerializeToString,
+            ),
+            'IssueOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueOrder,
+                    request_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IssueOrderRequest.FromString,
+                    response_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.SerializeToString,
+            ),
+            'AcknowledgeOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeOrder,
+                    request_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.OrderStepRequest.FromString,
+                    response_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.SerializeToString,
+            ),
+            'ReportOrderProgress': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportOrderProgress,
+                    request_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ReportOrderProgressRequest.FromString,
+                    response_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.SerializeToString,
+            ),
+            'CompleteOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteOrder,
+                    request_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.OrderStepRequest.FromString,
+                    response_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.SerializeToString,
+            ),
+            'VerifyOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyOrder,
+                    request_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.OrderStepRequest.FromString,
+                    response_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.SerializeToString,
+            ),
+            'CancelOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelOrder,
+                    request_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.OrderStepRequest.FromString,
+                    response_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.SerializeToString,
+            ),
+            'ListOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOrders,
+                    request_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ListOrdersRequest.FromString,
+                    response_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ListOrdersResponse.SerializeToString,
+            ),
+            'ReportSituation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportSituation,
+                    request_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ReportSituationRequest.FromString,
+                    response_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.SerializeToString,
+            ),
+            'AddRecoveryTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddRecoveryTask,
+                    request_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.AddRecoveryTaskRequest.FromString,
+                    response_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.SerializeToString,
+            ),
+            'CompleteRecoveryTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteRecoveryTask,
+                    request_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.CompleteRecoveryTaskRequest.FromString,
+                    response_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.SerializeToString,
+            ),
+            'MarkReviewed': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkReviewed,
+                    request_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.MarkReviewedRequest.FromString,
+                    response_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -430,6 +658,384 @@ class DispatchService:
             '/lifeline.dispatch.v1.DispatchService/ListIncidents',
             lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ListIncidentsRequest.SerializeToString,
             lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ListIncidentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegradeIncident(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.dispatch.v1.DispatchService/RegradeIncident',
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.RegradeIncidentRequest.SerializeToString,
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HandOverCommand(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.dispatch.v1.DispatchService/HandOverCommand',
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.HandOverCommandRequest.SerializeToString,
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseUnits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.dispatch.v1.DispatchService/ReleaseUnits',
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ReleaseUnitsRequest.SerializeToString,
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.dispatch.v1.DispatchService/IssueOrder',
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IssueOrderRequest.SerializeToString,
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcknowledgeOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.dispatch.v1.DispatchService/AcknowledgeOrder',
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.OrderStepRequest.SerializeToString,
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportOrderProgress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.dispatch.v1.DispatchService/ReportOrderProgress',
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ReportOrderProgressRequest.SerializeToString,
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.dispatch.v1.DispatchService/CompleteOrder',
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.OrderStepRequest.SerializeToString,
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.dispatch.v1.DispatchService/VerifyOrder',
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.OrderStepRequest.SerializeToString,
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.dispatch.v1.DispatchService/CancelOrder',
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.OrderStepRequest.SerializeToString,
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.dispatch.v1.DispatchService/ListOrders',
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ListOrdersRequest.SerializeToString,
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ListOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportSituation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.dispatch.v1.DispatchService/ReportSituation',
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ReportSituationRequest.SerializeToString,
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddRecoveryTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.dispatch.v1.DispatchService/AddRecoveryTask',
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.AddRecoveryTaskRequest.SerializeToString,
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteRecoveryTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.dispatch.v1.DispatchService/CompleteRecoveryTask',
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.CompleteRecoveryTaskRequest.SerializeToString,
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkReviewed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.dispatch.v1.DispatchService/MarkReviewed',
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.MarkReviewedRequest.SerializeToString,
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
             options,
             channel_credentials,
             insecure,

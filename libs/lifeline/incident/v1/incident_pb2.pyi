@@ -101,6 +101,93 @@ GRADE_III: Grade.ValueType  # 3
 GRADE_IV: Grade.ValueType  # 4
 Global___Grade: _TypeAlias = Grade  # noqa: Y015
 
+class _OrderStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OrderStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OrderStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ORDER_STATUS_UNSPECIFIED: _OrderStatus.ValueType  # 0
+    ORDER_STATUS_ISSUED: _OrderStatus.ValueType  # 1
+    ORDER_STATUS_ACKNOWLEDGED: _OrderStatus.ValueType  # 2
+    ORDER_STATUS_IN_PROGRESS: _OrderStatus.ValueType  # 3
+    ORDER_STATUS_COMPLETED: _OrderStatus.ValueType  # 4
+    ORDER_STATUS_VERIFIED: _OrderStatus.ValueType  # 5
+    """Checked and closed by the commander."""
+    ORDER_STATUS_CANCELLED: _OrderStatus.ValueType  # 6
+
+class OrderStatus(_OrderStatus, metaclass=_OrderStatusEnumTypeWrapper):
+    """Where an order stands in its closed loop."""
+
+ORDER_STATUS_UNSPECIFIED: OrderStatus.ValueType  # 0
+ORDER_STATUS_ISSUED: OrderStatus.ValueType  # 1
+ORDER_STATUS_ACKNOWLEDGED: OrderStatus.ValueType  # 2
+ORDER_STATUS_IN_PROGRESS: OrderStatus.ValueType  # 3
+ORDER_STATUS_COMPLETED: OrderStatus.ValueType  # 4
+ORDER_STATUS_VERIFIED: OrderStatus.ValueType  # 5
+"""Checked and closed by the commander."""
+ORDER_STATUS_CANCELLED: OrderStatus.ValueType  # 6
+Global___OrderStatus: _TypeAlias = OrderStatus  # noqa: Y015
+
+class _OrderTier:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OrderTierEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OrderTier.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ORDER_TIER_UNSPECIFIED: _OrderTier.ValueType  # 0
+    ORDER_TIER_CITY: _OrderTier.ValueType  # 1
+    ORDER_TIER_DISTRICT: _OrderTier.ValueType  # 2
+    ORDER_TIER_COMMUNITY: _OrderTier.ValueType  # 3
+
+class OrderTier(_OrderTier, metaclass=_OrderTierEnumTypeWrapper):
+    """The level of government an order goes to."""
+
+ORDER_TIER_UNSPECIFIED: OrderTier.ValueType  # 0
+ORDER_TIER_CITY: OrderTier.ValueType  # 1
+ORDER_TIER_DISTRICT: OrderTier.ValueType  # 2
+ORDER_TIER_COMMUNITY: OrderTier.ValueType  # 3
+Global___OrderTier: _TypeAlias = OrderTier  # noqa: Y015
+
+class _Deadline:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DeadlineEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Deadline.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DEADLINE_UNSPECIFIED: _Deadline.ValueType  # 0
+    DEADLINE_ACKNOWLEDGEMENT: _Deadline.ValueType  # 1
+    DEADLINE_COMPLETION: _Deadline.ValueType  # 2
+
+class Deadline(_Deadline, metaclass=_DeadlineEnumTypeWrapper):
+    """Which deadline of an order passed."""
+
+DEADLINE_UNSPECIFIED: Deadline.ValueType  # 0
+DEADLINE_ACKNOWLEDGEMENT: Deadline.ValueType  # 1
+DEADLINE_COMPLETION: Deadline.ValueType  # 2
+Global___Deadline: _TypeAlias = Deadline  # noqa: Y015
+
+class _RecoveryTaskKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RecoveryTaskKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RecoveryTaskKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RECOVERY_TASK_KIND_UNSPECIFIED: _RecoveryTaskKind.ValueType  # 0
+    RECOVERY_TASK_KIND_RESTORATION: _RecoveryTaskKind.ValueType  # 1
+    RECOVERY_TASK_KIND_HAZARD_RECTIFICATION: _RecoveryTaskKind.ValueType  # 2
+    """隐患整改: removing the hazard that caused the incident."""
+    RECOVERY_TASK_KIND_ASSESSMENT: _RecoveryTaskKind.ValueType  # 3
+
+class RecoveryTaskKind(_RecoveryTaskKind, metaclass=_RecoveryTaskKindEnumTypeWrapper): ...
+
+RECOVERY_TASK_KIND_UNSPECIFIED: RecoveryTaskKind.ValueType  # 0
+RECOVERY_TASK_KIND_RESTORATION: RecoveryTaskKind.ValueType  # 1
+RECOVERY_TASK_KIND_HAZARD_RECTIFICATION: RecoveryTaskKind.ValueType  # 2
+"""隐患整改: removing the hazard that caused the incident."""
+RECOVERY_TASK_KIND_ASSESSMENT: RecoveryTaskKind.ValueType  # 3
+Global___RecoveryTaskKind: _TypeAlias = RecoveryTaskKind  # noqa: Y015
+
 @_typing.final
 class UnitRequirement(_message.Message):
     """How many units of one kind an incident needs."""
@@ -539,6 +626,467 @@ class IncidentDismissed(_message.Message):
 Global___IncidentDismissed: _TypeAlias = IncidentDismissed  # noqa: Y015
 
 @_typing.final
+class GradeChanged(_message.Message):
+    """The grade changed while the incident was active (escalation or de-escalation)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    FROM_GRADE_FIELD_NUMBER: _builtins.int
+    TO_GRADE_FIELD_NUMBER: _builtins.int
+    from_grade: Global___Grade.ValueType
+    to_grade: Global___Grade.ValueType
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        from_grade: Global___Grade.ValueType = ...,
+        to_grade: Global___Grade.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_grade", b"from_grade", "meta", b"meta", "to_grade", b"to_grade"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GradeChanged: _TypeAlias = GradeChanged  # noqa: Y015
+
+@_typing.final
+class PlanActivated(_message.Message):
+    """An emergency plan came into force for the incident's grade. Id, version and content
+    hash say exactly which plan text a replay must assume.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    PLAN_VERSION_FIELD_NUMBER: _builtins.int
+    CONTENT_HASH_FIELD_NUMBER: _builtins.int
+    GRADE_FIELD_NUMBER: _builtins.int
+    RESPONSE_TIME_TARGET_MINUTES_FIELD_NUMBER: _builtins.int
+    DEPARTMENTS_NOTIFIED_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    MATERIALS_FIELD_NUMBER: _builtins.int
+    plan_id: _builtins.str
+    plan_version: _builtins.int
+    content_hash: _builtins.str
+    grade: Global___Grade.ValueType
+    response_time_target_minutes: _builtins.int
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def departments_notified(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def units(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnitRequirement]: ...
+    @_builtins.property
+    def materials(self) -> _containers.RepeatedCompositeFieldContainer[Global___Material]: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        plan_id: _builtins.str = ...,
+        plan_version: _builtins.int = ...,
+        content_hash: _builtins.str = ...,
+        grade: Global___Grade.ValueType = ...,
+        response_time_target_minutes: _builtins.int = ...,
+        departments_notified: _abc.Iterable[_builtins.str] | None = ...,
+        units: _abc.Iterable[Global___UnitRequirement] | None = ...,
+        materials: _abc.Iterable[Global___Material] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_hash", b"content_hash", "departments_notified", b"departments_notified", "grade", b"grade", "materials", b"materials", "meta", b"meta", "plan_id", b"plan_id", "plan_version", b"plan_version", "response_time_target_minutes", b"response_time_target_minutes", "units", b"units"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlanActivated: _TypeAlias = PlanActivated  # noqa: Y015
+
+@_typing.final
+class Material(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    quantity: _builtins.int
+    unit: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        unit: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "quantity", b"quantity", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Material: _TypeAlias = Material  # noqa: Y015
+
+@_typing.final
+class CommanderAssigned(_message.Message):
+    """One commander at a time; the first is assigned, later ones take over by handover."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    COMMANDER_FIELD_NUMBER: _builtins.int
+    PREVIOUS_COMMANDER_FIELD_NUMBER: _builtins.int
+    commander: _builtins.str
+    previous_commander: _builtins.str
+    """Empty for the first commander."""
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        commander: _builtins.str = ...,
+        previous_commander: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commander", b"commander", "meta", b"meta", "previous_commander", b"previous_commander"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommanderAssigned: _TypeAlias = CommanderAssigned  # noqa: Y015
+
+@_typing.final
+class OrderIssued(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    DEPARTMENT_FIELD_NUMBER: _builtins.int
+    UNIT_ID_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    INSTRUCTION_FIELD_NUMBER: _builtins.int
+    LIFE_SAFETY_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGE_BY_FIELD_NUMBER: _builtins.int
+    COMPLETE_BY_FIELD_NUMBER: _builtins.int
+    PLAN_ORDER_ID_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    department: _builtins.str
+    unit_id: _builtins.str
+    """Optional: the unit the order is for."""
+    tier: Global___OrderTier.ValueType
+    instruction: _builtins.str
+    life_safety: _builtins.bool
+    plan_order_id: _builtins.str
+    """The plan order it comes from, empty for an order the commander wrote."""
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def acknowledge_by(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def complete_by(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        order_id: _builtins.str = ...,
+        department: _builtins.str = ...,
+        unit_id: _builtins.str = ...,
+        tier: Global___OrderTier.ValueType = ...,
+        instruction: _builtins.str = ...,
+        life_safety: _builtins.bool = ...,
+        acknowledge_by: _timestamp_pb2.Timestamp | None = ...,
+        complete_by: _timestamp_pb2.Timestamp | None = ...,
+        plan_order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledge_by", b"acknowledge_by", "complete_by", b"complete_by", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledge_by", b"acknowledge_by", "complete_by", b"complete_by", "department", b"department", "instruction", b"instruction", "life_safety", b"life_safety", "meta", b"meta", "order_id", b"order_id", "plan_order_id", b"plan_order_id", "tier", b"tier", "unit_id", b"unit_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderIssued: _TypeAlias = OrderIssued  # noqa: Y015
+
+@_typing.final
+class OrderAcknowledged(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderAcknowledged: _TypeAlias = OrderAcknowledged  # noqa: Y015
+
+@_typing.final
+class OrderProgressReported(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    PERCENT_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    note: _builtins.str
+    percent: _builtins.int
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        order_id: _builtins.str = ...,
+        note: _builtins.str = ...,
+        percent: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "note", b"note", "order_id", b"order_id", "percent", b"percent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderProgressReported: _TypeAlias = OrderProgressReported  # noqa: Y015
+
+@_typing.final
+class OrderCompleted(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderCompleted: _TypeAlias = OrderCompleted  # noqa: Y015
+
+@_typing.final
+class OrderVerified(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderVerified: _TypeAlias = OrderVerified  # noqa: Y015
+
+@_typing.final
+class OrderCancelled(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderCancelled: _TypeAlias = OrderCancelled  # noqa: Y015
+
+@_typing.final
+class OrderOverdue(_message.Message):
+    """A deadline passed: recorded once per order and deadline, escalated to the commander."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
+    DUE_AT_FIELD_NUMBER: _builtins.int
+    ESCALATED_TO_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    deadline: Global___Deadline.ValueType
+    escalated_to: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def due_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        order_id: _builtins.str = ...,
+        deadline: Global___Deadline.ValueType = ...,
+        due_at: _timestamp_pb2.Timestamp | None = ...,
+        escalated_to: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "due_at", b"due_at", "escalated_to", b"escalated_to", "meta", b"meta", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderOverdue: _TypeAlias = OrderOverdue  # noqa: Y015
+
+@_typing.final
+class SituationReported(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    DEAD_FIELD_NUMBER: _builtins.int
+    INJURED_FIELD_NUMBER: _builtins.int
+    MISSING_FIELD_NUMBER: _builtins.int
+    AFFECTED_FIELD_NUMBER: _builtins.int
+    EVACUATED_FIELD_NUMBER: _builtins.int
+    AREA_KM2_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    dead: _builtins.int
+    injured: _builtins.int
+    missing: _builtins.int
+    affected: _builtins.int
+    evacuated: _builtins.int
+    area_km2: _builtins.float
+    text: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        dead: _builtins.int = ...,
+        injured: _builtins.int = ...,
+        missing: _builtins.int = ...,
+        affected: _builtins.int = ...,
+        evacuated: _builtins.int = ...,
+        area_km2: _builtins.float = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["affected", b"affected", "area_km2", b"area_km2", "dead", b"dead", "evacuated", b"evacuated", "injured", b"injured", "meta", b"meta", "missing", b"missing", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SituationReported: _TypeAlias = SituationReported  # noqa: Y015
+
+@_typing.final
+class RecoveryTaskAdded(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    kind: Global___RecoveryTaskKind.ValueType
+    owner: _builtins.str
+    description: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        task_id: _builtins.str = ...,
+        kind: Global___RecoveryTaskKind.ValueType = ...,
+        owner: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "kind", b"kind", "meta", b"meta", "owner", b"owner", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecoveryTaskAdded: _TypeAlias = RecoveryTaskAdded  # noqa: Y015
+
+@_typing.final
+class RecoveryTaskCompleted(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        task_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecoveryTaskCompleted: _TypeAlias = RecoveryTaskCompleted  # noqa: Y015
+
+@_typing.final
+class IncidentReviewed(_message.Message):
+    """The after-action review of a closed or dismissed incident was recorded."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    summary: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        summary: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "summary", b"summary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IncidentReviewed: _TypeAlias = IncidentReviewed  # noqa: Y015
+
+@_typing.final
 class IncidentEvent(_message.Message):
     """Any one incident event: the unit of a history, a NATS message and an NDJSON line."""
 
@@ -559,6 +1107,20 @@ class IncidentEvent(_message.Message):
     RECOVERED_FIELD_NUMBER: _builtins.int
     CLOSED_FIELD_NUMBER: _builtins.int
     DISMISSED_FIELD_NUMBER: _builtins.int
+    GRADE_CHANGED_FIELD_NUMBER: _builtins.int
+    PLAN_ACTIVATED_FIELD_NUMBER: _builtins.int
+    COMMANDER_ASSIGNED_FIELD_NUMBER: _builtins.int
+    ORDER_ISSUED_FIELD_NUMBER: _builtins.int
+    ORDER_ACKNOWLEDGED_FIELD_NUMBER: _builtins.int
+    ORDER_PROGRESS_REPORTED_FIELD_NUMBER: _builtins.int
+    ORDER_COMPLETED_FIELD_NUMBER: _builtins.int
+    ORDER_VERIFIED_FIELD_NUMBER: _builtins.int
+    ORDER_CANCELLED_FIELD_NUMBER: _builtins.int
+    ORDER_OVERDUE_FIELD_NUMBER: _builtins.int
+    SITUATION_REPORTED_FIELD_NUMBER: _builtins.int
+    RECOVERY_TASK_ADDED_FIELD_NUMBER: _builtins.int
+    RECOVERY_TASK_COMPLETED_FIELD_NUMBER: _builtins.int
+    REVIEWED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def opened(self) -> Global___IncidentOpened: ...
     @_builtins.property
@@ -589,6 +1151,34 @@ class IncidentEvent(_message.Message):
     def closed(self) -> Global___IncidentClosed: ...
     @_builtins.property
     def dismissed(self) -> Global___IncidentDismissed: ...
+    @_builtins.property
+    def grade_changed(self) -> Global___GradeChanged: ...
+    @_builtins.property
+    def plan_activated(self) -> Global___PlanActivated: ...
+    @_builtins.property
+    def commander_assigned(self) -> Global___CommanderAssigned: ...
+    @_builtins.property
+    def order_issued(self) -> Global___OrderIssued: ...
+    @_builtins.property
+    def order_acknowledged(self) -> Global___OrderAcknowledged: ...
+    @_builtins.property
+    def order_progress_reported(self) -> Global___OrderProgressReported: ...
+    @_builtins.property
+    def order_completed(self) -> Global___OrderCompleted: ...
+    @_builtins.property
+    def order_verified(self) -> Global___OrderVerified: ...
+    @_builtins.property
+    def order_cancelled(self) -> Global___OrderCancelled: ...
+    @_builtins.property
+    def order_overdue(self) -> Global___OrderOverdue: ...
+    @_builtins.property
+    def situation_reported(self) -> Global___SituationReported: ...
+    @_builtins.property
+    def recovery_task_added(self) -> Global___RecoveryTaskAdded: ...
+    @_builtins.property
+    def recovery_task_completed(self) -> Global___RecoveryTaskCompleted: ...
+    @_builtins.property
+    def reviewed(self) -> Global___IncidentReviewed: ...
     def __init__(
         self,
         *,
@@ -607,12 +1197,26 @@ class IncidentEvent(_message.Message):
         recovered: Global___IncidentRecovered | None = ...,
         closed: Global___IncidentClosed | None = ...,
         dismissed: Global___IncidentDismissed | None = ...,
+        grade_changed: Global___GradeChanged | None = ...,
+        plan_activated: Global___PlanActivated | None = ...,
+        commander_assigned: Global___CommanderAssigned | None = ...,
+        order_issued: Global___OrderIssued | None = ...,
+        order_acknowledged: Global___OrderAcknowledged | None = ...,
+        order_progress_reported: Global___OrderProgressReported | None = ...,
+        order_completed: Global___OrderCompleted | None = ...,
+        order_verified: Global___OrderVerified | None = ...,
+        order_cancelled: Global___OrderCancelled | None = ...,
+        order_overdue: Global___OrderOverdue | None = ...,
+        situation_reported: Global___SituationReported | None = ...,
+        recovery_task_added: Global___RecoveryTaskAdded | None = ...,
+        recovery_task_completed: Global___RecoveryTaskCompleted | None = ...,
+        reviewed: Global___IncidentReviewed | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "contained", b"contained", "declared", b"declared", "dismissed", b"dismissed", "event", b"event", "opened", b"opened", "recovered", b"recovered", "recovery_started", b"recovery_started", "reported", b"reported", "resource_shortfall", b"resource_shortfall", "resources_requested", b"resources_requested", "unit_assigned", b"unit_assigned", "unit_released", b"unit_released", "unit_status_reported", b"unit_status_reported", "warning_cleared", b"warning_cleared", "warning_level_changed", b"warning_level_changed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "commander_assigned", b"commander_assigned", "contained", b"contained", "declared", b"declared", "dismissed", b"dismissed", "event", b"event", "grade_changed", b"grade_changed", "opened", b"opened", "order_acknowledged", b"order_acknowledged", "order_cancelled", b"order_cancelled", "order_completed", b"order_completed", "order_issued", b"order_issued", "order_overdue", b"order_overdue", "order_progress_reported", b"order_progress_reported", "order_verified", b"order_verified", "plan_activated", b"plan_activated", "recovered", b"recovered", "recovery_started", b"recovery_started", "recovery_task_added", b"recovery_task_added", "recovery_task_completed", b"recovery_task_completed", "reported", b"reported", "resource_shortfall", b"resource_shortfall", "resources_requested", b"resources_requested", "reviewed", b"reviewed", "situation_reported", b"situation_reported", "unit_assigned", b"unit_assigned", "unit_released", b"unit_released", "unit_status_reported", b"unit_status_reported", "warning_cleared", b"warning_cleared", "warning_level_changed", b"warning_level_changed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "contained", b"contained", "declared", b"declared", "dismissed", b"dismissed", "event", b"event", "opened", b"opened", "recovered", b"recovered", "recovery_started", b"recovery_started", "reported", b"reported", "resource_shortfall", b"resource_shortfall", "resources_requested", b"resources_requested", "unit_assigned", b"unit_assigned", "unit_released", b"unit_released", "unit_status_reported", b"unit_status_reported", "warning_cleared", b"warning_cleared", "warning_level_changed", b"warning_level_changed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "commander_assigned", b"commander_assigned", "contained", b"contained", "declared", b"declared", "dismissed", b"dismissed", "event", b"event", "grade_changed", b"grade_changed", "opened", b"opened", "order_acknowledged", b"order_acknowledged", "order_cancelled", b"order_cancelled", "order_completed", b"order_completed", "order_issued", b"order_issued", "order_overdue", b"order_overdue", "order_progress_reported", b"order_progress_reported", "order_verified", b"order_verified", "plan_activated", b"plan_activated", "recovered", b"recovered", "recovery_started", b"recovery_started", "recovery_task_added", b"recovery_task_added", "recovery_task_completed", b"recovery_task_completed", "reported", b"reported", "resource_shortfall", b"resource_shortfall", "resources_requested", b"resources_requested", "reviewed", b"reviewed", "situation_reported", b"situation_reported", "unit_assigned", b"unit_assigned", "unit_released", b"unit_released", "unit_status_reported", b"unit_status_reported", "warning_cleared", b"warning_cleared", "warning_level_changed", b"warning_level_changed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["opened", "reported", "warning_level_changed", "warning_cleared", "declared", "resources_requested", "unit_assigned", "resource_shortfall", "unit_status_reported", "unit_released", "contained", "recovery_started", "recovered", "closed", "dismissed"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["opened", "reported", "warning_level_changed", "warning_cleared", "declared", "resources_requested", "unit_assigned", "resource_shortfall", "unit_status_reported", "unit_released", "contained", "recovery_started", "recovered", "closed", "dismissed", "grade_changed", "plan_activated", "commander_assigned", "order_issued", "order_acknowledged", "order_progress_reported", "order_completed", "order_verified", "order_cancelled", "order_overdue", "situation_reported", "recovery_task_added", "recovery_task_completed", "reviewed"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -661,6 +1265,206 @@ class IncidentUnit(_message.Message):
 Global___IncidentUnit: _TypeAlias = IncidentUnit  # noqa: Y015
 
 @_typing.final
+class Order(_message.Message):
+    """An order as the incident sees it now."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DEPARTMENT_FIELD_NUMBER: _builtins.int
+    UNIT_ID_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    INSTRUCTION_FIELD_NUMBER: _builtins.int
+    LIFE_SAFETY_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ISSUED_AT_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGE_BY_FIELD_NUMBER: _builtins.int
+    COMPLETE_BY_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_AT_FIELD_NUMBER: _builtins.int
+    COMPLETED_AT_FIELD_NUMBER: _builtins.int
+    VERIFIED_AT_FIELD_NUMBER: _builtins.int
+    PERCENT_FIELD_NUMBER: _builtins.int
+    LAST_NOTE_FIELD_NUMBER: _builtins.int
+    OVERDUE_FIELD_NUMBER: _builtins.int
+    ISSUED_BY_FIELD_NUMBER: _builtins.int
+    PLAN_ORDER_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    department: _builtins.str
+    unit_id: _builtins.str
+    tier: Global___OrderTier.ValueType
+    instruction: _builtins.str
+    life_safety: _builtins.bool
+    status: Global___OrderStatus.ValueType
+    percent: _builtins.int
+    last_note: _builtins.str
+    issued_by: _builtins.str
+    plan_order_id: _builtins.str
+    @_builtins.property
+    def issued_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def acknowledge_by(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def complete_by(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def acknowledged_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def completed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def verified_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def overdue(self) -> _containers.RepeatedScalarFieldContainer[Global___Deadline.ValueType]:
+        """Deadlines that passed unmet."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        department: _builtins.str = ...,
+        unit_id: _builtins.str = ...,
+        tier: Global___OrderTier.ValueType = ...,
+        instruction: _builtins.str = ...,
+        life_safety: _builtins.bool = ...,
+        status: Global___OrderStatus.ValueType = ...,
+        issued_at: _timestamp_pb2.Timestamp | None = ...,
+        acknowledge_by: _timestamp_pb2.Timestamp | None = ...,
+        complete_by: _timestamp_pb2.Timestamp | None = ...,
+        acknowledged_at: _timestamp_pb2.Timestamp | None = ...,
+        completed_at: _timestamp_pb2.Timestamp | None = ...,
+        verified_at: _timestamp_pb2.Timestamp | None = ...,
+        percent: _builtins.int = ...,
+        last_note: _builtins.str = ...,
+        overdue: _abc.Iterable[Global___Deadline.ValueType] | None = ...,
+        issued_by: _builtins.str = ...,
+        plan_order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledge_by", b"acknowledge_by", "acknowledged_at", b"acknowledged_at", "complete_by", b"complete_by", "completed_at", b"completed_at", "issued_at", b"issued_at", "verified_at", b"verified_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledge_by", b"acknowledge_by", "acknowledged_at", b"acknowledged_at", "complete_by", b"complete_by", "completed_at", b"completed_at", "department", b"department", "id", b"id", "instruction", b"instruction", "issued_at", b"issued_at", "issued_by", b"issued_by", "last_note", b"last_note", "life_safety", b"life_safety", "overdue", b"overdue", "percent", b"percent", "plan_order_id", b"plan_order_id", "status", b"status", "tier", b"tier", "unit_id", b"unit_id", "verified_at", b"verified_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Order: _TypeAlias = Order  # noqa: Y015
+
+@_typing.final
+class RecoveryTask(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    DONE_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    kind: Global___RecoveryTaskKind.ValueType
+    owner: _builtins.str
+    description: _builtins.str
+    done: _builtins.bool
+    @_builtins.property
+    def done_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        kind: Global___RecoveryTaskKind.ValueType = ...,
+        owner: _builtins.str = ...,
+        description: _builtins.str = ...,
+        done: _builtins.bool = ...,
+        done_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["done_at", b"done_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "done", b"done", "done_at", b"done_at", "id", b"id", "kind", b"kind", "owner", b"owner"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecoveryTask: _TypeAlias = RecoveryTask  # noqa: Y015
+
+@_typing.final
+class ActivePlan(_message.Message):
+    """The plan in force."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    PLAN_VERSION_FIELD_NUMBER: _builtins.int
+    CONTENT_HASH_FIELD_NUMBER: _builtins.int
+    GRADE_FIELD_NUMBER: _builtins.int
+    RESPONSE_TIME_TARGET_MINUTES_FIELD_NUMBER: _builtins.int
+    DEPARTMENTS_NOTIFIED_FIELD_NUMBER: _builtins.int
+    MATERIALS_FIELD_NUMBER: _builtins.int
+    plan_id: _builtins.str
+    plan_version: _builtins.int
+    content_hash: _builtins.str
+    grade: Global___Grade.ValueType
+    response_time_target_minutes: _builtins.int
+    @_builtins.property
+    def departments_notified(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def materials(self) -> _containers.RepeatedCompositeFieldContainer[Global___Material]: ...
+    def __init__(
+        self,
+        *,
+        plan_id: _builtins.str = ...,
+        plan_version: _builtins.int = ...,
+        content_hash: _builtins.str = ...,
+        grade: Global___Grade.ValueType = ...,
+        response_time_target_minutes: _builtins.int = ...,
+        departments_notified: _abc.Iterable[_builtins.str] | None = ...,
+        materials: _abc.Iterable[Global___Material] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_hash", b"content_hash", "departments_notified", b"departments_notified", "grade", b"grade", "materials", b"materials", "plan_id", b"plan_id", "plan_version", b"plan_version", "response_time_target_minutes", b"response_time_target_minutes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ActivePlan: _TypeAlias = ActivePlan  # noqa: Y015
+
+@_typing.final
+class Situation(_message.Message):
+    """The latest picture of the incident from the field."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEAD_FIELD_NUMBER: _builtins.int
+    INJURED_FIELD_NUMBER: _builtins.int
+    MISSING_FIELD_NUMBER: _builtins.int
+    AFFECTED_FIELD_NUMBER: _builtins.int
+    EVACUATED_FIELD_NUMBER: _builtins.int
+    AREA_KM2_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    REPORTED_AT_FIELD_NUMBER: _builtins.int
+    dead: _builtins.int
+    injured: _builtins.int
+    missing: _builtins.int
+    affected: _builtins.int
+    evacuated: _builtins.int
+    area_km2: _builtins.float
+    text: _builtins.str
+    @_builtins.property
+    def reported_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        dead: _builtins.int = ...,
+        injured: _builtins.int = ...,
+        missing: _builtins.int = ...,
+        affected: _builtins.int = ...,
+        evacuated: _builtins.int = ...,
+        area_km2: _builtins.float = ...,
+        text: _builtins.str = ...,
+        reported_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reported_at", b"reported_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["affected", b"affected", "area_km2", b"area_km2", "dead", b"dead", "evacuated", b"evacuated", "injured", b"injured", "missing", b"missing", "reported_at", b"reported_at", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Situation: _TypeAlias = Situation  # noqa: Y015
+
+@_typing.final
 class Incident(_message.Message):
     """The state of an incident after some prefix of its history."""
 
@@ -690,6 +1494,13 @@ class Incident(_message.Message):
     DISMISSED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     REQUESTED_FIELD_NUMBER: _builtins.int
+    COMMANDER_FIELD_NUMBER: _builtins.int
+    PLAN_FIELD_NUMBER: _builtins.int
+    ORDERS_FIELD_NUMBER: _builtins.int
+    SITUATION_FIELD_NUMBER: _builtins.int
+    RECOVERY_TASKS_FIELD_NUMBER: _builtins.int
+    REVIEWED_FIELD_NUMBER: _builtins.int
+    REVIEWED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     state: Global___IncidentState.ValueType
     version: _builtins.int
@@ -703,6 +1514,8 @@ class Incident(_message.Message):
     warning_level: _common_pb2.WarningLevel.ValueType
     description: _builtins.str
     reporter: _builtins.str
+    commander: _builtins.str
+    reviewed: _builtins.bool
     @_builtins.property
     def location(self) -> _common_pb2.GeoPoint: ...
     @_builtins.property
@@ -729,6 +1542,16 @@ class Incident(_message.Message):
     def requested(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnitRequirement]:
         """Everything requested from resources so far, per kind."""
 
+    @_builtins.property
+    def plan(self) -> Global___ActivePlan: ...
+    @_builtins.property
+    def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___Order]: ...
+    @_builtins.property
+    def situation(self) -> Global___Situation: ...
+    @_builtins.property
+    def recovery_tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecoveryTask]: ...
+    @_builtins.property
+    def reviewed_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -756,10 +1579,17 @@ class Incident(_message.Message):
         dismissed_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         requested: _abc.Iterable[Global___UnitRequirement] | None = ...,
+        commander: _builtins.str = ...,
+        plan: Global___ActivePlan | None = ...,
+        orders: _abc.Iterable[Global___Order] | None = ...,
+        situation: Global___Situation | None = ...,
+        recovery_tasks: _abc.Iterable[Global___RecoveryTask] | None = ...,
+        reviewed: _builtins.bool = ...,
+        reviewed_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "contained_at", b"contained_at", "declared_at", b"declared_at", "dismissed_at", b"dismissed_at", "location", b"location", "opened_at", b"opened_at", "recovered_at", b"recovered_at", "recovery_started_at", b"recovery_started_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "contained_at", b"contained_at", "declared_at", b"declared_at", "dismissed_at", b"dismissed_at", "location", b"location", "opened_at", b"opened_at", "plan", b"plan", "recovered_at", b"recovered_at", "recovery_started_at", b"recovery_started_at", "reviewed_at", b"reviewed_at", "situation", b"situation", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "closed_at", b"closed_at", "contained_at", b"contained_at", "declared_at", b"declared_at", "description", b"description", "dismissed_at", b"dismissed_at", "grade", b"grade", "grid_cell", b"grid_cell", "hazard", b"hazard", "hazard_type", b"hazard_type", "id", b"id", "location", b"location", "opened_at", b"opened_at", "recovered_at", b"recovered_at", "recovery_started_at", b"recovery_started_at", "reporter", b"reporter", "requested", b"requested", "shortfalls", b"shortfalls", "state", b"state", "units", b"units", "updated_at", b"updated_at", "version", b"version", "warning_id", b"warning_id", "warning_level", b"warning_level"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "closed_at", b"closed_at", "commander", b"commander", "contained_at", b"contained_at", "declared_at", b"declared_at", "description", b"description", "dismissed_at", b"dismissed_at", "grade", b"grade", "grid_cell", b"grid_cell", "hazard", b"hazard", "hazard_type", b"hazard_type", "id", b"id", "location", b"location", "opened_at", b"opened_at", "orders", b"orders", "plan", b"plan", "recovered_at", b"recovered_at", "recovery_started_at", b"recovery_started_at", "recovery_tasks", b"recovery_tasks", "reporter", b"reporter", "requested", b"requested", "reviewed", b"reviewed", "reviewed_at", b"reviewed_at", "shortfalls", b"shortfalls", "situation", b"situation", "state", b"state", "units", b"units", "updated_at", b"updated_at", "version", b"version", "warning_id", b"warning_id", "warning_level", b"warning_level"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

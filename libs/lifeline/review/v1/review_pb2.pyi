@@ -22,6 +22,52 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class ImportHistoryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[_incident_pb2.IncidentEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[_incident_pb2.IncidentEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportHistoryRequest: _TypeAlias = ImportHistoryRequest  # noqa: Y015
+
+@_typing.final
+class ImportHistoryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    incident_id: _builtins.str
+    events: _builtins.int
+    @_builtins.property
+    def state(self) -> _incident_pb2.Incident: ...
+    def __init__(
+        self,
+        *,
+        incident_id: _builtins.str = ...,
+        events: _builtins.int = ...,
+        state: _incident_pb2.Incident | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["state", b"state"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "incident_id", b"incident_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportHistoryResponse: _TypeAlias = ImportHistoryResponse  # noqa: Y015
+
+@_typing.final
 class GetIncidentHistoryRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -108,6 +154,26 @@ class Evaluation(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class AcknowledgementSecondsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     INCIDENT_ID_FIELD_NUMBER: _builtins.int
     FINAL_STATE_FIELD_NUMBER: _builtins.int
     WARNING_TO_DECLARED_FIELD_NUMBER: _builtins.int
@@ -119,11 +185,26 @@ class Evaluation(_message.Message):
     UNITS_ASSIGNED_FIELD_NUMBER: _builtins.int
     UNITS_SHORT_FIELD_NUMBER: _builtins.int
     EVENTS_FIELD_NUMBER: _builtins.int
+    DECLARED_TO_FIRST_ORDER_FIELD_NUMBER: _builtins.int
+    ORDERS_ISSUED_FIELD_NUMBER: _builtins.int
+    ORDERS_OVERDUE_FIELD_NUMBER: _builtins.int
+    ORDER_CLOSURE_RATE_FIELD_NUMBER: _builtins.int
+    RESPONSE_TIME_TARGET_MINUTES_FIELD_NUMBER: _builtins.int
+    RESPONSE_TIME_MET_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGEMENT_SECONDS_FIELD_NUMBER: _builtins.int
     incident_id: _builtins.str
     final_state: _incident_pb2.IncidentState.ValueType
     units_assigned: _builtins.int
     units_short: _builtins.int
     events: _builtins.int
+    orders_issued: _builtins.int
+    orders_overdue: _builtins.int
+    """Orders with at least one deadline passed unmet."""
+    order_closure_rate: _builtins.float
+    """Share of orders verified or cancelled (闭环率), 0..1."""
+    response_time_target_minutes: _builtins.int
+    """The plan's response-time target, and whether the response time met it."""
+    response_time_met: _builtins.bool
     @_builtins.property
     def warning_to_declared(self) -> _duration_pb2.Duration:
         """Warning (incident opened or reported) -> declared."""
@@ -148,6 +229,14 @@ class Evaluation(_message.Message):
     def total_duration(self) -> _duration_pb2.Duration:
         """First event -> closed (or dismissed)."""
 
+    @_builtins.property
+    def declared_to_first_order(self) -> _duration_pb2.Duration:
+        """Declared -> first order issued."""
+
+    @_builtins.property
+    def acknowledgement_seconds(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Mean acknowledgement latency per department, in seconds."""
+
     def __init__(
         self,
         *,
@@ -162,10 +251,17 @@ class Evaluation(_message.Message):
         units_assigned: _builtins.int = ...,
         units_short: _builtins.int = ...,
         events: _builtins.int = ...,
+        declared_to_first_order: _duration_pb2.Duration | None = ...,
+        orders_issued: _builtins.int = ...,
+        orders_overdue: _builtins.int = ...,
+        order_closure_rate: _builtins.float = ...,
+        response_time_target_minutes: _builtins.int = ...,
+        response_time_met: _builtins.bool = ...,
+        acknowledgement_seconds: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["declared_to_contained", b"declared_to_contained", "declared_to_first_assignment", b"declared_to_first_assignment", "recovery_duration", b"recovery_duration", "response_time", b"response_time", "total_duration", b"total_duration", "warning_to_declared", b"warning_to_declared"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["declared_to_contained", b"declared_to_contained", "declared_to_first_assignment", b"declared_to_first_assignment", "declared_to_first_order", b"declared_to_first_order", "recovery_duration", b"recovery_duration", "response_time", b"response_time", "total_duration", b"total_duration", "warning_to_declared", b"warning_to_declared"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["declared_to_contained", b"declared_to_contained", "declared_to_first_assignment", b"declared_to_first_assignment", "events", b"events", "final_state", b"final_state", "incident_id", b"incident_id", "recovery_duration", b"recovery_duration", "response_time", b"response_time", "total_duration", b"total_duration", "units_assigned", b"units_assigned", "units_short", b"units_short", "warning_to_declared", b"warning_to_declared"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledgement_seconds", b"acknowledgement_seconds", "declared_to_contained", b"declared_to_contained", "declared_to_first_assignment", b"declared_to_first_assignment", "declared_to_first_order", b"declared_to_first_order", "events", b"events", "final_state", b"final_state", "incident_id", b"incident_id", "order_closure_rate", b"order_closure_rate", "orders_issued", b"orders_issued", "orders_overdue", b"orders_overdue", "recovery_duration", b"recovery_duration", "response_time", b"response_time", "response_time_met", b"response_time_met", "response_time_target_minutes", b"response_time_target_minutes", "total_duration", b"total_duration", "units_assigned", b"units_assigned", "units_short", b"units_short", "warning_to_declared", b"warning_to_declared"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -55,6 +55,11 @@ class ReviewServiceStub:
                 request_serializer=lifeline_dot_review_dot_v1_dot_review__pb2.ListHistoriesRequest.SerializeToString,
                 response_deserializer=lifeline_dot_review_dot_v1_dot_review__pb2.ListHistoriesResponse.FromString,
                 _registered_method=True)
+        self.ImportHistory = channel.unary_unary(
+                '/lifeline.review.v1.ReviewService/ImportHistory',
+                request_serializer=lifeline_dot_review_dot_v1_dot_review__pb2.ImportHistoryRequest.SerializeToString,
+                response_deserializer=lifeline_dot_review_dot_v1_dot_review__pb2.ImportHistoryResponse.FromString,
+                _registered_method=True)
 
 
 class ReviewServiceServicer:
@@ -86,6 +91,14 @@ class ReviewServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportHistory(self, request, context):
+        """Load a history recorded elsewhere (all or nothing). Every event is checked: one
+        incident, sequence 1..n, and each step replays; the first bad event is named by index.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReviewServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -108,6 +121,11 @@ def add_ReviewServiceServicer_to_server(servicer, server):
                     servicer.ListHistories,
                     request_deserializer=lifeline_dot_review_dot_v1_dot_review__pb2.ListHistoriesRequest.FromString,
                     response_serializer=lifeline_dot_review_dot_v1_dot_review__pb2.ListHistoriesResponse.SerializeToString,
+            ),
+            'ImportHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportHistory,
+                    request_deserializer=lifeline_dot_review_dot_v1_dot_review__pb2.ImportHistoryRequest.FromString,
+                    response_serializer=lifeline_dot_review_dot_v1_dot_review__pb2.ImportHistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -218,6 +236,33 @@ class ReviewService:
             '/lifeline.review.v1.ReviewService/ListHistories',
             lifeline_dot_review_dot_v1_dot_review__pb2.ListHistoriesRequest.SerializeToString,
             lifeline_dot_review_dot_v1_dot_review__pb2.ListHistoriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.review.v1.ReviewService/ImportHistory',
+            lifeline_dot_review_dot_v1_dot_review__pb2.ImportHistoryRequest.SerializeToString,
+            lifeline_dot_review_dot_v1_dot_review__pb2.ImportHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,
