@@ -719,12 +719,12 @@ advances = st.tuples(st.just("advance"), st.sampled_from(HAZARDS), st.sampled_fr
 order_steps = st.tuples(st.just("order_step"),
                         st.sampled_from(["ack", "progress", "complete", "verify", "cancel"]),
                         st.integers(0, 7), actors, st.booleans())
+# The unit: 0 for none, else the n-th unit deployed now (or one never deployed if none is).
 issues = st.tuples(st.just("issue"), st.sampled_from(["commander"] * 3 + ["officer-a"]),
-                  st.sampled_from(["", "", *UNIT_IDS]), st.booleans(), st.integers(1, 20),
-                  st.integers(1, 90))
+                   st.integers(0, 4), st.booleans(), st.integers(1, 20), st.integers(1, 90))
 others = st.one_of(
-    declares, steps, assigns, assigns, statuses, issues, issues, issues, order_steps,
-    order_steps,
+    declares, steps, steps, steps, assigns, assigns, statuses, issues, issues, issues,
+    order_steps, order_steps,
     st.tuples(st.just("release"), st.sampled_from(UNIT_IDS)),
     st.tuples(st.just("release_units"), st.lists(st.sampled_from(UNIT_IDS), max_size=2)),
     st.tuples(st.just("shortfall"), st.sampled_from(["ambulance", "pump_truck"]),
@@ -762,6 +762,10 @@ def next_chore(incident: Incident) -> tuple[Any, ...] | None:
         return ("assign", UNIT_IDS[0], 1.0)  # resources answer the request
     if v.state == S.INCIDENT_STATE_RESPONDING:
         pending = [o for o in v.orders if o.life_safety and o.status in UNFINISHED]
+    elif v.state == S.INCIDENT_STATE_CONTAINED:
+        # Recovery plans at least the removal of the hazard (隐患整改).
+        return None if v.recovery_tasks else (
+            "add_task", pb.RECOVERY_TASK_KIND_HAZARD_RECTIFICATION)
     elif v.state == S.INCIDENT_STATE_RECOVERING:
         task = next((t for t in v.recovery_tasks if not t.done), None)
         return None if task is None else ("complete_task_id", task.id)
@@ -849,7 +853,10 @@ class Drive:
             elif name == "hand_over":
                 incident.hand_over(args[1], cause(args[0]), now)
             elif name == "issue":
-                actor, unit_id, life_safety, ack, complete = args
+                actor, unit, life_safety, ack, complete = args
+                deployed = [u.unit_id for u in incident.state.deployed_units()]
+                unit_id = "" if not unit else (
+                    deployed[unit % len(deployed)] if deployed else "X-9")
                 incident.issue_order("fire", unit_id, pb.ORDER_TIER_DISTRICT, "Hold the line",
                                      life_safety, ack, ack + complete, cause(actor), now)
             elif name in ("order_step", "order_step_id"):
@@ -911,11 +918,12 @@ class Drive:
         if v.state == S.INCIDENT_STATE_CLOSED:
             assert deployed == []
             assert all(o.status in FINISHED_ORDER for o in v.orders)
-        # Contained and after: no unfinished life-safety order from before containment.
-        # (An order issued after containment is not held to it: see the strict xfail
-        # test_a_contained_incident_never_carries_an_unfinished_life_safety_order.)
+        # Contained and after: no unfinished life-safety order. Known gap, exempted here: an
+        # escalation after containment still issues the plan's life-safety orders (strict
+        # xfail test_a_contained_incident_never_carries_an_unfinished_life_safety_order).
         if before.state in CONTAINED_OR_LATER:
-            self.issued_after_containment |= {o.id for o in v.orders[len(before.orders):]}
+            self.issued_after_containment |= {o.id for o in v.orders[len(before.orders):]
+                                              if o.plan_order_id}
         if v.state in CONTAINED_OR_LATER:
             assert not [o.id for o in v.orders if o.life_safety and o.status in UNFINISHED
                         and o.id not in self.issued_after_containment]

@@ -7,6 +7,7 @@ import copy
 import hashlib
 import itertools
 import json
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -379,3 +380,85 @@ def test_an_empty_or_missing_directory_is_refused(tmp_path: Path) -> None:
         PlanLibrary.load(tmp_path)
     with pytest.raises(PlanError, match="no such directory"):
         PlanLibrary.load(tmp_path / "missing")
+
+
+def _shipped(name: str = "high_rise_fire") -> dict[str, Any]:
+    return tomllib.loads((PLANS_DIR / f"{name}.toml").read_text(encoding="utf-8"))
+
+
+def _fewer_engines_at_ii(doc: dict[str, Any]) -> str:
+    grades = doc["grades"]
+    need = next(u["count"] for u in grades["III"]["units"] if u["kind"] == "fire_engine")
+    index, unit = next((i, u) for i, u in enumerate(grades["II"]["units"])
+                       if u["kind"] == "fire_engine")
+    unit["count"] = need - 1
+    return f"grades.II.units[{index}].count"
+
+
+def _first_order_complete_at_ack(doc: dict[str, Any]) -> str:
+    order = doc["grades"]["IV"]["orders"][0]
+    order["complete_minutes"] = order["ack_minutes"]
+    return "grades.IV.orders[0].complete_minutes"
+
+
+def _first_order_to_unnotified(doc: dict[str, Any]) -> str:
+    doc["grades"]["IV"]["orders"][0]["department"] = "sanitation"
+    return "grades.IV.orders[0].department"
+
+
+def _put(key: str, value: Any) -> Callable[[dict[str, Any]], str]:
+    def edit(doc: dict[str, Any]) -> str:
+        doc[key] = value
+        return key
+    return edit
+
+
+def _without_title(doc: dict[str, Any]) -> str:
+    del doc["title"]
+    return "title"
+
+
+def _without_grade_i(doc: dict[str, Any]) -> str:
+    del doc["grades"]["I"]
+    return "grades.I"
+
+
+SHIPPED_BREAKS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "missing field": _without_title,
+    "wrong type": _put("version", "one"),
+    "unknown field": _put("colour", "red"),
+    "grade missing": _without_grade_i,
+    "complete at ack": _first_order_complete_at_ack,
+    "department not notified": _first_order_to_unnotified,
+    "grade II fewer fire engines than III": _fewer_engines_at_ii,
+}
+
+
+@pytest.mark.parametrize("case", SHIPPED_BREAKS)
+def test_a_broken_copy_of_a_shipped_plan_is_refused(tmp_path: Path, case: str) -> None:
+    """The shipped high-rise fire plan, copied and broken in one place."""
+    assert load_plan(write(tmp_path, _shipped(), "high_rise_fire")).grades == load_plan(
+        PLANS_DIR / "high_rise_fire.toml").grades  # the copy alone is fine
+    doc = _shipped()
+    field = SHIPPED_BREAKS[case](doc)
+    error = refused(write(tmp_path, doc, "high_rise_fire"))
+    assert error.field == field
+    assert "high_rise_fire.toml" in str(error) and field in str(error) and error.problem
+
+
+def test_a_shipped_plan_under_another_name_is_refused(tmp_path: Path) -> None:
+    error = refused(write(tmp_path, _shipped(), "tower_fire"))
+    assert error.field == "id" and "tower_fire.toml" in error.problem
+
+
+def test_two_shipped_plans_claiming_one_hazard_type_are_refused(tmp_path: Path) -> None:
+    write(tmp_path, _shipped(), "high_rise_fire")
+    copy_ = _shipped()
+    copy_["id"] = "tower_fire"
+    second = write(tmp_path, copy_, "tower_fire")
+    with pytest.raises(PlanError) as caught:
+        PlanLibrary.load(tmp_path)
+    assert caught.value.file == str(second)
+    assert caught.value.field == "hazard_types[0]"
+    assert "'high_rise_fire'" in caught.value.problem
+    assert "high_rise_fire.toml" in caught.value.problem
