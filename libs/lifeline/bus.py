@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -29,6 +30,7 @@ from opentelemetry import propagate, trace
 
 from lifeline.events import ProtoAggregate, event_of
 from lifeline.follow import LogFollower, retry_forever
+from lifeline.identity.nats import inbox_prefix, stream_name
 from lifeline.store import ServiceApplication
 
 log = logging.getLogger(__name__)
@@ -37,10 +39,6 @@ tracer = trace.get_tracer(__name__)
 TYPE_HEADER = "Lifeline-Type"
 SCHEMA_HEADER = "Lifeline-Schema"
 SCHEMA_VERSION = "v1"
-
-
-def stream_name(service: str) -> str:
-    return f"LIFELINE_{service.upper()}"
 
 
 def subject_for(service: str, wrapper: Message) -> str:
@@ -53,13 +51,21 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-async def connect(url: str, name: str) -> NATS:
+async def connect(url: str, name: str, *, user: str = "", password: str = "",
+                  ca_file: str = "") -> NATS:
+    """Connect as one NATS user (each service has its own), over TLS when a CA is given."""
+
     async def on_error(error: Exception) -> None:
         log.warning("NATS: %s", error)
 
+    options: dict[str, Any] = {}
+    if user:
+        options.update(user=user, password=password, inbox_prefix=inbox_prefix(user))
+    if ca_file:
+        options["tls"] = ssl.create_default_context(cafile=ca_file)
     return await nats.connect(servers=[url], name=name, max_reconnect_attempts=-1,
                               reconnect_time_wait=0.25, connect_timeout=2,
-                              error_cb=on_error)
+                              error_cb=on_error, **options)
 
 
 async def ensure_stream(js: JetStreamContext, service: str, replicas: int = 1) -> None:
@@ -88,7 +94,8 @@ class OutboxRelay(LogFollower):
         acks = []
         for notification in notifications:
             event = self.app.mapper.to_domain_event(notification)
-            assert isinstance(event, ProtoAggregate.Recorded)
+            if not isinstance(event, ProtoAggregate.Recorded):
+                continue  # internal records (idempotency keys) stay in the service
             wrapper = event.message(_aggregate_class(event).EVENT_TYPE)
             subject = subject_for(self.service, wrapper)
             headers = {
@@ -104,7 +111,8 @@ class OutboxRelay(LogFollower):
                 acks.append(await self.js.publish_async(
                     subject, wrapper.SerializeToString(), headers=headers))
         # Only what JetStream confirmed counts as relayed.
-        await asyncio.wait_for(asyncio.gather(*acks), 10)
+        if acks:
+            await asyncio.wait_for(asyncio.gather(*acks), 10)
         await asyncio.to_thread(self._save_position, notifications[-1].id)
 
     def _save_position(self, notification_id: int) -> None:
@@ -193,6 +201,12 @@ class Inbox:
                             notification_id=msg.metadata.sequence.stream)
         headers = msg.headers or {}
         message_type = self.message_types.get(headers.get(TYPE_HEADER, ""))
+        if not msg.subject.startswith(f"lifeline.{self.upstream}."):
+            # Only the upstream service may publish on its subjects; anything else in its
+            # stream (a misconfigured stream, a forged message) is not its event.
+            log.warning("%s: ignored a message on %s, which is not lifeline-%s's",
+                        self.consumer, msg.subject[:80], self.upstream)
+            message_type = None
         if message_type is None:
             # Not ours to interpret (a newer event type): remember we saw it and move on.
             await asyncio.to_thread(self._mark_seen, tracking)

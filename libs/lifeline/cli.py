@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from lifeline import devstack
+from lifeline.identity.dev import DevAuthority
+from lifeline.identity.tokens import parse_ttl
 
 Configure = Callable[[argparse.ArgumentParser], None]
 Run = Callable[[argparse.Namespace], int]
@@ -32,6 +34,8 @@ def _table(rows: list[list[str]]) -> str:
 def _components(state: dict[str, Any], health: bool) -> list[dict[str, Any]]:
     """One row per component of a recorded state; health probes services via gRPC."""
     rows: list[dict[str, Any]] = []
+    ca_file = DevAuthority(Path(state["state_dir"])).ca_file
+    ca = ca_file.read_bytes() if state.get("secure") and ca_file.exists() else None
     for name in ("nats", "postgres"):
         info = state.get(name, {})
         embedded = info.get("embedded", False)
@@ -55,7 +59,7 @@ def _components(state: dict[str, Any], health: bool) -> list[dict[str, Any]]:
             "state": "running" if running else "stopped",
         }
         if health:
-            row["health"] = devstack.check_health(info["address"]) if running else "-"
+            row["health"] = devstack.check_health(info["address"], ca) if running else "-"
         rows.append(row)
     return rows
 
@@ -92,8 +96,41 @@ def _cmd_up(args: argparse.Namespace) -> int:
         )
         return 1
     _print_rows(_components(stack.to_state(), health=False))
-    print(f"logs: {stack.state_dir / 'logs'}; stop with `lifeline down`")
+    auth = DevAuthority(stack.state_dir)
+    print(f"TLS and tokens on: CA {auth.ca_file}; your token (7 days, all roles but "
+          f"department) {auth.token_file}, used by the CLIs;\nmore with `lifeline token "
+          f"--role ROLE --name NAME`. logs: {stack.state_dir / 'logs'}; stop with "
+          "`lifeline down`")
     return 0
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    """Print a bearer token signed by the running stack's key."""
+    auth = DevAuthority(args.state_dir)
+    if not auth.signing_key.exists():
+        print(f"lifeline token: no signing key in {auth.auth_dir}; run `lifeline up` first",
+              file=sys.stderr)
+        return 1
+    try:
+        print(auth.token(args.name, args.role, department=args.department,
+                         ttl=parse_ttl(args.ttl)))
+    except ValueError as e:
+        print(f"lifeline token: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _token_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--role", action="append", required=True,
+                   help="a role from the role matrix (repeat for several): viewer, "
+                        "sensor-gateway, call-taker, operator, department, commander, "
+                        "evaluator, admin")
+    p.add_argument("--name", required=True, help="the person or system the token names; "
+                                                 "recorded as the actor of what it does")
+    p.add_argument("--department", default="", help="the department (needed by the "
+                                                    "department role)")
+    p.add_argument("--ttl", default="8h", help="how long it is valid, e.g. 30m, 8h, 7d "
+                                               "(default 8h)")
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
@@ -140,7 +177,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         with devstack.Stack(state_dir, nats_url=nats_url, database_url=database_url,
                             extra_env={"LIFELINE_FIELD_CLOCK": "observed"}) as stack:
             print(f"   up in {time.monotonic() - started:.1f}s")
-            player = Player({name: stack.address(name) for name in stack.SERVICES}, tag=tag,
+            player = Player(stack.addresses(), stack, tag=tag,
                             say=lambda line: print(line, flush=True))
             try:
                 played = time.monotonic()
@@ -178,6 +215,8 @@ COMMANDS: dict[str, tuple[str, Run, Configure | None]] = {
     "status": ("show components, addresses, pids and health", _cmd_status, _status_args),
     "demo": ("play the rainstorm scenario on a fresh stack, print its replay, stop",
              _cmd_demo, _demo_args),
+    "token": ("print a bearer token signed by the running stack's key", _cmd_token,
+              _token_args),
 }
 
 

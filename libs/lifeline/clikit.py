@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sys
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +17,8 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from lifeline.edge import ACTOR_METADATA
+from lifeline import idempotency
+from lifeline.grpcutil import client_credentials
 
 Command = Callable[[argparse.Namespace, grpc.Channel], Any]
 
@@ -42,25 +43,47 @@ def service_address(service: str, given: str | None) -> str:
                          f"LIFELINE_{service.upper()}_ADDR, or run `lifeline up`") from None
 
 
-class ActorMetadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
-                    grpc.StreamUnaryClientInterceptor):
-    """Sends who is acting with every call (the services record it as the actor)."""
-
-    def __init__(self, actor: str) -> None:
-        self.actor = actor
-
-    def _details(self, details: Any) -> Any:
-        metadata = [*(details.metadata or ()), (ACTOR_METADATA, self.actor)]
-        return details._replace(metadata=metadata)
+class IdempotencyKey(grpc.UnaryUnaryClientInterceptor):
+    """Sends a fresh idempotency key with every call; gRPC's own retries resend it, so a
+    command retried after a dropped connection happens once."""
 
     def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
+        metadata = [*(details.metadata or ()), (idempotency.HEADER, str(uuid.uuid4()))]
+        return continuation(details._replace(metadata=metadata), request)
 
-    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
 
-    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return continuation(self._details(details), requests)
+#: Retry calls that never reached a service (UNAVAILABLE): safe, the key makes it once.
+RETRY_CONFIG = json.dumps({"methodConfig": [{
+    "name": [{}],
+    "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.2s", "maxBackoff": "2s",
+                    "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]})
+
+
+def credentials(token: str | None, ca_file: str | None) -> grpc.ChannelCredentials:
+    """--token, else LIFELINE_TOKEN, else the token `lifeline up` wrote; --ca, else
+    LIFELINE_TLS_CA, else the CA `lifeline up` made; plaintext (loopback only) when
+    LIFELINE_INSECURE_PLAINTEXT is set."""
+    state = default_state_dir()
+    token = token or os.environ.get("LIFELINE_TOKEN") or _read(state / "auth" / "token")
+    ca_file = ca_file or os.environ.get("LIFELINE_TLS_CA")
+    ca = Path(ca_file).read_bytes() if ca_file else _read_bytes(state / "tls" / "ca.pem")
+    if ca is None and os.environ.get("LIFELINE_INSECURE_PLAINTEXT", "").lower() not in (
+            "1", "true", "yes", "on"):
+        raise SystemExit("no CA certificate to trust: pass --ca FILE, set LIFELINE_TLS_CA, "
+                         "run `lifeline up`, or set LIFELINE_INSECURE_PLAINTEXT=true")
+    return client_credentials(ca, token or None)
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _read(path: Path) -> str | None:
+    data = _read_bytes(path)
+    return data.decode().strip() if data else None
 
 
 def parser(service: str, description: str) -> tuple[argparse.ArgumentParser, Any]:
@@ -68,18 +91,13 @@ def parser(service: str, description: str) -> tuple[argparse.ArgumentParser, Any
     p.add_argument("--addr", help=f"{service} gRPC address (default: LIFELINE_"
                                   f"{service.upper()}_ADDR or the running `lifeline up`)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--as", dest="actor", default=os.environ.get("LIFELINE_ACTOR") or _user(),
-                   help="who is acting (recorded on every event)")
+    p.add_argument("--token", help="bearer token (default: LIFELINE_TOKEN or the token "
+                                   "`lifeline up` wrote); you are recorded as its subject")
+    p.add_argument("--ca", help="CA certificate to trust (default: LIFELINE_TLS_CA or the "
+                                "CA `lifeline up` made)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("serve", help=f"run the {service} service (configured by environment)")
     return p, sub
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return "operator"
 
 
 def run(service: str, p: argparse.ArgumentParser, commands: dict[str, Command],
@@ -90,8 +108,9 @@ def run(service: str, p: argparse.ArgumentParser, commands: dict[str, Command],
         serve()
         return
     address = service_address(service, args.addr)
-    with grpc.insecure_channel(address) as raw:
-        channel = grpc.intercept_channel(raw, ActorMetadata(args.actor))
+    with grpc.secure_channel(address, credentials(args.token, args.ca),
+                             options=[("grpc.service_config", RETRY_CONFIG)]) as raw:
+        channel = grpc.intercept_channel(raw, IdempotencyKey())
         try:
             result = commands[args.command](args, channel)
         except grpc.RpcError as error:
@@ -111,7 +130,8 @@ def _accept_options_after_command(p: argparse.ArgumentParser) -> None:
         for command in getattr(action, "choices", {}).values():
             command.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
             command.add_argument("--addr", default=argparse.SUPPRESS)
-            command.add_argument("--as", dest="actor", default=argparse.SUPPRESS)
+            command.add_argument("--token", default=argparse.SUPPRESS)
+            command.add_argument("--ca", default=argparse.SUPPRESS)
 
 
 def emit(result: Any, as_json: bool) -> None:

@@ -6,6 +6,55 @@ import os
 from dataclasses import dataclass
 
 
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Security:
+    """TLS and authentication of a service's gRPC edge, and its NATS identity."""
+
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: PEM file of token-signing public keys, or a JWKS URL; neither means auth is off.
+    auth_keys: str = ""
+    jwks_url: str = ""
+    roles_file: str = ""
+    reflection: bool = True
+    nats_user: str = ""
+    nats_password: str = ""
+    nats_ca: str = ""
+
+    @property
+    def auth_on(self) -> bool:
+        return bool(self.auth_keys or self.jwks_url)
+
+    @classmethod
+    def from_env(cls, service: str) -> Security:
+        env = os.environ.get
+        security = cls(
+            tls_cert=env("LIFELINE_TLS_CERT", ""), tls_key=env("LIFELINE_TLS_KEY", ""),
+            auth_keys=env("LIFELINE_AUTH_KEYS", ""), jwks_url=env("LIFELINE_AUTH_JWKS_URL", ""),
+            roles_file=env("LIFELINE_ROLES", ""),
+            reflection=env("LIFELINE_REFLECTION", "on").lower() != "off",
+            nats_user=env("LIFELINE_NATS_USER", ""),
+            nats_password=env("LIFELINE_NATS_PASSWORD", ""),
+            nats_ca=env("LIFELINE_NATS_CA", ""))
+        # Secure by default: running without TLS or without authentication is a choice
+        # someone has to write down.
+        if not security.tls_cert and not _flag("LIFELINE_INSECURE_PLAINTEXT"):
+            raise SystemExit(f"lifeline-{service}: set LIFELINE_TLS_CERT and LIFELINE_TLS_KEY "
+                             "(or LIFELINE_INSECURE_PLAINTEXT=true to serve without TLS)")
+        if bool(security.tls_cert) != bool(security.tls_key):
+            raise SystemExit(f"lifeline-{service}: LIFELINE_TLS_CERT and LIFELINE_TLS_KEY "
+                             "go together")
+        if not security.auth_on and os.environ.get("LIFELINE_AUTH", "").lower() != "off":
+            raise SystemExit(f"lifeline-{service}: set LIFELINE_AUTH_KEYS (a PEM file of "
+                             "token-signing public keys) or LIFELINE_AUTH_JWKS_URL "
+                             "(or LIFELINE_AUTH=off to accept every caller)")
+        return security
+
+
 @dataclass(frozen=True)
 class Settings:
     service: str
@@ -14,6 +63,7 @@ class Settings:
     database_url: str
     otlp_endpoint: str | None
     stream_replicas: int
+    security: Security = Security()
 
     @classmethod
     def from_env(cls, service: str) -> Settings:
@@ -29,4 +79,5 @@ class Settings:
             otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             # 3 on a clustered JetStream in production, so a lost server loses no event.
             stream_replicas=int(os.environ.get("LIFELINE_STREAM_REPLICAS", "1")),
+            security=Security.from_env(service),
         )

@@ -28,6 +28,11 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lifeline.grpcutil import client_credentials
+from lifeline.identity.dev import DevAuthority
+from lifeline.identity.nats import OBSERVER
+from lifeline.identity.tls import write_private
+
 STATE_FILE = "state.json"
 
 
@@ -111,11 +116,13 @@ def _poll(deadline: float, check: Callable[[], bool], interval: float = 0.05) ->
 class EmbeddedNats:
     """nats-server with JetStream, on loopback; keeps its client port across restarts."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, authority: DevAuthority | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port: int | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.data_dir / "nats.log"
+        #: With an authority: a user per service, and TLS.
+        self.authority = authority
 
     @staticmethod
     def binary() -> str:
@@ -129,7 +136,7 @@ class EmbeddedNats:
     def url(self) -> str:
         if self.port is None:
             raise RuntimeError("NATS was never started")
-        return f"nats://127.0.0.1:{self.port}"
+        return f"{'tls' if self.authority else 'nats'}://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -141,22 +148,13 @@ class EmbeddedNats:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         monitor = free_port()
-        cmd = [
-            self.binary(),
-            "-a",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "-js",
-            "-sd",
-            str(self.data_dir / "jetstream"),
-            "-m",
-            str(monitor),
-            "-l",
-            str(self.log_path),
-            "-P",
-            str(self.data_dir / "nats.pid"),
-        ]
+        cmd = [self.binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js",
+               "-sd", str(self.data_dir / "jetstream"), "-m", str(monitor),
+               "-l", str(self.log_path), "-P", str(self.data_dir / "nats.pid")]
+        if self.authority is not None:
+            config = self.data_dir / "nats.conf"
+            write_private(config, self.authority.nats_config().encode())
+            cmd += ["-c", str(config)]
         self.proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
@@ -286,11 +284,13 @@ def stop_postgres(pgdata: Path) -> bool:
 class ServiceProcess:
     """One Lifeline service: `python -m lifeline_<name> serve` on a fixed loopback port."""
 
-    def __init__(self, name: str, listen: str, log_path: Path, env: dict[str, str]) -> None:
+    def __init__(self, name: str, listen: str, log_path: Path, env: dict[str, str],
+                 ca_pem: bytes | None = None) -> None:
         self.name = name
         self.listen = listen
         self.log_path = log_path
         self.env = env
+        self.ca_pem = ca_pem
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -324,19 +324,13 @@ class ServiceProcess:
         if self.proc is None:
             raise RuntimeError(f"{self.name} was never started")
         proc = self.proc
-        with grpc.insecure_channel(self.listen) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
 
-            def serving() -> bool:
-                if proc.poll() is not None:
-                    return True  # reported below
-                try:
-                    resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-                except grpc.RpcError:
-                    return False
-                return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
+        def serving() -> bool:
+            if proc.poll() is not None:
+                return True  # reported below
+            return check_health(self.listen, self.ca_pem) == "SERVING"
 
-            ok = _poll(time.monotonic() + timeout, serving, interval=0.1)
+        ok = _poll(time.monotonic() + timeout, serving, interval=0.1)
         if proc.poll() is not None:
             raise RuntimeError(
                 f"{self.name} exited with code {proc.returncode} before becoming "
@@ -349,10 +343,11 @@ class ServiceProcess:
             )
 
 
-def check_health(address: str, timeout: float = 1.0) -> str:
-    """One gRPC health probe: SERVING, NOT_SERVING, ... or UNREACHABLE."""
+def check_health(address: str, ca_pem: bytes | None, timeout: float = 1.0) -> str:
+    """One gRPC health probe (TLS trusting ca_pem, plaintext when None): SERVING,
+    NOT_SERVING, ... or UNREACHABLE."""
     try:
-        with grpc.insecure_channel(address) as channel:
+        with grpc.secure_channel(address, client_credentials(ca_pem)) as channel:
             resp = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=timeout
             )
@@ -374,12 +369,16 @@ class Stack:
         database_url: str | None = None,
         extra_env: dict[str, str] | None = None,
         dbname: str = "lifeline",
+        secure: bool = True,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.nats_url = nats_url
         self.database_url = database_url
         self.extra_env = dict(extra_env or {})
         self.dbname = dbname
+        #: Secure (the default): TLS and tokens on gRPC, a user per service on NATS.
+        #: Insecure only when asked for (a baseline to measure security against).
+        self.authority = DevAuthority(self.state_dir) if secure else None
         self.nats: EmbeddedNats | None = None
         self.postgres: EmbeddedPostgres | None = None
         self.services: dict[str, ServiceProcess] = {}
@@ -387,8 +386,10 @@ class Stack:
     def start(self) -> Stack:
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
+            if self.authority is not None:
+                self.authority.ensure()
             if self.nats_url is None:
-                self.nats = EmbeddedNats(self.state_dir / "nats")
+                self.nats = EmbeddedNats(self.state_dir / "nats", self.authority)
                 self.nats_url = self.nats.start()
             if self.database_url is None:
                 self.postgres = EmbeddedPostgres(self.state_dir / "postgres")
@@ -398,8 +399,8 @@ class Stack:
             env = {**self.extra_env, "NATS_URL": self.nats_url, "DATABASE_URL": self.database_url}
             for name in self.SERVICES:
                 self.services[name] = ServiceProcess(
-                    name, f"127.0.0.1:{free_port()}", self.state_dir / "logs" / f"{name}.log", env
-                )
+                    name, f"127.0.0.1:{free_port()}", self.state_dir / "logs" / f"{name}.log",
+                    {**env, **self._security_env(name)}, self.ca_pem)
                 self.services[name].start()
             for svc in self.services.values():
                 svc.wait_healthy()
@@ -407,6 +408,35 @@ class Stack:
             self.stop()
             raise
         return self
+
+    def _security_env(self, service: str) -> dict[str, str]:
+        if self.authority is None:
+            return {"LIFELINE_INSECURE_PLAINTEXT": "true", "LIFELINE_AUTH": "off"}
+        env = self.authority.service_env(service)
+        if self.nats is None:  # an external NATS has users of its own, if any
+            for key in ("LIFELINE_NATS_USER", "LIFELINE_NATS_PASSWORD", "LIFELINE_NATS_CA"):
+                env.pop(key)
+        return env
+
+    @property
+    def ca_pem(self) -> bytes | None:
+        return self.authority.ca_file.read_bytes() if self.authority else None
+
+    def token(self, name: str, *roles: str, department: str = "") -> str:
+        """A bearer token for name with these roles, signed by this stack's key."""
+        if self.authority is None:
+            return ""
+        return self.authority.token(name, roles, department=department)
+
+    def channel(self, service: str, token: str = "") -> grpc.Channel:
+        """A client channel to one service, over TLS, sending token with every call."""
+        return grpc.secure_channel(self.address(service), client_credentials(self.ca_pem, token))
+
+    def nats_login(self, user: str = OBSERVER) -> dict[str, str]:
+        """Keyword arguments for lifeline.bus.connect as one of this stack's NATS users."""
+        if self.authority is None or self.nats is None:
+            return {}
+        return self.authority.nats_login(user)
 
     def stop(self) -> None:
         for svc in self.services.values():
@@ -439,6 +469,9 @@ class Stack:
     def address(self, name: str) -> str:
         return self.service(name).listen
 
+    def addresses(self) -> dict[str, str]:
+        return {name: svc.listen for name, svc in self.services.items()}
+
     def restart_service(self, name: str) -> None:
         svc = self.service(name)
         svc.stop()
@@ -456,6 +489,7 @@ class Stack:
     def to_state(self) -> dict[str, Any]:
         return {
             "state_dir": str(self.state_dir),
+            "secure": self.authority is not None,
             "nats": {
                 "url": self.nats_url,
                 "pid": self.nats.pid if self.nats else None,

@@ -5,36 +5,36 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import grpc
 from google.protobuf.message import Message
 
 from lifeline.clock import Clock
 from lifeline.common.v1.common_pb2 import GeoPoint
-from lifeline.errors import InvalidArgument
+from lifeline.errors import InvalidArgument, PermissionDenied
 from lifeline.events import Cause, from_timestamp
-
-ACTOR_METADATA = "lifeline-actor"
-
-
-def actor_of(context: grpc.aio.ServicerContext, given: str = "", fallback: str = "operator"
-             ) -> str:
-    """The acting person or system: the request's field, else call metadata, else fallback."""
-    if given:
-        return given
-    for key, value in context.invocation_metadata() or ():
-        if key == ACTOR_METADATA and isinstance(value, str) and value:
-            return value
-    return fallback
+from lifeline.identity import ANONYMOUS, caller
 
 
-def cause_of(context: grpc.aio.ServicerContext, clock: Clock, *, actor: str = "",
-             occurred_at: Message | None = None, reason: str = "") -> Cause:
-    """A Cause from a request: field time when given, else the clock's now."""
-    now = clock.now()
-    when = now
+def acting(named: str = "") -> tuple[str, str]:
+    """(actor, via) of the call being served. The actor is the verified caller; a system
+    whose role may act for others can name the person it acts for, and is recorded as via."""
+    me = caller()
+    if not named or named == me.name:
+        return me.name, ""
+    if not me.acts_for_others:
+        raise PermissionDenied(f"actor: {me.name!r} may act only as itself, not for "
+                               f"{named[:40]!r}; leave actor empty")
+    return named, "" if me is ANONYMOUS else me.name
+
+
+def cause_of(clock: Clock, *, actor: str = "", occurred_at: Message | None = None,
+             reason: str = "") -> Cause:
+    """A Cause from a request: the caller (or whom it acts for), field time when given,
+    else the clock's now."""
+    when = clock.now()
     if occurred_at is not None and occurred_at.ByteSize():
         when = from_timestamp(occurred_at)  # type: ignore[arg-type]
-    return Cause(actor=actor_of(context, actor), occurred_at=when, reason=reason)
+    name, via = acting(actor)
+    return Cause(actor=name, via=via, occurred_at=when, reason=reason)
 
 
 def check_location(field: str, location: GeoPoint) -> None:

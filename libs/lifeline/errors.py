@@ -51,3 +51,16 @@ class Conflict(LifelineError):
 
 class Unavailable(LifelineError):
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class Unauthenticated(LifelineError):
+    """No credentials, or credentials that do not verify; the message says which."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(LifelineError):
+    """A verified caller asked for something outside its role; the message names the role
+    it needs."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED

@@ -91,6 +91,8 @@ class Cause:
     actor: str
     occurred_at: datetime
     reason: str = ""
+    #: The system that acted on the actor's behalf, if any.
+    via: str = ""
     correlation_id: str = ""
     causation_id: str = ""
 
@@ -154,6 +156,7 @@ def _wrap(wrapper_type: type[Message], field: str, event: Message, aggregate_id:
     meta.occurred_at.CopyFrom(to_timestamp(cause.occurred_at))
     meta.recorded_at.CopyFrom(to_timestamp(recorded_at))
     meta.actor = cause.actor
+    meta.via = cause.via
     meta.reason = cause.reason
     meta.correlation_id = cause.correlation_id
     meta.causation_id = cause.causation_id

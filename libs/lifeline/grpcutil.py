@@ -8,12 +8,17 @@ from typing import Any
 
 import grpc
 import psycopg
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 
-from lifeline.errors import LifelineError
+from lifeline import idempotency
+from lifeline.errors import LifelineError, Unauthenticated
+from lifeline.identity import ANONYMOUS, Identity, set_caller
+from lifeline.identity.roles import RoleMatrix
+from lifeline.identity.tokens import TokenVerifier
 
 log = logging.getLogger(__name__)
 
@@ -27,28 +32,81 @@ def _status_of(error: Exception) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}"
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Turns LifelineError (and backend outages) into the matching gRPC status."""
+Guard = Callable[[str, Sequence[tuple[str, Any]]], Identity]
+PUBLIC_METHODS = ("/grpc.health.v1.Health/",)
+REFLECTION_METHODS = ("/grpc.reflection.v1alpha.ServerReflection/",
+                      "/grpc.reflection.v1.ServerReflection/")
+MAX_TOKEN_BYTES = 8192
+
+
+class Authenticator:
+    """Who is calling (a verified bearer token) and whether the role matrix lets them."""
+
+    def __init__(self, verifier: TokenVerifier | None, matrix: RoleMatrix) -> None:
+        self.verifier, self.matrix = verifier, matrix
+
+    def __call__(self, method: str, metadata: Sequence[tuple[str, Any]]) -> Identity:
+        if self.verifier is None:  # LIFELINE_AUTH=off, chosen explicitly
+            return ANONYMOUS
+        header = next((v for k, v in metadata if k == "authorization"), None)
+        if not isinstance(header, str) or not header.startswith("Bearer "):
+            raise Unauthenticated("no bearer token; send 'authorization: Bearer <token>' "
+                                  "(get one with `lifeline token`)")
+        token = header.removeprefix("Bearer ").strip()
+        if len(token) > MAX_TOKEN_BYTES:
+            raise Unauthenticated("token: longer than any token Lifeline issues")
+        claims = self.verifier.verify(token)
+        if method.startswith(REFLECTION_METHODS):
+            return Identity(str(claims["sub"]), frozenset(claims["roles"]))
+        return self.matrix.authorize(method, claims)
+
+
+class EdgeInterceptor(grpc.aio.ServerInterceptor):
+    """Every call: authenticate and authorize (health aside), make the caller's identity
+    current, and turn LifelineError (and backend outages) into the matching gRPC status."""
+
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails
                                 ) -> Any:
         handler = await continuation(details)
         if handler is None:
             return handler
+        method: str = details.method
+        guard = None if method.startswith(PUBLIC_METHODS) else self.guard
         kwargs = {"request_deserializer": handler.request_deserializer,
                   "response_serializer": handler.response_serializer}
         if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(_unary(handler.unary_unary), **kwargs)
+            return grpc.unary_unary_rpc_method_handler(
+                _unary(handler.unary_unary, method, guard), **kwargs)
         if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(_unary(handler.stream_unary), **kwargs)
+            return grpc.stream_unary_rpc_method_handler(
+                _unary(handler.stream_unary, method, guard), **kwargs)
         if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(_stream(handler.unary_stream), **kwargs)
-        return grpc.stream_stream_rpc_method_handler(_stream(handler.stream_stream), **kwargs)
+            return grpc.unary_stream_rpc_method_handler(
+                _stream(handler.unary_stream, method, guard), **kwargs)
+        return grpc.stream_stream_rpc_method_handler(
+            _stream(handler.stream_stream, method, guard), **kwargs)
 
 
-def _unary(behaviour: Any) -> Any:
+def _admit(guard: Guard | None, method: str, context: grpc.aio.ServicerContext,
+           request: Any = None) -> None:
+    if guard is None:
+        return
+    metadata = [(k, v) for k, v in context.invocation_metadata() or ()]
+    identity = guard(method, metadata)
+    set_caller(identity)
+    if isinstance(request, Message):
+        key = next((v for k, v in metadata if k == idempotency.HEADER), None)
+        idempotency.admit(identity.name, method, key if isinstance(key, str) or key is None
+                          else key.decode(errors="replace"), request)
+
+
+def _unary(behaviour: Any, method: str, guard: Guard | None) -> Any:
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
+            _admit(guard, method, context, request)
             return await behaviour(request, context)
         except Exception as error:
             code, message = _status_of(error)
@@ -57,9 +115,10 @@ def _unary(behaviour: Any) -> Any:
     return call
 
 
-def _stream(behaviour: Any) -> Any:
+def _stream(behaviour: Any, method: str, guard: Guard | None) -> Any:
     async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
+            _admit(guard, method, context)
             async for item in behaviour(request, context):
                 yield item
         except Exception as error:
@@ -72,8 +131,10 @@ def _stream(behaviour: Any) -> Any:
 class Server:
     """A grpc.aio server with health checking, reflection, tracing and error mapping."""
 
-    def __init__(self) -> None:
-        self.server = grpc.aio.server(interceptors=[aio_server_interceptor(), ErrorInterceptor()])
+    def __init__(self, guard: Guard, *, reflection: bool = True) -> None:
+        self.server = grpc.aio.server(interceptors=[aio_server_interceptor(),
+                                                    EdgeInterceptor(guard)])
+        self.reflection = reflection
         self.health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.names: list[str] = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
@@ -83,9 +144,13 @@ class Server:
         add_to_server(servicer, self.server)
         self.names.append(full_name)
 
-    async def start(self, listen: str) -> int:
-        reflection.enable_server_reflection([*self.names, reflection.SERVICE_NAME], self.server)
-        port = self.server.add_insecure_port(listen)
+    async def start(self, listen: str, tls: tuple[bytes, bytes] | None = None) -> int:
+        """Serve on listen; with tls = (private key PEM, certificate chain PEM) over TLS."""
+        if self.reflection:
+            reflection.enable_server_reflection([*self.names, reflection.SERVICE_NAME],
+                                                self.server)
+        port = (self.server.add_secure_port(listen, grpc.ssl_server_credentials([tls]))
+                if tls else self.server.add_insecure_port(listen))
         await self.server.start()
         for name in ["", *self.names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -96,8 +161,19 @@ class Server:
         await self.server.stop(grace)
 
 
-def channel(address: str, interceptors: Sequence[grpc.aio.ClientInterceptor] = ()
-            ) -> grpc.aio.Channel:
+def client_credentials(ca_pem: bytes | None, token: str | None = None
+                       ) -> grpc.ChannelCredentials:
+    """TLS trusting ca_pem (or plaintext to loopback only, when None), plus the bearer
+    token on every call."""
+    base = (grpc.ssl_channel_credentials(root_certificates=ca_pem) if ca_pem
+            else grpc.local_channel_credentials())
+    if not token:
+        return base
+    return grpc.composite_channel_credentials(base, grpc.access_token_call_credentials(token))
+
+
+def channel(address: str, credentials: grpc.ChannelCredentials,
+            interceptors: Sequence[grpc.aio.ClientInterceptor] = ()) -> grpc.aio.Channel:
     """A client channel that carries the caller's trace context in gRPC metadata."""
-    return grpc.aio.insecure_channel(address, interceptors=[*aio_client_interceptors(),
-                                                            *interceptors])
+    return grpc.aio.secure_channel(address, credentials,
+                                   interceptors=[*aio_client_interceptors(), *interceptors])

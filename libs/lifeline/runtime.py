@@ -11,23 +11,28 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from eventsourcing.persistence import Recording
 from google.protobuf.message import Message
 from nats.aio.client import Client as NATS
 
-from lifeline import bus
+from lifeline import bus, idempotency
 from lifeline.clock import Clock, SystemClock
 from lifeline.config import Settings
 from lifeline.follow import LogFollower, retry_forever
-from lifeline.grpcutil import Server
+from lifeline.grpcutil import Authenticator, Server
+from lifeline.identity.nats import LISTENS_TO, consumer_name
+from lifeline.identity.roles import RoleMatrix
+from lifeline.identity.tokens import TokenVerifier
 from lifeline.store import ServiceApplication, retry_conflicts
 from lifeline.tracing import setup_tracing
 from lifeline.views import Projector, RowsFor, Views, create_pool
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+R = TypeVar("R", bound=Message)
 
 
 class Runtime:
@@ -37,7 +42,15 @@ class Runtime:
                  clock: Clock | None = None) -> None:
         self.settings, self.app, self.rows_for = settings, app, rows_for
         self.clock: Clock = clock or SystemClock()
-        self.server = Server()
+        security = settings.security
+        verifier = None
+        if security.auth_keys:
+            verifier = TokenVerifier.from_file(Path(security.auth_keys))
+        elif security.jwks_url:
+            verifier = TokenVerifier(jwks_url=security.jwks_url)
+        matrix = RoleMatrix.load(Path(security.roles_file)) if security.roles_file \
+            else RoleMatrix.load()
+        self.server = Server(Authenticator(verifier, matrix), reflection=security.reflection)
         self.port = 0
         self._consumers: list[dict[str, Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -50,8 +63,12 @@ class Runtime:
 
     def consume(self, upstream: str, subjects: Sequence[str],
                 message_types: Sequence[type[Message]], handle: bus.Handler) -> None:
+        service = self.settings.service
+        if upstream not in LISTENS_TO[service]:
+            raise ValueError(f"{service} does not listen to {upstream} in "
+                             "lifeline.identity.nats.LISTENS_TO; its NATS user could not")
         self._consumers.append({
-            "consumer": f"{self.settings.service}-from-{upstream}", "upstream": upstream,
+            "consumer": consumer_name(service, upstream), "upstream": upstream,
             "subjects": subjects, "handle": handle,
             "message_types": {t.DESCRIPTOR.full_name: t for t in message_types},
         })
@@ -70,6 +87,30 @@ class Runtime:
             await self.projector.wait_for(max(r.notification.id for r in recordings))
         return result
 
+    async def command(self, step: Callable[[], tuple[T, list[Recording]]],
+                      answer: Callable[[T], R]) -> R:
+        """A caller's command: run step, build the answer, and write both at once, so that
+        a retry with the same idempotency key gets this answer and writes nothing."""
+        key = idempotency.pending()
+
+        def attempt() -> tuple[R, list[Recording]]:
+            if key is not None:
+                earlier = self.app.find(idempotency.ClientRequest, key.aggregate_id)
+                if earlier is not None:
+                    first: R = earlier.answer_to(key)  # type: ignore[assignment]
+                    return first, []
+            with self.app.collecting() as changed:
+                result, _ = step()
+            response = answer(result)
+            if key is not None:
+                changed.append(idempotency.ClientRequest.answered(key, response))
+            return response, self.app.record(*changed)
+
+        response, recordings = await asyncio.to_thread(retry_conflicts, attempt)
+        if recordings:
+            await self.projector.wait_for(max(r.notification.id for r in recordings))
+        return response
+
     def now(self) -> datetime:
         return self.clock.now()
 
@@ -84,7 +125,9 @@ class Runtime:
         self.views = Views(self.pool, s.service)
         await self.views.setup()
         self.projector = Projector(self.app, self.views, self.rows_for, s.service)
-        self.nc = await bus.connect(s.nats_url, f"lifeline-{s.service}")
+        sec = s.security
+        self.nc = await bus.connect(s.nats_url, f"lifeline-{s.service}", user=sec.nats_user,
+                                    password=sec.nats_password, ca_file=sec.nats_ca)
         js = self.nc.jetstream()
         await bus.ensure_stream(js, s.service, s.stream_replicas)
         self.relay = bus.OutboxRelay(self.app, js, s.service)
@@ -93,7 +136,10 @@ class Runtime:
             self._tasks.append(asyncio.create_task(worker.run()))
         for name, seconds, step in self._repeating:
             self._tasks.append(asyncio.create_task(self._repeat(name, seconds, step)))
-        self.port = await self.server.start(s.listen)
+        tls = None
+        if sec.tls_cert:
+            tls = (Path(sec.tls_key).read_bytes(), Path(sec.tls_cert).read_bytes())
+        self.port = await self.server.start(s.listen, tls)
         log.info("lifeline-%s serving on port %d", s.service, self.port)
         return self.port
 

@@ -6,21 +6,22 @@ scenario, so a six-hour flood plays in seconds and its history carries the field
 
 from __future__ import annotations
 
+import contextlib
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
 from lifeline.clock import SimulationClock
 from lifeline.common.v1 import common_pb2
 from lifeline.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
-from lifeline.edge import ACTOR_METADATA
 from lifeline.events import to_timestamp
+from lifeline.grpcutil import client_credentials
 from lifeline.incident.model import incident_id_for_warning
 from lifeline.incident.v1 import incident_pb2
 from lifeline.monitor.v1 import monitor_pb2, monitor_pb2_grpc
@@ -76,22 +77,86 @@ class Scenario:
         return cls(data["name"], start, data.get("sensors", []), data.get("units", []), steps)
 
 
-class Player:
-    """Plays a scenario against running services, waiting for each effect to show."""
+class Badges(Protocol):
+    """Where a player gets its credentials: a CA to trust, and a token for each person or
+    system the scenario lets act (a dev stack signs them)."""
 
-    def __init__(self, addresses: dict[str, str], *, tag: str = "",
+    @property
+    def ca_pem(self) -> bytes | None: ...
+
+    def token(self, name: str, *roles: str, department: str = "") -> str: ...
+
+
+class _Persona(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+               grpc.StreamUnaryClientInterceptor):
+    """Sends the token of whoever the player is acting as."""
+
+    def __init__(self, player: Player) -> None:
+        self.player = player
+
+    def _details(self, details: Any) -> Any:
+        token = self.player.token
+        if not token:
+            return details
+        metadata = [*(details.metadata or ()), ("authorization", f"Bearer {token}")]
+        return details._replace(metadata=metadata)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+
+class Player:
+    """Plays a scenario against running services, waiting for each effect to show.
+
+    Each step is made by the person or system the scenario names, with that one's role
+    (a sensor gateway reads, a duty officer declares, a department acknowledges its
+    orders), so the scenario also shows the role matrix at work."""
+
+    def __init__(self, addresses: dict[str, str], badges: Badges, *, tag: str = "",
                  say: Callable[[str], None] = print, timeout: float = 30.0) -> None:
-        self.channels = {name: grpc.insecure_channel(addr) for name, addr in addresses.items()}
+        self.badges = badges
+        self._tokens: dict[tuple[str, tuple[str, ...], str], str] = {}
+        self.token = ""
+        self.acting_as("scenario-observer", "viewer")
+        persona = _Persona(self)
+        credentials = client_credentials(badges.ca_pem)
+        self.channels = {name: grpc.intercept_channel(grpc.secure_channel(addr, credentials),
+                                                      persona)
+                         for name, addr in addresses.items()}
         self.monitor = monitor_pb2_grpc.MonitorServiceStub(self.channels["monitor"])
         self.dispatch = dispatch_pb2_grpc.DispatchServiceStub(self.channels["dispatch"])
         self.resources = resources_pb2_grpc.ResourcesServiceStub(self.channels["resources"])
         self.review = review_pb2_grpc.ReviewServiceStub(self.channels["review"])
         self.tag, self.say, self.timeout = tag, say, timeout
+        self.departments: dict[str, str] = {}
         self.incident_id = ""
 
     def close(self) -> None:
         for channel in self.channels.values():
             channel.close()
+
+    def acting_as(self, name: str, *roles: str, department: str = "") -> Player:
+        """From now on, calls are made as name (until the next acting_as)."""
+        key = (name, roles, department)
+        if key not in self._tokens:
+            self._tokens[key] = self.badges.token(name, *roles, department=department)
+        self.token = self._tokens[key]
+        return self
+
+    @contextlib.contextmanager
+    def as_(self, name: str, *roles: str, department: str = "") -> Iterator[None]:
+        """Calls inside the block are made as name; the observer reads again after it."""
+        self.acting_as(name, *roles, department=department)
+        try:
+            yield
+        finally:
+            self.acting_as("scenario-observer", "viewer")
 
     def _id(self, name: str) -> str:
         return f"{name}-{self.tag}" if self.tag else name
@@ -112,23 +177,21 @@ class Player:
         return self.incident_id
 
     def setup(self, scenario: Scenario) -> None:
+        self.acting_as("installer", "admin")
         for s in scenario.sensors:
             t = s["thresholds"]
             self.monitor.RegisterSensor(monitor_pb2.RegisterSensorRequest(
                 id=self._id(s["id"]), kind=s["kind"], hazard=s["hazard"], unit_of_measure=s["unit"],
                 location=common_pb2.GeoPoint(lat=s["lat"], lon=s["lon"]),
                 thresholds=monitor_pb2.Thresholds(blue=t[0], yellow=t[1], orange=t[2], red=t[3]),
-                direction=monitor_pb2.DIRECTION_HIGHER_IS_WORSE), metadata=self._as("installer"))
+                direction=monitor_pb2.DIRECTION_HIGHER_IS_WORSE))
+        self.acting_as("fleet-office", "admin")
         for u in scenario.units:
             self.resources.RegisterUnit(resources_pb2.RegisterUnitRequest(
                 id=self._id(u["id"]), kind=u["kind"], department=u["department"],
-                home=common_pb2.GeoPoint(lat=u["lat"], lon=u["lon"])),
-                metadata=self._as("fleet-office"))
+                home=common_pb2.GeoPoint(lat=u["lat"], lon=u["lon"])))
+            self.departments[self._id(u["id"])] = u["department"]
         self.say(f"registered {len(scenario.sensors)} sensors and {len(scenario.units)} units")
-
-    @staticmethod
-    def _as(actor: str) -> list[tuple[str, str]]:
-        return [(ACTOR_METADATA, actor)]
 
     def run_step(self, step: Step, now: datetime) -> None:
         """Play one step. A step with `refused = "<rule>"` must be refused by that rule
@@ -173,9 +236,9 @@ class Player:
         readings = [monitor_pb2.Reading(sensor_id=self._id(sid), value=value,
                                         measured_at=to_timestamp(now))
                     for sid, value in a["readings"]]
-        answer = self.monitor.IngestReadingBatch(
-            monitor_pb2.IngestReadingBatchRequest(readings=readings),
-            metadata=self._as(a.get("actor", "sensor-gateway")))
+        with self.as_(a.get("actor", "sensor-gateway"), "sensor-gateway"):
+            answer = self.monitor.IngestReadingBatch(
+                monitor_pb2.IngestReadingBatchRequest(readings=readings))
         values = ", ".join(f"{sid} {value:g}" for sid, value in a["readings"])
         self.say(f"[{clock}] readings: {values}")
         for warning in answer.warnings:
@@ -200,9 +263,13 @@ class Player:
         return incident.warning_level == level or incident.state in (
             incident_pb2.INCIDENT_STATE_CLOSED, incident_pb2.INCIDENT_STATE_DISMISSED)
 
-    def _action(self, a: dict[str, Any], now: datetime) -> dispatch_pb2.Action:
-        return dispatch_pb2.Action(actor=a.get("actor", "duty-officer"),
-                                   occurred_at=to_timestamp(now), reason=a.get("reason", ""))
+    def _action(self, a: dict[str, Any], now: datetime, *roles: str,
+                department: str = "") -> dispatch_pb2.Action:
+        """The step's field time and reason; the player acts as the step's actor (a duty
+        officer who may command, unless roles say otherwise) for the call that follows."""
+        self.acting_as(a.get("actor", "duty-officer"), *(roles or ("operator", "commander")),
+                       department=department)
+        return dispatch_pb2.Action(occurred_at=to_timestamp(now), reason=a.get("reason", ""))
 
     def _declare(self, a: dict[str, Any], now: datetime, clock: str) -> None:
         incident = self.dispatch.DeclareIncident(dispatch_pb2.DeclareIncidentRequest(
@@ -234,9 +301,10 @@ class Player:
             self.say(f"[{clock}] no {a['kind']} serves the incident; step skipped")
             return
         status = common_pb2.UnitStatus.Value(f"UNIT_STATUS_{a['status'].upper()}")
-        self.resources.UpdateUnitStatus(resources_pb2.UpdateUnitStatusRequest(
-            id=unit.unit_id, status=status, occurred_at=to_timestamp(now)),
-            metadata=self._as(a.get("actor", f"crew-{unit.unit_id}")))
+        with self.as_(a.get("actor", f"crew-{unit.unit_id}"), "operator",
+                      department=self.departments.get(unit.unit_id, "")):
+            self.resources.UpdateUnitStatus(resources_pb2.UpdateUnitStatusRequest(
+                id=unit.unit_id, status=status, occurred_at=to_timestamp(now)))
         self.say(f"[{clock}] {unit.unit_id} {a['status'].replace('_', ' ')}")
         wait_until(lambda: any(u.unit_id == unit.unit_id and u.status == status
                                for u in self._incident().units),
@@ -262,10 +330,13 @@ class Player:
             if order.status not in wanted or a.get("department", order.department) != \
                     order.department:
                 continue
-            actor = incident.commander if action == "verify" else f"{order.department}-duty"
+            if action == "verify":
+                step = self._action({"actor": incident.commander}, now, "commander")
+            else:
+                step = self._action({"actor": f"{order.department}-duty"}, now, "department",
+                                    department=order.department)
             getattr(self.dispatch, ORDER_ACTIONS[action])(dispatch_pb2.OrderStepRequest(
-                incident_id=self.incident_id, order_id=order.id,
-                action=self._action({"actor": actor}, now)))
+                incident_id=self.incident_id, order_id=order.id, action=step))
             done.append(order.id)
         self.say(f"[{clock}] {action}d orders {', '.join(done) or '(none)'}")
 
@@ -343,7 +414,8 @@ class Player:
             if not task.done:
                 self.dispatch.CompleteRecoveryTask(dispatch_pb2.CompleteRecoveryTaskRequest(
                     incident_id=self.incident_id, task_id=task.id,
-                    action=self._action({"actor": task.owner}, now)))
+                    action=self._action({"actor": task.owner}, now, "department",
+                                        department=task.owner)))
                 self.say(f"[{clock}] {task.owner} finished {task.id}")
 
     def history(self) -> list[incident_pb2.IncidentEvent]:

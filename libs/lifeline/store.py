@@ -7,22 +7,26 @@ a redelivered or replayed message changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, ProcessRecorder, Recording, Tracking
 from eventsourcing.postgres import PostgresProcessRecorder
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from lifeline.errors import Conflict, NotFound
-from lifeline.events import ProtoAggregate
 
-A = TypeVar("A", bound=ProtoAggregate)
+A = TypeVar("A", bound=Aggregate)
+_collecting: ContextVar[list[Aggregate] | None] = ContextVar("lifeline_collecting",
+                                                              default=None)
 T = TypeVar("T")
 
 
@@ -78,9 +82,25 @@ class ServiceApplication(Application):
         with self._listeners_lock:
             self._listeners.append(listener)
 
-    def record(self, *aggregates: ProtoAggregate | None,
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[list[Aggregate]]:
+        """Within this block, `record` collects aggregates instead of writing them, so the
+        caller can add its own (an idempotency record) and write everything at once."""
+        collected: list[Aggregate] = []
+        token = _collecting.set(collected)
+        try:
+            yield collected
+        finally:
+            _collecting.reset(token)
+
+    def record(self, *aggregates: Aggregate | None,
                tracking: Tracking | None = None) -> list[Recording]:
         """Write the aggregates' new events, and the tracking position, in one transaction."""
+        collected = _collecting.get()
+        if collected is not None:
+            assert tracking is None, "a consumer's write is never deferred"
+            collected.extend(a for a in aggregates if a is not None)
+            return []
         processing = ProcessingEvent[UUID](tracking)
         processing.collect_events(*aggregates)
         try:

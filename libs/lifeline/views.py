@@ -150,6 +150,6 @@ class Projector(LogFollower):
         rows: list[ViewRow] = []
         for aggregate_id in ids:
             aggregate: Any = self.app.repository.get(UUID(str(aggregate_id)))
-            assert isinstance(aggregate, ProtoAggregate)
-            rows.extend(self.rows_for(aggregate))
+            if isinstance(aggregate, ProtoAggregate):  # not the internal request records
+                rows.extend(self.rows_for(aggregate))
         return rows

@@ -12,6 +12,7 @@ from lifeline.dispatch.v1 import dispatch_pb2_grpc
 from lifeline.edge import cause_of, check_enum, required
 from lifeline.errors import InvalidArgument
 from lifeline.events import Cause
+from lifeline.identity import caller
 from lifeline.incident.model import CLOSED_ORDER, UNFINISHED_ORDER, Incident, state_name
 from lifeline.incident.v1 import incident_pb2
 from lifeline.runtime import Runtime
@@ -21,73 +22,89 @@ from lifeline_dispatch.application import DispatchApp
 Ctx = grpc.aio.ServicerContext
 
 
+def _answer(view: incident_pb2.Incident) -> pb.IncidentResponse:
+    return pb.IncidentResponse(incident=view)
+
+
+Step = Callable[[Incident, Cause, datetime], object]
+
+
+def _own_order(order_id: str, step: Step) -> Step:
+    """A department acts only on the orders addressed to it."""
+    def run(incident: Incident, cause: Cause, now: datetime) -> object:
+        order = next((o for o in incident.view.orders if o.id == order_id), None)
+        if order is not None:
+            caller().require_department(order.department, f"order {order_id}")
+        return step(incident, cause, now)
+
+    return run
+
+
 class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
     def __init__(self, runtime: Runtime, app: DispatchApp, field: FieldClock) -> None:
         self.rt, self.app, self.field = runtime, app, field
 
-    def _cause(self, context: Ctx, action: pb.Action) -> Cause:
-        cause = cause_of(context, self.rt.clock, actor=action.actor,
-                         occurred_at=action.occurred_at, reason=action.reason)
+    def _cause(self, action: pb.Action) -> Cause:
+        cause = cause_of(self.rt.clock, actor=action.actor, occurred_at=action.occurred_at,
+                         reason=action.reason)
         self.field.observe(cause.occurred_at)  # in drills, commands move field time on
         return cause
 
-    async def _act(self, incident_id: str, action: pb.Action, context: Ctx,
-                   command: Callable[[Incident, Cause, datetime], object]
+    async def _act(self, incident_id: str, action: pb.Action,
+                   command: Step
                    ) -> pb.IncidentResponse:
-        cause = self._cause(context, action)
-        view = await self.rt.write(lambda: self.app.act(
-            incident_id, lambda incident: command(incident, cause, self.rt.now())))
-        return pb.IncidentResponse(incident=view)
+        cause = self._cause(action)
+        return await self.rt.command(lambda: self.app.act(
+            incident_id, lambda incident: command(incident, cause, self.rt.now())), _answer)
 
     async def ReportIncident(self, request: pb.ReportIncidentRequest, context: Ctx
                              ) -> pb.IncidentResponse:
-        cause = self._cause(context, request.action)
-        view = await self.rt.write(lambda: self.app.report(request, cause, self.rt.now()))
-        return pb.IncidentResponse(incident=view)
+        cause = self._cause(request.action)
+        return await self.rt.command(
+            lambda: self.app.report(request, cause, self.rt.now()), _answer)
 
     async def DeclareIncident(self, request: pb.DeclareIncidentRequest, context: Ctx
                               ) -> pb.IncidentResponse:
-        cause = self._cause(context, request.action)
-        view = await self.rt.write(lambda: self.app.declare(request, cause, self.rt.now()))
-        return pb.IncidentResponse(incident=view)
+        cause = self._cause(request.action)
+        return await self.rt.command(
+            lambda: self.app.declare(request, cause, self.rt.now()), _answer)
 
     async def RegradeIncident(self, request: pb.RegradeIncidentRequest, context: Ctx
                               ) -> pb.IncidentResponse:
-        cause = self._cause(context, request.action)
-        view = await self.rt.write(lambda: self.app.regrade(
-            request.incident_id, request.grade, cause, self.rt.now()))
-        return pb.IncidentResponse(incident=view)
+        cause = self._cause(request.action)
+        return await self.rt.command(lambda: self.app.regrade(
+            request.incident_id, request.grade, cause, self.rt.now()), _answer)
 
     async def DismissIncident(self, request: pb.IncidentStepRequest, context: Ctx
                               ) -> pb.IncidentResponse:
-        return await self._act(request.incident_id, request.action, context, Incident.dismiss)
+        return await self._act(request.incident_id, request.action, Incident.dismiss)
 
     async def MarkContained(self, request: pb.IncidentStepRequest, context: Ctx
                             ) -> pb.IncidentResponse:
-        return await self._act(request.incident_id, request.action, context, Incident.contain)
+        return await self._act(request.incident_id, request.action, Incident.contain)
 
     async def StartRecovery(self, request: pb.IncidentStepRequest, context: Ctx
                             ) -> pb.IncidentResponse:
-        return await self._act(request.incident_id, request.action, context,
+        return await self._act(request.incident_id, request.action,
                                Incident.start_recovery)
 
     async def CompleteRecovery(self, request: pb.IncidentStepRequest, context: Ctx
                                ) -> pb.IncidentResponse:
-        return await self._act(request.incident_id, request.action, context,
+        return await self._act(request.incident_id, request.action,
                                Incident.complete_recovery)
 
     async def CloseIncident(self, request: pb.IncidentStepRequest, context: Ctx
                             ) -> pb.IncidentResponse:
-        return await self._act(request.incident_id, request.action, context, Incident.close)
+        return await self._act(request.incident_id, request.action, Incident.close)
 
     async def HandOverCommand(self, request: pb.HandOverCommandRequest, context: Ctx
                               ) -> pb.IncidentResponse:
-        return await self._act(request.incident_id, request.action, context,
+        return await self._act(request.incident_id, request.action,
                                lambda i, c, n: i.hand_over(request.to_commander, c, n))
 
     async def ReleaseUnits(self, request: pb.ReleaseUnitsRequest, context: Ctx
                            ) -> pb.IncidentResponse:
-        return await self._act(request.incident_id, request.action, context,
+        return await self._act(request.incident_id, request.action,
                                lambda i, c, n: i.release_units(list(request.unit_ids), c, n))
 
     async def IssueOrder(self, request: pb.IssueOrderRequest, context: Ctx
@@ -97,7 +114,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
         if not 0 < request.acknowledge_within_minutes < request.complete_within_minutes:
             raise InvalidArgument("complete_within_minutes", "give an acknowledgement deadline "
                                   "above 0 and a later completion deadline")
-        return await self._act(request.incident_id, request.action, context,
+        return await self._act(request.incident_id, request.action,
                                lambda i, c, n: i.issue_order(
                                    request.department, request.unit_id, request.tier,
                                    request.instruction, request.life_safety,
@@ -106,28 +123,30 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
 
     async def AcknowledgeOrder(self, request: pb.OrderStepRequest, context: Ctx
                                ) -> pb.IncidentResponse:
-        return await self._act(request.incident_id, request.action, context,
-                               lambda i, c, n: i.acknowledge_order(request.order_id, c, n))
+        return await self._act(request.incident_id, request.action,
+                               _own_order(request.order_id, lambda i, c, n: i.acknowledge_order(
+                                   request.order_id, c, n)))
 
     async def ReportOrderProgress(self, request: pb.ReportOrderProgressRequest, context: Ctx
                                   ) -> pb.IncidentResponse:
-        return await self._act(request.incident_id, request.action, context,
-                               lambda i, c, n: i.report_order_progress(
-                                   request.order_id, request.note, request.percent, c, n))
+        return await self._act(request.incident_id, request.action,
+                               _own_order(request.order_id, lambda i, c, n: i.report_order_progress(
+                                   request.order_id, request.note, request.percent, c, n)))
 
     async def CompleteOrder(self, request: pb.OrderStepRequest, context: Ctx
                             ) -> pb.IncidentResponse:
-        return await self._act(request.incident_id, request.action, context,
-                               lambda i, c, n: i.complete_order(request.order_id, c, n))
+        return await self._act(request.incident_id, request.action,
+                               _own_order(request.order_id, lambda i, c, n: i.complete_order(
+                                   request.order_id, c, n)))
 
     async def VerifyOrder(self, request: pb.OrderStepRequest, context: Ctx
                           ) -> pb.IncidentResponse:
-        return await self._act(request.incident_id, request.action, context,
+        return await self._act(request.incident_id, request.action,
                                lambda i, c, n: i.verify_order(request.order_id, c, n))
 
     async def CancelOrder(self, request: pb.OrderStepRequest, context: Ctx
                           ) -> pb.IncidentResponse:
-        return await self._act(request.incident_id, request.action, context,
+        return await self._act(request.incident_id, request.action,
                                lambda i, c, n: i.cancel_order(request.order_id, c, n))
 
     async def ListOrders(self, request: pb.ListOrdersRequest, context: Ctx
@@ -144,25 +163,25 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
             dead=request.dead, injured=request.injured, missing=request.missing,
             affected=request.affected, evacuated=request.evacuated, area_km2=request.area_km2,
             text=request.text)
-        return await self._act(request.incident_id, request.action, context,
+        return await self._act(request.incident_id, request.action,
                                lambda i, c, n: i.report_situation(report, c, n))
 
     async def AddRecoveryTask(self, request: pb.AddRecoveryTaskRequest, context: Ctx
                               ) -> pb.IncidentResponse:
         required(request, "owner", "description")
         check_enum("kind", incident_pb2.RecoveryTaskKind, request.kind)
-        return await self._act(request.incident_id, request.action, context,
+        return await self._act(request.incident_id, request.action,
                                lambda i, c, n: i.add_recovery_task(
                                    request.kind, request.owner, request.description, c, n))
 
     async def CompleteRecoveryTask(self, request: pb.CompleteRecoveryTaskRequest, context: Ctx
                                    ) -> pb.IncidentResponse:
-        return await self._act(request.incident_id, request.action, context,
+        return await self._act(request.incident_id, request.action,
                                lambda i, c, n: i.complete_recovery_task(request.task_id, c, n))
 
     async def MarkReviewed(self, request: pb.MarkReviewedRequest, context: Ctx
                            ) -> pb.IncidentResponse:
-        return await self._act(request.incident_id, request.action, context,
+        return await self._act(request.incident_id, request.action,
                                lambda i, c, n: i.mark_reviewed(request.summary, c, n))
 
     async def GetIncident(self, request: pb.GetIncidentRequest, context: Ctx

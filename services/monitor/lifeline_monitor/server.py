@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
-from lifeline.edge import actor_of, cause_of, check_enum, required
+from lifeline.edge import acting, cause_of, check_enum, required
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2_grpc
 from lifeline.runtime import Runtime
@@ -21,10 +21,10 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
 
     async def RegisterSensor(self, request: pb.RegisterSensorRequest, context: Ctx
                              ) -> pb.RegisterSensorResponse:
-        cause = cause_of(context, self.rt.clock)
-        sensor = await self.rt.write(
-            lambda: self.app.register_sensor(request, cause, self.rt.now()))
-        return pb.RegisterSensorResponse(sensor=sensor)
+        cause = cause_of(self.rt.clock)
+        return await self.rt.command(
+            lambda: self.app.register_sensor(request, cause, self.rt.now()),
+            lambda sensor: pb.RegisterSensorResponse(sensor=sensor))
 
     async def GetSensor(self, request: pb.GetSensorRequest, context: Ctx) -> pb.GetSensorResponse:
         sensor = await self.rt.views.require("sensor", request.id, pb.Sensor)
@@ -52,9 +52,11 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
 
     async def _ingest(self, readings: list[pb.Reading], context: Ctx
                       ) -> pb.IngestReadingsResponse:
-        actor = actor_of(context, fallback="sensor-gateway")
-        warnings = await self.rt.write(lambda: self.app.ingest(readings, actor, self.rt.now()))
-        return pb.IngestReadingsResponse(accepted=len(readings), warnings=warnings)
+        actor, _ = acting()
+        return await self.rt.command(
+            lambda: self.app.ingest(readings, actor, self.rt.now()),
+            lambda warnings: pb.IngestReadingsResponse(accepted=len(readings),
+                                                       warnings=warnings))
 
     async def GetWarning(self, request: pb.GetWarningRequest, context: Ctx
                          ) -> pb.GetWarningResponse:
@@ -73,7 +75,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
     async def AcknowledgeWarning(self, request: pb.AcknowledgeWarningRequest, context: Ctx
                                  ) -> pb.AcknowledgeWarningResponse:
         required(request, "id")
-        cause = cause_of(context, self.rt.clock, actor=request.actor)
-        warning = await self.rt.write(
-            lambda: self.app.acknowledge(request.id, cause, self.rt.now()))
-        return pb.AcknowledgeWarningResponse(warning=warning)
+        cause = cause_of(self.rt.clock, actor=request.actor)
+        return await self.rt.command(
+            lambda: self.app.acknowledge(request.id, cause, self.rt.now()),
+            lambda warning: pb.AcknowledgeWarningResponse(warning=warning))

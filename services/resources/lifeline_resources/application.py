@@ -8,6 +8,7 @@ from datetime import datetime
 from eventsourcing.persistence import Recording, Tracking
 from lifeline.errors import AlreadyExists
 from lifeline.events import Cause, ProtoAggregate
+from lifeline.identity import Identity
 from lifeline.incident.v1 import incident_pb2
 from lifeline.resources.v1 import resources_pb2 as pb
 from lifeline.store import ServiceApplication
@@ -38,9 +39,10 @@ class ResourcesApp(ServiceApplication):
     def get_unit(self, unit_id: str) -> Unit:
         return self.load(Unit, unit_id_of(unit_id), "unit", unit_id)
 
-    def update_status(self, unit_id: str, status: int, cause: Cause, now: datetime
-                      ) -> tuple[pb.Unit, list[Recording]]:
+    def update_status(self, unit_id: str, status: int, cause: Cause, now: datetime,
+                      by: Identity) -> tuple[pb.Unit, list[Recording]]:
         unit = self.get_unit(unit_id)
+        by.require_department(unit.view.department, f"unit {unit_id}")
         unit.change_status(status, cause, now)
         return unit.view, self.record(unit)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 from lifeline.common.v1 import common_pb2
 from lifeline.edge import cause_of, check_enum, required
+from lifeline.identity import caller
 from lifeline.resources.v1 import resources_pb2 as pb
 from lifeline.resources.v1 import resources_pb2_grpc
 from lifeline.runtime import Runtime
@@ -21,9 +22,10 @@ class ResourcesServicer(resources_pb2_grpc.ResourcesServiceServicer):
 
     async def RegisterUnit(self, request: pb.RegisterUnitRequest, context: Ctx
                            ) -> pb.RegisterUnitResponse:
-        cause = cause_of(context, self.rt.clock)
-        unit = await self.rt.write(lambda: self.app.register_unit(request, cause, self.rt.now()))
-        return pb.RegisterUnitResponse(unit=unit)
+        cause = cause_of(self.rt.clock)
+        return await self.rt.command(
+            lambda: self.app.register_unit(request, cause, self.rt.now()),
+            lambda unit: pb.RegisterUnitResponse(unit=unit))
 
     async def GetUnit(self, request: pb.GetUnitRequest, context: Ctx) -> pb.GetUnitResponse:
         unit = await self.rt.views.require("unit", request.id, pb.Unit)
@@ -41,8 +43,8 @@ class ResourcesServicer(resources_pb2_grpc.ResourcesServiceServicer):
                                ) -> pb.UpdateUnitStatusResponse:
         required(request, "id")
         check_enum("status", common_pb2.UnitStatus, request.status)
-        cause = cause_of(context, self.rt.clock, actor=request.actor,
-                         occurred_at=request.occurred_at)
-        unit = await self.rt.write(
-            lambda: self.app.update_status(request.id, request.status, cause, self.rt.now()))
-        return pb.UpdateUnitStatusResponse(unit=unit)
+        cause = cause_of(self.rt.clock, actor=request.actor, occurred_at=request.occurred_at)
+        return await self.rt.command(
+            lambda: self.app.update_status(request.id, request.status, cause, self.rt.now(),
+                                           caller()),
+            lambda unit: pb.UpdateUnitStatusResponse(unit=unit))

@@ -24,9 +24,13 @@ class IncidentHistory(ProtoAggregate):
         if not hasattr(self, "events"):
             self.events: list[incident_pb2.IncidentEvent] = []
             self.state = IncidentState()
-        event = event_of(wrapper)[1].event
-        self.state.apply(event)
-        self.events.append(event)
+            self.imported: pb.HistoryImported | None = None
+        kind, recorded = event_of(wrapper)
+        if kind == "imported":
+            self.imported = recorded
+            return
+        self.state.apply(recorded.event)
+        self.events.append(recorded.event)
 
     @classmethod
     def begin(cls, event: incident_pb2.IncidentEvent, cause: Cause,
@@ -39,16 +43,22 @@ class IncidentHistory(ProtoAggregate):
                          pb.HistoryEventRecorded(event=event), cause, now)
 
     @classmethod
-    def imported(cls, events: list[incident_pb2.IncidentEvent], cause: Cause,
-                 now: datetime) -> IncidentHistory:
+    def import_(cls, history_id: UUID, events: list[incident_pb2.IncidentEvent], digest: str,
+                cause: Cause, now: datetime) -> IncidentHistory:
+        """A history from a file, kept under an id of its own (never a live incident's)
+        and opened by who imported what."""
         validate_history(events)
-        history = cls.begin(events[0], cause, now)
-        for event in events[1:]:
-            history.append(event, cause, now)
+        history = cls.start(history_id, "imported", pb.HistoryImported(
+            original_incident_id=meta_of(events[0]).aggregate_id, digest=digest,
+            events=len(events)), cause, now)
+        for event in events:
+            history.record("recorded", pb.HistoryEventRecorded(event=event), cause, now)
         return history
 
     def append(self, event: incident_pb2.IncidentEvent, cause: Cause, now: datetime) -> bool:
         """Keep the next event; False for one already kept (a redelivery)."""
+        if self.imported is not None:
+            raise ValueError("an imported history takes no live events")
         if meta_of(event).sequence <= len(self.events):
             return False
         self.record("recorded", pb.HistoryEventRecorded(event=event), cause, now)

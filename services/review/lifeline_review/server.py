@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
-from lifeline.edge import actor_of
+from lifeline.edge import cause_of
 from lifeline.incident.model import IncidentState
 from lifeline.incident.v1 import incident_pb2
 from lifeline.review.v1 import review_pb2 as pb
@@ -13,9 +13,16 @@ from lifeline.review.v1 import review_pb2_grpc
 from lifeline.runtime import Runtime
 
 from lifeline_review.application import ReviewApp
-from lifeline_review.domain import evaluate
+from lifeline_review.domain import IncidentHistory, evaluate
 
 Ctx = grpc.aio.ServicerContext
+
+
+def _imported(history: IncidentHistory) -> pb.ImportHistoryResponse:
+    origin = history.imported or pb.HistoryImported()
+    return pb.ImportHistoryResponse(
+        incident_id=str(history.id), events=len(history.events), state=history.state.view,
+        original_incident_id=origin.original_incident_id, digest=origin.digest)
 
 
 class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
@@ -45,11 +52,10 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
 
     async def ImportHistory(self, request: pb.ImportHistoryRequest, context: Ctx
                             ) -> pb.ImportHistoryResponse:
-        actor = actor_of(context, fallback="evaluator")
-        history = await self.rt.write(
-            lambda: self.app.import_history(list(request.events), actor, self.rt.now()))
-        return pb.ImportHistoryResponse(incident_id=str(history.id), events=len(history.events),
-                                        state=history.state.view)
+        cause = cause_of(self.rt.clock, reason="imported")
+        return await self.rt.command(
+            lambda: self.app.import_history(list(request.events), cause, self.rt.now()),
+            _imported)
 
     async def ListHistories(self, request: pb.ListHistoriesRequest, context: Ctx
                             ) -> pb.ListHistoriesResponse:

@@ -25,21 +25,21 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1flifeline/common/v1/common.proto\x12\x12lifeline.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"$\n\x08GeoPoint\x12\x0b\n\x03lat\x18\x01 \x01(\x01\x12\x0b\n\x03lon\x18\x02 \x01(\x01\"\xe2\x01\n\tEventMeta\x12\x14\n\x0c\x61ggregate_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brecorded_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x07 \x01(\t\x12\x14\n\x0c\x63\x61usation_id\x18\x08 \x01(\t\"4\n\x0bPageRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t*\xa8\x01\n\x0cWarningLevel\x12\x1d\n\x19WARNING_LEVEL_UNSPECIFIED\x10\x00\x12\x16\n\x12WARNING_LEVEL_NONE\x10\x01\x12\x16\n\x12WARNING_LEVEL_BLUE\x10\x02\x12\x18\n\x14WARNING_LEVEL_YELLOW\x10\x03\x12\x18\n\x14WARNING_LEVEL_ORANGE\x10\x04\x12\x15\n\x11WARNING_LEVEL_RED\x10\x05*\xb2\x01\n\nUnitStatus\x12\x1b\n\x17UNIT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15UNIT_STATUS_AVAILABLE\x10\x01\x12\x18\n\x14UNIT_STATUS_ASSIGNED\x10\x02\x12\x18\n\x14UNIT_STATUS_EN_ROUTE\x10\x03\x12\x18\n\x14UNIT_STATUS_ON_SCENE\x10\x04\x12\x1e\n\x1aUNIT_STATUS_OUT_OF_SERVICE\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1flifeline/common/v1/common.proto\x12\x12lifeline.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"$\n\x08GeoPoint\x12\x0b\n\x03lat\x18\x01 \x01(\x01\x12\x0b\n\x03lon\x18\x02 \x01(\x01\"\xef\x01\n\tEventMeta\x12\x14\n\x0c\x61ggregate_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brecorded_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x07 \x01(\t\x12\x14\n\x0c\x63\x61usation_id\x18\x08 \x01(\t\x12\x0b\n\x03via\x18\t \x01(\t\"4\n\x0bPageRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t*\xa8\x01\n\x0cWarningLevel\x12\x1d\n\x19WARNING_LEVEL_UNSPECIFIED\x10\x00\x12\x16\n\x12WARNING_LEVEL_NONE\x10\x01\x12\x16\n\x12WARNING_LEVEL_BLUE\x10\x02\x12\x18\n\x14WARNING_LEVEL_YELLOW\x10\x03\x12\x18\n\x14WARNING_LEVEL_ORANGE\x10\x04\x12\x15\n\x11WARNING_LEVEL_RED\x10\x05*\xb2\x01\n\nUnitStatus\x12\x1b\n\x17UNIT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15UNIT_STATUS_AVAILABLE\x10\x01\x12\x18\n\x14UNIT_STATUS_ASSIGNED\x10\x02\x12\x18\n\x14UNIT_STATUS_EN_ROUTE\x10\x03\x12\x18\n\x14UNIT_STATUS_ON_SCENE\x10\x04\x12\x1e\n\x1aUNIT_STATUS_OUT_OF_SERVICE\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lifeline.common.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WARNINGLEVEL']._serialized_start=410
-  _globals['_WARNINGLEVEL']._serialized_end=578
-  _globals['_UNITSTATUS']._serialized_start=581
-  _globals['_UNITSTATUS']._serialized_end=759
+  _globals['_WARNINGLEVEL']._serialized_start=423
+  _globals['_WARNINGLEVEL']._serialized_end=591
+  _globals['_UNITSTATUS']._serialized_start=594
+  _globals['_UNITSTATUS']._serialized_end=772
   _globals['_GEOPOINT']._serialized_start=88
   _globals['_GEOPOINT']._serialized_end=124
   _globals['_EVENTMETA']._serialized_start=127
-  _globals['_EVENTMETA']._serialized_end=353
-  _globals['_PAGEREQUEST']._serialized_start=355
-  _globals['_PAGEREQUEST']._serialized_end=407
+  _globals['_EVENTMETA']._serialized_end=366
+  _globals['_PAGEREQUEST']._serialized_start=368
+  _globals['_PAGEREQUEST']._serialized_end=420
 # @@protoc_insertion_point(module_scope)

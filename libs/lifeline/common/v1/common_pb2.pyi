@@ -114,18 +114,25 @@ class EventMeta(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
     CAUSATION_ID_FIELD_NUMBER: _builtins.int
+    VIA_FIELD_NUMBER: _builtins.int
     aggregate_id: _builtins.str
     """The aggregate the event belongs to: for incident events, the incident id."""
     sequence: _builtins.int
     """Position of the event within its aggregate, from 1, without gaps."""
     actor: _builtins.str
-    """Who or what caused it: an operator, a service ("dispatch"), a sensor gateway."""
+    """Who or what caused it: the authenticated caller (an operator, a sensor gateway) or a
+    service ("dispatch") reacting to another event.
+    """
     reason: _builtins.str
     """Why, where a person gave a reason."""
     correlation_id: _builtins.str
     """The first cause of the chain this event belongs to (a warning, a report)."""
     causation_id: _builtins.str
     """The event or request that directly caused this one."""
+    via: _builtins.str
+    """The authenticated system that acted on the actor's behalf (a call-taking system for
+    the operator on the call); empty when the actor called itself.
+    """
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
         """When it happened in the field (field time; simulated time in drills and replays)."""
@@ -145,10 +152,11 @@ class EventMeta(_message.Message):
         reason: _builtins.str = ...,
         correlation_id: _builtins.str = ...,
         causation_id: _builtins.str = ...,
+        via: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at", "recorded_at", b"recorded_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "aggregate_id", b"aggregate_id", "causation_id", b"causation_id", "correlation_id", b"correlation_id", "occurred_at", b"occurred_at", "reason", b"reason", "recorded_at", b"recorded_at", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "aggregate_id", b"aggregate_id", "causation_id", b"causation_id", "correlation_id", b"correlation_id", "occurred_at", b"occurred_at", "reason", b"reason", "recorded_at", b"recorded_at", "sequence", b"sequence", "via", b"via"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -378,7 +378,9 @@ Global___MarkReviewedRequest: _TypeAlias = MarkReviewedRequest  # noqa: Y015
 
 @_typing.final
 class Action(_message.Message):
-    """Who acts, when, and why: carried by every mutating request."""
+    """Who acts, when, and why: carried by every mutating request. A retry of a mutating call
+    sends the same `idempotency-key` metadata header and gets the first answer.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -386,7 +388,10 @@ class Action(_message.Message):
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     actor: _builtins.str
-    """Operator or system id; "operator" when empty."""
+    """Leave empty: the actor is the authenticated caller. Only a system whose role may act
+    for others (see the role matrix) may name the person it acts for; it is then recorded
+    as `via`. Anyone else naming another actor is refused PERMISSION_DENIED.
+    """
     reason: _builtins.str
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:

@@ -858,6 +858,10 @@ class AcknowledgeWarningRequest(_message.Message):
     ACTOR_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     actor: _builtins.str
+    """Leave empty: the actor is the authenticated caller. Only a system whose role may act
+    for others (see the role matrix) may name the person it acts for; it is then recorded
+    as `via`. Anyone else naming another actor is refused PERMISSION_DENIED.
+    """
     def __init__(
         self,
         *,

@@ -462,6 +462,10 @@ class UpdateUnitStatusRequest(_message.Message):
     id: _builtins.str
     status: _common_pb2.UnitStatus.ValueType
     actor: _builtins.str
+    """Leave empty: the actor is the authenticated caller. Only a system whose role may act
+    for others (see the role matrix) may name the person it acts for; it is then recorded
+    as `via`. Anyone else naming another actor is refused PERMISSION_DENIED.
+    """
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
         """When it happened in the field; now when unset."""

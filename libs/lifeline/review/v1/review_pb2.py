@@ -27,7 +27,7 @@ from lifeline.common.v1 import common_pb2 as lifeline_dot_common_dot_v1_dot_comm
 from lifeline.incident.v1 import incident_pb2 as lifeline_dot_incident_dot_v1_dot_incident__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1flifeline/review/v1/review.proto\x12\x12lifeline.review.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1flifeline/common/v1/common.proto\x1a#lifeline/incident/v1/incident.proto\"K\n\x14ImportHistoryRequest\x12\x33\n\x06\x65vents\x18\x01 \x03(\x0b\x32#.lifeline.incident.v1.IncidentEvent\"k\n\x15ImportHistoryResponse\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65vents\x18\x02 \x01(\x04\x12-\n\x05state\x18\x03 \x01(\x0b\x32\x1e.lifeline.incident.v1.Incident\"0\n\x19GetIncidentHistoryRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\",\n\x15ReplayIncidentRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\"o\n\nReplayStep\x12\x32\n\x05\x65vent\x18\x01 \x01(\x0b\x32#.lifeline.incident.v1.IncidentEvent\x12-\n\x05state\x18\x02 \x01(\x0b\x32\x1e.lifeline.incident.v1.Incident\".\n\x17\x45valuateIncidentRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\"\xca\x06\n\nEvaluation\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x38\n\x0b\x66inal_state\x18\x02 \x01(\x0e\x32#.lifeline.incident.v1.IncidentState\x12\x36\n\x13warning_to_declared\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12?\n\x1c\x64\x65\x63lared_to_first_assignment\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rresponse_time\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x38\n\x15\x64\x65\x63lared_to_contained\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x11recovery_duration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0etotal_duration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0eunits_assigned\x18\t \x01(\r\x12\x13\n\x0bunits_short\x18\n \x01(\r\x12\x0e\n\x06\x65vents\x18\x0b \x01(\x04\x12:\n\x17\x64\x65\x63lared_to_first_order\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rorders_issued\x18\r \x01(\r\x12\x16\n\x0eorders_overdue\x18\x0e \x01(\r\x12\x1a\n\x12order_closure_rate\x18\x0f \x01(\x01\x12$\n\x1cresponse_time_target_minutes\x18\x10 \x01(\r\x12\x19\n\x11response_time_met\x18\x11 \x01(\x08\x12[\n\x17\x61\x63knowledgement_seconds\x18\x12 \x03(\x0b\x32:.lifeline.review.v1.Evaluation.AcknowledgementSecondsEntry\x1a=\n\x1b\x41\x63knowledgementSecondsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"N\n\x18\x45valuateIncidentResponse\x12\x32\n\nevaluation\x18\x01 \x01(\x0b\x32\x1e.lifeline.review.v1.Evaluation\"E\n\x14ListHistoriesRequest\x12-\n\x04page\x18\x01 \x01(\x0b\x32\x1f.lifeline.common.v1.PageRequest\"i\n\x0eHistorySummary\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65vents\x18\x02 \x01(\x04\x12\x32\n\x05state\x18\x03 \x01(\x0e\x32#.lifeline.incident.v1.IncidentState\"g\n\x15ListHistoriesResponse\x12\x35\n\thistories\x18\x01 \x03(\x0b\x32\".lifeline.review.v1.HistorySummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"w\n\x14HistoryEventRecorded\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x32\n\x05\x65vent\x18\x02 \x01(\x0b\x32#.lifeline.incident.v1.IncidentEvent\"U\n\x0cHistoryEvent\x12<\n\x08recorded\x18\x01 \x01(\x0b\x32(.lifeline.review.v1.HistoryEventRecordedH\x00\x42\x07\n\x05\x65vent2\x95\x04\n\rReviewService\x12j\n\x12GetIncidentHistory\x12-.lifeline.review.v1.GetIncidentHistoryRequest\x1a#.lifeline.incident.v1.IncidentEvent0\x01\x12]\n\x0eReplayIncident\x12).lifeline.review.v1.ReplayIncidentRequest\x1a\x1e.lifeline.review.v1.ReplayStep0\x01\x12m\n\x10\x45valuateIncident\x12+.lifeline.review.v1.EvaluateIncidentRequest\x1a,.lifeline.review.v1.EvaluateIncidentResponse\x12\x64\n\rListHistories\x12(.lifeline.review.v1.ListHistoriesRequest\x1a).lifeline.review.v1.ListHistoriesResponse\x12\x64\n\rImportHistory\x12(.lifeline.review.v1.ImportHistoryRequest\x1a).lifeline.review.v1.ImportHistoryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1flifeline/review/v1/review.proto\x12\x12lifeline.review.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1flifeline/common/v1/common.proto\x1a#lifeline/incident/v1/incident.proto\"K\n\x14ImportHistoryRequest\x12\x33\n\x06\x65vents\x18\x01 \x03(\x0b\x32#.lifeline.incident.v1.IncidentEvent\"\x99\x01\n\x15ImportHistoryResponse\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65vents\x18\x02 \x01(\x04\x12-\n\x05state\x18\x03 \x01(\x0b\x32\x1e.lifeline.incident.v1.Incident\x12\x1c\n\x14original_incident_id\x18\x04 \x01(\t\x12\x0e\n\x06\x64igest\x18\x05 \x01(\t\"0\n\x19GetIncidentHistoryRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\",\n\x15ReplayIncidentRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\"o\n\nReplayStep\x12\x32\n\x05\x65vent\x18\x01 \x01(\x0b\x32#.lifeline.incident.v1.IncidentEvent\x12-\n\x05state\x18\x02 \x01(\x0b\x32\x1e.lifeline.incident.v1.Incident\".\n\x17\x45valuateIncidentRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\"\xca\x06\n\nEvaluation\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x38\n\x0b\x66inal_state\x18\x02 \x01(\x0e\x32#.lifeline.incident.v1.IncidentState\x12\x36\n\x13warning_to_declared\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12?\n\x1c\x64\x65\x63lared_to_first_assignment\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rresponse_time\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x38\n\x15\x64\x65\x63lared_to_contained\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x11recovery_duration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0etotal_duration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0eunits_assigned\x18\t \x01(\r\x12\x13\n\x0bunits_short\x18\n \x01(\r\x12\x0e\n\x06\x65vents\x18\x0b \x01(\x04\x12:\n\x17\x64\x65\x63lared_to_first_order\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rorders_issued\x18\r \x01(\r\x12\x16\n\x0eorders_overdue\x18\x0e \x01(\r\x12\x1a\n\x12order_closure_rate\x18\x0f \x01(\x01\x12$\n\x1cresponse_time_target_minutes\x18\x10 \x01(\r\x12\x19\n\x11response_time_met\x18\x11 \x01(\x08\x12[\n\x17\x61\x63knowledgement_seconds\x18\x12 \x03(\x0b\x32:.lifeline.review.v1.Evaluation.AcknowledgementSecondsEntry\x1a=\n\x1b\x41\x63knowledgementSecondsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"N\n\x18\x45valuateIncidentResponse\x12\x32\n\nevaluation\x18\x01 \x01(\x0b\x32\x1e.lifeline.review.v1.Evaluation\"E\n\x14ListHistoriesRequest\x12-\n\x04page\x18\x01 \x01(\x0b\x32\x1f.lifeline.common.v1.PageRequest\"\xa0\x01\n\x0eHistorySummary\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65vents\x18\x02 \x01(\x04\x12\x32\n\x05state\x18\x03 \x01(\x0e\x32#.lifeline.incident.v1.IncidentState\x12\x35\n\x08imported\x18\x04 \x01(\x0b\x32#.lifeline.review.v1.HistoryImported\"g\n\x15ListHistoriesResponse\x12\x35\n\thistories\x18\x01 \x03(\x0b\x32\".lifeline.review.v1.HistorySummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"w\n\x14HistoryEventRecorded\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x32\n\x05\x65vent\x18\x02 \x01(\x0b\x32#.lifeline.incident.v1.IncidentEvent\"|\n\x0fHistoryImported\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x1c\n\x14original_incident_id\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x0e\n\x06\x65vents\x18\x04 \x01(\r\"\x8e\x01\n\x0cHistoryEvent\x12<\n\x08recorded\x18\x01 \x01(\x0b\x32(.lifeline.review.v1.HistoryEventRecordedH\x00\x12\x37\n\x08imported\x18\x02 \x01(\x0b\x32#.lifeline.review.v1.HistoryImportedH\x00\x42\x07\n\x05\x65vent2\x95\x04\n\rReviewService\x12j\n\x12GetIncidentHistory\x12-.lifeline.review.v1.GetIncidentHistoryRequest\x1a#.lifeline.incident.v1.IncidentEvent0\x01\x12]\n\x0eReplayIncident\x12).lifeline.review.v1.ReplayIncidentRequest\x1a\x1e.lifeline.review.v1.ReplayStep0\x01\x12m\n\x10\x45valuateIncident\x12+.lifeline.review.v1.EvaluateIncidentRequest\x1a,.lifeline.review.v1.EvaluateIncidentResponse\x12\x64\n\rListHistories\x12(.lifeline.review.v1.ListHistoriesRequest\x1a).lifeline.review.v1.ListHistoriesResponse\x12\x64\n\rImportHistory\x12(.lifeline.review.v1.ImportHistoryRequest\x1a).lifeline.review.v1.ImportHistoryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,32 +38,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVALUATION_ACKNOWLEDGEMENTSECONDSENTRY']._serialized_options = b'8\001'
   _globals['_IMPORTHISTORYREQUEST']._serialized_start=157
   _globals['_IMPORTHISTORYREQUEST']._serialized_end=232
-  _globals['_IMPORTHISTORYRESPONSE']._serialized_start=234
-  _globals['_IMPORTHISTORYRESPONSE']._serialized_end=341
-  _globals['_GETINCIDENTHISTORYREQUEST']._serialized_start=343
-  _globals['_GETINCIDENTHISTORYREQUEST']._serialized_end=391
-  _globals['_REPLAYINCIDENTREQUEST']._serialized_start=393
-  _globals['_REPLAYINCIDENTREQUEST']._serialized_end=437
-  _globals['_REPLAYSTEP']._serialized_start=439
-  _globals['_REPLAYSTEP']._serialized_end=550
-  _globals['_EVALUATEINCIDENTREQUEST']._serialized_start=552
-  _globals['_EVALUATEINCIDENTREQUEST']._serialized_end=598
-  _globals['_EVALUATION']._serialized_start=601
-  _globals['_EVALUATION']._serialized_end=1443
-  _globals['_EVALUATION_ACKNOWLEDGEMENTSECONDSENTRY']._serialized_start=1382
-  _globals['_EVALUATION_ACKNOWLEDGEMENTSECONDSENTRY']._serialized_end=1443
-  _globals['_EVALUATEINCIDENTRESPONSE']._serialized_start=1445
-  _globals['_EVALUATEINCIDENTRESPONSE']._serialized_end=1523
-  _globals['_LISTHISTORIESREQUEST']._serialized_start=1525
-  _globals['_LISTHISTORIESREQUEST']._serialized_end=1594
-  _globals['_HISTORYSUMMARY']._serialized_start=1596
-  _globals['_HISTORYSUMMARY']._serialized_end=1701
-  _globals['_LISTHISTORIESRESPONSE']._serialized_start=1703
-  _globals['_LISTHISTORIESRESPONSE']._serialized_end=1806
-  _globals['_HISTORYEVENTRECORDED']._serialized_start=1808
-  _globals['_HISTORYEVENTRECORDED']._serialized_end=1927
-  _globals['_HISTORYEVENT']._serialized_start=1929
-  _globals['_HISTORYEVENT']._serialized_end=2014
-  _globals['_REVIEWSERVICE']._serialized_start=2017
-  _globals['_REVIEWSERVICE']._serialized_end=2550
+  _globals['_IMPORTHISTORYRESPONSE']._serialized_start=235
+  _globals['_IMPORTHISTORYRESPONSE']._serialized_end=388
+  _globals['_GETINCIDENTHISTORYREQUEST']._serialized_start=390
+  _globals['_GETINCIDENTHISTORYREQUEST']._serialized_end=438
+  _globals['_REPLAYINCIDENTREQUEST']._serialized_start=440
+  _globals['_REPLAYINCIDENTREQUEST']._serialized_end=484
+  _globals['_REPLAYSTEP']._serialized_start=486
+  _globals['_REPLAYSTEP']._serialized_end=597
+  _globals['_EVALUATEINCIDENTREQUEST']._serialized_start=599
+  _globals['_EVALUATEINCIDENTREQUEST']._serialized_end=645
+  _globals['_EVALUATION']._serialized_start=648
+  _globals['_EVALUATION']._serialized_end=1490
+  _globals['_EVALUATION_ACKNOWLEDGEMENTSECONDSENTRY']._serialized_start=1429
+  _globals['_EVALUATION_ACKNOWLEDGEMENTSECONDSENTRY']._serialized_end=1490
+  _globals['_EVALUATEINCIDENTRESPONSE']._serialized_start=1492
+  _globals['_EVALUATEINCIDENTRESPONSE']._serialized_end=1570
+  _globals['_LISTHISTORIESREQUEST']._serialized_start=1572
+  _globals['_LISTHISTORIESREQUEST']._serialized_end=1641
+  _globals['_HISTORYSUMMARY']._serialized_start=1644
+  _globals['_HISTORYSUMMARY']._serialized_end=1804
+  _globals['_LISTHISTORIESRESPONSE']._serialized_start=1806
+  _globals['_LISTHISTORIESRESPONSE']._serialized_end=1909
+  _globals['_HISTORYEVENTRECORDED']._serialized_start=1911
+  _globals['_HISTORYEVENTRECORDED']._serialized_end=2030
+  _globals['_HISTORYIMPORTED']._serialized_start=2032
+  _globals['_HISTORYIMPORTED']._serialized_end=2156
+  _globals['_HISTORYEVENT']._serialized_start=2159
+  _globals['_HISTORYEVENT']._serialized_end=2301
+  _globals['_REVIEWSERVICE']._serialized_start=2304
+  _globals['_REVIEWSERVICE']._serialized_end=2837
 # @@protoc_insertion_point(module_scope)

@@ -48,8 +48,17 @@ class ImportHistoryResponse(_message.Message):
     INCIDENT_ID_FIELD_NUMBER: _builtins.int
     EVENTS_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    ORIGINAL_INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
     incident_id: _builtins.str
+    """The id the imported history is kept under (not the original incident's id); use it
+    with ReplayIncident, EvaluateIncident and GetIncidentHistory.
+    """
     events: _builtins.int
+    original_incident_id: _builtins.str
+    """The incident id inside the imported events."""
+    digest: _builtins.str
+    """sha256 of the imported events (deterministic protobuf encoding, in order)."""
     @_builtins.property
     def state(self) -> _incident_pb2.Incident: ...
     def __init__(
@@ -58,10 +67,12 @@ class ImportHistoryResponse(_message.Message):
         incident_id: _builtins.str = ...,
         events: _builtins.int = ...,
         state: _incident_pb2.Incident | None = ...,
+        original_incident_id: _builtins.str = ...,
+        digest: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["state", b"state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "incident_id", b"incident_id", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "events", b"events", "incident_id", b"incident_id", "original_incident_id", b"original_incident_id", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -314,19 +325,25 @@ class HistorySummary(_message.Message):
     INCIDENT_ID_FIELD_NUMBER: _builtins.int
     EVENTS_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    IMPORTED_FIELD_NUMBER: _builtins.int
     incident_id: _builtins.str
     events: _builtins.int
     state: _incident_pb2.IncidentState.ValueType
+    @_builtins.property
+    def imported(self) -> Global___HistoryImported:
+        """Set for a history imported from a file rather than recorded live."""
+
     def __init__(
         self,
         *,
         incident_id: _builtins.str = ...,
         events: _builtins.int = ...,
         state: _incident_pb2.IncidentState.ValueType = ...,
+        imported: Global___HistoryImported | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["imported", b"imported"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "incident_id", b"incident_id", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "imported", b"imported", "incident_id", b"incident_id", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -385,22 +402,59 @@ class HistoryEventRecorded(_message.Message):
 Global___HistoryEventRecorded: _TypeAlias = HistoryEventRecorded  # noqa: Y015
 
 @_typing.final
+class HistoryImported(_message.Message):
+    """A history from elsewhere was imported: who imported it, and what exactly. Comes first
+    in an imported history, before its events.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    ORIGINAL_INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    original_incident_id: _builtins.str
+    digest: _builtins.str
+    events: _builtins.int
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        original_incident_id: _builtins.str = ...,
+        digest: _builtins.str = ...,
+        events: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "events", b"events", "meta", b"meta", "original_incident_id", b"original_incident_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HistoryImported: _TypeAlias = HistoryImported  # noqa: Y015
+
+@_typing.final
 class HistoryEvent(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RECORDED_FIELD_NUMBER: _builtins.int
+    IMPORTED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def recorded(self) -> Global___HistoryEventRecorded: ...
+    @_builtins.property
+    def imported(self) -> Global___HistoryImported: ...
     def __init__(
         self,
         *,
         recorded: Global___HistoryEventRecorded | None = ...,
+        imported: Global___HistoryImported | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "recorded", b"recorded"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "imported", b"imported", "recorded", b"recorded"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "recorded", b"recorded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "imported", b"imported", "recorded", b"recorded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["recorded"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["recorded", "imported"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 

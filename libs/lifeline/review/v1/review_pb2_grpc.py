@@ -94,6 +94,8 @@ class ReviewServiceServicer:
     def ImportHistory(self, request, context):
         """Load a history recorded elsewhere (all or nothing). Every event is checked: one
         incident, sequence 1..n, and each step replays; the first bad event is named by index.
+        An imported history is kept apart from live ones, under an id of its own derived from
+        its content, so it can never shadow or collide with a live incident.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

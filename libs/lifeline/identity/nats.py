@@ -1,0 +1,71 @@
+"""Who may publish and consume what on NATS: one user per service, permitted to publish only
+its own events and to consume only the streams it listens to.
+
+The topology below is the one place that says which service listens to which; the runtime
+refuses a consumer it does not list, so the permissions and the code cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+#: service -> the services whose streams it consumes (DESIGN.md, "Shape").
+LISTENS_TO: dict[str, tuple[str, ...]] = {
+    "monitor": (),
+    "dispatch": ("monitor", "resources"),
+    "resources": ("dispatch",),
+    "review": ("dispatch",),
+}
+#: A read-only user for operators' tools, tests and benchmarks: watches events, reads
+#: streams, publishes nothing.
+OBSERVER = "observer"
+
+
+def stream_name(service: str) -> str:
+    return f"LIFELINE_{service.upper()}"
+
+
+def consumer_name(service: str, upstream: str) -> str:
+    return f"{service}-from-{upstream}"
+
+
+def inbox_prefix(user: str) -> str:
+    """Replies to a user's requests arrive under a prefix only that user may subscribe to."""
+    return f"_INBOX_{user}"
+
+
+def service_permissions(service: str) -> dict[str, Any]:
+    own = stream_name(service)
+    publish = [f"lifeline.{service}.>", "$JS.API.INFO", f"$JS.API.STREAM.INFO.{own}",
+               f"$JS.API.STREAM.CREATE.{own}", f"$JS.API.STREAM.UPDATE.{own}"]
+    for upstream in LISTENS_TO[service]:
+        stream, consumer = stream_name(upstream), consumer_name(service, upstream)
+        publish += [f"$JS.API.STREAM.INFO.{stream}",
+                    f"$JS.API.CONSUMER.CREATE.{stream}.{consumer}",
+                    f"$JS.API.CONSUMER.CREATE.{stream}.{consumer}.>",
+                    f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{consumer}",
+                    f"$JS.API.CONSUMER.INFO.{stream}.{consumer}",
+                    f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
+                    f"$JS.ACK.{stream}.{consumer}.>"]
+    return {"publish": {"allow": publish},
+            "subscribe": {"allow": [f"{inbox_prefix(service)}.>"]}}
+
+
+def observer_permissions() -> dict[str, Any]:
+    return {"publish": {"allow": ["$JS.API.INFO", "$JS.API.STREAM.INFO.*",
+                                  "$JS.API.STREAM.MSG.GET.*"]},
+            "subscribe": {"allow": ["lifeline.>", f"{inbox_prefix(OBSERVER)}.>"]}}
+
+
+def server_config(*, passwords: dict[str, str], tls_cert: str = "", tls_key: str = "") -> str:
+    """A nats-server configuration (its JSON-compatible syntax): a user per service plus
+    the observer, and TLS when a certificate is given. JetStream is set on the command line."""
+    users = [{"user": name, "password": password,
+              "permissions": observer_permissions() if name == OBSERVER
+              else service_permissions(name)}
+             for name, password in passwords.items()]
+    config: dict[str, Any] = {"authorization": {"users": users}}
+    if tls_cert:
+        config["tls"] = {"cert_file": tls_cert, "key_file": tls_key}
+    return json.dumps(config, indent=2)
