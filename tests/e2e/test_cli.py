@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from lifeline.devstack import Stack, free_port
+from lifeline.identity.dev import LOCAL_USER_ROLES
 from lifeline.scenario import wait_until
 
 from tests.conftest import Databases
@@ -44,7 +45,8 @@ def env(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str
         values[f"LIFELINE_{name.upper()}_ADDR"] = stack.address(name)
     # No `lifeline up` state to fall back on: only the addresses above count.
     values["LIFELINE_STATE_DIR"] = str(tmp_path_factory.mktemp("cli-state"))
-    values["LIFELINE_ACTOR"] = "cli-tester"
+    values["LIFELINE_TOKEN"] = stack.token("cli-tester", *LOCAL_USER_ROLES)
+    values["LIFELINE_TLS_CA"] = str(stack.authority.ca_file)  # type: ignore[union-attr]
     return values
 
 

@@ -1,7 +1,7 @@
 """The edges of the four services: bad input gets a clear error naming the field and changes
 nothing; unknown ids are NOT_FOUND; repeats are ALREADY_EXISTS; illegal lifecycle steps are
 FAILED_PRECONDITION naming the rule and write nothing; every service answers health and
-reflection; the caller's actor is recorded; a repeated warning stays one incident."""
+reflection; a repeated warning stays one incident."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from lifeline.common.v1 import common_pb2
 from lifeline.devstack import Stack
 from lifeline.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
-from lifeline.events import event_of, meta_of
+from lifeline.identity.dev import LOCAL_USER_ROLES
 from lifeline.incident.model import incident_id_for_warning
 from lifeline.incident.v1 import incident_pb2
 from lifeline.monitor.v1 import monitor_pb2, monitor_pb2_grpc
@@ -70,7 +70,10 @@ class Clients:
 
 @pytest.fixture(scope="module")
 def api(stack: Stack) -> Iterator[Clients]:
-    channels = {name: grpc.insecure_channel(stack.address(name)) for name in stack.SERVICES}
+    # One caller holding every role but department: these tests are about input, not roles
+    # (tests/e2e/test_identity.py is about roles).
+    token = stack.token("edge-tester", *LOCAL_USER_ROLES)
+    channels = {name: stack.channel(name, token) for name in stack.SERVICES}
     yield Clients(channels,
                   monitor_pb2_grpc.MonitorServiceStub(channels["monitor"]),
                   dispatch_pb2_grpc.DispatchServiceStub(channels["dispatch"]),
@@ -371,41 +374,6 @@ def test_every_service_lists_itself_health_and_reflection(stack: Stack, api: Cli
         assert not listed & (set(FULL_NAMES.values()) - {FULL_NAMES[name]}), (name, listed)
 
 
-# ---- who acted ----
-
-
-def test_the_actor_in_call_metadata_is_recorded(api: Clients) -> None:
-    incident = report(api, metadata=(("lifeline-actor", "officer-x"),))
-
-    def history() -> list[incident_pb2.IncidentEvent] | None:
-        try:
-            return list(api.review.GetIncidentHistory(review_pb2.GetIncidentHistoryRequest(
-                incident_id=incident.id), timeout=TIMEOUT))
-        except grpc.RpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND:
-                return None
-            raise
-
-    events = wait_until(history, "review to keep the reported incident")
-    assert event_of(events[0])[0] == "reported"
-    meta = meta_of(events[0])
-    assert meta.actor == "officer-x"
-    assert meta.aggregate_id == incident.id
-    assert events[0].reported.reporter == "officer-x"  # no reporter given: the actor
-
-    # An actor given in the request wins over the metadata.
-    step = dispatch_pb2.IncidentStepRequest(
-        incident_id=incident.id, action=dispatch_pb2.Action(actor="chief-y", reason="drill"))
-    api.dispatch.DismissIncident(step, metadata=(("lifeline-actor", "officer-x"),),
-                                 timeout=TIMEOUT)
-    def both() -> list[incident_pb2.IncidentEvent] | None:
-        events = history()
-        return events if events and len(events) == 2 else None
-
-    events = wait_until(both, "review to keep the dismissal")
-    assert (meta_of(events[1]).actor, meta_of(events[1]).reason) == ("chief-y", "drill")
-
-
 # ---- one warning, one incident ----
 
 
@@ -522,7 +490,7 @@ def test_every_warning_raised_can_be_acknowledged(api: Clients) -> None:
         readings=[monitor_pb2.Reading(sensor_id=sensor_id, value=0.5)]), timeout=TIMEOUT)
     warning = raised.warnings[0]
     acknowledged = api.monitor.AcknowledgeWarning(monitor_pb2.AcknowledgeWarningRequest(
-        id=warning.id, actor="officer-x"), timeout=TIMEOUT).warning
+        id=warning.id), timeout=TIMEOUT).warning
     assert acknowledged.status == monitor_pb2.WARNING_STATUS_ACKNOWLEDGED
 
 

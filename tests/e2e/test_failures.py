@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-import nats
 import pytest
+from lifeline import bus
 from lifeline.devstack import Stack
 from lifeline.events import event_of, meta_of
 from lifeline.scenario import SCENARIOS, Player, Scenario, Step
@@ -17,11 +17,11 @@ from tests.conftest import StackFactory
 FLOOD = SCENARIOS / "underpass_flood.toml"
 
 
-def stream_counts(nats_url: str, stream: str) -> Counter[str]:
+def stream_counts(stack: Stack, stream: str) -> Counter[str]:
     """How many messages JetStream holds per Nats-Msg-Id (duplicates would show as > 1)."""
 
     async def read() -> Counter[str]:
-        nc = await nats.connect(nats_url)
+        nc = await bus.connect(stack.nats_url or "", "test", **stack.nats_login())
         try:
             js = nc.jetstream()
             info = await js.stream_info(stream)
@@ -48,14 +48,14 @@ def assert_complete(player: Player, stack: Stack, expected: list[str]) -> None:
     assert len({e.unit_assigned.unit_id for e in history
                 if event_of(e)[0] == "unit_assigned"}) == len(assigned) == 4
     for name in ("LIFELINE_DISPATCH", "LIFELINE_RESOURCES", "LIFELINE_MONITOR"):
-        duplicated = {k: n for k, n in stream_counts(stack.nats_url, name).items() if n > 1}
+        duplicated = {k: n for k, n in stream_counts(stack, name).items() if n > 1}
         assert not duplicated, f"{name} holds events twice: {duplicated}"
 
 
 
 
 def reference_kinds(stack: Stack) -> list[str]:
-    player = Player({n: stack.address(n) for n in stack.SERVICES}, say=lambda _: None)
+    player = Player(stack.addresses(), stack, say=lambda _: None)
     player.play(Scenario.load(FLOOD))
     kinds = [event_of(e)[0] for e in player.history()]
     player.close()
@@ -72,7 +72,7 @@ def test_kill_9_mid_incident_loses_and_duplicates_nothing(
         make_stack: StackFactory, victim: str, after: str) -> None:
     expected = reference_kinds(make_stack())
     stack = make_stack()
-    player = Player({n: stack.address(n) for n in stack.SERVICES}, say=lambda _: None,
+    player = Player(stack.addresses(), stack, say=lambda _: None,
                     timeout=60)
     killed: list[int] = []
 
@@ -91,7 +91,7 @@ def test_kill_9_mid_incident_loses_and_duplicates_nothing(
 def test_nats_restart_under_live_consumers(make_stack: StackFactory) -> None:
     expected = reference_kinds(make_stack())
     stack = make_stack()
-    player = Player({n: stack.address(n) for n in stack.SERVICES}, say=lambda _: None,
+    player = Player(stack.addresses(), stack, say=lambda _: None,
                     timeout=60)
     restarted: list[int] = []
 

@@ -5,6 +5,8 @@ imported into a fresh review, replays to the same final state."""
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -24,15 +26,17 @@ BIN = Path(sys.executable).parent
 
 
 def review_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    # The stack's state directory holds the CA and a token with the evaluator role.
+    env = {**os.environ, "LIFELINE_STATE_DIR": str(stack.state_dir)}
     return subprocess.run([str(BIN / "lifeline-review"), "--addr", stack.address("review"),
-                           *args], capture_output=True, text=True, timeout=60)
+                           *args], capture_output=True, text=True, timeout=60, env=env)
 
 
 def test_high_rise_fire_grade_ii_from_report_to_reviewed_replay(make_stack: StackFactory,
                                                                  tmp_path: Path) -> None:
     stack = make_stack()
     said: list[str] = []
-    player = Player({n: stack.address(n) for n in stack.SERVICES}, say=said.append)
+    player = Player(stack.addresses(), stack, say=said.append)
     incident_id = player.play(Scenario.load(FIRE))
     history = player.history()
     kinds = [event_of(e)[0] for e in history]
@@ -105,21 +109,25 @@ def test_high_rise_fire_grade_ii_from_report_to_reviewed_replay(make_stack: Stac
     fresh = make_stack()
     out = review_cli(fresh, "history", "import", str(exported))
     assert out.returncode == 0, out.stderr
-    assert f"imported {len(history)} events" in out.stdout
-    other = Player({n: fresh.address(n) for n in fresh.SERVICES}, say=lambda _: None)
-    other.incident_id = incident_id
+    assert f"imported {len(history)} events of incident {incident_id}" in out.stdout
+    # Kept apart, under an id of its own, and replayed and evaluated like the live one.
+    imported_id = re.search(r" as ([0-9a-f-]{36})", out.stdout)[1]  # type: ignore[index]
+    assert imported_id != incident_id
+    other = Player(fresh.addresses(), fresh, say=lambda _: None)
     steps = list(other.review.ReplayIncident(
-        review_pb2.ReplayIncidentRequest(incident_id=incident_id)))
+        review_pb2.ReplayIncidentRequest(incident_id=imported_id)))
     assert steps[-1].state == final
     again = other.review.EvaluateIncident(
-        review_pb2.EvaluateIncidentRequest(incident_id=incident_id)).evaluation
+        review_pb2.EvaluateIncidentRequest(incident_id=imported_id)).evaluation
+    assert again.incident_id == imported_id
+    again.incident_id = incident_id
     assert again == evaluation
     other.close()
 
 
 def test_an_import_with_a_bad_event_is_refused_naming_its_line(stack: Stack,
                                                                tmp_path: Path) -> None:
-    player = Player({n: stack.address(n) for n in stack.SERVICES}, say=lambda _: None)
+    player = Player(stack.addresses(), stack, say=lambda _: None)
     scenario = Scenario.load(FIRE)
     player.play(Scenario(scenario.name, scenario.start, scenario.sensors, scenario.units,
                          scenario.steps[:2]))

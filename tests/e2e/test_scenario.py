@@ -14,7 +14,7 @@ FLOOD = SCENARIOS / "underpass_flood.toml"
 
 
 def play(stack: Stack, scenario: Scenario) -> tuple[Player, str]:
-    player = Player({name: stack.address(name) for name in stack.SERVICES}, say=lambda _: None)
+    player = Player(stack.addresses(), stack, say=lambda _: None)
     return player, player.play(scenario)
 
 
@@ -69,7 +69,7 @@ def test_nearest_available_unit_goes_and_one_unit_never_serves_two(stack: Stack)
     they are busy gets the remaining units of each kind, and a shortfall for the rest."""
     scenario = Scenario.load(FLOOD)
     first, _ = play(stack, scenario)
-    second = Player({n: stack.address(n) for n in stack.SERVICES}, tag="b", say=lambda _: None)
+    second = Player(stack.addresses(), stack, tag="b", say=lambda _: None)
     second.setup(Scenario(scenario.name, scenario.start, scenario.sensors, [], []))
     when = datetime(2026, 8, 1, 9, 0)
     for step in scenario.steps[:5]:  # up to and including the declaration
@@ -78,7 +78,7 @@ def test_nearest_available_unit_goes_and_one_unit_never_serves_two(stack: Stack)
     assert {u.unit_id for u in incident.units} == {
         "rescue-xh-1", "pump-xh-1", "amb-zs-6", "police-xh-11"}  # released by the first
 
-    third = Player({n: stack.address(n) for n in stack.SERVICES}, tag="c", say=lambda _: None)
+    third = Player(stack.addresses(), stack, tag="c", say=lambda _: None)
     elsewhere = [{**s, "lat": s["lat"] + 0.03} for s in scenario.sensors]  # another grid cell
     third.setup(Scenario(scenario.name, scenario.start, elsewhere, [], []))
     for step in scenario.steps[:5]:

@@ -63,7 +63,7 @@ def test_one_trace_from_reading_to_unit_assignment(make_stack: StackFactory,
     # The gateway traces its call like any instrumented client would.
     provider = TracerProvider()
     tracer = provider.get_tracer("sensor-gateway")
-    player = Player({n: stack.address(n) for n in stack.SERVICES}, say=lambda _: None)
+    player = Player(stack.addresses(), stack, say=lambda _: None)
     player.monitor = type(player.monitor)(intercept_channel(
         player.channels["monitor"], client_interceptor(tracer_provider=provider)))
     scenario = Scenario.load(SCENARIOS / "underpass_flood.toml")

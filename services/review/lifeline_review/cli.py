@@ -70,8 +70,9 @@ def import_history(args: argparse.Namespace, channel: grpc.Channel) -> Any:
             raise SystemExit(f"lifeline-review: {path}:{numbers[int(found.group(1))]}: "
                              f"{detail}") from None
         raise
-    return (f"imported {answer.events} events of incident {answer.incident_id} "
-            f"({text.state_name(answer.state.state)})")
+    return (f"imported {answer.events} events of incident {answer.original_incident_id} "
+            f"({text.state_name(answer.state.state)}) as {answer.incident_id}; "
+            f"sha256 {answer.digest[:16]}…")
 
 
 def replay(args: argparse.Namespace, channel: grpc.Channel) -> Any:
