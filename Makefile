@@ -31,6 +31,7 @@ typecheck: $(STAMP)
 check: lint typecheck test
 
 bench: $(STAMP)
+	$(BIN)/python bench/auth_cost.py
 	$(BIN)/python bench/assignment_latency.py
 
 clean:

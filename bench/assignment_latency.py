@@ -7,7 +7,8 @@ before the gRPC call). Monitor raises a warning, dispatch opens an incident; the
 standing in for a duty officer with no human delay, declares it the moment the incident
 appears on NATS; resources assigns the nearest ambulance and epidemiology team;
 dispatch records UnitAssigned.
-The figure is that event's recorded_at minus t0 (all clocks are this machine's).
+The figure is that event's recorded_at minus t0 (all clocks are this machine's). The stack
+runs as `lifeline up` does: TLS, verified tokens, a NATS user per service.
 
     python bench/assignment_latency.py [--runs 200]
 """
@@ -26,9 +27,11 @@ from pathlib import Path
 import asyncpg
 import grpc
 import nats
+from lifeline import bus
 from lifeline.common.v1 import common_pb2
-from lifeline.devstack import EmbeddedPostgres, Stack
+from lifeline.devstack import EmbeddedNats, EmbeddedPostgres, Stack
 from lifeline.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
+from lifeline.grpcutil import channel, client_credentials
 from lifeline.incident.model import incident_id_for_warning
 from lifeline.incident.v1 import incident_pb2
 from lifeline.monitor.v1 import monitor_pb2, monitor_pb2_grpc
@@ -56,7 +59,7 @@ async def baseline_postgres(url: str, n: int) -> list[float]:
 
 
 async def baseline_nats(url: str, n: int) -> list[float]:
-    nc = await nats.connect(url)
+    nc = await nats.connect(url)  # a bare server: no users, no TLS
     js = nc.jetstream()
     await js.add_stream(name="BENCH", subjects=["bench.>"])
     out = []
@@ -70,12 +73,14 @@ async def baseline_nats(url: str, n: int) -> list[float]:
 
 
 async def measure(stack: Stack, runs: int) -> tuple[list[float], list[float], list[float]]:
-    monitor = monitor_pb2_grpc.MonitorServiceStub(
-        grpc.aio.insecure_channel(stack.address("monitor")))
-    dispatch = dispatch_pb2_grpc.DispatchServiceStub(
-        grpc.aio.insecure_channel(stack.address("dispatch")))
-    resources = resources_pb2_grpc.ResourcesServiceStub(
-        grpc.aio.insecure_channel(stack.address("resources")))
+    def connect(service: str, *roles: str) -> grpc.aio.Channel:
+        return channel(stack.address(service), client_credentials(
+            stack.ca_pem, stack.token(f"bench-{service}", *roles)))
+
+    monitor = monitor_pb2_grpc.MonitorServiceStub(connect("monitor", "sensor-gateway"))
+    dispatch = dispatch_pb2_grpc.DispatchServiceStub(connect("dispatch", "operator",
+                                                             "commander"))
+    resources = resources_pb2_grpc.ResourcesServiceStub(connect("resources", "admin"))
     # The infectious-disease plan at grade IV needs an ambulance and an epidemiology team.
     for i in range(runs):
         for kind, department in (("ambulance", "medical"), ("epidemiology_team", "health")):
@@ -85,7 +90,7 @@ async def measure(stack: Stack, runs: int) -> tuple[list[float], list[float], li
                                          lon=120.0 + (i // 40) * 0.01)))
     print(f"registered {runs} ambulances and {runs} epidemiology teams", flush=True)
 
-    nc = await nats.connect(stack.nats_url)
+    nc = await bus.connect(stack.nats_url or "", "bench", **stack.nats_login())
     opened: dict[str, asyncio.Future[None]] = {}
     assigned: dict[str, asyncio.Future[incident_pb2.UnitAssigned]] = {}
     loop = asyncio.get_running_loop()
@@ -150,7 +155,11 @@ def main() -> None:
         with Stack(root / "stack", database_url=postgres.dsn("bench")) as stack:
             print("stack up; measuring baselines", flush=True)
             pg = asyncio.run(baseline_postgres(postgres.dsn("bench"), 1000))
-            js = asyncio.run(baseline_nats(stack.nats_url, 1000))
+            bare = EmbeddedNats(root / "bare-nats")
+            try:
+                js = asyncio.run(baseline_nats(bare.start(), 1000))
+            finally:
+                bare.stop()
             total, to_incident, declare_to_assign = asyncio.run(measure(stack, args.runs))
     finally:
         postgres.stop()
