@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import re
+import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -18,6 +19,8 @@ from typing import Any
 
 from lifeline import devstack
 from lifeline.identity.dev import DevAuthority
+from lifeline.identity.nats import LISTENS_TO, OBSERVER, server_config
+from lifeline.identity.tls import write_private
 from lifeline.identity.tokens import parse_ttl
 
 Configure = Callable[[argparse.ArgumentParser], None]
@@ -120,6 +123,23 @@ def _cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_nats_auth(args: argparse.Namespace) -> int:
+    """Print the nats-server authorization block for the services' users (deploy/k8s)."""
+    path: Path = args.passwords
+    if not path.exists():
+        users = {name: secrets.token_urlsafe(24) for name in [*LISTENS_TO, OBSERVER]}
+        write_private(path, json.dumps(users, indent=2).encode())
+        print(f"lifeline nats-auth: wrote new passwords to {path}", file=sys.stderr)
+    print(server_config(passwords=json.loads(path.read_text())))
+    return 0
+
+
+def _nats_auth_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--passwords", type=Path, required=True,
+                   help="JSON file {user: password} for monitor, dispatch, resources, review "
+                        "and observer; made with new passwords if missing")
+
+
 def _token_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--role", action="append", required=True,
                    help="a role from the role matrix (repeat for several): viewer, "
@@ -217,6 +237,8 @@ COMMANDS: dict[str, tuple[str, Run, Configure | None]] = {
              _cmd_demo, _demo_args),
     "token": ("print a bearer token signed by the running stack's key", _cmd_token,
               _token_args),
+    "nats-auth": ("print nats-server users and permissions, one user per service",
+                  _cmd_nats_auth, _nats_auth_args),
 }
 
 

@@ -21,6 +21,8 @@ class Security:
     jwks_url: str = ""
     roles_file: str = ""
     reflection: bool = True
+    #: A plaintext port serving health checking only, for probes that cannot do TLS.
+    health_listen: str = ""
     nats_user: str = ""
     nats_password: str = ""
     nats_ca: str = ""
@@ -37,6 +39,7 @@ class Security:
             auth_keys=env("LIFELINE_AUTH_KEYS", ""), jwks_url=env("LIFELINE_AUTH_JWKS_URL", ""),
             roles_file=env("LIFELINE_ROLES", ""),
             reflection=env("LIFELINE_REFLECTION", "on").lower() != "off",
+            health_listen=env("LIFELINE_HEALTH_LISTEN", ""),
             nats_user=env("LIFELINE_NATS_USER", ""),
             nats_password=env("LIFELINE_NATS_PASSWORD", ""),
             nats_ca=env("LIFELINE_NATS_CA", ""))

@@ -138,14 +138,23 @@ class Server:
         self.health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.names: list[str] = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
+        self.probe: grpc.aio.Server | None = None
 
     def add(self, add_to_server: Callable[[Any, grpc.aio.Server], None], servicer: Any,
             full_name: str) -> None:
         add_to_server(servicer, self.server)
         self.names.append(full_name)
 
-    async def start(self, listen: str, tls: tuple[bytes, bytes] | None = None) -> int:
-        """Serve on listen; with tls = (private key PEM, certificate chain PEM) over TLS."""
+    async def start(self, listen: str, tls: tuple[bytes, bytes] | None = None,
+                    health_listen: str = "") -> int:
+        """Serve on listen; with tls = (private key PEM, certificate chain PEM) over TLS.
+        health_listen, if given, serves health checking alone in plaintext, for probes that
+        cannot speak TLS (Kubernetes' gRPC probes)."""
+        if health_listen:
+            self.probe = grpc.aio.server()
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self.probe)
+            self.probe.add_insecure_port(health_listen)
+            await self.probe.start()
         if self.reflection:
             reflection.enable_server_reflection([*self.names, reflection.SERVICE_NAME],
                                                 self.server)
@@ -159,6 +168,8 @@ class Server:
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.probe is not None:
+            await self.probe.stop(0)
 
 
 def client_credentials(ca_pem: bytes | None, token: str | None = None

@@ -139,7 +139,7 @@ class Runtime:
         tls = None
         if sec.tls_cert:
             tls = (Path(sec.tls_key).read_bytes(), Path(sec.tls_cert).read_bytes())
-        self.port = await self.server.start(s.listen, tls)
+        self.port = await self.server.start(s.listen, tls, sec.health_listen)
         log.info("lifeline-%s serving on port %d", s.service, self.port)
         return self.port
 
