@@ -82,3 +82,17 @@ def make_stack(databases: Databases) -> Iterator[StackFactory]:
 @pytest.fixture
 def stack(make_stack: StackFactory) -> Stack:
     return make_stack()
+
+
+@pytest.fixture(scope="module")
+def module_stack(databases: Databases) -> Iterator[Stack]:
+    """One stack (as `lifeline up` runs it) for a whole test module: each start costs
+    seconds."""
+    state = Path(tempfile.mkdtemp(prefix="lifeline-module-"))
+    started = Stack(state, nats_url=os.environ.get("NATS_URL") or None,
+                    database_url=databases.create())
+    try:
+        yield started.start()
+    finally:
+        started.stop()
+        shutil.rmtree(state, ignore_errors=True)

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,24 +15,14 @@ from lifeline.devstack import Stack, free_port
 from lifeline.identity.dev import LOCAL_USER_ROLES
 from lifeline.scenario import wait_until
 
-from tests.conftest import Databases
-
 pytestmark = pytest.mark.e2e
 
 BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
-def stack(databases: Databases) -> Iterator[Stack]:
-    """One stack for the whole module (each start costs seconds)."""
-    state = Path(tempfile.mkdtemp(prefix="lifeline-cli-"))
-    started = Stack(state, nats_url=os.environ.get("NATS_URL") or None,
-                    database_url=databases.create())
-    try:
-        yield started.start()
-    finally:
-        started.stop()
-        shutil.rmtree(state, ignore_errors=True)
+def stack(module_stack: Stack) -> Stack:
+    return module_stack
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,11 @@ reflection; a repeated warning stays one incident."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -31,8 +27,6 @@ from lifeline.resources.v1 import resources_pb2, resources_pb2_grpc
 from lifeline.review.v1 import review_pb2, review_pb2_grpc
 from lifeline.scenario import wait_until
 
-from tests.conftest import Databases
-
 pytestmark = pytest.mark.e2e
 
 FULL_NAMES = {
@@ -47,16 +41,8 @@ TIMEOUT = 10.0
 
 
 @pytest.fixture(scope="module")
-def stack(databases: Databases) -> Iterator[Stack]:
-    """One stack for the whole module (each start costs seconds)."""
-    state = Path(tempfile.mkdtemp(prefix="lifeline-edges-"))
-    started = Stack(state, nats_url=os.environ.get("NATS_URL") or None,
-                    database_url=databases.create())
-    try:
-        yield started.start()
-    finally:
-        started.stop()
-        shutil.rmtree(state, ignore_errors=True)
+def stack(module_stack: Stack) -> Stack:
+    return module_stack
 
 
 @dataclass

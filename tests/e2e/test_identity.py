@@ -5,14 +5,10 @@ imports kept apart, and NATS refusing forged events."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import ssl
-import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -36,7 +32,6 @@ from lifeline.resources.v1 import resources_pb2
 from lifeline.review.v1 import review_pb2, review_pb2_grpc
 from lifeline.scenario import wait_until
 
-from tests.conftest import Databases
 from tests.unit.test_roles import SERVICES
 
 pytestmark = pytest.mark.e2e
@@ -48,15 +43,8 @@ SERVICE_OF = {"lifeline.monitor.v1.MonitorService": "monitor",
 
 
 @pytest.fixture(scope="module")
-def stack(databases: Databases) -> Iterator[Stack]:
-    state = Path(tempfile.mkdtemp(prefix="lifeline-identity-"))
-    started = Stack(state, nats_url=os.environ.get("NATS_URL") or None,
-                    database_url=databases.create())
-    try:
-        yield started.start()
-    finally:
-        started.stop()
-        shutil.rmtree(state, ignore_errors=True)
+def stack(module_stack: Stack) -> Stack:
+    return module_stack
 
 
 def dispatch_as(stack: Stack, name: str, *roles: str, department: str = ""
