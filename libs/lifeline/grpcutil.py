@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -15,9 +16,10 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 
 from lifeline import idempotency
+from lifeline.config import Security
 from lifeline.errors import LifelineError, Unauthenticated
 from lifeline.identity import ANONYMOUS, Identity, set_caller
-from lifeline.identity.roles import RoleMatrix
+from lifeline.identity.roles import DEFAULT_MATRIX, RoleMatrix
 from lifeline.identity.tokens import TokenVerifier
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,16 @@ class Authenticator:
 
     def __init__(self, verifier: TokenVerifier | None, matrix: RoleMatrix) -> None:
         self.verifier, self.matrix = verifier, matrix
+
+    @classmethod
+    def configured(cls, security: Security) -> Authenticator:
+        verifier = None
+        if security.auth_keys:
+            verifier = TokenVerifier.from_file(Path(security.auth_keys))
+        elif security.jwks_url:
+            verifier = TokenVerifier(jwks_url=security.jwks_url)
+        matrix = RoleMatrix.load(Path(security.roles_file or DEFAULT_MATRIX))
+        return cls(verifier, matrix)
 
     def __call__(self, method: str, metadata: Sequence[tuple[str, Any]]) -> Identity:
         if self.verifier is None:  # LIFELINE_AUTH=off, chosen explicitly

@@ -24,8 +24,6 @@ from lifeline.config import Settings
 from lifeline.follow import LogFollower, retry_forever
 from lifeline.grpcutil import Authenticator, Server
 from lifeline.identity.nats import LISTENS_TO, consumer_name
-from lifeline.identity.roles import RoleMatrix
-from lifeline.identity.tokens import TokenVerifier
 from lifeline.store import ServiceApplication, retry_conflicts
 from lifeline.tracing import setup_tracing
 from lifeline.views import Projector, RowsFor, Views, create_pool
@@ -42,15 +40,8 @@ class Runtime:
                  clock: Clock | None = None) -> None:
         self.settings, self.app, self.rows_for = settings, app, rows_for
         self.clock: Clock = clock or SystemClock()
-        security = settings.security
-        verifier = None
-        if security.auth_keys:
-            verifier = TokenVerifier.from_file(Path(security.auth_keys))
-        elif security.jwks_url:
-            verifier = TokenVerifier(jwks_url=security.jwks_url)
-        matrix = RoleMatrix.load(Path(security.roles_file)) if security.roles_file \
-            else RoleMatrix.load()
-        self.server = Server(Authenticator(verifier, matrix), reflection=security.reflection)
+        self.server = Server(Authenticator.configured(settings.security),
+                             reflection=settings.security.reflection)
         self.port = 0
         self._consumers: list[dict[str, Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
