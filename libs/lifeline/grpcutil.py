@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import grpc
 import psycopg
+from eventsourcing import persistence as es_persistence
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
@@ -17,19 +19,32 @@ from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_serv
 
 from lifeline import idempotency
 from lifeline.config import Security
-from lifeline.errors import LifelineError, Unauthenticated
+from lifeline.errors import InvalidArgument, LifelineError, Unauthenticated, Unavailable
 from lifeline.identity import ANONYMOUS, Identity, set_caller
 from lifeline.identity.roles import DEFAULT_MATRIX, RoleMatrix
 from lifeline.identity.tokens import TokenVerifier
+from lifeline.validation import check_request
 
 log = logging.getLogger(__name__)
 
 
+#: What a backend outage looks like from here: the event store (psycopg, wrapped by the
+#: eventsourcing library), the read model (asyncpg, sockets).
+BACKEND_DOWN: tuple[type[Exception], ...] = (
+    psycopg.OperationalError, psycopg.InterfaceError, es_persistence.OperationalError,
+    es_persistence.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError, ConnectionError, OSError)
+MAX_MESSAGE = 512
+
+
 def _status_of(error: Exception) -> tuple[grpc.StatusCode, str]:
     if isinstance(error, LifelineError):
-        return error.code, str(error)
-    if isinstance(error, psycopg.OperationalError):
-        return grpc.StatusCode.UNAVAILABLE, "the event store is unreachable; retry shortly"
+        message = str(error)
+        if len(message) > MAX_MESSAGE:  # never echo a whole hostile value back
+            message = message[:MAX_MESSAGE] + "…"
+        return error.code, message
+    if isinstance(error, BACKEND_DOWN):
+        return grpc.StatusCode.UNAVAILABLE, "the database is unreachable; retry shortly"
     log.exception("unexpected error")
     return grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}"
 
@@ -77,8 +92,8 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
     """Every call: authenticate and authorize (health aside), make the caller's identity
     current, and turn LifelineError (and backend outages) into the matching gRPC status."""
 
-    def __init__(self, guard: Guard) -> None:
-        self.guard = guard
+    def __init__(self, guard: Guard, ready: Callable[[], str | None]) -> None:
+        self.guard, self.ready = guard, ready
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails
                                 ) -> Any:
@@ -86,8 +101,8 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method: str = details.method
-        guard = None if method.startswith(PUBLIC_METHODS) else self.guard
-        kwargs = {"request_deserializer": handler.request_deserializer,
+        guard = None if method.startswith(PUBLIC_METHODS) else self._admit_when_ready
+        kwargs = {"request_deserializer": _lenient(handler.request_deserializer),
                   "response_serializer": handler.response_serializer}
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
@@ -101,6 +116,55 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         return grpc.stream_stream_rpc_method_handler(
             _stream(handler.stream_stream, method, guard), **kwargs)
 
+    def _admit_when_ready(self, method: str, metadata: Sequence[tuple[str, Any]]) -> Identity:
+        identity = self.guard(method, metadata)
+        down = self.ready()
+        if down is not None:
+            raise Unavailable(f"{down}; retry shortly")
+        return identity
+
+
+class Undecodable:
+    """What arrived where a request message should be: bytes that do not parse."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _lenient(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """Bytes that do not parse become an Undecodable the edge refuses as INVALID_ARGUMENT,
+    instead of gRPC's own INTERNAL."""
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as error:
+            return Undecodable(error)
+
+    return parse
+
+
+def _checked(request: Any, where: str = "request") -> None:
+    if isinstance(request, Undecodable):
+        raise InvalidArgument(where, "not a valid message of this RPC's request type "
+                                     "(malformed protobuf or invalid UTF-8)")
+    if isinstance(request, Message):
+        check_request(request)
+
+
+async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    index = 0
+    async for request in requests:
+        try:
+            _checked(request)
+        except InvalidArgument as error:
+            raise InvalidArgument(f"requests[{index}].{error.field}",
+                                  str(error).split(": ", 1)[1]) from None
+        index += 1
+        yield request
+
 
 def _admit(guard: Guard | None, method: str, context: grpc.aio.ServicerContext,
            request: Any = None) -> None:
@@ -109,6 +173,7 @@ def _admit(guard: Guard | None, method: str, context: grpc.aio.ServicerContext,
     metadata = [(k, v) for k, v in context.invocation_metadata() or ()]
     identity = guard(method, metadata)
     set_caller(identity)
+    _checked(request)
     if isinstance(request, Message):
         key = next((v for k, v in metadata if k == idempotency.HEADER), None)
         idempotency.admit(identity.name, method, key if isinstance(key, str) or key is None
@@ -119,6 +184,8 @@ def _unary(behaviour: Any, method: str, guard: Guard | None) -> Any:
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             _admit(guard, method, context, request)
+            if guard is not None and not isinstance(request, Message | Undecodable):
+                request = _checked_stream(request)  # a client stream: each item in turn
             return await behaviour(request, context)
         except Exception as error:
             code, message = _status_of(error)
@@ -130,7 +197,7 @@ def _unary(behaviour: Any, method: str, guard: Guard | None) -> Any:
 def _stream(behaviour: Any, method: str, guard: Guard | None) -> Any:
     async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
-            _admit(guard, method, context)
+            _admit(guard, method, context, request)
             async for item in behaviour(request, context):
                 yield item
         except Exception as error:
@@ -143,9 +210,11 @@ def _stream(behaviour: Any, method: str, guard: Guard | None) -> Any:
 class Server:
     """A grpc.aio server with health checking, reflection, tracing and error mapping."""
 
-    def __init__(self, guard: Guard, *, reflection: bool = True) -> None:
+    def __init__(self, guard: Guard, *, ready: Callable[[], str | None] = lambda: None,
+                 reflection: bool = True) -> None:
         self.server = grpc.aio.server(interceptors=[aio_server_interceptor(),
-                                                    EdgeInterceptor(guard)])
+                                                    EdgeInterceptor(guard, ready)])
+        self.serving = True
         self.reflection = reflection
         self.health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -173,9 +242,19 @@ class Server:
         port = (self.server.add_secure_port(listen, grpc.ssl_server_credentials([tls]))
                 if tls else self.server.add_insecure_port(listen))
         await self.server.start()
-        for name in ["", *self.names]:
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.serving = False
+        await self.set_serving(True)
         return port
+
+    async def set_serving(self, serving: bool) -> None:
+        """What the health service answers, for the whole server and each service on it."""
+        if serving == self.serving:
+            return
+        self.serving = serving
+        status = (health_pb2.HealthCheckResponse.SERVING if serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for name in ["", *self.names]:
+            await self.health.set(name, status)
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()

@@ -31,6 +31,8 @@ from lifeline.views import Projector, RowsFor, Views, create_pool
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R", bound=Message)
+READ_MODEL_WAIT_SECONDS = 5.0
+BACKEND_CHECK_SECONDS = 0.5
 
 
 class Runtime:
@@ -40,7 +42,10 @@ class Runtime:
                  clock: Clock | None = None) -> None:
         self.settings, self.app, self.rows_for = settings, app, rows_for
         self.clock: Clock = clock or SystemClock()
+        #: Why the service cannot serve now (its database is unreachable), or None.
+        self.backend_down: str | None = None
         self.server = Server(Authenticator.configured(settings.security),
+                             ready=lambda: self.backend_down,
                              reflection=settings.security.reflection)
         self.port = 0
         self._consumers: list[dict[str, Any]] = []
@@ -99,7 +104,13 @@ class Runtime:
 
         response, recordings = await asyncio.to_thread(retry_conflicts, attempt)
         if recordings:
-            await self.projector.wait_for(max(r.notification.id for r in recordings))
+            # Callers read their own writes; but the command has committed, so a slow read
+            # model must not turn its answer into a failure.
+            try:
+                await self.projector.wait_for(max(r.notification.id for r in recordings),
+                                              READ_MODEL_WAIT_SECONDS)
+            except TimeoutError:
+                log.warning("read model behind after a committed command; answering anyway")
         return response
 
     def now(self) -> datetime:
@@ -127,6 +138,7 @@ class Runtime:
             self._tasks.append(asyncio.create_task(worker.run()))
         for name, seconds, step in self._repeating:
             self._tasks.append(asyncio.create_task(self._repeat(name, seconds, step)))
+        self._tasks.append(asyncio.create_task(self._watch_backends()))
         tls = None
         if sec.tls_cert:
             tls = (Path(sec.tls_key).read_bytes(), Path(sec.tls_cert).read_bytes())
@@ -142,6 +154,27 @@ class Runtime:
                 await asyncio.wait_for(self._stopping.wait(), seconds)
 
         await retry_forever(name, once, self._stopping)
+
+    async def _watch_backends(self) -> None:
+        """Health follows the backends: NOT_SERVING while PostgreSQL or NATS is unreachable.
+        While PostgreSQL is, calls fail fast with UNAVAILABLE instead of waiting on it; while
+        only NATS is, writes still go on (the outbox publishes them once it is back)."""
+        while not self._stopping.is_set():
+            try:
+                async with self.pool.acquire(timeout=BACKEND_CHECK_SECONDS) as conn:
+                    await conn.fetchval("SELECT 1", timeout=BACKEND_CHECK_SECONDS)
+                database = None
+            except Exception as error:
+                database = f"PostgreSQL is unreachable ({type(error).__name__})"
+            nats_ok = self.nc is not None and self.nc.is_connected
+            serving = database is None and nats_ok
+            if database != self.backend_down or serving != self.server.serving:
+                log.warning("%s", database or ("NATS is unreachable" if not nats_ok
+                                               else "backends reachable again: serving"))
+            self.backend_down = database
+            await self.server.set_serving(serving)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), BACKEND_CHECK_SECONDS)
 
     def _workers(self) -> list[LogFollower | bus.Inbox]:
         return [self.projector, self.relay, *self.inboxes]

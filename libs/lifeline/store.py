@@ -49,8 +49,10 @@ def eventsourcing_env(database_url: str, schema: str) -> dict[str, str]:
         "POSTGRES_PASSWORD": str(info.get("password", "")),
         "POSTGRES_POOL_SIZE": "5",
         "POSTGRES_MAX_OVERFLOW": "10",
-        "POSTGRES_LOCK_TIMEOUT": "5",
-        "POSTGRES_CONNECT_TIMEOUT": "5",
+        # Writers never wait long on the events table's lock, nor on an unreachable server.
+        "POSTGRES_LOCK_TIMEOUT": "2",
+        "POSTGRES_CONNECT_TIMEOUT": "2",
+        "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "5",
         "POSTGRES_PRE_PING": "y",
         # Consumers may see a JetStream redelivery after a later message committed:
         # track every position (membership), not only the highest one.

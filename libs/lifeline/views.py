@@ -26,6 +26,7 @@ from lifeline.store import ServiceApplication
 M = TypeVar("M", bound=Message)
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+MAX_OFFSET = 10**9
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,9 @@ RowsFor = Callable[[ProtoAggregate], Sequence[ViewRow]]
 
 
 async def create_pool(database_url: str) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=5)
+    # Bounded waits: an unreachable database is an error in seconds, not a hang.
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=5, timeout=2,
+                                     command_timeout=10)
     assert pool is not None
     return pool
 
@@ -109,7 +112,9 @@ class Views:
         try:
             offset = int(page_token or 0)
         except ValueError:
-            raise InvalidArgument("page.page_token", "not a token this server gave") from None
+            offset = -1
+        if not 0 <= offset <= MAX_OFFSET:
+            raise InvalidArgument("page.page_token", "not a token this server gave")
         wanted = list(statuses) or ([status] if status else [])
         args: list[Any] = [kind, wanted, category, size + 1, offset]
         async with self.pool.acquire() as conn:

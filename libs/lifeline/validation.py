@@ -1,0 +1,133 @@
+"""Every request checked at the edge, before any handler runs, from the message descriptors:
+strings short and printable, timestamps valid and not in the future, numbers finite, enum
+values known, repeated fields bounded. One walk for every RPC of every service, so a new
+field is checked the day it is added.
+
+A refusal is INVALID_ARGUMENT naming the field path (`action.reason`, `readings[3].value`)
+and the rule, quoting at most a short prefix of the bad value.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import unicodedata
+from datetime import UTC, datetime, timedelta
+
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from lifeline.errors import InvalidArgument
+
+#: Free text people write: longer, and may hold line breaks and tabs.
+TEXT_FIELDS = {"description": 2000, "reason": 1000, "instruction": 2000, "text": 4000,
+               "note": 2000, "summary": 4000}
+#: Everything else a string holds is a name or an id: ids, kinds, hazards, departments...
+NAME_LENGTH = 128
+#: Repeated fields: at most this many items, unless named here.
+REPEATED_LIMITS = {"readings": 10_000, "events": 100_000}
+REPEATED_DEFAULT = 1_000
+#: Field times a caller may give; not further ahead of this service's clock than the skew.
+FIELD_TIMES = {"occurred_at", "measured_at"}
+MAX_SKEW = timedelta(seconds=float(os.environ.get("LIFELINE_MAX_CLOCK_SKEW_SECONDS", "300")))
+# google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
+MIN_SECONDS, MAX_SECONDS = -62135596800, 253402300799
+TIMESTAMP = "google.protobuf.Timestamp"
+DURATION = "google.protobuf.Duration"
+ALLOWED_IN_TEXT = {"\n", "\t"}
+
+
+def quote(value: str, limit: int = 24) -> str:
+    """A bad value as people see it in an error: a short prefix, never the whole thing."""
+    return repr(value[:limit] + ("…" if len(value) > limit else ""))
+
+
+def check_request(message: Message, now: datetime | None = None) -> None:
+    """Refuse the request with INVALID_ARGUMENT if any field breaks a rule."""
+    _check(message, "", now or datetime.now(UTC))
+
+
+def _check(message: Message, prefix: str, now: datetime) -> None:
+    descriptor = message.DESCRIPTOR
+    if descriptor.full_name == TIMESTAMP:
+        _check_timestamp(message, prefix, now)
+        return
+    if descriptor.full_name == DURATION:
+        return
+    for field, value in message.ListFields():
+        path = f"{prefix}{field.name}"
+        if field.is_repeated:
+            if field.message_type is not None and field.message_type.GetOptions().map_entry:
+                _check_count(path, len(value), field.name)
+                for key, item in value.items():
+                    _check_value(field.message_type.fields_by_name["key"], key,
+                                 f"{path}[{key!r}]", now)
+                    _check_value(field.message_type.fields_by_name["value"], item,
+                                 f"{path}[{key!r}]", now)
+                continue
+            _check_count(path, len(value), field.name)
+            for index, item in enumerate(value):
+                _check_value(field, item, f"{path}[{index}]", now)
+        else:
+            _check_value(field, value, path, now)
+
+
+def _check_value(field: FieldDescriptor, value: object, path: str, now: datetime) -> None:
+    kind = field.type
+    if kind == FieldDescriptor.TYPE_MESSAGE:
+        assert isinstance(value, Message)
+        _check(value, f"{path}.", now)
+        if field.name in FIELD_TIMES and value.DESCRIPTOR.full_name == TIMESTAMP:
+            _check_not_future(value, path, now)
+    elif kind == FieldDescriptor.TYPE_STRING:
+        assert isinstance(value, str)
+        _check_string(field.name, value, path)
+    elif kind == FieldDescriptor.TYPE_BYTES:
+        assert isinstance(value, bytes)
+        if len(value) > 64 * 1024:
+            raise InvalidArgument(path, "longer than 64 KiB")
+    elif kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+        assert isinstance(value, float | int)
+        if not math.isfinite(value):
+            raise InvalidArgument(path, "must be a finite number")
+    elif kind == FieldDescriptor.TYPE_ENUM:
+        assert isinstance(value, int) and field.enum_type is not None
+        if field.enum_type.values_by_number.get(value) is None:
+            known = ", ".join(v.name for v in field.enum_type.values if v.number)
+            raise InvalidArgument(path, f"unknown value {value}; one of {known}")
+
+
+def _check_string(name: str, value: str, path: str) -> None:
+    limit = TEXT_FIELDS.get(name, NAME_LENGTH)
+    if len(value) > limit:
+        raise InvalidArgument(path, f"longer than {limit} characters ({len(value)})")
+    allowed = ALLOWED_IN_TEXT if name in TEXT_FIELDS else set()
+    for position, char in enumerate(value):
+        if char in allowed:
+            continue
+        category = unicodedata.category(char)
+        if category in ("Cc", "Cs", "Co", "Cn") or (category == "Zl" or category == "Zp"):
+            raise InvalidArgument(path, f"holds a control or unassigned character "
+                                        f"U+{ord(char):04X} at position {position}")
+
+
+def _check_count(path: str, count: int, name: str) -> None:
+    limit = REPEATED_LIMITS.get(name, REPEATED_DEFAULT)
+    if count > limit:
+        raise InvalidArgument(path, f"at most {limit} items ({count} given)")
+
+
+def _check_timestamp(ts: Message, path: str, now: datetime) -> None:
+    seconds, nanos = ts.seconds, ts.nanos  # type: ignore[attr-defined]
+    where = path.removesuffix(".")
+    if not MIN_SECONDS <= seconds <= MAX_SECONDS:
+        raise InvalidArgument(where, "outside the valid time range (years 1 to 9999)")
+    if not 0 <= nanos <= 999_999_999:
+        raise InvalidArgument(where, "nanos must be within 0..999999999")
+
+
+def _check_not_future(ts: Message, path: str, now: datetime) -> None:
+    when = datetime.fromtimestamp(ts.seconds, UTC)  # type: ignore[attr-defined]
+    if when > now + MAX_SKEW:
+        raise InvalidArgument(path, f"{when:%Y-%m-%dT%H:%M:%SZ} is in the future (this "
+                                    f"service's clock reads {now:%Y-%m-%dT%H:%M:%SZ})")

@@ -1,0 +1,290 @@
+"""Hostile input against the running services: requests generated from the message
+descriptors (fixed seed, at least 200 per RPC of the four services), raw garbage bytes, and
+a 1 MiB value or a NUL in every string field of every write. Nothing answers INTERNAL or
+UNKNOWN, nothing stalls, no process restarts, and a refused request writes nothing."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+import psycopg
+import pytest
+from google.protobuf import symbol_database
+from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
+from google.protobuf.message import Message
+from lifeline.common.v1 import common_pb2
+from lifeline.devstack import Stack
+from lifeline.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
+from lifeline.events import to_timestamp
+from lifeline.identity.roles import RoleMatrix
+from lifeline.monitor.v1 import monitor_pb2, monitor_pb2_grpc
+from lifeline.resources.v1 import resources_pb2, resources_pb2_grpc
+from lifeline.scenario import wait_until
+
+from tests.e2e.test_identity import SERVICE_OF
+from tests.unit.test_roles import SERVICES
+
+pytestmark = pytest.mark.e2e
+PER_RPC = 200
+TIMEOUT = 10.0
+BROKEN = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN,
+          grpc.StatusCode.DEADLINE_EXCEEDED)
+READS = ("Get", "List", "Replay", "Evaluate")
+METHODS = [(s, m) for s in SERVICES for m in s.methods]
+WRITES = [(s, m) for s, m in METHODS if not m.name.startswith(READS)]
+MIB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def stack(module_stack: Stack) -> Stack:
+    return module_stack
+
+
+@pytest.fixture(scope="module")
+def channels(stack: Stack) -> Iterator[dict[str, grpc.Channel]]:
+    """One caller holding every role (department: fire), so the door lets everything in
+    and the input itself is what is tested."""
+    token = stack.token("fuzzer", *RoleMatrix.load().roles, department="fire")
+    opened = {name: stack.channel(name, token) for name in Stack.SERVICES}
+    yield opened
+    for channel in opened.values():
+        channel.close()
+
+
+@pytest.fixture(scope="module")
+def known(channels: dict[str, grpc.Channel]) -> dict[str, list[str]]:
+    """A few real things, so that some generated requests reach real aggregates."""
+    monitor = monitor_pb2_grpc.MonitorServiceStub(channels["monitor"])
+    resources = resources_pb2_grpc.ResourcesServiceStub(channels["resources"])
+    dispatch = dispatch_pb2_grpc.DispatchServiceStub(channels["dispatch"])
+    where = common_pb2.GeoPoint(lat=31.2, lon=121.4)
+    monitor.RegisterSensor(monitor_pb2.RegisterSensorRequest(
+        id="fz-sensor", kind="rainfall", hazard="urban_flooding", unit_of_measure="mm/h",
+        location=where, thresholds=monitor_pb2.Thresholds(blue=1, yellow=2, orange=3, red=4),
+        direction=monitor_pb2.DIRECTION_HIGHER_IS_WORSE), timeout=TIMEOUT)
+    resources.RegisterUnit(resources_pb2.RegisterUnitRequest(
+        id="fz-unit", kind="ambulance", department="fire", home=where), timeout=TIMEOUT)
+    incident = dispatch.ReportIncident(dispatch_pb2.ReportIncidentRequest(
+        hazard="gas_leak", location=where), timeout=TIMEOUT).incident
+    return {"id": ["fz-sensor", "fz-unit", incident.id, "O-1", "T-1"],
+            "hazard": ["urban_flooding", "gas_leak"], "kind": ["rainfall", "ambulance"]}
+
+
+class Generator:
+    """Random messages of any type, built from its descriptor, leaning on the values that
+    break services: empty, huge, NUL and control characters, out-of-range numbers and
+    times, unknown enum values."""
+
+    def __init__(self, seed: int, known: dict[str, list[str]]) -> None:
+        self.random, self.known = random.Random(seed), known
+        self.database = symbol_database.Default()
+
+    def message(self, descriptor: Descriptor, depth: int = 0) -> Message:
+        message = self.database.GetSymbol(descriptor.full_name)()
+        for field in descriptor.fields:
+            if self.random.random() < 0.35:
+                continue  # leave it unset
+            if field.is_repeated:
+                if field.message_type is not None and field.message_type.GetOptions().map_entry:
+                    continue
+                for _ in range(self.random.choice([0, 1, 2, 3])):
+                    self._append(message, field, depth)
+            else:
+                self._set(message, field, depth)
+        return message
+
+    def _append(self, message: Message, field: FieldDescriptor, depth: int) -> None:
+        target = getattr(message, field.name)
+        if field.type == FieldDescriptor.TYPE_MESSAGE:
+            if depth < 3:
+                target.add().CopyFrom(self.message(field.message_type, depth + 1))
+        else:
+            target.append(self.scalar(field))
+
+    def _set(self, message: Message, field: FieldDescriptor, depth: int) -> None:
+        if field.type == FieldDescriptor.TYPE_MESSAGE:
+            if field.message_type.full_name == "google.protobuf.Timestamp":
+                getattr(message, field.name).CopyFrom(self.timestamp())
+            elif depth < 3:
+                getattr(message, field.name).CopyFrom(
+                    self.message(field.message_type, depth + 1))
+        else:
+            setattr(message, field.name, self.scalar(field))
+
+    def timestamp(self) -> Message:
+        ts = self.database.GetSymbol("google.protobuf.Timestamp")()
+        now = int(time.time())
+        ts.seconds = self.random.choice([0, -1, now, now - 7200, now + 10**6, 253402300800,
+                                         -62135596801, 10**12, -10**12])
+        ts.nanos = self.random.choice([0, 5, -1, 10**9, 999_999_999, -(2**31)])
+        return ts
+
+    def scalar(self, field: FieldDescriptor) -> Any:
+        r, kind = self.random, field.type
+        if kind == FieldDescriptor.TYPE_STRING:
+            pool = self.known.get(field.name.removesuffix("_id").removesuffix("s"),
+                                  self.known["id"])
+            return r.choice([
+                "", "x", r.choice(pool), r.choice(pool), "a" * 129, "a" * 5000, "\x00",
+                f"fz\x00{r.randint(0, 9)}", "line\u2028sep", "🚒 火警", "-1", "9" * 40,
+                "../../etc/passwd", "%s%n%x", "' OR 1=1 --", "\t\r\n", "\x1b[31m",
+                "a" * MIB if r.random() < 0.02 else "b" * 300,
+                "".join(r.choice("abcXYZ019_-:.") for _ in range(r.randint(1, 20)))])
+        if kind == FieldDescriptor.TYPE_BOOL:
+            return r.random() < 0.5
+        if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+            return r.choice([0.0, -1.0, 1e9, -1e9, float("nan"), float("inf"),
+                             float("-inf"), 1e38, 5e-324, r.uniform(-500, 500)])
+        if kind == FieldDescriptor.TYPE_ENUM:
+            assert field.enum_type is not None
+            return r.choice([*(v.number for v in field.enum_type.values), 99, -5])
+        if kind == FieldDescriptor.TYPE_BYTES:
+            return r.randbytes(r.choice([0, 10, 1000]))
+        unsigned = kind in (FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_UINT64,
+                            FieldDescriptor.TYPE_FIXED32, FieldDescriptor.TYPE_FIXED64)
+        bits = 64 if kind in (FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64,
+                              FieldDescriptor.TYPE_SINT64, FieldDescriptor.TYPE_FIXED64,
+                              FieldDescriptor.TYPE_SFIXED64) else 32
+        low, high = (0, 2**bits - 1) if unsigned else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+        return r.choice([low, high, 0, 1, min(high, 10**6), max(low, -1),
+                         r.randint(max(low, -1000), min(high, 1000))])
+
+    def garbage(self) -> bytes:
+        r = self.random
+        return r.choice([
+            r.randbytes(r.randint(1, 64)),
+            b"\x0a\x02\xff\xfe",  # field 1, length 2, invalid UTF-8
+            b"\x0a\x80\x80\x80\x80\x10",  # a length far past the end
+            b"\xff" * 20])
+
+
+def call(channel: grpc.Channel, service: str, method: MethodDescriptor,
+         request: Message | bytes) -> grpc.StatusCode:
+    path = f"/{service}/{method.name}"
+    raw = isinstance(request, bytes)
+    serialize = (lambda b: b) if raw else type(request).SerializeToString
+    kwargs: dict[str, Any] = {"request_serializer": serialize,
+                              "response_deserializer": lambda b: b}
+    metadata = [("idempotency-key", str(uuid.uuid4()))]
+    try:
+        if method.client_streaming:
+            channel.stream_unary(path, **kwargs)(iter([request, request]), timeout=TIMEOUT,
+                                                 metadata=metadata)
+        elif method.server_streaming:
+            list(channel.unary_stream(path, **kwargs)(request, timeout=TIMEOUT,
+                                                      metadata=metadata))
+        else:
+            channel.unary_unary(path, **kwargs)(request, timeout=TIMEOUT, metadata=metadata)
+    except grpc.RpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
+
+
+class Ledger:
+    """How many events every service has stored: a refused request must not move it."""
+
+    def __init__(self, database_url: str) -> None:
+        self.conn = psycopg.connect(database_url, autocommit=True)
+        self.query = " + ".join(
+            f"(SELECT count(*) FROM {name}.{name}_events)" for name in Stack.SERVICES)
+
+    def count(self) -> int:
+        row = self.conn.execute(f"SELECT {self.query}").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def quiet(self) -> int:
+        """The count once the services' reactions to earlier writes have settled."""
+        seen: list[int] = []
+
+        def settled() -> int | None:
+            seen.append(self.count())
+            return seen[-1] if len(seen) >= 4 and len(set(seen[-4:])) == 1 else None
+
+        return wait_until(settled, "the services to finish reacting to a write", 20)
+
+
+@pytest.mark.parametrize(("service", "method"), METHODS,
+                         ids=[f"{s.name}.{m.name}" for s, m in METHODS])
+def test_generated_requests_never_break_a_service(
+        stack: Stack, channels: dict[str, grpc.Channel], known: dict[str, list[str]],
+        service: Descriptor, method: MethodDescriptor) -> None:
+    name = SERVICE_OF[service.full_name]
+    generate = Generator(zlib.crc32(method.full_name.encode()), known)  # fixed seeds
+    ledger = Ledger(stack.database_url or "")
+    pids = {n: stack.services[n].pid for n in Stack.SERVICES}
+    before = ledger.quiet()
+    codes: dict[grpc.StatusCode, int] = {}
+    for index in range(PER_RPC):
+        request: Message | bytes = (generate.garbage() if index % 10 == 9
+                                    else generate.message(method.input_type))
+        code = call(channels[name], service.full_name, method, request)
+        codes[code] = codes.get(code, 0) + 1
+        assert code not in BROKEN, (method.full_name, code, request)
+        after = ledger.count()
+        if code != grpc.StatusCode.OK:
+            assert after == before, f"{method.name} refused ({code}) yet wrote events"
+        elif after != before:
+            before = ledger.quiet()
+    assert {n: stack.services[n].pid for n in Stack.SERVICES} == pids
+    assert all(stack.services[n].proc.poll() is None for n in Stack.SERVICES)  # type: ignore[union-attr]
+    assert sum(codes.values()) == PER_RPC
+
+
+def string_paths(descriptor: Descriptor, prefix: str = "", depth: int = 0
+                 ) -> Iterator[tuple[str, list[str]]]:
+    """(path for people, path of attribute names) of every string field, nested too."""
+    for field in descriptor.fields:
+        if field.is_repeated:
+            continue
+        if field.type == FieldDescriptor.TYPE_STRING:
+            yield f"{prefix}{field.name}", [field.name]
+        elif field.type == FieldDescriptor.TYPE_MESSAGE and depth < 2 and \
+                field.message_type.full_name.startswith("lifeline."):
+            for path, names in string_paths(field.message_type, f"{prefix}{field.name}.",
+                                            depth + 1):
+                yield path, [field.name, *names]
+
+
+WRITE_FIELDS = [(s, m, path, names) for s, m in WRITES if not m.client_streaming
+                for path, names in string_paths(m.input_type)]
+
+
+@pytest.mark.parametrize("bad", ["1 MiB", "NUL"])
+def test_a_huge_or_nul_value_in_any_write_is_refused_naming_the_field(
+        stack: Stack, channels: dict[str, grpc.Channel], bad: str) -> None:
+    value = "x" * MIB if bad == "1 MiB" else "before\x00after"
+    database = symbol_database.Default()
+    dispatch = dispatch_pb2_grpc.DispatchServiceStub(channels["dispatch"])
+    assert len(WRITE_FIELDS) >= 60
+    for service, method, path, names in WRITE_FIELDS:
+        request = database.GetSymbol(method.input_type.full_name)()
+        target = request
+        for name in names[:-1]:
+            target = getattr(target, name)
+        setattr(target, names[-1], value)
+        name = SERVICE_OF[service.full_name]
+        stub = channels[name].unary_unary(f"/{service.full_name}/{method.name}",
+                                          request_serializer=type(request).SerializeToString,
+                                          response_deserializer=lambda b: b)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub(request, timeout=TIMEOUT)
+        error = caught.value
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (method.name, path,
+                                                                 error.details())
+        assert (error.details() or "").startswith(path), (method.name, error.details())
+        assert len(error.details() or "") < 300  # the bad value is not echoed back
+        # The next valid write answers at once.
+        started = time.monotonic()
+        dispatch.ReportIncident(dispatch_pb2.ReportIncidentRequest(
+            hazard="gas_leak", location=common_pb2.GeoPoint(lat=31.2, lon=121.4),
+            action=dispatch_pb2.Action(occurred_at=to_timestamp(datetime.now(UTC)))),
+            timeout=TIMEOUT)
+        assert time.monotonic() - started < 1.0, (method.name, path)
