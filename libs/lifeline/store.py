@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any, TypeVar
 from uuid import UUID
@@ -17,7 +17,13 @@ from uuid import UUID
 import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, ProcessRecorder, Recording, Tracking
+from eventsourcing.persistence import (
+    IntegrityError,
+    ProcessRecorder,
+    Recording,
+    StoredEvent,
+    Tracking,
+)
 from eventsourcing.postgres import PostgresProcessRecorder
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
@@ -34,6 +40,27 @@ def ensure_schema(database_url: str, schema: str) -> None:
     """Each service keeps its tables in a schema of its own (its own database in production)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+
+
+class StoreRecorder(PostgresProcessRecorder):
+    """The library's recorder, writing without psycopg's pipeline mode.
+
+    In pipeline mode a statement larger than the socket's send buffer (a 1 MiB field, a
+    long imported history) deadlocks: the client waits for results while the server still
+    waits for the rest of the statement, and the events table's lock is held meanwhile, so
+    every later write of the service times out. The same statements one by one cost a few
+    round trips on a local socket and cannot deadlock. No retry loop either: an outage is
+    answered at once (UNAVAILABLE), and the caller retries with its idempotency key."""
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any
+                      ) -> Sequence[int] | None:
+        with self.datastore.get_connection() as conn, conn.transaction(), \
+                conn.cursor() as curs:
+            self._insert_events(curs, stored_events, **kwargs)  # the tracking row
+            if not stored_events:
+                return []
+            self._insert_stored_events(curs, stored_events, **kwargs)
+            return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
 
 
 def eventsourcing_env(database_url: str, schema: str) -> dict[str, str]:
@@ -57,6 +84,7 @@ def eventsourcing_env(database_url: str, schema: str) -> dict[str, str]:
         # Consumers may see a JetStream redelivery after a later message committed:
         # track every position (membership), not only the highest one.
         "SINGLE_ROW_TRACKING": "n",
+        "PROCESS_RECORDER_TOPIC": "lifeline.store:StoreRecorder",
         "CREATE_TABLE": "y",
         "AGGREGATE_CACHE_MAXSIZE": "1000",
     }
