@@ -15,6 +15,7 @@ from lifeline.common.v1 import common_pb2
 from lifeline.errors import InvalidArgument, NotFound, RuleViolation
 from lifeline.events import Cause, event_of, from_timestamp, meta_of
 from lifeline.incident.model import Incident, IncidentState, PlanOrder, Response
+from lifeline.incident.text import describe
 from lifeline.incident.v1 import incident_pb2 as pb
 
 S = pb.IncidentState
@@ -588,6 +589,8 @@ def test_escalating_iii_to_ii_adds_only_the_difference() -> None:
     orders_before = [o.id for o in incident.view.orders]
 
     field.advance(minutes=20)
+    incident.record_overdue(field.clock.now(), field.now())  # the watch, meanwhile
+    before += history(incident)
     incident.regrade(pb.GRADE_II, GRADE_II, field.cause(reason="fire on three floors"),
                      field.now())
     events = history(incident)
@@ -639,6 +642,77 @@ def test_a_shortfall_is_asked_for_again_on_escalation() -> None:
     assert {r.unit_kind: r.count for r in requested.requirements}["fire_engine"] == 3
 
 
+def contained(field: Field, state: str = "CONTAINED") -> Incident:
+    """Grade III with its life-safety order done, contained and taken to `state`."""
+    incident = declared(field, GRADE_III)
+    with_unit(field, "E-1", incident=incident)
+    for step in ("ack", "complete", "verify"):
+        STEP[step](incident, field, "O-1")  # fight-fire, the life-safety order
+    field.advance(minutes=30)
+    incident.contain(field.cause(), field.now())
+    if state in ("RECOVERING", "RECOVERED"):
+        incident.start_recovery(field.cause(), field.now())
+    if state == "RECOVERED":
+        incident.complete_recovery(field.cause(), field.now())
+    return incident
+
+
+@pytest.mark.parametrize("state", ["CONTAINED", "RECOVERING", "RECOVERED"])
+def test_an_escalation_after_containment_reopens_the_response(state: str) -> None:
+    field = Field()
+    incident = contained(field, state)
+    before = history(incident)
+    flare_up = field.advance(minutes=20)
+    incident.regrade(pb.GRADE_II, GRADE_II, field.cause(reason="flare-up on the 14th floor"),
+                     field.now())
+    new = history(incident)
+    events = [e for e in new if event_of(e)[0] != "order_overdue"]
+
+    assert names(events)[:3] == ["grade_changed", "response_reopened", "plan_activated"]
+    reopened = events[1].response_reopened
+    assert pb.IncidentState.Name(reopened.from_state) == f"INCIDENT_STATE_{state}"
+    assert (reopened.from_grade, reopened.to_grade) == (pb.GRADE_III, pb.GRADE_II)
+    assert reopened.meta.reason == "flare-up on the 14th floor"
+    assert reopened.meta.causation_id == f"{incident.id}/{events[0].grade_changed.meta.sequence}"
+    assert from_timestamp(reopened.meta.occurred_at) == flare_up
+    v = incident.view
+    assert v.state == S.INCIDENT_STATE_RESPONDING and v.times_reopened == 1
+    assert not (v.HasField("contained_at") or v.HasField("recovery_started_at")
+                or v.HasField("recovered_at"))
+    # The higher grade's life-safety order went out to a responding incident, and the
+    # containment rule holds it: containment is recorded again once it is done.
+    rescue = next(o for o in v.orders if o.plan_order_id == "rescue-trapped")
+    refused(incident, "contain-after-life-safety-orders",
+            lambda: incident.contain(field.cause(), field.now()))
+    for step in ("ack", "complete"):
+        STEP[step](incident, field, rescue.id)
+    contained_again = field.advance(minutes=45)
+    incident.contain(field.cause(), field.now())
+    assert incident.view.state == S.INCIDENT_STATE_CONTAINED
+    assert from_timestamp(incident.view.contained_at) == contained_again
+    replays(incident, before + new + history(incident))
+
+
+def test_a_de_escalation_after_containment_keeps_it_contained() -> None:
+    field = Field()
+    incident = contained(field)
+    incident.regrade(pb.GRADE_IV, GRADE_III, field.cause(reason="smoke cleared"),
+                     field.now())
+    assert "response_reopened" not in names(history(incident))
+    assert incident.view.state == S.INCIDENT_STATE_CONTAINED
+    assert incident.view.times_reopened == 0
+
+
+def test_a_reopened_response_is_told_for_people() -> None:
+    field = Field()
+    incident = contained(field)
+    incident.collect_events()
+    incident.regrade(pb.GRADE_II, GRADE_II, field.cause(reason="flare-up"), field.now())
+    [reopened] = [e for e in history(incident) if event_of(e)[0] == "response_reopened"]
+    assert describe(reopened) == ("response re-opened (contained -> responding) by "
+                                  "escalation III -> II: flare-up")
+
+
 def test_de_escalating_ii_to_iii_releases_the_surplus_newest_first() -> None:
     field = Field()
     incident = declared(field, GRADE_II, pb.GRADE_II)
@@ -650,6 +724,8 @@ def test_de_escalating_ii_to_iii_releases_the_surplus_newest_first() -> None:
     before = history(incident)
 
     field.advance(minutes=40)
+    incident.record_overdue(field.clock.now(), field.now())  # the watch, meanwhile
+    before += history(incident)
     incident.regrade(pb.GRADE_III, GRADE_III, field.cause(reason="fire knocked down"),
                      field.now())
     events = history(incident)
@@ -922,12 +998,7 @@ def test_naming_a_unit_twice_releases_it_once() -> None:
     assert incident.state.deployed_units() == []
 
 
-@pytest.mark.parametrize("how", [
-    "issue_order",
-    pytest.param("escalation", marks=pytest.mark.xfail(strict=True, raises=AssertionError,
-        reason="OPEN: an escalation after containment still issues the higher grade's "
-               "life-safety plan orders (see the closing note of issue 3)")),
-])
+@pytest.mark.parametrize("how", ["issue_order", "escalation"])
 def test_a_contained_incident_never_carries_an_unfinished_life_safety_order(
         how: str) -> None:
     field = Field()
@@ -939,16 +1010,14 @@ def test_a_contained_incident_never_carries_an_unfinished_life_safety_order(
         else:
             incident.regrade(pb.GRADE_II, GRADE_II, field.cause(reason="flare-up"),
                              field.now())
-    assert incident.view.state == S.INCIDENT_STATE_CONTAINED
-    assert not [o for o in incident.view.orders
-                if o.life_safety and o.status == pb.ORDER_STATUS_ISSUED]
+    life_safety = [o for o in incident.view.orders
+                   if o.life_safety and o.status == pb.ORDER_STATUS_ISSUED]
+    if how == "issue_order":
+        assert incident.view.state == S.INCIDENT_STATE_CONTAINED and not life_safety
+    else:  # the escalation re-opened the response: its orders go out to a responding one
+        assert incident.view.state == S.INCIDENT_STATE_RESPONDING and life_safety
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: a deadline that passed unmet is recorded overdue only if record_overdue runs "
-    "between the deadline and the late step; an order acknowledged (or completed) late "
-    "before the next check is never recorded overdue (drills on the observed field clock "
-    "move time with the command itself, so review undercounts orders_overdue)"))
 @pytest.mark.parametrize("late", ["acknowledgement", "completion"])
 def test_a_deadline_met_late_is_still_recorded_overdue(late: str) -> None:
     field = Field()
@@ -963,5 +1032,12 @@ def test_a_deadline_met_late_is_still_recorded_overdue(late: str) -> None:
         field.advance(minutes=40)  # completed 10 minutes late, no check in between
         STEP["complete"](incident, field, order_id)
         deadline = pb.DEADLINE_COMPLETION
-    incident.record_overdue(field.clock.now(), field.now())
-    assert deadline in order(incident, order_id).overdue
+    # The late step itself recorded the deadline first, at the time it fell due.
+    *_, overdue, step = history(incident)
+    assert event_of(step)[0] == ("order_acknowledged" if late == "acknowledgement"
+                                 else "order_completed")
+    assert (overdue.order_overdue.order_id, overdue.order_overdue.deadline) == (order_id, deadline)
+    assert overdue.order_overdue.meta.occurred_at == overdue.order_overdue.due_at
+    assert overdue.order_overdue.escalated_to == COMMANDER
+    assert incident.record_overdue(field.clock.now(), field.now()) == 0  # and only once
+    assert order(incident, order_id).overdue == [deadline]

@@ -144,6 +144,32 @@ def test_phases_not_reached_are_left_unset() -> None:
         assert not e.HasField(phase), phase
 
 
+def test_after_a_flare_up_containment_and_recovery_are_those_that_held() -> None:
+    """Contained at 00:40, re-opened by an escalation at 01:00 while recovering, contained
+    again at 01:30: declared -> contained runs to 01:30, recovery from its second start."""
+    d = Drill()
+    d.declare()
+    d.assign("P-7")
+    d.after("first containment", minutes=40)
+    d.incident.contain(d.cause(), WALL)
+    d.incident.start_recovery(d.cause(), WALL)
+    d.after("flare-up", minutes=20)
+    d.incident.regrade(ipb.GRADE_II, response_for("urban_flooding", ipb.GRADE_II),
+                       Cause("duty-officer", d.clock.now(), reason="levee breached"), WALL)
+    d.after("contained", minutes=30)
+    d.incident.contain(d.cause(), WALL)
+    d.after("recovery_started", minutes=10)
+    d.incident.start_recovery(d.cause(), WALL)
+    d.after("recovered", minutes=50)
+    d.incident.complete_recovery(d.cause(), WALL)
+
+    e = evaluate(str(d.incident.id), d.history())
+
+    assert e.final_state == S.INCIDENT_STATE_RECOVERED
+    assert e.declared_to_contained.ToTimedelta() == timedelta(minutes=90)
+    assert e.recovery_duration.ToTimedelta() == timedelta(minutes=50)
+
+
 def test_a_warning_not_yet_acted_on_has_no_phases() -> None:
     d = Drill()
     e = evaluate(str(d.incident.id), d.history())

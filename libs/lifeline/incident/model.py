@@ -37,6 +37,9 @@ DEPLOYED = (common_pb2.UNIT_STATUS_ASSIGNED, common_pb2.UNIT_STATUS_EN_ROUTE,
 CLOSED_ORDER = (pb.ORDER_STATUS_VERIFIED, pb.ORDER_STATUS_CANCELLED)
 UNFINISHED_ORDER = (pb.ORDER_STATUS_ISSUED, pb.ORDER_STATUS_ACKNOWLEDGED,
                     pb.ORDER_STATUS_IN_PROGRESS)
+#: States an escalation re-opens: lives at risk again mean the incident is not contained.
+AFTER_CONTAINMENT = (S.INCIDENT_STATE_CONTAINED, S.INCIDENT_STATE_RECOVERING,
+                     S.INCIDENT_STATE_RECOVERED)
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,11 @@ class IncidentState:
         v.version = meta.sequence
         v.updated_at.CopyFrom(meta.occurred_at)
         at = meta.occurred_at
+        # The deadline watch's own steps do not move the incident's field clock, or each
+        # would slow it by the watch's lag.
+        if field != "order_overdue" and meta.HasField("recorded_at"):
+            v.field_time_offset.FromTimedelta(
+                from_timestamp(meta.occurred_at) - from_timestamp(meta.recorded_at))
         if field == "opened":
             v.id = meta.aggregate_id
             v.state = S.INCIDENT_STATE_WARNING
@@ -168,6 +176,12 @@ class IncidentState:
             v.dismissed_at.CopyFrom(at)
         elif field == "grade_changed":
             v.grade = event.to_grade
+        elif field == "response_reopened":
+            v.state = S.INCIDENT_STATE_RESPONDING
+            v.times_reopened += 1
+            # The phases after containment start over; they are recorded again as they hold.
+            for phase in ("contained_at", "recovery_started_at", "recovered_at"):
+                v.ClearField(phase)
         elif field == "plan_activated":
             v.plan.CopyFrom(pb.ActivePlan(
                 plan_id=event.plan_id, plan_version=event.plan_version,
@@ -245,6 +259,12 @@ class IncidentState:
         return requested - short - released
 
 
+def field_time_offset(view: pb.Incident) -> timedelta:
+    """How far the incident's field time ran ahead of the service clock at its latest
+    reported step (negative for a history told in past field time)."""
+    return view.field_time_offset.ToTimedelta()
+
+
 def due_deadlines(view: pb.Incident, field_now: datetime) -> list[tuple[str, int, Any]]:
     """Deadlines passed unmet by field time field_now and not yet recorded as overdue:
     (order id, which deadline, when it fell due), earliest first."""
@@ -298,10 +318,27 @@ class Incident(ProtoAggregate):
         return self.state.view
 
     def record(self, field: str, event: Message, cause: Cause, now: datetime) -> None:
+        last = from_timestamp(self.view.updated_at)
+        if cause.occurred_at < last:
+            # Reached only by a caller's command (other causes are clamped first), before it
+            # recorded anything: a command's steps share its field time.
+            raise RuleViolation("time-runs-forward",
+                                f"{field.replace('_', ' ')} at {cause.occurred_at.isoformat()} "
+                                f"is before the incident's last step at {last.isoformat()}")
+        if field != "order_overdue":
+            # A deadline passed before this step is recorded first, at the time it fell due,
+            # so a late acknowledgement is still overdue and the history stays in time order.
+            self.record_overdue(cause.occurred_at, now)
         # Every step of an incident belongs to the chain its warning (or report) started.
         if not cause.correlation_id:
             cause = replace(cause, correlation_id=self.view.warning_id or str(self.id))
         super().record(field, event, cause, now)
+
+    def _not_before_last_step(self, cause: Cause) -> Cause:
+        """Another service's event is never refused (that would wedge the inbox): it keeps
+        its field time, clamped so it never goes before the incident's last step."""
+        last = from_timestamp(self.view.updated_at)
+        return replace(cause, occurred_at=last) if cause.occurred_at < last else cause
 
     # ---- opening ----
 
@@ -328,12 +365,13 @@ class Incident(ProtoAggregate):
     def change_warning_level(self, level: int, cause: Cause, now: datetime) -> None:
         if self.view.state in OPEN and level != self.view.warning_level:
             self.record("warning_level_changed", pb.WarningLevelChanged(
-                warning_id=self.view.warning_id, level=level), cause, now)  # type: ignore[arg-type]
+                warning_id=self.view.warning_id, level=level),  # type: ignore[arg-type]
+                self._not_before_last_step(cause), now)
 
     def clear_warning(self, cause: Cause, now: datetime) -> None:
         if self.view.state in OPEN and self.view.warning_level != common_pb2.WARNING_LEVEL_NONE:
             self.record("warning_cleared", pb.WarningCleared(warning_id=self.view.warning_id),
-                        cause, now)
+                        self._not_before_last_step(cause), now)
 
     # ---- response ----
 
@@ -359,10 +397,16 @@ class Incident(ProtoAggregate):
         if grade == self.view.grade:
             raise RuleViolation("regrade-changes-grade", f"the incident is already grade "
                                                          f"{grade_name(grade)}")
-        previous = self.view.grade
+        previous, state = self.view.grade, self.view.state
         self.record("grade_changed", pb.GradeChanged(from_grade=previous, to_grade=grade),  # type: ignore[arg-type]
                     cause, now)
         cause = replace(cause, causation_id=f"{self.id}/{self.version}")  # the grade change
+        if grade < previous and state in AFTER_CONTAINMENT:
+            # A flare-up (复燃): the response re-opens before the higher grade's orders go
+            # out, so its life-safety orders never stand open on a contained incident.
+            self.record("response_reopened", pb.ResponseReopened(
+                from_state=state, from_grade=previous, to_grade=grade),  # type: ignore[arg-type]
+                cause, now)
         if grade > previous:  # a larger number is less severe: release the surplus
             for kind in {u.unit_kind for u in self.state.deployed_units()}:
                 surplus = [u for u in self.state.deployed_units() if u.unit_kind == kind]
@@ -403,21 +447,23 @@ class Incident(ProtoAggregate):
             return False
         self.record("unit_assigned", pb.UnitAssigned(request_id=request_id, unit_id=unit_id,
                                                      unit_kind=unit_kind,
-                                                     distance_km=distance_km), cause, now)
+                                                     distance_km=distance_km),
+                    self._not_before_last_step(cause), now)
         return True
 
     def record_shortfall(self, request_id: str, unit_kind: str, missing: int, cause: Cause,
                          now: datetime) -> None:
         if self.view.state in ACTIVE:
             self.record("resource_shortfall", pb.ResourceShortfall(
-                request_id=request_id, unit_kind=unit_kind, missing=missing), cause, now)
+                request_id=request_id, unit_kind=unit_kind, missing=missing),
+                self._not_before_last_step(cause), now)
 
     def report_unit_status(self, unit_id: str, status: int, cause: Cause, now: datetime) -> bool:
         unit = self.state.unit(unit_id)
         if unit is None or unit.released or unit.status == status or status not in DEPLOYED:
             return False
         self.record("unit_status_reported", pb.UnitStatusReported(unit_id=unit_id, status=status),  # type: ignore[arg-type]
-                    cause, now)
+                    self._not_before_last_step(cause), now)
         return True
 
     def release_unit(self, unit_id: str, cause: Cause, now: datetime) -> bool:
@@ -425,7 +471,8 @@ class Incident(ProtoAggregate):
         unit = self.state.unit(unit_id)
         if self.view.state not in OPEN or unit is None or unit.released:
             return False
-        self.record("unit_released", pb.UnitReleased(unit_id=unit_id), cause, now)
+        self.record("unit_released", pb.UnitReleased(unit_id=unit_id),
+                    self._not_before_last_step(cause), now)
         return True
 
     def contain(self, cause: Cause, now: datetime) -> None:
@@ -570,9 +617,11 @@ class Incident(ProtoAggregate):
         due = due_deadlines(self.view, field_now)
         for order_id, deadline, due_at in due:
             which = "acknowledgement" if deadline == pb.DEADLINE_ACKNOWLEDGEMENT else "completion"
-            cause = Cause(actor="dispatch", occurred_at=from_timestamp(due_at),
-                          reason=f"{which} deadline passed",
-                          causation_id=f"{self.id}/order/{order_id}")
+            # At the time it fell due; clamped only in a history recorded before every step
+            # recorded the deadlines passed before it.
+            cause = self._not_before_last_step(Cause(
+                actor="dispatch", occurred_at=from_timestamp(due_at),
+                reason=f"{which} deadline passed", causation_id=f"{self.id}/order/{order_id}"))
             self.record("order_overdue", pb.OrderOverdue(
                 order_id=order_id, deadline=deadline, due_at=due_at,  # type: ignore[arg-type]
                 escalated_to=self.view.commander), cause, now)

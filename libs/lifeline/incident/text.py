@@ -53,6 +53,10 @@ def describe(wrapper: pb.IncidentEvent) -> str:
         case "grade_changed":
             return (f"grade {_enum(pb.Grade, e.from_grade, 'GRADE_')} -> "
                     f"{_enum(pb.Grade, e.to_grade, 'GRADE_')}: {wrapper.grade_changed.meta.reason}")
+        case "response_reopened":
+            return (f"response re-opened ({state_name(e.from_state).lower()} -> responding) "
+                    f"by escalation {_enum(pb.Grade, e.from_grade, 'GRADE_')} -> "
+                    f"{_enum(pb.Grade, e.to_grade, 'GRADE_')}: {e.meta.reason}")
         case "plan_activated":
             return (f"plan {e.plan_id} v{e.plan_version} in force at grade "
                     f"{_enum(pb.Grade, e.grade, 'GRADE_')} (sha256 {e.content_hash[:10]}); "

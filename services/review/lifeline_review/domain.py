@@ -107,7 +107,9 @@ def _earliest(stamps: list[Timestamp]) -> Timestamp:
 
 
 def evaluate(incident_id: str, history: list[incident_pb2.IncidentEvent]) -> pb.Evaluation:
-    """Phase durations in field time, from the history alone."""
+    """Phase durations in field time, from the history alone. After an escalation re-opened
+    the response, containment and recovery are those that finally held: declared ->
+    contained runs to the last containment, so the flare-up counts as response time."""
     v = IncidentState.replay(history).view
     first_assigned = _earliest([u.assigned_at for u in v.units])
     first_on_scene = _earliest([u.on_scene_at for u in v.units])

@@ -9,6 +9,7 @@ Changes are additive only; old histories must still replay.
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -654,6 +655,44 @@ class GradeChanged(_message.Message):
 Global___GradeChanged: _TypeAlias = GradeChanged  # noqa: Y015
 
 @_typing.final
+class ResponseReopened(_message.Message):
+    """An escalation after containment re-opened the response (a flare-up, 复燃): the incident is
+    RESPONDING again, so the higher grade's life-safety orders go out under the containment
+    rule, and containment is recorded again once it holds. meta.reason says why (the grade
+    change's reason); meta.causation_id names the GradeChanged that caused it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    FROM_STATE_FIELD_NUMBER: _builtins.int
+    FROM_GRADE_FIELD_NUMBER: _builtins.int
+    TO_GRADE_FIELD_NUMBER: _builtins.int
+    from_state: Global___IncidentState.ValueType
+    """The state the escalation found: CONTAINED, RECOVERING or RECOVERED."""
+    from_grade: Global___Grade.ValueType
+    """The grade before the escalation."""
+    to_grade: Global___Grade.ValueType
+    """The more severe grade that re-opened the response."""
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        from_state: Global___IncidentState.ValueType = ...,
+        from_grade: Global___Grade.ValueType = ...,
+        to_grade: Global___Grade.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_grade", b"from_grade", "from_state", b"from_state", "meta", b"meta", "to_grade", b"to_grade"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResponseReopened: _TypeAlias = ResponseReopened  # noqa: Y015
+
+@_typing.final
 class PlanActivated(_message.Message):
     """An emergency plan came into force for the incident's grade. Id, version and content
     hash say exactly which plan text a replay must assume.
@@ -1121,6 +1160,7 @@ class IncidentEvent(_message.Message):
     RECOVERY_TASK_ADDED_FIELD_NUMBER: _builtins.int
     RECOVERY_TASK_COMPLETED_FIELD_NUMBER: _builtins.int
     REVIEWED_FIELD_NUMBER: _builtins.int
+    RESPONSE_REOPENED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def opened(self) -> Global___IncidentOpened: ...
     @_builtins.property
@@ -1179,6 +1219,8 @@ class IncidentEvent(_message.Message):
     def recovery_task_completed(self) -> Global___RecoveryTaskCompleted: ...
     @_builtins.property
     def reviewed(self) -> Global___IncidentReviewed: ...
+    @_builtins.property
+    def response_reopened(self) -> Global___ResponseReopened: ...
     def __init__(
         self,
         *,
@@ -1211,12 +1253,13 @@ class IncidentEvent(_message.Message):
         recovery_task_added: Global___RecoveryTaskAdded | None = ...,
         recovery_task_completed: Global___RecoveryTaskCompleted | None = ...,
         reviewed: Global___IncidentReviewed | None = ...,
+        response_reopened: Global___ResponseReopened | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "commander_assigned", b"commander_assigned", "contained", b"contained", "declared", b"declared", "dismissed", b"dismissed", "event", b"event", "grade_changed", b"grade_changed", "opened", b"opened", "order_acknowledged", b"order_acknowledged", "order_cancelled", b"order_cancelled", "order_completed", b"order_completed", "order_issued", b"order_issued", "order_overdue", b"order_overdue", "order_progress_reported", b"order_progress_reported", "order_verified", b"order_verified", "plan_activated", b"plan_activated", "recovered", b"recovered", "recovery_started", b"recovery_started", "recovery_task_added", b"recovery_task_added", "recovery_task_completed", b"recovery_task_completed", "reported", b"reported", "resource_shortfall", b"resource_shortfall", "resources_requested", b"resources_requested", "reviewed", b"reviewed", "situation_reported", b"situation_reported", "unit_assigned", b"unit_assigned", "unit_released", b"unit_released", "unit_status_reported", b"unit_status_reported", "warning_cleared", b"warning_cleared", "warning_level_changed", b"warning_level_changed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "commander_assigned", b"commander_assigned", "contained", b"contained", "declared", b"declared", "dismissed", b"dismissed", "event", b"event", "grade_changed", b"grade_changed", "opened", b"opened", "order_acknowledged", b"order_acknowledged", "order_cancelled", b"order_cancelled", "order_completed", b"order_completed", "order_issued", b"order_issued", "order_overdue", b"order_overdue", "order_progress_reported", b"order_progress_reported", "order_verified", b"order_verified", "plan_activated", b"plan_activated", "recovered", b"recovered", "recovery_started", b"recovery_started", "recovery_task_added", b"recovery_task_added", "recovery_task_completed", b"recovery_task_completed", "reported", b"reported", "resource_shortfall", b"resource_shortfall", "resources_requested", b"resources_requested", "response_reopened", b"response_reopened", "reviewed", b"reviewed", "situation_reported", b"situation_reported", "unit_assigned", b"unit_assigned", "unit_released", b"unit_released", "unit_status_reported", b"unit_status_reported", "warning_cleared", b"warning_cleared", "warning_level_changed", b"warning_level_changed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "commander_assigned", b"commander_assigned", "contained", b"contained", "declared", b"declared", "dismissed", b"dismissed", "event", b"event", "grade_changed", b"grade_changed", "opened", b"opened", "order_acknowledged", b"order_acknowledged", "order_cancelled", b"order_cancelled", "order_completed", b"order_completed", "order_issued", b"order_issued", "order_overdue", b"order_overdue", "order_progress_reported", b"order_progress_reported", "order_verified", b"order_verified", "plan_activated", b"plan_activated", "recovered", b"recovered", "recovery_started", b"recovery_started", "recovery_task_added", b"recovery_task_added", "recovery_task_completed", b"recovery_task_completed", "reported", b"reported", "resource_shortfall", b"resource_shortfall", "resources_requested", b"resources_requested", "reviewed", b"reviewed", "situation_reported", b"situation_reported", "unit_assigned", b"unit_assigned", "unit_released", b"unit_released", "unit_status_reported", b"unit_status_reported", "warning_cleared", b"warning_cleared", "warning_level_changed", b"warning_level_changed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "commander_assigned", b"commander_assigned", "contained", b"contained", "declared", b"declared", "dismissed", b"dismissed", "event", b"event", "grade_changed", b"grade_changed", "opened", b"opened", "order_acknowledged", b"order_acknowledged", "order_cancelled", b"order_cancelled", "order_completed", b"order_completed", "order_issued", b"order_issued", "order_overdue", b"order_overdue", "order_progress_reported", b"order_progress_reported", "order_verified", b"order_verified", "plan_activated", b"plan_activated", "recovered", b"recovered", "recovery_started", b"recovery_started", "recovery_task_added", b"recovery_task_added", "recovery_task_completed", b"recovery_task_completed", "reported", b"reported", "resource_shortfall", b"resource_shortfall", "resources_requested", b"resources_requested", "response_reopened", b"response_reopened", "reviewed", b"reviewed", "situation_reported", b"situation_reported", "unit_assigned", b"unit_assigned", "unit_released", b"unit_released", "unit_status_reported", b"unit_status_reported", "warning_cleared", b"warning_cleared", "warning_level_changed", b"warning_level_changed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["opened", "reported", "warning_level_changed", "warning_cleared", "declared", "resources_requested", "unit_assigned", "resource_shortfall", "unit_status_reported", "unit_released", "contained", "recovery_started", "recovered", "closed", "dismissed", "grade_changed", "plan_activated", "commander_assigned", "order_issued", "order_acknowledged", "order_progress_reported", "order_completed", "order_verified", "order_cancelled", "order_overdue", "situation_reported", "recovery_task_added", "recovery_task_completed", "reviewed"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["opened", "reported", "warning_level_changed", "warning_cleared", "declared", "resources_requested", "unit_assigned", "resource_shortfall", "unit_status_reported", "unit_released", "contained", "recovery_started", "recovered", "closed", "dismissed", "grade_changed", "plan_activated", "commander_assigned", "order_issued", "order_acknowledged", "order_progress_reported", "order_completed", "order_verified", "order_cancelled", "order_overdue", "situation_reported", "recovery_task_added", "recovery_task_completed", "reviewed", "response_reopened"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -1501,6 +1544,8 @@ class Incident(_message.Message):
     RECOVERY_TASKS_FIELD_NUMBER: _builtins.int
     REVIEWED_FIELD_NUMBER: _builtins.int
     REVIEWED_AT_FIELD_NUMBER: _builtins.int
+    FIELD_TIME_OFFSET_FIELD_NUMBER: _builtins.int
+    TIMES_REOPENED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     state: Global___IncidentState.ValueType
     version: _builtins.int
@@ -1516,6 +1561,8 @@ class Incident(_message.Message):
     reporter: _builtins.str
     commander: _builtins.str
     reviewed: _builtins.bool
+    times_reopened: _builtins.int
+    """How many times an escalation re-opened the response after containment."""
     @_builtins.property
     def location(self) -> _common_pb2.GeoPoint: ...
     @_builtins.property
@@ -1527,7 +1574,11 @@ class Incident(_message.Message):
     @_builtins.property
     def declared_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
-    def contained_at(self) -> _timestamp_pb2.Timestamp: ...
+    def contained_at(self) -> _timestamp_pb2.Timestamp:
+        """Containment, recovery started and recovered are those of the response now in force:
+        a ResponseReopened clears them, and they are recorded again when they hold.
+        """
+
     @_builtins.property
     def recovery_started_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -1552,6 +1603,14 @@ class Incident(_message.Message):
     def recovery_tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecoveryTask]: ...
     @_builtins.property
     def reviewed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def field_time_offset(self) -> _duration_pb2.Duration:
+        """Field time minus service time (recorded_at) at the latest step reported to the
+        incident, the deadline watch's own OrderOverdue steps aside. In production the
+        incident's field clock runs on from that step at the service clock's pace, so a history
+        told in past field time meets its deadlines in field time (dispatch's README, Time).
+        """
+
     def __init__(
         self,
         *,
@@ -1586,10 +1645,12 @@ class Incident(_message.Message):
         recovery_tasks: _abc.Iterable[Global___RecoveryTask] | None = ...,
         reviewed: _builtins.bool = ...,
         reviewed_at: _timestamp_pb2.Timestamp | None = ...,
+        field_time_offset: _duration_pb2.Duration | None = ...,
+        times_reopened: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "contained_at", b"contained_at", "declared_at", b"declared_at", "dismissed_at", b"dismissed_at", "location", b"location", "opened_at", b"opened_at", "plan", b"plan", "recovered_at", b"recovered_at", "recovery_started_at", b"recovery_started_at", "reviewed_at", b"reviewed_at", "situation", b"situation", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "contained_at", b"contained_at", "declared_at", b"declared_at", "dismissed_at", b"dismissed_at", "field_time_offset", b"field_time_offset", "location", b"location", "opened_at", b"opened_at", "plan", b"plan", "recovered_at", b"recovered_at", "recovery_started_at", b"recovery_started_at", "reviewed_at", b"reviewed_at", "situation", b"situation", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "closed_at", b"closed_at", "commander", b"commander", "contained_at", b"contained_at", "declared_at", b"declared_at", "description", b"description", "dismissed_at", b"dismissed_at", "grade", b"grade", "grid_cell", b"grid_cell", "hazard", b"hazard", "hazard_type", b"hazard_type", "id", b"id", "location", b"location", "opened_at", b"opened_at", "orders", b"orders", "plan", b"plan", "recovered_at", b"recovered_at", "recovery_started_at", b"recovery_started_at", "recovery_tasks", b"recovery_tasks", "reporter", b"reporter", "requested", b"requested", "reviewed", b"reviewed", "reviewed_at", b"reviewed_at", "shortfalls", b"shortfalls", "situation", b"situation", "state", b"state", "units", b"units", "updated_at", b"updated_at", "version", b"version", "warning_id", b"warning_id", "warning_level", b"warning_level"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "closed_at", b"closed_at", "commander", b"commander", "contained_at", b"contained_at", "declared_at", b"declared_at", "description", b"description", "dismissed_at", b"dismissed_at", "field_time_offset", b"field_time_offset", "grade", b"grade", "grid_cell", b"grid_cell", "hazard", b"hazard", "hazard_type", b"hazard_type", "id", b"id", "location", b"location", "opened_at", b"opened_at", "orders", b"orders", "plan", b"plan", "recovered_at", b"recovered_at", "recovery_started_at", b"recovery_started_at", "recovery_tasks", b"recovery_tasks", "reporter", b"reporter", "requested", b"requested", "reviewed", b"reviewed", "reviewed_at", b"reviewed_at", "shortfalls", b"shortfalls", "situation", b"situation", "state", b"state", "times_reopened", b"times_reopened", "units", b"units", "updated_at", b"updated_at", "version", b"version", "warning_id", b"warning_id", "warning_level", b"warning_level"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
