@@ -48,10 +48,13 @@ class SimulationClock:
 
 
 class FieldClock:
-    """Field time for rules that fire on deadlines.
+    """Field time for rules that fire on deadlines, judged in field time in every mode.
 
-    In production it is the system clock. In drills and what-if replays (`observed`) it is
-    the latest field time the service has been told of by the commands it received, so a
+    In production an aggregate's field clock runs on from its latest reported step at the
+    service clock's pace: `offset` is that step's field time minus the service time it was
+    recorded at, so a history told in past field time meets its deadlines in field time
+    rather than being overdue at once. In drills and what-if replays (`observed`) it is the
+    latest field time the service has been told of by the commands it received, so a
     deadline passes when the scenario's time passes it, however fast the scenario plays.
     """
 
@@ -66,9 +69,10 @@ class FieldClock:
                 if self._latest is None or when > self._latest:
                     self._latest = when
 
-    def now(self) -> datetime | None:
-        """The field time now; None in a drill that has not started yet."""
+    def now(self, offset: timedelta, service_now: datetime) -> datetime | None:
+        """The field time now of an aggregate whose latest reported step ran `offset` ahead
+        of the service clock; None in a drill that has not started yet."""
         if not self.observed:
-            return datetime.now(UTC)
+            return service_now + offset
         with self._lock:
             return self._latest

@@ -74,13 +74,16 @@ class DispatchApp(ServiceApplication):
         command(incident)
         return incident.view, self.record(incident)
 
-    def record_overdue(self, incident_ids: Sequence[str], field_now: datetime, now: datetime
+    def record_overdue(self, incident_ids: Sequence[str],
+                       field_now: Callable[[pb.Incident], datetime | None], now: datetime
                        ) -> tuple[int, list[Recording]]:
-        """Record every deadline passed by field time field_now on these incidents."""
+        """Record every deadline passed on these incidents by the field time now on each
+        one's own field clock (read from the incident as it is, not the read model)."""
         changed = []
         for incident_id in incident_ids:
             incident = self.incident(incident_id)
-            if incident.record_overdue(field_now, now):
+            field_time = field_now(incident.view)
+            if field_time is not None and incident.record_overdue(field_time, now):
                 changed.append(incident)
         return len(changed), self.record(*changed)
 

@@ -6,6 +6,7 @@ stale read model can never make resources give one unit to two incidents."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
@@ -14,7 +15,7 @@ from google.protobuf.message import Message
 from lifeline.common.v1 import common_pb2
 from lifeline.edge import check_location
 from lifeline.errors import InvalidArgument, RuleViolation
-from lifeline.events import Cause, ProtoAggregate, event_of, meta_of, stable_id
+from lifeline.events import Cause, ProtoAggregate, event_of, from_timestamp, meta_of, stable_id
 from lifeline.resources.v1 import resources_pb2 as pb
 
 U = common_pb2.UnitStatus
@@ -78,6 +79,12 @@ class Unit(ProtoAggregate):
     def available(self) -> bool:
         return self.view.status == U.UNIT_STATUS_AVAILABLE
 
+    def _not_before_last_step(self, cause: Cause) -> Cause:
+        """Dispatch's events (assignments, releases) are never refused, which would wedge
+        the inbox: they keep their field time, clamped to the unit's last step."""
+        last = from_timestamp(self.view.status_since)
+        return replace(cause, occurred_at=last) if cause.occurred_at < last else cause
+
     def assign(self, incident_id: str, request_id: str, cause: Cause, now: datetime) -> None:
         if not self.available:
             raise RuleViolation("one-incident-per-unit",
@@ -85,12 +92,19 @@ class Unit(ProtoAggregate):
                                 + (f" for incident {self.view.incident_id}"
                                    if self.view.incident_id else ""))
         self.record("assigned", pb.UnitAssigned(unit_id=self.view.id, incident_id=incident_id,
-                                                request_id=request_id), cause, now)
+                                                request_id=request_id),
+                    self._not_before_last_step(cause), now)
 
     def change_status(self, status: int, cause: Cause, now: datetime) -> None:
         current = self.view.status
         if status == current:
             return
+        last = from_timestamp(self.view.status_since)
+        if cause.occurred_at < last:
+            raise RuleViolation("time-runs-forward",
+                                f"{status_name(status).lower()} at "
+                                f"{cause.occurred_at.isoformat()} is before unit "
+                                f"{self.view.id}'s last step at {last.isoformat()}")
         if status in (U.UNIT_STATUS_EN_ROUTE, U.UNIT_STATUS_ON_SCENE) and current not in DEPLOYED:
             raise RuleViolation("moves-only-when-assigned",
                                 f"unit {self.view.id} is {status_name(current)}: it goes en "
@@ -113,7 +127,7 @@ class Unit(ProtoAggregate):
         if self.view.incident_id != incident_id or self.view.status not in DEPLOYED:
             return False
         self.record("released", pb.UnitReleased(unit_id=self.view.id, incident_id=incident_id),
-                    cause, now)
+                    self._not_before_last_step(cause), now)
         return True
 
 
