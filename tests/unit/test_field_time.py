@@ -189,6 +189,16 @@ def test_a_unit_status_dated_before_its_last_step_is_refused() -> None:
     assert unit.view.status == U.UNIT_STATUS_ON_SCENE
 
 
+def test_a_unit_registered_today_serves_an_incident_told_in_past_field_time() -> None:
+    """Registration is the fleet office's, at service time: not a step in the field."""
+    unit = Unit.register(resources_pb2.RegisterUnitRequest(
+        id="E-1", kind="fire_engine", home=PLACE, department="fire"),
+        Cause("fleet-office", SERVICE), service())
+    unit.assign("incident-1", "req-1", at(10, "resources"), service(1))
+    unit.change_status(U.UNIT_STATUS_EN_ROUTE, at(11, "crew-E-1"), service(2))
+    assert from_timestamp(unit.view.status_since) == FIELD + timedelta(minutes=11)
+
+
 def test_dispatchs_assignment_and_release_from_before_the_last_step_are_clamped() -> None:
     unit = unit_serving(10)
     unit.change_status(U.UNIT_STATUS_ON_SCENE, at(20, "crew-E-1"), service(2))

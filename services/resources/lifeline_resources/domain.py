@@ -49,6 +49,10 @@ class Unit(ProtoAggregate):
     def when(self, wrapper: Message) -> None:
         field, event = event_of(wrapper)
         at = meta_of(wrapper).occurred_at
+        # The field time of the unit's latest step in service. Registration is the fleet
+        # office's, at service time, not a step in the field: a drill may send a unit
+        # registered today to an incident told in past field time.
+        self.last_step = None if field == "registered" else from_timestamp(at)
         if field == "registered":
             self.view = pb.Unit()
             self.view.CopyFrom(event.unit)
@@ -82,8 +86,8 @@ class Unit(ProtoAggregate):
     def _not_before_last_step(self, cause: Cause) -> Cause:
         """Dispatch's events (assignments, releases) are never refused, which would wedge
         the inbox: they keep their field time, clamped to the unit's last step."""
-        last = from_timestamp(self.view.status_since)
-        return replace(cause, occurred_at=last) if cause.occurred_at < last else cause
+        last = self.last_step
+        return replace(cause, occurred_at=last) if last and cause.occurred_at < last else cause
 
     def assign(self, incident_id: str, request_id: str, cause: Cause, now: datetime) -> None:
         if not self.available:
@@ -99,8 +103,8 @@ class Unit(ProtoAggregate):
         current = self.view.status
         if status == current:
             return
-        last = from_timestamp(self.view.status_since)
-        if cause.occurred_at < last:
+        last = self.last_step
+        if last is not None and cause.occurred_at < last:
             raise RuleViolation("time-runs-forward",
                                 f"{status_name(status).lower()} at "
                                 f"{cause.occurred_at.isoformat()} is before unit "
