@@ -911,6 +911,7 @@ class Drive:
             assert reopened.to_grade < reopened.from_grade == before.grade
             assert reopened.meta.reason
             assert v.state == S.INCIDENT_STATE_RESPONDING and not v.HasField("contained_at")
+            event("response re-opened")
         else:
             assert before.state != S.INCIDENT_STATE_DISMISSED
             assert rank(v.state) >= rank(before.state)
