@@ -5,7 +5,10 @@ event with `Nats-Msg-Id` = the event's identity; only after JetStream acknowledg
 does it record how far it got. Nothing writes to the store and the broker in one breath.
 
 Inbox: durable pull consumers; what a handler does with a message is written in the same
-transaction as the message's stream position, so a redelivery changes nothing.
+transaction as the message's event identity (upstream aggregate id and version), never its
+stream position, so a redelivery, a republish after the duplicate window or a recreated
+stream changes nothing. One aggregate's events are applied in version order; a message that
+keeps failing is parked (lifeline.parking) while everything else flows on.
 """
 
 from __future__ import annotations
@@ -15,8 +18,12 @@ import contextlib
 import logging
 import re
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import nats
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
@@ -28,10 +35,13 @@ from nats.js.errors import NotFoundError, ServiceUnavailableError
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
-from lifeline.events import ProtoAggregate, event_of
+from lifeline.common.v1 import parking_pb2
+from lifeline.errors import RuleViolation
+from lifeline.events import Cause, ProtoAggregate, event_of, meta_of
 from lifeline.follow import LogFollower, retry_forever
 from lifeline.identity.nats import inbox_prefix, stream_name
-from lifeline.store import ServiceApplication
+from lifeline.parking import Parking, parking_id
+from lifeline.store import ServiceApplication, retry_conflicts
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -68,9 +78,15 @@ async def connect(url: str, name: str, *, user: str = "", password: str = "",
                               error_cb=on_error, **options)
 
 
-async def ensure_stream(js: JetStreamContext, service: str, replicas: int = 1) -> None:
+#: JetStream's memory of Nats-Msg-Ids; consumers do not depend on it (they recognise events
+#: by identity), it only saves them work.
+DUPLICATE_WINDOW_SECONDS = 120.0
+
+
+async def ensure_stream(js: JetStreamContext, service: str, replicas: int = 1,
+                        duplicate_window: float = DUPLICATE_WINDOW_SECONDS) -> None:
     config = api.StreamConfig(name=stream_name(service), subjects=[f"lifeline.{service}.>"],
-                              storage=api.StorageType.FILE, duplicate_window=120.0,
+                              storage=api.StorageType.FILE, duplicate_window=duplicate_window,
                               num_replicas=replicas)
     try:
         await js.stream_info(config.name)  # type: ignore[arg-type]
@@ -138,29 +154,89 @@ def _aggregate_class(event: ProtoAggregate.Recorded) -> type[ProtoAggregate]:
 
 Handler = Callable[[str, Message, Tracking], Awaitable[None]]
 
+#: JetStream redelivers a message nobody acknowledged within this long. Short, so that the
+#: messages a killed consumer held reach its replacement within seconds; a live consumer
+#: keeps what it holds (a running handler, an early message waiting for an earlier one)
+#: with in-progress acks every HEARTBEAT_SECONDS.
+ACK_WAIT_SECONDS = 3.0
+HEARTBEAT_SECONDS = 1.0
+#: A message whose handler failed this often (in this process) is parked.
+MAX_ATTEMPTS = 5
+#: An event that arrived before an earlier one of its aggregate waits this long for it
+#: (held by a dead consumer, redelivered after a failure), then is parked with the gap.
+EARLY_WAIT_SECONDS = 30.0
+#: At most this many early events wait in memory; more are handed back to JetStream.
+MAX_EARLY = 512
+MAX_IDENTITY = 200
+
+
+@dataclass
+class Delivery:
+    """One message with its event identity: upstream aggregate id and version."""
+
+    msg: Msg
+    aggregate_id: str
+    version: int
+    key: str  # "<upstream>/<aggregate id>": the tracking table's application_name
+    message_type: type[Message] | None  # None: a type this consumer does not know
+    handled: bool  # False: an event of the aggregate this consumer only tracks
+    since: float = field(default_factory=time.monotonic)
+
+    @property
+    def tracking(self) -> Tracking:
+        return Tracking(application_name=self.key, notification_id=self.version)
+
 
 class Inbox:
-    """A durable pull consumer whose handler records its effects with the stream position."""
+    """A durable pull consumer applying each upstream aggregate's events in version order,
+    exactly once, recognised by their identity.
+
+    For each message, the consumer's store says the highest version it took of that
+    aggregate (`ServiceApplication.inbox_position`): a version it took is a repeat (acked);
+    the next one is applied, its effects written with its identity; a later one is early
+    and waits, unacknowledged, until the one before it was taken (then it is applied at
+    once) or for EARLY_WAIT_SECONDS (then it is parked). The consumer's filter covers
+    every event subject of the aggregates it listens to, so versions are contiguous from
+    its view; events it does not handle are tracked all the same. A message that fails
+    MAX_ATTEMPTS times is parked, and its aggregate's later messages are parked behind it.
+    """
 
     def __init__(self, app: ServiceApplication, js: JetStreamContext, *, consumer: str,
                  upstream: str, subjects: Sequence[str],
                  message_types: dict[str, type[Message]], handle: Handler,
-                 batch: int = 64) -> None:
+                 handles: Collection[str] | None = None, batch: int = 64,
+                 max_attempts: int = MAX_ATTEMPTS, early_wait: float = EARLY_WAIT_SECONDS,
+                 ack_wait: float = ACK_WAIT_SECONDS,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.app, self.js = app, js
         self.consumer, self.upstream, self.subjects = consumer, upstream, list(subjects)
         self.message_types, self.handle, self.batch = message_types, handle, batch
+        #: The exact subjects the handler is called for; None for every one it receives.
+        self.handles = None if handles is None else frozenset(handles)
+        self.max_attempts, self.early_wait, self.ack_wait = max_attempts, early_wait, ack_wait
+        self.now = now
         self.stopping = asyncio.Event()
         self._sub: Any = None
-        self.processed = 0
+        self.processed = 0  # messages taken: applied, tracked, parked or found repeated
+        self.parked = 0
+        self._holding: dict[int, Msg] = {}  # stream sequence -> message not yet settled
+        self._early: dict[tuple[str, int], Delivery] = {}
+        self._attempts: dict[tuple[str, int], int] = {}
+        self._retrying = asyncio.Lock()
 
     async def run(self) -> None:
-        await retry_forever(f"consumer {self.consumer}", self._step, self.stopping)
+        beat = asyncio.create_task(self._heartbeat())
+        try:
+            await retry_forever(f"consumer {self.consumer}", self._step, self.stopping)
+        finally:
+            beat.cancel()
+            await asyncio.gather(beat, return_exceptions=True)
 
     async def _subscribe(self) -> Any:
         config = api.ConsumerConfig(
             durable_name=self.consumer, ack_policy=api.AckPolicy.EXPLICIT,
             deliver_policy=api.DeliverPolicy.ALL, filter_subjects=self.subjects,
-            ack_wait=10.0, max_ack_pending=1024,
+            ack_wait=self.ack_wait, max_ack_pending=1024,
         )
         stream = stream_name(self.upstream)
         try:
@@ -168,7 +244,8 @@ class Inbox:
         except NotFoundError:
             raise RuntimeError(f"stream {stream} does not exist yet; it appears when "
                                f"lifeline-{self.upstream} first starts") from None
-        await self.js.add_consumer(stream, config)  # creates it, or finds it as it was
+        # Creates it, finds it as it was, or updates its filter and ack_wait.
+        await self.js.add_consumer(stream, config)
         return await self.js.pull_subscribe_bind(durable=self.consumer, stream=stream)
 
     async def _step(self) -> None:
@@ -180,47 +257,279 @@ class Inbox:
             # pull bounds any stall after a broker restart just as well.
             messages = await self._sub.fetch(self.batch, timeout=1.0)
         except TimeoutError:
-            return
+            messages = []
         except (NotFoundError, ServiceUnavailableError):
             self._sub = None  # the consumer is gone (a fresh broker): create it again
+            self._forget()
             raise
-        for index, msg in enumerate(messages):
-            try:
-                await self._process(msg)
-            except Exception:
-                # Keep the order: this one and the rest of the batch come again later.
-                for later in messages[index:]:
-                    with contextlib.suppress(Exception):
-                        await later.nak(delay=0.5)
-                raise
-            await msg.ack()
-            self.processed += 1
+        try:
+            for msg in messages:
+                self._holding[msg.metadata.sequence.stream] = msg
+            for msg in messages:
+                await self._offer(msg)
+            await self._expire_early()
+        except Exception:
+            # The store or the broker failed us: hand back all we hold; it comes again,
+            # and identity makes whatever was done before the failure a repeat.
+            for msg in list(self._holding.values()):
+                with contextlib.suppress(Exception):
+                    await msg.nak(delay=0.5)
+            self._forget()
+            raise
 
-    async def _process(self, msg: Msg) -> None:
-        tracking = Tracking(application_name=stream_name(self.upstream),
-                            notification_id=msg.metadata.sequence.stream)
+    def _forget(self) -> None:
+        self._holding.clear()
+        self._early.clear()
+
+    async def _heartbeat(self) -> None:
+        """Tell JetStream we still work on what we hold, so a short ack_wait redelivers
+        only what a dead consumer held."""
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), HEARTBEAT_SECONDS)
+            for msg in list(self._holding.values()):
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()
+
+    async def _settle(self, msg: Msg, *, delay: float | None = None) -> None:
+        """Ack (delay None) or hand back after delay; either way we hold it no more."""
+        self._holding.pop(msg.metadata.sequence.stream, None)
+        if delay is None:
+            await msg.ack()
+        else:
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=delay)
+
+    # ---- one message ----
+
+    async def _offer(self, msg: Msg) -> None:
         headers = msg.headers or {}
-        message_type = self.message_types.get(headers.get(TYPE_HEADER, ""))
         if not msg.subject.startswith(f"lifeline.{self.upstream}."):
             # Only the upstream service may publish on its subjects; anything else in its
             # stream (a misconfigured stream, a forged message) is not its event.
             log.warning("%s: ignored a message on %s, which is not lifeline-%s's",
                         self.consumer, msg.subject[:80], self.upstream)
-            message_type = None
-        if message_type is None:
-            # Not ours to interpret (a newer event type): remember we saw it and move on.
-            await asyncio.to_thread(self._mark_seen, tracking)
+            await self._settle(msg)
             return
-        wrapper = message_type.FromString(msg.data)
+        message_type = self.message_types.get(headers.get(TYPE_HEADER, ""))
+        identity = _identity(msg, message_type)
+        if identity is None:
+            log.warning("%s: ignored a message on %s without an event identity",
+                        self.consumer, msg.subject[:80])
+            await self._settle(msg)
+            return
+        aggregate_id, version = identity
+        handled = self.handles is None or msg.subject in self.handles
+        await self._take(Delivery(msg, aggregate_id, version, f"{self.upstream}/{aggregate_id}",
+                                  message_type, handled))
+
+    async def _take(self, delivery: Delivery | None) -> None:
+        """Take a delivery, then every early one of its aggregate that waited for it."""
+        while delivery is not None:
+            last, seen = await asyncio.to_thread(self.app.inbox_position, delivery.key,
+                                                 delivery.version)
+            if seen:
+                await self._settle(delivery.msg)  # a repeat: redelivered or republished
+                self.processed += 1
+            elif delivery.version > last + 1:
+                await self._wait_early(delivery)
+                return
+            elif delivery.version <= last:
+                # Older than one already taken: only possible after a gap was parked; it
+                # goes behind that parking, never applied out of order.
+                await self._park(delivery, f"arrived after version {last} was taken", 0)
+            elif not await self._apply(delivery):
+                return  # handed back to be tried again; its followers keep waiting
+            delivery = self._early.pop((delivery.key, delivery.version + 1), None)
+
+    async def _wait_early(self, delivery: Delivery) -> None:
+        key = (delivery.key, delivery.version)
+        earlier = self._early.get(key)
+        if earlier is not None:
+            delivery.since = earlier.since  # a redelivery of one that already waits
+        elif len(self._early) >= MAX_EARLY:
+            await self._settle(delivery.msg, delay=1.0)
+            return
+        self._early[key] = delivery
+
+    async def _expire_early(self) -> None:
+        """Park early events whose predecessor never came (lost with a deleted stream, or
+        held somewhere for too long), oldest version first."""
+        limit = time.monotonic() - self.early_wait
+        expired = sorted((d for d in self._early.values() if d.since < limit),
+                         key=lambda d: (d.key, d.version))
+        for delivery in expired:
+            if self._early.pop((delivery.key, delivery.version), None) is None:
+                continue  # taken meanwhile, after an earlier one was parked
+            last, _ = await asyncio.to_thread(self.app.inbox_position, delivery.key,
+                                              delivery.version)
+            if delivery.version <= last + 1:
+                await self._take(delivery)
+                continue
+            await self._park(delivery, f"gap: versions {last + 1}..{delivery.version - 1} "
+                             f"did not arrive within {self.early_wait:.0f}s", 0)
+            await self._take(self._early.pop((delivery.key, delivery.version + 1), None))
+
+    async def _apply(self, delivery: Delivery) -> bool:
+        """Apply the next event of its aggregate; False when it is to be tried again."""
+        ident = (delivery.key, delivery.version)
+        try:
+            held = await self._process(delivery)
+        except Exception as error:
+            _, seen = await asyncio.to_thread(self.app.inbox_position, *ident)
+            if seen:  # another instance took it meanwhile (our write conflicted)
+                await self._settle(delivery.msg)
+                return True
+            attempts = self._attempts[ident] = self._attempts.get(ident, 0) + 1
+            if attempts >= self.max_attempts:
+                self._attempts.pop(ident, None)
+                await self._park(delivery, _describe(error), attempts)
+                return True
+            log.warning("%s: %s version %d failed (attempt %d of %d): %s", self.consumer,
+                        delivery.aggregate_id, delivery.version, attempts, self.max_attempts,
+                        _describe(error))
+            await self._settle(delivery.msg, delay=min(0.1 * 2 ** attempts, 2.0))
+            return False
+        self._attempts.pop(ident, None)
+        await self._settle(delivery.msg)
+        self.processed += 1
+        self.parked += held
+        return True
+
+    async def _process(self, delivery: Delivery) -> bool:
+        """Apply (or only track) the next event; True when it was parked behind others."""
+        if delivery.message_type is None or not delivery.handled:
+            # Not for this handler (an event of the aggregate it does not react to, or a
+            # type newer than it knows): tracked, so the versions stay contiguous.
+            await asyncio.to_thread(self.app.record, tracking=delivery.tracking)
+            return False
+        wrapper = delivery.message_type.FromString(delivery.msg.data)
+        if await asyncio.to_thread(retry_conflicts, lambda: self._hold_if_parked(delivery)):
+            return True
+        await self._handle(delivery.msg.subject, wrapper, delivery.msg.headers or {},
+                           delivery.tracking)
+        return False
+
+    async def _handle(self, subject: str, wrapper: Message, headers: dict[str, str],
+                      tracking: Tracking) -> None:
         token = otel_context.attach(propagate.extract(headers))
         try:
-            with tracer.start_as_current_span(f"consume {msg.subject}",
+            with tracer.start_as_current_span(f"consume {subject}",
                                               kind=trace.SpanKind.CONSUMER):
-                if not await asyncio.to_thread(self.app.is_processed, tracking):
-                    await self.handle(msg.subject, wrapper, tracking)
+                await self.handle(subject, wrapper, tracking)
         finally:
             otel_context.detach(token)
 
-    def _mark_seen(self, tracking: Tracking) -> None:
-        if not self.app.is_processed(tracking):
-            self.app.record(tracking=tracking)
+    # ---- parking ----
+
+    def _parked_message(self, delivery: Delivery, error: str, attempts: int
+                        ) -> parking_pb2.ParkedMessage:
+        msg = delivery.msg
+        return parking_pb2.ParkedMessage(
+            version=delivery.version, subject=msg.subject,
+            message_type=(msg.headers or {}).get(TYPE_HEADER, ""), data=msg.data,
+            headers={k: v for k, v in (msg.headers or {}).items() if isinstance(v, str)},
+            error=error, attempts=attempts)
+
+    def _cause(self) -> Cause:
+        return Cause(actor=self.consumer, occurred_at=self.now())
+
+    def _hold_if_parked(self, delivery: Delivery) -> bool:
+        """Park the next event of an aggregate that has parked ones, behind them."""
+        parking = self.app.find(Parking, parking_id(self.consumer, delivery.aggregate_id))
+        head = parking.head if parking is not None else None
+        if parking is None or head is None:
+            return False
+        message = self._parked_message(delivery, f"parked behind version {head.version}", 0)
+        Parking.park(parking, self.consumer, self.upstream, delivery.aggregate_id, message,
+                     self._cause(), self.now())
+        self.app.record(parking, tracking=delivery.tracking)
+        return True
+
+    async def _park(self, delivery: Delivery, error: str, attempts: int) -> None:
+        """Record the message in a parking, with its identity in the same transaction."""
+        message = self._parked_message(delivery, error, attempts)
+
+        def step() -> None:
+            found = self.app.find(Parking, parking_id(self.consumer, delivery.aggregate_id))
+            parking = Parking.park(found, self.consumer, self.upstream, delivery.aggregate_id,
+                                   message, self._cause(), self.now())
+            self.app.record(parking, tracking=delivery.tracking)
+
+        await asyncio.to_thread(retry_conflicts, step)
+        log.error("%s: parked %s version %d (%s): %s", self.consumer, delivery.aggregate_id,
+                  delivery.version, delivery.msg.subject, error)
+        await self._settle(delivery.msg)
+        self.processed += 1
+        self.parked += 1
+
+    async def retry_parked(self, ident: UUID, cause: Cause) -> int:
+        """Apply a parking's waiting messages, oldest first, until one fails again; how
+        many were applied. Each writes its effects with the parking's `retried` event."""
+        applied = 0
+        async with self._retrying:
+            while True:
+                parking = await asyncio.to_thread(self.app.find, Parking, ident)
+                head = parking.head if parking is not None else None
+                if parking is None or head is None:
+                    return applied
+                error = await self._retry_one(parking, head, cause)
+                if error is not None:
+                    def failed(version: int = head.version, why: str = error) -> None:
+                        again = self.app.load(Parking, ident, "parking", str(ident))
+                        again.retry_failed(version, why, cause, self.now())
+                        self.app.record(again)
+
+                    await asyncio.to_thread(retry_conflicts, failed)
+                    return applied
+                applied += 1
+
+    async def _retry_one(self, parking: Parking, head: parking_pb2.ParkedMessage,
+                         cause: Cause) -> str | None:
+        rode: list[bool] = []
+
+        def riders() -> list[Parking]:
+            # Afresh on each attempt: a conflict retried sees the parking as it is now.
+            current = self.app.load(Parking, parking.id, "parking", str(parking.id))
+            current.retried(head.version, cause, self.now())
+            rode.append(True)
+            return [current]
+
+        tracking = Tracking(f"{self.upstream}/{parking.view.upstream_aggregate_id}",
+                            head.version)
+        message_type = self.message_types.get(head.message_type)
+        handled = self.handles is None or head.subject in self.handles
+        try:
+            with self.app.tracked_by(riders):
+                if message_type is not None and handled:
+                    await self._handle(head.subject, message_type.FromString(head.data),
+                                       dict(head.headers), tracking)
+                if not rode:  # the handler wrote nothing: record the retry by itself
+                    await asyncio.to_thread(retry_conflicts,
+                                            lambda: self.app.record(tracking=tracking))
+        except RuleViolation as violation:
+            if violation.rule == "retry-once":
+                return None  # another retry applied it meanwhile
+            return _describe(violation)
+        except Exception as error:
+            return _describe(error)
+        return None
+
+
+def _identity(msg: Msg, message_type: type[Message] | None) -> tuple[str, int] | None:
+    """The event's identity: from Nats-Msg-Id (what the relay sets), else its EventMeta."""
+    msg_id = (msg.headers or {}).get("Nats-Msg-Id", "")
+    aggregate_id, _, version = msg_id.rpartition("/")
+    if aggregate_id and version.isdigit() and len(msg_id) <= MAX_IDENTITY:
+        return aggregate_id, int(version)
+    if message_type is not None:
+        with contextlib.suppress(Exception):
+            meta = meta_of(message_type.FromString(msg.data))
+            if meta.aggregate_id and meta.sequence and len(meta.aggregate_id) <= MAX_IDENTITY:
+                return meta.aggregate_id, int(meta.sequence)
+    return None
+
+
+def _describe(error: BaseException) -> str:
+    # Kept with the parked message and shown to operators: bounded.
+    return f"{type(error).__name__}: {error}"[:500]

@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from lifeline import idempotency
+from lifeline.common.v1 import common_pb2, parking_pb2, parking_pb2_grpc
 from lifeline.grpcutil import client_credentials
 
 Command = Callable[[argparse.Namespace, grpc.Channel], Any]
@@ -97,7 +98,66 @@ def parser(service: str, description: str) -> tuple[argparse.ArgumentParser, Any
                                 "CA `lifeline up` made)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("serve", help=f"run the {service} service (configured by environment)")
+    _parking_parsers(sub)
     return p, sub
+
+
+# ---- parked messages: the same three commands on every service's CLI ----
+
+
+def _parking_parsers(sub: Any) -> None:
+    sub.add_parser("parked", help="list the messages this service's consumers parked")
+    sub.add_parser("retry-parked", help="apply a parking's waiting messages again, in order"
+                   ).add_argument("id", help="the parking id `parked` shows")
+    s = sub.add_parser("discard-parked", help="give up on the first waiting message of a "
+                       "parking (the rest stay parked)")
+    s.add_argument("id", help="the parking id `parked` shows")
+    s.add_argument("--reason", default="", help="why (kept with the record)")
+
+
+def _parking_stub(channel: grpc.Channel) -> parking_pb2_grpc.ParkingServiceStub:
+    return parking_pb2_grpc.ParkingServiceStub(channel)
+
+
+def _parkings(parkings: Sequence[parking_pb2.Parking]) -> Table:
+    return Table(["id", "consumer", "aggregate", "version", "subject", "attempts", "parked",
+                  "error"],
+                 [[p.id, p.consumer, p.upstream_aggregate_id, m.version, m.subject,
+                   m.attempts, when(m.parked_at), m.error[:80]]
+                  for p in parkings for m in p.waiting])
+
+
+def parked(args: argparse.Namespace, channel: grpc.Channel) -> Any:
+    found: list[parking_pb2.Parking] = []
+    token = ""
+    while True:
+        page = _parking_stub(channel).ListParked(parking_pb2.ListParkedRequest(
+            page=common_pb2.PageRequest(page_token=token)))
+        found.extend(page.parkings)
+        token = page.next_page_token
+        if not token:
+            return parking_pb2.ListParkedResponse(parkings=found) if args.json else \
+                _parkings(found)
+
+
+def retry_parked(args: argparse.Namespace, channel: grpc.Channel) -> Any:
+    answer = _parking_stub(channel).RetryParked(parking_pb2.RetryParkedRequest(id=args.id))
+    if args.json:
+        return answer
+    left = len(answer.parking.waiting)
+    return (f"applied {answer.applied}; {left} still parked"
+            + (f" ({answer.parking.waiting[0].error})" if left else ""))
+
+
+def discard_parked(args: argparse.Namespace, channel: grpc.Channel) -> Any:
+    answer = _parking_stub(channel).DiscardParked(parking_pb2.DiscardParkedRequest(
+        id=args.id, reason=args.reason))
+    return answer if args.json else (f"discarded version {answer.discarded_version}; "
+                                     f"{len(answer.parking.waiting)} still parked")
+
+
+PARKING_COMMANDS: dict[str, Command] = {"parked": parked, "retry-parked": retry_parked,
+                                        "discard-parked": discard_parked}
 
 
 def run(service: str, p: argparse.ArgumentParser, commands: dict[str, Command],
@@ -112,7 +172,7 @@ def run(service: str, p: argparse.ArgumentParser, commands: dict[str, Command],
                              options=[("grpc.service_config", RETRY_CONFIG)]) as raw:
         channel = grpc.intercept_channel(raw, IdempotencyKey())
         try:
-            result = commands[args.command](args, channel)
+            result = {**PARKING_COMMANDS, **commands}[args.command](args, channel)
         except grpc.RpcError as error:
             code = error.code()
             detail = error.details()

@@ -18,7 +18,7 @@ from eventsourcing.persistence import Recording
 from google.protobuf.message import Message
 from nats.aio.client import Client as NATS
 
-from lifeline import bus, idempotency
+from lifeline import bus, idempotency, parking
 from lifeline.clock import Clock, SystemClock
 from lifeline.config import Settings
 from lifeline.follow import LogFollower, retry_forever
@@ -40,13 +40,16 @@ class Runtime:
 
     def __init__(self, settings: Settings, app: ServiceApplication, rows_for: RowsFor,
                  clock: Clock | None = None) -> None:
-        self.settings, self.app, self.rows_for = settings, app, rows_for
+        # Every service keeps a row per parking of its consumers, for ListParked.
+        self.settings, self.app = settings, app
+        self.rows_for = parking.with_parking_rows(rows_for)
         self.clock: Clock = clock or SystemClock()
         #: Why the service cannot serve now (its database is unreachable), or None.
         self.backend_down: str | None = None
         self.server = Server(Authenticator.configured(settings.security),
                              ready=lambda: self.backend_down,
                              reflection=settings.security.reflection)
+        parking.register(self)  # every service answers ListParked/RetryParked/DiscardParked
         self.port = 0
         self._consumers: list[dict[str, Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -58,14 +61,18 @@ class Runtime:
     # ---- wiring, called by a service's bootstrap ----
 
     def consume(self, upstream: str, subjects: Sequence[str],
-                message_types: Sequence[type[Message]], handle: bus.Handler) -> None:
+                message_types: Sequence[type[Message]], handle: bus.Handler,
+                handles: Sequence[str] | None = None) -> None:
+        """Consume upstream's events on subjects (every event subject of the aggregates
+        listened to, so each aggregate's versions arrive without gaps); handle is called
+        for those in handles (all when None), the others are only tracked."""
         service = self.settings.service
         if upstream not in LISTENS_TO[service]:
             raise ValueError(f"{service} does not listen to {upstream} in "
                              "lifeline.identity.nats.LISTENS_TO; its NATS user could not")
         self._consumers.append({
             "consumer": consumer_name(service, upstream), "upstream": upstream,
-            "subjects": subjects, "handle": handle,
+            "subjects": subjects, "handle": handle, "handles": handles, "now": self.now,
             "message_types": {t.DESCRIPTOR.full_name: t for t in message_types},
         })
 

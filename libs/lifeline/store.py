@@ -1,8 +1,8 @@
 """Each service is an `eventsourcing` Application kept in PostgreSQL, in tables of its own.
 
 The application's recorder is a process recorder, so whatever a consumer does with a NATS
-message is written in the same transaction as the message's stream position (tracking):
-a redelivered or replayed message changes nothing.
+message is written in the same transaction as the message's event identity (tracking):
+a redelivered, republished or replayed message changes nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from lifeline.errors import Conflict, NotFound
 A = TypeVar("A", bound=Aggregate)
 _collecting: ContextVar[list[Aggregate] | None] = ContextVar("lifeline_collecting",
                                                               default=None)
+_tracked_by: ContextVar[Callable[[], Sequence[Aggregate]] | None] = ContextVar(
+    "lifeline_tracked_by", default=None)
 T = TypeVar("T")
 
 
@@ -81,8 +83,10 @@ def eventsourcing_env(database_url: str, schema: str) -> dict[str, str]:
         "POSTGRES_CONNECT_TIMEOUT": "2",
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "5",
         "POSTGRES_PRE_PING": "y",
-        # Consumers may see a JetStream redelivery after a later message committed:
-        # track every position (membership), not only the highest one.
+        # Consumers track a row per upstream event they took, keyed by the event's identity
+        # (application_name "<upstream>/<aggregate id>", notification_id its version): the
+        # highest version per aggregate orders them, membership recognises a repeat, and a
+        # straggler older than the highest is still told apart from a repeat.
         "SINGLE_ROW_TRACKING": "n",
         "PROCESS_RECORDER_TOPIC": "lifeline.store:StoreRecorder",
         "CREATE_TABLE": "y",
@@ -123,9 +127,24 @@ class ServiceApplication(Application):
         finally:
             _collecting.reset(token)
 
+    @contextlib.contextmanager
+    def tracked_by(self, riders: Callable[[], Sequence[Aggregate]]) -> Iterator[None]:
+        """Within this block, a consumer's write records riders() in place of its tracking
+        row, in the same transaction. A parked message applied again on retry was tracked
+        when it was parked; the parking's own `retried` event (riders() builds it afresh on
+        each attempt) is what makes the retry happen once."""
+        token = _tracked_by.set(riders)
+        try:
+            yield
+        finally:
+            _tracked_by.reset(token)
+
     def record(self, *aggregates: Aggregate | None,
                tracking: Tracking | None = None) -> list[Recording]:
         """Write the aggregates' new events, and the tracking position, in one transaction."""
+        riders = _tracked_by.get()
+        if riders is not None and tracking is not None:
+            aggregates, tracking = (*aggregates, *riders()), None
         collected = _collecting.get()
         if collected is not None:
             assert tracking is None, "a consumer's write is never deferred"
@@ -158,6 +177,25 @@ class ServiceApplication(Application):
         with recorder.datastore.transaction(commit=False) as cursor:
             cursor.execute(query, (tracking.application_name, tracking.notification_id))
             return cursor.fetchone() is not None
+
+    def inbox_position(self, key: str, version: int) -> tuple[int, bool]:
+        """For one upstream aggregate (key = "<upstream>/<aggregate id>"): the highest
+        version this consumer has taken (applied, ignored or parked), and whether it took
+        exactly this version. The tracking table holds a row per version taken
+        (application_name = key, notification_id = version; multi-row tracking, whose
+        primary key makes a second writer of the same version fail), so the answer is
+        the broker's business no more: a republish or a recreated stream asks the same."""
+        recorder = self.process_recorder
+        assert isinstance(recorder, PostgresProcessRecorder)
+        query = sql.SQL("SELECT max(notification_id), bool_or(notification_id = %s) "
+                        "FROM {}.{} WHERE application_name = %s"
+                        ).format(sql.Identifier(recorder.datastore.schema),
+                                 sql.Identifier(recorder.tracking_table_name))
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(query, (version, key))
+            row: Any = cursor.fetchone()
+        values = list(row.values()) if isinstance(row, dict) else list(row or (None, None))
+        return int(values[0] or 0), bool(values[1])
 
     def load(self, cls: type[A], aggregate_id: UUID, what: str, label: str) -> A:
         try:

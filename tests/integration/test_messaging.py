@@ -21,9 +21,10 @@ from google.protobuf.message import Message
 from lifeline import bus
 from lifeline.common.v1 import common_pb2
 from lifeline.devstack import EmbeddedNats
-from lifeline.events import Cause
+from lifeline.events import Cause, meta_of
 from lifeline.incident.model import Incident
 from lifeline.incident.v1 import incident_pb2
+from lifeline.parking import Parking, parking_id
 from lifeline.store import ServiceApplication
 from nats.js import JetStreamContext
 
@@ -166,3 +167,219 @@ async def test_redelivered_messages_change_nothing(js: JetStreamContext,
     assert downstream.recorder.max_notification_id() == 5
     upstream.close()
     downstream.close()
+
+
+# ---- identity, order and parking ----
+#
+# The consumer below is review's: it keeps every incident event of the upstream ("ledger")
+# in a history, so a repeat or a gap would show in the history itself.
+
+LEDGER_TYPE = {incident_pb2.IncidentEvent.DESCRIPTOR.full_name: incident_pb2.IncidentEvent}
+
+
+def grow(app: Ledger, incident: Incident, steps: int) -> None:
+    """More events on one incident: its warning level moving up and down."""
+    for n in range(steps):
+        level = common_pb2.WARNING_LEVEL_ORANGE if n % 2 == 0 else common_pb2.WARNING_LEVEL_RED
+        incident.change_warning_level(level, Cause("monitor", NOW), NOW)
+    app.record(incident)
+
+
+def published(app: Ledger) -> list[tuple[str, bytes, dict[str, str]]]:
+    """Every event of the ledger as the relay publishes it: (subject, data, headers)."""
+    out = []
+    for notification in app.recorder.select_notifications(1, 1000):
+        event = app.mapper.to_domain_event(notification)
+        wrapper = event.message(incident_pb2.IncidentEvent)
+        out.append((bus.subject_for("ledger", wrapper), wrapper.SerializeToString(),
+                    {"Nats-Msg-Id": f"{event.originator_id}/{event.originator_version}",
+                     bus.TYPE_HEADER: incident_pb2.IncidentEvent.DESCRIPTOR.full_name}))
+    return out
+
+
+class Keeper:
+    """Review's application behind an inbox, with a switch to make one incident fail."""
+
+    def __init__(self, js: JetStreamContext, database_url: str, **options: object) -> None:
+        from lifeline_review.application import ReviewApp
+
+        self.app = ReviewApp(database_url)
+        self.poisoned: set[str] = set()
+
+        async def handle(subject: str, wrapper: Message, tracking: Tracking) -> None:
+            assert isinstance(wrapper, incident_pb2.IncidentEvent)
+            if meta_of(wrapper).aggregate_id in self.poisoned:
+                raise ValueError("poison: this handler cannot take it")
+            await asyncio.to_thread(self.app.keep, wrapper, NOW, tracking)
+
+        self.inbox = bus.Inbox(self.app, js, consumer="keeper", upstream="ledger",
+                               subjects=["lifeline.ledger.incident.>"],
+                               message_types=LEDGER_TYPE, handle=handle,
+                               **options)  # type: ignore[arg-type]
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.inbox.run())
+
+    async def stop(self) -> None:
+        self.inbox.stopping.set()
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        self.app.close()
+
+    def sequences(self, incident: Incident) -> list[int]:
+        from lifeline_review.domain import IncidentHistory
+
+        history = self.app.find(IncidentHistory, incident.id)
+        return [] if history is None else [meta_of(e).sequence for e in history.events]
+
+    async def until_complete(self, *incidents: Incident, timeout: float = 15) -> None:
+        """Wait (polling the store, no fixed sleep) until every incident's history is
+        complete; then it must be exactly 1..n, nothing repeated, nothing missing."""
+        async with asyncio.timeout(timeout):
+            while not await asyncio.to_thread(
+                    lambda: all(len(self.sequences(i)) >= i.version for i in incidents)):
+                await asyncio.sleep(0.02)
+        for incident in incidents:
+            assert self.sequences(incident) == list(range(1, incident.version + 1))
+
+
+async def test_one_aggregates_events_are_applied_in_order_whatever_order_they_arrive(
+        js: JetStreamContext, database_url: str) -> None:
+    upstream = Ledger(database_url)
+    await bus.ensure_stream(js, "ledger")
+    first, second = open_incident(upstream, "w-1"), open_incident(upstream, "w-2")
+    grow(upstream, first, 4)
+    grow(upstream, second, 2)
+    events = published(upstream)
+    # First's events last to first, second's in order between them: each of first's comes
+    # before the one it follows, and must wait for it.
+    mine = [e for e in events if str(first.id) in e[2]["Nats-Msg-Id"]]
+    theirs = [e for e in events if str(second.id) in e[2]["Nats-Msg-Id"]]
+    for subject, data, headers in [*mine[:0:-1], *theirs, mine[0]]:
+        await js.publish(subject, data, headers=headers)
+
+    keeper = Keeper(js, database_url)
+    keeper.start()
+    try:
+        await keeper.until_complete(first, second)
+        assert keeper.inbox.processed == len(events)
+    finally:
+        await keeper.stop()
+        upstream.close()
+
+
+async def test_a_republish_after_the_duplicate_window_changes_nothing(
+        js: JetStreamContext, database_url: str) -> None:
+    upstream = Ledger(database_url)
+    window = 0.5
+    await bus.ensure_stream(js, "ledger", duplicate_window=window)
+    incident = open_incident(upstream, "w-1")
+    grow(upstream, incident, 3)
+    relay = bus.OutboxRelay(upstream, js, "ledger")
+    await run_until(relay, lambda: relay.position == 4)
+    keeper = Keeper(js, database_url)
+    keeper.start()
+    try:
+        await keeper.until_complete(incident)
+        kept = keeper.app.recorder.max_notification_id()
+        # The broker has forgotten the ids (the window is short here, two minutes in
+        # production; a relay down for longer republishes): the same events come again.
+        await asyncio.sleep(window * 2)
+        forgetful = bus.OutboxRelay(upstream, js, "ledger")
+        forgetful.position = 0
+        await run_until(forgetful, lambda: forgetful.position == 4)
+        assert (await js.stream_info("LIFELINE_LEDGER")).state.messages == 8
+        async with asyncio.timeout(10):
+            while keeper.inbox.processed < 8:
+                await asyncio.sleep(0.02)
+        assert keeper.sequences(incident) == [1, 2, 3, 4]
+        assert keeper.app.recorder.max_notification_id() == kept
+    finally:
+        await keeper.stop()
+        upstream.close()
+
+
+async def test_a_deleted_and_recreated_stream_loses_nothing_new_and_repeats_nothing(
+        js: JetStreamContext, database_url: str) -> None:
+    upstream = Ledger(database_url)
+    await bus.ensure_stream(js, "ledger")
+    incident = open_incident(upstream, "w-1")
+    grow(upstream, incident, 3)
+    relay = bus.OutboxRelay(upstream, js, "ledger")
+    relay_task = asyncio.create_task(relay.run())
+    keeper = Keeper(js, database_url)
+    keeper.start()
+    try:
+        await keeper.until_complete(incident)
+        # The stream goes (an operator's mistake, a broker rebuilt) and comes back empty:
+        # its sequences restart at 1, where the events already applied used to be.
+        await js.delete_stream("LIFELINE_LEDGER")
+        await bus.ensure_stream(js, "ledger")
+        later = open_incident(upstream, "w-2")
+        grow(upstream, later, 2)
+        grow(upstream, incident, 2)
+        await keeper.until_complete(incident, later)
+        info = await js.stream_info("LIFELINE_LEDGER")
+        new = later.version + incident.version - 4
+        assert (info.state.first_seq, info.state.messages) == (1, new)
+        assert keeper.inbox.processed == 4 + new
+    finally:
+        relay.stopping.set()
+        relay_task.cancel()
+        await asyncio.gather(relay_task, return_exceptions=True)
+        await keeper.stop()
+        upstream.close()
+
+
+async def test_a_poison_message_is_parked_while_other_incidents_flow_then_retried_once(
+        js: JetStreamContext, database_url: str) -> None:
+    upstream = Ledger(database_url)
+    await bus.ensure_stream(js, "ledger")
+    poisoned = open_incident(upstream, "w-poison")
+    relay = bus.OutboxRelay(upstream, js, "ledger")
+    relay_task = asyncio.create_task(relay.run())
+    keeper = Keeper(js, database_url, max_attempts=3)
+    keeper.poisoned.add(str(poisoned.id))
+    keeper.start()
+    try:
+        async with asyncio.timeout(15):
+            while keeper.inbox.parked < 1:
+                await asyncio.sleep(0.02)
+        # The poisoned incident's later events park behind its first; the next incident
+        # flows as if nothing happened.
+        grow(upstream, poisoned, 2)
+        healthy = open_incident(upstream, "w-next")
+        grow(upstream, healthy, 3)
+        await keeper.until_complete(healthy)
+        async with asyncio.timeout(10):
+            while keeper.inbox.parked < 3:
+                await asyncio.sleep(0.02)
+        parking = keeper.app.find(Parking, parking_id("keeper", str(poisoned.id)))
+        assert parking is not None
+        assert [m.version for m in parking.waiting] == [1, 2, 3]
+        assert parking.waiting[0].attempts == 3
+        assert "poison" in parking.waiting[0].error
+        assert parking.waiting[1].error == "parked behind version 1"
+        assert keeper.sequences(poisoned) == []
+
+        operator = Cause("li", NOW)
+        # Still poison: the retry fails again, is recorded, and nothing is applied.
+        assert await keeper.inbox.retry_parked(parking.id, operator) == 0
+        parking = keeper.app.find(Parking, parking.id)
+        assert parking is not None and parking.waiting[0].attempts == 4
+        # Fixed: the retry applies the three in order, and a second retry does nothing.
+        keeper.poisoned.clear()
+        assert await keeper.inbox.retry_parked(parking.id, operator) == 3
+        assert await keeper.inbox.retry_parked(parking.id, operator) == 0
+        assert keeper.sequences(poisoned) == [1, 2, 3]
+        # Its next event flows normally again.
+        grow(upstream, poisoned, 1)
+        await keeper.until_complete(poisoned, healthy)
+    finally:
+        relay.stopping.set()
+        relay_task.cancel()
+        await asyncio.gather(relay_task, return_exceptions=True)
+        await keeper.stop()
+        upstream.close()

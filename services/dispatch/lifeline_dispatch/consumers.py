@@ -13,11 +13,15 @@ from lifeline.runtime import Runtime
 
 from lifeline_dispatch.application import DispatchApp
 
-MONITOR_SUBJECTS = ("lifeline.monitor.warning.raised", "lifeline.monitor.warning.updated",
-                    "lifeline.monitor.warning.cleared")
-RESOURCES_SUBJECTS = ("lifeline.resources.request.answered",
-                      "lifeline.resources.unit.status_changed",
-                      "lifeline.resources.unit.released")
+# Every event of the aggregates dispatch listens to, so that each aggregate's versions
+# arrive without gaps and in order; the handlers see only the *_HANDLED ones.
+MONITOR_SUBJECTS = ("lifeline.monitor.warning.>",)
+MONITOR_HANDLED = ("lifeline.monitor.warning.raised", "lifeline.monitor.warning.updated",
+                   "lifeline.monitor.warning.cleared")
+RESOURCES_SUBJECTS = ("lifeline.resources.request.>", "lifeline.resources.unit.>")
+RESOURCES_HANDLED = ("lifeline.resources.request.answered",
+                     "lifeline.resources.unit.status_changed",
+                     "lifeline.resources.unit.released")
 
 
 def cause_from(meta: common_pb2.EventMeta, correlation_id: str = "") -> Cause:
@@ -58,6 +62,8 @@ def subscribe(rt: Runtime, app: DispatchApp, field_clock: FieldClock) -> None:
 
         await rt.write(step)
 
-    rt.consume("monitor", MONITOR_SUBJECTS, [monitor_pb2.WarningEvent], on_warning)
+    rt.consume("monitor", MONITOR_SUBJECTS, [monitor_pb2.WarningEvent], on_warning,
+               MONITOR_HANDLED)
     rt.consume("resources", RESOURCES_SUBJECTS,
-               [resources_pb2.RequestEvent, resources_pb2.UnitEvent], on_resources)
+               [resources_pb2.RequestEvent, resources_pb2.UnitEvent], on_resources,
+               RESOURCES_HANDLED)

@@ -12,8 +12,11 @@ from lifeline.runtime import Runtime
 from lifeline_resources.application import Candidates, ResourcesApp
 from lifeline_resources.domain import distance_km
 
-SUBJECTS = ("lifeline.dispatch.incident.resources_requested",
-            "lifeline.dispatch.incident.unit_released")
+# Every incident event, so that each incident's versions arrive without gaps and in order
+# (a release is never applied before the request); the handler sees only HANDLED.
+SUBJECTS = ("lifeline.dispatch.incident.>",)
+HANDLED = ("lifeline.dispatch.incident.resources_requested",
+           "lifeline.dispatch.incident.unit_released")
 
 
 def cause_from(meta: common_pb2.EventMeta) -> Cause:
@@ -42,4 +45,4 @@ def subscribe(rt: Runtime, app: ResourcesApp) -> None:
         else:
             await rt.write(lambda: (None, app.record(tracking=tracking)))
 
-    rt.consume("dispatch", SUBJECTS, [incident_pb2.IncidentEvent], handle)
+    rt.consume("dispatch", SUBJECTS, [incident_pb2.IncidentEvent], handle, HANDLED)
