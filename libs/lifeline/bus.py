@@ -367,7 +367,7 @@ class Inbox:
                 await self._take(delivery)
                 continue
             await self._park(delivery, f"gap: versions {last + 1}..{delivery.version - 1} "
-                             f"did not arrive within {self.early_wait:.0f}s", 0)
+                             f"did not arrive within {self.early_wait:g}s", 0)
             await self._take(self._early.pop((delivery.key, delivery.version + 1), None))
 
     async def _apply(self, delivery: Delivery) -> bool:
@@ -403,9 +403,10 @@ class Inbox:
             # type newer than it knows): tracked, so the versions stay contiguous.
             await asyncio.to_thread(self.app.record, tracking=delivery.tracking)
             return False
-        wrapper = delivery.message_type.FromString(delivery.msg.data)
+        # Behind a parked version before anything else: even one that would fail waits.
         if await asyncio.to_thread(retry_conflicts, lambda: self._hold_if_parked(delivery)):
             return True
+        wrapper = delivery.message_type.FromString(delivery.msg.data)
         await self._handle(delivery.msg.subject, wrapper, delivery.msg.headers or {},
                            delivery.tracking)
         return False

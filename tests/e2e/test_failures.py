@@ -4,13 +4,20 @@ ends complete, with no event lost and none duplicated."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
 from collections import Counter
+from pathlib import Path
+from typing import Any
 
 import pytest
 from lifeline import bus
 from lifeline.devstack import Stack
 from lifeline.events import event_of, meta_of
-from lifeline.scenario import SCENARIOS, Player, Scenario, Step
+from lifeline.scenario import SCENARIOS, Player, Scenario, Step, wait_until
 
 from tests.conftest import StackFactory
 
@@ -103,4 +110,67 @@ def test_nats_restart_under_live_consumers(make_stack: StackFactory) -> None:
     player.play(Scenario.load(FLOOD), after_step=restart_broker)
     assert len(restarted) == 2
     assert_complete(player, stack, expected)
+    player.close()
+
+
+def test_a_poison_message_is_parked_while_the_next_incidents_events_flow(
+        make_stack: StackFactory, tmp_path: Path) -> None:
+    """A message review can never apply (it does not even decode) is parked after a few
+    attempts; a second message of the same aggregate parks behind it; the flood incident
+    meanwhile flows and ends complete. Operators see the parking and retry or discard it
+    through the CLI."""
+    expected = reference_kinds(make_stack())
+    stack = make_stack()
+    poisoned = str(uuid.uuid4())
+
+    async def forge() -> None:
+        # As dispatch's own NATS user (only dispatch may publish on its subjects).
+        nc = await bus.connect(stack.nats_url or "", "test", **stack.nats_login("dispatch"))
+        try:
+            js = nc.jetstream()
+            for version in (1, 2):
+                await js.publish("lifeline.dispatch.incident.opened", b"\xff\x01not protobuf",
+                                 headers={"Nats-Msg-Id": f"{poisoned}/{version}",
+                                          bus.TYPE_HEADER: "lifeline.incident.v1.IncidentEvent"})
+        finally:
+            await nc.close()
+
+    asyncio.run(forge())
+    player = Player(stack.addresses(), stack, say=lambda _: None, timeout=60)
+    player.play(Scenario.load(FLOOD))
+    assert_complete(player, stack, expected)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIFELINE_")}
+    env.update(LIFELINE_REVIEW_ADDR=stack.address("review"), LIFELINE_STATE_DIR=str(tmp_path),
+               LIFELINE_TOKEN=stack.token("duty-officer", "operator"),
+               LIFELINE_TLS_CA=str(stack.authority.ca_file))  # type: ignore[union-attr]
+
+    def review(*args: str) -> str:
+        done = subprocess.run([str(Path(sys.executable).parent / "lifeline-review"), *args],
+                              env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def parked() -> list[dict[str, Any]] | None:
+        found = json.loads(review("parked", "--json")).get("parkings", [])
+        waiting = found[0]["waiting"] if found else []
+        return found if [m["version"] for m in waiting] == ["1", "2"] else None
+
+    parking = wait_until(parked, "review to park the poison and the message behind it")[0]
+    assert parking["consumer"] == "review-from-dispatch"
+    assert parking["upstreamAggregateId"] == poisoned
+    head, behind = parking["waiting"]
+    assert "DecodeError" in head["error"] and int(head["attempts"]) == bus.MAX_ATTEMPTS
+    assert behind["error"] == "parked behind version 1"
+    table = review("parked")
+    assert parking["id"] in table and "DecodeError" in table
+
+    # Still poison: a retry applies nothing and says why.
+    assert review("retry-parked", parking["id"]).startswith("applied 0; 2 still parked")
+    assert review("discard-parked", parking["id"], "--reason", "forged").startswith(
+        "discarded version 1; 1 still parked")
+    assert review("discard-parked", parking["id"]).startswith("discarded version 2; 0 still")
+    assert review("parked").strip() == "(none)"
+    # Nothing of the poison reached a history; the incident's history is as it was.
+    assert len(player.history()) == len(expected)
     player.close()

@@ -383,3 +383,38 @@ async def test_a_poison_message_is_parked_while_other_incidents_flow_then_retrie
         await asyncio.gather(relay_task, return_exceptions=True)
         await keeper.stop()
         upstream.close()
+
+
+async def test_a_gap_that_never_closes_is_parked_and_the_straggler_joins_it(
+        js: JetStreamContext, database_url: str) -> None:
+    """An event whose predecessor does not come (lost with a stream, held too long) waits
+    a bounded time, then is parked naming the gap; when the predecessor turns up after
+    all, it joins the parking, and a retry applies all of them in order."""
+    upstream = Ledger(database_url)
+    await bus.ensure_stream(js, "ledger")
+    incident = open_incident(upstream, "w-gap")
+    grow(upstream, incident, 2)
+    first, *rest = published(upstream)
+    for subject, data, headers in rest:
+        await js.publish(subject, data, headers=headers)
+    keeper = Keeper(js, database_url, early_wait=0.5)
+    keeper.start()
+    try:
+        async with asyncio.timeout(10):
+            while keeper.inbox.parked < 2:
+                await asyncio.sleep(0.02)
+        parking = keeper.app.find(Parking, parking_id("keeper", str(incident.id)))
+        assert parking is not None
+        assert [(m.version, m.error) for m in parking.waiting] == [
+            (2, "gap: versions 1..1 did not arrive within 0.5s"),
+            (3, "parked behind version 2")]
+        await js.publish(*first[:2], headers=first[2])
+        async with asyncio.timeout(10):
+            while keeper.inbox.parked < 3:
+                await asyncio.sleep(0.02)
+        assert keeper.sequences(incident) == []
+        assert await keeper.inbox.retry_parked(parking.id, Cause("li", NOW)) == 3
+        await keeper.until_complete(incident)
+    finally:
+        await keeper.stop()
+        upstream.close()
