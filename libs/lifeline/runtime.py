@@ -21,6 +21,7 @@ from nats.aio.client import Client as NATS
 from lifeline import bus, idempotency, parking
 from lifeline.clock import Clock, SystemClock
 from lifeline.config import Settings
+from lifeline.errors import Unavailable
 from lifeline.follow import LogFollower, retry_forever
 from lifeline.grpcutil import Authenticator, Server
 from lifeline.identity.nats import LISTENS_TO, consumer_name
@@ -109,7 +110,10 @@ class Runtime:
                 changed.append(idempotency.ClientRequest.answered(key, response))
             return response, self.app.record(*changed)
 
-        response, recordings = await asyncio.to_thread(retry_conflicts, attempt)
+        response, recordings = await self._answered(
+            lambda: retry_conflicts(attempt),
+            "the database stopped answering; the command may or may not have happened: "
+            "retry with the same idempotency-key")
         if recordings:
             # Callers read their own writes; but the command has committed, so a slow read
             # model must not turn its answer into a failure.
@@ -124,7 +128,20 @@ class Runtime:
         return self.clock.now()
 
     async def read(self, fn: Callable[[], T]) -> T:
-        return await asyncio.to_thread(fn)
+        return await self._answered(fn, "the database stopped answering; retry shortly")
+
+    async def _answered(self, fn: Callable[[], T], when_down: str) -> T:
+        """Run fn off the event loop; while the database is known to be down, stop waiting
+        for it (the library's own retries would hold the caller for a minute) and answer
+        UNAVAILABLE. A slow but reachable database is waited for."""
+        task = asyncio.ensure_future(asyncio.to_thread(fn))
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=BACKEND_CHECK_SECONDS / 2)
+            if done:
+                return task.result()
+            if self.backend_down is not None:
+                task.add_done_callback(lambda t: t.exception())  # retrieved, not logged
+                raise Unavailable(when_down)
 
     # ---- life cycle ----
 
