@@ -201,12 +201,16 @@ class Ledger:
         return int(row[0])
 
     def quiet(self) -> int:
-        """The count once the services' reactions to earlier writes have settled."""
-        seen: list[int] = []
+        """The count once the services' reactions to earlier writes have settled: unchanged
+        for half a second (consumers react within milliseconds when nothing is wrong)."""
+        last: list[tuple[int, float]] = []
 
         def settled() -> int | None:
-            seen.append(self.count())
-            return seen[-1] if len(seen) >= 4 and len(set(seen[-4:])) == 1 else None
+            count, now = self.count(), time.monotonic()
+            if not last or last[0][0] != count:
+                last[:] = [(count, now)]
+                return None
+            return count if now - last[0][1] >= 0.5 else None
 
         return wait_until(settled, "the services to finish reacting to a write", 20)
 
