@@ -62,6 +62,24 @@ WARNING_STATUS_ACKNOWLEDGED: WarningStatus.ValueType  # 2
 WARNING_STATUS_CLEARED: WarningStatus.ValueType  # 3
 Global___WarningStatus: _TypeAlias = WarningStatus  # noqa: Y015
 
+class _WarningOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _WarningOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WarningOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    WARNING_OUTCOME_UNSPECIFIED: _WarningOutcome.ValueType  # 0
+    WARNING_OUTCOME_CONFIRMED: _WarningOutcome.ValueType  # 1
+    WARNING_OUTCOME_FALSE_ALARM: _WarningOutcome.ValueType  # 2
+
+class WarningOutcome(_WarningOutcome, metaclass=_WarningOutcomeEnumTypeWrapper):
+    """Whether a warning was borne out: its incident declared (confirmed) or dismissed."""
+
+WARNING_OUTCOME_UNSPECIFIED: WarningOutcome.ValueType  # 0
+WARNING_OUTCOME_CONFIRMED: WarningOutcome.ValueType  # 1
+WARNING_OUTCOME_FALSE_ALARM: WarningOutcome.ValueType  # 2
+Global___WarningOutcome: _TypeAlias = WarningOutcome  # noqa: Y015
+
 @_typing.final
 class Thresholds(_message.Message):
     """The reading at which each colour starts. Must be ordered blue..red in the
@@ -187,12 +205,23 @@ class Warning(_message.Message):
     ACKNOWLEDGED_BY_FIELD_NUMBER: _builtins.int
     CLEARED_AT_FIELD_NUMBER: _builtins.int
     EVIDENCE_FIELD_NUMBER: _builtins.int
+    RESPONSIBLE_FIELD_NUMBER: _builtins.int
+    COUPLED_RULE_FIELD_NUMBER: _builtins.int
+    SOURCES_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    INCIDENT_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     hazard: _builtins.str
     grid_cell: _builtins.str
     level: _common_pb2.WarningLevel.ValueType
     status: Global___WarningStatus.ValueType
     acknowledged_by: _builtins.str
+    coupled_rule: _builtins.str
+    """A compound warning: the coupled-risk rule that raised it..."""
+    outcome: Global___WarningOutcome.ValueType
+    """What the incident opened from this warning turned out to be (unspecified: not yet)."""
+    incident_id: _builtins.str
+    """The incident opened from it, once its outcome is known."""
     @_builtins.property
     def location(self) -> _common_pb2.GeoPoint: ...
     @_builtins.property
@@ -209,6 +238,16 @@ class Warning(_message.Message):
     def evidence(self) -> Global___Reading:
         """The reading that last moved the warning: evidence for the people it reaches."""
 
+    @_builtins.property
+    def responsible(self) -> Global___Responsible:
+        """The cell's district and the people and departments the warning reaches, from the grid
+        the city loaded (empty for a cell the grid does not name).
+        """
+
+    @_builtins.property
+    def sources(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """...and the warnings it came from (ids)."""
+
     def __init__(
         self,
         *,
@@ -224,14 +263,248 @@ class Warning(_message.Message):
         acknowledged_by: _builtins.str = ...,
         cleared_at: _timestamp_pb2.Timestamp | None = ...,
         evidence: Global___Reading | None = ...,
+        responsible: Global___Responsible | None = ...,
+        coupled_rule: _builtins.str = ...,
+        sources: _abc.Iterable[_builtins.str] | None = ...,
+        outcome: Global___WarningOutcome.ValueType = ...,
+        incident_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cleared_at", b"cleared_at", "evidence", b"evidence", "location", b"location", "raised_at", b"raised_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cleared_at", b"cleared_at", "evidence", b"evidence", "location", b"location", "raised_at", b"raised_at", "responsible", b"responsible", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_by", b"acknowledged_by", "cleared_at", b"cleared_at", "evidence", b"evidence", "grid_cell", b"grid_cell", "hazard", b"hazard", "id", b"id", "level", b"level", "location", b"location", "raised_at", b"raised_at", "sensor_levels", b"sensor_levels", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_by", b"acknowledged_by", "cleared_at", b"cleared_at", "coupled_rule", b"coupled_rule", "evidence", b"evidence", "grid_cell", b"grid_cell", "hazard", b"hazard", "id", b"id", "incident_id", b"incident_id", "level", b"level", "location", b"location", "outcome", b"outcome", "raised_at", b"raised_at", "responsible", b"responsible", "sensor_levels", b"sensor_levels", "sources", b"sources", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Warning: _TypeAlias = Warning  # noqa: Y015
+
+@_typing.final
+class Responsible(_message.Message):
+    """Who a warning in a cell reaches (网格化: every cell has an owner)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISTRICT_FIELD_NUMBER: _builtins.int
+    DISTRICT_NAME_FIELD_NUMBER: _builtins.int
+    GRID_OFFICER_FIELD_NUMBER: _builtins.int
+    DUTY_OFFICER_FIELD_NUMBER: _builtins.int
+    DEPARTMENTS_FIELD_NUMBER: _builtins.int
+    CELL_NAME_FIELD_NUMBER: _builtins.int
+    district: _builtins.str
+    district_name: _builtins.str
+    grid_officer: _builtins.str
+    """The grid officer (网格员) responsible for the cell."""
+    duty_officer: _builtins.str
+    """The district's duty officer."""
+    cell_name: _builtins.str
+    """The cell's name in the grid, if it has one."""
+    @_builtins.property
+    def departments(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The departments the district names for the warning's hazard."""
+
+    def __init__(
+        self,
+        *,
+        district: _builtins.str = ...,
+        district_name: _builtins.str = ...,
+        grid_officer: _builtins.str = ...,
+        duty_officer: _builtins.str = ...,
+        departments: _abc.Iterable[_builtins.str] | None = ...,
+        cell_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cell_name", b"cell_name", "departments", b"departments", "district", b"district", "district_name", b"district_name", "duty_officer", b"duty_officer", "grid_officer", b"grid_officer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Responsible: _TypeAlias = Responsible  # noqa: Y015
+
+@_typing.final
+class District(_message.Message):
+    """A district of the city's grid: its duty officer and, per hazard, the departments its
+    warnings go to.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    DUTY_OFFICER_FIELD_NUMBER: _builtins.int
+    DEPARTMENTS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Caller-chosen, stable id (for example "xuhui")."""
+    name: _builtins.str
+    duty_officer: _builtins.str
+    @_builtins.property
+    def departments(self) -> _containers.RepeatedCompositeFieldContainer[Global___HazardDepartments]: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        duty_officer: _builtins.str = ...,
+        departments: _abc.Iterable[Global___HazardDepartments] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["departments", b"departments", "duty_officer", b"duty_officer", "id", b"id", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___District: _TypeAlias = District  # noqa: Y015
+
+@_typing.final
+class HazardDepartments(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HAZARD_FIELD_NUMBER: _builtins.int
+    DEPARTMENTS_FIELD_NUMBER: _builtins.int
+    hazard: _builtins.str
+    @_builtins.property
+    def departments(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        hazard: _builtins.str = ...,
+        departments: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["departments", b"departments", "hazard", b"hazard"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HazardDepartments: _TypeAlias = HazardDepartments  # noqa: Y015
+
+@_typing.final
+class GridCell(_message.Message):
+    """One cell of the city's grid: an H3 cell at the grid's resolution."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CELL_FIELD_NUMBER: _builtins.int
+    LOCATION_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    DISTRICT_FIELD_NUMBER: _builtins.int
+    GRID_OFFICER_FIELD_NUMBER: _builtins.int
+    ASSETS_FIELD_NUMBER: _builtins.int
+    DISTRICT_DETAIL_FIELD_NUMBER: _builtins.int
+    cell: _builtins.str
+    """The H3 index (e.g. "88309b96dbfffff"). When loading, may be left empty and given by
+    `location` instead (the cell that holds it).
+    """
+    name: _builtins.str
+    district: _builtins.str
+    """The district it belongs to (loaded in the same call or before)."""
+    grid_officer: _builtins.str
+    @_builtins.property
+    def location(self) -> _common_pb2.GeoPoint:
+        """When loading: a point in the cell. When read: the cell's centre."""
+
+    @_builtins.property
+    def assets(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What stands in the cell that coupled-risk rules ask about (metro_station, hospital,
+        chemical_plant, ...).
+        """
+
+    @_builtins.property
+    def district_detail(self) -> Global___District:
+        """When read: who the cell's warnings reach for each hazard its district names."""
+
+    def __init__(
+        self,
+        *,
+        cell: _builtins.str = ...,
+        location: _common_pb2.GeoPoint | None = ...,
+        name: _builtins.str = ...,
+        district: _builtins.str = ...,
+        grid_officer: _builtins.str = ...,
+        assets: _abc.Iterable[_builtins.str] | None = ...,
+        district_detail: Global___District | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["district_detail", b"district_detail", "location", b"location"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assets", b"assets", "cell", b"cell", "district", b"district", "district_detail", b"district_detail", "grid_officer", b"grid_officer", "location", b"location", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GridCell: _TypeAlias = GridCell  # noqa: Y015
+
+@_typing.final
+class OutcomeRecord(_message.Message):
+    """A warning's outcome as counted for precision."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WARNING_ID_FIELD_NUMBER: _builtins.int
+    INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    HAZARD_FIELD_NUMBER: _builtins.int
+    GRID_CELL_FIELD_NUMBER: _builtins.int
+    SENSOR_IDS_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    DECIDED_AT_FIELD_NUMBER: _builtins.int
+    warning_id: _builtins.str
+    incident_id: _builtins.str
+    hazard: _builtins.str
+    grid_cell: _builtins.str
+    outcome: Global___WarningOutcome.ValueType
+    @_builtins.property
+    def sensor_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Sensors that stood behind the warning during its life."""
+
+    @_builtins.property
+    def decided_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        warning_id: _builtins.str = ...,
+        incident_id: _builtins.str = ...,
+        hazard: _builtins.str = ...,
+        grid_cell: _builtins.str = ...,
+        sensor_ids: _abc.Iterable[_builtins.str] | None = ...,
+        outcome: Global___WarningOutcome.ValueType = ...,
+        decided_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at", "grid_cell", b"grid_cell", "hazard", b"hazard", "incident_id", b"incident_id", "outcome", b"outcome", "sensor_ids", b"sensor_ids", "warning_id", b"warning_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutcomeRecord: _TypeAlias = OutcomeRecord  # noqa: Y015
+
+@_typing.final
+class Precision(_message.Message):
+    """Confirmed and false warnings of one sensor, hazard or cell."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    CONFIRMED_FIELD_NUMBER: _builtins.int
+    FALSE_ALARMS_FIELD_NUMBER: _builtins.int
+    PRECISION_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    confirmed: _builtins.int
+    false_alarms: _builtins.int
+    precision: _builtins.float
+    """confirmed / (confirmed + false_alarms); absent while neither is known."""
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        confirmed: _builtins.int = ...,
+        false_alarms: _builtins.int = ...,
+        precision: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_precision", b"_precision", "precision", b"precision"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_precision", b"_precision", "confirmed", b"confirmed", "false_alarms", b"false_alarms", "key", b"key", "precision", b"precision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__precision: _TypeAlias = _typing.Literal["precision"]  # noqa: Y015
+    _WhichOneofArgType__precision: _TypeAlias = _typing.Literal["_precision", b"_precision"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__precision) -> _WhichOneofReturnType__precision | None: ...
+
+Global___Precision: _TypeAlias = Precision  # noqa: Y015
 
 @_typing.final
 class Reading(_message.Message):
@@ -375,10 +648,15 @@ class WarningRaised(_message.Message):
     LEVEL_FIELD_NUMBER: _builtins.int
     EVIDENCE_FIELD_NUMBER: _builtins.int
     SENSOR_LEVELS_FIELD_NUMBER: _builtins.int
+    RESPONSIBLE_FIELD_NUMBER: _builtins.int
+    COUPLED_RULE_FIELD_NUMBER: _builtins.int
+    SOURCES_FIELD_NUMBER: _builtins.int
     warning_id: _builtins.str
     hazard: _builtins.str
     grid_cell: _builtins.str
     level: _common_pb2.WarningLevel.ValueType
+    coupled_rule: _builtins.str
+    """A compound warning: the coupled-risk rule and the warnings it came from."""
     @_builtins.property
     def meta(self) -> _common_pb2.EventMeta: ...
     @_builtins.property
@@ -389,6 +667,10 @@ class WarningRaised(_message.Message):
     def sensor_levels(self) -> _containers.ScalarMap[_builtins.str, _common_pb2.WarningLevel.ValueType]:
         """Every sensor past a threshold, with its level."""
 
+    @_builtins.property
+    def responsible(self) -> Global___Responsible: ...
+    @_builtins.property
+    def sources(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -400,10 +682,13 @@ class WarningRaised(_message.Message):
         level: _common_pb2.WarningLevel.ValueType = ...,
         evidence: Global___Reading | None = ...,
         sensor_levels: _abc.Mapping[_builtins.str, _common_pb2.WarningLevel.ValueType] | None = ...,
+        responsible: Global___Responsible | None = ...,
+        coupled_rule: _builtins.str = ...,
+        sources: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "location", b"location", "meta", b"meta"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "location", b"location", "meta", b"meta", "responsible", b"responsible"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "grid_cell", b"grid_cell", "hazard", b"hazard", "level", b"level", "location", b"location", "meta", b"meta", "sensor_levels", b"sensor_levels", "warning_id", b"warning_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupled_rule", b"coupled_rule", "evidence", b"evidence", "grid_cell", b"grid_cell", "hazard", b"hazard", "level", b"level", "location", b"location", "meta", b"meta", "responsible", b"responsible", "sensor_levels", b"sensor_levels", "sources", b"sources", "warning_id", b"warning_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -440,6 +725,7 @@ class WarningUpdated(_message.Message):
     LEVEL_FIELD_NUMBER: _builtins.int
     EVIDENCE_FIELD_NUMBER: _builtins.int
     SENSOR_LEVELS_FIELD_NUMBER: _builtins.int
+    SOURCES_FIELD_NUMBER: _builtins.int
     warning_id: _builtins.str
     level: _common_pb2.WarningLevel.ValueType
     @_builtins.property
@@ -448,6 +734,10 @@ class WarningUpdated(_message.Message):
     def evidence(self) -> Global___Reading: ...
     @_builtins.property
     def sensor_levels(self) -> _containers.ScalarMap[_builtins.str, _common_pb2.WarningLevel.ValueType]: ...
+    @_builtins.property
+    def sources(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """A compound warning: the warnings it now comes from."""
+
     def __init__(
         self,
         *,
@@ -456,10 +746,11 @@ class WarningUpdated(_message.Message):
         level: _common_pb2.WarningLevel.ValueType = ...,
         evidence: Global___Reading | None = ...,
         sensor_levels: _abc.Mapping[_builtins.str, _common_pb2.WarningLevel.ValueType] | None = ...,
+        sources: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "meta", b"meta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "level", b"level", "meta", b"meta", "sensor_levels", b"sensor_levels", "warning_id", b"warning_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "level", b"level", "meta", b"meta", "sensor_levels", b"sensor_levels", "sources", b"sources", "warning_id", b"warning_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -546,6 +837,199 @@ class WarningEvent(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___WarningEvent: _TypeAlias = WarningEvent  # noqa: Y015
+
+@_typing.final
+class DistrictDefined(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    DISTRICT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def district(self) -> Global___District: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        district: Global___District | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["district", b"district", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["district", b"district", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DistrictDefined: _TypeAlias = DistrictDefined  # noqa: Y015
+
+@_typing.final
+class DistrictEvent(_message.Message):
+    """Events of one district of the grid."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEFINED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def defined(self) -> Global___DistrictDefined: ...
+    def __init__(
+        self,
+        *,
+        defined: Global___DistrictDefined | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["defined", b"defined", "event", b"event"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["defined", b"defined", "event", b"event"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["defined"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___DistrictEvent: _TypeAlias = DistrictEvent  # noqa: Y015
+
+@_typing.final
+class CellDefined(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    CELL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def cell(self) -> Global___GridCell: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        cell: Global___GridCell | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cell", b"cell", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cell", b"cell", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CellDefined: _TypeAlias = CellDefined  # noqa: Y015
+
+@_typing.final
+class CellEvent(_message.Message):
+    """Events of one cell of the grid."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEFINED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def defined(self) -> Global___CellDefined: ...
+    def __init__(
+        self,
+        *,
+        defined: Global___CellDefined | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["defined", b"defined", "event", b"event"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["defined", b"defined", "event", b"event"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["defined"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___CellEvent: _TypeAlias = CellEvent  # noqa: Y015
+
+@_typing.final
+class OutcomeAwaited(_message.Message):
+    """Dispatch opened an incident from a warning: its outcome is awaited."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    WARNING_ID_FIELD_NUMBER: _builtins.int
+    HAZARD_FIELD_NUMBER: _builtins.int
+    GRID_CELL_FIELD_NUMBER: _builtins.int
+    incident_id: _builtins.str
+    warning_id: _builtins.str
+    hazard: _builtins.str
+    grid_cell: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        incident_id: _builtins.str = ...,
+        warning_id: _builtins.str = ...,
+        hazard: _builtins.str = ...,
+        grid_cell: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grid_cell", b"grid_cell", "hazard", b"hazard", "incident_id", b"incident_id", "meta", b"meta", "warning_id", b"warning_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutcomeAwaited: _TypeAlias = OutcomeAwaited  # noqa: Y015
+
+@_typing.final
+class OutcomeDecided(_message.Message):
+    """The incident was declared (confirmed) or dismissed (a false alarm)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    WARNING_ID_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    SENSOR_IDS_FIELD_NUMBER: _builtins.int
+    incident_id: _builtins.str
+    warning_id: _builtins.str
+    outcome: Global___WarningOutcome.ValueType
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def sensor_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        incident_id: _builtins.str = ...,
+        warning_id: _builtins.str = ...,
+        outcome: Global___WarningOutcome.ValueType = ...,
+        sensor_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["incident_id", b"incident_id", "meta", b"meta", "outcome", b"outcome", "sensor_ids", b"sensor_ids", "warning_id", b"warning_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutcomeDecided: _TypeAlias = OutcomeDecided  # noqa: Y015
+
+@_typing.final
+class OutcomeEvent(_message.Message):
+    """Events of the outcome of one warning's incident."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AWAITED_FIELD_NUMBER: _builtins.int
+    DECIDED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def awaited(self) -> Global___OutcomeAwaited: ...
+    @_builtins.property
+    def decided(self) -> Global___OutcomeDecided: ...
+    def __init__(
+        self,
+        *,
+        awaited: Global___OutcomeAwaited | None = ...,
+        decided: Global___OutcomeDecided | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["awaited", b"awaited", "decided", b"decided", "event", b"event"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["awaited", b"awaited", "decided", b"decided", "event", b"event"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["awaited", "decided"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___OutcomeEvent: _TypeAlias = OutcomeEvent  # noqa: Y015
 
 @_typing.final
 class RegisterSensorRequest(_message.Message):
@@ -895,3 +1379,162 @@ class AcknowledgeWarningResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AcknowledgeWarningResponse: _TypeAlias = AcknowledgeWarningResponse  # noqa: Y015
+
+@_typing.final
+class LoadGridRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISTRICTS_FIELD_NUMBER: _builtins.int
+    CELLS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def districts(self) -> _containers.RepeatedCompositeFieldContainer[Global___District]: ...
+    @_builtins.property
+    def cells(self) -> _containers.RepeatedCompositeFieldContainer[Global___GridCell]: ...
+    def __init__(
+        self,
+        *,
+        districts: _abc.Iterable[Global___District] | None = ...,
+        cells: _abc.Iterable[Global___GridCell] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cells", b"cells", "districts", b"districts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoadGridRequest: _TypeAlias = LoadGridRequest  # noqa: Y015
+
+@_typing.final
+class LoadGridResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISTRICTS_CHANGED_FIELD_NUMBER: _builtins.int
+    CELLS_CHANGED_FIELD_NUMBER: _builtins.int
+    RESOLUTION_FIELD_NUMBER: _builtins.int
+    districts_changed: _builtins.int
+    """How many districts and cells changed (a repeated load changes nothing)."""
+    cells_changed: _builtins.int
+    resolution: _builtins.int
+    """The grid's H3 resolution (LIFELINE_GRID_RESOLUTION)."""
+    def __init__(
+        self,
+        *,
+        districts_changed: _builtins.int = ...,
+        cells_changed: _builtins.int = ...,
+        resolution: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cells_changed", b"cells_changed", "districts_changed", b"districts_changed", "resolution", b"resolution"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoadGridResponse: _TypeAlias = LoadGridResponse  # noqa: Y015
+
+@_typing.final
+class GetCellRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CELL_FIELD_NUMBER: _builtins.int
+    LOCATION_FIELD_NUMBER: _builtins.int
+    cell: _builtins.str
+    """The H3 cell, or else..."""
+    @_builtins.property
+    def location(self) -> _common_pb2.GeoPoint:
+        """...the cell holding this point."""
+
+    def __init__(
+        self,
+        *,
+        cell: _builtins.str = ...,
+        location: _common_pb2.GeoPoint | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["location", b"location"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cell", b"cell", "location", b"location"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCellRequest: _TypeAlias = GetCellRequest  # noqa: Y015
+
+@_typing.final
+class GetCellResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CELL_FIELD_NUMBER: _builtins.int
+    RESOLUTION_FIELD_NUMBER: _builtins.int
+    resolution: _builtins.int
+    """The grid's H3 resolution."""
+    @_builtins.property
+    def cell(self) -> Global___GridCell: ...
+    def __init__(
+        self,
+        *,
+        cell: Global___GridCell | None = ...,
+        resolution: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cell", b"cell"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cell", b"cell", "resolution", b"resolution"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCellResponse: _TypeAlias = GetCellResponse  # noqa: Y015
+
+@_typing.final
+class GetPrecisionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SENSOR_ID_FIELD_NUMBER: _builtins.int
+    HAZARD_FIELD_NUMBER: _builtins.int
+    GRID_CELL_FIELD_NUMBER: _builtins.int
+    sensor_id: _builtins.str
+    """Optional filters: only outcomes of this sensor, hazard or cell."""
+    hazard: _builtins.str
+    grid_cell: _builtins.str
+    def __init__(
+        self,
+        *,
+        sensor_id: _builtins.str = ...,
+        hazard: _builtins.str = ...,
+        grid_cell: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grid_cell", b"grid_cell", "hazard", b"hazard", "sensor_id", b"sensor_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPrecisionRequest: _TypeAlias = GetPrecisionRequest  # noqa: Y015
+
+@_typing.final
+class GetPrecisionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OVERALL_FIELD_NUMBER: _builtins.int
+    BY_SENSOR_FIELD_NUMBER: _builtins.int
+    BY_HAZARD_FIELD_NUMBER: _builtins.int
+    BY_CELL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def overall(self) -> Global___Precision: ...
+    @_builtins.property
+    def by_sensor(self) -> _containers.RepeatedCompositeFieldContainer[Global___Precision]: ...
+    @_builtins.property
+    def by_hazard(self) -> _containers.RepeatedCompositeFieldContainer[Global___Precision]: ...
+    @_builtins.property
+    def by_cell(self) -> _containers.RepeatedCompositeFieldContainer[Global___Precision]: ...
+    def __init__(
+        self,
+        *,
+        overall: Global___Precision | None = ...,
+        by_sensor: _abc.Iterable[Global___Precision] | None = ...,
+        by_hazard: _abc.Iterable[Global___Precision] | None = ...,
+        by_cell: _abc.Iterable[Global___Precision] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["overall", b"overall"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_cell", b"by_cell", "by_hazard", b"by_hazard", "by_sensor", b"by_sensor", "overall", b"overall"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPrecisionResponse: _TypeAlias = GetPrecisionResponse  # noqa: Y015

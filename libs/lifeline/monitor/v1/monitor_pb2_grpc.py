@@ -76,6 +76,21 @@ class MonitorServiceStub:
                 request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.AcknowledgeWarningRequest.SerializeToString,
                 response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.AcknowledgeWarningResponse.FromString,
                 _registered_method=True)
+        self.LoadGrid = channel.unary_unary(
+                '/lifeline.monitor.v1.MonitorService/LoadGrid',
+                request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.LoadGridRequest.SerializeToString,
+                response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.LoadGridResponse.FromString,
+                _registered_method=True)
+        self.GetCell = channel.unary_unary(
+                '/lifeline.monitor.v1.MonitorService/GetCell',
+                request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetCellRequest.SerializeToString,
+                response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetCellResponse.FromString,
+                _registered_method=True)
+        self.GetPrecision = channel.unary_unary(
+                '/lifeline.monitor.v1.MonitorService/GetPrecision',
+                request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetPrecisionRequest.SerializeToString,
+                response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetPrecisionResponse.FromString,
+                _registered_method=True)
 
 
 class MonitorServiceServicer:
@@ -132,6 +147,26 @@ class MonitorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LoadGrid(self, request, context):
+        """Define (or redefine) districts and cells of the city's grid; all or nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCell(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPrecision(self, request, context):
+        """Confirmed and false warnings per sensor, hazard and cell.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MonitorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +209,21 @@ def add_MonitorServiceServicer_to_server(servicer, server):
                     servicer.AcknowledgeWarning,
                     request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.AcknowledgeWarningRequest.FromString,
                     response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.AcknowledgeWarningResponse.SerializeToString,
+            ),
+            'LoadGrid': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadGrid,
+                    request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.LoadGridRequest.FromString,
+                    response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.LoadGridResponse.SerializeToString,
+            ),
+            'GetCell': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCell,
+                    request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetCellRequest.FromString,
+                    response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetCellResponse.SerializeToString,
+            ),
+            'GetPrecision': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPrecision,
+                    request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetPrecisionRequest.FromString,
+                    response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetPrecisionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -394,6 +444,87 @@ class MonitorService:
             '/lifeline.monitor.v1.MonitorService/AcknowledgeWarning',
             lifeline_dot_monitor_dot_v1_dot_monitor__pb2.AcknowledgeWarningRequest.SerializeToString,
             lifeline_dot_monitor_dot_v1_dot_monitor__pb2.AcknowledgeWarningResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadGrid(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.monitor.v1.MonitorService/LoadGrid',
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.LoadGridRequest.SerializeToString,
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.LoadGridResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCell(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.monitor.v1.MonitorService/GetCell',
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetCellRequest.SerializeToString,
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetCellResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPrecision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.monitor.v1.MonitorService/GetPrecision',
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetPrecisionRequest.SerializeToString,
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetPrecisionResponse.FromString,
             options,
             channel_credentials,
             insecure,
