@@ -5,6 +5,7 @@ Sensors, their thresholds, and the graded warnings they raise."""
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -42,6 +43,27 @@ DIRECTION_HIGHER_IS_WORSE: Direction.ValueType  # 1
 DIRECTION_LOWER_IS_WORSE: Direction.ValueType  # 2
 """Pressure in a water main, dissolved oxygen: smaller is worse."""
 Global___Direction: _TypeAlias = Direction  # noqa: Y015
+
+class _FaultKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FaultKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FaultKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FAULT_KIND_UNSPECIFIED: _FaultKind.ValueType  # 0
+    FAULT_KIND_STALE: _FaultKind.ValueType  # 1
+    """Silent for longer than its expected interval."""
+    FAULT_KIND_BAD_QUALITY: _FaultKind.ValueType  # 2
+    """Sent a value outside its valid range."""
+
+class FaultKind(_FaultKind, metaclass=_FaultKindEnumTypeWrapper): ...
+
+FAULT_KIND_UNSPECIFIED: FaultKind.ValueType  # 0
+FAULT_KIND_STALE: FaultKind.ValueType  # 1
+"""Silent for longer than its expected interval."""
+FAULT_KIND_BAD_QUALITY: FaultKind.ValueType  # 2
+"""Sent a value outside its valid range."""
+Global___FaultKind: _TypeAlias = FaultKind  # noqa: Y015
 
 class _WarningStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -126,6 +148,10 @@ class Sensor(_message.Message):
     DIRECTION_FIELD_NUMBER: _builtins.int
     LEVEL_FIELD_NUMBER: _builtins.int
     LEVEL_READING_FIELD_NUMBER: _builtins.int
+    RULES_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    FAULTS_FIELD_NUMBER: _builtins.int
+    SHELVING_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Caller-chosen, stable id (for example "rain-gauge-017")."""
     kind: _builtins.str
@@ -139,6 +165,8 @@ class Sensor(_message.Message):
     unit_of_measure: _builtins.str
     direction: Global___Direction.ValueType
     level: _common_pb2.WarningLevel.ValueType
+    owner: _builtins.str
+    """Who maintains it (a department or contractor): its faults are addressed to them."""
     @_builtins.property
     def location(self) -> _common_pb2.GeoPoint: ...
     @_builtins.property
@@ -146,6 +174,18 @@ class Sensor(_message.Message):
     @_builtins.property
     def level_reading(self) -> Global___Reading:
         """The reading that last changed its level (every reading is not an event)."""
+
+    @_builtins.property
+    def rules(self) -> Global___AlarmRules:
+        """The alarm rules it is judged by: its registration's, else its kind's defaults."""
+
+    @_builtins.property
+    def faults(self) -> _containers.RepeatedCompositeFieldContainer[Global___SensorFault]:
+        """Faults active now (stale data, bad quality); none while it reports well."""
+
+    @_builtins.property
+    def shelving(self) -> Global___Shelving:
+        """Set while an operator has shelved (silenced) it."""
 
     def __init__(
         self,
@@ -160,14 +200,195 @@ class Sensor(_message.Message):
         direction: Global___Direction.ValueType = ...,
         level: _common_pb2.WarningLevel.ValueType = ...,
         level_reading: Global___Reading | None = ...,
+        rules: Global___AlarmRules | None = ...,
+        owner: _builtins.str = ...,
+        faults: _abc.Iterable[Global___SensorFault] | None = ...,
+        shelving: Global___Shelving | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["level_reading", b"level_reading", "location", b"location", "thresholds", b"thresholds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["level_reading", b"level_reading", "location", b"location", "rules", b"rules", "shelving", b"shelving", "thresholds", b"thresholds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["direction", b"direction", "grid_cell", b"grid_cell", "hazard", b"hazard", "id", b"id", "kind", b"kind", "level", b"level", "level_reading", b"level_reading", "location", b"location", "thresholds", b"thresholds", "unit_of_measure", b"unit_of_measure"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["direction", b"direction", "faults", b"faults", "grid_cell", b"grid_cell", "hazard", b"hazard", "id", b"id", "kind", b"kind", "level", b"level", "level_reading", b"level_reading", "location", b"location", "owner", b"owner", "rules", b"rules", "shelving", b"shelving", "thresholds", b"thresholds", "unit_of_measure", b"unit_of_measure"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Sensor: _TypeAlias = Sensor  # noqa: Y015
+
+@_typing.final
+class RateLimit(_message.Message):
+    """A rate-of-change limit: the sensor takes this level while its value worsens at least
+    this fast, whatever the value itself.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PER_HOUR_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    per_hour: _builtins.float
+    """Units of measure per hour, in the direction of worsening; positive."""
+    level: _common_pb2.WarningLevel.ValueType
+    def __init__(
+        self,
+        *,
+        per_hour: _builtins.float = ...,
+        level: _common_pb2.WarningLevel.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["level", b"level", "per_hour", b"per_hour"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RateLimit: _TypeAlias = RateLimit  # noqa: Y015
+
+@_typing.final
+class ValidRange(_message.Message):
+    """The physically possible values; a reading outside is bad quality, never a crossing."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MIN_FIELD_NUMBER: _builtins.int
+    MAX_FIELD_NUMBER: _builtins.int
+    min: _builtins.float
+    max: _builtins.float
+    def __init__(
+        self,
+        *,
+        min: _builtins.float = ...,
+        max: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max", b"max", "min", b"min"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidRange: _TypeAlias = ValidRange  # noqa: Y015
+
+@_typing.final
+class AlarmRules(_message.Message):
+    """Alarm rules beside the four thresholds (ISA-18.2 / OPC UA Part 9 / Prometheus `for`).
+    Every rule is optional; a rule left out takes the sensor kind's default, if any.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEADBAND_FIELD_NUMBER: _builtins.int
+    ON_DELAY_FIELD_NUMBER: _builtins.int
+    OFF_DELAY_FIELD_NUMBER: _builtins.int
+    RATE_FIELD_NUMBER: _builtins.int
+    EXPECTED_INTERVAL_FIELD_NUMBER: _builtins.int
+    VALID_RANGE_FIELD_NUMBER: _builtins.int
+    RATE_WINDOW_FIELD_NUMBER: _builtins.int
+    deadband: _builtins.float
+    """Hysteresis per limit: a level is left only once the value is back past its threshold
+    by this much (units of measure). 0: none.
+    """
+    @_builtins.property
+    def on_delay(self) -> _duration_pb2.Duration:
+        """A level is raised only after the value stayed past it this long (field time)."""
+
+    @_builtins.property
+    def off_delay(self) -> _duration_pb2.Duration:
+        """A level is left only after the value stayed below it this long (field time)."""
+
+    @_builtins.property
+    def rate(self) -> _containers.RepeatedCompositeFieldContainer[Global___RateLimit]:
+        """Levels from how fast the value worsens."""
+
+    @_builtins.property
+    def expected_interval(self) -> _duration_pb2.Duration:
+        """Silent longer than this: a stale-data fault. Unset or 0: not watched."""
+
+    @_builtins.property
+    def valid_range(self) -> Global___ValidRange: ...
+    @_builtins.property
+    def rate_window(self) -> _duration_pb2.Duration:
+        """The span the rate of change is measured over (default one hour)."""
+
+    def __init__(
+        self,
+        *,
+        deadband: _builtins.float | None = ...,
+        on_delay: _duration_pb2.Duration | None = ...,
+        off_delay: _duration_pb2.Duration | None = ...,
+        rate: _abc.Iterable[Global___RateLimit] | None = ...,
+        expected_interval: _duration_pb2.Duration | None = ...,
+        valid_range: Global___ValidRange | None = ...,
+        rate_window: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_deadband", b"_deadband", "deadband", b"deadband", "expected_interval", b"expected_interval", "off_delay", b"off_delay", "on_delay", b"on_delay", "rate_window", b"rate_window", "valid_range", b"valid_range"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_deadband", b"_deadband", "deadband", b"deadband", "expected_interval", b"expected_interval", "off_delay", b"off_delay", "on_delay", b"on_delay", "rate", b"rate", "rate_window", b"rate_window", "valid_range", b"valid_range"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__deadband: _TypeAlias = _typing.Literal["deadband"]  # noqa: Y015
+    _WhichOneofArgType__deadband: _TypeAlias = _typing.Literal["_deadband", b"_deadband"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__deadband) -> _WhichOneofReturnType__deadband | None: ...
+
+Global___AlarmRules: _TypeAlias = AlarmRules  # noqa: Y015
+
+@_typing.final
+class SensorFault(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    READING_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    kind: Global___FaultKind.ValueType
+    detail: _builtins.str
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def reading(self) -> Global___Reading:
+        """The bad reading, or the last good one before it fell silent."""
+
+    def __init__(
+        self,
+        *,
+        kind: Global___FaultKind.ValueType = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        reading: Global___Reading | None = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reading", b"reading", "since", b"since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "kind", b"kind", "reading", b"reading", "since", b"since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SensorFault: _TypeAlias = SensorFault  # noqa: Y015
+
+@_typing.final
+class Shelving(_message.Message):
+    """An operator silenced the sensor for a bounded time: its levels reach no warning."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    by: _builtins.str
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+        reason: _builtins.str = ...,
+        by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "reason", b"reason", "since", b"since", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Shelving: _TypeAlias = Shelving  # noqa: Y015
 
 @_typing.final
 class Warning(_message.Message):
@@ -591,26 +812,211 @@ class SensorLevelChanged(_message.Message):
 Global___SensorLevelChanged: _TypeAlias = SensorLevelChanged  # noqa: Y015
 
 @_typing.final
+class SensorFaultRaised(_message.Message):
+    """A sensor fault began; addressed to the sensor's owner (not a hazard warning)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    SENSOR_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    READING_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    sensor_id: _builtins.str
+    kind: Global___FaultKind.ValueType
+    owner: _builtins.str
+    detail: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def reading(self) -> Global___Reading: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        sensor_id: _builtins.str = ...,
+        kind: Global___FaultKind.ValueType = ...,
+        owner: _builtins.str = ...,
+        reading: Global___Reading | None = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "reading", b"reading"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "kind", b"kind", "meta", b"meta", "owner", b"owner", "reading", b"reading", "sensor_id", b"sensor_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SensorFaultRaised: _TypeAlias = SensorFaultRaised  # noqa: Y015
+
+@_typing.final
+class SensorFaultCleared(_message.Message):
+    """The sensor reports well again."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    SENSOR_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    READING_FIELD_NUMBER: _builtins.int
+    sensor_id: _builtins.str
+    kind: Global___FaultKind.ValueType
+    owner: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def reading(self) -> Global___Reading:
+        """The reading that cleared it."""
+
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        sensor_id: _builtins.str = ...,
+        kind: Global___FaultKind.ValueType = ...,
+        owner: _builtins.str = ...,
+        reading: Global___Reading | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "reading", b"reading"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "meta", b"meta", "owner", b"owner", "reading", b"reading", "sensor_id", b"sensor_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SensorFaultCleared: _TypeAlias = SensorFaultCleared  # noqa: Y015
+
+@_typing.final
+class SensorShelved(_message.Message):
+    """Shelved until a time, with the reason in meta.reason."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    SENSOR_ID_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    sensor_id: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        sensor_id: _builtins.str = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "sensor_id", b"sensor_id", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SensorShelved: _TypeAlias = SensorShelved  # noqa: Y015
+
+@_typing.final
+class SensorUnshelved(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    SENSOR_ID_FIELD_NUMBER: _builtins.int
+    EXPIRED_FIELD_NUMBER: _builtins.int
+    sensor_id: _builtins.str
+    expired: _builtins.bool
+    """True when its time ran out, false when an operator unshelved it."""
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        sensor_id: _builtins.str = ...,
+        expired: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expired", b"expired", "meta", b"meta", "sensor_id", b"sensor_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SensorUnshelved: _TypeAlias = SensorUnshelved  # noqa: Y015
+
+@_typing.final
+class SensorReadingsLate(_message.Message):
+    """Readings older than the sensor's last applied one: kept here, applied to nothing."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    SENSOR_ID_FIELD_NUMBER: _builtins.int
+    READINGS_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    sensor_id: _builtins.str
+    count: _builtins.int
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def readings(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reading]:
+        """The first of them (at most 100 per call)."""
+
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        sensor_id: _builtins.str = ...,
+        readings: _abc.Iterable[Global___Reading] | None = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "meta", b"meta", "readings", b"readings", "sensor_id", b"sensor_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SensorReadingsLate: _TypeAlias = SensorReadingsLate  # noqa: Y015
+
+@_typing.final
 class SensorEvent(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REGISTERED_FIELD_NUMBER: _builtins.int
     LEVEL_CHANGED_FIELD_NUMBER: _builtins.int
+    FAULT_RAISED_FIELD_NUMBER: _builtins.int
+    FAULT_CLEARED_FIELD_NUMBER: _builtins.int
+    SHELVED_FIELD_NUMBER: _builtins.int
+    UNSHELVED_FIELD_NUMBER: _builtins.int
+    READINGS_LATE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def registered(self) -> Global___SensorRegistered: ...
     @_builtins.property
     def level_changed(self) -> Global___SensorLevelChanged: ...
+    @_builtins.property
+    def fault_raised(self) -> Global___SensorFaultRaised: ...
+    @_builtins.property
+    def fault_cleared(self) -> Global___SensorFaultCleared: ...
+    @_builtins.property
+    def shelved(self) -> Global___SensorShelved: ...
+    @_builtins.property
+    def unshelved(self) -> Global___SensorUnshelved: ...
+    @_builtins.property
+    def readings_late(self) -> Global___SensorReadingsLate: ...
     def __init__(
         self,
         *,
         registered: Global___SensorRegistered | None = ...,
         level_changed: Global___SensorLevelChanged | None = ...,
+        fault_raised: Global___SensorFaultRaised | None = ...,
+        fault_cleared: Global___SensorFaultCleared | None = ...,
+        shelved: Global___SensorShelved | None = ...,
+        unshelved: Global___SensorUnshelved | None = ...,
+        readings_late: Global___SensorReadingsLate | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "level_changed", b"level_changed", "registered", b"registered"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "fault_cleared", b"fault_cleared", "fault_raised", b"fault_raised", "level_changed", b"level_changed", "readings_late", b"readings_late", "registered", b"registered", "shelved", b"shelved", "unshelved", b"unshelved"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "level_changed", b"level_changed", "registered", b"registered"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "fault_cleared", b"fault_cleared", "fault_raised", b"fault_raised", "level_changed", b"level_changed", "readings_late", b"readings_late", "registered", b"registered", "shelved", b"shelved", "unshelved", b"unshelved"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["registered", "level_changed"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["registered", "level_changed", "fault_raised", "fault_cleared", "shelved", "unshelved", "readings_late"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -651,6 +1057,7 @@ class WarningRaised(_message.Message):
     RESPONSIBLE_FIELD_NUMBER: _builtins.int
     COUPLED_RULE_FIELD_NUMBER: _builtins.int
     SOURCES_FIELD_NUMBER: _builtins.int
+    MOVED_BY_FIELD_NUMBER: _builtins.int
     warning_id: _builtins.str
     hazard: _builtins.str
     grid_cell: _builtins.str
@@ -671,6 +1078,10 @@ class WarningRaised(_message.Message):
     def responsible(self) -> Global___Responsible: ...
     @_builtins.property
     def sources(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def moved_by(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reading]:
+        """The readings that moved a sensor's level in this step (the last per sensor)."""
+
     def __init__(
         self,
         *,
@@ -685,10 +1096,11 @@ class WarningRaised(_message.Message):
         responsible: Global___Responsible | None = ...,
         coupled_rule: _builtins.str = ...,
         sources: _abc.Iterable[_builtins.str] | None = ...,
+        moved_by: _abc.Iterable[Global___Reading] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "location", b"location", "meta", b"meta", "responsible", b"responsible"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupled_rule", b"coupled_rule", "evidence", b"evidence", "grid_cell", b"grid_cell", "hazard", b"hazard", "level", b"level", "location", b"location", "meta", b"meta", "responsible", b"responsible", "sensor_levels", b"sensor_levels", "sources", b"sources", "warning_id", b"warning_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupled_rule", b"coupled_rule", "evidence", b"evidence", "grid_cell", b"grid_cell", "hazard", b"hazard", "level", b"level", "location", b"location", "meta", b"meta", "moved_by", b"moved_by", "responsible", b"responsible", "sensor_levels", b"sensor_levels", "sources", b"sources", "warning_id", b"warning_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -726,6 +1138,7 @@ class WarningUpdated(_message.Message):
     EVIDENCE_FIELD_NUMBER: _builtins.int
     SENSOR_LEVELS_FIELD_NUMBER: _builtins.int
     SOURCES_FIELD_NUMBER: _builtins.int
+    MOVED_BY_FIELD_NUMBER: _builtins.int
     warning_id: _builtins.str
     level: _common_pb2.WarningLevel.ValueType
     @_builtins.property
@@ -738,6 +1151,10 @@ class WarningUpdated(_message.Message):
     def sources(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """A compound warning: the warnings it now comes from."""
 
+    @_builtins.property
+    def moved_by(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reading]:
+        """The readings that moved a sensor's level in this step (the last per sensor)."""
+
     def __init__(
         self,
         *,
@@ -747,10 +1164,11 @@ class WarningUpdated(_message.Message):
         evidence: Global___Reading | None = ...,
         sensor_levels: _abc.Mapping[_builtins.str, _common_pb2.WarningLevel.ValueType] | None = ...,
         sources: _abc.Iterable[_builtins.str] | None = ...,
+        moved_by: _abc.Iterable[Global___Reading] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "meta", b"meta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "level", b"level", "meta", b"meta", "sensor_levels", b"sensor_levels", "sources", b"sources", "warning_id", b"warning_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "level", b"level", "meta", b"meta", "moved_by", b"moved_by", "sensor_levels", b"sensor_levels", "sources", b"sources", "warning_id", b"warning_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -785,18 +1203,24 @@ class WarningCleared(_message.Message):
 
     META_FIELD_NUMBER: _builtins.int
     WARNING_ID_FIELD_NUMBER: _builtins.int
+    MOVED_BY_FIELD_NUMBER: _builtins.int
     warning_id: _builtins.str
     @_builtins.property
     def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def moved_by(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reading]:
+        """The readings that moved a sensor's level in this step (the last per sensor)."""
+
     def __init__(
         self,
         *,
         meta: _common_pb2.EventMeta | None = ...,
         warning_id: _builtins.str = ...,
+        moved_by: _abc.Iterable[Global___Reading] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "warning_id", b"warning_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "moved_by", b"moved_by", "warning_id", b"warning_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1043,6 +1467,8 @@ class RegisterSensorRequest(_message.Message):
     UNIT_OF_MEASURE_FIELD_NUMBER: _builtins.int
     THRESHOLDS_FIELD_NUMBER: _builtins.int
     DIRECTION_FIELD_NUMBER: _builtins.int
+    RULES_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     kind: _builtins.str
     hazard: _builtins.str
@@ -1050,10 +1476,16 @@ class RegisterSensorRequest(_message.Message):
     """Optional: derived from the location (0.01° cells) when empty."""
     unit_of_measure: _builtins.str
     direction: Global___Direction.ValueType
+    owner: _builtins.str
+    """Who maintains the sensor; its faults are addressed to them."""
     @_builtins.property
     def location(self) -> _common_pb2.GeoPoint: ...
     @_builtins.property
     def thresholds(self) -> Global___Thresholds: ...
+    @_builtins.property
+    def rules(self) -> Global___AlarmRules:
+        """Optional alarm rules; those left out take the sensor kind's defaults."""
+
     def __init__(
         self,
         *,
@@ -1065,10 +1497,12 @@ class RegisterSensorRequest(_message.Message):
         unit_of_measure: _builtins.str = ...,
         thresholds: Global___Thresholds | None = ...,
         direction: Global___Direction.ValueType = ...,
+        rules: Global___AlarmRules | None = ...,
+        owner: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["location", b"location", "thresholds", b"thresholds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["location", b"location", "rules", b"rules", "thresholds", b"thresholds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["direction", b"direction", "grid_cell", b"grid_cell", "hazard", b"hazard", "id", b"id", "kind", b"kind", "location", b"location", "thresholds", b"thresholds", "unit_of_measure", b"unit_of_measure"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["direction", b"direction", "grid_cell", b"grid_cell", "hazard", b"hazard", "id", b"id", "kind", b"kind", "location", b"location", "owner", b"owner", "rules", b"rules", "thresholds", b"thresholds", "unit_of_measure", b"unit_of_measure"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1226,20 +1660,34 @@ class IngestReadingsResponse(_message.Message):
 
     ACCEPTED_FIELD_NUMBER: _builtins.int
     WARNINGS_FIELD_NUMBER: _builtins.int
+    LATE_FIELD_NUMBER: _builtins.int
+    BAD_QUALITY_FIELD_NUMBER: _builtins.int
+    FAULTS_FIELD_NUMBER: _builtins.int
     accepted: _builtins.int
+    late: _builtins.int
+    """Readings older than their sensor's last applied one: kept, applied to nothing."""
+    bad_quality: _builtins.int
+    """Readings outside their sensor's valid range: bad quality, never a crossing."""
     @_builtins.property
     def warnings(self) -> _containers.RepeatedCompositeFieldContainer[Global___Warning]:
         """Warnings raised or changed by these readings."""
+
+    @_builtins.property
+    def faults(self) -> _containers.RepeatedCompositeFieldContainer[Global___SensorFaultChange]:
+        """Sensor faults raised or cleared by these readings (sensor id and fault)."""
 
     def __init__(
         self,
         *,
         accepted: _builtins.int = ...,
         warnings: _abc.Iterable[Global___Warning] | None = ...,
+        late: _builtins.int = ...,
+        bad_quality: _builtins.int = ...,
+        faults: _abc.Iterable[Global___SensorFaultChange] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "warnings", b"warnings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "bad_quality", b"bad_quality", "faults", b"faults", "late", b"late", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1538,3 +1986,185 @@ class GetPrecisionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetPrecisionResponse: _TypeAlias = GetPrecisionResponse  # noqa: Y015
+
+@_typing.final
+class SensorFaultChange(_message.Message):
+    """A sensor fault that began or ended."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SENSOR_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ACTIVE_FIELD_NUMBER: _builtins.int
+    sensor_id: _builtins.str
+    kind: Global___FaultKind.ValueType
+    active: _builtins.bool
+    """True: raised; false: cleared."""
+    def __init__(
+        self,
+        *,
+        sensor_id: _builtins.str = ...,
+        kind: Global___FaultKind.ValueType = ...,
+        active: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "kind", b"kind", "sensor_id", b"sensor_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SensorFaultChange: _TypeAlias = SensorFaultChange  # noqa: Y015
+
+@_typing.final
+class RegisterSensorsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SENSORS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def sensors(self) -> _containers.RepeatedCompositeFieldContainer[Global___RegisterSensorRequest]:
+        """At most 10,000 per call."""
+
+    def __init__(
+        self,
+        *,
+        sensors: _abc.Iterable[Global___RegisterSensorRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sensors", b"sensors"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterSensorsRequest: _TypeAlias = RegisterSensorsRequest  # noqa: Y015
+
+@_typing.final
+class RegisterSensorsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGISTERED_FIELD_NUMBER: _builtins.int
+    EXISTING_FIELD_NUMBER: _builtins.int
+    registered: _builtins.int
+    @_builtins.property
+    def existing(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids already registered, left unchanged."""
+
+    def __init__(
+        self,
+        *,
+        registered: _builtins.int = ...,
+        existing: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["existing", b"existing", "registered", b"registered"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterSensorsResponse: _TypeAlias = RegisterSensorsResponse  # noqa: Y015
+
+@_typing.final
+class ShelveSensorRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DURATION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    reason: _builtins.str
+    actor: _builtins.str
+    """Leave empty: the actor is the authenticated caller."""
+    @_builtins.property
+    def duration(self) -> _duration_pb2.Duration:
+        """How long; at most 24 hours."""
+
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """Field time the operator shelved it (default: now)."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        duration: _duration_pb2.Duration | None = ...,
+        reason: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        actor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "duration", b"duration", "id", b"id", "occurred_at", b"occurred_at", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShelveSensorRequest: _TypeAlias = ShelveSensorRequest  # noqa: Y015
+
+@_typing.final
+class ShelveSensorResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SENSOR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def sensor(self) -> Global___Sensor: ...
+    def __init__(
+        self,
+        *,
+        sensor: Global___Sensor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sensor", b"sensor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sensor", b"sensor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShelveSensorResponse: _TypeAlias = ShelveSensorResponse  # noqa: Y015
+
+@_typing.final
+class UnshelveSensorRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    reason: _builtins.str
+    actor: _builtins.str
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        actor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "id", b"id", "occurred_at", b"occurred_at", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnshelveSensorRequest: _TypeAlias = UnshelveSensorRequest  # noqa: Y015
+
+@_typing.final
+class UnshelveSensorResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SENSOR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def sensor(self) -> Global___Sensor: ...
+    def __init__(
+        self,
+        *,
+        sensor: Global___Sensor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sensor", b"sensor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sensor", b"sensor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnshelveSensorResponse: _TypeAlias = UnshelveSensorResponse  # noqa: Y015

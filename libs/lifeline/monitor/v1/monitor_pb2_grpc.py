@@ -91,6 +91,21 @@ class MonitorServiceStub:
                 request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetPrecisionRequest.SerializeToString,
                 response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetPrecisionResponse.FromString,
                 _registered_method=True)
+        self.RegisterSensors = channel.unary_unary(
+                '/lifeline.monitor.v1.MonitorService/RegisterSensors',
+                request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.RegisterSensorsRequest.SerializeToString,
+                response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.RegisterSensorsResponse.FromString,
+                _registered_method=True)
+        self.ShelveSensor = channel.unary_unary(
+                '/lifeline.monitor.v1.MonitorService/ShelveSensor',
+                request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ShelveSensorRequest.SerializeToString,
+                response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ShelveSensorResponse.FromString,
+                _registered_method=True)
+        self.UnshelveSensor = channel.unary_unary(
+                '/lifeline.monitor.v1.MonitorService/UnshelveSensor',
+                request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.UnshelveSensorRequest.SerializeToString,
+                response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.UnshelveSensorResponse.FromString,
+                _registered_method=True)
 
 
 class MonitorServiceServicer:
@@ -167,6 +182,27 @@ class MonitorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterSensors(self, request, context):
+        """Register many sensors at once (bulk loads); those already registered are left as they
+        are and named in the answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShelveSensor(self, request, context):
+        """Silence a sensor for a bounded time (at most 24 h) with a reason; expires on its own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnshelveSensor(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MonitorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -224,6 +260,21 @@ def add_MonitorServiceServicer_to_server(servicer, server):
                     servicer.GetPrecision,
                     request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetPrecisionRequest.FromString,
                     response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetPrecisionResponse.SerializeToString,
+            ),
+            'RegisterSensors': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterSensors,
+                    request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.RegisterSensorsRequest.FromString,
+                    response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.RegisterSensorsResponse.SerializeToString,
+            ),
+            'ShelveSensor': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShelveSensor,
+                    request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ShelveSensorRequest.FromString,
+                    response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ShelveSensorResponse.SerializeToString,
+            ),
+            'UnshelveSensor': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnshelveSensor,
+                    request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.UnshelveSensorRequest.FromString,
+                    response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.UnshelveSensorResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -525,6 +576,87 @@ class MonitorService:
             '/lifeline.monitor.v1.MonitorService/GetPrecision',
             lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetPrecisionRequest.SerializeToString,
             lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetPrecisionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterSensors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.monitor.v1.MonitorService/RegisterSensors',
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.RegisterSensorsRequest.SerializeToString,
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.RegisterSensorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShelveSensor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.monitor.v1.MonitorService/ShelveSensor',
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ShelveSensorRequest.SerializeToString,
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ShelveSensorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnshelveSensor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.monitor.v1.MonitorService/UnshelveSensor',
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.UnshelveSensorRequest.SerializeToString,
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.UnshelveSensorResponse.FromString,
             options,
             channel_credentials,
             insecure,
