@@ -67,6 +67,8 @@ class Settings:
     otlp_endpoint: str | None
     stream_replicas: int
     security: Security = Security()
+    #: H3 resolution of monitor's grid cells (8: about 0.74 km², cells about 1 km across).
+    grid_resolution: int = 8
 
     @classmethod
     def from_env(cls, service: str) -> Settings:
@@ -83,4 +85,13 @@ class Settings:
             # 3 on a clustered JetStream in production, so a lost server loses no event.
             stream_replicas=int(os.environ.get("LIFELINE_STREAM_REPLICAS", "1")),
             security=Security.from_env(service),
+            grid_resolution=_grid_resolution(service),
         )
+
+
+def _grid_resolution(service: str) -> int:
+    value = os.environ.get("LIFELINE_GRID_RESOLUTION", "8").strip()
+    if not value.isdigit() or not 0 <= int(value) <= 15:
+        raise SystemExit(f"lifeline-{service}: LIFELINE_GRID_RESOLUTION must be an H3 "
+                         f"resolution, 0 to 15 (got {value[:16]!r})")
+    return int(value)

@@ -26,6 +26,7 @@ from lifeline.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from lifeline.resources.v1 import resources_pb2, resources_pb2_grpc
 from lifeline.review.v1 import review_pb2, review_pb2_grpc
 from lifeline.scenario import wait_until
+from lifeline_monitor.domain import grid_cell_of
 
 pytestmark = pytest.mark.e2e
 
@@ -85,6 +86,13 @@ def refused(call: Callable[[], Any], code: grpc.StatusCode, *names: str) -> str:
     for name in names:
         assert name in message, f"{name!r} not named in {message!r}"
     return message
+
+
+def cell_for(t: str) -> str:
+    """A grid cell of the test's own: the H3 cell of a point picked by the tag."""
+    n = int(t, 16)
+    return grid_cell_of(common_pb2.GeoPoint(lat=-60 + (n % 100_000) * 0.001,
+                                            lon=-170 + (n // 100_000 % 300_000) * 0.001))
 
 
 def sensor_request(sensor_id: str, hazard: str = "urban_flooding", cell: str = "",
@@ -365,7 +373,7 @@ def test_every_service_lists_itself_health_and_reflection(stack: Stack, api: Cli
 
 def test_a_repeated_crossing_raises_one_warning_and_one_incident(api: Clients) -> None:
     t = tag()
-    hazard, cell, sensor_id = f"edge_rain_{t}", f"edge-cell-{t}", f"edge-rain-{t}"
+    hazard, cell, sensor_id = f"edge_rain_{t}", cell_for(t), f"edge-rain-{t}"
     api.monitor.RegisterSensor(sensor_request(sensor_id, hazard=hazard, cell=cell),
                                timeout=TIMEOUT)
     batch = monitor_pb2.IngestReadingBatchRequest(
@@ -467,7 +475,7 @@ def test_every_warning_raised_can_be_acknowledged(api: Clients) -> None:
     hazard, sensor_id = f"flood/{t}", f"edge-slash-{t}"
     try:
         api.monitor.RegisterSensor(sensor_request(sensor_id, hazard=hazard,
-                                                  cell=f"edge-slash-cell-{t}"), timeout=TIMEOUT)
+                                                  cell=cell_for(t)), timeout=TIMEOUT)
     except grpc.RpcError as error:  # refusing such a hazard up front is a fix too
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "hazard" in (error.details() or "")
@@ -504,13 +512,13 @@ def test_a_unit_status_outside_the_enum_is_refused(api: Clients) -> None:
 
 def test_streamed_readings_raise_and_escalate_one_warning(api: Clients) -> None:
     t = tag()
-    api.monitor.RegisterSensor(sensor_request(f"stream-{t}", cell=f"cell-{t}"))
+    api.monitor.RegisterSensor(sensor_request(f"stream-{t}", cell=cell_for(t)))
     values = [0.1, 0.3, 0.5, 0.9]  # none, blue, yellow, red: raised, then escalated
     answer = api.monitor.IngestReadings(iter(
         monitor_pb2.IngestReadingsRequest(reading=monitor_pb2.Reading(
             sensor_id=f"stream-{t}", value=v)) for v in values))
     assert answer.accepted == 4
-    assert [w.id for w in answer.warnings] == [f"cell-{t}/urban_flooding/1"]
+    assert [w.id for w in answer.warnings] == [f"{cell_for(t)}/urban_flooding/1"]
     assert answer.warnings[0].level == common_pb2.WARNING_LEVEL_RED
     sensor = api.monitor.GetSensor(monitor_pb2.GetSensorRequest(id=f"stream-{t}")).sensor
     assert sensor.level == common_pb2.WARNING_LEVEL_RED
@@ -518,7 +526,7 @@ def test_streamed_readings_raise_and_escalate_one_warning(api: Clients) -> None:
 
 def test_a_bad_reading_in_a_stream_refuses_the_whole_stream(api: Clients) -> None:
     t = tag()
-    api.monitor.RegisterSensor(sensor_request(f"stream-bad-{t}", cell=f"cell-bad-{t}"))
+    api.monitor.RegisterSensor(sensor_request(f"stream-bad-{t}", cell=cell_for(t)))
     readings = [monitor_pb2.Reading(sensor_id=f"stream-bad-{t}", value=0.9),
                 monitor_pb2.Reading(sensor_id=f"nobody-{t}", value=1.0)]
     refused(lambda: api.monitor.IngestReadings(iter(

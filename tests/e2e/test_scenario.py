@@ -79,7 +79,8 @@ def test_nearest_available_unit_goes_and_one_unit_never_serves_two(stack: Stack)
         "rescue-xh-1", "pump-xh-1", "amb-zs-6", "police-xh-11"}  # released by the first
 
     third = Player(stack.addresses(), stack, tag="c", say=lambda _: None)
-    elsewhere = [{**s, "lat": s["lat"] + 0.03} for s in scenario.sensors]  # another grid cell
+    # Another grid cell, both sensors still in one (+0.03° would put them astride a border).
+    elsewhere = [{**s, "lat": s["lat"] + 0.04} for s in scenario.sensors]
     third.setup(Scenario(scenario.name, scenario.start, elsewhere, [], []))
     for step in scenario.steps[:5]:
         third.run_step(step, when + step.at)

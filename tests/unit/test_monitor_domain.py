@@ -27,8 +27,8 @@ NONE, BLUE, YELLOW = L.WARNING_LEVEL_NONE, L.WARNING_LEVEL_BLUE, L.WARNING_LEVEL
 ORANGE, RED = L.WARNING_LEVEL_ORANGE, L.WARNING_LEVEL_RED
 HIGHER, LOWER = pb.DIRECTION_HIGHER_IS_WORSE, pb.DIRECTION_LOWER_IS_WORSE
 PEOPLES_SQUARE = common_pb2.GeoPoint(lat=31.2317, lon=121.4733)
-NEARBY = common_pb2.GeoPoint(lat=31.2351, lon=121.4762)  # same 0.01° cell
-CELL = "3123_12147"
+NEARBY = common_pb2.GeoPoint(lat=31.2351, lon=121.4762)  # same H3 cell at resolution 8
+CELL = "88309959d1fffff"
 NOW = datetime(2031, 3, 3, 12, 0, tzinfo=UTC)  # wall clock of recording
 
 
@@ -84,8 +84,8 @@ def test_a_valid_sensor_registers_in_the_grid_cell_of_its_location() -> None:
 
 
 def test_an_explicit_grid_cell_is_kept() -> None:
-    sensor = Gateway().register(water_level(grid_cell="huangpu-07"))
-    assert sensor.view.grid_cell == "huangpu-07"
+    sensor = Gateway().register(water_level(grid_cell="88309959d3fffff"))
+    assert sensor.view.grid_cell == "88309959d3fffff"
 
 
 def test_lower_is_worse_thresholds_falling_from_blue_to_red_are_valid() -> None:
@@ -246,7 +246,7 @@ def flooding() -> tuple[Gateway, Cell, Sensor, Sensor]:
 def test_sensors_of_one_cell_and_hazard_share_one_watch() -> None:
     assert watch_id_of(CELL, "urban_flooding") == watch_id_of(CELL, "urban_flooding")
     assert watch_id_of(CELL, "urban_flooding") != watch_id_of(CELL, "gas_leak")
-    assert watch_id_of(CELL, "urban_flooding") != watch_id_of("3124_12147", "urban_flooding")
+    assert watch_id_of(CELL, "urban_flooding") != watch_id_of("88309959d3fffff", "urban_flooding")
 
 
 def test_two_sensors_in_one_cell_raise_one_warning_at_the_worst_level(

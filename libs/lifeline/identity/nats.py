@@ -12,7 +12,7 @@ from typing import Any
 
 #: service -> the services whose streams it consumes (DESIGN.md, "Shape").
 LISTENS_TO: dict[str, tuple[str, ...]] = {
-    "monitor": (),
+    "monitor": ("dispatch",),
     "dispatch": ("monitor", "resources"),
     "resources": ("dispatch",),
     "review": ("dispatch",),

@@ -14,6 +14,7 @@ from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.store import ServiceApplication
 from lifeline.views import ViewRow
 
+from lifeline_monitor import grid, outcomes
 from lifeline_monitor.domain import HazardWatch, Sensor, level_name, sensor_id_of, watch_id_of
 
 MAX_READINGS_PER_CALL = 10_000
@@ -21,12 +22,14 @@ MAX_READINGS_PER_CALL = 10_000
 
 class MonitorApp(ServiceApplication):
     name = "monitor"
+    #: H3 resolution of the grid (Settings.grid_resolution, set by bootstrap).
+    grid_resolution = grid.DEFAULT_RESOLUTION
 
     def register_sensor(self, req: pb.RegisterSensorRequest, cause: Cause, now: datetime
                         ) -> tuple[pb.Sensor, list[Recording]]:
         if self.find(Sensor, sensor_id_of(req.id)) is not None:
             raise AlreadyExists("sensor", req.id)
-        sensor = Sensor.register(req, cause, now)
+        sensor = Sensor.register(grid.placed(req, self.grid_resolution), cause, now)
         return sensor.view, self.record(sensor)
 
     def ingest(self, readings: Sequence[pb.Reading], actor: str, now: datetime
@@ -60,12 +63,16 @@ class MonitorApp(ServiceApplication):
         key = f"{sensor.grid_cell}|{sensor.hazard}"
         watch = watches.get(key) or self.find(HazardWatch,
                                               watch_id_of(sensor.grid_cell, sensor.hazard))
+
+        def responsible() -> pb.Responsible:
+            return grid.responsible_for(self, sensor.grid_cell, sensor.hazard)
+
         if watch is None:
             if sensor.level == common_pb2.WARNING_LEVEL_NONE:
                 return
-            watch = HazardWatch.open(sensor, sensor.level, reading, cause, now)
+            watch = HazardWatch.open(sensor, sensor.level, reading, cause, now, responsible)
         else:
-            watch.sensor_moved(sensor, sensor.level, reading, cause, now)
+            watch.sensor_moved(sensor, sensor.level, reading, cause, now, responsible)
         watches[key] = watch
 
     def acknowledge(self, warning_id: str, cause: Cause, now: datetime
@@ -89,4 +96,6 @@ def rows_for(aggregate: ProtoAggregate) -> list[ViewRow]:
         w = aggregate.warning
         return [ViewRow("warning", w.id, w, status=pb.WarningStatus.Name(w.status),
                         category=w.hazard, lat=w.location.lat, lon=w.location.lon)]
+    if isinstance(aggregate, outcomes.Outcome):
+        return outcomes.rows_for(aggregate)
     return []

@@ -7,14 +7,17 @@ from lifeline.config import Settings
 from lifeline.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from lifeline.runtime import Runtime
 
+from lifeline_monitor import outcomes
 from lifeline_monitor.application import MonitorApp, rows_for
 from lifeline_monitor.server import MonitorServicer
 
 
 def build(settings: Settings, clock: Clock | None = None) -> Runtime:
     app = MonitorApp(settings.database_url)
+    app.grid_resolution = settings.grid_resolution
     runtime = Runtime(settings, app, rows_for, clock)
     runtime.server.add(monitor_pb2_grpc.add_MonitorServiceServicer_to_server,
                        MonitorServicer(runtime, app),
                        monitor_pb2.DESCRIPTOR.services_by_name["MonitorService"].full_name)
+    outcomes.subscribe(runtime, app)
     return runtime

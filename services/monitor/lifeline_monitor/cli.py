@@ -12,6 +12,8 @@ from lifeline.common.v1 import common_pb2
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2_grpc
 
+from lifeline_monitor import grid
+
 DIRECTIONS = clikit.enum_choice(pb.Direction, "DIRECTION_")
 STATUSES = clikit.enum_choice(pb.WarningStatus, "WARNING_STATUS_")
 
@@ -80,6 +82,38 @@ def ack(args: argparse.Namespace, channel: grpc.Channel) -> Any:
     return w if args.json else _warnings([w])
 
 
+def load_grid(args: argparse.Namespace, channel: grpc.Channel) -> Any:
+    try:
+        request = grid.read_grid_file(args.file)
+    except grid.GridFileError as error:
+        raise SystemExit(f"lifeline-monitor: {error}") from None
+    answer = _stub(channel).LoadGrid(request)
+    return answer if args.json else clikit.Table(
+        ["districts", "cells", "changed districts", "changed cells", "resolution"],
+        [[len(request.districts), len(request.cells), answer.districts_changed,
+          answer.cells_changed, answer.resolution]])
+
+
+def cell(args: argparse.Namespace, channel: grpc.Channel) -> Any:
+    request = pb.GetCellRequest(cell=args.cell or "")
+    if args.lat is not None or args.lon is not None:
+        request.location.CopyFrom(common_pb2.GeoPoint(lat=args.lat or 0.0, lon=args.lon or 0.0))
+    return _stub(channel).GetCell(request).cell
+
+
+def precision(args: argparse.Namespace, channel: grpc.Channel) -> Any:
+    answer = _stub(channel).GetPrecision(pb.GetPrecisionRequest(
+        sensor_id=args.sensor, hazard=args.hazard, grid_cell=args.cell))
+    if args.json:
+        return answer
+    rows = [("all", answer.overall), *(("sensor", p) for p in answer.by_sensor),
+            *(("hazard", p) for p in answer.by_hazard), *(("cell", p) for p in answer.by_cell)]
+    return clikit.Table(
+        ["by", "key", "confirmed", "false alarms", "precision"],
+        [[by, p.key or "-", p.confirmed, p.false_alarms,
+          f"{p.precision:.0%}" if p.HasField("precision") else "-"] for by, p in rows])
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p, sub = clikit.parser("monitor", "Sensors, readings and graded warnings.")
     s = sub.add_parser("register", help="register a sensor with its thresholds")
@@ -105,9 +139,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     s.add_argument("--hazard", default="")
     sub.add_parser("warning", help="show one warning").add_argument("id")
     sub.add_parser("ack", help="acknowledge a warning").add_argument("id")
+    s = sub.add_parser("load-grid", help="load the city's grid: districts and H3 cells (TOML)")
+    s.add_argument("file")
+    s = sub.add_parser("precision", help="confirmed / (confirmed + false) warnings per sensor, "
+                                         "hazard and cell")
+    s.add_argument("--sensor", default="")
+    s.add_argument("--hazard", default="")
+    s.add_argument("--cell", default="")
+    s = sub.add_parser("cell", help="show a grid cell: its district, officer and assets")
+    s.add_argument("cell", nargs="?", help="H3 cell index (or give --lat and --lon)")
+    s.add_argument("--lat", type=float)
+    s.add_argument("--lon", type=float)
     commands: dict[str, clikit.Command] = {
         "register": register, "sensors": sensors, "sensor": sensor, "read": read,
-        "warnings": warnings, "warning": warning, "ack": ack}
+        "warnings": warnings, "warning": warning, "ack": ack, "load-grid": load_grid,
+        "cell": cell, "precision": precision}
     clikit.run("monitor", p, commands, _serve, argv)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
@@ -16,6 +17,8 @@ from lifeline.errors import InvalidArgument, RuleViolation
 from lifeline.events import Cause, ProtoAggregate, event_of, meta_of, stable_id
 from lifeline.monitor.v1 import monitor_pb2 as pb
 
+from lifeline_monitor.grid import DEFAULT_RESOLUTION, cell_of
+
 L = common_pb2.WarningLevel
 COLOURS = (L.WARNING_LEVEL_BLUE, L.WARNING_LEVEL_YELLOW, L.WARNING_LEVEL_ORANGE,
            L.WARNING_LEVEL_RED)
@@ -25,9 +28,9 @@ def level_name(level: int) -> str:
     return common_pb2.WarningLevel.Name(cast(Any, level)).removeprefix("WARNING_LEVEL_")
 
 
-def grid_cell_of(location: common_pb2.GeoPoint) -> str:
-    """The 0.01° grid cell (about 1 km) a point falls in."""
-    return f"{math.floor(location.lat * 100)}_{math.floor(location.lon * 100)}"
+def grid_cell_of(location: common_pb2.GeoPoint, resolution: int = DEFAULT_RESOLUTION) -> str:
+    """The H3 cell (at the grid's resolution, 8 unless configured) a point falls in."""
+    return cell_of(location, resolution)
 
 
 def sensor_id_of(sensor_id: str) -> UUID:
@@ -113,7 +116,11 @@ class HazardWatch(ProtoAggregate):
                 id=event.warning_id, hazard=event.hazard, grid_cell=event.grid_cell,
                 location=event.location, level=event.level, status=pb.WARNING_STATUS_ACTIVE,
                 sensor_levels=event.sensor_levels, raised_at=at, updated_at=at,
-                evidence=event.evidence)
+                evidence=event.evidence, responsible=event.responsible,
+                coupled_rule=event.coupled_rule, sources=event.sources)
+            #: Every sensor that stood behind each warning (its outcome counts for them).
+            self.contributors: dict[str, set[str]] = getattr(self, "contributors", {})
+            self.contributors[event.warning_id] = set(event.sensor_levels)
             return
         w = self.warning
         w.updated_at.CopyFrom(at)
@@ -122,6 +129,8 @@ class HazardWatch(ProtoAggregate):
             w.sensor_levels.clear()
             w.sensor_levels.update(event.sensor_levels)
             w.evidence.CopyFrom(event.evidence)
+            w.sources[:] = event.sources
+            self.contributors[w.id].update(event.sensor_levels)
         elif field == "acknowledged":
             w.status = pb.WARNING_STATUS_ACKNOWLEDGED
             w.acknowledged_by = meta_of(wrapper).actor
@@ -138,26 +147,31 @@ class HazardWatch(ProtoAggregate):
 
     @classmethod
     def open(cls, sensor: pb.Sensor, level: int, reading: pb.Reading, cause: Cause,
-             now: datetime) -> HazardWatch:
+             now: datetime, responsible: Callable[[], pb.Responsible] | None = None
+             ) -> HazardWatch:
         watch_id = watch_id_of(sensor.grid_cell, sensor.hazard)
-        return cls.start(watch_id, "raised", cls._raised(sensor, 1, level, reading), cause, now)
+        raised = cls._raised(sensor, 1, level, reading, responsible)
+        return cls.start(watch_id, "raised", raised, cause, now)
 
     @staticmethod
-    def _raised(sensor: pb.Sensor, episode: int, level: int,
-                reading: pb.Reading) -> pb.WarningRaised:
+    def _raised(sensor: pb.Sensor, episode: int, level: int, reading: pb.Reading,
+                responsible: Callable[[], pb.Responsible] | None) -> pb.WarningRaised:
         return pb.WarningRaised(
             warning_id=f"{sensor.grid_cell}/{sensor.hazard}/{episode}", hazard=sensor.hazard,
             grid_cell=sensor.grid_cell, location=sensor.location, level=level,  # type: ignore[arg-type]
-            evidence=reading, sensor_levels={sensor.id: level})  # type: ignore[dict-item]
+            evidence=reading, sensor_levels={sensor.id: level},  # type: ignore[dict-item]
+            responsible=responsible() if responsible else None)
 
     def sensor_moved(self, sensor: pb.Sensor, level: int, reading: pb.Reading, cause: Cause,
-                     now: datetime) -> None:
-        """A sensor in this cell changed colour: raise, update or clear the warning."""
+                     now: datetime, responsible: Callable[[], pb.Responsible] | None = None
+                     ) -> None:
+        """A sensor in this cell changed colour: raise, update or clear the warning.
+        responsible() says whom a new warning reaches (asked only when one is raised)."""
         active = self.active
         if active is None:
             if level != L.WARNING_LEVEL_NONE:
-                self.record("raised", self._raised(sensor, self.episodes + 1, level, reading),
-                            cause, now)
+                raised = self._raised(sensor, self.episodes + 1, level, reading, responsible)
+                self.record("raised", raised, cause, now)
             return
         levels = dict(active.sensor_levels)
         if level == L.WARNING_LEVEL_NONE:
@@ -178,3 +192,48 @@ class HazardWatch(ProtoAggregate):
                                 f"warning {warning_id} is no longer active (it was cleared)")
         if active.status != pb.WARNING_STATUS_ACKNOWLEDGED:
             self.record("acknowledged", pb.WarningAcknowledged(warning_id=warning_id), cause, now)
+
+    @classmethod
+    def open_compound(cls, grid_cell: str, hazard: str, rule: str, level: int,
+                      sources: Sequence[str], location: common_pb2.GeoPoint,
+                      responsible: pb.Responsible, cause: Cause, now: datetime) -> HazardWatch:
+        """A coupled-risk rule's conditions hold in a cell: its compound warning."""
+        raised = cls._compound(grid_cell, hazard, 1, rule, level, sources, location,
+                               responsible)
+        return cls.start(watch_id_of(grid_cell, hazard), "raised", raised, cause, now)
+
+    @staticmethod
+    def _compound(grid_cell: str, hazard: str, episode: int, rule: str, level: int,
+                  sources: Sequence[str], location: common_pb2.GeoPoint,
+                  responsible: pb.Responsible) -> pb.WarningRaised:
+        return pb.WarningRaised(
+            warning_id=f"{grid_cell}/{hazard}/{episode}", hazard=hazard, grid_cell=grid_cell,
+            location=location, level=level, coupled_rule=rule, sources=sources,  # type: ignore[arg-type]
+            responsible=responsible)
+
+    def compound_moved(self, rule: str, level: int, sources: Sequence[str],
+                       location: common_pb2.GeoPoint, responsible: Callable[[], pb.Responsible],
+                       cause: Cause, now: datetime) -> bool:
+        """The rule's picture changed: raise, update (level or sources) or clear (level
+        NONE) the compound warning. True when something was recorded."""
+        active = self.active
+        if active is None:
+            if level == L.WARNING_LEVEL_NONE:
+                return False
+            grid_cell, hazard = self.warning.grid_cell, self.warning.hazard
+            self.record("raised", self._compound(grid_cell, hazard, self.episodes + 1, rule,
+                                                 level, sources, location, responsible()),
+                        cause, now)
+            return True
+        if level == L.WARNING_LEVEL_NONE:
+            self.record("cleared", pb.WarningCleared(warning_id=active.id), cause, now)
+            return True
+        if level == active.level and list(sources) == list(active.sources):
+            return False
+        self.record("updated", pb.WarningUpdated(warning_id=active.id, level=level,  # type: ignore[arg-type]
+                                                 sources=sources), cause, now)
+        return True
+
+    def sensors_behind(self, warning_id: str) -> list[str]:
+        """Every sensor that stood behind the warning during its life."""
+        return sorted(getattr(self, "contributors", {}).get(warning_id, ()))

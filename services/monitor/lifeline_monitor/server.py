@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
-from lifeline.edge import acting, cause_of, check_enum, required
+from lifeline.edge import acting, cause_of, check_enum, check_location, required
+from lifeline.errors import InvalidArgument
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2_grpc
 from lifeline.runtime import Runtime
 
+from lifeline_monitor import grid, outcomes
 from lifeline_monitor.application import MAX_READINGS_PER_CALL, MonitorApp
 
 Ctx = grpc.aio.ServicerContext
@@ -61,6 +63,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
     async def GetWarning(self, request: pb.GetWarningRequest, context: Ctx
                          ) -> pb.GetWarningResponse:
         warning = await self.rt.views.require("warning", request.id, pb.Warning)
+        await outcomes.with_outcomes(self.rt.views, [warning])
         return pb.GetWarningResponse(warning=warning)
 
     async def ListWarnings(self, request: pb.ListWarningsRequest, context: Ctx
@@ -70,6 +73,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         warnings, token = await self.rt.views.page(
             "warning", pb.Warning, page_size=request.page.page_size,
             page_token=request.page.page_token, status=status, category=request.hazard)
+        await outcomes.with_outcomes(self.rt.views, warnings)
         return pb.ListWarningsResponse(warnings=warnings, next_page_token=token)
 
     async def AcknowledgeWarning(self, request: pb.AcknowledgeWarningRequest, context: Ctx
@@ -79,3 +83,30 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         return await self.rt.command(
             lambda: self.app.acknowledge(request.id, cause, self.rt.now()),
             lambda warning: pb.AcknowledgeWarningResponse(warning=warning))
+
+    async def LoadGrid(self, request: pb.LoadGridRequest, context: Ctx) -> pb.LoadGridResponse:
+        cause = cause_of(self.rt.clock)
+        return await self.rt.command(
+            lambda: grid.load_grid(self.app, request.districts, request.cells,
+                                   self.app.grid_resolution, cause, self.rt.now()),
+            lambda answer: answer)
+
+    async def GetCell(self, request: pb.GetCellRequest, context: Ctx) -> pb.GetCellResponse:
+        resolution = self.app.grid_resolution
+        if request.cell:
+            cell = grid.canonical_cell("cell", request.cell, resolution)
+        elif request.HasField("location"):
+            check_location("location", request.location)
+            cell = grid.cell_of(request.location, resolution)
+        else:
+            raise InvalidArgument("cell", "is required (or a location)")
+        view = await self.rt.read(lambda: grid.cell_view(self.app, cell))
+        return pb.GetCellResponse(cell=view, resolution=resolution)
+
+    async def GetPrecision(self, request: pb.GetPrecisionRequest, context: Ctx
+                           ) -> pb.GetPrecisionResponse:
+        if request.grid_cell:
+            grid.canonical_cell("grid_cell", request.grid_cell, self.app.grid_resolution)
+        records = await outcomes.decided(self.rt.views, request.hazard)
+        return outcomes.precision(records, sensor_id=request.sensor_id, hazard=request.hazard,
+                                  grid_cell=request.grid_cell)
