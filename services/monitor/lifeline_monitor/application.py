@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+import contextlib
+import copy
+import os
+import threading
+from collections.abc import Iterator, Sequence
 from datetime import datetime
+from typing import Any
+from uuid import UUID
 
-from eventsourcing.persistence import Recording
-from lifeline.common.v1 import common_pb2
-from lifeline.errors import AlreadyExists, InvalidArgument, NotFound
-from lifeline.events import Cause, ProtoAggregate, from_timestamp
+from eventsourcing.application import AggregateNotFoundError, Repository
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import Recording, Tracking
+from lifeline.errors import AlreadyExists, InvalidArgument, NotFound, RuleViolation
+from lifeline.events import Cause, ProtoAggregate
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.store import ServiceApplication
 from lifeline.views import ViewRow
 
 from lifeline_monitor import grid, outcomes
-from lifeline_monitor.domain import HazardWatch, Sensor, level_name, sensor_id_of, watch_id_of
+from lifeline_monitor.alarms import MAX_SHELVING
+from lifeline_monitor.domain import HazardWatch, Sensor, level_name, watch_id_of
+from lifeline_monitor.engine import Engine, Step, Tracked
 
 MAX_READINGS_PER_CALL = 10_000
 
@@ -25,55 +33,189 @@ class MonitorApp(ServiceApplication):
     #: H3 resolution of the grid (Settings.grid_resolution, set by bootstrap).
     grid_resolution = grid.DEFAULT_RESOLUTION
 
+    def __init__(self, database_url: str, env: dict[str, Any] | None = None,
+                 observed: bool | None = None) -> None:
+        super().__init__(database_url, env)
+        if observed is None:
+            observed = os.environ.get("LIFELINE_FIELD_CLOCK") == "observed"
+        self.engine = Engine(observed, lambda cell, hazard: grid.responsible_for(self, cell,
+                                                                                 hazard))
+        # One lock from deciding to committing: the engine's memory is what was committed.
+        self._engine_lock = threading.RLock()
+        self._local = threading.local()
+        self.engine.fold(self._rebuild())
+
+    # ---- the alarm engine's transactions ----
+
+    def construct_repository(self) -> Repository:
+        return EngineRepository(self, super().construct_repository())
+
+    def _rebuild(self) -> list[Any]:
+        """Every sensor and watch, folded from the store (on start)."""
+        topics = [f"{cls.__module__}:{cls.__qualname__}.{name}" for cls in (Sensor, HazardWatch)
+                  for name in ("Started", "Recorded")]
+        found: dict[UUID, Any] = {}
+        position = 0
+        while True:
+            page = self.recorder.select_notifications(position + 1, 1000, topics=topics)
+            if not page:
+                break
+            for notification in page:
+                event: Any = self.mapper.to_domain_event(notification)
+                found[event.originator_id] = event.mutate(found.get(event.originator_id))
+            position = page[-1].id
+        return list(found.values())
+
+    def _stored(self, aggregate_id: UUID) -> Any:
+        try:
+            return self.repository.stored(aggregate_id)  # type: ignore[attr-defined]
+        except AggregateNotFoundError:
+            return None
+
+    @contextlib.contextmanager
+    def deciding(self) -> Iterator[Step]:
+        """Hold the engine from deciding until the write that follows (the next `record`
+        of this thread) committed or failed; put back what a failed step touched."""
+        self._engine_lock.acquire()
+        step = Step()
+        self._local.step = step
+        try:
+            yield step
+        except BaseException:
+            self._local.step = None
+            self.engine.rollback(step, self._stored)
+            self._engine_lock.release()
+            raise
+
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[list[Aggregate]]:
+        self._local.deferring = getattr(self._local, "deferring", 0) + 1
+        try:
+            with super().collecting() as collected:
+                yield collected
+        finally:
+            self._local.deferring -= 1
+
+    def record(self, *aggregates: Aggregate | None,
+               tracking: Tracking | None = None) -> list[Recording]:
+        if getattr(self._local, "deferring", 0):
+            return super().record(*aggregates, tracking=tracking)
+        step: Step | None = getattr(self._local, "step", None)
+        self._local.step = None
+        with self._engine_lock:
+            try:
+                if tracking is None and not any(a is not None and a.pending_events
+                                                for a in aggregates):
+                    recordings: list[Recording] = []  # a step that changed nothing writes nothing
+                else:
+                    recordings = super().record(*aggregates, tracking=tracking)
+            except BaseException:
+                if step is not None:
+                    self.engine.rollback(step, self._stored)
+                    self._engine_lock.release()
+                raise
+            self.engine.adopt(aggregates)
+            if step is not None:
+                self._engine_lock.release()
+            return recordings
+
+    # ---- use cases ----
+
     def register_sensor(self, req: pb.RegisterSensorRequest, cause: Cause, now: datetime
                         ) -> tuple[pb.Sensor, list[Recording]]:
-        if self.find(Sensor, sensor_id_of(req.id)) is not None:
-            raise AlreadyExists("sensor", req.id)
-        sensor = Sensor.register(grid.placed(req, self.grid_resolution), cause, now)
+        with self.deciding() as step:
+            if req.id in self.engine.sensors:
+                raise AlreadyExists("sensor", req.id)
+            sensor = Sensor.register(grid.placed(req, self.grid_resolution), cause, now)
+            self.engine.add(sensor, step)
         return sensor.view, self.record(sensor)
 
+    def register_sensors(self, reqs: Sequence[pb.RegisterSensorRequest], cause: Cause,
+                         now: datetime) -> tuple[pb.RegisterSensorsResponse, list[Recording]]:
+        """Many at once, all or none; those already registered are left as they are."""
+        answer = pb.RegisterSensorsResponse()
+        added: list[Sensor] = []
+        with self.deciding() as step:
+            seen: set[str] = set()
+            for index, req in enumerate(reqs):
+                if req.id in self.engine.sensors or req.id in seen:
+                    answer.existing.append(req.id)
+                    continue
+                try:
+                    sensor = Sensor.register(grid.placed(req, self.grid_resolution), cause, now)
+                except InvalidArgument as error:
+                    problem = str(error).removeprefix(f"{error.field}: ")
+                    raise InvalidArgument(f"sensors[{index}].{error.field}", problem) from None
+                seen.add(req.id)
+                added.append(sensor)
+            for sensor in added:
+                self.engine.add(sensor, step)
+            answer.registered = len(added)
+        return answer, self.record(*added)
+
     def ingest(self, readings: Sequence[pb.Reading], actor: str, now: datetime
-               ) -> tuple[list[pb.Warning], list[Recording]]:
-        """Take readings in order, all or none; return the warnings they raised or moved."""
+               ) -> tuple[pb.IngestReadingsResponse, list[Recording]]:
+        """Take readings in order, all or none; answer with the warnings they raised or
+        moved and the faults they raised or cleared."""
         if len(readings) > MAX_READINGS_PER_CALL:
             raise InvalidArgument("readings", f"at most {MAX_READINGS_PER_CALL} per call")
-        sensors: dict[str, Sensor] = {}
-        for index, reading in enumerate(readings):
-            if not math.isfinite(reading.value):
-                raise InvalidArgument(f"readings[{index}].value", "must be a finite number")
-            if reading.sensor_id not in sensors:
-                sensor = self.find(Sensor, sensor_id_of(reading.sensor_id))
-                if sensor is None:
-                    raise InvalidArgument(f"readings[{index}].sensor_id",
-                                          f"no sensor {reading.sensor_id!r} is registered")
-                sensors[reading.sensor_id] = sensor
-        watches: dict[str, HazardWatch] = {}
-        for reading in readings:
-            sensor = sensors[reading.sensor_id]
-            when = from_timestamp(reading.measured_at) if reading.HasField("measured_at") else now
-            cause = Cause(actor=actor, occurred_at=when,
-                          correlation_id=f"sensor:{sensor.view.id}")
-            if sensor.observe(reading, cause, now):
-                self._move_watch(watches, sensor.view, reading, cause, now)
-        moved = [w.warning for w in watches.values() if w.pending_events]
-        return moved, self.record(*sensors.values(), *watches.values())
+        with self.deciding() as step:
+            self.engine.ingest(readings, step, now)
+            self.engine.expire(now, step)
+            changed = self.engine.flush(step, actor, now)
+        answer = pb.IngestReadingsResponse(
+            accepted=len(readings), late=sum(step.late_count.values()), bad_quality=step.bad,
+            warnings=[w.warning for w in changed if isinstance(w, HazardWatch)],
+            faults=step.faults)
+        return answer, self.record(*changed)
 
-    def _move_watch(self, watches: dict[str, HazardWatch], sensor: pb.Sensor,
-                    reading: pb.Reading, cause: Cause, now: datetime) -> None:
-        key = f"{sensor.grid_cell}|{sensor.hazard}"
-        watch = watches.get(key) or self.find(HazardWatch,
-                                              watch_id_of(sensor.grid_cell, sensor.hazard))
+    def expire(self, actor: str, now: datetime) -> tuple[int, list[Recording]]:
+        """Time passed: stale sensors' faults, shelving that ran out."""
+        with self.deciding() as step:
+            self.engine.expire(now, step)
+            changed = self.engine.flush(step, actor, now)
+        return len(changed), self.record(*changed)
 
-        def responsible() -> pb.Responsible:
-            return grid.responsible_for(self, sensor.grid_cell, sensor.hazard)
+    def shelve(self, sensor_id: str, seconds: float, cause: Cause, now: datetime
+               ) -> tuple[pb.Sensor, list[Recording]]:
+        if not cause.reason.strip():
+            raise InvalidArgument("reason", "say why the sensor is shelved")
+        if not 0 < seconds <= MAX_SHELVING:
+            raise InvalidArgument("duration", f"must be more than 0 and at most "
+                                              f"{MAX_SHELVING // 3600} h")
+        with self.deciding() as step:
+            tracked = self._tracked(sensor_id)
+            until = cause.occurred_at.timestamp() + seconds
+            self.engine.now = now
+            self.engine.shelve(tracked, until, cause, step)
+            changed = self.engine.flush(step, cause.actor, now)
+        return tracked.sensor.view, self.record(*changed)
 
-        if watch is None:
-            if sensor.level == common_pb2.WARNING_LEVEL_NONE:
-                return
-            watch = HazardWatch.open(sensor, sensor.level, reading, cause, now, responsible)
-        else:
-            watch.sensor_moved(sensor, sensor.level, reading, cause, now, responsible)
-        watches[key] = watch
+    def unshelve(self, sensor_id: str, cause: Cause, now: datetime
+                 ) -> tuple[pb.Sensor, list[Recording]]:
+        with self.deciding() as step:
+            tracked = self._tracked(sensor_id)
+            if tracked.shelved_until is None:
+                raise RuleViolation("unshelve-shelved", f"sensor {sensor_id} is not shelved")
+            self.engine.now = now
+            self.engine.unshelve(tracked, cause, step)
+            changed = self.engine.flush(step, cause.actor, now)
+        return tracked.sensor.view, self.record(*changed)
+
+    def _tracked(self, sensor_id: str) -> Tracked:
+        tracked = self.engine.sensors.get(sensor_id)
+        if tracked is None:
+            raise NotFound("sensor", sensor_id)
+        return tracked
+
+    def live(self, sensor: pb.Sensor) -> pb.Sensor:
+        """A sensor's view with its level as the engine holds it now."""
+        tracked = self.engine.sensors.get(sensor.id)
+        if tracked is not None:
+            sensor.level = tracked.state.level  # type: ignore[assignment]
+            if tracked.level_reading is not None:
+                sensor.level_reading.CopyFrom(tracked.level_reading)
+        return sensor
 
     def acknowledge(self, warning_id: str, cause: Cause, now: datetime
                     ) -> tuple[pb.Warning, list[Recording]]:
@@ -85,6 +227,31 @@ class MonitorApp(ServiceApplication):
             raise NotFound("warning", warning_id)
         watch.acknowledge(warning_id, cause, now)
         return watch.warning, self.record(watch)
+
+
+class EngineRepository(Repository):
+    """The application's repository, answering for sensors and watches from the engine's
+    memory (a copy, as of the last commit) instead of reading their events again."""
+
+    def __init__(self, app: MonitorApp, inner: Repository) -> None:
+        self.__dict__.update(inner.__dict__)
+        self._app = app
+
+    def get(self, aggregate_id: Any, *args: Any, **kwargs: Any) -> Any:
+        app = self._app
+        engine = getattr(app, "engine", None)
+        if engine is not None and not args and kwargs.get("version") is None:
+            with app._engine_lock:
+                live: Any = engine.watches.get(aggregate_id)
+                if live is None and aggregate_id in engine.by_uuid:
+                    live = engine.sensors[engine.by_uuid[aggregate_id]].sensor
+                if live is not None:
+                    return copy.deepcopy(live)
+        return super().get(aggregate_id, *args, **kwargs)
+
+    def stored(self, aggregate_id: Any) -> Any:
+        """From the store, never from the engine."""
+        return super().get(aggregate_id)
 
 
 def rows_for(aggregate: ProtoAggregate) -> list[ViewRow]:

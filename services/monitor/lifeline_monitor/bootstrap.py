@@ -11,6 +11,8 @@ from lifeline_monitor import outcomes
 from lifeline_monitor.application import MonitorApp, rows_for
 from lifeline_monitor.server import MonitorServicer
 
+EXPIRE_EVERY_SECONDS = 1.0
+
 
 def build(settings: Settings, clock: Clock | None = None) -> Runtime:
     app = MonitorApp(settings.database_url)
@@ -20,4 +22,10 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
                        MonitorServicer(runtime, app),
                        monitor_pb2.DESCRIPTOR.services_by_name["MonitorService"].full_name)
     outcomes.subscribe(runtime, app)
+
+    async def expire() -> None:
+        # Sensors fall silent and shelving runs out between readings too.
+        await runtime.write(lambda: app.expire("monitor", runtime.now()))
+
+    runtime.every("monitor stale sensors and shelving", EXPIRE_EVERY_SECONDS, expire)
     return runtime

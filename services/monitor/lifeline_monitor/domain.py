@@ -17,6 +17,7 @@ from lifeline.errors import InvalidArgument, RuleViolation
 from lifeline.events import Cause, ProtoAggregate, event_of, meta_of, stable_id
 from lifeline.monitor.v1 import monitor_pb2 as pb
 
+from lifeline_monitor.alarms import effective_rules
 from lifeline_monitor.grid import DEFAULT_RESOLUTION, cell_of
 
 L = common_pb2.WarningLevel
@@ -70,9 +71,23 @@ class Sensor(ProtoAggregate):
         if field == "registered":
             self.view = pb.Sensor()
             self.view.CopyFrom(event.sensor)
-        elif field == "level_changed":
+        elif field == "level_changed":  # histories from before the alarm engine
             self.view.level = event.level
             self.view.level_reading.CopyFrom(event.reading)
+        elif field == "fault_raised":
+            self.view.faults.append(pb.SensorFault(
+                kind=event.kind, since=meta_of(wrapper).occurred_at, reading=event.reading,
+                detail=event.detail))
+        elif field == "fault_cleared":
+            kept = [f for f in self.view.faults if f.kind != event.kind]
+            del self.view.faults[:]
+            self.view.faults.extend(kept)
+        elif field == "shelved":
+            meta = meta_of(wrapper)
+            self.view.shelving.CopyFrom(pb.Shelving(since=meta.occurred_at, until=event.until,
+                                                    reason=meta.reason, by=meta.actor))
+        elif field == "unshelved":
+            self.view.ClearField("shelving")
 
     @classmethod
     def register(cls, req: pb.RegisterSensorRequest, cause: Cause, now: datetime) -> Sensor:
@@ -80,7 +95,8 @@ class Sensor(ProtoAggregate):
         sensor = pb.Sensor(id=req.id, kind=req.kind, hazard=req.hazard, location=req.location,
                            grid_cell=req.grid_cell or grid_cell_of(req.location),
                            unit_of_measure=req.unit_of_measure, thresholds=req.thresholds,
-                           direction=req.direction, level=L.WARNING_LEVEL_NONE)
+                           direction=req.direction, level=L.WARNING_LEVEL_NONE,
+                           rules=effective_rules(req), owner=req.owner)
         return cls.start(sensor_id_of(req.id), "registered", pb.SensorRegistered(sensor=sensor),
                          cause, now)
 
@@ -161,6 +177,44 @@ class HazardWatch(ProtoAggregate):
             grid_cell=sensor.grid_cell, location=sensor.location, level=level,  # type: ignore[arg-type]
             evidence=reading, sensor_levels={sensor.id: level},  # type: ignore[dict-item]
             responsible=responsible() if responsible else None)
+
+    @classmethod
+    def open_with(cls, sensor: pb.Sensor, levels: dict[str, int], moved_by: Sequence[pb.Reading],
+                  cause: Cause, now: datetime,
+                  responsible: Callable[[], pb.Responsible] | None = None) -> HazardWatch:
+        """The cell's first warning on the hazard, raised by several sensors at once."""
+        raised = cls._raised_with(sensor, 1, levels, moved_by, responsible)
+        return cls.start(watch_id_of(sensor.grid_cell, sensor.hazard), "raised", raised, cause,
+                         now)
+
+    @classmethod
+    def _raised_with(cls, sensor: pb.Sensor, episode: int, levels: dict[str, int],
+                     moved_by: Sequence[pb.Reading],
+                     responsible: Callable[[], pb.Responsible] | None) -> pb.WarningRaised:
+        raised = cls._raised(sensor, episode, max(levels.values()), moved_by[-1], responsible)
+        raised.sensor_levels.clear()
+        raised.sensor_levels.update(levels)  # type: ignore[arg-type]
+        raised.moved_by.extend(moved_by)
+        return raised
+
+    def levels_moved(self, sensor: pb.Sensor, levels: dict[str, int],
+                     moved_by: Sequence[pb.Reading], cause: Cause, now: datetime,
+                     responsible: Callable[[], pb.Responsible] | None = None) -> None:
+        """Sensors of this cell moved in one step; `levels` holds every sensor now past a
+        threshold. One event: raised, updated or cleared, naming the readings that moved."""
+        active = self.active
+        if active is None:
+            if levels:
+                self.record("raised", self._raised_with(sensor, self.episodes + 1, levels,
+                                                        moved_by, responsible), cause, now)
+            return
+        if not levels:
+            self.record("cleared", pb.WarningCleared(warning_id=active.id, moved_by=moved_by),
+                        cause, now)
+        elif dict(active.sensor_levels) != levels:
+            self.record("updated", pb.WarningUpdated(
+                warning_id=active.id, level=max(levels.values()), evidence=moved_by[-1],  # type: ignore[arg-type]
+                sensor_levels=levels, moved_by=moved_by), cause, now)  # type: ignore[arg-type]
 
     def sensor_moved(self, sensor: pb.Sensor, level: int, reading: pb.Reading, cause: Cause,
                      now: datetime, responsible: Callable[[], pb.Responsible] | None = None

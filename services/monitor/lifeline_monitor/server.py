@@ -11,7 +11,7 @@ from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2_grpc
 from lifeline.runtime import Runtime
 
-from lifeline_monitor import grid, outcomes
+from lifeline_monitor import alarms, grid, outcomes
 from lifeline_monitor.application import MAX_READINGS_PER_CALL, MonitorApp
 
 Ctx = grpc.aio.ServicerContext
@@ -30,14 +30,15 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
 
     async def GetSensor(self, request: pb.GetSensorRequest, context: Ctx) -> pb.GetSensorResponse:
         sensor = await self.rt.views.require("sensor", request.id, pb.Sensor)
-        return pb.GetSensorResponse(sensor=sensor)
+        return pb.GetSensorResponse(sensor=self.app.live(sensor))
 
     async def ListSensors(self, request: pb.ListSensorsRequest, context: Ctx
                           ) -> pb.ListSensorsResponse:
         sensors, token = await self.rt.views.page(
             "sensor", pb.Sensor, page_size=request.page.page_size,
             page_token=request.page.page_token, category=request.kind)
-        return pb.ListSensorsResponse(sensors=sensors, next_page_token=token)
+        return pb.ListSensorsResponse(sensors=[self.app.live(s) for s in sensors],
+                                      next_page_token=token)
 
     async def IngestReadings(self, request_iterator: AsyncIterator[pb.IngestReadingsRequest],
                              context: Ctx) -> pb.IngestReadingsResponse:
@@ -57,8 +58,35 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         actor, _ = acting()
         return await self.rt.command(
             lambda: self.app.ingest(readings, actor, self.rt.now()),
-            lambda warnings: pb.IngestReadingsResponse(accepted=len(readings),
-                                                       warnings=warnings))
+            lambda answer: answer)
+
+    async def RegisterSensors(self, request: pb.RegisterSensorsRequest, context: Ctx
+                              ) -> pb.RegisterSensorsResponse:
+        cause = cause_of(self.rt.clock)
+        return await self.rt.command(
+            lambda: self.app.register_sensors(request.sensors, cause, self.rt.now()),
+            lambda answer: answer)
+
+    async def ShelveSensor(self, request: pb.ShelveSensorRequest, context: Ctx
+                           ) -> pb.ShelveSensorResponse:
+        required(request, "id")
+        if not request.HasField("duration"):
+            raise InvalidArgument("duration", "is required (at most 24 h)")
+        seconds = alarms.seconds("duration", request.duration, 1, alarms.MAX_SHELVING)
+        cause = cause_of(self.rt.clock, actor=request.actor, occurred_at=request.occurred_at,
+                         reason=request.reason)
+        return await self.rt.command(
+            lambda: self.app.shelve(request.id, seconds, cause, self.rt.now()),
+            lambda sensor: pb.ShelveSensorResponse(sensor=self.app.live(sensor)))
+
+    async def UnshelveSensor(self, request: pb.UnshelveSensorRequest, context: Ctx
+                             ) -> pb.UnshelveSensorResponse:
+        required(request, "id")
+        cause = cause_of(self.rt.clock, actor=request.actor, occurred_at=request.occurred_at,
+                         reason=request.reason or "unshelved by an operator")
+        return await self.rt.command(
+            lambda: self.app.unshelve(request.id, cause, self.rt.now()),
+            lambda sensor: pb.UnshelveSensorResponse(sensor=self.app.live(sensor)))
 
     async def GetWarning(self, request: pb.GetWarningRequest, context: Ctx
                          ) -> pb.GetWarningResponse:
