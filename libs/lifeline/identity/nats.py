@@ -12,7 +12,8 @@ from typing import Any
 
 #: service -> the services whose streams it consumes (DESIGN.md, "Shape").
 LISTENS_TO: dict[str, tuple[str, ...]] = {
-    "monitor": ("dispatch",),
+    # Monitor follows its own warnings too: coupled risks make compound warnings of them.
+    "monitor": ("dispatch", "monitor"),
     "dispatch": ("monitor", "resources"),
     "resources": ("dispatch",),
     "review": ("dispatch",),

@@ -7,7 +7,7 @@ from lifeline.config import Settings
 from lifeline.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from lifeline.runtime import Runtime
 
-from lifeline_monitor import outcomes
+from lifeline_monitor import coupling, outcomes
 from lifeline_monitor.application import MonitorApp, rows_for
 from lifeline_monitor.server import MonitorServicer
 
@@ -22,6 +22,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
                        MonitorServicer(runtime, app),
                        monitor_pb2.DESCRIPTOR.services_by_name["MonitorService"].full_name)
     outcomes.subscribe(runtime, app)
+    coupling.subscribe(runtime, app, coupling.load_rules())
 
     async def expire() -> None:
         # Sensors fall silent and shelving runs out between readings too.
