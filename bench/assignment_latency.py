@@ -1,16 +1,20 @@
 """How long the software takes from a threshold-crossing reading to the unit assignment
-being recorded on the incident, against raw PostgreSQL and NATS round trips measured in
-the same run on the same machine.
+being recorded on the incident, with a city's fleet and with a small one, against raw
+PostgreSQL and NATS round trips measured in the same run on the same machine.
 
-Each run: a new sensor in a new grid cell reads past its red threshold (t0, taken just
+Each run: a sensor in a cell of its own reads past its red threshold (t0, taken just
 before the gRPC call). Monitor raises a warning, dispatch opens an incident; the bench,
 standing in for a duty officer with no human delay, declares it the moment the incident
-appears on NATS; resources assigns the nearest ambulance and epidemiology team;
-dispatch records UnitAssigned.
-The figure is that event's recorded_at minus t0 (all clocks are this machine's). The stack
-runs as `lifeline up` does: TLS, verified tokens, a NATS user per service.
+appears on NATS; resources assigns the nearest ambulance and epidemiology team; dispatch
+records UnitAssigned. The figure is that event's recorded_at minus t0 (all clocks are this
+machine's). After each run the units are released and the bench waits until resources has
+them available again, so every run chooses among the whole fleet.
 
-    python bench/assignment_latency.py [--runs 200]
+The same runs are measured with 100 units, then with 10,000 (the first hundred plus 9,900
+more, of four kinds over a 50 km square). The stack runs as `lifeline up` does: TLS,
+verified tokens, a NATS user per service.
+
+    python bench/assignment_latency.py [--runs 200] [--fleet 10000]
 """
 
 from __future__ import annotations
@@ -27,23 +31,35 @@ from pathlib import Path
 import asyncpg
 import grpc
 import nats
+from google.protobuf.message import Message
 from lifeline import bus
 from lifeline.common.v1 import common_pb2
 from lifeline.devstack import EmbeddedNats, EmbeddedPostgres, Stack
 from lifeline.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
+from lifeline.events import event_of
 from lifeline.grpcutil import channel, client_credentials
-from lifeline.incident.model import incident_id_for_warning
 from lifeline.incident.v1 import incident_pb2
 from lifeline.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from lifeline.resources.v1 import resources_pb2, resources_pb2_grpc
-from lifeline_monitor.domain import grid_cell_of
+
+#: The fleet's mix; the infectious-disease plan at grade IV takes an ambulance and an
+#: epidemiology team, so those two kinds are the ones searched.
+FLEET_MIX = (("ambulance", "medical", 0.4), ("epidemiology_team", "health", 0.2),
+             ("fire_engine", "fire", 0.25), ("police_car", "police", 0.15))
+STAGES = ("reading -> warning recorded", "warning -> incident opened recorded",
+          "incident opened -> seen by the officer", "declare sent -> resources requested",
+          "resources requested -> units assigned (resources)",
+          "units assigned -> UnitAssigned recorded (dispatch)")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def summary(name: str, millis: list[float]) -> str:
-    ordered = sorted(millis)
-    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-    return (f"{name:<58} median {statistics.median(ordered):7.2f} ms   p99 {p99:7.2f} ms   "
-            f"(n={len(ordered)})")
+    return (f"{name:<58} median {statistics.median(millis):7.2f} ms   "
+            f"p99 {percentile(millis, 0.99):7.2f} ms   (n={len(millis)})")
 
 
 async def baseline_postgres(url: str, n: int) -> list[float]:
@@ -72,80 +88,161 @@ async def baseline_nats(url: str, n: int) -> list[float]:
     return out
 
 
-async def measure(stack: Stack, runs: int) -> tuple[list[float], list[float], list[float]]:
-    def connect(service: str, *roles: str) -> grpc.aio.Channel:
-        return channel(stack.address(service), client_credentials(
-            stack.ca_pem, stack.token(f"bench-{service}", *roles)))
+class Seen:
+    """Every event on the bus, by (key, event name): when it was recorded and when seen."""
 
-    monitor = monitor_pb2_grpc.MonitorServiceStub(connect("monitor", "sensor-gateway"))
-    dispatch = dispatch_pb2_grpc.DispatchServiceStub(connect("dispatch", "operator",
-                                                             "commander"))
-    resources = resources_pb2_grpc.ResourcesServiceStub(connect("resources", "admin"))
-    # The infectious-disease plan at grade IV needs an ambulance and an epidemiology team.
-    for i in range(runs):
-        for kind, department in (("ambulance", "medical"), ("epidemiology_team", "health")):
-            await resources.RegisterUnit(resources_pb2.RegisterUnitRequest(
-                id=f"{kind}-{i}", kind=kind, department=department,
-                home=common_pb2.GeoPoint(lat=30.0 + (i % 40) * 0.01,
-                                         lon=120.0 + (i // 40) * 0.01)))
-    print(f"registered {runs} ambulances and {runs} epidemiology teams", flush=True)
+    def __init__(self) -> None:
+        self.events: dict[tuple[str, str], tuple[Message, datetime]] = {}
+        self.waiting: dict[tuple[str, str], asyncio.Future[None]] = {}
 
-    nc = await bus.connect(stack.nats_url or "", "bench", **stack.nats_login())
-    opened: dict[str, asyncio.Future[None]] = {}
-    assigned: dict[str, asyncio.Future[incident_pb2.UnitAssigned]] = {}
-    loop = asyncio.get_running_loop()
+    async def on_message(self, msg: nats.aio.msg.Msg) -> None:
+        parts = msg.subject.split(".")  # lifeline.<service>.<aggregate>.<event>
+        wrapper: Message = {"monitor": monitor_pb2.WarningEvent,
+                            "dispatch": incident_pb2.IncidentEvent,
+                            "resources": (resources_pb2.UnitEvent if parts[2] == "unit"
+                                          else resources_pb2.RequestEvent)}[parts[1]]()
+        wrapper.ParseFromString(msg.data)
+        field, event = event_of(wrapper)
+        if field not in ("raised", "opened", "resources_requested", "answered",
+                         "unit_assigned", "released"):
+            return
+        # Warnings and the incidents opened from them by warning id, units by unit id,
+        # resource requests and the rest of an incident's events by incident id.
+        if parts[1] == "monitor" or field == "opened":
+            key = event.warning_id  # type: ignore[attr-defined]
+        elif parts[2] == "unit":
+            key = event.unit_id  # type: ignore[attr-defined]
+        elif parts[1] == "resources":
+            key = event.incident_id  # type: ignore[attr-defined]
+        else:
+            key = event.meta.aggregate_id  # type: ignore[attr-defined]
+        self.events[(key, field)] = (event, datetime.now(UTC))
+        future = self.waiting.pop((key, field), None)
+        if future is not None and not future.done():
+            future.set_result(None)
 
-    async def on_event(msg: nats.aio.msg.Msg) -> None:
-        event = incident_pb2.IncidentEvent.FromString(msg.data)
-        kind = event.WhichOneof("event")
-        inner = getattr(event, kind)
-        incident_id = inner.meta.aggregate_id
-        if kind == "opened" and incident_id in opened and not opened[incident_id].done():
-            opened[incident_id].set_result(None)
-        elif kind == "unit_assigned" and incident_id in assigned \
-                and not assigned[incident_id].done():
-            assigned[incident_id].set_result(inner)
+    async def wait(self, key: str, field: str) -> tuple[Message, datetime]:
+        if (key, field) not in self.events:
+            future = self.waiting.setdefault((key, field),
+                                             asyncio.get_running_loop().create_future())
+            await asyncio.wait_for(future, 10)
+        return self.events.pop((key, field))
 
-    await nc.subscribe("lifeline.dispatch.incident.>", cb=on_event)
-    total, to_incident, declare_to_assign = [], [], []
-    for run in range(runs):
-        lat, lon = 20.0 + (run % 50) * 0.05, 100.0 + (run // 50) * 0.05  # a cell of its own
-        sensor = f"bench-{run}"
-        await monitor.RegisterSensor(monitor_pb2.RegisterSensorRequest(
+
+def recorded(event: Message) -> datetime:
+    return event.meta.recorded_at.ToDatetime(tzinfo=UTC)  # type: ignore[attr-defined]
+
+
+def ms(a: datetime, b: datetime) -> float:
+    return (b - a).total_seconds() * 1000
+
+
+class Bench:
+    def __init__(self, stack: Stack) -> None:
+        def connect(service: str, *roles: str) -> grpc.aio.Channel:
+            return channel(stack.address(service), client_credentials(
+                stack.ca_pem, stack.token(f"bench-{service}", *roles)))
+
+        self.stack = stack
+        self.monitor = monitor_pb2_grpc.MonitorServiceStub(connect("monitor", "sensor-gateway"))
+        self.dispatch = dispatch_pb2_grpc.DispatchServiceStub(
+            connect("dispatch", "operator", "commander"))
+        self.resources = resources_pb2_grpc.ResourcesServiceStub(connect("resources", "admin"))
+        self.seen = Seen()
+        self.fleet = 0
+        self.runs = 0
+
+    async def grow_fleet(self, size: int) -> None:
+        """Register units up to `size`, spread over a 50 km square, 16 calls at a time."""
+        started, gate = time.perf_counter(), asyncio.Semaphore(16)
+
+        async def register(n: int) -> None:
+            share, kind, department = n % 100, "", ""
+            for kind, department, part in FLEET_MIX:  # noqa: B007 - the last one matches
+                if share < part * 100:
+                    break
+                share -= round(part * 100)
+            async with gate:
+                await self.resources.RegisterUnit(resources_pb2.RegisterUnitRequest(
+                    id=f"{kind}-{n}", kind=kind, department=department,
+                    home=common_pb2.GeoPoint(lat=30.0 + (n * 7919 % 10007) / 10007 * 0.45,
+                                             lon=120.0 + (n * 104729 % 10009) / 10009 * 0.52)))
+
+        await asyncio.gather(*(register(n) for n in range(self.fleet, size)))
+        print(f"fleet of {size} units ({size - self.fleet} registered in "
+              f"{time.perf_counter() - started:.1f} s)", flush=True)
+        self.fleet = size
+
+    async def run_once(self) -> list[float]:
+        """One reading to assignment; the stage times in ms, the total last."""
+        self.runs += 1
+        n = self.runs
+        # A cell of its own inside the fleet's square.
+        location = common_pb2.GeoPoint(lat=30.02 + (n % 40) * 0.011,
+                                       lon=120.02 + (n // 40) * 0.011)
+        sensor = f"bench-{n}"
+        await self.monitor.RegisterSensor(monitor_pb2.RegisterSensorRequest(
             id=sensor, kind="syndromic", hazard="infectious_disease", unit_of_measure="cases",
-            location=common_pb2.GeoPoint(lat=lat, lon=lon),
-            thresholds=monitor_pb2.Thresholds(blue=1, yellow=2, orange=3, red=4),
+            location=location, thresholds=monitor_pb2.Thresholds(blue=1, yellow=2, orange=3,
+                                                                 red=4),
             direction=monitor_pb2.DIRECTION_HIGHER_IS_WORSE))
-        # Known in advance: one incident per warning, one warning per cell and hazard.
-        location = common_pb2.GeoPoint(lat=lat, lon=lon)
-        warning_id = f"{grid_cell_of(location)}/infectious_disease/1"
-        incident_id = str(incident_id_for_warning(warning_id))
-        opened[incident_id] = loop.create_future()
-        assigned[incident_id] = loop.create_future()
         t0 = datetime.now(UTC)
-        answer = await monitor.IngestReadingBatch(monitor_pb2.IngestReadingBatchRequest(
+        answer = await self.monitor.IngestReadingBatch(monitor_pb2.IngestReadingBatchRequest(
             readings=[monitor_pb2.Reading(sensor_id=sensor, value=9)]))
-        assert answer.warnings[0].id == warning_id
-        await asyncio.wait_for(opened[incident_id], 10)
-        t_open = datetime.now(UTC)
-        await dispatch.DeclareIncident(dispatch_pb2.DeclareIncidentRequest(
+        warning_id = answer.warnings[0].id
+        raised, _ = await self.seen.wait(warning_id, "raised")
+        opened, t_seen = await self.seen.wait(warning_id, "opened")
+        incident_id = opened.meta.aggregate_id  # type: ignore[attr-defined]
+        t_declare = datetime.now(UTC)
+        await self.dispatch.DeclareIncident(dispatch_pb2.DeclareIncidentRequest(
             incident_id=incident_id, category=incident_pb2.CATEGORY_PUBLIC_HEALTH,
             hazard_type="infectious_disease", grade=incident_pb2.GRADE_IV))
-        event = await asyncio.wait_for(assigned[incident_id], 10)
-        recorded = event.meta.recorded_at.ToDatetime(tzinfo=UTC)
-        total.append((recorded - t0).total_seconds() * 1000)
-        to_incident.append((t_open - t0).total_seconds() * 1000)
-        declare_to_assign.append((recorded - t_open).total_seconds() * 1000)
-        if (run + 1) % 20 == 0:
-            print(f"  {run + 1}/{runs} runs, median so far {statistics.median(total):.1f} ms",
-                  flush=True)
+        requested, _ = await self.seen.wait(incident_id, "resources_requested")
+        answered, _ = await self.seen.wait(incident_id, "answered")
+        assigned, _ = await self.seen.wait(incident_id, "unit_assigned")
+        stages = [ms(t0, recorded(raised)), ms(recorded(raised), recorded(opened)),
+                  ms(recorded(opened), t_seen), ms(t_declare, recorded(requested)),
+                  ms(recorded(requested), recorded(answered)),
+                  ms(recorded(answered), recorded(assigned))]
+        # Release the units and wait until resources has them back, so the fleet is whole.
+        units = [a.unit_id for a in answered.assignments]  # type: ignore[attr-defined]
+        await self.dispatch.ReleaseUnits(dispatch_pb2.ReleaseUnitsRequest(
+            incident_id=incident_id))
+        for unit in units:
+            await self.seen.wait(unit, "released")
+        for key in [k for k in self.seen.events if k[0] in (warning_id, incident_id)]:
+            del self.seen.events[key]
+        return [*stages, ms(t0, recorded(assigned))]
+
+    async def measure(self, runs: int) -> list[list[float]]:
+        results = []
+        for run in range(runs):
+            results.append(await self.run_once())
+            if (run + 1) % 50 == 0:
+                totals = [r[-1] for r in results]
+                print(f"  {run + 1}/{runs} runs, median so far {statistics.median(totals):.1f} ms",
+                      flush=True)
+        return results
+
+
+async def measure(stack: Stack, runs: int, fleet: int) -> dict[int, list[list[float]]]:
+    bench = Bench(stack)
+    nc = await bus.connect(stack.nats_url or "", "bench", **stack.nats_login())
+    for subject in ("monitor.warning", "dispatch.incident", "resources"):
+        await nc.subscribe(f"lifeline.{subject}.>", cb=bench.seen.on_message)
+    results = {}
+    for size in (100, fleet):
+        await bench.grow_fleet(size)
+        await bench.measure(5)  # warm the paths the runs take
+        results[size] = await bench.measure(runs)
     await nc.close()
-    return total, to_incident, declare_to_assign
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--fleet", type=int, default=10_000)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="lifeline-bench-"))
     postgres = EmbeddedPostgres(root / "postgres")
@@ -160,16 +257,24 @@ def main() -> None:
                 js = asyncio.run(baseline_nats(bare.start(), 1000))
             finally:
                 bare.stop()
-            total, to_incident, declare_to_assign = asyncio.run(measure(stack, args.runs))
+            results = asyncio.run(measure(stack, args.runs, args.fleet))
     finally:
         postgres.stop()
         shutil.rmtree(root, ignore_errors=True)
     print()
     print(summary("baseline: asyncpg single-row INSERT (autocommit)", pg))
     print(summary("baseline: JetStream publish + PubAck", js))
-    print(summary("reading -> incident opened (seen on NATS by the officer)", to_incident))
-    print(summary("declare sent -> UnitAssigned recorded", declare_to_assign))
-    print(summary("reading -> unit assignment recorded on the incident", total))
+    for size, runs in results.items():
+        print(f"\nwith {size} units")
+        for index, stage in enumerate(STAGES):
+            print(summary(f"  {stage}", [r[index] for r in runs]))
+        print(summary("reading -> unit assignment recorded", [r[-1] for r in runs]))
+    totals = [r[-1] for r in results[args.fleet]]
+    print(f"\nreading -> unit assignment recorded with {args.fleet} units: p99 "
+          f"{percentile(totals, 0.99):.1f} ms (100 units: "
+          f"{percentile([r[-1] for r in results[100]], 0.99):.1f} ms; "
+          f"PostgreSQL INSERT p99 {percentile(pg, 0.99):.2f} ms, "
+          f"JetStream publish p99 {percentile(js, 0.99):.2f} ms)")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import re
 import ssl
@@ -168,6 +169,8 @@ EARLY_WAIT_SECONDS = 30.0
 #: At most this many early events wait in memory; more are handed back to JetStream.
 MAX_EARLY = 512
 MAX_IDENTITY = 200
+#: Aggregates whose last taken version an inbox remembers (a hint; the store decides).
+MAX_REMEMBERED = 50_000
 
 
 @dataclass
@@ -199,6 +202,15 @@ class Inbox:
     every event subject of the aggregates it listens to, so versions are contiguous from
     its view; events it does not handle are tracked all the same. A message that fails
     MAX_ATTEMPTS times is parked, and its aggregate's later messages are parked behind it.
+
+    The common case costs no extra round trip: the inbox remembers the last version it
+    took of each aggregate and which aggregates have nothing parked, and asks the store
+    only about a version that is not simply the next one. Events it only tracks are not
+    written one transaction each: their rows go with the next handled event's write, or
+    all together at the end of the fetched batch, and are acknowledged only then. What it
+    remembers assumes it is the one consumer of these aggregates: a second instance on
+    the same durable stays exactly-once (the tracking rows' key refuses a second writer)
+    but could see a parking late.
     """
 
     def __init__(self, app: ServiceApplication, js: JetStreamContext, *, consumer: str,
@@ -223,6 +235,9 @@ class Inbox:
         self._early: dict[tuple[str, int], Delivery] = {}
         self._attempts: dict[tuple[str, int], int] = {}
         self._retrying = asyncio.Lock()
+        self._last: dict[str, int] = {}  # key -> last version taken, as far as we know
+        self._unparked: dict[str, None] = {}  # keys known to have nothing parked
+        self._deferred: dict[tuple[str, int], Delivery] = {}  # tracked, not yet written
 
     async def run(self) -> None:
         beat = asyncio.create_task(self._heartbeat())
@@ -268,6 +283,7 @@ class Inbox:
             for msg in messages:
                 await self._offer(msg)
             await self._expire_early()
+            await self._write_deferred()
         except Exception:
             # The store or the broker failed us: hand back all we hold; it comes again,
             # and identity makes whatever was done before the failure a repeat.
@@ -280,6 +296,41 @@ class Inbox:
     def _forget(self) -> None:
         self._holding.clear()
         self._early.clear()
+        self._deferred.clear()
+        self._last.clear()  # the store is the truth again
+        self._unparked.clear()
+
+    def _remember(self, delivery: Delivery) -> None:
+        self._last.pop(delivery.key, None)
+        self._last[delivery.key] = delivery.version
+        if len(self._last) > MAX_REMEMBERED:
+            for key in list(itertools.islice(self._last, MAX_REMEMBERED // 10)):
+                del self._last[key]
+
+    async def _position(self, delivery: Delivery) -> tuple[int, bool]:
+        """The last version taken of the delivery's aggregate, and whether this one was."""
+        remembered = self._last.get(delivery.key)
+        if remembered is not None and delivery.version == remembered + 1:
+            return remembered, False
+        last, seen = await asyncio.to_thread(self.app.inbox_position, delivery.key,
+                                             delivery.version)
+        if remembered is not None:
+            last = max(last, remembered)
+        return last, seen or (delivery.key, delivery.version) in self._deferred
+
+    async def _write_deferred(self) -> None:
+        """Write the tracking rows still deferred, in one transaction; then acknowledge."""
+        if self._deferred:
+            await asyncio.to_thread(self.app.track,
+                                    [d.tracking for d in self._deferred.values()])
+            await self._settle_deferred()
+
+    async def _settle_deferred(self) -> None:
+        deferred = list(self._deferred.values())
+        self._deferred.clear()
+        for delivery in deferred:
+            await self._settle(delivery.msg)
+        self.processed += len(deferred)
 
     async def _heartbeat(self) -> None:
         """Tell JetStream we still work on what we hold, so a short ack_wait redelivers
@@ -326,8 +377,7 @@ class Inbox:
     async def _take(self, delivery: Delivery | None) -> None:
         """Take a delivery, then every early one of its aggregate that waited for it."""
         while delivery is not None:
-            last, seen = await asyncio.to_thread(self.app.inbox_position, delivery.key,
-                                                 delivery.version)
+            last, seen = await self._position(delivery)
             if seen:
                 await self._settle(delivery.msg)  # a repeat: redelivered or republished
                 self.processed += 1
@@ -376,6 +426,7 @@ class Inbox:
         try:
             held = await self._process(delivery)
         except Exception as error:
+            self._unparked.pop(delivery.key, None)
             _, seen = await asyncio.to_thread(self.app.inbox_position, *ident)
             if seen:  # another instance took it meanwhile (our write conflicted)
                 await self._settle(delivery.msg)
@@ -391,24 +442,36 @@ class Inbox:
             await self._settle(delivery.msg, delay=min(0.1 * 2 ** attempts, 2.0))
             return False
         self._attempts.pop(ident, None)
+        self._remember(delivery)
+        if held is None:
+            return True  # deferred: acknowledged once its tracking row is written
         await self._settle(delivery.msg)
         self.processed += 1
         self.parked += held
         return True
 
-    async def _process(self, delivery: Delivery) -> bool:
-        """Apply (or only track) the next event; True when it was parked behind others."""
+    async def _process(self, delivery: Delivery) -> bool | None:
+        """Apply (or only track) the next event; True when it was parked behind others,
+        None when its tracking row is deferred."""
         if delivery.message_type is None or not delivery.handled:
             # Not for this handler (an event of the aggregate it does not react to, or a
             # type newer than it knows): tracked, so the versions stay contiguous.
-            await asyncio.to_thread(self.app.record, tracking=delivery.tracking)
-            return False
+            self._deferred[(delivery.key, delivery.version)] = delivery
+            return None
         # Behind a parked version before anything else: even one that would fail waits.
-        if await asyncio.to_thread(retry_conflicts, lambda: self._hold_if_parked(delivery)):
-            return True
+        if delivery.key not in self._unparked:
+            if await asyncio.to_thread(retry_conflicts,
+                                       lambda: self._hold_if_parked(delivery)):
+                return True
+            self._unparked[delivery.key] = None
+            if len(self._unparked) > MAX_REMEMBERED:
+                del self._unparked[next(iter(self._unparked))]
         wrapper = delivery.message_type.FromString(delivery.msg.data)
-        await self._handle(delivery.msg.subject, wrapper, delivery.msg.headers or {},
-                           delivery.tracking)
+        with self.app.also_tracking([d.tracking for d in self._deferred.values()]) as also:
+            await self._handle(delivery.msg.subject, wrapper, delivery.msg.headers or {},
+                               delivery.tracking)
+        if also.written:
+            await self._settle_deferred()
         return False
 
     async def _handle(self, subject: str, wrapper: Message, headers: dict[str, str],
@@ -450,6 +513,7 @@ class Inbox:
     async def _park(self, delivery: Delivery, error: str, attempts: int) -> None:
         """Record the message in a parking, with its identity in the same transaction."""
         message = self._parked_message(delivery, error, attempts)
+        self._unparked.pop(delivery.key, None)
 
         def step() -> None:
             found = self.app.find(Parking, parking_id(self.consumer, delivery.aggregate_id))

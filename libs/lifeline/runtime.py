@@ -83,11 +83,14 @@ class Runtime:
 
     # ---- use-case helpers for servicers and consumers ----
 
-    async def write(self, step: Callable[[], tuple[T, list[Recording]]]) -> T:
+    async def write(self, step: Callable[[], tuple[T, list[Recording]]], *,
+                    read_your_writes: bool = False) -> T:
         """Run a read-decide-write step off the event loop (retrying on a concurrent
-        change), then wait until the read model shows it, so callers read their writes."""
+        change). A consumer's write does not wait for the read model: nobody reads it
+        back, and the next hop of a dispatch should not wait on a view. With
+        read_your_writes, wait until the read model shows it."""
         result, recordings = await asyncio.to_thread(retry_conflicts, step)
-        if recordings:
+        if recordings and read_your_writes:
             await self.projector.wait_for(max(r.notification.id for r in recordings))
         return result
 

@@ -35,6 +35,8 @@ _collecting: ContextVar[list[Aggregate] | None] = ContextVar("lifeline_collectin
                                                               default=None)
 _tracked_by: ContextVar[Callable[[], Sequence[Aggregate]] | None] = ContextVar(
     "lifeline_tracked_by", default=None)
+_also_tracking: ContextVar[AlsoTracking | None] = ContextVar("lifeline_also_tracking",
+                                                             default=None)
 T = TypeVar("T")
 
 
@@ -42,6 +44,15 @@ def ensure_schema(database_url: str, schema: str) -> None:
     """Each service keeps its tables in a schema of its own (its own database in production)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+
+
+class AlsoTracking:
+    """Tracking rows of upstream events a consumer only tracks (it does not react to them),
+    written with the next tracked write in the same transaction rather than one
+    transaction each; `written` says whether one took them."""
+
+    def __init__(self, rows: Sequence[Tracking]) -> None:
+        self.rows, self.written = list(rows), False
 
 
 class StoreRecorder(PostgresProcessRecorder):
@@ -54,11 +65,22 @@ class StoreRecorder(PostgresProcessRecorder):
     round trips on a local socket and cannot deadlock. No retry loop either: an outage is
     answered at once (UNAVAILABLE), and the caller retries with its idempotency key."""
 
+    @property
+    def insert_tracking_if_new(self) -> sql.Composed:
+        return sql.SQL("INSERT INTO {}.{} VALUES (%s, %s) ON CONFLICT DO NOTHING").format(
+            sql.Identifier(self.datastore.schema), sql.Identifier(self.tracking_table_name))
+
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any
                       ) -> Sequence[int] | None:
         with self.datastore.get_connection() as conn, conn.transaction(), \
                 conn.cursor() as curs:
             self._insert_events(curs, stored_events, **kwargs)  # the tracking row
+            also = _also_tracking.get()
+            if also is not None and kwargs.get("tracking") is not None and also.rows:
+                # Another instance may have taken some already: theirs stand.
+                curs.executemany(self.insert_tracking_if_new, [
+                    (t.application_name, t.notification_id) for t in also.rows])
+                also.written = True
             if not stored_events:
                 return []
             self._insert_stored_events(curs, stored_events, **kwargs)
@@ -164,6 +186,24 @@ class ServiceApplication(Application):
             for listener in listeners:
                 listener(last)
         return recordings
+
+    @contextlib.contextmanager
+    def also_tracking(self, rows: Sequence[Tracking]) -> Iterator[AlsoTracking]:
+        """Within this block, the next write with a tracking row also writes these."""
+        also = AlsoTracking(rows)
+        token = _also_tracking.set(also)
+        try:
+            yield also
+        finally:
+            _also_tracking.reset(token)
+
+    def track(self, rows: Sequence[Tracking]) -> None:
+        """Write tracking rows alone, in one transaction (those already there stand)."""
+        recorder = self.process_recorder
+        assert isinstance(recorder, StoreRecorder)
+        with recorder.datastore.transaction(commit=True) as curs:
+            curs.executemany(recorder.insert_tracking_if_new, [
+                (t.application_name, t.notification_id) for t in rows])
 
     def is_processed(self, tracking: Tracking) -> bool:
         """Was exactly this upstream position processed? Membership, not the library's

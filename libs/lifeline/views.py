@@ -9,6 +9,7 @@ a caller always reads its own writes.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -126,12 +127,18 @@ class Views:
         items = [message_type.FromString(r["doc"]) for r in rows[:size]]
         return items, (str(offset + size) if len(rows) > size else "")
 
-    async def located(self, kind: str, category: str, status: str) -> list[tuple[str, float,
-                                                                                    float]]:
+    async def nearest(self, kind: str, category: str, status: str, lat: float, lon: float,
+                      limit: int | None) -> list[tuple[str, float, float]]:
+        """Rows of a kind, category and status with their positions, nearest first by a
+        flat-earth distance (exact enough to rank within a city; callers re-rank the few
+        they get by great-circle distance). limit None: all of them."""
+        scale = math.cos(math.radians(lat)) ** 2
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 f"""SELECT key, lat, lon FROM {self.table}
-                    WHERE kind = $1 AND category = $2 AND status = $3""", kind, category, status)
+                    WHERE kind = $1 AND category = $2 AND status = $3
+                    ORDER BY (lat - $4) ^ 2 + $6 * (lon - $5) ^ 2, key LIMIT $7""",
+                kind, category, status, lat, lon, scale, limit)
         return [(r["key"], r["lat"], r["lon"]) for r in rows]
 
 

@@ -418,3 +418,49 @@ async def test_a_gap_that_never_closes_is_parked_and_the_straggler_joins_it(
     finally:
         await keeper.stop()
         upstream.close()
+
+
+async def test_events_only_tracked_are_recorded_with_the_next_write_and_survive_a_failure(
+        js: JetStreamContext, database_url: str) -> None:
+    """A consumer that reacts to one kind of event writes the rows of the others with its
+    next write (or at the end of the batch), not one transaction each; a failing handler
+    loses none of them, and a republish of everything is recognised, row for row."""
+    upstream = Ledger(database_url)
+    window = 0.5
+    await bus.ensure_stream(js, "ledger", duplicate_window=window)
+    first, second = open_incident(upstream, "w-1"), open_incident(upstream, "w-2")
+    grow(upstream, first, 3)
+    grow(upstream, second, 2)
+    third = open_incident(upstream, "w-3")  # handled after tracked-only ones of the others
+    relay = bus.OutboxRelay(upstream, js, "ledger")
+    total = 3 + 3 + 2
+    await run_until(relay, lambda: relay.position == total)
+    keeper = Keeper(js, database_url, handles=["lifeline.ledger.incident.opened"])
+    keeper.poisoned.add(str(third.id))  # fails at first, so the batch ends in a failure
+    keeper.start()
+    try:
+        async with asyncio.timeout(10):
+            while keeper.inbox.processed < total - 1:
+                await asyncio.sleep(0.02)
+        keeper.poisoned.clear()
+        async with asyncio.timeout(10):
+            while keeper.inbox.processed < total:
+                await asyncio.sleep(0.02)
+        for incident in (first, second, third):
+            assert keeper.sequences(incident) == [1]  # only `opened` is kept
+            for version in range(1, incident.version + 1):
+                assert keeper.app.inbox_position(f"ledger/{incident.id}", version) == (
+                    incident.version, True)
+        kept = keeper.app.recorder.max_notification_id()
+        await asyncio.sleep(window * 2)  # the broker forgets the message ids
+        forgetful = bus.OutboxRelay(upstream, js, "ledger")
+        forgetful.position = 0
+        await run_until(forgetful, lambda: forgetful.position == total)
+        async with asyncio.timeout(10):
+            while keeper.inbox.processed < 2 * total:
+                await asyncio.sleep(0.02)
+        assert keeper.app.recorder.max_notification_id() == kept
+        assert keeper.inbox.parked == 0
+    finally:
+        await keeper.stop()
+        upstream.close()

@@ -39,6 +39,7 @@ def watch(rt: Runtime, app: DispatchApp, field: FieldClock) -> None:
             if not token:
                 break
         if due:
-            await rt.write(lambda: app.record_overdue(due, field_now, rt.now()))
+            await rt.write(lambda: app.record_overdue(due, field_now, rt.now()),
+                           read_your_writes=True)  # the next check reads the view
 
     rt.every("deadline watch", WATCH_SECONDS, check)

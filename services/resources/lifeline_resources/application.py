@@ -26,6 +26,11 @@ from lifeline_resources.domain import (
 Candidates = dict[str, list[tuple[str, float]]]
 
 
+class MoreCandidates(Exception):
+    """The nearest few candidates of a kind did not cover a need (the read model showed
+    units available that were not): ask again with every candidate of that kind."""
+
+
 class ResourcesApp(ServiceApplication):
     name = "resources"
 
@@ -47,9 +52,10 @@ class ResourcesApp(ServiceApplication):
         return unit.view, self.record(unit)
 
     def answer_request(self, event: incident_pb2.ResourcesRequested, candidates: Candidates,
-                       cause: Cause, now: datetime, tracking: Tracking
-                       ) -> tuple[None, list[Recording]]:
-        """Assign the nearest available units of each kind; record what is missing."""
+                       cause: Cause, now: datetime, tracking: Tracking,
+                       partial: frozenset[str] = frozenset()) -> tuple[None, list[Recording]]:
+        """Assign the nearest available units of each kind; record what is missing.
+        `partial` names the kinds whose candidates are only the nearest few."""
         if self.find(ResourceRequest, request_id_of(event.request_id)) is not None:
             return None, self.record(tracking=tracking)
         incident_id = event.meta.aggregate_id
@@ -70,6 +76,8 @@ class ResourcesApp(ServiceApplication):
                 assignments.append(pb.Assignment(unit_id=unit_id, unit_kind=need.unit_kind,
                                                  distance_km=round(km, 3)))
                 given += 1
+            if given < need.count and need.unit_kind in partial:
+                raise MoreCandidates(need.unit_kind)
             if given < need.count:
                 shortfalls.append(pb.Shortfall(unit_kind=need.unit_kind,
                                                missing=need.count - given))
