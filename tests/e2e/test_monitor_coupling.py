@@ -5,6 +5,7 @@ falls back the compound warning is cleared."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2_grpc
 from lifeline.scenario import wait_until
 from lifeline_monitor import grid
+
+from tests.e2e.test_monitor_outcomes import cli
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,3 +107,12 @@ def test_a_coupled_risk_is_raised_from_neighbouring_cells_and_cleared_with_them(
     cleared = wait_until(lambda: compound(pb.WARNING_STATUS_CLEARED),
                          "the metro_flooding warning to be cleared")
     assert cleared.level == common_pb2.WARNING_LEVEL_NONE
+
+
+def test_the_grid_loads_and_shows_through_the_cli(stack: Stack) -> None:
+    loaded = json.loads(cli(stack, "load-grid", str(ROOT / "grids" / "xuhui.toml"), "--json"))
+    assert loaded["resolution"] == 8
+    shown = json.loads(cli(stack, "cell", "--lat", "31.1955", "--lon", "121.4373", "--json"))
+    assert shown["cell"] == grid.cell_of(XUJIAHUI)
+    assert shown["gridOfficer"] == "wang-fang"
+    assert shown["districtDetail"]["dutyOfficer"] == "xuhui-duty-officer"
