@@ -33,6 +33,7 @@ check: lint typecheck test
 bench: $(STAMP)
 	$(BIN)/python bench/auth_cost.py
 	$(BIN)/python bench/assignment_latency.py
+	$(BIN)/python bench/ingest.py
 
 clean:
 	rm -rf $(VENV) .lifeline .pytest_cache .mypy_cache .ruff_cache

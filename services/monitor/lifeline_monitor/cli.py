@@ -13,7 +13,7 @@ from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2_grpc
 from lifeline.validation import REPEATED_DEFAULT
 
-from lifeline_monitor import grid
+from lifeline_monitor import cli_alarms, grid
 
 DIRECTIONS = clikit.enum_choice(pb.Direction, "DIRECTION_")
 STATUSES = clikit.enum_choice(pb.WarningStatus, "WARNING_STATUS_")
@@ -49,7 +49,8 @@ def register(args: argparse.Namespace, channel: grpc.Channel) -> Any:
         id=args.id, kind=args.kind, hazard=args.hazard,
         location=common_pb2.GeoPoint(lat=args.lat, lon=args.lon), grid_cell=args.cell or "",
         unit_of_measure=args.unit, direction=DIRECTIONS[args.direction],  # type: ignore[arg-type]
-        thresholds=pb.Thresholds(blue=blue, yellow=yellow, orange=orange, red=red))).sensor
+        thresholds=pb.Thresholds(blue=blue, yellow=yellow, orange=orange, red=red),
+        owner=args.owner, rules=cli_alarms.rules_from(args))).sensor
     return sensor if args.json else _sensors([sensor])
 
 
@@ -138,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     s.add_argument("--thresholds", type=float, nargs=4, required=True,
                    metavar=("BLUE", "YELLOW", "ORANGE", "RED"))
     s.add_argument("--direction", choices=sorted(DIRECTIONS), default="higher_is_worse")
+    cli_alarms.add_rule_flags(s)
     s = sub.add_parser("sensors", help="list sensors")
     s.add_argument("--kind", default="")
     sub.add_parser("sensor", help="show one sensor").add_argument("id")
@@ -164,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     commands: dict[str, clikit.Command] = {
         "register": register, "sensors": sensors, "sensor": sensor, "read": read,
         "warnings": warnings, "warning": warning, "ack": ack, "load-grid": load_grid,
-        "cell": cell, "precision": precision}
+        "cell": cell, "precision": precision, **cli_alarms.add_commands(sub)}
     clikit.run("monitor", p, commands, _serve, argv)
 
 

@@ -33,6 +33,7 @@ from lifeline_monitor.domain import HazardWatch, Sensor, watch_id_of
 
 STALE, BAD = pb.FAULT_KIND_STALE, pb.FAULT_KIND_BAD_QUALITY
 MAX_LATE_KEPT = 100
+MAX_MOVED_BY = 20
 Responsible = Callable[[str, str], pb.Responsible]
 
 
@@ -304,7 +305,8 @@ class Engine:
             nonlocal watch
             at = last.measured_at.ToDatetime(tzinfo=UTC) if last.measured_at.seconds else now
             cause = Cause(actor=actor, occurred_at=at, correlation_id=f"sensor:{last.sensor_id}")
-            moved_by = list(segment.values())
+            # The latest few: evidence for people; the levels themselves are all in the event.
+            moved_by = list(segment.values())[-MAX_MOVED_BY:]
             responsible = lambda: self.responsible(first.grid_cell, first.hazard)  # noqa: E731
             if watch is None:
                 if levels:

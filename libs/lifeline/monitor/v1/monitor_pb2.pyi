@@ -1080,7 +1080,7 @@ class WarningRaised(_message.Message):
     def sources(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def moved_by(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reading]:
-        """The readings that moved a sensor's level in this step (the last per sensor)."""
+        """The readings that moved a sensor's level in this step (the last per sensor, at most 20)."""
 
     def __init__(
         self,
@@ -1153,7 +1153,7 @@ class WarningUpdated(_message.Message):
 
     @_builtins.property
     def moved_by(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reading]:
-        """The readings that moved a sensor's level in this step (the last per sensor)."""
+        """The readings that moved a sensor's level in this step (the last per sensor, at most 20)."""
 
     def __init__(
         self,
@@ -1209,7 +1209,7 @@ class WarningCleared(_message.Message):
     def meta(self) -> _common_pb2.EventMeta: ...
     @_builtins.property
     def moved_by(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reading]:
-        """The readings that moved a sensor's level in this step (the last per sensor)."""
+        """The readings that moved a sensor's level in this step (the last per sensor, at most 20)."""
 
     def __init__(
         self,
