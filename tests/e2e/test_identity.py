@@ -197,7 +197,7 @@ def test_every_rpc_for_every_role_is_allowed_or_refused_as_the_matrix_says(
                 else:
                     assert code == grpc.StatusCode.PERMISSION_DENIED, (path, role, code)
                 checked += 1
-    assert checked == 49 * len(matrix.roles)
+    assert checked == 54 * len(matrix.roles)
 
 
 def test_a_department_acts_only_on_its_own_orders(stack: Stack) -> None:

@@ -140,6 +140,13 @@ class IncidentState:
         elif field == "resources_requested":
             for need in event.requirements:
                 _add(v.requested, need.unit_kind, need.count)
+            for m in event.materials:
+                _add_material(v.materials_requested, m)
+        elif field == "material_reserved":
+            v.materials_reserved.add(request_id=event.request_id, depot_id=event.depot_id,
+                                     material=event.material, distance_km=event.distance_km)
+        elif field == "material_shortfall":
+            _add_material(v.material_shortfalls, event.material)
         elif field == "unit_assigned":
             if v.state == S.INCIDENT_STATE_DECLARED:
                 v.state = S.INCIDENT_STATE_RESPONDING
@@ -258,6 +265,13 @@ class IncidentState:
         released = sum(1 for u in v.units if u.unit_kind == unit_kind and u.released)
         return requested - short - released
 
+    def committed_material(self, name: str) -> int:
+        """A material requested and not (yet) known to be missing. What was reserved stays
+        committed whether it is consumed or returned: a grade asks for it once."""
+        v = self.view
+        requested = sum(m.quantity for m in v.materials_requested if m.name == name)
+        return requested - sum(m.quantity for m in v.material_shortfalls if m.name == name)
+
 
 def field_time_offset(view: pb.Incident) -> timedelta:
     """How far the incident's field time ran ahead of the service clock at its latest
@@ -280,6 +294,14 @@ def due_deadlines(view: pb.Incident, field_now: datetime) -> list[tuple[str, int
                     from_timestamp(due_at) <= field_now:
                 due.append((order.id, deadline, due_at))
     return sorted(due, key=lambda d: (d[2].seconds, d[2].nanos))
+
+
+def _add_material(materials: Any, material: pb.Material) -> None:
+    for m in materials:
+        if m.name == material.name:
+            m.quantity += material.quantity
+            return
+    materials.add(name=material.name, quantity=material.quantity, unit=material.unit)
 
 
 def _add(requirements: Any, unit_kind: str, count: int) -> None:
@@ -427,11 +449,16 @@ class Incident(ProtoAggregate):
         extra = [pb.UnitRequirement(unit_kind=u.unit_kind,
                                     count=u.count - self.state.committed(u.unit_kind))
                  for u in response.units if u.count > self.state.committed(u.unit_kind)]
-        if extra:
+        # Materials like units: only what the grade adds to what is already committed.
+        materials = [pb.Material(name=m.name, unit=m.unit,
+                                 quantity=m.quantity - self.state.committed_material(m.name))
+                     for m in response.materials
+                     if m.quantity > self.state.committed_material(m.name)]
+        if extra or materials:
             request_id = str(stable_id(str(self.id), "request", str(self.version + 1)))
             self.record("resources_requested", pb.ResourcesRequested(
-                request_id=request_id, requirements=extra, location=self.view.location),
-                cause, now)
+                request_id=request_id, requirements=extra, location=self.view.location,
+                materials=materials), cause, now)
         issued = {o.plan_order_id for o in self.view.orders if o.plan_order_id}
         for order in response.orders:
             if order.id not in issued:
@@ -457,6 +484,22 @@ class Incident(ProtoAggregate):
             self.record("resource_shortfall", pb.ResourceShortfall(
                 request_id=request_id, unit_kind=unit_kind, missing=missing),
                 self._not_before_last_step(cause), now)
+
+    def reserve_material(self, request_id: str, depot_id: str, material: pb.Material,
+                         distance_km: float, cause: Cause, now: datetime) -> None:
+        """Record materials a depot reserved for the incident (resources' answer)."""
+        if self.view.state in ACTIVE:
+            self.record("material_reserved", pb.MaterialReserved(
+                request_id=request_id, depot_id=depot_id, material=material,
+                distance_km=distance_km), self._not_before_last_step(cause), now)
+
+    def record_material_shortfall(self, request_id: str, material: pb.Material, cause: Cause,
+                                  now: datetime) -> None:
+        """No depot could cover a material: material.quantity is what is missing."""
+        if self.view.state in ACTIVE:
+            self.record("material_shortfall", pb.MaterialShortfall(
+                request_id=request_id, material=material), self._not_before_last_step(cause),
+                now)
 
     def report_unit_status(self, unit_id: str, status: int, cause: Cause, now: datetime) -> bool:
         unit = self.state.unit(unit_id)

@@ -117,6 +117,13 @@ class DispatchApp(ServiceApplication):
                                      cause, now)
             for s in answer.shortfalls:
                 incident.record_shortfall(answer.request_id, s.unit_kind, s.missing, cause, now)
+            for r in answer.reservations:
+                incident.reserve_material(answer.request_id, r.depot_id, pb.Material(
+                    name=r.material.name, quantity=r.material.quantity, unit=r.material.unit),
+                    r.distance_km, cause, now)
+            for m in answer.material_shortfalls:
+                incident.record_material_shortfall(answer.request_id, pb.Material(
+                    name=m.material, quantity=m.missing, unit=m.unit), cause, now)
         return self.record(incident, tracking=tracking)
 
     def unit_reported(self, incident_id: str, unit_id: str, status: int, cause: Cause,

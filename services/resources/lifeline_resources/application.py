@@ -14,6 +14,7 @@ from lifeline.resources.v1 import resources_pb2 as pb
 from lifeline.store import ServiceApplication
 from lifeline.views import ViewRow
 
+from lifeline_resources.depots import Depot
 from lifeline_resources.domain import (
     ResourceRequest,
     Unit,
@@ -21,6 +22,7 @@ from lifeline_resources.domain import (
     status_name,
     unit_id_of,
 )
+from lifeline_resources.stock import Stockroom
 
 #: Candidates per unit kind, nearest first: (unit id, distance in km).
 Candidates = dict[str, list[tuple[str, float]]]
@@ -31,7 +33,7 @@ class MoreCandidates(Exception):
     units available that were not): ask again with every candidate of that kind."""
 
 
-class ResourcesApp(ServiceApplication):
+class ResourcesApp(Stockroom, ServiceApplication):
     name = "resources"
 
     def register_unit(self, req: pb.RegisterUnitRequest, cause: Cause, now: datetime
@@ -81,9 +83,12 @@ class ResourcesApp(ServiceApplication):
             if given < need.count:
                 shortfalls.append(pb.Shortfall(unit_kind=need.unit_kind,
                                                missing=need.count - given))
+        materials = self.reserve_materials(event, cause, now)
         request = ResourceRequest.answer_with(event.request_id, incident_id, assignments,
-                                              shortfalls, cause, now)
-        return None, self.record(*taken.values(), request, tracking=tracking)
+                                              shortfalls, cause, now, materials.reservations,
+                                              materials.shortfalls)
+        return None, self.record(*taken.values(), *materials.depots, request,
+                                 tracking=tracking)
 
     def release(self, unit_ids: Sequence[str], incident_id: str, cause: Cause, now: datetime,
                 tracking: Tracking) -> tuple[None, list[Recording]]:
@@ -97,4 +102,8 @@ def rows_for(aggregate: ProtoAggregate) -> list[ViewRow]:
         u = aggregate.view
         return [ViewRow("unit", u.id, u, status=status_name(u.status), category=u.kind,
                         lat=u.home.lat, lon=u.home.lon)]
+    if isinstance(aggregate, Depot):
+        d = aggregate.view
+        return [ViewRow("depot", d.id, d, category=d.department, lat=d.position.lat,
+                        lon=d.position.lon)]
     return []

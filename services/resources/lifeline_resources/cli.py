@@ -12,6 +12,7 @@ from lifeline.common.v1 import common_pb2
 from lifeline.resources.v1 import resources_pb2 as pb
 from lifeline.resources.v1 import resources_pb2_grpc
 
+from lifeline_resources import cli_depots
 from lifeline_resources.domain import status_name
 
 STATUSES = clikit.enum_choice(common_pb2.UnitStatus, "UNIT_STATUS_")
@@ -69,8 +70,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     s.add_argument("id")
     s.add_argument("status", choices=sorted(set(STATUSES) - {"assigned"}))
     s.add_argument("--at", help="when it happened (ISO-8601, default now)")
+    cli_depots.add_parsers(sub)
     commands: dict[str, clikit.Command] = {"register": register, "units": units, "unit": unit,
-                                           "status": status}
+                                           "status": status, **cli_depots.COMMANDS}
     clikit.run("resources", p, commands, _serve, argv)
 
 

@@ -18,7 +18,8 @@ from lifeline_resources.domain import distance_km
 # (a release is never applied before the request); the handler sees only HANDLED.
 SUBJECTS = ("lifeline.dispatch.incident.>",)
 HANDLED = ("lifeline.dispatch.incident.resources_requested",
-           "lifeline.dispatch.incident.unit_released")
+           "lifeline.dispatch.incident.unit_released",
+           "lifeline.dispatch.incident.closed")
 
 
 def cause_from(meta: common_pb2.EventMeta) -> Cause:
@@ -62,6 +63,10 @@ def subscribe(rt: Runtime, app: ResourcesApp) -> None:
         elif field == "unit_released":
             await rt.write(lambda: app.release([event.unit_id], event.meta.aggregate_id, cause,
                                                rt.now(), tracking))
+        elif field == "closed":
+            # What the incident was not reported to have consumed goes back to stock.
+            await rt.write(lambda: app.return_reserved(event.meta.aggregate_id, cause,
+                                                       rt.now(), tracking))
         else:
             await rt.write(lambda: (None, app.record(tracking=tracking)))
 

@@ -6,6 +6,7 @@ stale read model can never make resources give one unit to two incidents."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
@@ -146,7 +147,10 @@ class ResourceRequest(ProtoAggregate):
     @classmethod
     def answer_with(cls, request_id: str, incident_id: str,
                     assignments: list[pb.Assignment], shortfalls: list[pb.Shortfall],
-                    cause: Cause, now: datetime) -> ResourceRequest:
+                    cause: Cause, now: datetime, reservations: Sequence[pb.Reservation] = (),
+                    material_shortfalls: Sequence[pb.MaterialShortfall] = ()
+                    ) -> ResourceRequest:
         return cls.start(request_id_of(request_id), "answered", pb.RequestAnswered(
             request_id=request_id, incident_id=incident_id, assignments=assignments,
-            shortfalls=shortfalls), cause, now)
+            shortfalls=shortfalls, reservations=reservations,
+            material_shortfalls=material_shortfalls), cause, now)

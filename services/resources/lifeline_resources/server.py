@@ -11,12 +11,13 @@ from lifeline.resources.v1 import resources_pb2_grpc
 from lifeline.runtime import Runtime
 
 from lifeline_resources.application import ResourcesApp
+from lifeline_resources.depot_server import DepotRpcs
 from lifeline_resources.domain import status_name
 
 Ctx = grpc.aio.ServicerContext
 
 
-class ResourcesServicer(resources_pb2_grpc.ResourcesServiceServicer):
+class ResourcesServicer(DepotRpcs, resources_pb2_grpc.ResourcesServiceServicer):
     def __init__(self, runtime: Runtime, app: ResourcesApp) -> None:
         self.rt, self.app = runtime, app
 

@@ -388,6 +388,7 @@ class ResourcesRequested(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     REQUIREMENTS_FIELD_NUMBER: _builtins.int
     LOCATION_FIELD_NUMBER: _builtins.int
+    MATERIALS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     @_builtins.property
     def meta(self) -> _common_pb2.EventMeta: ...
@@ -395,6 +396,10 @@ class ResourcesRequested(_message.Message):
     def requirements(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnitRequirement]: ...
     @_builtins.property
     def location(self) -> _common_pb2.GeoPoint: ...
+    @_builtins.property
+    def materials(self) -> _containers.RepeatedCompositeFieldContainer[Global___Material]:
+        """Materials the plan asks for beyond what is already reserved or known to be missing."""
+
     def __init__(
         self,
         *,
@@ -402,10 +407,11 @@ class ResourcesRequested(_message.Message):
         request_id: _builtins.str = ...,
         requirements: _abc.Iterable[Global___UnitRequirement] | None = ...,
         location: _common_pb2.GeoPoint | None = ...,
+        materials: _abc.Iterable[Global___Material] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["location", b"location", "meta", b"meta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["location", b"location", "meta", b"meta", "request_id", b"request_id", "requirements", b"requirements"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["location", b"location", "materials", b"materials", "meta", b"meta", "request_id", b"request_id", "requirements", b"requirements"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -443,6 +449,71 @@ class UnitAssigned(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UnitAssigned: _TypeAlias = UnitAssigned  # noqa: Y015
+
+@_typing.final
+class MaterialReserved(_message.Message):
+    """A depot reserved materials the plan asks for (a need may be split across depots)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    DEPOT_ID_FIELD_NUMBER: _builtins.int
+    MATERIAL_FIELD_NUMBER: _builtins.int
+    DISTANCE_KM_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    depot_id: _builtins.str
+    distance_km: _builtins.float
+    """Great-circle distance from the depot to the incident."""
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def material(self) -> Global___Material: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        request_id: _builtins.str = ...,
+        depot_id: _builtins.str = ...,
+        material: Global___Material | None = ...,
+        distance_km: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["material", b"material", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["depot_id", b"depot_id", "distance_km", b"distance_km", "material", b"material", "meta", b"meta", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MaterialReserved: _TypeAlias = MaterialReserved  # noqa: Y015
+
+@_typing.final
+class MaterialShortfall(_message.Message):
+    """No depot held enough of a material: material.quantity is what is missing."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    MATERIAL_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def material(self) -> Global___Material: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        request_id: _builtins.str = ...,
+        material: Global___Material | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["material", b"material", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["material", b"material", "meta", b"meta", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MaterialShortfall: _TypeAlias = MaterialShortfall  # noqa: Y015
 
 @_typing.final
 class ResourceShortfall(_message.Message):
@@ -1161,6 +1232,8 @@ class IncidentEvent(_message.Message):
     RECOVERY_TASK_COMPLETED_FIELD_NUMBER: _builtins.int
     REVIEWED_FIELD_NUMBER: _builtins.int
     RESPONSE_REOPENED_FIELD_NUMBER: _builtins.int
+    MATERIAL_RESERVED_FIELD_NUMBER: _builtins.int
+    MATERIAL_SHORTFALL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def opened(self) -> Global___IncidentOpened: ...
     @_builtins.property
@@ -1221,6 +1294,10 @@ class IncidentEvent(_message.Message):
     def reviewed(self) -> Global___IncidentReviewed: ...
     @_builtins.property
     def response_reopened(self) -> Global___ResponseReopened: ...
+    @_builtins.property
+    def material_reserved(self) -> Global___MaterialReserved: ...
+    @_builtins.property
+    def material_shortfall(self) -> Global___MaterialShortfall: ...
     def __init__(
         self,
         *,
@@ -1254,12 +1331,14 @@ class IncidentEvent(_message.Message):
         recovery_task_completed: Global___RecoveryTaskCompleted | None = ...,
         reviewed: Global___IncidentReviewed | None = ...,
         response_reopened: Global___ResponseReopened | None = ...,
+        material_reserved: Global___MaterialReserved | None = ...,
+        material_shortfall: Global___MaterialShortfall | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "commander_assigned", b"commander_assigned", "contained", b"contained", "declared", b"declared", "dismissed", b"dismissed", "event", b"event", "grade_changed", b"grade_changed", "opened", b"opened", "order_acknowledged", b"order_acknowledged", "order_cancelled", b"order_cancelled", "order_completed", b"order_completed", "order_issued", b"order_issued", "order_overdue", b"order_overdue", "order_progress_reported", b"order_progress_reported", "order_verified", b"order_verified", "plan_activated", b"plan_activated", "recovered", b"recovered", "recovery_started", b"recovery_started", "recovery_task_added", b"recovery_task_added", "recovery_task_completed", b"recovery_task_completed", "reported", b"reported", "resource_shortfall", b"resource_shortfall", "resources_requested", b"resources_requested", "response_reopened", b"response_reopened", "reviewed", b"reviewed", "situation_reported", b"situation_reported", "unit_assigned", b"unit_assigned", "unit_released", b"unit_released", "unit_status_reported", b"unit_status_reported", "warning_cleared", b"warning_cleared", "warning_level_changed", b"warning_level_changed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "commander_assigned", b"commander_assigned", "contained", b"contained", "declared", b"declared", "dismissed", b"dismissed", "event", b"event", "grade_changed", b"grade_changed", "material_reserved", b"material_reserved", "material_shortfall", b"material_shortfall", "opened", b"opened", "order_acknowledged", b"order_acknowledged", "order_cancelled", b"order_cancelled", "order_completed", b"order_completed", "order_issued", b"order_issued", "order_overdue", b"order_overdue", "order_progress_reported", b"order_progress_reported", "order_verified", b"order_verified", "plan_activated", b"plan_activated", "recovered", b"recovered", "recovery_started", b"recovery_started", "recovery_task_added", b"recovery_task_added", "recovery_task_completed", b"recovery_task_completed", "reported", b"reported", "resource_shortfall", b"resource_shortfall", "resources_requested", b"resources_requested", "response_reopened", b"response_reopened", "reviewed", b"reviewed", "situation_reported", b"situation_reported", "unit_assigned", b"unit_assigned", "unit_released", b"unit_released", "unit_status_reported", b"unit_status_reported", "warning_cleared", b"warning_cleared", "warning_level_changed", b"warning_level_changed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "commander_assigned", b"commander_assigned", "contained", b"contained", "declared", b"declared", "dismissed", b"dismissed", "event", b"event", "grade_changed", b"grade_changed", "opened", b"opened", "order_acknowledged", b"order_acknowledged", "order_cancelled", b"order_cancelled", "order_completed", b"order_completed", "order_issued", b"order_issued", "order_overdue", b"order_overdue", "order_progress_reported", b"order_progress_reported", "order_verified", b"order_verified", "plan_activated", b"plan_activated", "recovered", b"recovered", "recovery_started", b"recovery_started", "recovery_task_added", b"recovery_task_added", "recovery_task_completed", b"recovery_task_completed", "reported", b"reported", "resource_shortfall", b"resource_shortfall", "resources_requested", b"resources_requested", "response_reopened", b"response_reopened", "reviewed", b"reviewed", "situation_reported", b"situation_reported", "unit_assigned", b"unit_assigned", "unit_released", b"unit_released", "unit_status_reported", b"unit_status_reported", "warning_cleared", b"warning_cleared", "warning_level_changed", b"warning_level_changed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "commander_assigned", b"commander_assigned", "contained", b"contained", "declared", b"declared", "dismissed", b"dismissed", "event", b"event", "grade_changed", b"grade_changed", "material_reserved", b"material_reserved", "material_shortfall", b"material_shortfall", "opened", b"opened", "order_acknowledged", b"order_acknowledged", "order_cancelled", b"order_cancelled", "order_completed", b"order_completed", "order_issued", b"order_issued", "order_overdue", b"order_overdue", "order_progress_reported", b"order_progress_reported", "order_verified", b"order_verified", "plan_activated", b"plan_activated", "recovered", b"recovered", "recovery_started", b"recovery_started", "recovery_task_added", b"recovery_task_added", "recovery_task_completed", b"recovery_task_completed", "reported", b"reported", "resource_shortfall", b"resource_shortfall", "resources_requested", b"resources_requested", "response_reopened", b"response_reopened", "reviewed", b"reviewed", "situation_reported", b"situation_reported", "unit_assigned", b"unit_assigned", "unit_released", b"unit_released", "unit_status_reported", b"unit_status_reported", "warning_cleared", b"warning_cleared", "warning_level_changed", b"warning_level_changed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["opened", "reported", "warning_level_changed", "warning_cleared", "declared", "resources_requested", "unit_assigned", "resource_shortfall", "unit_status_reported", "unit_released", "contained", "recovery_started", "recovered", "closed", "dismissed", "grade_changed", "plan_activated", "commander_assigned", "order_issued", "order_acknowledged", "order_progress_reported", "order_completed", "order_verified", "order_cancelled", "order_overdue", "situation_reported", "recovery_task_added", "recovery_task_completed", "reviewed", "response_reopened"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["opened", "reported", "warning_level_changed", "warning_cleared", "declared", "resources_requested", "unit_assigned", "resource_shortfall", "unit_status_reported", "unit_released", "contained", "recovery_started", "recovered", "closed", "dismissed", "grade_changed", "plan_activated", "commander_assigned", "order_issued", "order_acknowledged", "order_progress_reported", "order_completed", "order_verified", "order_cancelled", "order_overdue", "situation_reported", "recovery_task_added", "recovery_task_completed", "reviewed", "response_reopened", "material_reserved", "material_shortfall"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -1546,6 +1625,9 @@ class Incident(_message.Message):
     REVIEWED_AT_FIELD_NUMBER: _builtins.int
     FIELD_TIME_OFFSET_FIELD_NUMBER: _builtins.int
     TIMES_REOPENED_FIELD_NUMBER: _builtins.int
+    MATERIALS_REQUESTED_FIELD_NUMBER: _builtins.int
+    MATERIALS_RESERVED_FIELD_NUMBER: _builtins.int
+    MATERIAL_SHORTFALLS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     state: Global___IncidentState.ValueType
     version: _builtins.int
@@ -1611,6 +1693,18 @@ class Incident(_message.Message):
         told in past field time meets its deadlines in field time (dispatch's README, Time).
         """
 
+    @_builtins.property
+    def materials_requested(self) -> _containers.RepeatedCompositeFieldContainer[Global___Material]:
+        """Every material requested from resources so far, per name."""
+
+    @_builtins.property
+    def materials_reserved(self) -> _containers.RepeatedCompositeFieldContainer[Global___MaterialReservation]:
+        """What depots reserved for the incident, one entry per depot and material."""
+
+    @_builtins.property
+    def material_shortfalls(self) -> _containers.RepeatedCompositeFieldContainer[Global___Material]:
+        """Materials no depot could cover, per name."""
+
     def __init__(
         self,
         *,
@@ -1647,11 +1741,45 @@ class Incident(_message.Message):
         reviewed_at: _timestamp_pb2.Timestamp | None = ...,
         field_time_offset: _duration_pb2.Duration | None = ...,
         times_reopened: _builtins.int = ...,
+        materials_requested: _abc.Iterable[Global___Material] | None = ...,
+        materials_reserved: _abc.Iterable[Global___MaterialReservation] | None = ...,
+        material_shortfalls: _abc.Iterable[Global___Material] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "contained_at", b"contained_at", "declared_at", b"declared_at", "dismissed_at", b"dismissed_at", "field_time_offset", b"field_time_offset", "location", b"location", "opened_at", b"opened_at", "plan", b"plan", "recovered_at", b"recovered_at", "recovery_started_at", b"recovery_started_at", "reviewed_at", b"reviewed_at", "situation", b"situation", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "closed_at", b"closed_at", "commander", b"commander", "contained_at", b"contained_at", "declared_at", b"declared_at", "description", b"description", "dismissed_at", b"dismissed_at", "field_time_offset", b"field_time_offset", "grade", b"grade", "grid_cell", b"grid_cell", "hazard", b"hazard", "hazard_type", b"hazard_type", "id", b"id", "location", b"location", "opened_at", b"opened_at", "orders", b"orders", "plan", b"plan", "recovered_at", b"recovered_at", "recovery_started_at", b"recovery_started_at", "recovery_tasks", b"recovery_tasks", "reporter", b"reporter", "requested", b"requested", "reviewed", b"reviewed", "reviewed_at", b"reviewed_at", "shortfalls", b"shortfalls", "situation", b"situation", "state", b"state", "times_reopened", b"times_reopened", "units", b"units", "updated_at", b"updated_at", "version", b"version", "warning_id", b"warning_id", "warning_level", b"warning_level"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "closed_at", b"closed_at", "commander", b"commander", "contained_at", b"contained_at", "declared_at", b"declared_at", "description", b"description", "dismissed_at", b"dismissed_at", "field_time_offset", b"field_time_offset", "grade", b"grade", "grid_cell", b"grid_cell", "hazard", b"hazard", "hazard_type", b"hazard_type", "id", b"id", "location", b"location", "material_shortfalls", b"material_shortfalls", "materials_requested", b"materials_requested", "materials_reserved", b"materials_reserved", "opened_at", b"opened_at", "orders", b"orders", "plan", b"plan", "recovered_at", b"recovered_at", "recovery_started_at", b"recovery_started_at", "recovery_tasks", b"recovery_tasks", "reporter", b"reporter", "requested", b"requested", "reviewed", b"reviewed", "reviewed_at", b"reviewed_at", "shortfalls", b"shortfalls", "situation", b"situation", "state", b"state", "times_reopened", b"times_reopened", "units", b"units", "updated_at", b"updated_at", "version", b"version", "warning_id", b"warning_id", "warning_level", b"warning_level"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Incident: _TypeAlias = Incident  # noqa: Y015
+
+@_typing.final
+class MaterialReservation(_message.Message):
+    """Materials a depot reserved for the incident."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    DEPOT_ID_FIELD_NUMBER: _builtins.int
+    MATERIAL_FIELD_NUMBER: _builtins.int
+    DISTANCE_KM_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    depot_id: _builtins.str
+    distance_km: _builtins.float
+    @_builtins.property
+    def material(self) -> Global___Material: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        depot_id: _builtins.str = ...,
+        material: Global___Material | None = ...,
+        distance_km: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["material", b"material"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["depot_id", b"depot_id", "distance_km", b"distance_km", "material", b"material", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MaterialReservation: _TypeAlias = MaterialReservation  # noqa: Y015

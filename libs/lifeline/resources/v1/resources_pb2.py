@@ -26,13 +26,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from lifeline.common.v1 import common_pb2 as lifeline_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%lifeline/resources/v1/resources.proto\x12\x15lifeline.resources.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1flifeline/common/v1/common.proto\"\xd7\x01\n\x04Unit\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12*\n\x04home\x18\x03 \x01(\x0b\x32\x1c.lifeline.common.v1.GeoPoint\x12\x12\n\ndepartment\x18\x04 \x01(\t\x12.\n\x06status\x18\x05 \x01(\x0e\x32\x1e.lifeline.common.v1.UnitStatus\x12\x13\n\x0bincident_id\x18\x06 \x01(\t\x12\x30\n\x0cstatus_since\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\nAssignment\x12\x0f\n\x07unit_id\x18\x01 \x01(\t\x12\x11\n\tunit_kind\x18\x02 \x01(\t\x12\x13\n\x0b\x64istance_km\x18\x03 \x01(\x01\"/\n\tShortfall\x12\x11\n\tunit_kind\x18\x01 \x01(\t\x12\x0f\n\x07missing\x18\x02 \x01(\r\"h\n\x0eUnitRegistered\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12)\n\x04unit\x18\x02 \x01(\x0b\x32\x1b.lifeline.resources.v1.Unit\"u\n\x0cUnitAssigned\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x0f\n\x07unit_id\x18\x02 \x01(\t\x12\x13\n\x0bincident_id\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\x96\x01\n\x11UnitStatusChanged\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x0f\n\x07unit_id\x18\x02 \x01(\t\x12.\n\x06status\x18\x03 \x01(\x0e\x32\x1e.lifeline.common.v1.UnitStatus\x12\x13\n\x0bincident_id\x18\x04 \x01(\t\"a\n\x0cUnitReleased\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x0f\n\x07unit_id\x18\x02 \x01(\t\x12\x13\n\x0bincident_id\x18\x03 \x01(\t\"\x87\x02\n\tUnitEvent\x12;\n\nregistered\x18\x01 \x01(\x0b\x32%.lifeline.resources.v1.UnitRegisteredH\x00\x12\x37\n\x08\x61ssigned\x18\x02 \x01(\x0b\x32#.lifeline.resources.v1.UnitAssignedH\x00\x12\x42\n\x0estatus_changed\x18\x03 \x01(\x0b\x32(.lifeline.resources.v1.UnitStatusChangedH\x00\x12\x37\n\x08released\x18\x04 \x01(\x0b\x32#.lifeline.resources.v1.UnitReleasedH\x00\x42\x07\n\x05\x65vent\"\xd5\x01\n\x0fRequestAnswered\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x13\n\x0bincident_id\x18\x03 \x01(\t\x12\x36\n\x0b\x61ssignments\x18\x04 \x03(\x0b\x32!.lifeline.resources.v1.Assignment\x12\x34\n\nshortfalls\x18\x05 \x03(\x0b\x32 .lifeline.resources.v1.Shortfall\"S\n\x0cRequestEvent\x12:\n\x08\x61nswered\x18\x01 \x01(\x0b\x32&.lifeline.resources.v1.RequestAnsweredH\x00\x42\x07\n\x05\x65vent\"o\n\x13RegisterUnitRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12*\n\x04home\x18\x03 \x01(\x0b\x32\x1c.lifeline.common.v1.GeoPoint\x12\x12\n\ndepartment\x18\x04 \x01(\t\"A\n\x14RegisterUnitResponse\x12)\n\x04unit\x18\x01 \x01(\x0b\x32\x1b.lifeline.resources.v1.Unit\"\x1c\n\x0eGetUnitRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\x0fGetUnitResponse\x12)\n\x04unit\x18\x01 \x01(\x0b\x32\x1b.lifeline.resources.v1.Unit\"\x7f\n\x10ListUnitsRequest\x12-\n\x04page\x18\x01 \x01(\x0b\x32\x1f.lifeline.common.v1.PageRequest\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12.\n\x06status\x18\x03 \x01(\x0e\x32\x1e.lifeline.common.v1.UnitStatus\"X\n\x11ListUnitsResponse\x12*\n\x05units\x18\x01 \x03(\x0b\x32\x1b.lifeline.resources.v1.Unit\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x95\x01\n\x17UpdateUnitStatusRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x1e.lifeline.common.v1.UnitStatus\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\"E\n\x18UpdateUnitStatusResponse\x12)\n\x04unit\x18\x01 \x01(\x0b\x32\x1b.lifeline.resources.v1.Unit2\xaa\x03\n\x10ResourcesService\x12g\n\x0cRegisterUnit\x12*.lifeline.resources.v1.RegisterUnitRequest\x1a+.lifeline.resources.v1.RegisterUnitResponse\x12X\n\x07GetUnit\x12%.lifeline.resources.v1.GetUnitRequest\x1a&.lifeline.resources.v1.GetUnitResponse\x12^\n\tListUnits\x12\'.lifeline.resources.v1.ListUnitsRequest\x1a(.lifeline.resources.v1.ListUnitsResponse\x12s\n\x10UpdateUnitStatus\x12..lifeline.resources.v1.UpdateUnitStatusRequest\x1a/.lifeline.resources.v1.UpdateUnitStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%lifeline/resources/v1/resources.proto\x12\x15lifeline.resources.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1flifeline/common/v1/common.proto\"\xd7\x01\n\x04Unit\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12*\n\x04home\x18\x03 \x01(\x0b\x32\x1c.lifeline.common.v1.GeoPoint\x12\x12\n\ndepartment\x18\x04 \x01(\t\x12.\n\x06status\x18\x05 \x01(\x0e\x32\x1e.lifeline.common.v1.UnitStatus\x12\x13\n\x0bincident_id\x18\x06 \x01(\t\x12\x30\n\x0cstatus_since\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\nAssignment\x12\x0f\n\x07unit_id\x18\x01 \x01(\t\x12\x11\n\tunit_kind\x18\x02 \x01(\t\x12\x13\n\x0b\x64istance_km\x18\x03 \x01(\x01\"/\n\tShortfall\x12\x11\n\tunit_kind\x18\x01 \x01(\t\x12\x0f\n\x07missing\x18\x02 \x01(\r\"h\n\x0eUnitRegistered\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12)\n\x04unit\x18\x02 \x01(\x0b\x32\x1b.lifeline.resources.v1.Unit\"u\n\x0cUnitAssigned\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x0f\n\x07unit_id\x18\x02 \x01(\t\x12\x13\n\x0bincident_id\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\x96\x01\n\x11UnitStatusChanged\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x0f\n\x07unit_id\x18\x02 \x01(\t\x12.\n\x06status\x18\x03 \x01(\x0e\x32\x1e.lifeline.common.v1.UnitStatus\x12\x13\n\x0bincident_id\x18\x04 \x01(\t\"a\n\x0cUnitReleased\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x0f\n\x07unit_id\x18\x02 \x01(\t\x12\x13\n\x0bincident_id\x18\x03 \x01(\t\"\x87\x02\n\tUnitEvent\x12;\n\nregistered\x18\x01 \x01(\x0b\x32%.lifeline.resources.v1.UnitRegisteredH\x00\x12\x37\n\x08\x61ssigned\x18\x02 \x01(\x0b\x32#.lifeline.resources.v1.UnitAssignedH\x00\x12\x42\n\x0estatus_changed\x18\x03 \x01(\x0b\x32(.lifeline.resources.v1.UnitStatusChangedH\x00\x12\x37\n\x08released\x18\x04 \x01(\x0b\x32#.lifeline.resources.v1.UnitReleasedH\x00\x42\x07\n\x05\x65vent\"\xd6\x02\n\x0fRequestAnswered\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x13\n\x0bincident_id\x18\x03 \x01(\t\x12\x36\n\x0b\x61ssignments\x18\x04 \x03(\x0b\x32!.lifeline.resources.v1.Assignment\x12\x34\n\nshortfalls\x18\x05 \x03(\x0b\x32 .lifeline.resources.v1.Shortfall\x12\x38\n\x0creservations\x18\x06 \x03(\x0b\x32\".lifeline.resources.v1.Reservation\x12\x45\n\x13material_shortfalls\x18\x07 \x03(\x0b\x32(.lifeline.resources.v1.MaterialShortfall\"S\n\x0cRequestEvent\x12:\n\x08\x61nswered\x18\x01 \x01(\x0b\x32&.lifeline.resources.v1.RequestAnsweredH\x00\x42\x07\n\x05\x65vent\"o\n\x13RegisterUnitRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12*\n\x04home\x18\x03 \x01(\x0b\x32\x1c.lifeline.common.v1.GeoPoint\x12\x12\n\ndepartment\x18\x04 \x01(\t\"A\n\x14RegisterUnitResponse\x12)\n\x04unit\x18\x01 \x01(\x0b\x32\x1b.lifeline.resources.v1.Unit\"\x1c\n\x0eGetUnitRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\x0fGetUnitResponse\x12)\n\x04unit\x18\x01 \x01(\x0b\x32\x1b.lifeline.resources.v1.Unit\"\x7f\n\x10ListUnitsRequest\x12-\n\x04page\x18\x01 \x01(\x0b\x32\x1f.lifeline.common.v1.PageRequest\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12.\n\x06status\x18\x03 \x01(\x0e\x32\x1e.lifeline.common.v1.UnitStatus\"X\n\x11ListUnitsResponse\x12*\n\x05units\x18\x01 \x03(\x0b\x32\x1b.lifeline.resources.v1.Unit\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x95\x01\n\x17UpdateUnitStatusRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x1e.lifeline.common.v1.UnitStatus\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\"E\n\x18UpdateUnitStatusResponse\x12)\n\x04unit\x18\x01 \x01(\x0b\x32\x1b.lifeline.resources.v1.Unit\"8\n\x08Material\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\r\x12\x0c\n\x04unit\x18\x03 \x01(\t\"^\n\x05Stock\x12\x10\n\x08material\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12\x11\n\tavailable\x18\x03 \x01(\r\x12\x10\n\x08reserved\x18\x04 \x01(\r\x12\x10\n\x08\x63onsumed\x18\x05 \x01(\r\"Y\n\x10\x44\x65potReservation\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x10\n\x08material\x18\x02 \x01(\t\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\r\"\xd1\x01\n\x05\x44\x65pot\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\x08position\x18\x03 \x01(\x0b\x32\x1c.lifeline.common.v1.GeoPoint\x12\x12\n\ndepartment\x18\x04 \x01(\t\x12+\n\x05stock\x18\x05 \x03(\x0b\x32\x1c.lifeline.resources.v1.Stock\x12=\n\x0creservations\x18\x06 \x03(\x0b\x32\'.lifeline.resources.v1.DepotReservation\"g\n\x0bReservation\x12\x10\n\x08\x64\x65pot_id\x18\x01 \x01(\t\x12\x31\n\x08material\x18\x02 \x01(\x0b\x32\x1f.lifeline.resources.v1.Material\x12\x13\n\x0b\x64istance_km\x18\x03 \x01(\x01\"D\n\x11MaterialShortfall\x12\x10\n\x08material\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12\x0f\n\x07missing\x18\x03 \x01(\r\"k\n\x0f\x44\x65potRegistered\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12+\n\x05\x64\x65pot\x18\x02 \x01(\x0b\x32\x1c.lifeline.resources.v1.Depot\"\x83\x01\n\x0e\x44\x65potRestocked\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x10\n\x08\x64\x65pot_id\x18\x02 \x01(\t\x12\x32\n\tmaterials\x18\x03 \x03(\x0b\x32\x1f.lifeline.resources.v1.Material\"\xaf\x01\n\x11MaterialsReserved\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x10\n\x08\x64\x65pot_id\x18\x02 \x01(\t\x12\x13\n\x0bincident_id\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x32\n\tmaterials\x18\x05 \x03(\x0b\x32\x1f.lifeline.resources.v1.Material\"\x9b\x01\n\x11MaterialsConsumed\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x10\n\x08\x64\x65pot_id\x18\x02 \x01(\t\x12\x13\n\x0bincident_id\x18\x03 \x01(\t\x12\x32\n\tmaterials\x18\x04 \x03(\x0b\x32\x1f.lifeline.resources.v1.Material\"\x9b\x01\n\x11MaterialsReturned\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x10\n\x08\x64\x65pot_id\x18\x02 \x01(\t\x12\x13\n\x0bincident_id\x18\x03 \x01(\t\x12\x32\n\tmaterials\x18\x04 \x03(\x0b\x32\x1f.lifeline.resources.v1.Material\"\xc9\x02\n\nDepotEvent\x12<\n\nregistered\x18\x01 \x01(\x0b\x32&.lifeline.resources.v1.DepotRegisteredH\x00\x12:\n\trestocked\x18\x02 \x01(\x0b\x32%.lifeline.resources.v1.DepotRestockedH\x00\x12<\n\x08reserved\x18\x03 \x01(\x0b\x32(.lifeline.resources.v1.MaterialsReservedH\x00\x12<\n\x08\x63onsumed\x18\x04 \x01(\x0b\x32(.lifeline.resources.v1.MaterialsConsumedH\x00\x12<\n\x08returned\x18\x05 \x01(\x0b\x32(.lifeline.resources.v1.MaterialsReturnedH\x00\x42\x07\n\x05\x65vent\"|\n\x0b\x44\x65potListed\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x10\n\x08\x64\x65pot_id\x18\x02 \x01(\t\x12.\n\x08position\x18\x03 \x01(\x0b\x32\x1c.lifeline.common.v1.GeoPoint\"T\n\x13\x44\x65potDirectoryEvent\x12\x34\n\x06listed\x18\x01 \x01(\x0b\x32\".lifeline.resources.v1.DepotListedH\x00\x42\x07\n\x05\x65vent\"\xa4\x01\n\x14RegisterDepotRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\x08position\x18\x03 \x01(\x0b\x32\x1c.lifeline.common.v1.GeoPoint\x12\x12\n\ndepartment\x18\x04 \x01(\t\x12.\n\x05stock\x18\x05 \x03(\x0b\x32\x1f.lifeline.resources.v1.Material\"D\n\x15RegisterDepotResponse\x12+\n\x05\x64\x65pot\x18\x01 \x01(\x0b\x32\x1c.lifeline.resources.v1.Depot\"\x1d\n\x0fGetDepotRequest\x12\n\n\x02id\x18\x01 \x01(\t\"?\n\x10GetDepotResponse\x12+\n\x05\x64\x65pot\x18\x01 \x01(\x0b\x32\x1c.lifeline.resources.v1.Depot\"V\n\x11ListDepotsRequest\x12-\n\x04page\x18\x01 \x01(\x0b\x32\x1f.lifeline.common.v1.PageRequest\x12\x12\n\ndepartment\x18\x02 \x01(\t\"[\n\x12ListDepotsResponse\x12,\n\x06\x64\x65pots\x18\x01 \x03(\x0b\x32\x1c.lifeline.resources.v1.Depot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x86\x01\n\x13RestockDepotRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x32\n\tmaterials\x18\x02 \x03(\x0b\x32\x1f.lifeline.resources.v1.Material\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"C\n\x14RestockDepotResponse\x12+\n\x05\x64\x65pot\x18\x01 \x01(\x0b\x32\x1c.lifeline.resources.v1.Depot\"\xd7\x01\n\x18ReportMaterialUseRequest\x12\x10\n\x08\x64\x65pot_id\x18\x01 \x01(\t\x12\x13\n\x0bincident_id\x18\x02 \x01(\t\x12/\n\x03use\x18\x03 \x01(\x0e\x32\".lifeline.resources.v1.MaterialUse\x12\x32\n\tmaterials\x18\x04 \x03(\x0b\x32\x1f.lifeline.resources.v1.Material\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x19ReportMaterialUseResponse\x12+\n\x05\x64\x65pot\x18\x01 \x01(\x0b\x32\x1c.lifeline.resources.v1.Depot*a\n\x0bMaterialUse\x12\x1c\n\x18MATERIAL_USE_UNSPECIFIED\x10\x00\x12\x19\n\x15MATERIAL_USE_CONSUMED\x10\x01\x12\x19\n\x15MATERIAL_USE_RETURNED\x10\x02\x32\xb7\x07\n\x10ResourcesService\x12g\n\x0cRegisterUnit\x12*.lifeline.resources.v1.RegisterUnitRequest\x1a+.lifeline.resources.v1.RegisterUnitResponse\x12X\n\x07GetUnit\x12%.lifeline.resources.v1.GetUnitRequest\x1a&.lifeline.resources.v1.GetUnitResponse\x12^\n\tListUnits\x12\'.lifeline.resources.v1.ListUnitsRequest\x1a(.lifeline.resources.v1.ListUnitsResponse\x12s\n\x10UpdateUnitStatus\x12..lifeline.resources.v1.UpdateUnitStatusRequest\x1a/.lifeline.resources.v1.UpdateUnitStatusResponse\x12j\n\rRegisterDepot\x12+.lifeline.resources.v1.RegisterDepotRequest\x1a,.lifeline.resources.v1.RegisterDepotResponse\x12[\n\x08GetDepot\x12&.lifeline.resources.v1.GetDepotRequest\x1a\'.lifeline.resources.v1.GetDepotResponse\x12\x61\n\nListDepots\x12(.lifeline.resources.v1.ListDepotsRequest\x1a).lifeline.resources.v1.ListDepotsResponse\x12g\n\x0cRestockDepot\x12*.lifeline.resources.v1.RestockDepotRequest\x1a+.lifeline.resources.v1.RestockDepotResponse\x12v\n\x11ReportMaterialUse\x12/.lifeline.resources.v1.ReportMaterialUseRequest\x1a\x30.lifeline.resources.v1.ReportMaterialUseResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lifeline.resources.v1.resources_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_MATERIALUSE']._serialized_start=5280
+  _globals['_MATERIALUSE']._serialized_end=5377
   _globals['_UNIT']._serialized_start=131
   _globals['_UNIT']._serialized_end=346
   _globals['_ASSIGNMENT']._serialized_start=348
@@ -50,25 +52,73 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UNITEVENT']._serialized_start=946
   _globals['_UNITEVENT']._serialized_end=1209
   _globals['_REQUESTANSWERED']._serialized_start=1212
-  _globals['_REQUESTANSWERED']._serialized_end=1425
-  _globals['_REQUESTEVENT']._serialized_start=1427
-  _globals['_REQUESTEVENT']._serialized_end=1510
-  _globals['_REGISTERUNITREQUEST']._serialized_start=1512
-  _globals['_REGISTERUNITREQUEST']._serialized_end=1623
-  _globals['_REGISTERUNITRESPONSE']._serialized_start=1625
-  _globals['_REGISTERUNITRESPONSE']._serialized_end=1690
-  _globals['_GETUNITREQUEST']._serialized_start=1692
-  _globals['_GETUNITREQUEST']._serialized_end=1720
-  _globals['_GETUNITRESPONSE']._serialized_start=1722
-  _globals['_GETUNITRESPONSE']._serialized_end=1782
-  _globals['_LISTUNITSREQUEST']._serialized_start=1784
-  _globals['_LISTUNITSREQUEST']._serialized_end=1911
-  _globals['_LISTUNITSRESPONSE']._serialized_start=1913
-  _globals['_LISTUNITSRESPONSE']._serialized_end=2001
-  _globals['_UPDATEUNITSTATUSREQUEST']._serialized_start=2004
-  _globals['_UPDATEUNITSTATUSREQUEST']._serialized_end=2153
-  _globals['_UPDATEUNITSTATUSRESPONSE']._serialized_start=2155
-  _globals['_UPDATEUNITSTATUSRESPONSE']._serialized_end=2224
-  _globals['_RESOURCESSERVICE']._serialized_start=2227
-  _globals['_RESOURCESSERVICE']._serialized_end=2653
+  _globals['_REQUESTANSWERED']._serialized_end=1554
+  _globals['_REQUESTEVENT']._serialized_start=1556
+  _globals['_REQUESTEVENT']._serialized_end=1639
+  _globals['_REGISTERUNITREQUEST']._serialized_start=1641
+  _globals['_REGISTERUNITREQUEST']._serialized_end=1752
+  _globals['_REGISTERUNITRESPONSE']._serialized_start=1754
+  _globals['_REGISTERUNITRESPONSE']._serialized_end=1819
+  _globals['_GETUNITREQUEST']._serialized_start=1821
+  _globals['_GETUNITREQUEST']._serialized_end=1849
+  _globals['_GETUNITRESPONSE']._serialized_start=1851
+  _globals['_GETUNITRESPONSE']._serialized_end=1911
+  _globals['_LISTUNITSREQUEST']._serialized_start=1913
+  _globals['_LISTUNITSREQUEST']._serialized_end=2040
+  _globals['_LISTUNITSRESPONSE']._serialized_start=2042
+  _globals['_LISTUNITSRESPONSE']._serialized_end=2130
+  _globals['_UPDATEUNITSTATUSREQUEST']._serialized_start=2133
+  _globals['_UPDATEUNITSTATUSREQUEST']._serialized_end=2282
+  _globals['_UPDATEUNITSTATUSRESPONSE']._serialized_start=2284
+  _globals['_UPDATEUNITSTATUSRESPONSE']._serialized_end=2353
+  _globals['_MATERIAL']._serialized_start=2355
+  _globals['_MATERIAL']._serialized_end=2411
+  _globals['_STOCK']._serialized_start=2413
+  _globals['_STOCK']._serialized_end=2507
+  _globals['_DEPOTRESERVATION']._serialized_start=2509
+  _globals['_DEPOTRESERVATION']._serialized_end=2598
+  _globals['_DEPOT']._serialized_start=2601
+  _globals['_DEPOT']._serialized_end=2810
+  _globals['_RESERVATION']._serialized_start=2812
+  _globals['_RESERVATION']._serialized_end=2915
+  _globals['_MATERIALSHORTFALL']._serialized_start=2917
+  _globals['_MATERIALSHORTFALL']._serialized_end=2985
+  _globals['_DEPOTREGISTERED']._serialized_start=2987
+  _globals['_DEPOTREGISTERED']._serialized_end=3094
+  _globals['_DEPOTRESTOCKED']._serialized_start=3097
+  _globals['_DEPOTRESTOCKED']._serialized_end=3228
+  _globals['_MATERIALSRESERVED']._serialized_start=3231
+  _globals['_MATERIALSRESERVED']._serialized_end=3406
+  _globals['_MATERIALSCONSUMED']._serialized_start=3409
+  _globals['_MATERIALSCONSUMED']._serialized_end=3564
+  _globals['_MATERIALSRETURNED']._serialized_start=3567
+  _globals['_MATERIALSRETURNED']._serialized_end=3722
+  _globals['_DEPOTEVENT']._serialized_start=3725
+  _globals['_DEPOTEVENT']._serialized_end=4054
+  _globals['_DEPOTLISTED']._serialized_start=4056
+  _globals['_DEPOTLISTED']._serialized_end=4180
+  _globals['_DEPOTDIRECTORYEVENT']._serialized_start=4182
+  _globals['_DEPOTDIRECTORYEVENT']._serialized_end=4266
+  _globals['_REGISTERDEPOTREQUEST']._serialized_start=4269
+  _globals['_REGISTERDEPOTREQUEST']._serialized_end=4433
+  _globals['_REGISTERDEPOTRESPONSE']._serialized_start=4435
+  _globals['_REGISTERDEPOTRESPONSE']._serialized_end=4503
+  _globals['_GETDEPOTREQUEST']._serialized_start=4505
+  _globals['_GETDEPOTREQUEST']._serialized_end=4534
+  _globals['_GETDEPOTRESPONSE']._serialized_start=4536
+  _globals['_GETDEPOTRESPONSE']._serialized_end=4599
+  _globals['_LISTDEPOTSREQUEST']._serialized_start=4601
+  _globals['_LISTDEPOTSREQUEST']._serialized_end=4687
+  _globals['_LISTDEPOTSRESPONSE']._serialized_start=4689
+  _globals['_LISTDEPOTSRESPONSE']._serialized_end=4780
+  _globals['_RESTOCKDEPOTREQUEST']._serialized_start=4783
+  _globals['_RESTOCKDEPOTREQUEST']._serialized_end=4917
+  _globals['_RESTOCKDEPOTRESPONSE']._serialized_start=4919
+  _globals['_RESTOCKDEPOTRESPONSE']._serialized_end=4986
+  _globals['_REPORTMATERIALUSEREQUEST']._serialized_start=4989
+  _globals['_REPORTMATERIALUSEREQUEST']._serialized_end=5204
+  _globals['_REPORTMATERIALUSERESPONSE']._serialized_start=5206
+  _globals['_REPORTMATERIALUSERESPONSE']._serialized_end=5278
+  _globals['_RESOURCESSERVICE']._serialized_start=5380
+  _globals['_RESOURCESSERVICE']._serialized_end=6331
 # @@protoc_insertion_point(module_scope)

@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from lifeline.common.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -19,6 +20,28 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _MaterialUse:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MaterialUseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MaterialUse.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MATERIAL_USE_UNSPECIFIED: _MaterialUse.ValueType  # 0
+    MATERIAL_USE_CONSUMED: _MaterialUse.ValueType  # 1
+    """Used up on the incident: leaves the depot's books."""
+    MATERIAL_USE_RETURNED: _MaterialUse.ValueType  # 2
+    """Brought back unused: available again."""
+
+class MaterialUse(_MaterialUse, metaclass=_MaterialUseEnumTypeWrapper):
+    """What became of materials reserved for an incident."""
+
+MATERIAL_USE_UNSPECIFIED: MaterialUse.ValueType  # 0
+MATERIAL_USE_CONSUMED: MaterialUse.ValueType  # 1
+"""Used up on the incident: leaves the depot's books."""
+MATERIAL_USE_RETURNED: MaterialUse.ValueType  # 2
+"""Brought back unused: available again."""
+Global___MaterialUse: _TypeAlias = MaterialUse  # noqa: Y015
 
 @_typing.final
 class Unit(_message.Message):
@@ -266,6 +289,8 @@ class RequestAnswered(_message.Message):
     INCIDENT_ID_FIELD_NUMBER: _builtins.int
     ASSIGNMENTS_FIELD_NUMBER: _builtins.int
     SHORTFALLS_FIELD_NUMBER: _builtins.int
+    RESERVATIONS_FIELD_NUMBER: _builtins.int
+    MATERIAL_SHORTFALLS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     incident_id: _builtins.str
     @_builtins.property
@@ -274,6 +299,16 @@ class RequestAnswered(_message.Message):
     def assignments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Assignment]: ...
     @_builtins.property
     def shortfalls(self) -> _containers.RepeatedCompositeFieldContainer[Global___Shortfall]: ...
+    @_builtins.property
+    def reservations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reservation]:
+        """Materials the plan asks for, reserved from the nearest depots that hold them (one
+        entry per depot and material: a need may be split across depots).
+        """
+
+    @_builtins.property
+    def material_shortfalls(self) -> _containers.RepeatedCompositeFieldContainer[Global___MaterialShortfall]:
+        """Materials no depot could cover in full."""
+
     def __init__(
         self,
         *,
@@ -282,10 +317,12 @@ class RequestAnswered(_message.Message):
         incident_id: _builtins.str = ...,
         assignments: _abc.Iterable[Global___Assignment] | None = ...,
         shortfalls: _abc.Iterable[Global___Shortfall] | None = ...,
+        reservations: _abc.Iterable[Global___Reservation] | None = ...,
+        material_shortfalls: _abc.Iterable[Global___MaterialShortfall] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments", "incident_id", b"incident_id", "meta", b"meta", "request_id", b"request_id", "shortfalls", b"shortfalls"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments", "incident_id", b"incident_id", "material_shortfalls", b"material_shortfalls", "meta", b"meta", "request_id", b"request_id", "reservations", b"reservations", "shortfalls", b"shortfalls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -505,3 +542,681 @@ class UpdateUnitStatusResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateUnitStatusResponse: _TypeAlias = UpdateUnitStatusResponse  # noqa: Y015
+
+@_typing.final
+class Material(_message.Message):
+    """---- Depots and stock ----
+
+    A quantity of one material in its unit of measure: ("sandbags", 200, "bag").
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    quantity: _builtins.int
+    unit: _builtins.str
+    """bag, set, piece, litre, ...: a depot keeps each material in one unit."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        unit: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "quantity", b"quantity", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Material: _TypeAlias = Material  # noqa: Y015
+
+@_typing.final
+class Stock(_message.Message):
+    """What a depot holds of one material."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MATERIAL_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    RESERVED_FIELD_NUMBER: _builtins.int
+    CONSUMED_FIELD_NUMBER: _builtins.int
+    material: _builtins.str
+    unit: _builtins.str
+    available: _builtins.int
+    """In the depot and free to reserve; never below zero."""
+    reserved: _builtins.int
+    """Reserved for incidents, not yet reported consumed or returned."""
+    consumed: _builtins.int
+    """Reported consumed by incidents, in all: gone for good."""
+    def __init__(
+        self,
+        *,
+        material: _builtins.str = ...,
+        unit: _builtins.str = ...,
+        available: _builtins.int = ...,
+        reserved: _builtins.int = ...,
+        consumed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "consumed", b"consumed", "material", b"material", "reserved", b"reserved", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Stock: _TypeAlias = Stock  # noqa: Y015
+
+@_typing.final
+class DepotReservation(_message.Message):
+    """What one incident holds of one material of a depot."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    MATERIAL_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    incident_id: _builtins.str
+    material: _builtins.str
+    unit: _builtins.str
+    quantity: _builtins.int
+    def __init__(
+        self,
+        *,
+        incident_id: _builtins.str = ...,
+        material: _builtins.str = ...,
+        unit: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["incident_id", b"incident_id", "material", b"material", "quantity", b"quantity", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DepotReservation: _TypeAlias = DepotReservation  # noqa: Y015
+
+@_typing.final
+class Depot(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    DEPARTMENT_FIELD_NUMBER: _builtins.int
+    STOCK_FIELD_NUMBER: _builtins.int
+    RESERVATIONS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Caller-chosen, stable id (for example "D-XUHUI")."""
+    name: _builtins.str
+    department: _builtins.str
+    """The department that runs it; its operators report what incidents used."""
+    @_builtins.property
+    def position(self) -> _common_pb2.GeoPoint: ...
+    @_builtins.property
+    def stock(self) -> _containers.RepeatedCompositeFieldContainer[Global___Stock]: ...
+    @_builtins.property
+    def reservations(self) -> _containers.RepeatedCompositeFieldContainer[Global___DepotReservation]:
+        """Outstanding reservations, per incident and material."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        position: _common_pb2.GeoPoint | None = ...,
+        department: _builtins.str = ...,
+        stock: _abc.Iterable[Global___Stock] | None = ...,
+        reservations: _abc.Iterable[Global___DepotReservation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["position", b"position"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["department", b"department", "id", b"id", "name", b"name", "position", b"position", "reservations", b"reservations", "stock", b"stock"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Depot: _TypeAlias = Depot  # noqa: Y015
+
+@_typing.final
+class Reservation(_message.Message):
+    """Materials reserved from one depot for a request."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEPOT_ID_FIELD_NUMBER: _builtins.int
+    MATERIAL_FIELD_NUMBER: _builtins.int
+    DISTANCE_KM_FIELD_NUMBER: _builtins.int
+    depot_id: _builtins.str
+    distance_km: _builtins.float
+    """Great-circle distance from the depot to the incident."""
+    @_builtins.property
+    def material(self) -> Global___Material: ...
+    def __init__(
+        self,
+        *,
+        depot_id: _builtins.str = ...,
+        material: Global___Material | None = ...,
+        distance_km: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["material", b"material"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["depot_id", b"depot_id", "distance_km", b"distance_km", "material", b"material"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Reservation: _TypeAlias = Reservation  # noqa: Y015
+
+@_typing.final
+class MaterialShortfall(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MATERIAL_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    MISSING_FIELD_NUMBER: _builtins.int
+    material: _builtins.str
+    unit: _builtins.str
+    missing: _builtins.int
+    def __init__(
+        self,
+        *,
+        material: _builtins.str = ...,
+        unit: _builtins.str = ...,
+        missing: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["material", b"material", "missing", b"missing", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MaterialShortfall: _TypeAlias = MaterialShortfall  # noqa: Y015
+
+@_typing.final
+class DepotRegistered(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    DEPOT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def depot(self) -> Global___Depot: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        depot: Global___Depot | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["depot", b"depot", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["depot", b"depot", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DepotRegistered: _TypeAlias = DepotRegistered  # noqa: Y015
+
+@_typing.final
+class DepotRestocked(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    DEPOT_ID_FIELD_NUMBER: _builtins.int
+    MATERIALS_FIELD_NUMBER: _builtins.int
+    depot_id: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def materials(self) -> _containers.RepeatedCompositeFieldContainer[Global___Material]: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        depot_id: _builtins.str = ...,
+        materials: _abc.Iterable[Global___Material] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["depot_id", b"depot_id", "materials", b"materials", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DepotRestocked: _TypeAlias = DepotRestocked  # noqa: Y015
+
+@_typing.final
+class MaterialsReserved(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    DEPOT_ID_FIELD_NUMBER: _builtins.int
+    INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    MATERIALS_FIELD_NUMBER: _builtins.int
+    depot_id: _builtins.str
+    incident_id: _builtins.str
+    request_id: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def materials(self) -> _containers.RepeatedCompositeFieldContainer[Global___Material]: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        depot_id: _builtins.str = ...,
+        incident_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        materials: _abc.Iterable[Global___Material] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["depot_id", b"depot_id", "incident_id", b"incident_id", "materials", b"materials", "meta", b"meta", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MaterialsReserved: _TypeAlias = MaterialsReserved  # noqa: Y015
+
+@_typing.final
+class MaterialsConsumed(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    DEPOT_ID_FIELD_NUMBER: _builtins.int
+    INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    MATERIALS_FIELD_NUMBER: _builtins.int
+    depot_id: _builtins.str
+    incident_id: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def materials(self) -> _containers.RepeatedCompositeFieldContainer[Global___Material]: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        depot_id: _builtins.str = ...,
+        incident_id: _builtins.str = ...,
+        materials: _abc.Iterable[Global___Material] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["depot_id", b"depot_id", "incident_id", b"incident_id", "materials", b"materials", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MaterialsConsumed: _TypeAlias = MaterialsConsumed  # noqa: Y015
+
+@_typing.final
+class MaterialsReturned(_message.Message):
+    """Reserved materials back in stock: reported returned, or still reserved when the
+    incident closed (meta.reason says which).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    DEPOT_ID_FIELD_NUMBER: _builtins.int
+    INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    MATERIALS_FIELD_NUMBER: _builtins.int
+    depot_id: _builtins.str
+    incident_id: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def materials(self) -> _containers.RepeatedCompositeFieldContainer[Global___Material]: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        depot_id: _builtins.str = ...,
+        incident_id: _builtins.str = ...,
+        materials: _abc.Iterable[Global___Material] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["depot_id", b"depot_id", "incident_id", b"incident_id", "materials", b"materials", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MaterialsReturned: _TypeAlias = MaterialsReturned  # noqa: Y015
+
+@_typing.final
+class DepotEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGISTERED_FIELD_NUMBER: _builtins.int
+    RESTOCKED_FIELD_NUMBER: _builtins.int
+    RESERVED_FIELD_NUMBER: _builtins.int
+    CONSUMED_FIELD_NUMBER: _builtins.int
+    RETURNED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def registered(self) -> Global___DepotRegistered: ...
+    @_builtins.property
+    def restocked(self) -> Global___DepotRestocked: ...
+    @_builtins.property
+    def reserved(self) -> Global___MaterialsReserved: ...
+    @_builtins.property
+    def consumed(self) -> Global___MaterialsConsumed: ...
+    @_builtins.property
+    def returned(self) -> Global___MaterialsReturned: ...
+    def __init__(
+        self,
+        *,
+        registered: Global___DepotRegistered | None = ...,
+        restocked: Global___DepotRestocked | None = ...,
+        reserved: Global___MaterialsReserved | None = ...,
+        consumed: Global___MaterialsConsumed | None = ...,
+        returned: Global___MaterialsReturned | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consumed", b"consumed", "event", b"event", "registered", b"registered", "reserved", b"reserved", "restocked", b"restocked", "returned", b"returned"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consumed", b"consumed", "event", b"event", "registered", b"registered", "reserved", b"reserved", "restocked", b"restocked", "returned", b"returned"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["registered", "restocked", "reserved", "consumed", "returned"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___DepotEvent: _TypeAlias = DepotEvent  # noqa: Y015
+
+@_typing.final
+class DepotListed(_message.Message):
+    """Every depot and where it is, in one aggregate, so that a request reads every depot in
+    the transaction that reserves from them (no lagging read model in the way).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    DEPOT_ID_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    depot_id: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def position(self) -> _common_pb2.GeoPoint: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        depot_id: _builtins.str = ...,
+        position: _common_pb2.GeoPoint | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "position", b"position"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["depot_id", b"depot_id", "meta", b"meta", "position", b"position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DepotListed: _TypeAlias = DepotListed  # noqa: Y015
+
+@_typing.final
+class DepotDirectoryEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LISTED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def listed(self) -> Global___DepotListed: ...
+    def __init__(
+        self,
+        *,
+        listed: Global___DepotListed | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "listed", b"listed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "listed", b"listed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["listed"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___DepotDirectoryEvent: _TypeAlias = DepotDirectoryEvent  # noqa: Y015
+
+@_typing.final
+class RegisterDepotRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    DEPARTMENT_FIELD_NUMBER: _builtins.int
+    STOCK_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    name: _builtins.str
+    department: _builtins.str
+    @_builtins.property
+    def position(self) -> _common_pb2.GeoPoint: ...
+    @_builtins.property
+    def stock(self) -> _containers.RepeatedCompositeFieldContainer[Global___Material]:
+        """Opening stock: each material once, quantities may be zero."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        position: _common_pb2.GeoPoint | None = ...,
+        department: _builtins.str = ...,
+        stock: _abc.Iterable[Global___Material] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["position", b"position"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["department", b"department", "id", b"id", "name", b"name", "position", b"position", "stock", b"stock"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterDepotRequest: _TypeAlias = RegisterDepotRequest  # noqa: Y015
+
+@_typing.final
+class RegisterDepotResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEPOT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def depot(self) -> Global___Depot: ...
+    def __init__(
+        self,
+        *,
+        depot: Global___Depot | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["depot", b"depot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["depot", b"depot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterDepotResponse: _TypeAlias = RegisterDepotResponse  # noqa: Y015
+
+@_typing.final
+class GetDepotRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDepotRequest: _TypeAlias = GetDepotRequest  # noqa: Y015
+
+@_typing.final
+class GetDepotResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEPOT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def depot(self) -> Global___Depot: ...
+    def __init__(
+        self,
+        *,
+        depot: Global___Depot | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["depot", b"depot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["depot", b"depot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDepotResponse: _TypeAlias = GetDepotResponse  # noqa: Y015
+
+@_typing.final
+class ListDepotsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_FIELD_NUMBER: _builtins.int
+    DEPARTMENT_FIELD_NUMBER: _builtins.int
+    department: _builtins.str
+    """Optional filter."""
+    @_builtins.property
+    def page(self) -> _common_pb2.PageRequest: ...
+    def __init__(
+        self,
+        *,
+        page: _common_pb2.PageRequest | None = ...,
+        department: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["department", b"department", "page", b"page"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDepotsRequest: _TypeAlias = ListDepotsRequest  # noqa: Y015
+
+@_typing.final
+class ListDepotsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEPOTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def depots(self) -> _containers.RepeatedCompositeFieldContainer[Global___Depot]: ...
+    def __init__(
+        self,
+        *,
+        depots: _abc.Iterable[Global___Depot] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["depots", b"depots", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDepotsResponse: _TypeAlias = ListDepotsResponse  # noqa: Y015
+
+@_typing.final
+class RestockDepotRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    MATERIALS_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    @_builtins.property
+    def materials(self) -> _containers.RepeatedCompositeFieldContainer[Global___Material]:
+        """Quantities delivered (each more than zero), in the unit the depot keeps them in."""
+
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When it happened in the field; now when unset."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        materials: _abc.Iterable[Global___Material] | None = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "materials", b"materials", "occurred_at", b"occurred_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestockDepotRequest: _TypeAlias = RestockDepotRequest  # noqa: Y015
+
+@_typing.final
+class RestockDepotResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEPOT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def depot(self) -> Global___Depot: ...
+    def __init__(
+        self,
+        *,
+        depot: Global___Depot | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["depot", b"depot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["depot", b"depot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestockDepotResponse: _TypeAlias = RestockDepotResponse  # noqa: Y015
+
+@_typing.final
+class ReportMaterialUseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEPOT_ID_FIELD_NUMBER: _builtins.int
+    INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    USE_FIELD_NUMBER: _builtins.int
+    MATERIALS_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    depot_id: _builtins.str
+    incident_id: _builtins.str
+    use: Global___MaterialUse.ValueType
+    @_builtins.property
+    def materials(self) -> _containers.RepeatedCompositeFieldContainer[Global___Material]:
+        """At most what the incident holds of each in the depot."""
+
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        depot_id: _builtins.str = ...,
+        incident_id: _builtins.str = ...,
+        use: Global___MaterialUse.ValueType = ...,
+        materials: _abc.Iterable[Global___Material] | None = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["depot_id", b"depot_id", "incident_id", b"incident_id", "materials", b"materials", "occurred_at", b"occurred_at", "use", b"use"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportMaterialUseRequest: _TypeAlias = ReportMaterialUseRequest  # noqa: Y015
+
+@_typing.final
+class ReportMaterialUseResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEPOT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def depot(self) -> Global___Depot: ...
+    def __init__(
+        self,
+        *,
+        depot: Global___Depot | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["depot", b"depot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["depot", b"depot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportMaterialUseResponse: _TypeAlias = ReportMaterialUseResponse  # noqa: Y015

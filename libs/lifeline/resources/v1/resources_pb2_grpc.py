@@ -56,6 +56,31 @@ class ResourcesServiceStub:
                 request_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.UpdateUnitStatusRequest.SerializeToString,
                 response_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.UpdateUnitStatusResponse.FromString,
                 _registered_method=True)
+        self.RegisterDepot = channel.unary_unary(
+                '/lifeline.resources.v1.ResourcesService/RegisterDepot',
+                request_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RegisterDepotRequest.SerializeToString,
+                response_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RegisterDepotResponse.FromString,
+                _registered_method=True)
+        self.GetDepot = channel.unary_unary(
+                '/lifeline.resources.v1.ResourcesService/GetDepot',
+                request_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.GetDepotRequest.SerializeToString,
+                response_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.GetDepotResponse.FromString,
+                _registered_method=True)
+        self.ListDepots = channel.unary_unary(
+                '/lifeline.resources.v1.ResourcesService/ListDepots',
+                request_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.ListDepotsRequest.SerializeToString,
+                response_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.ListDepotsResponse.FromString,
+                _registered_method=True)
+        self.RestockDepot = channel.unary_unary(
+                '/lifeline.resources.v1.ResourcesService/RestockDepot',
+                request_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RestockDepotRequest.SerializeToString,
+                response_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RestockDepotResponse.FromString,
+                _registered_method=True)
+        self.ReportMaterialUse = channel.unary_unary(
+                '/lifeline.resources.v1.ResourcesService/ReportMaterialUse',
+                request_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.ReportMaterialUseRequest.SerializeToString,
+                response_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.ReportMaterialUseResponse.FromString,
+                _registered_method=True)
 
 
 class ResourcesServiceServicer:
@@ -88,6 +113,39 @@ class ResourcesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterDepot(self, request, context):
+        """A depot of materials (sandbags, pumps, life jackets) at a place, with its opening stock.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDepot(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDepots(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestockDepot(self, request, context):
+        """Materials delivered to a depot.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportMaterialUse(self, request, context):
+        """What an incident did with materials reserved for it: consumed, or returned to stock.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ResourcesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +168,31 @@ def add_ResourcesServiceServicer_to_server(servicer, server):
                     servicer.UpdateUnitStatus,
                     request_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.UpdateUnitStatusRequest.FromString,
                     response_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.UpdateUnitStatusResponse.SerializeToString,
+            ),
+            'RegisterDepot': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterDepot,
+                    request_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RegisterDepotRequest.FromString,
+                    response_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RegisterDepotResponse.SerializeToString,
+            ),
+            'GetDepot': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDepot,
+                    request_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.GetDepotRequest.FromString,
+                    response_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.GetDepotResponse.SerializeToString,
+            ),
+            'ListDepots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDepots,
+                    request_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.ListDepotsRequest.FromString,
+                    response_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.ListDepotsResponse.SerializeToString,
+            ),
+            'RestockDepot': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestockDepot,
+                    request_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RestockDepotRequest.FromString,
+                    response_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RestockDepotResponse.SerializeToString,
+            ),
+            'ReportMaterialUse': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportMaterialUse,
+                    request_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.ReportMaterialUseRequest.FromString,
+                    response_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.ReportMaterialUseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +305,141 @@ class ResourcesService:
             '/lifeline.resources.v1.ResourcesService/UpdateUnitStatus',
             lifeline_dot_resources_dot_v1_dot_resources__pb2.UpdateUnitStatusRequest.SerializeToString,
             lifeline_dot_resources_dot_v1_dot_resources__pb2.UpdateUnitStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterDepot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.resources.v1.ResourcesService/RegisterDepot',
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.RegisterDepotRequest.SerializeToString,
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.RegisterDepotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDepot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.resources.v1.ResourcesService/GetDepot',
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.GetDepotRequest.SerializeToString,
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.GetDepotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDepots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.resources.v1.ResourcesService/ListDepots',
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.ListDepotsRequest.SerializeToString,
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.ListDepotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestockDepot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.resources.v1.ResourcesService/RestockDepot',
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.RestockDepotRequest.SerializeToString,
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.RestockDepotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportMaterialUse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.resources.v1.ResourcesService/ReportMaterialUse',
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.ReportMaterialUseRequest.SerializeToString,
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.ReportMaterialUseResponse.FromString,
             options,
             channel_credentials,
             insecure,
