@@ -224,34 +224,32 @@ class MaterialAnswer:
     depots: list[Depot] = field(default_factory=list)
 
 
-def reserve_nearest(needs: Iterable[pb.Material], depots: Sequence[tuple[Depot, float]],
+def reserve_nearest(needs: Iterable[pb.Material], depots: Iterable[tuple[Depot, float]],
                     incident_id: str, request_id: str, cause: Cause, now: datetime
                     ) -> MaterialAnswer:
     """Reserve each need from the nearest depots that hold it (depots nearest first, with
     their distances), splitting it across depots when one has too little; what none can
-    cover is a shortfall. Each depot records one reservation for the request."""
-    answer = MaterialAnswer()
-    taking: dict[str, list[pb.Material]] = {}
+    cover is a shortfall. Each depot records one reservation for the request. Depots are
+    taken only until every need is covered (the iterable may load them lazily)."""
+    left: dict[Key, int] = {}
     for need in needs:
-        left = need.quantity
-        for depot, km in depots:
-            if not left:
-                break
-            free = depot.available(need.name, need.unit) - sum(
-                m.quantity for m in taking.get(depot.view.id, []) if m.name == need.name)
-            take = min(left, free)
-            if take <= 0:
-                continue
-            taken = pb.Material(name=need.name, quantity=take, unit=need.unit)
-            taking.setdefault(depot.view.id, []).append(taken)
-            answer.reservations.append(pb.Reservation(depot_id=depot.view.id, material=taken,
-                                                      distance_km=round(km, 3)))
-            left -= take
-        if left:
-            answer.shortfalls.append(pb.MaterialShortfall(material=need.name, unit=need.unit,
-                                                          missing=left))
-    for depot, _ in depots:
-        if depot.view.id in taking:
-            depot.reserve(incident_id, request_id, taking[depot.view.id], cause, now)
+        left[need.name, need.unit] = left.get((need.name, need.unit), 0) + need.quantity
+    answer = MaterialAnswer()
+    for depot, km in depots:
+        if not any(left.values()):
+            break
+        taking = []
+        for (name, unit), wanted in left.items():
+            take = min(wanted, depot.available(name, unit))
+            if take > 0:
+                taking.append(pb.Material(name=name, quantity=take, unit=unit))
+                left[name, unit] = wanted - take
+        if taking:
+            depot.reserve(incident_id, request_id, taking, cause, now)
             answer.depots.append(depot)
+            answer.reservations.extend(pb.Reservation(depot_id=depot.view.id, material=m,
+                                                      distance_km=round(km, 3))
+                                       for m in taking)
+    answer.shortfalls = [pb.MaterialShortfall(material=name, unit=unit, missing=missing)
+                         for (name, unit), missing in left.items() if missing]
     return answer

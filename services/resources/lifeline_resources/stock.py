@@ -71,9 +71,10 @@ class Stockroom(ServiceApplication):
             return MaterialAnswer()
         directory = self.find(DepotDirectory, DIRECTORY_ID)
         ranked = directory.nearest(event.location) if directory is not None else []
-        depots = [(depot, km) for depot, km in
+        # Loaded one by one, nearest first, only until every need is covered.
+        depots = ((depot, km) for depot, km in
                   ((self.find(Depot, depot_id_of(i)), km) for i, km in ranked)
-                  if depot is not None]
+                  if depot is not None)
         return reserve_nearest(needs, depots, event.meta.aggregate_id, event.request_id,
                                cause, now)
 
