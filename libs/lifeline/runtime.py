@@ -57,6 +57,7 @@ class Runtime:
         self.nc: NATS | None = None
         self.inboxes: list[bus.Inbox] = []
         self._repeating: list[tuple[str, float, Callable[[], Awaitable[None]]]] = []
+        self._starting: list[Callable[[], Awaitable[None]]] = []
         self._stopping = asyncio.Event()
 
     # ---- wiring, called by a service's bootstrap ----
@@ -76,6 +77,11 @@ class Runtime:
             "subjects": subjects, "handle": handle, "handles": handles, "now": self.now,
             "message_types": {t.DESCRIPTOR.full_name: t for t in message_types},
         })
+
+    def on_start(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run step once the read model is reachable, before the projector, consumers and
+        server start (warming an in-memory cache from the views)."""
+        self._starting.append(step)
 
     def every(self, name: str, seconds: float, step: Callable[[], Awaitable[None]]) -> None:
         """Run step every so often while the service runs (deadline watches)."""
@@ -153,6 +159,8 @@ class Runtime:
         self.pool = await create_pool(s.database_url)
         self.views = Views(self.pool, s.service)
         await self.views.setup()
+        for step in self._starting:
+            await step()
         self.projector = Projector(self.app, self.views, self.rows_for, s.service)
         sec = s.security
         self.nc = await bus.connect(s.nats_url, f"lifeline-{s.service}", user=sec.nats_user,

@@ -9,7 +9,6 @@ a caller always reads its own writes.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -127,19 +126,11 @@ class Views:
         items = [message_type.FromString(r["doc"]) for r in rows[:size]]
         return items, (str(offset + size) if len(rows) > size else "")
 
-    async def nearest(self, kind: str, category: str, status: str, lat: float, lon: float,
-                      limit: int | None) -> list[tuple[str, float, float]]:
-        """Rows of a kind, category and status with their positions, nearest first by a
-        flat-earth distance (exact enough to rank within a city; callers re-rank the few
-        they get by great-circle distance). limit None: all of them."""
-        scale = math.cos(math.radians(lat)) ** 2
+    async def every(self, kind: str, message_type: type[M]) -> list[M]:
+        """Every view of a kind (to warm a service's in-memory cache when it starts)."""
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                f"""SELECT key, lat, lon FROM {self.table}
-                    WHERE kind = $1 AND category = $2 AND status = $3
-                    ORDER BY (lat - $4) ^ 2 + $6 * (lon - $5) ^ 2, key LIMIT $7""",
-                kind, category, status, lat, lon, scale, limit)
-        return [(r["key"], r["lat"], r["lon"]) for r in rows]
+            rows = await conn.fetch(f"SELECT doc FROM {self.table} WHERE kind = $1", kind)
+        return [message_type.FromString(r["doc"]) for r in rows]
 
 
 class Projector(LogFollower):

@@ -58,7 +58,7 @@ def test_concurrent_requests_and_reports_never_take_stock_below_zero(
 
         def answer(n: int) -> None:
             app = (first, second)[n % 2]
-            until_written(lambda: app.answer_request(request(n), {}, CAUSE, NOW,
+            until_written(lambda: app.answer_request(request(n), CAUSE, NOW,
                                                      Tracking(f"dispatch/incident-{n}", 1)))
 
         def use(n: int) -> None:

@@ -276,3 +276,54 @@ def test_distance_shanghai_to_beijing_is_a_thousand_km() -> None:
 def test_one_degree_of_latitude_is_about_111_km() -> None:
     assert distance_km(common_pb2.GeoPoint(lat=0, lon=0), 1, 0) == pytest.approx(111.2,
                                                                                    abs=0.1)
+
+
+# ---- the full status model (a CAD's) ----
+
+ON_ROAD, RETURNING = U.UNIT_STATUS_AVAILABLE_ON_ROAD, U.UNIT_STATUS_RETURNING
+TRANSPORTING, AT_HOSPITAL = U.UNIT_STATUS_TRANSPORTING, U.UNIT_STATUS_AT_HOSPITAL
+
+
+@pytest.mark.parametrize(("path", "refused"), [
+    ([ON_ROAD, RETURNING, AVAILABLE], None),  # patrolling, then home: never on an incident
+    ([ON_ROAD, OUT_OF_SERVICE, ON_ROAD], None),
+    ([TRANSPORTING], "moves-only-when-assigned"),  # only for an incident
+    ([OUT_OF_SERVICE, RETURNING], "unit-status-transition"),  # back in service first
+])
+def test_a_free_unit_moves_between_the_free_statuses(depot: Depot, path: list[int],
+                                                     refused: str | None) -> None:
+    unit = depot.register()
+    *steps, last = path
+    for status in steps:
+        depot.status(unit, status)
+    if refused is None:
+        depot.status(unit, last)
+        assert unit.view.status == last and unit.available == (last != OUT_OF_SERVICE)
+    else:
+        with pytest.raises(RuleViolation, match=refused):
+            depot.status(unit, last)
+
+
+def test_an_ambulance_transports_hands_over_and_goes_back_free(depot: Depot) -> None:
+    unit = depot.register("A-1", "ambulance")
+    depot.assign(unit)
+    for status in (EN_ROUTE, ON_SCENE, TRANSPORTING, AT_HOSPITAL):
+        depot.status(unit, status)
+        assert not unit.available and unit.view.incident_id == FLOOD
+    with pytest.raises(RuleViolation, match="unit-status-transition"):
+        depot.status(unit, EN_ROUTE)  # no way back to the road to the scene
+    depot.status(unit, RETURNING)  # free again: released from the incident, on its way home
+    field, event = recorded(unit)[-1]
+    assert (field, event.incident_id, event.status) == ("released", FLOOD, RETURNING)  # type: ignore[attr-defined]
+    assert unit.available and unit.view.status == RETURNING and not unit.view.incident_id
+
+
+def test_capabilities_and_crew_are_registered_and_bounded() -> None:
+    cause = Cause(actor="admin", occurred_at=NOW)
+    unit = Unit.register(pb.RegisterUnitRequest(
+        id="E-1", kind="fire_engine", department="fire", home=HUANGPU_STATION,
+        capabilities=["rescue_team", "fire_engine", "rescue_team"], crew_size=6), cause, NOW)
+    assert unit.kinds == ("fire_engine", "rescue_team") and unit.view.crew_size == 6
+    with pytest.raises(InvalidArgument, match="crew_size"):
+        Unit.register(pb.RegisterUnitRequest(id="E-2", kind="fire_engine", department="fire",
+                                             home=HUANGPU_STATION, crew_size=1000), cause, NOW)

@@ -2,19 +2,111 @@
 
 from __future__ import annotations
 
+import logging
+import os
+from datetime import timedelta
+from pathlib import Path
+
 from lifeline.clock import Clock
 from lifeline.config import Settings
+from lifeline.errors import InvalidArgument
+from lifeline.events import Cause, ProtoAggregate
 from lifeline.resources.v1 import resources_pb2, resources_pb2_grpc
 from lifeline.runtime import Runtime
+from lifeline.views import ViewRow
 
 from lifeline_resources import consumers
-from lifeline_resources.application import ResourcesApp, rows_for
+from lifeline_resources.application import ResourcesApp, fleet_unit, rows_for
+from lifeline_resources.coverage import Requirement, load_requirements
+from lifeline_resources.domain import RoadClosure, Unit
+from lifeline_resources.roads import RoadNetwork
 from lifeline_resources.server import ResourcesServicer
+
+log = logging.getLogger(__name__)
+COVERAGE_CHECK_SECONDS = 30.0
+
+
+def load_roads() -> RoadNetwork | None:
+    """The city's road graph from LIFELINE_ROADS (GeoJSON), if set."""
+    path = os.environ.get("LIFELINE_ROADS", "")
+    if not path:
+        return None
+    try:
+        roads = RoadNetwork.load(Path(path))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SystemExit(f"lifeline-resources: LIFELINE_ROADS={path}: {error}") from None
+    log.info("road graph %s: %d segments, %d nodes", roads.name, len(roads.segments),
+             len(roads.nodes))
+    return roads
+
+
+def load_coverage() -> list[Requirement]:
+    """The city's coverage requirements from LIFELINE_COVERAGE (TOML), if set."""
+    path = os.environ.get("LIFELINE_COVERAGE", "")
+    if not path:
+        return []
+    try:
+        requirements = load_requirements(Path(path))
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"lifeline-resources: LIFELINE_COVERAGE={path}: {error}") from None
+    log.info("coverage: %d requirements", len(requirements))
+    return requirements
+
+
+def stale_after() -> timedelta:
+    value = os.environ.get("LIFELINE_POSITION_STALE_SECONDS", "300")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1
+    if not 0 < seconds <= 86_400:
+        raise SystemExit("lifeline-resources: LIFELINE_POSITION_STALE_SECONDS must be a "
+                         f"number of seconds above 0 and at most 86400, not {value!r}")
+    return timedelta(seconds=seconds)
 
 
 def build(settings: Settings, clock: Clock | None = None) -> Runtime:
-    app = ResourcesApp(settings.database_url)
-    runtime = Runtime(settings, app, rows_for, clock)
+    roads = load_roads()
+    app = ResourcesApp(settings.database_url, roads=roads, stale_after=stale_after(),
+                       requirements=load_coverage())
+
+    def apply(road: resources_pb2.RoadSegment) -> None:
+        if roads is None:
+            return
+        try:
+            if road.closed:
+                roads.close(road.id, road.reason)
+            else:
+                roads.reopen(road.id)
+        except InvalidArgument:
+            log.warning("road segment %s is closed but not in road graph %s", road.id,
+                        roads.name)
+
+    def rows(aggregate: ProtoAggregate) -> list[ViewRow]:
+        # The projector keeps the fleet index and the road closures current.
+        if isinstance(aggregate, Unit):
+            app.fleet.upsert(fleet_unit(aggregate.view))
+        elif isinstance(aggregate, RoadClosure):
+            apply(aggregate.view)
+        return rows_for(aggregate)
+
+    runtime = Runtime(settings, app, rows, clock)
+
+    async def warm() -> None:
+        for unit in await runtime.views.every("unit", resources_pb2.Unit):
+            app.fleet.upsert(fleet_unit(unit))
+        for road in await runtime.views.every("road", resources_pb2.RoadSegment):
+            apply(road)
+        log.info("fleet index warmed: %d units", len(app.fleet))
+
+    runtime.on_start(warm)
+    if app.requirements:
+        async def check_coverage() -> None:
+            await runtime.write(lambda: app.check_coverage(
+                Cause(actor="resources", occurred_at=runtime.now()), runtime.now()))
+
+        # Positions move and go stale between dispatches: look again every so often.
+        runtime.every("coverage check", COVERAGE_CHECK_SECONDS, check_coverage)
     runtime.server.add(resources_pb2_grpc.add_ResourcesServiceServicer_to_server,
                        ResourcesServicer(runtime, app),
                        resources_pb2.DESCRIPTOR.services_by_name["ResourcesService"].full_name)

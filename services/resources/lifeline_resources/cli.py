@@ -12,7 +12,7 @@ from lifeline.common.v1 import common_pb2
 from lifeline.resources.v1 import resources_pb2 as pb
 from lifeline.resources.v1 import resources_pb2_grpc
 
-from lifeline_resources import cli_depots
+from lifeline_resources import cli_depots, cli_fleet
 from lifeline_resources.domain import status_name
 
 STATUSES = clikit.enum_choice(common_pb2.UnitStatus, "UNIT_STATUS_")
@@ -32,7 +32,8 @@ def _units(units: Sequence[pb.Unit]) -> clikit.Table:
 def register(args: argparse.Namespace, channel: grpc.Channel) -> Any:
     unit = _stub(channel).RegisterUnit(pb.RegisterUnitRequest(
         id=args.id, kind=args.kind, department=args.department,
-        home=common_pb2.GeoPoint(lat=args.lat, lon=args.lon))).unit
+        home=common_pb2.GeoPoint(lat=args.lat, lon=args.lon), capabilities=args.capability,
+        crew_size=args.crew)).unit
     return unit if args.json else _units([unit])
 
 
@@ -60,8 +61,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     s.add_argument("--kind", required=True,
                    help="fire_engine, ambulance, police_car, rescue_team, pump_truck, ...")
     s.add_argument("--department", required=True, help="fire, medical, police, water, ...")
-    s.add_argument("--lat", type=float, required=True)
-    s.add_argument("--lon", type=float, required=True)
+    s.add_argument("--lat", type=float, required=True, help="latitude of its home station")
+    s.add_argument("--lon", type=float, required=True, help="longitude of its home station")
+    s.add_argument("--capability", action="append", default=[], metavar="KIND",
+                   help="a further kind it counts for (repeatable), e.g. rescue_team")
+    s.add_argument("--crew", type=int, default=0, help="crew size")
     s = sub.add_parser("units", help="list units")
     s.add_argument("--kind", default="")
     s.add_argument("--status", choices=sorted(STATUSES))
@@ -72,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     s.add_argument("--at", help="when it happened (ISO-8601, default now)")
     cli_depots.add_parsers(sub)
     commands: dict[str, clikit.Command] = {"register": register, "units": units, "unit": unit,
-                                           "status": status, **cli_depots.COMMANDS}
+                                           "status": status, **cli_depots.COMMANDS,
+                                           **cli_fleet.add_parsers(sub)}
     clikit.run("resources", p, commands, _serve, argv)
 
 

@@ -13,24 +13,27 @@ from lifeline.runtime import Runtime
 from lifeline_resources.application import ResourcesApp
 from lifeline_resources.depot_server import DepotRpcs
 from lifeline_resources.domain import status_name
+from lifeline_resources.fleet_server import FleetRpcs
 
 Ctx = grpc.aio.ServicerContext
 
 
-class ResourcesServicer(DepotRpcs, resources_pb2_grpc.ResourcesServiceServicer):
+class ResourcesServicer(DepotRpcs, FleetRpcs, resources_pb2_grpc.ResourcesServiceServicer):
     def __init__(self, runtime: Runtime, app: ResourcesApp) -> None:
         self.rt, self.app = runtime, app
 
     async def RegisterUnit(self, request: pb.RegisterUnitRequest, context: Ctx
                            ) -> pb.RegisterUnitResponse:
         cause = cause_of(self.rt.clock)
-        return await self.rt.command(
+        answer = await self.rt.command(
             lambda: self.app.register_unit(request, cause, self.rt.now()),
             lambda unit: pb.RegisterUnitResponse(unit=unit))
+        await self.coverage_changed()
+        return answer
 
     async def GetUnit(self, request: pb.GetUnitRequest, context: Ctx) -> pb.GetUnitResponse:
         unit = await self.rt.views.require("unit", request.id, pb.Unit)
-        return pb.GetUnitResponse(unit=unit)
+        return pb.GetUnitResponse(unit=self.with_position(unit))
 
     async def ListUnits(self, request: pb.ListUnitsRequest, context: Ctx
                         ) -> pb.ListUnitsResponse:
@@ -38,14 +41,17 @@ class ResourcesServicer(DepotRpcs, resources_pb2_grpc.ResourcesServiceServicer):
         units, token = await self.rt.views.page(
             "unit", pb.Unit, page_size=request.page.page_size, page_token=request.page.page_token,
             status=status_name(request.status) if request.status else "", category=request.kind)
-        return pb.ListUnitsResponse(units=units, next_page_token=token)
+        return pb.ListUnitsResponse(units=[self.with_position(u) for u in units],
+                                    next_page_token=token)
 
     async def UpdateUnitStatus(self, request: pb.UpdateUnitStatusRequest, context: Ctx
                                ) -> pb.UpdateUnitStatusResponse:
         required(request, "id")
         check_enum("status", common_pb2.UnitStatus, request.status)
         cause = cause_of(self.rt.clock, actor=request.actor, occurred_at=request.occurred_at)
-        return await self.rt.command(
+        answer = await self.rt.command(
             lambda: self.app.update_status(request.id, request.status, cause, self.rt.now(),
                                            caller()),
             lambda unit: pb.UpdateUnitStatusResponse(unit=unit))
+        await self.coverage_changed()
+        return answer

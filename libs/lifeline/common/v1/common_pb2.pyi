@@ -59,6 +59,14 @@ class _UnitStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UnitStatus
     UNIT_STATUS_ON_SCENE: _UnitStatus.ValueType  # 4
     UNIT_STATUS_OUT_OF_SERVICE: _UnitStatus.ValueType  # 5
     """Not available for assignment (maintenance, crew off)."""
+    UNIT_STATUS_AVAILABLE_ON_ROAD: _UnitStatus.ValueType  # 6
+    """Free and can be assigned, away from its station (on patrol, after a job)."""
+    UNIT_STATUS_TRANSPORTING: _UnitStatus.ValueType  # 7
+    """Carrying a patient (or people, goods) for its incident."""
+    UNIT_STATUS_AT_HOSPITAL: _UnitStatus.ValueType  # 8
+    """Handing over at a hospital, still on its incident."""
+    UNIT_STATUS_RETURNING: _UnitStatus.ValueType  # 9
+    """Released, on its way back to its station; can be assigned."""
 
 class UnitStatus(_UnitStatus, metaclass=_UnitStatusEnumTypeWrapper):
     """Where a unit is in its duty cycle."""
@@ -72,6 +80,14 @@ UNIT_STATUS_EN_ROUTE: UnitStatus.ValueType  # 3
 UNIT_STATUS_ON_SCENE: UnitStatus.ValueType  # 4
 UNIT_STATUS_OUT_OF_SERVICE: UnitStatus.ValueType  # 5
 """Not available for assignment (maintenance, crew off)."""
+UNIT_STATUS_AVAILABLE_ON_ROAD: UnitStatus.ValueType  # 6
+"""Free and can be assigned, away from its station (on patrol, after a job)."""
+UNIT_STATUS_TRANSPORTING: UnitStatus.ValueType  # 7
+"""Carrying a patient (or people, goods) for its incident."""
+UNIT_STATUS_AT_HOSPITAL: UnitStatus.ValueType  # 8
+"""Handing over at a hospital, still on its incident."""
+UNIT_STATUS_RETURNING: UnitStatus.ValueType  # 9
+"""Released, on its way back to its station; can be assigned."""
 Global___UnitStatus: _TypeAlias = UnitStatus  # noqa: Y015
 
 @_typing.final

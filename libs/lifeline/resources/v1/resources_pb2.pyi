@@ -43,6 +43,29 @@ MATERIAL_USE_RETURNED: MaterialUse.ValueType  # 2
 """Brought back unused: available again."""
 Global___MaterialUse: _TypeAlias = MaterialUse  # noqa: Y015
 
+class _MoveUpStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MoveUpStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MoveUpStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MOVE_UP_STATUS_UNSPECIFIED: _MoveUpStatus.ValueType  # 0
+    MOVE_UP_STATUS_SUGGESTED: _MoveUpStatus.ValueType  # 1
+    MOVE_UP_STATUS_ACCEPTED: _MoveUpStatus.ValueType  # 2
+    MOVE_UP_STATUS_DECLINED: _MoveUpStatus.ValueType  # 3
+    MOVE_UP_STATUS_WITHDRAWN: _MoveUpStatus.ValueType  # 4
+    """The gap closed otherwise (a unit came back) before anyone decided."""
+
+class MoveUpStatus(_MoveUpStatus, metaclass=_MoveUpStatusEnumTypeWrapper): ...
+
+MOVE_UP_STATUS_UNSPECIFIED: MoveUpStatus.ValueType  # 0
+MOVE_UP_STATUS_SUGGESTED: MoveUpStatus.ValueType  # 1
+MOVE_UP_STATUS_ACCEPTED: MoveUpStatus.ValueType  # 2
+MOVE_UP_STATUS_DECLINED: MoveUpStatus.ValueType  # 3
+MOVE_UP_STATUS_WITHDRAWN: MoveUpStatus.ValueType  # 4
+"""The gap closed otherwise (a unit came back) before anyone decided."""
+Global___MoveUpStatus: _TypeAlias = MoveUpStatus  # noqa: Y015
+
 @_typing.final
 class Unit(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -54,6 +77,10 @@ class Unit(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     INCIDENT_ID_FIELD_NUMBER: _builtins.int
     STATUS_SINCE_FIELD_NUMBER: _builtins.int
+    CAPABILITIES_FIELD_NUMBER: _builtins.int
+    CREW_SIZE_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    POSITION_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Caller-chosen, stable id (for example "E-12")."""
     kind: _builtins.str
@@ -62,10 +89,23 @@ class Unit(_message.Message):
     status: _common_pb2.UnitStatus.ValueType
     incident_id: _builtins.str
     """The incident it serves; empty when available or out of service."""
+    crew_size: _builtins.int
     @_builtins.property
     def home(self) -> _common_pb2.GeoPoint: ...
     @_builtins.property
     def status_since(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Further kinds it counts for (an engine with rescue equipment: "rescue_team")."""
+
+    @_builtins.property
+    def position(self) -> _common_pb2.GeoPoint:
+        """Its latest reported position (AVL) and when it was measured; kept in memory, not in
+        the unit's history. Older than the service's stale age, the unit is ranked from home.
+        """
+
+    @_builtins.property
+    def position_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -76,10 +116,14 @@ class Unit(_message.Message):
         status: _common_pb2.UnitStatus.ValueType = ...,
         incident_id: _builtins.str = ...,
         status_since: _timestamp_pb2.Timestamp | None = ...,
+        capabilities: _abc.Iterable[_builtins.str] | None = ...,
+        crew_size: _builtins.int = ...,
+        position: _common_pb2.GeoPoint | None = ...,
+        position_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["home", b"home", "status_since", b"status_since"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["home", b"home", "position", b"position", "position_at", b"position_at", "status_since", b"status_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["department", b"department", "home", b"home", "id", b"id", "incident_id", b"incident_id", "kind", b"kind", "status", b"status", "status_since", b"status_since"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "crew_size", b"crew_size", "department", b"department", "home", b"home", "id", b"id", "incident_id", b"incident_id", "kind", b"kind", "position", b"position", "position_at", b"position_at", "status", b"status", "status_since", b"status_since"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -94,23 +138,66 @@ class Assignment(_message.Message):
     UNIT_ID_FIELD_NUMBER: _builtins.int
     UNIT_KIND_FIELD_NUMBER: _builtins.int
     DISTANCE_KM_FIELD_NUMBER: _builtins.int
+    ETA_SECONDS_FIELD_NUMBER: _builtins.int
+    BASIS_FIELD_NUMBER: _builtins.int
+    RANK_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    PASSED_OVER_FIELD_NUMBER: _builtins.int
     unit_id: _builtins.str
     unit_kind: _builtins.str
     distance_km: _builtins.float
+    eta_seconds: _builtins.float
+    """Estimated travel time to the incident, and how it was estimated."""
+    basis: _builtins.str
+    rank: _builtins.int
+    """1 for the unit that arrives first among the candidates of its kind."""
+    origin: _builtins.str
+    """Where it was ranked from: "station", "position", or "station (position stale)"."""
+    @_builtins.property
+    def passed_over(self) -> _containers.RepeatedCompositeFieldContainer[Global___PassedOver]:
+        """Units nearer as the crow flies that were not sent, and why."""
+
     def __init__(
         self,
         *,
         unit_id: _builtins.str = ...,
         unit_kind: _builtins.str = ...,
         distance_km: _builtins.float = ...,
+        eta_seconds: _builtins.float = ...,
+        basis: _builtins.str = ...,
+        rank: _builtins.int = ...,
+        origin: _builtins.str = ...,
+        passed_over: _abc.Iterable[Global___PassedOver] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["distance_km", b"distance_km", "unit_id", b"unit_id", "unit_kind", b"unit_kind"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["basis", b"basis", "distance_km", b"distance_km", "eta_seconds", b"eta_seconds", "origin", b"origin", "passed_over", b"passed_over", "rank", b"rank", "unit_id", b"unit_id", "unit_kind", b"unit_kind"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Assignment: _TypeAlias = Assignment  # noqa: Y015
+
+@_typing.final
+class PassedOver(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    unit_id: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        unit_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "unit_id", b"unit_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PassedOver: _TypeAlias = PassedOver  # noqa: Y015
 
 @_typing.final
 class Shortfall(_message.Message):
@@ -225,8 +312,11 @@ class UnitReleased(_message.Message):
     META_FIELD_NUMBER: _builtins.int
     UNIT_ID_FIELD_NUMBER: _builtins.int
     INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
     unit_id: _builtins.str
     incident_id: _builtins.str
+    status: _common_pb2.UnitStatus.ValueType
+    """Where it went free: available (in quarters; also when unset), on the road, returning."""
     @_builtins.property
     def meta(self) -> _common_pb2.EventMeta: ...
     def __init__(
@@ -235,14 +325,48 @@ class UnitReleased(_message.Message):
         meta: _common_pb2.EventMeta | None = ...,
         unit_id: _builtins.str = ...,
         incident_id: _builtins.str = ...,
+        status: _common_pb2.UnitStatus.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["incident_id", b"incident_id", "meta", b"meta", "unit_id", b"unit_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["incident_id", b"incident_id", "meta", b"meta", "status", b"status", "unit_id", b"unit_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UnitReleased: _TypeAlias = UnitReleased  # noqa: Y015
+
+@_typing.final
+class UnitStationChanged(_message.Message):
+    """The unit's station moved (a move-up accepted): it is ranked from there from now on."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    UNIT_ID_FIELD_NUMBER: _builtins.int
+    HOME_FIELD_NUMBER: _builtins.int
+    SUGGESTION_ID_FIELD_NUMBER: _builtins.int
+    unit_id: _builtins.str
+    suggestion_id: _builtins.str
+    """The move-up suggestion that moved it, if one did."""
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def home(self) -> _common_pb2.GeoPoint: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        unit_id: _builtins.str = ...,
+        home: _common_pb2.GeoPoint | None = ...,
+        suggestion_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["home", b"home", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["home", b"home", "meta", b"meta", "suggestion_id", b"suggestion_id", "unit_id", b"unit_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnitStationChanged: _TypeAlias = UnitStationChanged  # noqa: Y015
 
 @_typing.final
 class UnitEvent(_message.Message):
@@ -252,6 +376,7 @@ class UnitEvent(_message.Message):
     ASSIGNED_FIELD_NUMBER: _builtins.int
     STATUS_CHANGED_FIELD_NUMBER: _builtins.int
     RELEASED_FIELD_NUMBER: _builtins.int
+    STATION_CHANGED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def registered(self) -> Global___UnitRegistered: ...
     @_builtins.property
@@ -260,6 +385,8 @@ class UnitEvent(_message.Message):
     def status_changed(self) -> Global___UnitStatusChanged: ...
     @_builtins.property
     def released(self) -> Global___UnitReleased: ...
+    @_builtins.property
+    def station_changed(self) -> Global___UnitStationChanged: ...
     def __init__(
         self,
         *,
@@ -267,12 +394,13 @@ class UnitEvent(_message.Message):
         assigned: Global___UnitAssigned | None = ...,
         status_changed: Global___UnitStatusChanged | None = ...,
         released: Global___UnitReleased | None = ...,
+        station_changed: Global___UnitStationChanged | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assigned", b"assigned", "event", b"event", "registered", b"registered", "released", b"released", "status_changed", b"status_changed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assigned", b"assigned", "event", b"event", "registered", b"registered", "released", b"released", "station_changed", b"station_changed", "status_changed", b"status_changed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned", b"assigned", "event", b"event", "registered", b"registered", "released", b"released", "status_changed", b"status_changed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned", b"assigned", "event", b"event", "registered", b"registered", "released", b"released", "station_changed", b"station_changed", "status_changed", b"status_changed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["registered", "assigned", "status_changed", "released"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["registered", "assigned", "status_changed", "released", "station_changed"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -351,6 +479,111 @@ class RequestEvent(_message.Message):
 Global___RequestEvent: _TypeAlias = RequestEvent  # noqa: Y015
 
 @_typing.final
+class RoadClosed(_message.Message):
+    """A road segment of the loaded road graph closed by an operator (or reopened)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    SEGMENT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    segment_id: _builtins.str
+    reason: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        segment_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "reason", b"reason", "segment_id", b"segment_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoadClosed: _TypeAlias = RoadClosed  # noqa: Y015
+
+@_typing.final
+class RoadReopened(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    SEGMENT_ID_FIELD_NUMBER: _builtins.int
+    segment_id: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        segment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "segment_id", b"segment_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoadReopened: _TypeAlias = RoadReopened  # noqa: Y015
+
+@_typing.final
+class RoadEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLOSED_FIELD_NUMBER: _builtins.int
+    REOPENED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def closed(self) -> Global___RoadClosed: ...
+    @_builtins.property
+    def reopened(self) -> Global___RoadReopened: ...
+    def __init__(
+        self,
+        *,
+        closed: Global___RoadClosed | None = ...,
+        reopened: Global___RoadReopened | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "event", b"event", "reopened", b"reopened"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "event", b"event", "reopened", b"reopened"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["closed", "reopened"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___RoadEvent: _TypeAlias = RoadEvent  # noqa: Y015
+
+@_typing.final
+class RoadSegment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CLOSED_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    name: _builtins.str
+    closed: _builtins.bool
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        closed: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "id", b"id", "name", b"name", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoadSegment: _TypeAlias = RoadSegment  # noqa: Y015
+
+@_typing.final
 class RegisterUnitRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -358,11 +591,16 @@ class RegisterUnitRequest(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     HOME_FIELD_NUMBER: _builtins.int
     DEPARTMENT_FIELD_NUMBER: _builtins.int
+    CAPABILITIES_FIELD_NUMBER: _builtins.int
+    CREW_SIZE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     kind: _builtins.str
     department: _builtins.str
+    crew_size: _builtins.int
     @_builtins.property
     def home(self) -> _common_pb2.GeoPoint: ...
+    @_builtins.property
+    def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -370,10 +608,12 @@ class RegisterUnitRequest(_message.Message):
         kind: _builtins.str = ...,
         home: _common_pb2.GeoPoint | None = ...,
         department: _builtins.str = ...,
+        capabilities: _abc.Iterable[_builtins.str] | None = ...,
+        crew_size: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["home", b"home"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["department", b"department", "home", b"home", "id", b"id", "kind", b"kind"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "crew_size", b"crew_size", "department", b"department", "home", b"home", "id", b"id", "kind", b"kind"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -542,6 +782,256 @@ class UpdateUnitStatusResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateUnitStatusResponse: _TypeAlias = UpdateUnitStatusResponse  # noqa: Y015
+
+@_typing.final
+class PositionReport(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_ID_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    MEASURED_AT_FIELD_NUMBER: _builtins.int
+    unit_id: _builtins.str
+    @_builtins.property
+    def position(self) -> _common_pb2.GeoPoint: ...
+    @_builtins.property
+    def measured_at(self) -> _timestamp_pb2.Timestamp:
+        """When the vehicle measured it; now when unset."""
+
+    def __init__(
+        self,
+        *,
+        unit_id: _builtins.str = ...,
+        position: _common_pb2.GeoPoint | None = ...,
+        measured_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["measured_at", b"measured_at", "position", b"position"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["measured_at", b"measured_at", "position", b"position", "unit_id", b"unit_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PositionReport: _TypeAlias = PositionReport  # noqa: Y015
+
+@_typing.final
+class ReportPositionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reports(self) -> _containers.RepeatedCompositeFieldContainer[Global___PositionReport]: ...
+    def __init__(
+        self,
+        *,
+        reports: _abc.Iterable[Global___PositionReport] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reports", b"reports"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportPositionsRequest: _TypeAlias = ReportPositionsRequest  # noqa: Y015
+
+@_typing.final
+class ReportPositionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    OUTDATED_FIELD_NUMBER: _builtins.int
+    UNKNOWN_UNITS_FIELD_NUMBER: _builtins.int
+    accepted: _builtins.int
+    outdated: _builtins.int
+    """Older than the unit's latest position: kept out."""
+    @_builtins.property
+    def unknown_units(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids no unit has (at most the first 20)."""
+
+    def __init__(
+        self,
+        *,
+        accepted: _builtins.int = ...,
+        outdated: _builtins.int = ...,
+        unknown_units: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "outdated", b"outdated", "unknown_units", b"unknown_units"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportPositionsResponse: _TypeAlias = ReportPositionsResponse  # noqa: Y015
+
+@_typing.final
+class UnitNeed(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_KIND_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    unit_kind: _builtins.str
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        unit_kind: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "unit_kind", b"unit_kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnitNeed: _TypeAlias = UnitNeed  # noqa: Y015
+
+@_typing.final
+class RecommendUnitsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOCATION_FIELD_NUMBER: _builtins.int
+    NEEDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def location(self) -> _common_pb2.GeoPoint: ...
+    @_builtins.property
+    def needs(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnitNeed]: ...
+    def __init__(
+        self,
+        *,
+        location: _common_pb2.GeoPoint | None = ...,
+        needs: _abc.Iterable[Global___UnitNeed] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["location", b"location"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["location", b"location", "needs", b"needs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecommendUnitsRequest: _TypeAlias = RecommendUnitsRequest  # noqa: Y015
+
+@_typing.final
+class RecommendUnitsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECOMMENDED_FIELD_NUMBER: _builtins.int
+    SHORTFALLS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def recommended(self) -> _containers.RepeatedCompositeFieldContainer[Global___Assignment]: ...
+    @_builtins.property
+    def shortfalls(self) -> _containers.RepeatedCompositeFieldContainer[Global___Shortfall]: ...
+    def __init__(
+        self,
+        *,
+        recommended: _abc.Iterable[Global___Assignment] | None = ...,
+        shortfalls: _abc.Iterable[Global___Shortfall] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recommended", b"recommended", "shortfalls", b"shortfalls"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecommendUnitsResponse: _TypeAlias = RecommendUnitsResponse  # noqa: Y015
+
+@_typing.final
+class GetRequestRequest(_message.Message):
+    """The request id dispatch gave (shown on the incident's ResourcesRequested)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRequestRequest: _TypeAlias = GetRequestRequest  # noqa: Y015
+
+@_typing.final
+class GetRequestResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ANSWER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def answer(self) -> Global___RequestAnswered: ...
+    def __init__(
+        self,
+        *,
+        answer: Global___RequestAnswered | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRequestResponse: _TypeAlias = GetRequestResponse  # noqa: Y015
+
+@_typing.final
+class CloseRoadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEGMENT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    segment_id: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        segment_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "segment_id", b"segment_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseRoadRequest: _TypeAlias = CloseRoadRequest  # noqa: Y015
+
+@_typing.final
+class ReopenRoadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEGMENT_ID_FIELD_NUMBER: _builtins.int
+    segment_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        segment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["segment_id", b"segment_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReopenRoadRequest: _TypeAlias = ReopenRoadRequest  # noqa: Y015
+
+@_typing.final
+class RoadResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEGMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def segment(self) -> Global___RoadSegment: ...
+    def __init__(
+        self,
+        *,
+        segment: Global___RoadSegment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["segment", b"segment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["segment", b"segment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoadResponse: _TypeAlias = RoadResponse  # noqa: Y015
 
 @_typing.final
 class Material(_message.Message):
@@ -1220,3 +1710,325 @@ class ReportMaterialUseResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReportMaterialUseResponse: _TypeAlias = ReportMaterialUseResponse  # noqa: Y015
+
+@_typing.final
+class MoveUp(_message.Message):
+    """---- Coverage and move-up ----
+
+    A move-up: which unit, from where to where, for which gap.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    UNIT_ID_FIELD_NUMBER: _builtins.int
+    FROM_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    ETA_SECONDS_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    DECIDED_BY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    unit_id: _builtins.str
+    eta_seconds: _builtins.float
+    """Its travel time to the place to be covered, from where it is now."""
+    status: Global___MoveUpStatus.ValueType
+    decided_by: _builtins.str
+    reason: _builtins.str
+    @_builtins.property
+    def to(self) -> _common_pb2.GeoPoint: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        unit_id: _builtins.str = ...,
+        to: _common_pb2.GeoPoint | None = ...,
+        eta_seconds: _builtins.float = ...,
+        status: Global___MoveUpStatus.ValueType = ...,
+        decided_by: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["from", b"from", "to", b"to"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decided_by", b"decided_by", "eta_seconds", b"eta_seconds", "from", b"from", "id", b"id", "reason", b"reason", "status", b"status", "to", b"to", "unit_id", b"unit_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MoveUp: _TypeAlias = MoveUp  # noqa: Y015
+
+@_typing.final
+class Coverage(_message.Message):
+    """One coverage requirement, as the city set it, and how it stands."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUIREMENT_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    UNIT_KIND_FIELD_NUMBER: _builtins.int
+    MINIMUM_FIELD_NUMBER: _builtins.int
+    WITHIN_SECONDS_FIELD_NUMBER: _builtins.int
+    COVERING_FIELD_NUMBER: _builtins.int
+    GAP_FIELD_NUMBER: _builtins.int
+    GAP_SINCE_FIELD_NUMBER: _builtins.int
+    MOVE_UP_FIELD_NUMBER: _builtins.int
+    requirement_id: _builtins.str
+    name: _builtins.str
+    unit_kind: _builtins.str
+    minimum: _builtins.int
+    within_seconds: _builtins.int
+    covering: _builtins.int
+    """Available units of the kind that reach `at` within the time, when last checked."""
+    gap: _builtins.bool
+    @_builtins.property
+    def at(self) -> _common_pb2.GeoPoint: ...
+    @_builtins.property
+    def gap_since(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def move_up(self) -> Global___MoveUp: ...
+    def __init__(
+        self,
+        *,
+        requirement_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        at: _common_pb2.GeoPoint | None = ...,
+        unit_kind: _builtins.str = ...,
+        minimum: _builtins.int = ...,
+        within_seconds: _builtins.int = ...,
+        covering: _builtins.int = ...,
+        gap: _builtins.bool = ...,
+        gap_since: _timestamp_pb2.Timestamp | None = ...,
+        move_up: Global___MoveUp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "gap_since", b"gap_since", "move_up", b"move_up"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "covering", b"covering", "gap", b"gap", "gap_since", b"gap_since", "minimum", b"minimum", "move_up", b"move_up", "name", b"name", "requirement_id", b"requirement_id", "unit_kind", b"unit_kind", "within_seconds", b"within_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Coverage: _TypeAlias = Coverage  # noqa: Y015
+
+@_typing.final
+class CoverageGapOpened(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    REQUIREMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def requirement(self) -> Global___Coverage: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        requirement: Global___Coverage | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "requirement", b"requirement"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "requirement", b"requirement"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CoverageGapOpened: _TypeAlias = CoverageGapOpened  # noqa: Y015
+
+@_typing.final
+class CoverageGapClosed(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    REQUIREMENT_ID_FIELD_NUMBER: _builtins.int
+    COVERING_FIELD_NUMBER: _builtins.int
+    requirement_id: _builtins.str
+    covering: _builtins.int
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        requirement_id: _builtins.str = ...,
+        covering: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["covering", b"covering", "meta", b"meta", "requirement_id", b"requirement_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CoverageGapClosed: _TypeAlias = CoverageGapClosed  # noqa: Y015
+
+@_typing.final
+class MoveUpSuggested(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    REQUIREMENT_ID_FIELD_NUMBER: _builtins.int
+    MOVE_UP_FIELD_NUMBER: _builtins.int
+    requirement_id: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def move_up(self) -> Global___MoveUp: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        requirement_id: _builtins.str = ...,
+        move_up: Global___MoveUp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "move_up", b"move_up"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "move_up", b"move_up", "requirement_id", b"requirement_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MoveUpSuggested: _TypeAlias = MoveUpSuggested  # noqa: Y015
+
+@_typing.final
+class MoveUpDecided(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    REQUIREMENT_ID_FIELD_NUMBER: _builtins.int
+    MOVE_UP_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    requirement_id: _builtins.str
+    move_up_id: _builtins.str
+    status: Global___MoveUpStatus.ValueType
+    reason: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        requirement_id: _builtins.str = ...,
+        move_up_id: _builtins.str = ...,
+        status: Global___MoveUpStatus.ValueType = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "move_up_id", b"move_up_id", "reason", b"reason", "requirement_id", b"requirement_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MoveUpDecided: _TypeAlias = MoveUpDecided  # noqa: Y015
+
+@_typing.final
+class CoverageEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GAP_OPENED_FIELD_NUMBER: _builtins.int
+    GAP_CLOSED_FIELD_NUMBER: _builtins.int
+    MOVE_UP_SUGGESTED_FIELD_NUMBER: _builtins.int
+    MOVE_UP_DECIDED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def gap_opened(self) -> Global___CoverageGapOpened: ...
+    @_builtins.property
+    def gap_closed(self) -> Global___CoverageGapClosed: ...
+    @_builtins.property
+    def move_up_suggested(self) -> Global___MoveUpSuggested: ...
+    @_builtins.property
+    def move_up_decided(self) -> Global___MoveUpDecided: ...
+    def __init__(
+        self,
+        *,
+        gap_opened: Global___CoverageGapOpened | None = ...,
+        gap_closed: Global___CoverageGapClosed | None = ...,
+        move_up_suggested: Global___MoveUpSuggested | None = ...,
+        move_up_decided: Global___MoveUpDecided | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "gap_closed", b"gap_closed", "gap_opened", b"gap_opened", "move_up_decided", b"move_up_decided", "move_up_suggested", b"move_up_suggested"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "gap_closed", b"gap_closed", "gap_opened", b"gap_opened", "move_up_decided", b"move_up_decided", "move_up_suggested", b"move_up_suggested"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["gap_opened", "gap_closed", "move_up_suggested", "move_up_decided"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___CoverageEvent: _TypeAlias = CoverageEvent  # noqa: Y015
+
+@_typing.final
+class ListCoverageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GAPS_ONLY_FIELD_NUMBER: _builtins.int
+    gaps_only: _builtins.bool
+    """Only the requirements not met now."""
+    def __init__(
+        self,
+        *,
+        gaps_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gaps_only", b"gaps_only"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCoverageRequest: _TypeAlias = ListCoverageRequest  # noqa: Y015
+
+@_typing.final
+class ListCoverageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COVERAGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def coverage(self) -> _containers.RepeatedCompositeFieldContainer[Global___Coverage]: ...
+    def __init__(
+        self,
+        *,
+        coverage: _abc.Iterable[Global___Coverage] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCoverageResponse: _TypeAlias = ListCoverageResponse  # noqa: Y015
+
+@_typing.final
+class MoveUpDecisionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MOVE_UP_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    move_up_id: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        move_up_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["move_up_id", b"move_up_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MoveUpDecisionRequest: _TypeAlias = MoveUpDecisionRequest  # noqa: Y015
+
+@_typing.final
+class CoverageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COVERAGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def coverage(self) -> Global___Coverage: ...
+    def __init__(
+        self,
+        *,
+        coverage: Global___Coverage | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CoverageResponse: _TypeAlias = CoverageResponse  # noqa: Y015

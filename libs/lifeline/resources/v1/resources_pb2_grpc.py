@@ -56,6 +56,31 @@ class ResourcesServiceStub:
                 request_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.UpdateUnitStatusRequest.SerializeToString,
                 response_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.UpdateUnitStatusResponse.FromString,
                 _registered_method=True)
+        self.ReportPositions = channel.stream_unary(
+                '/lifeline.resources.v1.ResourcesService/ReportPositions',
+                request_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.ReportPositionsRequest.SerializeToString,
+                response_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.ReportPositionsResponse.FromString,
+                _registered_method=True)
+        self.RecommendUnits = channel.unary_unary(
+                '/lifeline.resources.v1.ResourcesService/RecommendUnits',
+                request_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RecommendUnitsRequest.SerializeToString,
+                response_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RecommendUnitsResponse.FromString,
+                _registered_method=True)
+        self.GetRequest = channel.unary_unary(
+                '/lifeline.resources.v1.ResourcesService/GetRequest',
+                request_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.GetRequestRequest.SerializeToString,
+                response_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.GetRequestResponse.FromString,
+                _registered_method=True)
+        self.CloseRoad = channel.unary_unary(
+                '/lifeline.resources.v1.ResourcesService/CloseRoad',
+                request_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.CloseRoadRequest.SerializeToString,
+                response_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RoadResponse.FromString,
+                _registered_method=True)
+        self.ReopenRoad = channel.unary_unary(
+                '/lifeline.resources.v1.ResourcesService/ReopenRoad',
+                request_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.ReopenRoadRequest.SerializeToString,
+                response_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RoadResponse.FromString,
+                _registered_method=True)
         self.RegisterDepot = channel.unary_unary(
                 '/lifeline.resources.v1.ResourcesService/RegisterDepot',
                 request_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RegisterDepotRequest.SerializeToString,
@@ -80,6 +105,21 @@ class ResourcesServiceStub:
                 '/lifeline.resources.v1.ResourcesService/ReportMaterialUse',
                 request_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.ReportMaterialUseRequest.SerializeToString,
                 response_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.ReportMaterialUseResponse.FromString,
+                _registered_method=True)
+        self.ListCoverage = channel.unary_unary(
+                '/lifeline.resources.v1.ResourcesService/ListCoverage',
+                request_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.ListCoverageRequest.SerializeToString,
+                response_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.ListCoverageResponse.FromString,
+                _registered_method=True)
+        self.AcceptMoveUp = channel.unary_unary(
+                '/lifeline.resources.v1.ResourcesService/AcceptMoveUp',
+                request_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.MoveUpDecisionRequest.SerializeToString,
+                response_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.CoverageResponse.FromString,
+                _registered_method=True)
+        self.DeclineMoveUp = channel.unary_unary(
+                '/lifeline.resources.v1.ResourcesService/DeclineMoveUp',
+                request_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.MoveUpDecisionRequest.SerializeToString,
+                response_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.CoverageResponse.FromString,
                 _registered_method=True)
 
 
@@ -109,6 +149,40 @@ class ResourcesServiceServicer:
     def UpdateUnitStatus(self, request, context):
         """En route, on scene, available, out of service; optionally when it happened.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportPositions(self, request_iterator, context):
+        """Units' positions as their vehicles report them (AVL), as a stream of batches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecommendUnits(self, request, context):
+        """Which units would be sent to a place now, ranked by travel time, with the reasons;
+        nothing is assigned.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRequest(self, request, context):
+        """An answered resource request, with each assignment's explanation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseRoad(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReopenRoad(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -146,6 +220,27 @@ class ResourcesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListCoverage(self, request, context):
+        """Each coverage requirement (minimum units of a kind within a travel time of a place),
+        whether it is met now, and the move-up suggested to meet it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcceptMoveUp(self, request, context):
+        """Move the suggested unit's station to where the gap is (or decline the suggestion).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeclineMoveUp(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ResourcesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -168,6 +263,31 @@ def add_ResourcesServiceServicer_to_server(servicer, server):
                     servicer.UpdateUnitStatus,
                     request_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.UpdateUnitStatusRequest.FromString,
                     response_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.UpdateUnitStatusResponse.SerializeToString,
+            ),
+            'ReportPositions': grpc.stream_unary_rpc_method_handler(
+                    servicer.ReportPositions,
+                    request_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.ReportPositionsRequest.FromString,
+                    response_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.ReportPositionsResponse.SerializeToString,
+            ),
+            'RecommendUnits': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecommendUnits,
+                    request_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RecommendUnitsRequest.FromString,
+                    response_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RecommendUnitsResponse.SerializeToString,
+            ),
+            'GetRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRequest,
+                    request_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.GetRequestRequest.FromString,
+                    response_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.GetRequestResponse.SerializeToString,
+            ),
+            'CloseRoad': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseRoad,
+                    request_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.CloseRoadRequest.FromString,
+                    response_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RoadResponse.SerializeToString,
+            ),
+            'ReopenRoad': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReopenRoad,
+                    request_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.ReopenRoadRequest.FromString,
+                    response_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RoadResponse.SerializeToString,
             ),
             'RegisterDepot': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterDepot,
@@ -193,6 +313,21 @@ def add_ResourcesServiceServicer_to_server(servicer, server):
                     servicer.ReportMaterialUse,
                     request_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.ReportMaterialUseRequest.FromString,
                     response_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.ReportMaterialUseResponse.SerializeToString,
+            ),
+            'ListCoverage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCoverage,
+                    request_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.ListCoverageRequest.FromString,
+                    response_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.ListCoverageResponse.SerializeToString,
+            ),
+            'AcceptMoveUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptMoveUp,
+                    request_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.MoveUpDecisionRequest.FromString,
+                    response_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.CoverageResponse.SerializeToString,
+            ),
+            'DeclineMoveUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeclineMoveUp,
+                    request_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.MoveUpDecisionRequest.FromString,
+                    response_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.CoverageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -305,6 +440,141 @@ class ResourcesService:
             '/lifeline.resources.v1.ResourcesService/UpdateUnitStatus',
             lifeline_dot_resources_dot_v1_dot_resources__pb2.UpdateUnitStatusRequest.SerializeToString,
             lifeline_dot_resources_dot_v1_dot_resources__pb2.UpdateUnitStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportPositions(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/lifeline.resources.v1.ResourcesService/ReportPositions',
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.ReportPositionsRequest.SerializeToString,
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.ReportPositionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecommendUnits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.resources.v1.ResourcesService/RecommendUnits',
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.RecommendUnitsRequest.SerializeToString,
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.RecommendUnitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.resources.v1.ResourcesService/GetRequest',
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.GetRequestRequest.SerializeToString,
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.GetRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseRoad(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.resources.v1.ResourcesService/CloseRoad',
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.CloseRoadRequest.SerializeToString,
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.RoadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReopenRoad(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.resources.v1.ResourcesService/ReopenRoad',
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.ReopenRoadRequest.SerializeToString,
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.RoadResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -440,6 +710,87 @@ class ResourcesService:
             '/lifeline.resources.v1.ResourcesService/ReportMaterialUse',
             lifeline_dot_resources_dot_v1_dot_resources__pb2.ReportMaterialUseRequest.SerializeToString,
             lifeline_dot_resources_dot_v1_dot_resources__pb2.ReportMaterialUseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCoverage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.resources.v1.ResourcesService/ListCoverage',
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.ListCoverageRequest.SerializeToString,
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.ListCoverageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptMoveUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.resources.v1.ResourcesService/AcceptMoveUp',
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.MoveUpDecisionRequest.SerializeToString,
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.CoverageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeclineMoveUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.resources.v1.ResourcesService/DeclineMoveUp',
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.MoveUpDecisionRequest.SerializeToString,
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.CoverageResponse.FromString,
             options,
             channel_credentials,
             insecure,

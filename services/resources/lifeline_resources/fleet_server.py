@@ -1,0 +1,132 @@
+"""Resources' gRPC face for positions, recommendations and roads (mixed into
+ResourcesServicer)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from lifeline.edge import cause_of, check_location, check_name, required
+from lifeline.errors import InvalidArgument, NotFound
+from lifeline.events import from_timestamp, to_timestamp
+from lifeline.resources.v1 import resources_pb2 as pb
+from lifeline.runtime import Runtime
+
+from lifeline_resources.application import ResourcesApp
+from lifeline_resources.domain import ResourceRequest, request_id_of
+
+Ctx = grpc.aio.ServicerContext
+MAX_UNKNOWN_NAMED = 20
+
+
+class FleetRpcs:
+    rt: Runtime
+    app: ResourcesApp
+
+    async def ReportPositions(self, request_iterator: AsyncIterator[pb.ReportPositionsRequest],
+                              context: Ctx) -> pb.ReportPositionsResponse:
+        """Positions are kept in memory only: a report is a hint, the next one replaces it,
+        and a unit whose reports stop is ranked from its station once they are stale."""
+        answer = pb.ReportPositionsResponse()
+        index = 0
+        async for batch in request_iterator:
+            for report in batch.reports:
+                where = f"reports[{index}]"
+                index += 1
+                check_name(f"{where}.unit_id", report.unit_id)
+                if not report.HasField("position"):
+                    raise InvalidArgument(f"{where}.position", "is required")
+                check_location(f"{where}.position", report.position)
+                at = (from_timestamp(report.measured_at) if report.HasField("measured_at")
+                      else self.rt.now())
+                taken = self.app.fleet.report_position(
+                    report.unit_id, (report.position.lat, report.position.lon), at)
+                if taken is None:
+                    if len(answer.unknown_units) < MAX_UNKNOWN_NAMED:
+                        answer.unknown_units.append(report.unit_id)
+                elif taken:
+                    answer.accepted += 1
+                else:
+                    answer.outdated += 1
+        return answer
+
+    async def RecommendUnits(self, request: pb.RecommendUnitsRequest, context: Ctx
+                             ) -> pb.RecommendUnitsResponse:
+        if not request.HasField("location"):
+            raise InvalidArgument("location", "is required")
+        check_location("location", request.location)
+        if not request.needs:
+            raise InvalidArgument("needs", "name at least one unit kind and count")
+        for i, need in enumerate(request.needs):
+            check_name(f"needs[{i}].unit_kind", need.unit_kind)
+            if not 1 <= need.count <= 100:
+                raise InvalidArgument(f"needs[{i}].count", "must be from 1 to 100")
+        recommended, shortfalls = self.app.recommend(
+            [(n.unit_kind, n.count) for n in request.needs],
+            (request.location.lat, request.location.lon), self.rt.now())
+        return pb.RecommendUnitsResponse(recommended=recommended, shortfalls=shortfalls)
+
+    async def GetRequest(self, request: pb.GetRequestRequest, context: Ctx
+                         ) -> pb.GetRequestResponse:
+        required(request, "id")
+        found = await self.rt.read(
+            lambda: self.app.find(ResourceRequest, request_id_of(request.id)))
+        if found is None:
+            raise NotFound("resource request", request.id[:64])
+        return pb.GetRequestResponse(answer=found.answer)
+
+    async def CloseRoad(self, request: pb.CloseRoadRequest, context: Ctx) -> pb.RoadResponse:
+        required(request, "segment_id", "reason")
+        cause = cause_of(self.rt.clock)
+        return await self.rt.command(
+            lambda: self.app.close_road(request.segment_id, request.reason, cause,
+                                        self.rt.now()),
+            lambda segment: pb.RoadResponse(segment=segment))
+
+    async def ReopenRoad(self, request: pb.ReopenRoadRequest, context: Ctx) -> pb.RoadResponse:
+        required(request, "segment_id")
+        cause = cause_of(self.rt.clock)
+        return await self.rt.command(
+            lambda: self.app.reopen_road(request.segment_id, cause, self.rt.now()),
+            lambda segment: pb.RoadResponse(segment=segment))
+
+    async def ListCoverage(self, request: pb.ListCoverageRequest, context: Ctx
+                           ) -> pb.ListCoverageResponse:
+        coverage = await self.rt.read(lambda: self.app.coverage(self.rt.now()))
+        return pb.ListCoverageResponse(coverage=[c for c in coverage
+                                                 if c.gap or not request.gaps_only])
+
+    async def AcceptMoveUp(self, request: pb.MoveUpDecisionRequest, context: Ctx
+                           ) -> pb.CoverageResponse:
+        return await self._decide(request, accept=True)
+
+    async def DeclineMoveUp(self, request: pb.MoveUpDecisionRequest, context: Ctx
+                            ) -> pb.CoverageResponse:
+        required(request, "reason")
+        return await self._decide(request, accept=False)
+
+    async def _decide(self, request: pb.MoveUpDecisionRequest, accept: bool
+                      ) -> pb.CoverageResponse:
+        required(request, "move_up_id")
+        cause = cause_of(self.rt.clock)
+        answer = await self.rt.command(
+            lambda: self.app.decide_move_up(request.move_up_id, accept, request.reason, cause,
+                                            self.rt.now()),
+            lambda coverage: pb.CoverageResponse(coverage=coverage))
+        if accept:  # the unit moved: does the gap close, does another open?
+            await self.coverage_changed()
+        return answer
+
+    async def coverage_changed(self) -> None:
+        """A unit came, went or moved: check the city's coverage again."""
+        if self.app.requirements:
+            cause = cause_of(self.rt.clock)
+            await self.rt.write(lambda: self.app.check_coverage(cause, self.rt.now()))
+
+    def with_position(self, unit: pb.Unit) -> pb.Unit:
+        """The unit as stored, with the position it last reported."""
+        known = self.app.fleet.get(unit.id)
+        if known is not None and known.position is not None and known.position_at:
+            unit.position.lat, unit.position.lon = known.position
+            unit.position_at.CopyFrom(to_timestamp(known.position_at))
+        return unit
