@@ -85,6 +85,19 @@ def test_the_unit_behind_a_closed_underpass_is_passed_over_for_one_that_arrives_
     assert [a.unit_id for a in again.recommended] == ["pump-south"]
     assert again.recommended[0].basis == "road network 'xujiahui-demo' (6 segments)"
 
+    # A truck on the road is ranked from where it reports it is (AVL), not its station.
+    avl = resources_pb2_grpc.ResourcesServiceStub(
+        stack.channel("resources", stack.token("avl-feed", "avl-gateway")))
+    reported = avl.ReportPositions(iter([resources_pb2.ReportPositionsRequest(reports=[
+        resources_pb2.PositionReport(unit_id="pump-north", position=UNDERPASS),
+        resources_pb2.PositionReport(unit_id="pump-ghost", position=UNDERPASS)])]))
+    assert (reported.accepted, list(reported.unknown_units)) == (1, ["pump-ghost"])
+    on_road = roads.RecommendUnits(resources_pb2.RecommendUnitsRequest(
+        location=UNDERPASS, needs=[resources_pb2.UnitNeed(unit_kind="pump_truck", count=1)]))
+    assert [(a.unit_id, a.origin) for a in on_road.recommended] == [("pump-north", "position")]
+    shown = roads.GetUnit(resources_pb2.GetUnitRequest(id="pump-north")).unit
+    assert (shown.position.lat, shown.position.lon) == (UNDERPASS.lat, UNDERPASS.lon)
+
 
 def resources_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LIFELINE_STATE_DIR": str(stack.state_dir)}
