@@ -64,6 +64,8 @@ class Scenario:
     sensors: list[dict[str, Any]]
     units: list[dict[str, Any]]
     steps: list[Step] = field(default_factory=list)
+    #: Depots of materials, each with its opening stock.
+    depots: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path) -> Scenario:
@@ -74,7 +76,8 @@ class Scenario:
             steps.append(Step(timedelta(hours=hours, minutes=minutes), raw.pop("do"), raw))
         steps.sort(key=lambda s: s.at)  # stable: steps at one time keep their order
         start = datetime.fromisoformat(data["start"])
-        return cls(data["name"], start, data.get("sensors", []), data.get("units", []), steps)
+        return cls(data["name"], start, data.get("sensors", []), data.get("units", []), steps,
+                   data.get("depots", []))
 
 
 class Badges(Protocol):
@@ -191,7 +194,14 @@ class Player:
                 id=self._id(u["id"]), kind=u["kind"], department=u["department"],
                 home=common_pb2.GeoPoint(lat=u["lat"], lon=u["lon"])))
             self.departments[self._id(u["id"])] = u["department"]
-        self.say(f"registered {len(scenario.sensors)} sensors and {len(scenario.units)} units")
+        for d in scenario.depots:
+            self.resources.RegisterDepot(resources_pb2.RegisterDepotRequest(
+                id=self._id(d["id"]), name=d.get("name", ""), department=d["department"],
+                position=common_pb2.GeoPoint(lat=d["lat"], lon=d["lon"]),
+                stock=[_material(m) for m in d.get("stock", [])]))
+            self.departments[self._id(d["id"])] = d["department"]
+        self.say(f"registered {len(scenario.sensors)} sensors, {len(scenario.units)} units "
+                 f"and {len(scenario.depots)} depots")
 
     def run_step(self, step: Step, now: datetime) -> None:
         """Play one step. A step with `refused = "<rule>"` must be refused by that rule
@@ -309,6 +319,26 @@ class Player:
         wait_until(lambda: any(u.unit_id == unit.unit_id and u.status == status
                                for u in self._incident().units),
                    f"the incident to show {unit.unit_id} {a['status']}", self.timeout)
+
+    def _use(self, a: dict[str, Any], now: datetime, clock: str) -> None:
+        """The depot's department reports materials the incident consumed or returned."""
+        depot_id = self._id(a["depot"])
+        use = resources_pb2.MaterialUse.Value(f"MATERIAL_USE_{a['use'].upper()}")
+        materials = [_material(m) for m in a["materials"]]
+        before = self._incident()
+        field = "materials_consumed" if use == resources_pb2.MATERIAL_USE_CONSUMED \
+            else "materials_returned"
+        had = sum(m.quantity for m in getattr(before, field))
+        with self.as_(a.get("actor", f"keeper-{depot_id}"), "operator",
+                      department=self.departments.get(depot_id, "")):
+            self.resources.ReportMaterialUse(resources_pb2.ReportMaterialUseRequest(
+                depot_id=depot_id, incident_id=self.incident_id, use=use, materials=materials,
+                occurred_at=to_timestamp(now)))
+        said = ", ".join(f"{m.quantity} {m.unit} {m.name}" for m in materials)
+        self.say(f"[{clock}] depot {depot_id}: {said} {a['use']}")
+        wanted = had + sum(m.quantity for m in materials)
+        wait_until(lambda: sum(m.quantity for m in getattr(self._incident(), field)) >= wanted,
+                   f"the incident to show {said} {a['use']}", self.timeout)
 
     def _lifecycle(self, step: str, a: dict[str, Any], now: datetime, clock: str) -> None:
         rpc = getattr(self.dispatch, STEPS[step])
@@ -432,3 +462,7 @@ class Player:
         version = self._incident().version
         wait_until(lambda: len(self.history()) >= version,
                    f"review to hold all {version} events", self.timeout)
+
+
+def _material(m: dict[str, Any]) -> resources_pb2.Material:
+    return resources_pb2.Material(name=m["name"], quantity=m["quantity"], unit=m["unit"])

@@ -188,10 +188,23 @@ def test_use_is_reported_by_the_depots_department_and_closure_returns_the_rest(
             materials=[bags(51)]), timeout=TIMEOUT)
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "use-what-was-reserved" in (refused.value.details() or "")
+    water.ReportMaterialUse(pb.ReportMaterialUseRequest(
+        depot_id="D-NEAR", incident_id=incident_id, use=pb.MATERIAL_USE_RETURNED,
+        materials=[bags(10)]), timeout=TIMEOUT)
     resources.RestockDepot(pb.RestockDepotRequest(id="D-NEAR", materials=[bags(40)]),
                            timeout=TIMEOUT)
 
-    # Through to closure: what the incident still holds (50 + 50 bags) goes back.
+    def reported() -> ipb.Incident | None:
+        found = commander.GetIncident(dispatch_pb2.GetIncidentRequest(
+            incident_id=incident_id), timeout=TIMEOUT).incident
+        return found if found.materials_returned else None
+
+    # The incident's history shows what was used and brought back.
+    incident = wait_until(reported, "the use reported on the incident")
+    assert [(x.name, x.quantity) for x in incident.materials_consumed] == [("sandbags", 100)]
+    assert [(x.name, x.quantity) for x in incident.materials_returned] == [("sandbags", 10)]
+
+    # Through to closure: what the incident still holds (40 + 50 bags) goes back.
     for order in commander.ListOrders(dispatch_pb2.ListOrdersRequest(
             incident_id=incident_id), timeout=TIMEOUT).orders:
         commander.CancelOrder(dispatch_pb2.OrderStepRequest(

@@ -698,12 +698,21 @@ LADDER = [
 ]
 
 
+#: Materials per grade: a more severe grade needs at least as much of each.
+MATERIALS = {pb.GRADE_IV: {"sandbags": 200}, pb.GRADE_III: {"sandbags": 500, "pumps": 2},
+             pb.GRADE_II: {"sandbags": 2000, "pumps": 6}, pb.GRADE_I: {"sandbags": 10000,
+                                                                       "pumps": 20}}
+
+
 def planned(hazard: str, grade: int) -> Response:
-    """The fixture's units for the hazard and grade, with a plan and its orders."""
+    """The fixture's units for the hazard and grade, with a plan, its orders and
+    materials."""
     return replace(response_for(hazard, grade), plan_id=f"{hazard}_plan", plan_version=2,
                    content_hash=hazard.ljust(64, "0")[:64], response_time_target_minutes=15,
                    notify=("fire", "police"),
-                   orders=[o for at, o in LADDER if at >= grade])
+                   orders=[o for at, o in LADDER if at >= grade],
+                   materials=[pb.Material(name=name, quantity=quantity, unit="unit")
+                              for name, quantity in MATERIALS[grade].items()])  # type: ignore[index]
 
 
 actors = st.sampled_from([ACTORS[0], *ACTORS])  # the commander more often
@@ -731,6 +740,10 @@ others = st.one_of(
     st.tuples(st.just("release_units"), st.lists(st.sampled_from(UNIT_IDS), max_size=2)),
     st.tuples(st.just("shortfall"), st.sampled_from(["ambulance", "pump_truck"]),
               st.integers(1, 3)),
+    # Resources' answers and depot reports about materials, whatever the state.
+    st.tuples(st.just("material"), st.sampled_from(["reserved", "shortfall", "consumed",
+                                                    "returned"]),
+              st.sampled_from(["sandbags", "pumps"]), st.integers(1, 300)),
     st.tuples(st.just("warning_level"), st.sampled_from(LEVELS)),
     st.tuples(st.just("clear_warning")),
     st.tuples(st.just("regrade"), st.sampled_from(GRADES), st.booleans()),
@@ -842,6 +855,16 @@ class Drive:
                 incident.release_units(args[0], cause(), now)
             elif name == "shortfall":
                 incident.record_shortfall("req", args[0], args[1], cause(), now)
+            elif name == "material":
+                what, material, quantity = args
+                m = pb.Material(name=material, quantity=quantity, unit="unit")
+                if what == "reserved":
+                    incident.reserve_material("req", "D-1", m, 1.5, cause("dispatch"), now)
+                elif what == "shortfall":
+                    incident.record_material_shortfall("req", m, cause("dispatch"), now)
+                else:
+                    incident.record_material_use("D-1", m, what == "consumed",
+                                                 cause("dispatch"), now)
             elif name == "warning_level":
                 incident.change_warning_level(args[0], cause(), now)
             elif name == "clear_warning":
@@ -926,6 +949,20 @@ class Drive:
             assert not v.units and not v.orders and not v.commander
         deployed = [u.unit_id for u in incident.state.deployed_units()]
         assert len(set(deployed)) == len(deployed)
+
+        # Materials: a request asks for something; and once a plan is in force, what is
+        # committed of each of its materials covers what its grade needs (escalation asks
+        # for the difference, de-escalation keeps what came). Steps about materials are
+        # taken only while the incident is active.
+        for w in new:
+            if event_of(w)[0] == "resources_requested":
+                assert w.resources_requested.requirements or w.resources_requested.materials
+                assert all(m.quantity > 0 for m in w.resources_requested.materials)
+            if event_of(w)[0] == "plan_activated":
+                for m in w.plan_activated.materials:
+                    assert incident.state.committed_material(m.name) >= m.quantity
+            if event_of(w)[0].startswith("material_"):
+                assert before.state in ACTIVE
 
         # Closed: no unit deployed and every order verified or cancelled.
         if v.state == S.INCIDENT_STATE_CLOSED:

@@ -308,3 +308,22 @@ def test_materials_reserved_replay_to_the_same_incident() -> None:
                                        Cause("dispatch", FIELD + timedelta(minutes=6)), NOW)
     assert IncidentState.replay(history(incident)).view == incident.view
     assert incident.state.committed_material("sandbags") == 150
+
+
+def test_consumption_and_returns_reach_the_incident_while_it_is_active() -> None:
+    incident = incident_declared([m("sandbags", 200, "bag")])
+    later = Cause("dispatch", FIELD + timedelta(minutes=40))
+    assert incident.record_material_use("D-1", m("sandbags", 150, "bag"), True, later, NOW)
+    assert incident.record_material_use("D-1", m("sandbags", 20, "bag"), False, later, NOW)
+    assert incident.record_material_use("D-2", m("sandbags", 5, "bag"), True, later, NOW)
+    v = incident.view
+    assert [(x.name, x.quantity) for x in v.materials_consumed] == [("sandbags", 155)]
+    assert [(x.name, x.quantity) for x in v.materials_returned] == [("sandbags", 20)]
+    assert IncidentState.replay(history(incident)).view == v
+
+    warning = Incident.open_for_warning(
+        "cell/urban_flooding/2", "urban_flooding", common_pb2.WARNING_LEVEL_ORANGE, XUJIAHUI,
+        "cell", Cause("monitor", FIELD), NOW)
+    warning.collect_events()
+    assert not warning.record_material_use("D-1", m("sandbags", 1, "bag"), True, later, NOW)
+    assert warning.collect_events() == []

@@ -149,6 +149,10 @@ class IncidentState:
                                      material=event.material, distance_km=event.distance_km)
         elif field == "material_shortfall":
             _add_material(v.material_shortfalls, event.material)
+        elif field == "material_consumed":
+            _add_material(v.materials_consumed, event.material)
+        elif field == "material_returned":
+            _add_material(v.materials_returned, event.material)
         elif field == "unit_assigned":
             if v.state == S.INCIDENT_STATE_DECLARED:
                 v.state = S.INCIDENT_STATE_RESPONDING
@@ -502,6 +506,19 @@ class Incident(ProtoAggregate):
             self.record("material_shortfall", pb.MaterialShortfall(
                 request_id=request_id, material=material), self._not_before_last_step(cause),
                 now)
+
+    def record_material_use(self, depot_id: str, material: pb.Material, consumed: bool,
+                            cause: Cause, now: datetime) -> bool:
+        """A depot's department reported materials the incident held used up (consumed) or
+        brought back; recorded while the incident is active (after closure, resources puts
+        back what it still held, and the incident takes no more steps)."""
+        if self.view.state not in ACTIVE or not material.quantity:
+            return False
+        field, event_type = (("material_consumed", pb.MaterialConsumed) if consumed
+                             else ("material_returned", pb.MaterialReturned))
+        self.record(field, event_type(depot_id=depot_id, material=material),
+                    self._not_before_last_step(cause), now)
+        return True
 
     def report_unit_status(self, unit_id: str, status: int, cause: Cause, now: datetime) -> bool:
         unit = self.state.unit(unit_id)

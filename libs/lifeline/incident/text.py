@@ -24,6 +24,10 @@ def level(value: int) -> str:
     return _enum(common_pb2.WarningLevel, value, "WARNING_LEVEL_")
 
 
+def _material(m: pb.Material) -> str:
+    return f"{m.quantity} {m.unit} {m.name}"
+
+
 def describe(wrapper: pb.IncidentEvent) -> str:
     field, e = event_of(wrapper)
     match field:
@@ -39,12 +43,21 @@ def describe(wrapper: pb.IncidentEvent) -> str:
             return (f"declared {_enum(pb.Category, e.category, 'CATEGORY_').lower()} "
                     f"{e.hazard_type}, grade {_enum(pb.Grade, e.grade, 'GRADE_')}")
         case "resources_requested":
-            wanted = ", ".join(f"{r.count} {r.unit_kind}" for r in e.requirements)
+            wanted = ", ".join([f"{r.count} {r.unit_kind}" for r in e.requirements]
+                               + [_material(m) for m in e.materials])
             return f"requested {wanted}"
         case "unit_assigned":
             return f"unit {e.unit_id} ({e.unit_kind}) assigned, {e.distance_km:.1f} km away"
         case "resource_shortfall":
             return f"short of {e.missing} {e.unit_kind}"
+        case "material_reserved":
+            return (f"{_material(e.material)} reserved at depot {e.depot_id}, "
+                    f"{e.distance_km:.1f} km away")
+        case "material_shortfall":
+            return f"short of {_material(e.material)}"
+        case "material_consumed" | "material_returned":
+            return (f"{_material(e.material)} {field.removeprefix('material_')} "
+                    f"(depot {e.depot_id})")
         case "unit_status_reported":
             status = _enum(common_pb2.UnitStatus, e.status, "UNIT_STATUS_").lower()
             return f"unit {e.unit_id} {status.replace('_', ' ')}"

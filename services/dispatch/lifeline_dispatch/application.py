@@ -126,6 +126,19 @@ class DispatchApp(ServiceApplication):
                     name=m.material, quantity=m.missing, unit=m.unit), cause, now)
         return self.record(incident, tracking=tracking)
 
+    def material_used(self, report: resources_pb2.MaterialsConsumed, consumed: bool,
+                      cause: Cause, now: datetime, tracking: Tracking) -> list[Recording]:
+        """A depot's department reported what the incident consumed or brought back."""
+        try:
+            incident = self.find(Incident, parse_incident_id(report.incident_id))
+        except InvalidArgument:
+            incident = None  # not one of ours: resources reserves only for incidents
+        if incident is not None:
+            for m in report.materials:
+                incident.record_material_use(report.depot_id, pb.Material(
+                    name=m.name, quantity=m.quantity, unit=m.unit), consumed, cause, now)
+        return self.record(incident, tracking=tracking)
+
     def unit_reported(self, incident_id: str, unit_id: str, status: int, cause: Cause,
                       now: datetime, tracking: Tracking) -> list[Recording]:
         incident = self.find(Incident, parse_incident_id(incident_id)) if incident_id else None

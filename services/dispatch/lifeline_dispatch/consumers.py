@@ -18,10 +18,13 @@ from lifeline_dispatch.application import DispatchApp
 MONITOR_SUBJECTS = ("lifeline.monitor.warning.>",)
 MONITOR_HANDLED = ("lifeline.monitor.warning.raised", "lifeline.monitor.warning.updated",
                    "lifeline.monitor.warning.cleared")
-RESOURCES_SUBJECTS = ("lifeline.resources.request.>", "lifeline.resources.unit.>")
+RESOURCES_SUBJECTS = ("lifeline.resources.request.>", "lifeline.resources.unit.>",
+                      "lifeline.resources.depot.>")
 RESOURCES_HANDLED = ("lifeline.resources.request.answered",
                      "lifeline.resources.unit.status_changed",
-                     "lifeline.resources.unit.released")
+                     "lifeline.resources.unit.released",
+                     "lifeline.resources.depot.consumed",
+                     "lifeline.resources.depot.returned")
 
 
 def cause_from(meta: common_pb2.EventMeta, correlation_id: str = "") -> Cause:
@@ -55,6 +58,9 @@ def subscribe(rt: Runtime, app: DispatchApp, field_clock: FieldClock) -> None:
             now = rt.now()
             if field == "answered":
                 return None, app.request_answered(event, cause, now, tracking)
+            if field in ("consumed", "returned"):
+                return None, app.material_used(event, field == "consumed", cause, now,
+                                               tracking)
             status = (common_pb2.UNIT_STATUS_AVAILABLE if field == "released"
                       else event.status)
             return None, app.unit_reported(event.incident_id, event.unit_id, status, cause, now,
@@ -65,5 +71,6 @@ def subscribe(rt: Runtime, app: DispatchApp, field_clock: FieldClock) -> None:
     rt.consume("monitor", MONITOR_SUBJECTS, [monitor_pb2.WarningEvent], on_warning,
                MONITOR_HANDLED)
     rt.consume("resources", RESOURCES_SUBJECTS,
-               [resources_pb2.RequestEvent, resources_pb2.UnitEvent], on_resources,
+               [resources_pb2.RequestEvent, resources_pb2.UnitEvent,
+                resources_pb2.DepotEvent], on_resources,
                RESOURCES_HANDLED)

@@ -516,6 +516,64 @@ class MaterialShortfall(_message.Message):
 Global___MaterialShortfall: _TypeAlias = MaterialShortfall  # noqa: Y015
 
 @_typing.final
+class MaterialConsumed(_message.Message):
+    """The depot's department reported materials reserved for the incident used up."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    DEPOT_ID_FIELD_NUMBER: _builtins.int
+    MATERIAL_FIELD_NUMBER: _builtins.int
+    depot_id: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def material(self) -> Global___Material: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        depot_id: _builtins.str = ...,
+        material: Global___Material | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["material", b"material", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["depot_id", b"depot_id", "material", b"material", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MaterialConsumed: _TypeAlias = MaterialConsumed  # noqa: Y015
+
+@_typing.final
+class MaterialReturned(_message.Message):
+    """The depot's department reported materials reserved for the incident brought back."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    DEPOT_ID_FIELD_NUMBER: _builtins.int
+    MATERIAL_FIELD_NUMBER: _builtins.int
+    depot_id: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def material(self) -> Global___Material: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        depot_id: _builtins.str = ...,
+        material: Global___Material | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["material", b"material", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["depot_id", b"depot_id", "material", b"material", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MaterialReturned: _TypeAlias = MaterialReturned  # noqa: Y015
+
+@_typing.final
 class ResourceShortfall(_message.Message):
     """Resources could not meet a requirement in full."""
 
@@ -1234,6 +1292,8 @@ class IncidentEvent(_message.Message):
     RESPONSE_REOPENED_FIELD_NUMBER: _builtins.int
     MATERIAL_RESERVED_FIELD_NUMBER: _builtins.int
     MATERIAL_SHORTFALL_FIELD_NUMBER: _builtins.int
+    MATERIAL_CONSUMED_FIELD_NUMBER: _builtins.int
+    MATERIAL_RETURNED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def opened(self) -> Global___IncidentOpened: ...
     @_builtins.property
@@ -1298,6 +1358,10 @@ class IncidentEvent(_message.Message):
     def material_reserved(self) -> Global___MaterialReserved: ...
     @_builtins.property
     def material_shortfall(self) -> Global___MaterialShortfall: ...
+    @_builtins.property
+    def material_consumed(self) -> Global___MaterialConsumed: ...
+    @_builtins.property
+    def material_returned(self) -> Global___MaterialReturned: ...
     def __init__(
         self,
         *,
@@ -1333,12 +1397,14 @@ class IncidentEvent(_message.Message):
         response_reopened: Global___ResponseReopened | None = ...,
         material_reserved: Global___MaterialReserved | None = ...,
         material_shortfall: Global___MaterialShortfall | None = ...,
+        material_consumed: Global___MaterialConsumed | None = ...,
+        material_returned: Global___MaterialReturned | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "commander_assigned", b"commander_assigned", "contained", b"contained", "declared", b"declared", "dismissed", b"dismissed", "event", b"event", "grade_changed", b"grade_changed", "material_reserved", b"material_reserved", "material_shortfall", b"material_shortfall", "opened", b"opened", "order_acknowledged", b"order_acknowledged", "order_cancelled", b"order_cancelled", "order_completed", b"order_completed", "order_issued", b"order_issued", "order_overdue", b"order_overdue", "order_progress_reported", b"order_progress_reported", "order_verified", b"order_verified", "plan_activated", b"plan_activated", "recovered", b"recovered", "recovery_started", b"recovery_started", "recovery_task_added", b"recovery_task_added", "recovery_task_completed", b"recovery_task_completed", "reported", b"reported", "resource_shortfall", b"resource_shortfall", "resources_requested", b"resources_requested", "response_reopened", b"response_reopened", "reviewed", b"reviewed", "situation_reported", b"situation_reported", "unit_assigned", b"unit_assigned", "unit_released", b"unit_released", "unit_status_reported", b"unit_status_reported", "warning_cleared", b"warning_cleared", "warning_level_changed", b"warning_level_changed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "commander_assigned", b"commander_assigned", "contained", b"contained", "declared", b"declared", "dismissed", b"dismissed", "event", b"event", "grade_changed", b"grade_changed", "material_consumed", b"material_consumed", "material_reserved", b"material_reserved", "material_returned", b"material_returned", "material_shortfall", b"material_shortfall", "opened", b"opened", "order_acknowledged", b"order_acknowledged", "order_cancelled", b"order_cancelled", "order_completed", b"order_completed", "order_issued", b"order_issued", "order_overdue", b"order_overdue", "order_progress_reported", b"order_progress_reported", "order_verified", b"order_verified", "plan_activated", b"plan_activated", "recovered", b"recovered", "recovery_started", b"recovery_started", "recovery_task_added", b"recovery_task_added", "recovery_task_completed", b"recovery_task_completed", "reported", b"reported", "resource_shortfall", b"resource_shortfall", "resources_requested", b"resources_requested", "response_reopened", b"response_reopened", "reviewed", b"reviewed", "situation_reported", b"situation_reported", "unit_assigned", b"unit_assigned", "unit_released", b"unit_released", "unit_status_reported", b"unit_status_reported", "warning_cleared", b"warning_cleared", "warning_level_changed", b"warning_level_changed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "commander_assigned", b"commander_assigned", "contained", b"contained", "declared", b"declared", "dismissed", b"dismissed", "event", b"event", "grade_changed", b"grade_changed", "material_reserved", b"material_reserved", "material_shortfall", b"material_shortfall", "opened", b"opened", "order_acknowledged", b"order_acknowledged", "order_cancelled", b"order_cancelled", "order_completed", b"order_completed", "order_issued", b"order_issued", "order_overdue", b"order_overdue", "order_progress_reported", b"order_progress_reported", "order_verified", b"order_verified", "plan_activated", b"plan_activated", "recovered", b"recovered", "recovery_started", b"recovery_started", "recovery_task_added", b"recovery_task_added", "recovery_task_completed", b"recovery_task_completed", "reported", b"reported", "resource_shortfall", b"resource_shortfall", "resources_requested", b"resources_requested", "response_reopened", b"response_reopened", "reviewed", b"reviewed", "situation_reported", b"situation_reported", "unit_assigned", b"unit_assigned", "unit_released", b"unit_released", "unit_status_reported", b"unit_status_reported", "warning_cleared", b"warning_cleared", "warning_level_changed", b"warning_level_changed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "commander_assigned", b"commander_assigned", "contained", b"contained", "declared", b"declared", "dismissed", b"dismissed", "event", b"event", "grade_changed", b"grade_changed", "material_consumed", b"material_consumed", "material_reserved", b"material_reserved", "material_returned", b"material_returned", "material_shortfall", b"material_shortfall", "opened", b"opened", "order_acknowledged", b"order_acknowledged", "order_cancelled", b"order_cancelled", "order_completed", b"order_completed", "order_issued", b"order_issued", "order_overdue", b"order_overdue", "order_progress_reported", b"order_progress_reported", "order_verified", b"order_verified", "plan_activated", b"plan_activated", "recovered", b"recovered", "recovery_started", b"recovery_started", "recovery_task_added", b"recovery_task_added", "recovery_task_completed", b"recovery_task_completed", "reported", b"reported", "resource_shortfall", b"resource_shortfall", "resources_requested", b"resources_requested", "response_reopened", b"response_reopened", "reviewed", b"reviewed", "situation_reported", b"situation_reported", "unit_assigned", b"unit_assigned", "unit_released", b"unit_released", "unit_status_reported", b"unit_status_reported", "warning_cleared", b"warning_cleared", "warning_level_changed", b"warning_level_changed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["opened", "reported", "warning_level_changed", "warning_cleared", "declared", "resources_requested", "unit_assigned", "resource_shortfall", "unit_status_reported", "unit_released", "contained", "recovery_started", "recovered", "closed", "dismissed", "grade_changed", "plan_activated", "commander_assigned", "order_issued", "order_acknowledged", "order_progress_reported", "order_completed", "order_verified", "order_cancelled", "order_overdue", "situation_reported", "recovery_task_added", "recovery_task_completed", "reviewed", "response_reopened", "material_reserved", "material_shortfall"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["opened", "reported", "warning_level_changed", "warning_cleared", "declared", "resources_requested", "unit_assigned", "resource_shortfall", "unit_status_reported", "unit_released", "contained", "recovery_started", "recovered", "closed", "dismissed", "grade_changed", "plan_activated", "commander_assigned", "order_issued", "order_acknowledged", "order_progress_reported", "order_completed", "order_verified", "order_cancelled", "order_overdue", "situation_reported", "recovery_task_added", "recovery_task_completed", "reviewed", "response_reopened", "material_reserved", "material_shortfall", "material_consumed", "material_returned"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -1628,6 +1694,8 @@ class Incident(_message.Message):
     MATERIALS_REQUESTED_FIELD_NUMBER: _builtins.int
     MATERIALS_RESERVED_FIELD_NUMBER: _builtins.int
     MATERIAL_SHORTFALLS_FIELD_NUMBER: _builtins.int
+    MATERIALS_CONSUMED_FIELD_NUMBER: _builtins.int
+    MATERIALS_RETURNED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     state: Global___IncidentState.ValueType
     version: _builtins.int
@@ -1705,6 +1773,16 @@ class Incident(_message.Message):
     def material_shortfalls(self) -> _containers.RepeatedCompositeFieldContainer[Global___Material]:
         """Materials no depot could cover, per name."""
 
+    @_builtins.property
+    def materials_consumed(self) -> _containers.RepeatedCompositeFieldContainer[Global___Material]:
+        """Reported used up on the incident, per name."""
+
+    @_builtins.property
+    def materials_returned(self) -> _containers.RepeatedCompositeFieldContainer[Global___Material]:
+        """Reported brought back to their depot while the incident was active, per name (what it
+        still holds at closure goes back too, without an event on the incident).
+        """
+
     def __init__(
         self,
         *,
@@ -1744,10 +1822,12 @@ class Incident(_message.Message):
         materials_requested: _abc.Iterable[Global___Material] | None = ...,
         materials_reserved: _abc.Iterable[Global___MaterialReservation] | None = ...,
         material_shortfalls: _abc.Iterable[Global___Material] | None = ...,
+        materials_consumed: _abc.Iterable[Global___Material] | None = ...,
+        materials_returned: _abc.Iterable[Global___Material] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "contained_at", b"contained_at", "declared_at", b"declared_at", "dismissed_at", b"dismissed_at", "field_time_offset", b"field_time_offset", "location", b"location", "opened_at", b"opened_at", "plan", b"plan", "recovered_at", b"recovered_at", "recovery_started_at", b"recovery_started_at", "reviewed_at", b"reviewed_at", "situation", b"situation", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "closed_at", b"closed_at", "commander", b"commander", "contained_at", b"contained_at", "declared_at", b"declared_at", "description", b"description", "dismissed_at", b"dismissed_at", "field_time_offset", b"field_time_offset", "grade", b"grade", "grid_cell", b"grid_cell", "hazard", b"hazard", "hazard_type", b"hazard_type", "id", b"id", "location", b"location", "material_shortfalls", b"material_shortfalls", "materials_requested", b"materials_requested", "materials_reserved", b"materials_reserved", "opened_at", b"opened_at", "orders", b"orders", "plan", b"plan", "recovered_at", b"recovered_at", "recovery_started_at", b"recovery_started_at", "recovery_tasks", b"recovery_tasks", "reporter", b"reporter", "requested", b"requested", "reviewed", b"reviewed", "reviewed_at", b"reviewed_at", "shortfalls", b"shortfalls", "situation", b"situation", "state", b"state", "times_reopened", b"times_reopened", "units", b"units", "updated_at", b"updated_at", "version", b"version", "warning_id", b"warning_id", "warning_level", b"warning_level"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "closed_at", b"closed_at", "commander", b"commander", "contained_at", b"contained_at", "declared_at", b"declared_at", "description", b"description", "dismissed_at", b"dismissed_at", "field_time_offset", b"field_time_offset", "grade", b"grade", "grid_cell", b"grid_cell", "hazard", b"hazard", "hazard_type", b"hazard_type", "id", b"id", "location", b"location", "material_shortfalls", b"material_shortfalls", "materials_consumed", b"materials_consumed", "materials_requested", b"materials_requested", "materials_reserved", b"materials_reserved", "materials_returned", b"materials_returned", "opened_at", b"opened_at", "orders", b"orders", "plan", b"plan", "recovered_at", b"recovered_at", "recovery_started_at", b"recovery_started_at", "recovery_tasks", b"recovery_tasks", "reporter", b"reporter", "requested", b"requested", "reviewed", b"reviewed", "reviewed_at", b"reviewed_at", "shortfalls", b"shortfalls", "situation", b"situation", "state", b"state", "times_reopened", b"times_reopened", "units", b"units", "updated_at", b"updated_at", "version", b"version", "warning_id", b"warning_id", "warning_level", b"warning_level"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
