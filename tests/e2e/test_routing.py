@@ -16,6 +16,7 @@ from lifeline.devstack import Stack
 from lifeline.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from lifeline.events import event_of
 from lifeline.incident.v1 import incident_pb2
+from lifeline.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from lifeline.resources.v1 import resources_pb2, resources_pb2_grpc
 from lifeline.review.v1 import review_pb2, review_pb2_grpc
 from lifeline.scenario import wait_until
@@ -174,3 +175,40 @@ def test_sending_the_last_pump_truck_of_a_district_suggests_a_move_up_that_close
     with pytest.raises(grpc.RpcError) as again:
         admin.AcceptMoveUp(resources_pb2.MoveUpDecisionRequest(move_up_id=move.id))
     assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_a_flooding_warning_at_the_underpass_closes_it_and_its_clearing_reopens_it(
+        make_stack: StackFactory) -> None:
+    stack = make_stack({"LIFELINE_ROADS": str(ROADS)})
+    admin = resources_pb2_grpc.ResourcesServiceStub(
+        stack.channel("resources", stack.token("fleet-office", "admin")))
+    for unit_id, lat, lon in (("pump-south", 31.1884, 121.4420),
+                              ("pump-north", 31.2080, 121.4376)):
+        admin.RegisterUnit(resources_pb2.RegisterUnitRequest(
+            id=unit_id, kind="pump_truck", department="water",
+            home=common_pb2.GeoPoint(lat=lat, lon=lon)))
+    gateway = monitor_pb2_grpc.MonitorServiceStub(
+        stack.channel("monitor", stack.token("gauges", "sensor-gateway")))
+    gateway.RegisterSensor(monitor_pb2.RegisterSensorRequest(
+        id="level-underpass", kind="water_level", hazard="urban_flooding",
+        unit_of_measure="m", location=UNDERPASS,
+        thresholds=monitor_pb2.Thresholds(blue=0.10, yellow=0.25, orange=0.40, red=0.60),
+        direction=monitor_pb2.DIRECTION_HIGHER_IS_WORSE))
+
+    def read(value: float) -> None:
+        gateway.IngestReadingBatch(monitor_pb2.IngestReadingBatchRequest(readings=[
+            monitor_pb2.Reading(sensor_id="level-underpass", value=value)]))
+
+    def first_pump() -> resources_pb2.Assignment:
+        return admin.RecommendUnits(resources_pb2.RecommendUnitsRequest(
+            location=UNDERPASS, needs=[resources_pb2.UnitNeed(unit_kind="pump_truck",
+                                                              count=1)])).recommended[0]
+
+    read(0.3)  # yellow: not deep enough to close it
+    read(0.62)  # red
+    closed = wait_until(lambda: (a := first_pump()).unit_id == "pump-north" and a,
+                        "the underpass closed by the warning", timeout=20)
+    assert "1 closed" in closed.basis
+    read(0.0)  # the water is gone: the warning clears, the underpass reopens
+    wait_until(lambda: first_pump().unit_id == "pump-south", "the underpass reopened",
+               timeout=20)

@@ -15,7 +15,8 @@ LISTENS_TO: dict[str, tuple[str, ...]] = {
     # Monitor follows its own warnings too: coupled risks make compound warnings of them.
     "monitor": ("dispatch", "monitor"),
     "dispatch": ("monitor", "resources"),
-    "resources": ("dispatch",),
+    # Resources follows warnings too: a flooded underpass closes its road segment.
+    "resources": ("dispatch", "monitor"),
     "review": ("dispatch",),
 }
 #: A read-only user for operators' tools, tests and benchmarks: watches events, reads

@@ -6,8 +6,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import h3
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Recording, Tracking
+from lifeline.common.v1 import common_pb2
 from lifeline.errors import AlreadyExists, NotFound, RuleViolation
 from lifeline.events import Cause, ProtoAggregate
 from lifeline.identity import Identity
@@ -40,6 +42,8 @@ from lifeline_resources.domain import (
 from lifeline_resources.fleet import Candidate, Choice, Fleet, FleetUnit, Point
 from lifeline_resources.roads import RoadNetwork
 from lifeline_resources.stock import Stockroom
+
+LEVELS = common_pb2.WarningLevel
 
 
 def fleet_unit(view: pb.Unit, version: int = 0) -> FleetUnit:
@@ -171,6 +175,30 @@ class ResourcesApp(Stockroom, ServiceApplication):
             return pb.RoadSegment(id=segment_id), []
         road.reopen(cause, now)
         return road.view, self.record(road)
+
+    def warning_moved(self, warning_id: str, level: int, cause: Cause, now: datetime,
+                      tracking: Tracking) -> tuple[None, list[Recording]]:
+        """A warning raised, moved or cleared (NONE): close the segments of the road graph
+        that close on its hazard and run through its cell while it is bad enough; reopen
+        those it closed when it is not. An operator's closure is left as it is."""
+        cell, hazard, *_ = [*warning_id.split("/"), "", ""]
+        changed = []
+        if self.roads is not None and h3.is_valid_cell(cell):
+            for segment in self.roads.segments_in(cell):
+                if segment.closes_on is None or segment.closes_on[0] != hazard:
+                    continue
+                road = self.find(RoadClosure, road_id_of(segment.id))
+                if level >= segment.closes_on[1]:
+                    if road is None or not road.view.closed:
+                        changed.append(RoadClosure.close(
+                            road, segment.id, f"warning {warning_id}: {hazard} "
+                            f"{LEVELS.Name(level).removeprefix('WARNING_LEVEL_')}", cause, now,  # type: ignore[arg-type]
+                            warning_id=warning_id))
+                elif road is not None and road.view.closed and \
+                        road.view.warning_id == warning_id:
+                    road.reopen(cause, now)
+                    changed.append(road)
+        return None, self.record(*changed, tracking=tracking)
 
     def _road_network(self) -> RoadNetwork:
         if self.roads is None:

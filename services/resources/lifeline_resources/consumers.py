@@ -7,6 +7,7 @@ from google.protobuf.message import Message
 from lifeline.common.v1 import common_pb2
 from lifeline.events import Cause, event_of, from_timestamp
 from lifeline.incident.v1 import incident_pb2
+from lifeline.monitor.v1 import monitor_pb2
 from lifeline.runtime import Runtime
 
 from lifeline_resources.application import ResourcesApp
@@ -17,6 +18,11 @@ SUBJECTS = ("lifeline.dispatch.incident.>",)
 HANDLED = ("lifeline.dispatch.incident.resources_requested",
            "lifeline.dispatch.incident.unit_released",
            "lifeline.dispatch.incident.closed")
+
+
+WARNING_SUBJECTS = ("lifeline.monitor.warning.>",)
+WARNING_HANDLED = ("lifeline.monitor.warning.raised", "lifeline.monitor.warning.updated",
+                   "lifeline.monitor.warning.cleared")
 
 
 def cause_from(meta: common_pb2.EventMeta) -> Cause:
@@ -51,3 +57,16 @@ def subscribe(rt: Runtime, app: ResourcesApp) -> None:
             await rt.write(lambda: (None, app.record(tracking=tracking)))
 
     rt.consume("dispatch", SUBJECTS, [incident_pb2.IncidentEvent], handle, HANDLED)
+
+    async def on_warning(subject: str, wrapper: Message, tracking: Tracking) -> None:
+        field, event = event_of(wrapper)
+        level = common_pb2.WARNING_LEVEL_NONE if field == "cleared" else event.level
+        cause = Cause(actor="resources", occurred_at=from_timestamp(event.meta.occurred_at),
+                      correlation_id=event.warning_id,
+                      causation_id=f"{event.meta.aggregate_id}/{event.meta.sequence}")
+        await rt.write(lambda: app.warning_moved(event.warning_id, level, cause, rt.now(),
+                                                 tracking))
+
+    # Warnings close the road segments that flood (or burn, or collapse) with them.
+    rt.consume("monitor", WARNING_SUBJECTS, [monitor_pb2.WarningEvent], on_warning,
+               WARNING_HANDLED)

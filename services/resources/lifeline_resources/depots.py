@@ -28,6 +28,9 @@ from lifeline_resources.domain import distance_km
 Key = tuple[str, str]
 #: The single directory of depots.
 DIRECTORY_ID = stable_id("depot-directory")
+#: The most a depot holds of one material, all told (available, reserved and consumed), so
+#: every figure stays well inside its protobuf field, also summed over a few depots.
+MAX_QUANTITY = 1_000_000_000
 
 
 def depot_id_of(depot_id: str) -> UUID:
@@ -46,6 +49,8 @@ def check_materials(field_name: str, materials: Sequence[pb.Material], *,
             raise InvalidArgument(f"{where}.unit", "is required (bag, set, piece, ...)")
         if positive and material.quantity == 0:
             raise InvalidArgument(f"{where}.quantity", "must be more than zero")
+        if material.quantity > MAX_QUANTITY:
+            raise InvalidArgument(f"{where}.quantity", f"at most {MAX_QUANTITY:,}")
         if material.name in seen:
             raise InvalidArgument(f"{where}.name", f"{material.name!r} is named twice")
         seen.add(material.name)
@@ -138,6 +143,13 @@ class Depot(ProtoAggregate):
             raise InvalidArgument("materials", "name at least one material delivered")
         check_materials("materials", materials, positive=True)
         self._check_units("materials", materials)
+        for index, m in enumerate(materials):
+            stock = self._find(m.name)
+            held = stock.available + stock.reserved + stock.consumed if stock else 0
+            if held + m.quantity > MAX_QUANTITY:
+                raise InvalidArgument(f"materials[{index}].quantity",
+                                      f"depot {self.view.id} would hold more than "
+                                      f"{MAX_QUANTITY:,} {m.unit} of {m.name} all told")
         self.record("restocked", pb.DepotRestocked(depot_id=self.view.id, materials=materials),
                     cause, now)
 

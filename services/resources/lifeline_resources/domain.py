@@ -226,14 +226,16 @@ class RoadClosure(ProtoAggregate):
             self.view = pb.RoadSegment(id=event.segment_id)
         self.view.closed = field == "closed"
         self.view.reason = event.reason if field == "closed" else ""
+        self.view.warning_id = event.warning_id if field == "closed" else ""
 
     @classmethod
     def close(cls, found: RoadClosure | None, segment_id: str, reason: str, cause: Cause,
-              now: datetime) -> RoadClosure:
-        event = pb.RoadClosed(segment_id=segment_id, reason=reason)
+              now: datetime, warning_id: str = "") -> RoadClosure:
+        event = pb.RoadClosed(segment_id=segment_id, reason=reason, warning_id=warning_id)
         if found is None:
             return cls.start(road_id_of(segment_id), "closed", event, cause, now)
-        if not found.view.closed or found.view.reason != reason:
+        if not found.view.closed or found.view.reason != reason \
+                or found.view.warning_id != warning_id:
             found.record("closed", event, cause, now)
         return found
 

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h3
 import numpy as np
+from lifeline.common.v1 import common_pb2
 from lifeline.errors import InvalidArgument
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
@@ -37,6 +39,18 @@ ACCESS_SPEED_KMH = 20.0
 CACHED_DESTINATIONS = 256
 
 
+def _closes_on(value: Any, where: str) -> tuple[str, int] | None:
+    """{"hazard": "urban_flooding", "level": "orange"} -> ("urban_flooding", ORANGE)."""
+    if value is None:
+        return None
+    level = str(value.get("level", "")).upper() if isinstance(value, dict) else ""
+    if not isinstance(value, dict) or not value.get("hazard") or \
+            level not in ("BLUE", "YELLOW", "ORANGE", "RED"):
+        raise ValueError(f"{where}: closes_on is {{\"hazard\": ..., \"level\": "
+                         "\"blue|yellow|orange|red\"}")
+    return str(value["hazard"]), common_pb2.WarningLevel.Value(f"WARNING_LEVEL_{level}")
+
+
 @dataclass(frozen=True)
 class Segment:
     id: str
@@ -44,6 +58,10 @@ class Segment:
     nodes: tuple[int, int]
     seconds: float
     oneway: bool
+    points: tuple[Point, ...] = ()
+    #: (hazard, level): closed while a warning of that hazard at that level or worse is
+    #: active in a grid cell the segment runs through (a flood-prone underpass).
+    closes_on: tuple[str, int] | None = None
 
 
 class RoadNetwork:
@@ -60,6 +78,7 @@ class RoadNetwork:
         self.closed: dict[str, str] = {}  # segment id -> reason
         self._lock = threading.Lock()
         self._times: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cells: dict[int, dict[str, set[str]]] = {}  # resolution -> segment -> cells
         self._matrix = self._build()
 
     @classmethod
@@ -92,8 +111,19 @@ class RoadNetwork:
             segments.append(Segment(
                 id=str(props.get("id") or f"segment-{number}"), name=str(props.get("name", "")),
                 nodes=(node(line["coordinates"][0]), node(line["coordinates"][-1])),
-                seconds=length / speed * 3600, oneway=bool(props.get("oneway", False))))
+                seconds=length / speed * 3600, oneway=bool(props.get("oneway", False)),
+                points=tuple(points), closes_on=_closes_on(props.get("closes_on"), where)))
         return cls(str(doc.get("name") or path.stem), segments, nodes)
+
+    def segments_in(self, cell: str) -> list[Segment]:
+        """The segments that close on warnings and run through this H3 cell."""
+        resolution = h3.get_resolution(cell)
+        cells = self._cells.get(resolution)
+        if cells is None:
+            cells = self._cells[resolution] = {
+                s.id: {h3.latlng_to_cell(*p, resolution) for p in s.points}
+                for s in self.segments.values() if s.closes_on is not None}
+        return [self.segments[i] for i, found in cells.items() if cell in found]
 
     # ---- closures ----
 

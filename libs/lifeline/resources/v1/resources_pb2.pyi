@@ -487,8 +487,13 @@ class RoadClosed(_message.Message):
     META_FIELD_NUMBER: _builtins.int
     SEGMENT_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    WARNING_ID_FIELD_NUMBER: _builtins.int
     segment_id: _builtins.str
     reason: _builtins.str
+    warning_id: _builtins.str
+    """Closed by this warning in its cell (the segment's `closes_on` in the road graph);
+    empty when an operator closed it. A warning reopens only what it closed.
+    """
     @_builtins.property
     def meta(self) -> _common_pb2.EventMeta: ...
     def __init__(
@@ -497,10 +502,11 @@ class RoadClosed(_message.Message):
         meta: _common_pb2.EventMeta | None = ...,
         segment_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        warning_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "reason", b"reason", "segment_id", b"segment_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "reason", b"reason", "segment_id", b"segment_id", "warning_id", b"warning_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -563,10 +569,12 @@ class RoadSegment(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     CLOSED_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    WARNING_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     closed: _builtins.bool
     reason: _builtins.str
+    warning_id: _builtins.str
     def __init__(
         self,
         *,
@@ -574,10 +582,11 @@ class RoadSegment(_message.Message):
         name: _builtins.str = ...,
         closed: _builtins.bool = ...,
         reason: _builtins.str = ...,
+        warning_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "id", b"id", "name", b"name", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "id", b"id", "name", b"name", "reason", b"reason", "warning_id", b"warning_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
