@@ -17,7 +17,13 @@ from lifeline.events import Cause, event_of
 from lifeline.incident.model import Incident, IncidentState, Response
 from lifeline.incident.v1 import incident_pb2
 from lifeline.resources.v1 import resources_pb2 as pb
-from lifeline_resources.depots import Depot, DepotDirectory, depot_id_of, reserve_nearest
+from lifeline_resources.depots import (
+    MAX_QUANTITY,
+    Depot,
+    DepotDirectory,
+    depot_id_of,
+    reserve_nearest,
+)
 
 NOW = datetime(2031, 3, 3, 12, 0, tzinfo=UTC)
 FIELD = datetime(2024, 7, 20, 7, 0, tzinfo=UTC)
@@ -98,7 +104,10 @@ def test_restock_adds_in_the_depots_unit_and_refuses_another_unit() -> None:
     with pytest.raises(InvalidArgument) as refused:
         d.restock([bags(5, unit="pallet")], CAUSE, NOW)
     assert refused.value.field == "materials[0].unit"
-    for bad, where in (([], "materials"), ([bags(0)], "materials[0].quantity")):
+    for bad, where in (([], "materials"), ([bags(0)], "materials[0].quantity"),
+                       ([bags(MAX_QUANTITY + 1)], "materials[0].quantity"),
+                       ([bags(10), bags(MAX_QUANTITY - 5, "life_jackets", "piece")],
+                        "materials[1].quantity")):
         with pytest.raises(InvalidArgument) as refused:
             d.restock(bad, CAUSE, NOW)
         assert refused.value.field == where
