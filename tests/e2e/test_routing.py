@@ -27,16 +27,23 @@ ROADS = Path(__file__).resolve().parents[2] / "roads" / "xujiahui_demo.geojson"
 UNDERPASS = common_pb2.GeoPoint(lat=31.1960, lon=121.4376)
 
 
-def test_the_unit_behind_a_closed_underpass_is_passed_over_for_one_that_arrives_first(
-        make_stack: StackFactory) -> None:
-    stack = make_stack({"LIFELINE_ROADS": str(ROADS)})
+def fleet_office(stack: Stack, *pumps: tuple[str, float, float]
+                 ) -> resources_pb2_grpc.ResourcesServiceStub:
+    """The fleet office's client, after registering pump trucks (id, lat, lon)."""
     admin = resources_pb2_grpc.ResourcesServiceStub(
         stack.channel("resources", stack.token("fleet-office", "admin")))
-    for unit_id, lat, lon in (("pump-south", 31.1884, 121.4420),
-                              ("pump-north", 31.2080, 121.4376)):
+    for unit_id, lat, lon in pumps:
         admin.RegisterUnit(resources_pb2.RegisterUnitRequest(
             id=unit_id, kind="pump_truck", department="water",
             home=common_pb2.GeoPoint(lat=lat, lon=lon)))
+    return admin
+
+
+def test_the_unit_behind_a_closed_underpass_is_passed_over_for_one_that_arrives_first(
+        make_stack: StackFactory) -> None:
+    stack = make_stack({"LIFELINE_ROADS": str(ROADS)})
+    admin = fleet_office(stack, ("pump-south", 31.1884, 121.4420),
+                         ("pump-north", 31.2080, 121.4376))
     officer = stack.token("officer-li", "operator", "commander")
     roads = resources_pb2_grpc.ResourcesServiceStub(stack.channel("resources", officer))
     with pytest.raises(grpc.RpcError) as unknown:
@@ -127,13 +134,8 @@ COVERAGE = Path(__file__).resolve().parents[2] / "coverage" / "xuhui.toml"
 def test_sending_the_last_pump_truck_of_a_district_suggests_a_move_up_that_closes_the_gap(
         make_stack: StackFactory) -> None:
     stack = make_stack({"LIFELINE_COVERAGE": str(COVERAGE)})
-    admin = resources_pb2_grpc.ResourcesServiceStub(
-        stack.channel("resources", stack.token("fleet-office", "admin")))
-    for unit_id, lat, lon in (("pump-xjh", 31.1970, 121.4380),  # covers Xujiahui
-                              ("pump-far", 31.2900, 121.5200)):  # 13 km out: half an hour
-        admin.RegisterUnit(resources_pb2.RegisterUnitRequest(
-            id=unit_id, kind="pump_truck", department="water",
-            home=common_pb2.GeoPoint(lat=lat, lon=lon)))
+    admin = fleet_office(stack, ("pump-xjh", 31.1970, 121.4380),  # covers Xujiahui
+                         ("pump-far", 31.2900, 121.5200))  # 13 km out: half an hour
 
     def pumps() -> resources_pb2.Coverage:
         listed = admin.ListCoverage(resources_pb2.ListCoverageRequest()).coverage
@@ -180,13 +182,8 @@ def test_sending_the_last_pump_truck_of_a_district_suggests_a_move_up_that_close
 def test_a_flooding_warning_at_the_underpass_closes_it_and_its_clearing_reopens_it(
         make_stack: StackFactory) -> None:
     stack = make_stack({"LIFELINE_ROADS": str(ROADS)})
-    admin = resources_pb2_grpc.ResourcesServiceStub(
-        stack.channel("resources", stack.token("fleet-office", "admin")))
-    for unit_id, lat, lon in (("pump-south", 31.1884, 121.4420),
-                              ("pump-north", 31.2080, 121.4376)):
-        admin.RegisterUnit(resources_pb2.RegisterUnitRequest(
-            id=unit_id, kind="pump_truck", department="water",
-            home=common_pb2.GeoPoint(lat=lat, lon=lon)))
+    admin = fleet_office(stack, ("pump-south", 31.1884, 121.4420),
+                         ("pump-north", 31.2080, 121.4376))
     gateway = monitor_pb2_grpc.MonitorServiceStub(
         stack.channel("monitor", stack.token("gauges", "sensor-gateway")))
     gateway.RegisterSensor(monitor_pb2.RegisterSensorRequest(
