@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/auth_cost.py
 	$(BIN)/python bench/assignment_latency.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/replay.py
 
 clean:
 	rm -rf $(VENV) .lifeline .pytest_cache .mypy_cache .ruff_cache

@@ -161,12 +161,21 @@ PARKING_COMMANDS: dict[str, Command] = {"parked": parked, "retry-parked": retry_
 
 
 def run(service: str, p: argparse.ArgumentParser, commands: dict[str, Command],
-        serve: Callable[[], None], argv: Sequence[str] | None = None) -> None:
+        serve: Callable[[], None], argv: Sequence[str] | None = None,
+        offline: Callable[[argparse.Namespace], Any] | None = None) -> None:
+    """offline(args) runs a command that needs no service (checking a file) and answers
+    NotImplemented for the others."""
     _accept_options_after_command(p)
     args = p.parse_args(argv)
     if args.command == "serve":
         serve()
         return
+    if offline is not None:
+        done = offline(args)
+        if done is not NotImplemented:
+            if done is not None:
+                emit(done, args.json)
+            return
     address = service_address(service, args.addr)
     with grpc.secure_channel(address, credentials(args.token, args.ca),
                              options=[("grpc.service_config", RETRY_CONFIG)]) as raw:

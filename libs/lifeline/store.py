@@ -29,6 +29,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from lifeline.errors import Conflict, NotFound
+from lifeline.events import fold
 
 A = TypeVar("A", bound=Aggregate)
 _collecting: ContextVar[list[Aggregate] | None] = ContextVar("lifeline_collecting",
@@ -111,6 +112,8 @@ def eventsourcing_env(database_url: str, schema: str) -> dict[str, str]:
         # straggler older than the highest is still told apart from a repeat.
         "SINGLE_ROW_TRACKING": "n",
         "PROCESS_RECORDER_TOPIC": "lifeline.store:StoreRecorder",
+        # Events as binary protobuf (rows written as JSON before still load).
+        "MAPPER_TOPIC": "lifeline.events:ProtoMapper",
         "CREATE_TABLE": "y",
         "AGGREGATE_CACHE_MAXSIZE": "1000",
     }
@@ -239,7 +242,7 @@ class ServiceApplication(Application):
 
     def load(self, cls: type[A], aggregate_id: UUID, what: str, label: str) -> A:
         try:
-            aggregate: Any = self.repository.get(aggregate_id)
+            aggregate: Any = self.repository.get(aggregate_id, projector_func=fold)
         except AggregateNotFoundError:
             raise NotFound(what, label) from None
         if not isinstance(aggregate, cls):
@@ -248,7 +251,7 @@ class ServiceApplication(Application):
 
     def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
         try:
-            aggregate: Any = self.repository.get(aggregate_id)
+            aggregate: Any = self.repository.get(aggregate_id, projector_func=fold)
         except AggregateNotFoundError:
             return None
         return aggregate if isinstance(aggregate, cls) else None

@@ -15,9 +15,12 @@ from google.protobuf import json_format
 from lifeline import clikit
 from lifeline.events import event_of, from_json, meta_of
 from lifeline.incident import text
+from lifeline.incident.model import grade_name
 from lifeline.incident.v1 import incident_pb2
 from lifeline.review.v1 import review_pb2 as pb
 from lifeline.review.v1 import review_pb2_grpc
+
+from lifeline_review import chain
 
 
 def _stub(channel: grpc.Channel) -> review_pb2_grpc.ReviewServiceStub:
@@ -42,8 +45,9 @@ def history(args: argparse.Namespace, channel: grpc.Channel) -> Any:
          text.describe(e), meta_of(e).actor] for e in events])
 
 
-def import_history(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    path = Path(args.target)
+def read_history(path: Path) -> tuple[list[incident_pb2.IncidentEvent], list[int]]:
+    """The events of an NDJSON history and the line each came from; a line that is not an
+    incident event stops it, named with the sequence of the event before it."""
     events: list[incident_pb2.IncidentEvent] = []
     try:
         lines = path.read_text().splitlines()
@@ -58,9 +62,33 @@ def import_history(args: argparse.Namespace, channel: grpc.Channel) -> Any:
             assert isinstance(event, incident_pb2.IncidentEvent)
             events.append(event)
         except (ValueError, json_format.ParseError) as error:
-            raise SystemExit(f"lifeline-review: {path}:{number}: not an incident event: "
-                             f"{error}") from None
+            after = f" (after event {meta_of(events[-1]).sequence})" if events else ""
+            raise SystemExit(f"lifeline-review: {path}:{number}: not an incident "
+                             f"event{after}: {error}") from None
         numbers.append(number)
+    return events, numbers
+
+
+def verify_history(args: argparse.Namespace) -> Any:
+    """Check an exported history's hash chain on this machine, naming the first event
+    that does not match."""
+    path = Path(args.target)
+    events, numbers = read_history(path)
+    if not events:
+        raise SystemExit(f"lifeline-review: {path}: no events")
+    if not any(e.chain_digest for e in events):
+        raise SystemExit(f"lifeline-review: {path}: carries no hash chain (exported before "
+                         "histories carried one); it cannot be verified")
+    broken = chain.first_break(events)
+    if broken is not None:
+        raise SystemExit(f"lifeline-review: {path}:{numbers[broken.index]}: {broken}")
+    return (f"{path}: {len(events)} events of incident {meta_of(events[0]).aggregate_id}, "
+            f"chain holds; head {events[-1].chain_digest}")
+
+
+def import_history(args: argparse.Namespace, channel: grpc.Channel) -> Any:
+    path = Path(args.target)
+    events, numbers = read_history(path)
     try:
         answer = _stub(channel).ImportHistory(pb.ImportHistoryRequest(events=events))
     except grpc.RpcError as error:
@@ -70,9 +98,10 @@ def import_history(args: argparse.Namespace, channel: grpc.Channel) -> Any:
             raise SystemExit(f"lifeline-review: {path}:{numbers[int(found.group(1))]}: "
                              f"{detail}") from None
         raise
+    chained = "chain verified" if answer.chain_verified else "no hash chain to verify"
     return (f"imported {answer.events} events of incident {answer.original_incident_id} "
             f"({text.state_name(answer.state.state)}) as {answer.incident_id}; "
-            f"sha256 {answer.digest[:16]}…")
+            f"sha256 {answer.digest[:16]}…; {chained}")
 
 
 def replay(args: argparse.Namespace, channel: grpc.Channel) -> Any:
@@ -86,6 +115,99 @@ def evaluate(args: argparse.Namespace, channel: grpc.Channel) -> Any:
     return e if args.json else text.evaluation_table(e)
 
 
+GRADES = clikit.enum_choice(incident_pb2.Grade, "GRADE_")
+CATEGORIES = clikit.enum_choice(incident_pb2.Category, "CATEGORY_")
+ORIGINS = clikit.enum_choice(pb.HistoryOrigin, "HISTORY_ORIGIN_")
+
+
+def _filter(args: argparse.Namespace) -> pb.IncidentFilter:
+    f = pb.IncidentFilter(hazards=args.hazard or [], grid_cells=args.cell or [],
+                          plan_ids=args.plan or [])
+    f.grades.extend(GRADES[g] for g in args.grade or [])  # type: ignore[misc]
+    f.categories.extend(CATEGORIES[c] for c in args.category or [])  # type: ignore[misc]
+    f.origin = ORIGINS[args.origin] if args.origin else 0  # type: ignore[assignment]
+    if args.opened_from:
+        f.opened_from.CopyFrom(clikit.timestamp(args.opened_from))
+    if args.opened_before:
+        f.opened_before.CopyFrom(clikit.timestamp(args.opened_before))
+    return f
+
+
+def _took(d: Any) -> str:
+    seconds = d.ToTimedelta().total_seconds()
+    return f"{seconds * 1000:.1f} ms" if seconds < 60 else text.duration(d)
+
+
+def report(args: argparse.Namespace, channel: grpc.Channel) -> Any:
+    stub = _stub(channel)
+    e = stub.EvaluateIncidents(pb.EvaluateIncidentsRequest(
+        filter=_filter(args), include_incidents=bool(args.html))).evaluation
+    lines = []
+    if args.html:
+        from lifeline_review.pictures import report_html
+
+        history = list(stub.GetIncidentHistory(pb.GetIncidentHistoryRequest(
+            incident_id=args.incident))) if args.incident else []
+        Path(args.html).write_text(report_html(e, args.title, history))
+        lines.append(f"wrote {args.html}")
+        e.ClearField("evaluations")
+    if args.json:
+        return e if not args.html else "\n".join(lines)
+    phases = clikit.Table(["phase", "incidents", "p50", "p90", "max"], [
+        [p.phase, p.count, _took(p.p50), _took(p.p90), _took(p.max)]
+        for p in (*e.phases, *e.software) if p.count])
+    departments = clikit.Table(
+        ["department", "orders", "ack p50", "ack p90", "closed", "closure rate", "overdue"],
+        [[d.department, d.orders_issued, text.duration(d.acknowledgement_p50),
+          text.duration(d.acknowledgement_p90), d.orders_closed, f"{d.closure_rate:.0%}",
+          d.orders_overdue] for d in e.departments])
+    units = clikit.Table(["unit kind", "assigned", "short"],
+                         [[u.unit_kind, u.assigned, u.short] for u in e.units])
+    materials = clikit.Table(["material", "reserved"], [[m.name, f"{m.quantity:g} {m.unit}"]
+                                                       for m in e.materials])
+    return "\n\n".join([
+        f"{e.incidents} incidents; within the plan's response-time target: "
+        f"{e.within_target} of {e.with_target} ({e.percent_within_target:.1f}%); never "
+        f"reached: {e.not_reached}; warning precision {e.warning_precision:.0%} "
+        f"({e.warnings_confirmed} confirmed, {e.warnings_dismissed} false alarms)",
+        phases.render(), departments.render(), units.render(),
+        *([materials.render()] if e.materials else []), *lines])
+
+
+def as_of(args: argparse.Namespace, channel: grpc.Channel) -> Any:
+    answer = _stub(channel).GetIncidentAsOf(pb.GetIncidentAsOfRequest(
+        incident_id=args.incident, as_of=clikit.timestamp(args.at)))
+    if not answer.HasField("state"):
+        return f"incident {args.incident} had not opened by {args.at}"
+    if args.json:
+        return answer
+    v = answer.state
+    return clikit.Table(["field", "value"], [
+        ["state", text.state_name(v.state)], ["grade", grade_name(v.grade)],
+        ["events by then", f"{answer.events} of {answer.events_total}"],
+        ["units deployed", ", ".join(u.unit_id for u in v.units if not u.released) or "-"],
+        ["orders open", ", ".join(o.id for o in v.orders if o.status in (
+            incident_pb2.ORDER_STATUS_ISSUED, incident_pb2.ORDER_STATUS_ACKNOWLEDGED,
+            incident_pb2.ORDER_STATUS_IN_PROGRESS)) or "-"],
+        ["last step (field time)", clikit.when(v.updated_at)]])
+
+
+def city(args: argparse.Namespace, channel: grpc.Channel) -> Any:
+    request = pb.GetCityAsOfRequest(as_of=clikit.timestamp(args.at))
+    request.origin = ORIGINS[args.origin] if args.origin else 0  # type: ignore[assignment]
+    answer = _stub(channel).GetCityAsOf(request)
+    if args.json:
+        return answer
+    committed: dict[str, list[str]] = {}
+    for unit in answer.committed_units:
+        committed.setdefault(unit.incident_id, []).append(unit.unit_id)
+    incidents = clikit.Table(["incident", "state", "hazard", "grade", "cell", "units"], [
+        [v.id, text.state_name(v.state), v.hazard_type or v.hazard, grade_name(v.grade),
+         v.grid_cell, len(committed.get(v.id, []))] for v in answer.active_incidents])
+    return (f"as of {args.at}: {len(answer.active_incidents)} active incidents, "
+            f"{len(answer.committed_units)} units committed\n\n{incidents.render()}")
+
+
 def histories(args: argparse.Namespace, channel: grpc.Channel) -> Any:
     return clikit.Table(["incident", "events", "state"], [
         [h.incident_id, h.events, text.state_name(h.state)]
@@ -94,17 +216,46 @@ def histories(args: argparse.Namespace, channel: grpc.Channel) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> None:
     p, sub = clikit.parser("review", "Replay and evaluate incident histories.")
-    s = sub.add_parser("history", help="an incident's events: show, export (NDJSON), import")
-    s.add_argument("action", choices=["show", "export", "import"])
+    s = sub.add_parser("history", help="an incident's events: show, export (NDJSON), import, "
+                                       "verify (its hash chain, offline)")
+    s.add_argument("action", choices=["show", "export", "import", "verify"])
     s.add_argument("target", metavar="INCIDENT|FILE",
-                   help="the incident (show, export) or the NDJSON file (import)")
+                   help="the incident (show, export) or the NDJSON file (import, verify)")
     s.add_argument("-o", "--output", help="export: write to this file instead of stdout")
     sub.add_parser("replay", help="each event with the state after it").add_argument("incident")
     sub.add_parser("evaluate", help="phase durations of an incident").add_argument("incident")
     sub.add_parser("histories", help="list the histories review keeps")
+    r = sub.add_parser("report", help="measures across incidents (p50/p90/max per phase, "
+                                      "within target, departments, units); --html for charts")
+    r.add_argument("--from", dest="opened_from", metavar="TIME",
+                   help="incidents opened at or after this field time (ISO-8601)")
+    r.add_argument("--before", dest="opened_before", metavar="TIME",
+                   help="incidents opened before this field time")
+    r.add_argument("--category", action="append", choices=sorted(CATEGORIES))
+    r.add_argument("--hazard", action="append", help="hazard type (repeatable)")
+    r.add_argument("--grade", action="append", choices=sorted(GRADES))
+    r.add_argument("--cell", action="append", help="H3 grid cell (repeatable: a district)")
+    r.add_argument("--plan", action="append", help="plan id (repeatable)")
+    r.add_argument("--origin", choices=sorted(ORIGINS), help="live or imported histories")
+    r.add_argument("--html", metavar="FILE", help="also write the report with its charts")
+    r.add_argument("--incident", help="with --html: draw this incident's timeline too")
+    r.add_argument("--title", default="Lifeline: evaluation across incidents")
+    a = sub.add_parser("as-of", help="one incident as it stood at a field time")
+    a.add_argument("incident")
+    a.add_argument("--at", required=True, help="field time (ISO-8601)")
+    c = sub.add_parser("city", help="active incidents and committed units at a field time")
+    c.add_argument("--at", required=True, help="field time (ISO-8601)")
+    c.add_argument("--origin", choices=sorted(ORIGINS), help="default: live histories")
     commands: dict[str, clikit.Command] = {"history": history, "replay": replay,
-                                           "evaluate": evaluate, "histories": histories}
-    clikit.run("review", p, commands, _serve, argv)
+                                           "evaluate": evaluate, "histories": histories,
+                                           "report": report, "as-of": as_of, "city": city}
+    clikit.run("review", p, commands, _serve, argv, offline=_offline)
+
+
+def _offline(args: argparse.Namespace) -> Any:
+    if args.command == "history" and args.action == "verify":
+        return verify_history(args)
+    return NotImplemented
 
 
 def _serve() -> None:

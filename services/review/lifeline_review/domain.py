@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from lifeline.errors import InvalidArgument
-from lifeline.events import Cause, ProtoAggregate, event_of, meta_of
+from lifeline.events import Cause, ProtoAggregate, event_of, from_timestamp, meta_of
 from lifeline.incident.model import CLOSED_ORDER, IncidentState
 from lifeline.incident.v1 import incident_pb2
 from lifeline.review.v1 import review_pb2 as pb
+
+from lifeline_review import chain
 
 
 class IncidentHistory(ProtoAggregate):
@@ -32,6 +36,40 @@ class IncidentHistory(ProtoAggregate):
         self.state.apply(recorded.event)
         self.events.append(recorded.event)
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> IncidentHistory:
+        """The repository hands out a deep copy of a cached aggregate for each use. Kept
+        events are never changed, so a copy shares them: copying a 10,000-event history
+        message by message took longer than loading it from the store."""
+        clone = object.__new__(type(self))
+        memo[id(self)] = clone
+        for name, value in self.__dict__.items():
+            clone.__dict__[name] = list(value) if name in ("events", "_chain") \
+                else copy.deepcopy(value, memo)
+        return clone
+
+    def chain(self) -> list[str]:
+        """The history's hash chain, one hex digest per event; extended only by the events
+        kept since it was last asked for (a cached history is not hashed again)."""
+        kept: list[str] = getattr(self, "_chain", [])
+        events = self.events
+        if len(kept) < len(events):
+            longer, previous = list(kept), bytes.fromhex(kept[-1]) if kept else chain.GENESIS
+            for event in events[len(kept):]:
+                previous = chain.link(previous, event)
+                longer.append(previous.hex())
+            self._chain = kept = longer
+        return kept
+
+    def chained_events(self) -> list[incident_pb2.IncidentEvent]:
+        """Copies of the events, each carrying its chain digest (what is handed out)."""
+        out = []
+        for event, digest in zip(self.events, self.chain(), strict=True):
+            copy = incident_pb2.IncidentEvent()
+            copy.CopyFrom(event)
+            copy.chain_digest = digest
+            out.append(copy)
+        return out
+
     @classmethod
     def begin(cls, event: incident_pb2.IncidentEvent, cause: Cause,
               now: datetime) -> IncidentHistory:
@@ -45,9 +83,8 @@ class IncidentHistory(ProtoAggregate):
     @classmethod
     def import_(cls, history_id: UUID, events: list[incident_pb2.IncidentEvent], digest: str,
                 cause: Cause, now: datetime) -> IncidentHistory:
-        """A history from a file, kept under an id of its own (never a live incident's)
-        and opened by who imported what."""
-        validate_history(events)
+        """A history from a file, checked by `validate_history`, kept under an id of its
+        own (never a live incident's) and opened by who imported what."""
         history = cls.start(history_id, "imported", pb.HistoryImported(
             original_incident_id=meta_of(events[0]).aggregate_id, digest=digest,
             events=len(events)), cause, now)
@@ -65,13 +102,17 @@ class IncidentHistory(ProtoAggregate):
         return True
 
 
-def validate_history(events: list[incident_pb2.IncidentEvent]) -> None:
+def validate_history(events: list[incident_pb2.IncidentEvent]
+                     ) -> list[incident_pb2.IncidentEvent]:
     """A history from elsewhere: one incident, numbered 1..n, starting with its opening,
-    every step replayable. Refuses naming the first bad event as events[i]."""
+    its hash chain unbroken when it carries one, every step replayable. Refuses naming the
+    first bad event as events[i]; returns the events as recorded (chain digests are handed
+    out, not kept: the same history with or without them is the same history)."""
     if not events:
         raise InvalidArgument("events", "the history is empty")
     state = IncidentState()
     first_id = ""
+    chained, previous = any(e.chain_digest for e in events), chain.GENESIS
     for index, event in enumerate(events):
         where = f"events[{index}]"
         if event.WhichOneof("event") is None:
@@ -91,6 +132,22 @@ def validate_history(events: list[incident_pb2.IncidentEvent]) -> None:
         except (ValueError, AssertionError) as error:
             raise InvalidArgument(where, str(error) or "does not follow from the events "
                                                        "before it") from None
+        if chained:
+            # After the event's own checks: a dropped event is named as the gap it leaves.
+            previous = chain.link(previous, event)
+            if event.chain_digest != previous.hex():
+                raise InvalidArgument(f"{where}.chain_digest", str(chain.Break(
+                    index, meta.sequence, event.chain_digest, previous.hex())))
+    return [_without_chain(e) for e in events]
+
+
+def _without_chain(event: incident_pb2.IncidentEvent) -> incident_pb2.IncidentEvent:
+    if not event.chain_digest:
+        return event
+    bare = incident_pb2.IncidentEvent()
+    bare.CopyFrom(event)
+    bare.ClearField("chain_digest")
+    return bare
 
 
 def _between(start: Timestamp, end: Timestamp) -> Duration | None:
@@ -106,17 +163,44 @@ def _earliest(stamps: list[Timestamp]) -> Timestamp:
     return min(present, key=lambda s: (s.seconds, s.nanos)) if present else Timestamp()
 
 
-def evaluate(incident_id: str, history: list[incident_pb2.IncidentEvent]) -> pb.Evaluation:
-    """Phase durations in field time, from the history alone. After an escalation re-opened
-    the response, containment and recovery are those that finally held: declared ->
-    contained runs to the last containment, so the flare-up counts as response time."""
-    v = IncidentState.replay(history).view
+def _software_latency(evaluation: pb.Evaluation,
+                      history: list[incident_pb2.IncidentEvent]) -> None:
+    """The software's own share, in recorded time: from the (first) declaration being
+    recorded to the resources request and the first assignment being recorded. Field time
+    cannot show it: resources records an assignment at the field time of its cause."""
+    recorded: dict[str, Timestamp] = {}
+    for event in history:
+        kind = str(event.WhichOneof("event"))
+        if kind in ("declared", "resources_requested", "unit_assigned") and \
+                kind not in recorded:
+            recorded[kind] = meta_of(event).recorded_at
+    declared = recorded.get("declared")
+    if declared is None:
+        return
+    for field, step in (("recorded_declared_to_requested", "resources_requested"),
+                        ("recorded_declared_to_first_assignment", "unit_assigned")):
+        span = _between(declared, recorded.get(step, Timestamp()))
+        if span is not None:
+            getattr(evaluation, field).CopyFrom(span)
+
+
+def evaluate(incident_id: str, history: list[incident_pb2.IncidentEvent],
+             state: IncidentState | None = None) -> pb.Evaluation:
+    """Phase durations in field time, from the history alone (state: the history already
+    folded). After an escalation re-opened the response, containment and recovery are
+    those that finally held: declared -> contained runs to the last containment, so the
+    flare-up counts as response time."""
+    v = (state or IncidentState.replay(history)).view
     first_assigned = _earliest([u.assigned_at for u in v.units])
     first_on_scene = _earliest([u.on_scene_at for u in v.units])
     end = v.closed_at if v.closed_at.ByteSize() else v.dismissed_at
     evaluation = pb.Evaluation(
         incident_id=incident_id, final_state=v.state, events=len(history),
-        units_assigned=len(v.units), units_short=sum(s.count for s in v.shortfalls))
+        units_assigned=len(v.units), units_short=sum(s.count for s in v.shortfalls),
+        category=v.category, hazard_type=v.hazard_type or v.hazard, grade=v.grade,
+        grid_cell=v.grid_cell, opened_at=v.opened_at, plan_id=v.plan.plan_id,
+        from_warning=bool(v.warning_id))
+    _software_latency(evaluation, history)
     orders = list(v.orders)
     first_order = _earliest([o.issued_at for o in orders])
     evaluation.orders_issued = len(orders)
@@ -149,3 +233,17 @@ def evaluate(incident_id: str, history: list[incident_pb2.IncidentEvent]) -> pb.
         if span is not None:
             getattr(evaluation, field).CopyFrom(span)
     return evaluation
+
+
+def as_of(history: list[incident_pb2.IncidentEvent], when: datetime
+          ) -> tuple[IncidentState | None, int]:
+    """The incident as it stood at field time `when` (its events up to and including it;
+    an incident's events run forward in field time), and how many had happened; None
+    before it opened."""
+    state, count = IncidentState(), 0
+    for event in history:
+        if from_timestamp(meta_of(event).occurred_at) > when:
+            break
+        state.apply(event)
+        count += 1
+    return (state if count else None), count

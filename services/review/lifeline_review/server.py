@@ -3,26 +3,53 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import grpc
+from google.protobuf.message import Message
 from lifeline.edge import cause_of
+from lifeline.errors import InvalidArgument
+from lifeline.events import from_timestamp
 from lifeline.incident.model import IncidentState
 from lifeline.incident.v1 import incident_pb2
 from lifeline.review.v1 import review_pb2 as pb
 from lifeline.review.v1 import review_pb2_grpc
 from lifeline.runtime import Runtime
+from lifeline.views import MAX_PAGE
 
+from lifeline_review import chain
 from lifeline_review.application import ReviewApp
 from lifeline_review.domain import IncidentHistory, evaluate
+from lifeline_review.measures import IncidentFilter, summarize
 
 Ctx = grpc.aio.ServicerContext
 
 
-def _imported(history: IncidentHistory) -> pb.ImportHistoryResponse:
+def _imported(history: IncidentHistory, chain_verified: bool) -> pb.ImportHistoryResponse:
     origin = history.imported or pb.HistoryImported()
     return pb.ImportHistoryResponse(
         incident_id=str(history.id), events=len(history.events), state=history.state.view,
-        original_incident_id=origin.original_incident_id, digest=origin.digest)
+        original_incident_id=origin.original_incident_id, digest=origin.digest,
+        chain_verified=chain_verified, chain_head=history.chain()[-1])
+
+
+def _required_time(request: Message, name: str) -> datetime:
+    if not request.HasField(name):
+        raise InvalidArgument(name, "is required (a field time)")
+    return from_timestamp(getattr(request, name))
+
+
+def incident_filter(f: pb.IncidentFilter) -> IncidentFilter:
+    """The request's filter as plain values."""
+    opened_from = from_timestamp(f.opened_from) if f.HasField("opened_from") else None
+    opened_before = from_timestamp(f.opened_before) if f.HasField("opened_before") else None
+    if opened_from is not None and opened_before is not None and opened_before <= opened_from:
+        raise InvalidArgument("filter.opened_before", "must be after filter.opened_from")
+    return IncidentFilter(
+        opened_from=opened_from, opened_before=opened_before,
+        categories=frozenset(f.categories), hazards=frozenset(f.hazards),
+        grades=frozenset(f.grades), grid_cells=frozenset(f.grid_cells),
+        plan_ids=frozenset(f.plan_ids), origin=f.origin)
 
 
 class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
@@ -34,7 +61,8 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
 
     async def GetIncidentHistory(self, request: pb.GetIncidentHistoryRequest, context: Ctx
                                  ) -> AsyncIterator[incident_pb2.IncidentEvent]:
-        for event in await self._history(request.incident_id):
+        # Each event carries its chain digest, so an exported file is tamper-evident.
+        for event in await self.rt.read(lambda: self.app.chained_history(request.incident_id)):
             yield event
 
     async def ReplayIncident(self, request: pb.ReplayIncidentRequest, context: Ctx
@@ -53,9 +81,47 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
     async def ImportHistory(self, request: pb.ImportHistoryRequest, context: Ctx
                             ) -> pb.ImportHistoryResponse:
         cause = cause_of(self.rt.clock, reason="imported")
+        events = list(request.events)
+        verified = chain.is_chained(events)  # whether it held is checked on import
         return await self.rt.command(
-            lambda: self.app.import_history(list(request.events), cause, self.rt.now()),
-            _imported)
+            lambda: self.app.import_history(events, cause, self.rt.now()),
+            lambda history: _imported(history, verified))
+
+    async def _history_ids(self) -> list[str]:
+        ids: list[str] = []
+        token = ""
+        while True:
+            page, token = await self.rt.views.page("history", pb.HistorySummary,
+                                                   page_size=MAX_PAGE, page_token=token)
+            ids.extend(h.incident_id for h in page)
+            if not token:
+                return ids
+
+    async def EvaluateIncidents(self, request: pb.EvaluateIncidentsRequest, context: Ctx
+                                ) -> pb.EvaluateIncidentsResponse:
+        only = incident_filter(request.filter)
+        ids = await self._history_ids()
+        evaluation = await self.rt.read(lambda: summarize(
+            self.app.cases(ids, only), request.include_incidents))
+        return pb.EvaluateIncidentsResponse(evaluation=evaluation)
+
+    async def GetIncidentAsOf(self, request: pb.GetIncidentAsOfRequest, context: Ctx
+                              ) -> pb.GetIncidentAsOfResponse:
+        when = _required_time(request, "as_of")
+        state, happened, total = await self.rt.read(
+            lambda: self.app.incident_as_of(request.incident_id, when))
+        answer = pb.GetIncidentAsOfResponse(events=happened, events_total=total)
+        if state is not None:
+            answer.state.CopyFrom(state.view)
+        return answer
+
+    async def GetCityAsOf(self, request: pb.GetCityAsOfRequest, context: Ctx
+                          ) -> pb.GetCityAsOfResponse:
+        when = _required_time(request, "as_of")
+        ids = await self._history_ids()
+        active, committed = await self.rt.read(
+            lambda: self.app.city_as_of(ids, when, request.origin))
+        return pb.GetCityAsOfResponse(active_incidents=active, committed_units=committed)
 
     async def ListHistories(self, request: pb.ListHistoriesRequest, context: Ctx
                             ) -> pb.ListHistoriesResponse:

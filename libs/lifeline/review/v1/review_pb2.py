@@ -23,11 +23,12 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from lifeline.common.v1 import common_pb2 as lifeline_dot_common_dot_v1_dot_common__pb2
 from lifeline.incident.v1 import incident_pb2 as lifeline_dot_incident_dot_v1_dot_incident__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1flifeline/review/v1/review.proto\x12\x12lifeline.review.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1flifeline/common/v1/common.proto\x1a#lifeline/incident/v1/incident.proto\"K\n\x14ImportHistoryRequest\x12\x33\n\x06\x65vents\x18\x01 \x03(\x0b\x32#.lifeline.incident.v1.IncidentEvent\"\x99\x01\n\x15ImportHistoryResponse\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65vents\x18\x02 \x01(\x04\x12-\n\x05state\x18\x03 \x01(\x0b\x32\x1e.lifeline.incident.v1.Incident\x12\x1c\n\x14original_incident_id\x18\x04 \x01(\t\x12\x0e\n\x06\x64igest\x18\x05 \x01(\t\"0\n\x19GetIncidentHistoryRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\",\n\x15ReplayIncidentRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\"o\n\nReplayStep\x12\x32\n\x05\x65vent\x18\x01 \x01(\x0b\x32#.lifeline.incident.v1.IncidentEvent\x12-\n\x05state\x18\x02 \x01(\x0b\x32\x1e.lifeline.incident.v1.Incident\".\n\x17\x45valuateIncidentRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\"\xca\x06\n\nEvaluation\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x38\n\x0b\x66inal_state\x18\x02 \x01(\x0e\x32#.lifeline.incident.v1.IncidentState\x12\x36\n\x13warning_to_declared\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12?\n\x1c\x64\x65\x63lared_to_first_assignment\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rresponse_time\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x38\n\x15\x64\x65\x63lared_to_contained\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x11recovery_duration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0etotal_duration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0eunits_assigned\x18\t \x01(\r\x12\x13\n\x0bunits_short\x18\n \x01(\r\x12\x0e\n\x06\x65vents\x18\x0b \x01(\x04\x12:\n\x17\x64\x65\x63lared_to_first_order\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rorders_issued\x18\r \x01(\r\x12\x16\n\x0eorders_overdue\x18\x0e \x01(\r\x12\x1a\n\x12order_closure_rate\x18\x0f \x01(\x01\x12$\n\x1cresponse_time_target_minutes\x18\x10 \x01(\r\x12\x19\n\x11response_time_met\x18\x11 \x01(\x08\x12[\n\x17\x61\x63knowledgement_seconds\x18\x12 \x03(\x0b\x32:.lifeline.review.v1.Evaluation.AcknowledgementSecondsEntry\x1a=\n\x1b\x41\x63knowledgementSecondsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"N\n\x18\x45valuateIncidentResponse\x12\x32\n\nevaluation\x18\x01 \x01(\x0b\x32\x1e.lifeline.review.v1.Evaluation\"E\n\x14ListHistoriesRequest\x12-\n\x04page\x18\x01 \x01(\x0b\x32\x1f.lifeline.common.v1.PageRequest\"\xa0\x01\n\x0eHistorySummary\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65vents\x18\x02 \x01(\x04\x12\x32\n\x05state\x18\x03 \x01(\x0e\x32#.lifeline.incident.v1.IncidentState\x12\x35\n\x08imported\x18\x04 \x01(\x0b\x32#.lifeline.review.v1.HistoryImported\"g\n\x15ListHistoriesResponse\x12\x35\n\thistories\x18\x01 \x03(\x0b\x32\".lifeline.review.v1.HistorySummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"w\n\x14HistoryEventRecorded\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x32\n\x05\x65vent\x18\x02 \x01(\x0b\x32#.lifeline.incident.v1.IncidentEvent\"|\n\x0fHistoryImported\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x1c\n\x14original_incident_id\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x0e\n\x06\x65vents\x18\x04 \x01(\r\"\x8e\x01\n\x0cHistoryEvent\x12<\n\x08recorded\x18\x01 \x01(\x0b\x32(.lifeline.review.v1.HistoryEventRecordedH\x00\x12\x37\n\x08imported\x18\x02 \x01(\x0b\x32#.lifeline.review.v1.HistoryImportedH\x00\x42\x07\n\x05\x65vent2\x95\x04\n\rReviewService\x12j\n\x12GetIncidentHistory\x12-.lifeline.review.v1.GetIncidentHistoryRequest\x1a#.lifeline.incident.v1.IncidentEvent0\x01\x12]\n\x0eReplayIncident\x12).lifeline.review.v1.ReplayIncidentRequest\x1a\x1e.lifeline.review.v1.ReplayStep0\x01\x12m\n\x10\x45valuateIncident\x12+.lifeline.review.v1.EvaluateIncidentRequest\x1a,.lifeline.review.v1.EvaluateIncidentResponse\x12\x64\n\rListHistories\x12(.lifeline.review.v1.ListHistoriesRequest\x1a).lifeline.review.v1.ListHistoriesResponse\x12\x64\n\rImportHistory\x12(.lifeline.review.v1.ImportHistoryRequest\x1a).lifeline.review.v1.ImportHistoryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1flifeline/review/v1/review.proto\x12\x12lifeline.review.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1flifeline/common/v1/common.proto\x1a#lifeline/incident/v1/incident.proto\"K\n\x14ImportHistoryRequest\x12\x33\n\x06\x65vents\x18\x01 \x03(\x0b\x32#.lifeline.incident.v1.IncidentEvent\"\xc5\x01\n\x15ImportHistoryResponse\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65vents\x18\x02 \x01(\x04\x12-\n\x05state\x18\x03 \x01(\x0b\x32\x1e.lifeline.incident.v1.Incident\x12\x1c\n\x14original_incident_id\x18\x04 \x01(\t\x12\x0e\n\x06\x64igest\x18\x05 \x01(\t\x12\x16\n\x0e\x63hain_verified\x18\x06 \x01(\x08\x12\x12\n\nchain_head\x18\x07 \x01(\t\"0\n\x19GetIncidentHistoryRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\",\n\x15ReplayIncidentRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\"o\n\nReplayStep\x12\x32\n\x05\x65vent\x18\x01 \x01(\x0b\x32#.lifeline.incident.v1.IncidentEvent\x12-\n\x05state\x18\x02 \x01(\x0b\x32\x1e.lifeline.incident.v1.Incident\".\n\x17\x45valuateIncidentRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\"\xb3\t\n\nEvaluation\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x38\n\x0b\x66inal_state\x18\x02 \x01(\x0e\x32#.lifeline.incident.v1.IncidentState\x12\x36\n\x13warning_to_declared\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12?\n\x1c\x64\x65\x63lared_to_first_assignment\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rresponse_time\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x38\n\x15\x64\x65\x63lared_to_contained\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x11recovery_duration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0etotal_duration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0eunits_assigned\x18\t \x01(\r\x12\x13\n\x0bunits_short\x18\n \x01(\r\x12\x0e\n\x06\x65vents\x18\x0b \x01(\x04\x12:\n\x17\x64\x65\x63lared_to_first_order\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rorders_issued\x18\r \x01(\r\x12\x16\n\x0eorders_overdue\x18\x0e \x01(\r\x12\x1a\n\x12order_closure_rate\x18\x0f \x01(\x01\x12$\n\x1cresponse_time_target_minutes\x18\x10 \x01(\r\x12\x19\n\x11response_time_met\x18\x11 \x01(\x08\x12[\n\x17\x61\x63knowledgement_seconds\x18\x12 \x03(\x0b\x32:.lifeline.review.v1.Evaluation.AcknowledgementSecondsEntry\x12\x30\n\x08\x63\x61tegory\x18\x13 \x01(\x0e\x32\x1e.lifeline.incident.v1.Category\x12\x13\n\x0bhazard_type\x18\x14 \x01(\t\x12*\n\x05grade\x18\x15 \x01(\x0e\x32\x1b.lifeline.incident.v1.Grade\x12\x11\n\tgrid_cell\x18\x16 \x01(\t\x12-\n\topened_at\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07plan_id\x18\x18 \x01(\t\x12\x41\n\x1erecorded_declared_to_requested\x18\x19 \x01(\x0b\x32\x19.google.protobuf.Duration\x12H\n%recorded_declared_to_first_assignment\x18\x1a \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0c\x66rom_warning\x18\x1b \x01(\x08\x1a=\n\x1b\x41\x63knowledgementSecondsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"N\n\x18\x45valuateIncidentResponse\x12\x32\n\nevaluation\x18\x01 \x01(\x0b\x32\x1e.lifeline.review.v1.Evaluation\"E\n\x14ListHistoriesRequest\x12-\n\x04page\x18\x01 \x01(\x0b\x32\x1f.lifeline.common.v1.PageRequest\"\xb4\x01\n\x0eHistorySummary\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65vents\x18\x02 \x01(\x04\x12\x32\n\x05state\x18\x03 \x01(\x0e\x32#.lifeline.incident.v1.IncidentState\x12\x35\n\x08imported\x18\x04 \x01(\x0b\x32#.lifeline.review.v1.HistoryImported\x12\x12\n\nchain_head\x18\x05 \x01(\t\"\xbf\x02\n\x0eIncidentFilter\x12/\n\x0bopened_from\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\ropened_before\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\ncategories\x18\x03 \x03(\x0e\x32\x1e.lifeline.incident.v1.Category\x12\x0f\n\x07hazards\x18\x04 \x03(\t\x12+\n\x06grades\x18\x05 \x03(\x0e\x32\x1b.lifeline.incident.v1.Grade\x12\x12\n\ngrid_cells\x18\x06 \x03(\t\x12\x10\n\x08plan_ids\x18\x07 \x03(\t\x12\x31\n\x06origin\x18\x08 \x01(\x0e\x32!.lifeline.review.v1.HistoryOrigin\"i\n\x18\x45valuateIncidentsRequest\x12\x32\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\".lifeline.review.v1.IncidentFilter\x12\x19\n\x11include_incidents\x18\x02 \x01(\x08\"\xcb\x01\n\nPhaseStats\x12\r\n\x05phase\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12&\n\x03p50\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x03p90\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x03max\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04mean\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x8e\x02\n\x0f\x44\x65partmentStats\x12\x12\n\ndepartment\x18\x01 \x01(\t\x12\x15\n\rorders_issued\x18\x02 \x01(\r\x12\x1b\n\x13orders_acknowledged\x18\x03 \x01(\r\x12\x36\n\x13\x61\x63knowledgement_p50\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x36\n\x13\x61\x63knowledgement_p90\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rorders_closed\x18\x06 \x01(\r\x12\x14\n\x0c\x63losure_rate\x18\x07 \x01(\x01\x12\x16\n\x0eorders_overdue\x18\x08 \x01(\r\"=\n\x07UnitUse\x12\x11\n\tunit_kind\x18\x01 \x01(\t\x12\x10\n\x08\x61ssigned\x18\x02 \x01(\r\x12\r\n\x05short\x18\x03 \x01(\r\";\n\x0bMaterialUse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x01\x12\x0c\n\x04unit\x18\x03 \x01(\t\"w\n\tCellCount\x12\x11\n\tgrid_cell\x18\x01 \x01(\t\x12\x11\n\tincidents\x18\x02 \x01(\r\x12\x0b\n\x03lat\x18\x03 \x01(\x01\x12\x0b\n\x03lon\x18\x04 \x01(\x01\x12\x15\n\rwithin_target\x18\x05 \x01(\r\x12\x13\n\x0bwith_target\x18\x06 \x01(\r\"\xba\x04\n\x13IncidentsEvaluation\x12\x11\n\tincidents\x18\x01 \x01(\r\x12.\n\x06phases\x18\x02 \x03(\x0b\x32\x1e.lifeline.review.v1.PhaseStats\x12\x13\n\x0bwith_target\x18\x03 \x01(\r\x12\x15\n\rwithin_target\x18\x04 \x01(\r\x12\x1d\n\x15percent_within_target\x18\x05 \x01(\x01\x12\x13\n\x0bnot_reached\x18\x06 \x01(\r\x12\x38\n\x0b\x64\x65partments\x18\x07 \x03(\x0b\x32#.lifeline.review.v1.DepartmentStats\x12*\n\x05units\x18\x08 \x03(\x0b\x32\x1b.lifeline.review.v1.UnitUse\x12\x32\n\tmaterials\x18\t \x03(\x0b\x32\x1f.lifeline.review.v1.MaterialUse\x12\x1a\n\x12warnings_confirmed\x18\n \x01(\r\x12\x1a\n\x12warnings_dismissed\x18\x0b \x01(\r\x12\x19\n\x11warning_precision\x18\x0c \x01(\x01\x12\x30\n\x08software\x18\r \x03(\x0b\x32\x1e.lifeline.review.v1.PhaseStats\x12,\n\x05\x63\x65lls\x18\x0e \x03(\x0b\x32\x1d.lifeline.review.v1.CellCount\x12\x33\n\x0b\x65valuations\x18\x0f \x03(\x0b\x32\x1e.lifeline.review.v1.Evaluation\"X\n\x19\x45valuateIncidentsResponse\x12;\n\nevaluation\x18\x01 \x01(\x0b\x32\'.lifeline.review.v1.IncidentsEvaluation\"X\n\x16GetIncidentAsOfRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"n\n\x17GetIncidentAsOfResponse\x12-\n\x05state\x18\x01 \x01(\x0b\x32\x1e.lifeline.incident.v1.Incident\x12\x0e\n\x06\x65vents\x18\x02 \x01(\x04\x12\x14\n\x0c\x65vents_total\x18\x03 \x01(\x04\"r\n\x12GetCityAsOfRequest\x12)\n\x05\x61s_of\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x06origin\x18\x02 \x01(\x0e\x32!.lifeline.review.v1.HistoryOrigin\"x\n\rCommittedUnit\x12\x0f\n\x07unit_id\x18\x01 \x01(\t\x12\x11\n\tunit_kind\x18\x02 \x01(\t\x12\x13\n\x0bincident_id\x18\x03 \x01(\t\x12.\n\x06status\x18\x04 \x01(\x0e\x32\x1e.lifeline.common.v1.UnitStatus\"\x8b\x01\n\x13GetCityAsOfResponse\x12\x38\n\x10\x61\x63tive_incidents\x18\x01 \x03(\x0b\x32\x1e.lifeline.incident.v1.Incident\x12:\n\x0f\x63ommitted_units\x18\x02 \x03(\x0b\x32!.lifeline.review.v1.CommittedUnit\"g\n\x15ListHistoriesResponse\x12\x35\n\thistories\x18\x01 \x03(\x0b\x32\".lifeline.review.v1.HistorySummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"w\n\x14HistoryEventRecorded\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x32\n\x05\x65vent\x18\x02 \x01(\x0b\x32#.lifeline.incident.v1.IncidentEvent\"|\n\x0fHistoryImported\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x1c\n\x14original_incident_id\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x0e\n\x06\x65vents\x18\x04 \x01(\r\"\x8e\x01\n\x0cHistoryEvent\x12<\n\x08recorded\x18\x01 \x01(\x0b\x32(.lifeline.review.v1.HistoryEventRecordedH\x00\x12\x37\n\x08imported\x18\x02 \x01(\x0b\x32#.lifeline.review.v1.HistoryImportedH\x00\x42\x07\n\x05\x65vent*e\n\rHistoryOrigin\x12\x1e\n\x1aHISTORY_ORIGIN_UNSPECIFIED\x10\x00\x12\x17\n\x13HISTORY_ORIGIN_LIVE\x10\x01\x12\x1b\n\x17HISTORY_ORIGIN_IMPORTED\x10\x02\x32\xd3\x06\n\rReviewService\x12j\n\x12GetIncidentHistory\x12-.lifeline.review.v1.GetIncidentHistoryRequest\x1a#.lifeline.incident.v1.IncidentEvent0\x01\x12]\n\x0eReplayIncident\x12).lifeline.review.v1.ReplayIncidentRequest\x1a\x1e.lifeline.review.v1.ReplayStep0\x01\x12m\n\x10\x45valuateIncident\x12+.lifeline.review.v1.EvaluateIncidentRequest\x1a,.lifeline.review.v1.EvaluateIncidentResponse\x12\x64\n\rListHistories\x12(.lifeline.review.v1.ListHistoriesRequest\x1a).lifeline.review.v1.ListHistoriesResponse\x12\x64\n\rImportHistory\x12(.lifeline.review.v1.ImportHistoryRequest\x1a).lifeline.review.v1.ImportHistoryResponse\x12p\n\x11\x45valuateIncidents\x12,.lifeline.review.v1.EvaluateIncidentsRequest\x1a-.lifeline.review.v1.EvaluateIncidentsResponse\x12j\n\x0fGetIncidentAsOf\x12*.lifeline.review.v1.GetIncidentAsOfRequest\x1a+.lifeline.review.v1.GetIncidentAsOfResponse\x12^\n\x0bGetCityAsOf\x12&.lifeline.review.v1.GetCityAsOfRequest\x1a\'.lifeline.review.v1.GetCityAsOfResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,36 +37,66 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EVALUATION_ACKNOWLEDGEMENTSECONDSENTRY']._loaded_options = None
   _globals['_EVALUATION_ACKNOWLEDGEMENTSECONDSENTRY']._serialized_options = b'8\001'
-  _globals['_IMPORTHISTORYREQUEST']._serialized_start=157
-  _globals['_IMPORTHISTORYREQUEST']._serialized_end=232
-  _globals['_IMPORTHISTORYRESPONSE']._serialized_start=235
-  _globals['_IMPORTHISTORYRESPONSE']._serialized_end=388
-  _globals['_GETINCIDENTHISTORYREQUEST']._serialized_start=390
-  _globals['_GETINCIDENTHISTORYREQUEST']._serialized_end=438
-  _globals['_REPLAYINCIDENTREQUEST']._serialized_start=440
-  _globals['_REPLAYINCIDENTREQUEST']._serialized_end=484
-  _globals['_REPLAYSTEP']._serialized_start=486
-  _globals['_REPLAYSTEP']._serialized_end=597
-  _globals['_EVALUATEINCIDENTREQUEST']._serialized_start=599
-  _globals['_EVALUATEINCIDENTREQUEST']._serialized_end=645
-  _globals['_EVALUATION']._serialized_start=648
-  _globals['_EVALUATION']._serialized_end=1490
-  _globals['_EVALUATION_ACKNOWLEDGEMENTSECONDSENTRY']._serialized_start=1429
-  _globals['_EVALUATION_ACKNOWLEDGEMENTSECONDSENTRY']._serialized_end=1490
-  _globals['_EVALUATEINCIDENTRESPONSE']._serialized_start=1492
-  _globals['_EVALUATEINCIDENTRESPONSE']._serialized_end=1570
-  _globals['_LISTHISTORIESREQUEST']._serialized_start=1572
-  _globals['_LISTHISTORIESREQUEST']._serialized_end=1641
-  _globals['_HISTORYSUMMARY']._serialized_start=1644
-  _globals['_HISTORYSUMMARY']._serialized_end=1804
-  _globals['_LISTHISTORIESRESPONSE']._serialized_start=1806
-  _globals['_LISTHISTORIESRESPONSE']._serialized_end=1909
-  _globals['_HISTORYEVENTRECORDED']._serialized_start=1911
-  _globals['_HISTORYEVENTRECORDED']._serialized_end=2030
-  _globals['_HISTORYIMPORTED']._serialized_start=2032
-  _globals['_HISTORYIMPORTED']._serialized_end=2156
-  _globals['_HISTORYEVENT']._serialized_start=2159
-  _globals['_HISTORYEVENT']._serialized_end=2301
-  _globals['_REVIEWSERVICE']._serialized_start=2304
-  _globals['_REVIEWSERVICE']._serialized_end=2837
+  _globals['_HISTORYORIGIN']._serialized_start=5159
+  _globals['_HISTORYORIGIN']._serialized_end=5260
+  _globals['_IMPORTHISTORYREQUEST']._serialized_start=190
+  _globals['_IMPORTHISTORYREQUEST']._serialized_end=265
+  _globals['_IMPORTHISTORYRESPONSE']._serialized_start=268
+  _globals['_IMPORTHISTORYRESPONSE']._serialized_end=465
+  _globals['_GETINCIDENTHISTORYREQUEST']._serialized_start=467
+  _globals['_GETINCIDENTHISTORYREQUEST']._serialized_end=515
+  _globals['_REPLAYINCIDENTREQUEST']._serialized_start=517
+  _globals['_REPLAYINCIDENTREQUEST']._serialized_end=561
+  _globals['_REPLAYSTEP']._serialized_start=563
+  _globals['_REPLAYSTEP']._serialized_end=674
+  _globals['_EVALUATEINCIDENTREQUEST']._serialized_start=676
+  _globals['_EVALUATEINCIDENTREQUEST']._serialized_end=722
+  _globals['_EVALUATION']._serialized_start=725
+  _globals['_EVALUATION']._serialized_end=1928
+  _globals['_EVALUATION_ACKNOWLEDGEMENTSECONDSENTRY']._serialized_start=1867
+  _globals['_EVALUATION_ACKNOWLEDGEMENTSECONDSENTRY']._serialized_end=1928
+  _globals['_EVALUATEINCIDENTRESPONSE']._serialized_start=1930
+  _globals['_EVALUATEINCIDENTRESPONSE']._serialized_end=2008
+  _globals['_LISTHISTORIESREQUEST']._serialized_start=2010
+  _globals['_LISTHISTORIESREQUEST']._serialized_end=2079
+  _globals['_HISTORYSUMMARY']._serialized_start=2082
+  _globals['_HISTORYSUMMARY']._serialized_end=2262
+  _globals['_INCIDENTFILTER']._serialized_start=2265
+  _globals['_INCIDENTFILTER']._serialized_end=2584
+  _globals['_EVALUATEINCIDENTSREQUEST']._serialized_start=2586
+  _globals['_EVALUATEINCIDENTSREQUEST']._serialized_end=2691
+  _globals['_PHASESTATS']._serialized_start=2694
+  _globals['_PHASESTATS']._serialized_end=2897
+  _globals['_DEPARTMENTSTATS']._serialized_start=2900
+  _globals['_DEPARTMENTSTATS']._serialized_end=3170
+  _globals['_UNITUSE']._serialized_start=3172
+  _globals['_UNITUSE']._serialized_end=3233
+  _globals['_MATERIALUSE']._serialized_start=3235
+  _globals['_MATERIALUSE']._serialized_end=3294
+  _globals['_CELLCOUNT']._serialized_start=3296
+  _globals['_CELLCOUNT']._serialized_end=3415
+  _globals['_INCIDENTSEVALUATION']._serialized_start=3418
+  _globals['_INCIDENTSEVALUATION']._serialized_end=3988
+  _globals['_EVALUATEINCIDENTSRESPONSE']._serialized_start=3990
+  _globals['_EVALUATEINCIDENTSRESPONSE']._serialized_end=4078
+  _globals['_GETINCIDENTASOFREQUEST']._serialized_start=4080
+  _globals['_GETINCIDENTASOFREQUEST']._serialized_end=4168
+  _globals['_GETINCIDENTASOFRESPONSE']._serialized_start=4170
+  _globals['_GETINCIDENTASOFRESPONSE']._serialized_end=4280
+  _globals['_GETCITYASOFREQUEST']._serialized_start=4282
+  _globals['_GETCITYASOFREQUEST']._serialized_end=4396
+  _globals['_COMMITTEDUNIT']._serialized_start=4398
+  _globals['_COMMITTEDUNIT']._serialized_end=4518
+  _globals['_GETCITYASOFRESPONSE']._serialized_start=4521
+  _globals['_GETCITYASOFRESPONSE']._serialized_end=4660
+  _globals['_LISTHISTORIESRESPONSE']._serialized_start=4662
+  _globals['_LISTHISTORIESRESPONSE']._serialized_end=4765
+  _globals['_HISTORYEVENTRECORDED']._serialized_start=4767
+  _globals['_HISTORYEVENTRECORDED']._serialized_end=4886
+  _globals['_HISTORYIMPORTED']._serialized_start=4888
+  _globals['_HISTORYIMPORTED']._serialized_end=5012
+  _globals['_HISTORYEVENT']._serialized_start=5015
+  _globals['_HISTORYEVENT']._serialized_end=5157
+  _globals['_REVIEWSERVICE']._serialized_start=5263
+  _globals['_REVIEWSERVICE']._serialized_end=6114
 # @@protoc_insertion_point(module_scope)

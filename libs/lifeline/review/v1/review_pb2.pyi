@@ -7,7 +7,9 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from lifeline.common.v1 import common_pb2 as _common_pb2
 from lifeline.incident.v1 import incident_pb2 as _incident_pb2
 import builtins as _builtins
@@ -20,6 +22,30 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _HistoryOrigin:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _HistoryOriginEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HistoryOrigin.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    HISTORY_ORIGIN_UNSPECIFIED: _HistoryOrigin.ValueType  # 0
+    """Live and imported histories alike."""
+    HISTORY_ORIGIN_LIVE: _HistoryOrigin.ValueType  # 1
+    """Recorded from dispatch's events."""
+    HISTORY_ORIGIN_IMPORTED: _HistoryOrigin.ValueType  # 2
+    """Imported from files."""
+
+class HistoryOrigin(_HistoryOrigin, metaclass=_HistoryOriginEnumTypeWrapper):
+    """Which histories a question covers."""
+
+HISTORY_ORIGIN_UNSPECIFIED: HistoryOrigin.ValueType  # 0
+"""Live and imported histories alike."""
+HISTORY_ORIGIN_LIVE: HistoryOrigin.ValueType  # 1
+"""Recorded from dispatch's events."""
+HISTORY_ORIGIN_IMPORTED: HistoryOrigin.ValueType  # 2
+"""Imported from files."""
+Global___HistoryOrigin: _TypeAlias = HistoryOrigin  # noqa: Y015
 
 @_typing.final
 class ImportHistoryRequest(_message.Message):
@@ -50,6 +76,8 @@ class ImportHistoryResponse(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     ORIGINAL_INCIDENT_ID_FIELD_NUMBER: _builtins.int
     DIGEST_FIELD_NUMBER: _builtins.int
+    CHAIN_VERIFIED_FIELD_NUMBER: _builtins.int
+    CHAIN_HEAD_FIELD_NUMBER: _builtins.int
     incident_id: _builtins.str
     """The id the imported history is kept under (not the original incident's id); use it
     with ReplayIncident, EvaluateIncident and GetIncidentHistory.
@@ -59,6 +87,12 @@ class ImportHistoryResponse(_message.Message):
     """The incident id inside the imported events."""
     digest: _builtins.str
     """sha256 of the imported events (deterministic protobuf encoding, in order)."""
+    chain_verified: _builtins.bool
+    """Every event carried a chain digest and the chain held (false for a file exported
+    before histories carried chains: imported, but unverifiable).
+    """
+    chain_head: _builtins.str
+    """The chain digest of the last event."""
     @_builtins.property
     def state(self) -> _incident_pb2.Incident: ...
     def __init__(
@@ -69,10 +103,12 @@ class ImportHistoryResponse(_message.Message):
         state: _incident_pb2.Incident | None = ...,
         original_incident_id: _builtins.str = ...,
         digest: _builtins.str = ...,
+        chain_verified: _builtins.bool = ...,
+        chain_head: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["state", b"state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "events", b"events", "incident_id", b"incident_id", "original_incident_id", b"original_incident_id", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chain_head", b"chain_head", "chain_verified", b"chain_verified", "digest", b"digest", "events", b"events", "incident_id", b"incident_id", "original_incident_id", b"original_incident_id", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -203,6 +239,15 @@ class Evaluation(_message.Message):
     RESPONSE_TIME_TARGET_MINUTES_FIELD_NUMBER: _builtins.int
     RESPONSE_TIME_MET_FIELD_NUMBER: _builtins.int
     ACKNOWLEDGEMENT_SECONDS_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    HAZARD_TYPE_FIELD_NUMBER: _builtins.int
+    GRADE_FIELD_NUMBER: _builtins.int
+    GRID_CELL_FIELD_NUMBER: _builtins.int
+    OPENED_AT_FIELD_NUMBER: _builtins.int
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    RECORDED_DECLARED_TO_REQUESTED_FIELD_NUMBER: _builtins.int
+    RECORDED_DECLARED_TO_FIRST_ASSIGNMENT_FIELD_NUMBER: _builtins.int
+    FROM_WARNING_FIELD_NUMBER: _builtins.int
     incident_id: _builtins.str
     final_state: _incident_pb2.IncidentState.ValueType
     units_assigned: _builtins.int
@@ -216,6 +261,14 @@ class Evaluation(_message.Message):
     response_time_target_minutes: _builtins.int
     """The plan's response-time target, and whether the response time met it."""
     response_time_met: _builtins.bool
+    category: _incident_pb2.Category.ValueType
+    """What the incident was (its last declaration or grade change), where and when."""
+    hazard_type: _builtins.str
+    grade: _incident_pb2.Grade.ValueType
+    grid_cell: _builtins.str
+    plan_id: _builtins.str
+    from_warning: _builtins.bool
+    """Opened from a warning (not reported by a person)."""
     @_builtins.property
     def warning_to_declared(self) -> _duration_pb2.Duration:
         """Warning (incident opened or reported) -> declared."""
@@ -248,6 +301,16 @@ class Evaluation(_message.Message):
     def acknowledgement_seconds(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
         """Mean acknowledgement latency per department, in seconds."""
 
+    @_builtins.property
+    def opened_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def recorded_declared_to_requested(self) -> _duration_pb2.Duration:
+        """The software's own share, in recorded (wall-clock) time: declaration recorded ->
+        resources requested recorded, and -> first unit assignment recorded.
+        """
+
+    @_builtins.property
+    def recorded_declared_to_first_assignment(self) -> _duration_pb2.Duration: ...
     def __init__(
         self,
         *,
@@ -269,10 +332,19 @@ class Evaluation(_message.Message):
         response_time_target_minutes: _builtins.int = ...,
         response_time_met: _builtins.bool = ...,
         acknowledgement_seconds: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        category: _incident_pb2.Category.ValueType = ...,
+        hazard_type: _builtins.str = ...,
+        grade: _incident_pb2.Grade.ValueType = ...,
+        grid_cell: _builtins.str = ...,
+        opened_at: _timestamp_pb2.Timestamp | None = ...,
+        plan_id: _builtins.str = ...,
+        recorded_declared_to_requested: _duration_pb2.Duration | None = ...,
+        recorded_declared_to_first_assignment: _duration_pb2.Duration | None = ...,
+        from_warning: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["declared_to_contained", b"declared_to_contained", "declared_to_first_assignment", b"declared_to_first_assignment", "declared_to_first_order", b"declared_to_first_order", "recovery_duration", b"recovery_duration", "response_time", b"response_time", "total_duration", b"total_duration", "warning_to_declared", b"warning_to_declared"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["declared_to_contained", b"declared_to_contained", "declared_to_first_assignment", b"declared_to_first_assignment", "declared_to_first_order", b"declared_to_first_order", "opened_at", b"opened_at", "recorded_declared_to_first_assignment", b"recorded_declared_to_first_assignment", "recorded_declared_to_requested", b"recorded_declared_to_requested", "recovery_duration", b"recovery_duration", "response_time", b"response_time", "total_duration", b"total_duration", "warning_to_declared", b"warning_to_declared"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledgement_seconds", b"acknowledgement_seconds", "declared_to_contained", b"declared_to_contained", "declared_to_first_assignment", b"declared_to_first_assignment", "declared_to_first_order", b"declared_to_first_order", "events", b"events", "final_state", b"final_state", "incident_id", b"incident_id", "order_closure_rate", b"order_closure_rate", "orders_issued", b"orders_issued", "orders_overdue", b"orders_overdue", "recovery_duration", b"recovery_duration", "response_time", b"response_time", "response_time_met", b"response_time_met", "response_time_target_minutes", b"response_time_target_minutes", "total_duration", b"total_duration", "units_assigned", b"units_assigned", "units_short", b"units_short", "warning_to_declared", b"warning_to_declared"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledgement_seconds", b"acknowledgement_seconds", "category", b"category", "declared_to_contained", b"declared_to_contained", "declared_to_first_assignment", b"declared_to_first_assignment", "declared_to_first_order", b"declared_to_first_order", "events", b"events", "final_state", b"final_state", "from_warning", b"from_warning", "grade", b"grade", "grid_cell", b"grid_cell", "hazard_type", b"hazard_type", "incident_id", b"incident_id", "opened_at", b"opened_at", "order_closure_rate", b"order_closure_rate", "orders_issued", b"orders_issued", "orders_overdue", b"orders_overdue", "plan_id", b"plan_id", "recorded_declared_to_first_assignment", b"recorded_declared_to_first_assignment", "recorded_declared_to_requested", b"recorded_declared_to_requested", "recovery_duration", b"recovery_duration", "response_time", b"response_time", "response_time_met", b"response_time_met", "response_time_target_minutes", b"response_time_target_minutes", "total_duration", b"total_duration", "units_assigned", b"units_assigned", "units_short", b"units_short", "warning_to_declared", b"warning_to_declared"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -326,9 +398,12 @@ class HistorySummary(_message.Message):
     EVENTS_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     IMPORTED_FIELD_NUMBER: _builtins.int
+    CHAIN_HEAD_FIELD_NUMBER: _builtins.int
     incident_id: _builtins.str
     events: _builtins.int
     state: _incident_pb2.IncidentState.ValueType
+    chain_head: _builtins.str
+    """The chain digest of its last event (see IncidentEvent.chain_digest)."""
     @_builtins.property
     def imported(self) -> Global___HistoryImported:
         """Set for a history imported from a file rather than recorded live."""
@@ -340,14 +415,499 @@ class HistorySummary(_message.Message):
         events: _builtins.int = ...,
         state: _incident_pb2.IncidentState.ValueType = ...,
         imported: Global___HistoryImported | None = ...,
+        chain_head: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["imported", b"imported"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "imported", b"imported", "incident_id", b"incident_id", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chain_head", b"chain_head", "events", b"events", "imported", b"imported", "incident_id", b"incident_id", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___HistorySummary: _TypeAlias = HistorySummary  # noqa: Y015
+
+@_typing.final
+class IncidentFilter(_message.Message):
+    """Every filter is optional; those given must all hold."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPENED_FROM_FIELD_NUMBER: _builtins.int
+    OPENED_BEFORE_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    HAZARDS_FIELD_NUMBER: _builtins.int
+    GRADES_FIELD_NUMBER: _builtins.int
+    GRID_CELLS_FIELD_NUMBER: _builtins.int
+    PLAN_IDS_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    origin: Global___HistoryOrigin.ValueType
+    @_builtins.property
+    def opened_from(self) -> _timestamp_pb2.Timestamp:
+        """Field time the incident opened: from (inclusive) ... before (exclusive)."""
+
+    @_builtins.property
+    def opened_before(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedScalarFieldContainer[_incident_pb2.Category.ValueType]: ...
+    @_builtins.property
+    def hazards(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Hazard type as declared (or the warning's hazard when never declared)."""
+
+    @_builtins.property
+    def grades(self) -> _containers.RepeatedScalarFieldContainer[_incident_pb2.Grade.ValueType]: ...
+    @_builtins.property
+    def grid_cells(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """H3 cells of the city's grid (a district is the list of its cells)."""
+
+    @_builtins.property
+    def plan_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        opened_from: _timestamp_pb2.Timestamp | None = ...,
+        opened_before: _timestamp_pb2.Timestamp | None = ...,
+        categories: _abc.Iterable[_incident_pb2.Category.ValueType] | None = ...,
+        hazards: _abc.Iterable[_builtins.str] | None = ...,
+        grades: _abc.Iterable[_incident_pb2.Grade.ValueType] | None = ...,
+        grid_cells: _abc.Iterable[_builtins.str] | None = ...,
+        plan_ids: _abc.Iterable[_builtins.str] | None = ...,
+        origin: Global___HistoryOrigin.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["opened_before", b"opened_before", "opened_from", b"opened_from"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "grades", b"grades", "grid_cells", b"grid_cells", "hazards", b"hazards", "opened_before", b"opened_before", "opened_from", b"opened_from", "origin", b"origin", "plan_ids", b"plan_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IncidentFilter: _TypeAlias = IncidentFilter  # noqa: Y015
+
+@_typing.final
+class EvaluateIncidentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    INCLUDE_INCIDENTS_FIELD_NUMBER: _builtins.int
+    include_incidents: _builtins.bool
+    """Also return each incident's evaluation (for charts)."""
+    @_builtins.property
+    def filter(self) -> Global___IncidentFilter: ...
+    def __init__(
+        self,
+        *,
+        filter: Global___IncidentFilter | None = ...,
+        include_incidents: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "include_incidents", b"include_incidents"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateIncidentsRequest: _TypeAlias = EvaluateIncidentsRequest  # noqa: Y015
+
+@_typing.final
+class PhaseStats(_message.Message):
+    """A duration's distribution over the incidents that reached it. Percentiles are
+    nearest-rank: p90 is the smallest value at least 90% of the values do not exceed.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PHASE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    P50_FIELD_NUMBER: _builtins.int
+    P90_FIELD_NUMBER: _builtins.int
+    MAX_FIELD_NUMBER: _builtins.int
+    MEAN_FIELD_NUMBER: _builtins.int
+    phase: _builtins.str
+    count: _builtins.int
+    @_builtins.property
+    def p50(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def p90(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def max(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def mean(self) -> _duration_pb2.Duration: ...
+    def __init__(
+        self,
+        *,
+        phase: _builtins.str = ...,
+        count: _builtins.int = ...,
+        p50: _duration_pb2.Duration | None = ...,
+        p90: _duration_pb2.Duration | None = ...,
+        max: _duration_pb2.Duration | None = ...,
+        mean: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["max", b"max", "mean", b"mean", "p50", b"p50", "p90", b"p90"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "max", b"max", "mean", b"mean", "p50", b"p50", "p90", b"p90", "phase", b"phase"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PhaseStats: _TypeAlias = PhaseStats  # noqa: Y015
+
+@_typing.final
+class DepartmentStats(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEPARTMENT_FIELD_NUMBER: _builtins.int
+    ORDERS_ISSUED_FIELD_NUMBER: _builtins.int
+    ORDERS_ACKNOWLEDGED_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGEMENT_P50_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGEMENT_P90_FIELD_NUMBER: _builtins.int
+    ORDERS_CLOSED_FIELD_NUMBER: _builtins.int
+    CLOSURE_RATE_FIELD_NUMBER: _builtins.int
+    ORDERS_OVERDUE_FIELD_NUMBER: _builtins.int
+    department: _builtins.str
+    orders_issued: _builtins.int
+    orders_acknowledged: _builtins.int
+    orders_closed: _builtins.int
+    """Verified or cancelled (闭环), and that share of those issued."""
+    closure_rate: _builtins.float
+    orders_overdue: _builtins.int
+    @_builtins.property
+    def acknowledgement_p50(self) -> _duration_pb2.Duration:
+        """Issued -> acknowledged, over the orders acknowledged."""
+
+    @_builtins.property
+    def acknowledgement_p90(self) -> _duration_pb2.Duration: ...
+    def __init__(
+        self,
+        *,
+        department: _builtins.str = ...,
+        orders_issued: _builtins.int = ...,
+        orders_acknowledged: _builtins.int = ...,
+        acknowledgement_p50: _duration_pb2.Duration | None = ...,
+        acknowledgement_p90: _duration_pb2.Duration | None = ...,
+        orders_closed: _builtins.int = ...,
+        closure_rate: _builtins.float = ...,
+        orders_overdue: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledgement_p50", b"acknowledgement_p50", "acknowledgement_p90", b"acknowledgement_p90"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledgement_p50", b"acknowledgement_p50", "acknowledgement_p90", b"acknowledgement_p90", "closure_rate", b"closure_rate", "department", b"department", "orders_acknowledged", b"orders_acknowledged", "orders_closed", b"orders_closed", "orders_issued", b"orders_issued", "orders_overdue", b"orders_overdue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DepartmentStats: _TypeAlias = DepartmentStats  # noqa: Y015
+
+@_typing.final
+class UnitUse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_KIND_FIELD_NUMBER: _builtins.int
+    ASSIGNED_FIELD_NUMBER: _builtins.int
+    SHORT_FIELD_NUMBER: _builtins.int
+    unit_kind: _builtins.str
+    assigned: _builtins.int
+    short: _builtins.int
+    """Units the plan asked for that resources could not give."""
+    def __init__(
+        self,
+        *,
+        unit_kind: _builtins.str = ...,
+        assigned: _builtins.int = ...,
+        short: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned", b"assigned", "short", b"short", "unit_kind", b"unit_kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnitUse: _TypeAlias = UnitUse  # noqa: Y015
+
+@_typing.final
+class MaterialUse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    quantity: _builtins.float
+    unit: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        quantity: _builtins.float = ...,
+        unit: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "quantity", b"quantity", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MaterialUse: _TypeAlias = MaterialUse  # noqa: Y015
+
+@_typing.final
+class CellCount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRID_CELL_FIELD_NUMBER: _builtins.int
+    INCIDENTS_FIELD_NUMBER: _builtins.int
+    LAT_FIELD_NUMBER: _builtins.int
+    LON_FIELD_NUMBER: _builtins.int
+    WITHIN_TARGET_FIELD_NUMBER: _builtins.int
+    WITH_TARGET_FIELD_NUMBER: _builtins.int
+    grid_cell: _builtins.str
+    incidents: _builtins.int
+    lat: _builtins.float
+    lon: _builtins.float
+    within_target: _builtins.int
+    with_target: _builtins.int
+    def __init__(
+        self,
+        *,
+        grid_cell: _builtins.str = ...,
+        incidents: _builtins.int = ...,
+        lat: _builtins.float = ...,
+        lon: _builtins.float = ...,
+        within_target: _builtins.int = ...,
+        with_target: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grid_cell", b"grid_cell", "incidents", b"incidents", "lat", b"lat", "lon", b"lon", "with_target", b"with_target", "within_target", b"within_target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CellCount: _TypeAlias = CellCount  # noqa: Y015
+
+@_typing.final
+class IncidentsEvaluation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCIDENTS_FIELD_NUMBER: _builtins.int
+    PHASES_FIELD_NUMBER: _builtins.int
+    WITH_TARGET_FIELD_NUMBER: _builtins.int
+    WITHIN_TARGET_FIELD_NUMBER: _builtins.int
+    PERCENT_WITHIN_TARGET_FIELD_NUMBER: _builtins.int
+    NOT_REACHED_FIELD_NUMBER: _builtins.int
+    DEPARTMENTS_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    MATERIALS_FIELD_NUMBER: _builtins.int
+    WARNINGS_CONFIRMED_FIELD_NUMBER: _builtins.int
+    WARNINGS_DISMISSED_FIELD_NUMBER: _builtins.int
+    WARNING_PRECISION_FIELD_NUMBER: _builtins.int
+    SOFTWARE_FIELD_NUMBER: _builtins.int
+    CELLS_FIELD_NUMBER: _builtins.int
+    EVALUATIONS_FIELD_NUMBER: _builtins.int
+    incidents: _builtins.int
+    with_target: _builtins.int
+    """Incidents with a plan target and a response time, and those whose response time was
+    within their own plan's target.
+    """
+    within_target: _builtins.int
+    percent_within_target: _builtins.float
+    not_reached: _builtins.int
+    """Declared under a plan with a target, but no unit ever on scene."""
+    warnings_confirmed: _builtins.int
+    """Of the incidents opened from a warning: declared, dismissed as false alarms, and
+    declared / (declared + dismissed).
+    """
+    warnings_dismissed: _builtins.int
+    warning_precision: _builtins.float
+    @_builtins.property
+    def phases(self) -> _containers.RepeatedCompositeFieldContainer[Global___PhaseStats]:
+        """Field-time phases, named as in Evaluation."""
+
+    @_builtins.property
+    def departments(self) -> _containers.RepeatedCompositeFieldContainer[Global___DepartmentStats]: ...
+    @_builtins.property
+    def units(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnitUse]: ...
+    @_builtins.property
+    def materials(self) -> _containers.RepeatedCompositeFieldContainer[Global___MaterialUse]: ...
+    @_builtins.property
+    def software(self) -> _containers.RepeatedCompositeFieldContainer[Global___PhaseStats]:
+        """The software's own latency per step, in recorded time."""
+
+    @_builtins.property
+    def cells(self) -> _containers.RepeatedCompositeFieldContainer[Global___CellCount]: ...
+    @_builtins.property
+    def evaluations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Evaluation]: ...
+    def __init__(
+        self,
+        *,
+        incidents: _builtins.int = ...,
+        phases: _abc.Iterable[Global___PhaseStats] | None = ...,
+        with_target: _builtins.int = ...,
+        within_target: _builtins.int = ...,
+        percent_within_target: _builtins.float = ...,
+        not_reached: _builtins.int = ...,
+        departments: _abc.Iterable[Global___DepartmentStats] | None = ...,
+        units: _abc.Iterable[Global___UnitUse] | None = ...,
+        materials: _abc.Iterable[Global___MaterialUse] | None = ...,
+        warnings_confirmed: _builtins.int = ...,
+        warnings_dismissed: _builtins.int = ...,
+        warning_precision: _builtins.float = ...,
+        software: _abc.Iterable[Global___PhaseStats] | None = ...,
+        cells: _abc.Iterable[Global___CellCount] | None = ...,
+        evaluations: _abc.Iterable[Global___Evaluation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cells", b"cells", "departments", b"departments", "evaluations", b"evaluations", "incidents", b"incidents", "materials", b"materials", "not_reached", b"not_reached", "percent_within_target", b"percent_within_target", "phases", b"phases", "software", b"software", "units", b"units", "warning_precision", b"warning_precision", "warnings_confirmed", b"warnings_confirmed", "warnings_dismissed", b"warnings_dismissed", "with_target", b"with_target", "within_target", b"within_target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IncidentsEvaluation: _TypeAlias = IncidentsEvaluation  # noqa: Y015
+
+@_typing.final
+class EvaluateIncidentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVALUATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def evaluation(self) -> Global___IncidentsEvaluation: ...
+    def __init__(
+        self,
+        *,
+        evaluation: Global___IncidentsEvaluation | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["evaluation", b"evaluation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evaluation", b"evaluation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateIncidentsResponse: _TypeAlias = EvaluateIncidentsResponse  # noqa: Y015
+
+@_typing.final
+class GetIncidentAsOfRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    incident_id: _builtins.str
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """Field time; the incident's events that happened at or before it are folded."""
+
+    def __init__(
+        self,
+        *,
+        incident_id: _builtins.str = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "incident_id", b"incident_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetIncidentAsOfRequest: _TypeAlias = GetIncidentAsOfRequest  # noqa: Y015
+
+@_typing.final
+class GetIncidentAsOfResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    EVENTS_TOTAL_FIELD_NUMBER: _builtins.int
+    events: _builtins.int
+    """How many of its events had happened."""
+    events_total: _builtins.int
+    @_builtins.property
+    def state(self) -> _incident_pb2.Incident:
+        """Unset when the incident had not yet opened."""
+
+    def __init__(
+        self,
+        *,
+        state: _incident_pb2.Incident | None = ...,
+        events: _builtins.int = ...,
+        events_total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["state", b"state"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "events_total", b"events_total", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetIncidentAsOfResponse: _TypeAlias = GetIncidentAsOfResponse  # noqa: Y015
+
+@_typing.final
+class GetCityAsOfRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AS_OF_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    origin: Global___HistoryOrigin.ValueType
+    """Live histories unless asked otherwise."""
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
+        origin: Global___HistoryOrigin.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "origin", b"origin"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCityAsOfRequest: _TypeAlias = GetCityAsOfRequest  # noqa: Y015
+
+@_typing.final
+class CommittedUnit(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_ID_FIELD_NUMBER: _builtins.int
+    UNIT_KIND_FIELD_NUMBER: _builtins.int
+    INCIDENT_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    unit_id: _builtins.str
+    unit_kind: _builtins.str
+    incident_id: _builtins.str
+    status: _common_pb2.UnitStatus.ValueType
+    def __init__(
+        self,
+        *,
+        unit_id: _builtins.str = ...,
+        unit_kind: _builtins.str = ...,
+        incident_id: _builtins.str = ...,
+        status: _common_pb2.UnitStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["incident_id", b"incident_id", "status", b"status", "unit_id", b"unit_id", "unit_kind", b"unit_kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommittedUnit: _TypeAlias = CommittedUnit  # noqa: Y015
+
+@_typing.final
+class GetCityAsOfResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTIVE_INCIDENTS_FIELD_NUMBER: _builtins.int
+    COMMITTED_UNITS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def active_incidents(self) -> _containers.RepeatedCompositeFieldContainer[_incident_pb2.Incident]:
+        """Incidents opened and not yet closed or dismissed at that time."""
+
+    @_builtins.property
+    def committed_units(self) -> _containers.RepeatedCompositeFieldContainer[Global___CommittedUnit]:
+        """Units assigned to those incidents and not released."""
+
+    def __init__(
+        self,
+        *,
+        active_incidents: _abc.Iterable[_incident_pb2.Incident] | None = ...,
+        committed_units: _abc.Iterable[Global___CommittedUnit] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_incidents", b"active_incidents", "committed_units", b"committed_units"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCityAsOfResponse: _TypeAlias = GetCityAsOfResponse  # noqa: Y015
 
 @_typing.final
 class ListHistoriesResponse(_message.Message):

@@ -60,6 +60,21 @@ class ReviewServiceStub:
                 request_serializer=lifeline_dot_review_dot_v1_dot_review__pb2.ImportHistoryRequest.SerializeToString,
                 response_deserializer=lifeline_dot_review_dot_v1_dot_review__pb2.ImportHistoryResponse.FromString,
                 _registered_method=True)
+        self.EvaluateIncidents = channel.unary_unary(
+                '/lifeline.review.v1.ReviewService/EvaluateIncidents',
+                request_serializer=lifeline_dot_review_dot_v1_dot_review__pb2.EvaluateIncidentsRequest.SerializeToString,
+                response_deserializer=lifeline_dot_review_dot_v1_dot_review__pb2.EvaluateIncidentsResponse.FromString,
+                _registered_method=True)
+        self.GetIncidentAsOf = channel.unary_unary(
+                '/lifeline.review.v1.ReviewService/GetIncidentAsOf',
+                request_serializer=lifeline_dot_review_dot_v1_dot_review__pb2.GetIncidentAsOfRequest.SerializeToString,
+                response_deserializer=lifeline_dot_review_dot_v1_dot_review__pb2.GetIncidentAsOfResponse.FromString,
+                _registered_method=True)
+        self.GetCityAsOf = channel.unary_unary(
+                '/lifeline.review.v1.ReviewService/GetCityAsOf',
+                request_serializer=lifeline_dot_review_dot_v1_dot_review__pb2.GetCityAsOfRequest.SerializeToString,
+                response_deserializer=lifeline_dot_review_dot_v1_dot_review__pb2.GetCityAsOfResponse.FromString,
+                _registered_method=True)
 
 
 class ReviewServiceServicer:
@@ -101,6 +116,28 @@ class ReviewServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EvaluateIncidents(self, request, context):
+        """Measures across incidents: count, p50/p90/max of every phase, share within the plan's
+        response-time target, per department, units and materials, the software's own latency.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetIncidentAsOf(self, request, context):
+        """One incident as it stood at a field time (its events up to then, folded).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCityAsOf(self, request, context):
+        """The city as it stood at a field time: its active incidents and the units committed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReviewServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +165,21 @@ def add_ReviewServiceServicer_to_server(servicer, server):
                     servicer.ImportHistory,
                     request_deserializer=lifeline_dot_review_dot_v1_dot_review__pb2.ImportHistoryRequest.FromString,
                     response_serializer=lifeline_dot_review_dot_v1_dot_review__pb2.ImportHistoryResponse.SerializeToString,
+            ),
+            'EvaluateIncidents': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvaluateIncidents,
+                    request_deserializer=lifeline_dot_review_dot_v1_dot_review__pb2.EvaluateIncidentsRequest.FromString,
+                    response_serializer=lifeline_dot_review_dot_v1_dot_review__pb2.EvaluateIncidentsResponse.SerializeToString,
+            ),
+            'GetIncidentAsOf': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIncidentAsOf,
+                    request_deserializer=lifeline_dot_review_dot_v1_dot_review__pb2.GetIncidentAsOfRequest.FromString,
+                    response_serializer=lifeline_dot_review_dot_v1_dot_review__pb2.GetIncidentAsOfResponse.SerializeToString,
+            ),
+            'GetCityAsOf': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCityAsOf,
+                    request_deserializer=lifeline_dot_review_dot_v1_dot_review__pb2.GetCityAsOfRequest.FromString,
+                    response_serializer=lifeline_dot_review_dot_v1_dot_review__pb2.GetCityAsOfResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -265,6 +317,87 @@ class ReviewService:
             '/lifeline.review.v1.ReviewService/ImportHistory',
             lifeline_dot_review_dot_v1_dot_review__pb2.ImportHistoryRequest.SerializeToString,
             lifeline_dot_review_dot_v1_dot_review__pb2.ImportHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvaluateIncidents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.review.v1.ReviewService/EvaluateIncidents',
+            lifeline_dot_review_dot_v1_dot_review__pb2.EvaluateIncidentsRequest.SerializeToString,
+            lifeline_dot_review_dot_v1_dot_review__pb2.EvaluateIncidentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIncidentAsOf(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.review.v1.ReviewService/GetIncidentAsOf',
+            lifeline_dot_review_dot_v1_dot_review__pb2.GetIncidentAsOfRequest.SerializeToString,
+            lifeline_dot_review_dot_v1_dot_review__pb2.GetIncidentAsOfResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCityAsOf(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.review.v1.ReviewService/GetCityAsOf',
+            lifeline_dot_review_dot_v1_dot_review__pb2.GetCityAsOfRequest.SerializeToString,
+            lifeline_dot_review_dot_v1_dot_review__pb2.GetCityAsOfResponse.FromString,
             options,
             channel_credentials,
             insecure,
