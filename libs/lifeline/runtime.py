@@ -201,6 +201,10 @@ class Runtime:
                 database = None
             except Exception as error:
                 database = f"PostgreSQL is unreachable ({type(error).__name__})"
+            if database is None and self.backend_down is not None:
+                # Back after an outage: the pool's idle connections died with the server.
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.app.discard_broken_connections)
             nats_ok = self.nc is not None and self.nc.is_connected
             serving = database is None and nats_ok
             if database != self.backend_down or serving != self.server.serving:

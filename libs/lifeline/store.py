@@ -105,7 +105,9 @@ def eventsourcing_env(database_url: str, schema: str) -> dict[str, str]:
         "POSTGRES_LOCK_TIMEOUT": "2",
         "POSTGRES_CONNECT_TIMEOUT": "2",
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "5",
-        "POSTGRES_PRE_PING": "y",
+        # No ping before every use of a pooled connection: it doubled the round trips of
+        # every read and write. The runtime checks the pool once when the database comes
+        # back after an outage (`discard_broken_connections`).
         # Consumers track a row per upstream event they took, keyed by the event's identity
         # (application_name "<upstream>/<aggregate id>", notification_id its version): the
         # highest version per aggregate orders them, membership recognises a repeat, and a
@@ -135,6 +137,12 @@ class ServiceApplication(Application):
     def process_recorder(self) -> ProcessRecorder:
         assert isinstance(self.recorder, ProcessRecorder)
         return self.recorder
+
+    def discard_broken_connections(self) -> None:
+        """Test the idle pooled connections and replace those an outage broke."""
+        recorder = self.process_recorder
+        assert isinstance(recorder, PostgresProcessRecorder)
+        recorder.datastore.pool.check()
 
     def on_recorded(self, listener: Callable[[int], None]) -> None:
         """Call listener(max notification id) after every write (wakes the relay)."""
