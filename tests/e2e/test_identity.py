@@ -197,7 +197,8 @@ def test_every_rpc_for_every_role_is_allowed_or_refused_as_the_matrix_says(
                 else:
                     assert code == grpc.StatusCode.PERMISSION_DENIED, (path, role, code)
                 checked += 1
-    assert checked == 54 * len(matrix.roles)
+    # Every RPC of the four services (and the parking service each serves), every role.
+    assert checked == sum(len(d.methods) for d in SERVICES) * len(matrix.roles) > 0
 
 
 def test_a_department_acts_only_on_its_own_orders(stack: Stack) -> None:
