@@ -97,12 +97,18 @@ async def ensure_stream(js: JetStreamContext, service: str, replicas: int = 1,
         await js.update_stream(config)
 
 
+#: How often at most the relay records the position JetStream confirmed.
+SAVE_POSITION_SECONDS = 0.2
+
+
 class OutboxRelay(LogFollower):
     """Publishes the application's events to its stream, in notification order."""
 
     def __init__(self, app: ServiceApplication, js: JetStreamContext, service: str) -> None:
         super().__init__(app, f"{service} outbox relay")
         self.js, self.service = js, service
+        self._confirmed = 0
+        self._saving: asyncio.Task[None] | None = None
 
     async def load_position(self) -> int:
         return await asyncio.to_thread(self.app.process_recorder.max_tracking_id, "outbox") or 0
@@ -130,7 +136,16 @@ class OutboxRelay(LogFollower):
         # Only what JetStream confirmed counts as relayed.
         if acks:
             await asyncio.wait_for(asyncio.gather(*acks), 10)
-        await asyncio.to_thread(self._save_position, notifications[-1].id)
+        self._confirmed = notifications[-1].id
+        if self._saving is None or self._saving.done():
+            self._saving = asyncio.create_task(self._save_soon())
+
+    async def _save_soon(self) -> None:
+        """Record the confirmed position at most every SAVE_POSITION_SECONDS, off the path
+        of the next event: a relay restarted before it republishes those few, which
+        JetStream's duplicate window and the consumers' event identity both absorb."""
+        await asyncio.sleep(SAVE_POSITION_SECONDS)
+        await asyncio.to_thread(self._save_position, self._confirmed)
 
     def _save_position(self, notification_id: int) -> None:
         # Already there when a relay re-sent what an earlier run had confirmed.
@@ -312,8 +327,11 @@ class Inbox:
         remembered = self._last.get(delivery.key)
         if remembered is not None and delivery.version == remembered + 1:
             return remembered, False
-        last, seen = await asyncio.to_thread(self.app.inbox_position, delivery.key,
-                                             delivery.version)
+        last, seen, parked = await asyncio.to_thread(
+            self.app.inbox_state, delivery.key, delivery.version,
+            parking_id(self.consumer, delivery.aggregate_id))
+        if not parked:
+            self._unparked[delivery.key] = None  # the parking check needs no second look
         if remembered is not None:
             last = max(last, remembered)
         return last, seen or (delivery.key, delivery.version) in self._deferred

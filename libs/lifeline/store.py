@@ -236,17 +236,28 @@ class ServiceApplication(Application):
         (application_name = key, notification_id = version; multi-row tracking, whose
         primary key makes a second writer of the same version fail), so the answer is
         the broker's business no more: a republish or a recreated stream asks the same."""
+        last, seen, _ = self.inbox_state(key, version)
+        return last, seen
+
+    def inbox_state(self, key: str, version: int, parking: UUID | None = None
+                    ) -> tuple[int, bool, bool]:
+        """`inbox_position`, and in the same round trip whether the aggregate `parking`
+        (the consumer's parking for this upstream aggregate) was ever started."""
         recorder = self.process_recorder
         assert isinstance(recorder, PostgresProcessRecorder)
-        query = sql.SQL("SELECT max(notification_id), bool_or(notification_id = %s) "
+        query = sql.SQL("SELECT max(notification_id), bool_or(notification_id = %s), "
+                        "EXISTS (SELECT 1 FROM {}.{} WHERE originator_id = %s) "
                         "FROM {}.{} WHERE application_name = %s"
                         ).format(sql.Identifier(recorder.datastore.schema),
+                                 sql.Identifier(recorder.events_table_name),
+                                 sql.Identifier(recorder.datastore.schema),
                                  sql.Identifier(recorder.tracking_table_name))
         with recorder.datastore.transaction(commit=False) as cursor:
-            cursor.execute(query, (version, key))
+            cursor.execute(query, (version, parking, key))
             row: Any = cursor.fetchone()
-        values = list(row.values()) if isinstance(row, dict) else list(row or (None, None))
-        return int(values[0] or 0), bool(values[1])
+        values = (list(row.values()) if isinstance(row, dict)
+                  else list(row or (None, None, None)))
+        return int(values[0] or 0), bool(values[1]), bool(values[2])
 
     def load(self, cls: type[A], aggregate_id: UUID, what: str, label: str) -> A:
         try:
