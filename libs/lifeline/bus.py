@@ -253,6 +253,7 @@ class Inbox:
         self._last: dict[str, int] = {}  # key -> last version taken, as far as we know
         self._unparked: dict[str, None] = {}  # keys known to have nothing parked
         self._deferred: dict[tuple[str, int], Delivery] = {}  # tracked, not yet written
+        self._started = False  # whether this process has subscribed yet
 
     async def run(self) -> None:
         beat = asyncio.create_task(self._heartbeat())
@@ -274,9 +275,30 @@ class Inbox:
         except NotFoundError:
             raise RuntimeError(f"stream {stream} does not exist yet; it appears when "
                                f"lifeline-{self.upstream} first starts") from None
+        if not self._started:
+            self._started = True
+            await self._take_over(stream, config)
         # Creates it, finds it as it was, or updates its filter and ack_wait.
         await self.js.add_consumer(stream, config)
         return await self.js.pull_subscribe_bind(durable=self.consumer, stream=stream)
+
+    async def _take_over(self, stream: str, config: api.ConsumerConfig) -> None:
+        """A process starting as this consumer is the replacement of one that died: what
+        the dead one held would come back only after ack_wait. Recreate the durable at
+        its acknowledgement floor instead, so those messages come now; any acknowledged
+        after the floor come again and are recognised as repeats by their identity."""
+        try:
+            info = await self.js.consumer_info(stream, self.consumer)
+        except NotFoundError:
+            return
+        if not info.num_ack_pending:
+            return
+        floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        log.info("%s: taking over %d messages held by a previous instance, from stream "
+                 "sequence %d", self.consumer, info.num_ack_pending, floor + 1)
+        await self.js.delete_consumer(stream, self.consumer)
+        config.deliver_policy = api.DeliverPolicy.BY_START_SEQUENCE
+        config.opt_start_seq = floor + 1
 
     async def _step(self) -> None:
         if self._sub is None:

@@ -464,3 +464,38 @@ async def test_events_only_tracked_are_recorded_with_the_next_write_and_survive_
     finally:
         await keeper.stop()
         upstream.close()
+
+
+async def test_a_replacement_takes_what_a_dead_consumer_held_without_waiting_out_ack_wait(
+        nats_url: str, database_url: str) -> None:
+    """A consumer killed while holding messages (unacknowledged) would have them back only
+    after ack_wait (30 s here); its replacement takes them over at once."""
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    upstream = Ledger(database_url)
+    await bus.ensure_stream(js, "ledger")
+    incident = open_incident(upstream, "w-1")
+    grow(upstream, incident, 4)
+    relay = bus.OutboxRelay(upstream, js, "ledger")
+    await run_until(relay, lambda: relay.position == 5)
+    # The dead one: took all five, acknowledged none, and vanished.
+    dead = await nats.connect(nats_url)
+    dead_js = dead.jetstream()
+    await dead_js.add_consumer("LIFELINE_LEDGER", nats.js.api.ConsumerConfig(
+        durable_name="keeper", ack_policy=nats.js.api.AckPolicy.EXPLICIT, ack_wait=30,
+        filter_subjects=["lifeline.ledger.incident.>"]))
+    held = await (await dead_js.pull_subscribe_bind("keeper", "LIFELINE_LEDGER")).fetch(5)
+    assert len(held) == 5
+    await dead.close()
+
+    keeper = Keeper(js, database_url, ack_wait=30)
+    started = asyncio.get_running_loop().time()
+    keeper.start()
+    try:
+        await keeper.until_complete(incident, timeout=10)
+        taken_in = asyncio.get_running_loop().time() - started
+        assert taken_in < 5, f"took {taken_in:.1f}s: waited out ack_wait"
+    finally:
+        await keeper.stop()
+        upstream.close()
+        await nc.close()
