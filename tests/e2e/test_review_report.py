@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -303,3 +304,19 @@ def test_bad_filters_and_times_are_invalid_arguments(stack: Stack) -> None:
         review.GetCityAsOf(review_pb2.GetCityAsOfRequest(), timeout=TIMEOUT)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "as_of" in (refused.value.details() or "")
+
+
+def test_a_ten_thousand_event_history_imports_in_under_ten_seconds(stack: Stack) -> None:
+    history = generate(DemandSpec(incidents=1, seed=5, false_alarms=0,
+                                  situation_reports_per_hour=15_000))[0]
+    assert len(history) >= 10_000
+    review = review_pb2_grpc.ReviewServiceStub(
+        stack.channel("review", stack.token("evaluator-qian", "evaluator")))
+    started = time.monotonic()
+    kept = review.ImportHistory(review_pb2.ImportHistoryRequest(events=history), timeout=120)
+    took = time.monotonic() - started
+    assert kept.events == len(history)
+    assert took < 10.0, f"importing {len(history)} events took {took:.1f} s"
+    back = list(review.GetIncidentHistory(
+        review_pb2.GetIncidentHistoryRequest(incident_id=kept.incident_id), timeout=120))
+    assert len(back) == len(history) and back[-1].chain_digest == kept.chain_head

@@ -208,6 +208,64 @@ def city(args: argparse.Namespace, channel: grpc.Channel) -> Any:
             f"{len(answer.committed_units)} units committed\n\n{incidents.render()}")
 
 
+def rehearse(args: argparse.Namespace) -> Any:
+    """Demand played again in process against the baseline and each variant (offline)."""
+    from lifeline.plans import PlanLibrary
+
+    from lifeline_review import demand, rehearsal
+
+    try:
+        if args.generate:
+            spec = demand.DemandSpec.load(Path(args.generate))
+            calls = demand.draw_calls(spec)
+        else:
+            spec = demand.DemandSpec()
+            files = sorted(Path(args.histories).glob("*.ndjson"))
+            if not files:
+                raise SystemExit(f"lifeline-review: no *.ndjson histories in {args.histories}")
+            calls = demand.calls_from_histories(read_history(f)[0] for f in files)
+        fleet = demand.Fleet.load(Path(args.units)) if args.units else \
+            demand.default_fleet(spec)
+        base = rehearsal.baseline(fleet, PlanLibrary.load(Path(args.plans))
+                                  if args.plans else None)
+        variants = [base, *(rehearsal.variant(f"variant {n}", base, v)
+                            for n, v in enumerate(args.variant, start=1))]
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"lifeline-review: {error}") from None
+    if args.write_fleet:
+        Path(args.write_fleet).write_text(base.fleet.dumps())
+    outcomes = rehearsal.rehearse(calls, variants, args.speed, include_incidents=bool(args.html))
+    if args.html:
+        from lifeline_review.pictures import report_html
+
+        last = outcomes[-1]
+        Path(args.html).write_text(report_html(
+            last.evaluation, f"Rehearsal of {len(calls)} incidents: {last.variant.name}"))
+        for o in outcomes:
+            o.evaluation.ClearField("evaluations")
+    if args.json:
+        return json.dumps([{"variant": o.variant.name, "evaluation": json_format.MessageToDict(
+            o.evaluation)} for o in outcomes], indent=2)
+
+    def row(name: str, value: Any) -> list[Any]:
+        return [name, *(value(o) for o in outcomes)]
+
+    table = clikit.Table(["measure", *(o.variant.name for o in outcomes)], [
+        row("incidents", lambda o: o.evaluation.incidents),
+        row("response time p50", lambda o: text.duration(o.phase("response_time").p50)),
+        row("response time p90", lambda o: text.duration(o.phase("response_time").p90)),
+        row("within the plan's target",
+            lambda o: f"{o.evaluation.percent_within_target:.1f}%"),
+        row("never reached", lambda o: o.evaluation.not_reached),
+        row("units sent", lambda o: o.units_sent),
+        row("units short", lambda o: o.units_short),
+        row("coverage (units sent / asked)", lambda o: f"{o.coverage:.1%}"),
+        row("declared -> contained p90",
+            lambda o: text.duration(o.phase("declared_to_contained").p90)),
+    ])
+    return table.render() + (f"\n\nwrote {args.html}" if args.html else "")
+
+
 def histories(args: argparse.Namespace, channel: grpc.Channel) -> Any:
     return clikit.Table(["incident", "events", "state"], [
         [h.incident_id, h.events, text.state_name(h.state)]
@@ -246,6 +304,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     c = sub.add_parser("city", help="active incidents and committed units at a field time")
     c.add_argument("--at", required=True, help="field time (ISO-8601)")
     c.add_argument("--origin", choices=sorted(ORIGINS), help="default: live histories")
+    h = sub.add_parser("rehearse", help="sandbox rehearsal: recorded or generated demand "
+                                        "against the plans and units in force and variants "
+                                        "(in process, touching nothing live)")
+    demand_from = h.add_mutually_exclusive_group(required=True)
+    demand_from.add_argument("--histories", metavar="DIR",
+                             help="recorded demand: the exported histories (*.ndjson) in DIR")
+    demand_from.add_argument("--generate", metavar="SPEC",
+                             help="generated demand: a spec file (TOML: incidents, seed, "
+                                  "hours, [hazards], cells, hot_share, fleet, speed_kmh ...)")
+    h.add_argument("--units", metavar="FILE",
+                   help="the baseline's fleet ([[units]] id, kind, lat, lon); default: the "
+                        "generated city's")
+    h.add_argument("--plans", metavar="DIR", help="the baseline's plans (default: shipped)")
+    h.add_argument("--variant", action="append", default=[], metavar="units=FILE,plans=DIR",
+                   help="a variant to compare (repeatable)")
+    h.add_argument("--speed", type=float, default=30.0,
+                   help="travel model: km/h from the unit's station (default 30)")
+    h.add_argument("--write-fleet", metavar="FILE", help="write the baseline's fleet (to edit)")
+    h.add_argument("--html", metavar="FILE", help="the last variant's report with charts")
     commands: dict[str, clikit.Command] = {"history": history, "replay": replay,
                                            "evaluate": evaluate, "histories": histories,
                                            "report": report, "as-of": as_of, "city": city}
@@ -255,6 +332,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _offline(args: argparse.Namespace) -> Any:
     if args.command == "history" and args.action == "verify":
         return verify_history(args)
+    if args.command == "rehearse":
+        return rehearse(args)
     return NotImplemented
 
 

@@ -43,7 +43,8 @@ ACK_MEDIAN_MINUTES = {"fire": 2.0, "police": 3.0, "medical": 4.0, "water": 6.0,
                       "traffic": 5.0, "health": 8.0, "gas": 5.0, "environment": 9.0}
 #: The unit kinds the shipped plans ask for.
 FLEET_KINDS = ("ambulance", "epidemiology_team", "fire_engine", "gas_repair_crew",
-               "hazmat_unit", "medical_team", "police_car", "pump_truck", "rescue_team")
+               "hazmat_unit", "ladder_truck", "medical_team", "police_car", "pump_truck",
+               "rescue_team")
 
 
 @dataclass(frozen=True)
