@@ -15,6 +15,7 @@ import functools
 import hashlib
 import itertools
 import json
+import os
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ from jsonschema import ValidationError  # type: ignore[import-untyped,unused-ign
 
 from lifeline.incident.v1 import incident_pb2
 
-PLANS_DIR = Path(__file__).resolve().parents[2] / "plans"
+#: The shipped plans: package data (shipped/plans links to plans/ in the source tree).
+PLANS_DIR = Path(__file__).resolve().parent / "shipped" / "plans"
 SCHEMA_PATH = PLANS_DIR / "schema.json"
 
 #: Grade names in plan files, most severe first, and their incident_pb2.Grade values.
@@ -401,8 +403,8 @@ class PlanLibrary:
 
 @functools.cache
 def default_library() -> PlanLibrary:
-    """The plans shipped in plans/, loaded once."""
-    return PlanLibrary.load(PLANS_DIR)
+    """The plans in the folder LIFELINE_PLANS names, else the shipped ones; loaded once."""
+    return PlanLibrary.load(Path(os.environ.get("LIFELINE_PLANS") or PLANS_DIR))
 
 
 __all__ = ["CATEGORIES", "GRADES", "GRADE_NAMES", "PLANS_DIR", "GradeSpec", "Material",

@@ -29,7 +29,8 @@ from lifeline.resources.v1 import resources_pb2, resources_pb2_grpc
 from lifeline.review.v1 import review_pb2, review_pb2_grpc
 
 T = TypeVar("T")
-SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+#: The shipped scenarios: package data (shipped/scenarios links to scenarios/).
+SCENARIOS = Path(__file__).resolve().parent / "shipped" / "scenarios"
 ORDER_ACTIONS = {"acknowledge": "AcknowledgeOrder", "complete": "CompleteOrder",
                  "verify": "VerifyOrder"}
 STEPS = {"contain": "MarkContained", "recover": "StartRecovery",

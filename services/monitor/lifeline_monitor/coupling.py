@@ -41,7 +41,8 @@ if TYPE_CHECKING:
     from lifeline.store import ServiceApplication
 
 L = common_pb2.WarningLevel
-RULES_DIR = Path(__file__).resolve().parents[3] / "coupled_risks"
+#: The shipped rules: package data (shipped/coupled_risks links to coupled_risks/).
+RULES_DIR = Path(__file__).resolve().parent / "shipped" / "coupled_risks"
 LEVELS = {"blue": L.WARNING_LEVEL_BLUE, "yellow": L.WARNING_LEVEL_YELLOW,
           "orange": L.WARNING_LEVEL_ORANGE, "red": L.WARNING_LEVEL_RED}
 #: How far a condition may reach: three rings (37 cells, about 3.5 km across at resolution 8).
