@@ -1,0 +1,44 @@
+# One image for the four services. `docker run IMAGE dispatch` runs `lifeline-dispatch serve`
+# (likewise monitor, resources, review), configured by the environment (README, Configuration).
+# Build: docker build -t lifeline:0.1.0 .   (deploy/README.md has the rest)
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# The builder makes the wheel from the sources and installs it, with its dependencies, into a
+# venv; tests/deploy/test_wheel.py runs the same two steps against a fresh venv.
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY libs/ libs/
+COPY services/ services/
+COPY plans/ plans/
+COPY scenarios/ scenarios/
+COPY grids/ grids/
+COPY coupled_risks/ coupled_risks/
+COPY roads/ roads/
+COPY coverage/ coverage/
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /dist . \
+    && python -m venv /opt/lifeline \
+    && /opt/lifeline/bin/pip install --no-cache-dir /dist/lifeline-*.whl
+
+FROM ${PYTHON_IMAGE}
+# Nothing is written under / at run time (readOnlyRootFilesystem): bytecode is compiled at
+# install, and HOME and `lifeline up`'s state live in /tmp, a volume (emptyDir on Kubernetes).
+ENV PATH=/opt/lifeline/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    LIFELINE_STATE_DIR=/tmp/lifeline
+RUN groupadd --system --gid 10001 lifeline \
+    && useradd --system --no-log-init --uid 10001 --gid 10001 --no-create-home \
+       --home-dir /tmp --shell /usr/sbin/nologin lifeline
+COPY --from=builder /opt/lifeline /opt/lifeline
+COPY deploy/docker/entrypoint.sh /usr/local/bin/lifeline-entrypoint
+USER 10001:10001
+WORKDIR /tmp
+VOLUME ["/tmp"]
+# gRPC (TLS) and plaintext health checking for probes (LIFELINE_LISTEN, LIFELINE_HEALTH_LISTEN).
+EXPOSE 50051 8086
+ENTRYPOINT ["lifeline-entrypoint"]
+CMD []

@@ -1,0 +1,18 @@
+#!/bin/sh
+# The image's entrypoint: `IMAGE monitor|dispatch|resources|review [serve options]` runs
+# `lifeline-<service> serve`; any other command (e.g. `lifeline-dispatch list`) runs as given.
+set -eu
+case "${1:-}" in
+  monitor | dispatch | resources | review)
+    service="$1"
+    shift
+    exec "lifeline-$service" serve "$@"
+    ;;
+  "")
+    echo "usage: IMAGE monitor|dispatch|resources|review, or a command such as lifeline-dispatch --help" >&2
+    exit 64
+    ;;
+  *)
+    exec "$@"
+    ;;
+esac
