@@ -35,6 +35,8 @@ STALE, BAD = pb.FAULT_KIND_STALE, pb.FAULT_KIND_BAD_QUALITY
 MAX_LATE_KEPT = 100
 MAX_MOVED_BY = 20
 Responsible = Callable[[str, str], pb.Responsible]
+#: Readings as columns: sensor ids, values, field times (seconds since the epoch, 0: unset).
+Columns = tuple[Sequence[str], Sequence[float], Sequence[float]]
 
 
 @dataclass(slots=True)
@@ -57,6 +59,7 @@ class Step:
     """What one call touched, to put back if its write fails, and what it reports."""
 
     states: dict[str, r.SensorState] = field(default_factory=dict)
+    level_readings: dict[str, pb.Reading | None] = field(default_factory=dict)
     sensors: set[str] = field(default_factory=set)
     watches: set[UUID] = field(default_factory=set)
     added: list[str] = field(default_factory=list)
@@ -132,40 +135,51 @@ class Engine:
 
     # ---- readings ----
 
-    def ingest(self, readings: Sequence[pb.Reading], step: Step, service_now: datetime) -> None:
-        """Judge readings in order; transitions go to step (recorded by flush)."""
+    def ingest(self, readings: Sequence[pb.Reading], step: Step, service_now: datetime,
+               columns: Columns | None = None) -> None:
+        """Judge readings in order; transitions go to step (recorded by flush). columns: the
+        readings' sensor ids, values and field times (seconds) as the edge read them
+        (`lifeline.validation.checked_readings`), read here when not given; a steady reading
+        then costs no protobuf access."""
         self.now = service_now
         sensors, observed, now_s = self.sensors, self.observed, _seconds(service_now)
         latest = self.latest if self.latest is not None else -math.inf
-        for index, reading in enumerate(readings):
-            tracked = sensors.get(reading.sensor_id)
+        if columns is None:
+            columns = ([r.sensor_id for r in readings], [r.value for r in readings],
+                       [r.measured_at.seconds + r.measured_at.nanos * 1e-9 for r in readings])
+        sensor_ids, values, times = columns
+        get = sensors.get
+        for index, sensor_id in enumerate(sensor_ids):
+            tracked = get(sensor_id)
             if tracked is None:
                 raise InvalidArgument(f"readings[{index}].sensor_id",
-                                      f"no sensor {reading.sensor_id[:40]!r} is registered")
-            state = tracked.state
-            ts = reading.measured_at
-            at = ts.seconds + ts.nanos * 1e-9
-            if at == 0:
-                at = now_s
+                                      f"no sensor {sensor_id[:40]!r} is registered")
+            at = times[index] or now_s  # unset: now
             if at > latest:
                 latest = at
+            state = tracked.state
             if at < state.last_at:
-                self._late(tracked, reading, step)
+                self._late(tracked, readings[index], step)
                 continue
-            value = reading.value
-            rules = state.rules
+            value = values[index]
             tracked.seen = at if observed else now_s
+            if state.lo < value < state.hi and not tracked.faults:
+                state.last_at = at  # valid and steady: the common case
+                continue
+            reading = readings[index]
+            rules = state.rules
             if not rules.valid_min <= value <= rules.valid_max:
                 self._bad(tracked, reading, at, step)
                 continue
             if tracked.faults:
                 self._recovered(tracked, reading, at, step)
-            if state.quiet and state.lo < value * rules.sign < state.hi:
-                state.last_at = at
-                continue
-            step.keep(reading.sensor_id, state)
+                if state.lo < value < state.hi:
+                    state.last_at = at
+                    continue
+            step.keep(sensor_id, state)
             level = state.observe(value, at)
             if level:
+                step.level_readings.setdefault(sensor_id, tracked.level_reading)
                 tracked.level_reading = reading
                 if tracked.shelved_until is None:
                     step.moves.setdefault(tracked.watch_id, []).append((tracked, level, reading))
@@ -345,6 +359,9 @@ class Engine:
         for sensor_id, state in step.states.items():
             if sensor_id in self.sensors:
                 self.sensors[sensor_id].state = state
+        for sensor_id, reading in step.level_readings.items():
+            if sensor_id in self.sensors:
+                self.sensors[sensor_id].level_reading = reading
         for sensor_id in step.sensors:
             tracked = self.sensors.get(sensor_id)
             if tracked is not None:

@@ -89,11 +89,11 @@ class SensorState:
     below_since: float | None = None
     #: (field time, value * sign) of recent readings, for rate-of-change rules.
     history: deque[tuple[float, float]] = field(default_factory=deque)
-    # The steady band: while no timer runs, a value strictly between lo and hi (times sign)
-    # leaves the level as it is, so a steady reading costs two comparisons.
+    # The steady band, in the value's own units: while no timer runs, a valid value strictly
+    # between lo and hi leaves the level as it is, so a steady reading costs two
+    # comparisons. Empty (lo > hi) while a timer or a rate rule needs every reading.
     lo: float = -math.inf
     hi: float = math.inf
-    quiet: bool = True
 
     def __post_init__(self) -> None:
         self._settle()
@@ -103,8 +103,9 @@ class SensorState:
                            self.below_since, deque(self.history))
 
     def steady(self, value: float) -> bool:
-        """True when the value certainly leaves everything as it is (the fast path)."""
-        return self.quiet and self.lo < value * self.rules.sign < self.hi
+        """True when the value is valid and certainly leaves everything as it is (the fast
+        path)."""
+        return self.lo < value < self.hi
 
     def observe(self, value: float, at: float) -> int:
         """Apply a valid, in-order reading; the new level when it moved, else 0."""
@@ -152,11 +153,18 @@ class SensorState:
     def _settle(self) -> None:
         rules, level = self.rules, self.level
         timers = self.below_since is not None or any(s is not None for s in self.since[level - 1:])
-        self.quiet = not rules.rate and not timers
+        if rules.rate or timers:
+            self.lo, self.hi = math.inf, -math.inf
+            return
+        # In worse-is-bigger terms (value * sign): up to the next threshold, down to this
+        # level's threshold less the deadband; both strictly.
         sign = rules.sign
-        self.hi = rules.thresholds[level - 1] * sign if level < RED else math.inf
-        self.lo = (rules.thresholds[level - 2] * sign - rules.deadband if level > NONE
-                   else -math.inf)
+        up = rules.thresholds[level - 1] * sign if level < RED else math.inf
+        down = rules.thresholds[level - 2] * sign - rules.deadband if level > NONE else -math.inf
+        lo, hi = (down, up) if sign > 0 else (-up, -down)
+        # Within the valid range, which is inclusive: v > nextafter(min, -inf) is v >= min.
+        self.lo = max(lo, math.nextafter(rules.valid_min, -math.inf))
+        self.hi = min(hi, math.nextafter(rules.valid_max, math.inf))
 
 
 # ---- defaults per sensor kind (data: kinds.toml, shipped with the package) ----
