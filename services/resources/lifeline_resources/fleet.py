@@ -263,10 +263,6 @@ class Fleet:
         passed = _passed_over(chosen, near, busy, seconds)
         return Choice(kind, chosen, passed, self.travel.basis(), count - len(chosen))
 
-    def units(self) -> Iterator[FleetUnit]:
-        with self._lock:
-            yield from list(self._units.values())
-
 
 def _passed_over(chosen: list[Candidate], near: list[Candidate], busy: list[Candidate],
                  seconds: list[float]) -> list[tuple[str, str]]:
