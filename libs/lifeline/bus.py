@@ -52,10 +52,15 @@ SCHEMA_HEADER = "Lifeline-Schema"
 SCHEMA_VERSION = "v1"
 
 
-def subject_for(service: str, wrapper: Message) -> str:
-    """lifeline.<service>.<aggregate>.<event>, e.g. lifeline.dispatch.incident.declared."""
+def subject_for(service: str, wrapper: Message, aggregate_class: Any = None) -> str:
+    """lifeline.<service>.<aggregate>.<event>, e.g. lifeline.dispatch.incident.declared; an
+    aggregate class with a `subject_key(wrapper)` puts that token before the event (monitor's
+    notifications: lifeline.monitor.notification.<party>.notified), so a subscriber can be
+    permitted exactly its own."""
     aggregate = _snake(wrapper.DESCRIPTOR.name.removesuffix("Event"))
-    return f"lifeline.{service}.{aggregate}.{event_of(wrapper)[0]}"
+    key = getattr(aggregate_class, "subject_key", None)
+    middle = f"{aggregate}.{key(wrapper)}" if key is not None else aggregate
+    return f"lifeline.{service}.{middle}.{event_of(wrapper)[0]}"
 
 
 def _snake(name: str) -> str:
@@ -119,8 +124,9 @@ class OutboxRelay(LogFollower):
             event = self.app.mapper.to_domain_event(notification)
             if not isinstance(event, ProtoAggregate.Recorded):
                 continue  # internal records (idempotency keys) stay in the service
-            wrapper = event.message(_aggregate_class(event).EVENT_TYPE)
-            subject = subject_for(self.service, wrapper)
+            aggregate_class = _aggregate_class(event)
+            wrapper = event.message(aggregate_class.EVENT_TYPE)
+            subject = subject_for(self.service, wrapper, aggregate_class)
             headers = {
                 "Nats-Msg-Id": f"{event.originator_id}/{event.originator_version}",
                 TYPE_HEADER: wrapper.DESCRIPTOR.full_name,

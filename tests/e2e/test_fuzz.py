@@ -6,6 +6,7 @@ UNKNOWN, nothing stalls, no process restarts, and a refused request writes nothi
 from __future__ import annotations
 
 import random
+import threading
 import time
 import uuid
 import zlib
@@ -40,6 +41,8 @@ READS = ("Get", "List", "Replay", "Evaluate")
 METHODS = [(s, m) for s in SERVICES for m in s.methods]
 WRITES = [(s, m) for s, m in METHODS if not m.name.startswith(READS)]
 MIB = 1 << 20
+#: How long a generated request listens to a server stream before leaving.
+FOLLOW_SECONDS = 0.2
 
 
 @pytest.fixture(scope="module")
@@ -178,8 +181,18 @@ def call(channel: grpc.Channel, service: str, method: MethodDescriptor,
             channel.stream_unary(path, **kwargs)(iter([request, request]), timeout=TIMEOUT,
                                                  metadata=metadata)
         elif method.server_streaming:
-            list(channel.unary_stream(path, **kwargs)(request, timeout=TIMEOUT,
-                                                      metadata=metadata))
+            # A follow streams until its caller leaves: listen a moment, then leave.
+            stream = channel.unary_stream(path, **kwargs)(request, timeout=TIMEOUT,
+                                                          metadata=metadata)
+            leave = threading.Timer(FOLLOW_SECONDS, stream.cancel)
+            leave.start()
+            try:
+                list(stream)
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.CANCELLED:
+                    raise
+            finally:
+                leave.cancel()
         else:
             channel.unary_unary(path, **kwargs)(request, timeout=TIMEOUT, metadata=metadata)
     except grpc.RpcError as error:

@@ -60,13 +60,43 @@ def observer_permissions() -> dict[str, Any]:
             "subscribe": {"allow": ["lifeline.>", f"{inbox_prefix(OBSERVER)}.>"]}}
 
 
-def server_config(*, passwords: dict[str, str], tls_cert: str = "", tls_key: str = "") -> str:
+#: Monitor publishes each party's notifications on a subject of its own (the party with
+#: '.' written '~', one subject token): lifeline.monitor.notification.<party>.<event>.
+NOTIFICATIONS = "lifeline.monitor.notification"
+
+
+def party_user(party: str) -> str:
+    return f"party-{party.replace('.', '~')}"
+
+
+def party_permissions(party: str) -> dict[str, Any]:
+    """A notified party (an SMS gateway, an app, a dashboard acting for it): its own
+    notifications and nothing else, live or from the stream through a durable consumer of
+    its own filtered to them."""
+    own = f"{NOTIFICATIONS}.{party.replace('.', '~')}.>"
+    stream, user = stream_name("monitor"), party_user(party)
+    consumer = f"notify-{user}"
+    return {"publish": {"allow": [
+                "$JS.API.INFO", f"$JS.API.STREAM.INFO.{stream}",
+                f"$JS.API.CONSUMER.CREATE.{stream}.{consumer}.{own}",
+                f"$JS.API.CONSUMER.INFO.{stream}.{consumer}",
+                f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
+                f"$JS.ACK.{stream}.{consumer}.>"]},
+            "subscribe": {"allow": [own, f"{inbox_prefix(user)}.>"]}}
+
+
+def server_config(*, passwords: dict[str, str], tls_cert: str = "", tls_key: str = "",
+                  parties: dict[str, str] | None = None) -> str:
     """A nats-server configuration (its JSON-compatible syntax): a user per service plus
-    the observer, and TLS when a certificate is given. JetStream is set on the command line."""
+    the observer, a user per notified party given (party -> password), and TLS when a
+    certificate is given. JetStream is set on the command line."""
     users = [{"user": name, "password": password,
               "permissions": observer_permissions() if name == OBSERVER
               else service_permissions(name)}
              for name, password in passwords.items()]
+    users += [{"user": party_user(party), "password": password,
+               "permissions": party_permissions(party)}
+              for party, password in (parties or {}).items()]
     config: dict[str, Any] = {"authorization": {"users": users}}
     if tls_cert:
         config["tls"] = {"cert_file": tls_cert, "key_file": tls_key}

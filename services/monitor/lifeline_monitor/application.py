@@ -20,10 +20,10 @@ from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.store import ServiceApplication
 from lifeline.views import ViewRow
 
-from lifeline_monitor import grid, outcomes
+from lifeline_monitor import escalation, grid, outcomes
 from lifeline_monitor.alarms import MAX_SHELVING
 from lifeline_monitor.domain import HazardWatch, Sensor, level_name, watch_id_of
-from lifeline_monitor.engine import Columns, Engine, Step, Tracked
+from lifeline_monitor.engine import Engine, Step, Tracked
 
 MAX_READINGS_PER_CALL = 10_000
 
@@ -153,15 +153,14 @@ class MonitorApp(ServiceApplication):
             answer.registered = len(added)
         return answer, self.record(*added)
 
-    def ingest(self, readings: Sequence[pb.Reading], actor: str, now: datetime,
-               columns: Columns | None = None
+    def ingest(self, readings: Sequence[pb.Reading], actor: str, now: datetime
                ) -> tuple[pb.IngestReadingsResponse, list[Recording]]:
         """Take readings in order, all or none; answer with the warnings they raised or
-        moved and the faults they raised or cleared. columns: as the edge read them."""
+        moved and the faults they raised or cleared."""
         if len(readings) > MAX_READINGS_PER_CALL:
             raise InvalidArgument("readings", f"at most {MAX_READINGS_PER_CALL} per call")
         with self.deciding() as step:
-            self.engine.ingest(readings, step, now, columns)
+            self.engine.ingest(readings, step, now)
             self.engine.expire(now, step)
             changed = self.engine.flush(step, actor, now)
         answer = pb.IngestReadingsResponse(
@@ -266,4 +265,4 @@ def rows_for(aggregate: ProtoAggregate) -> list[ViewRow]:
                         category=w.hazard, lat=w.location.lat, lon=w.location.lon)]
     if isinstance(aggregate, outcomes.Outcome):
         return outcomes.rows_for(aggregate)
-    return []
+    return escalation.rows_for(aggregate)

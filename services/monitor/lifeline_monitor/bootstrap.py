@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from lifeline.clock import Clock
+from lifeline.clock import Clock, FieldClock
 from lifeline.config import Settings
 from lifeline.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from lifeline.runtime import Runtime
 
-from lifeline_monitor import coupling, outcomes
+from lifeline_monitor import coupling, escalation, outcomes
 from lifeline_monitor.application import MonitorApp, rows_for
 from lifeline_monitor.server import MonitorServicer
 
@@ -18,11 +18,16 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
     app = MonitorApp(settings.database_url)
     app.grid_resolution = settings.grid_resolution
     runtime = Runtime(settings, app, rows_for, clock)
-    runtime.server.add(monitor_pb2_grpc.add_MonitorServiceServicer_to_server,
-                       MonitorServicer(runtime, app),
+    servicer = MonitorServicer(runtime, app)
+    runtime.server.add(monitor_pb2_grpc.add_MonitorServiceServicer_to_server, servicer,
                        monitor_pb2.DESCRIPTOR.services_by_name["MonitorService"].full_name)
     outcomes.subscribe(runtime, app)
-    coupling.subscribe(runtime, app, coupling.load_rules())
+    chains = escalation.Chains(app, escalation.load_policies())
+    field = FieldClock(app.engine.observed)
+    coupling.subscribe(runtime, app, coupling.load_rules(),
+                       also=escalation.follow(runtime, field, chains.warning_moved))
+    servicer.field_now = escalation.field_clock(runtime, field, app.engine.frame_now)
+    escalation.watch(runtime, chains, servicer.field_now)
 
     async def expire() -> None:
         # Sensors fall silent and shelving runs out between readings too.

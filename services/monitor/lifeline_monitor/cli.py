@@ -13,7 +13,7 @@ from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2_grpc
 from lifeline.validation import REPEATED_DEFAULT
 
-from lifeline_monitor import cli_alarms, grid
+from lifeline_monitor import cli_alarms, cli_alerts, grid
 
 DIRECTIONS = clikit.enum_choice(pb.Direction, "DIRECTION_")
 STATUSES = clikit.enum_choice(pb.WarningStatus, "WARNING_STATUS_")
@@ -80,7 +80,10 @@ def warning(args: argparse.Namespace, channel: grpc.Channel) -> Any:
 
 
 def ack(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    w = _stub(channel).AcknowledgeWarning(pb.AcknowledgeWarningRequest(id=args.id)).warning
+    request = pb.AcknowledgeWarningRequest(id=args.id)
+    if args.at:
+        request.occurred_at.CopyFrom(clikit.timestamp(args.at))
+    w = _stub(channel).AcknowledgeWarning(request).warning
     return w if args.json else _warnings([w])
 
 
@@ -151,7 +154,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     s.add_argument("--status", choices=sorted(STATUSES))
     s.add_argument("--hazard", default="")
     sub.add_parser("warning", help="show one warning").add_argument("id")
-    sub.add_parser("ack", help="acknowledge a warning").add_argument("id")
+    s = sub.add_parser("ack", help="acknowledge a warning (stops its escalation chain)")
+    s.add_argument("id")
+    s.add_argument("--at", help="when it was acknowledged (ISO-8601, default now)")
     s = sub.add_parser("load-grid", help="load the city's grid: districts and H3 cells (TOML)")
     s.add_argument("file")
     s = sub.add_parser("precision", help="confirmed / (confirmed + false) warnings per sensor, "
@@ -166,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     commands: dict[str, clikit.Command] = {
         "register": register, "sensors": sensors, "sensor": sensor, "read": read,
         "warnings": warnings, "warning": warning, "ack": ack, "load-grid": load_grid,
-        "cell": cell, "precision": precision, **cli_alarms.add_commands(sub)}
+        "cell": cell, "precision": precision, **cli_alarms.add_commands(sub),
+        **cli_alerts.add_commands(sub)}
     clikit.run("monitor", p, commands, _serve, argv)
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import os
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,7 +49,10 @@ LEVELS = {"blue": L.WARNING_LEVEL_BLUE, "yellow": L.WARNING_LEVEL_YELLOW,
 MAX_RINGS = 3
 WARNING_SUBJECTS = ("lifeline.monitor.warning.>",)
 WARNING_HANDLED = ("lifeline.monitor.warning.raised", "lifeline.monitor.warning.updated",
-                   "lifeline.monitor.warning.cleared")
+                   "lifeline.monitor.warning.acknowledged", "lifeline.monitor.warning.cleared")
+#: What else follows monitor's own warnings on the same consumer (escalation chains): given
+#: the event's field and message, the aggregates to record with the coupled-risk changes.
+Also = Callable[[str, Any], Sequence[Any]]
 
 
 class RuleError(ValueError):
@@ -197,12 +200,12 @@ def anchors(rule: Rule, hazard: str, cell: str) -> set[str]:
 
 
 def warning_moved(app: ServiceApplication, rules: Sequence[Rule], hazard: str, cell: str,
-                  cause: Cause, now: Any, tracking: Tracking | None = None
-                  ) -> list[Recording]:
+                  cause: Cause, now: Any, tracking: Tracking | None = None,
+                  also: Sequence[Any] = ()) -> list[Recording]:
     """A warning on hazard in cell was raised, moved or cleared: bring the compound
-    warnings it could feed up to date."""
+    warnings it could feed up to date (recorded with `also`)."""
     if not grid.is_cell(cell):
-        return app.record(tracking=tracking)
+        return app.record(*also, tracking=tracking)
     picture = Picture(app)
     changed: list[HazardWatch] = []
     for rule in rules:
@@ -222,23 +225,27 @@ def warning_moved(app: ServiceApplication, rules: Sequence[Rule], hazard: str, c
                                       lambda a=anchor, h=rule.hazard:  # type: ignore[misc]
                                       grid.responsible_for(app, a, h), step, now):
                 changed.append(watch)
-    return app.record(*changed, tracking=tracking)
+    return app.record(*changed, *also, tracking=tracking)
 
 
-def subscribe(rt: Runtime, app: ServiceApplication, rules: Sequence[Rule]) -> None:
+def subscribe(rt: Runtime, app: ServiceApplication, rules: Sequence[Rule],
+              also: Also | None = None) -> None:
     """Follow monitor's own warnings; compound warnings are written with the tracking of the
     warning event that moved them, so a redelivery changes nothing."""
     watched = {c.hazard for rule in rules for c in rule.conditions}
 
     async def on_warning(subject: str, wrapper: Message, tracking: Tracking) -> None:
-        _, event = event_of(wrapper)
+        field, event = event_of(wrapper)
         meta = event.meta
         parts = event.warning_id.split("/")
         hazard, cell = (parts[1], parts[0]) if len(parts) == 3 else ("", "")
+        # An acknowledgement moves no level: no rule to judge again.
+        judged = rules if hazard in watched and field != "acknowledged" else ()
         cause = Cause(actor="monitor", occurred_at=from_timestamp(meta.occurred_at),
                       correlation_id=event.warning_id,
                       causation_id=f"{meta.aggregate_id}/{meta.sequence}")
         await rt.write(lambda: (None, warning_moved(
-            app, rules if hazard in watched else (), hazard, cell, cause, rt.now(), tracking)))
+            app, judged, hazard, cell, cause, rt.now(), tracking,
+            also(field, event) if also is not None else ())))
 
     rt.consume("monitor", WARNING_SUBJECTS, [pb.WarningEvent], on_warning, WARNING_HANDLED)

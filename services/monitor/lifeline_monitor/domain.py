@@ -150,6 +150,8 @@ class HazardWatch(ProtoAggregate):
         elif field == "acknowledged":
             w.status = pb.WARNING_STATUS_ACKNOWLEDGED
             w.acknowledged_by = meta_of(wrapper).actor
+            #: The colour acknowledged: a worse one needs acknowledging again.
+            self.acknowledged_level = w.level
         elif field == "cleared":
             w.status = pb.WARNING_STATUS_CLEARED
             w.level = L.WARNING_LEVEL_NONE
@@ -244,7 +246,10 @@ class HazardWatch(ProtoAggregate):
         if active is None or active.id != warning_id:
             raise RuleViolation("acknowledge-active-warning",
                                 f"warning {warning_id} is no longer active (it was cleared)")
-        if active.status != pb.WARNING_STATUS_ACKNOWLEDGED:
+        # Acknowledged at a milder colour, an escalated warning is acknowledged again (its
+        # escalation chain restarted at the worse colour).
+        if active.status != pb.WARNING_STATUS_ACKNOWLEDGED or \
+                active.level > getattr(self, "acknowledged_level", active.level):
             self.record("acknowledged", pb.WarningAcknowledged(warning_id=warning_id), cause, now)
 
     @classmethod

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import grpc
 from lifeline.edge import acting, cause_of, check_enum, check_location, required
@@ -10,15 +10,15 @@ from lifeline.errors import InvalidArgument
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2_grpc
 from lifeline.runtime import Runtime
-from lifeline.validation import checked_readings
 
 from lifeline_monitor import alarms, grid, outcomes
 from lifeline_monitor.application import MAX_READINGS_PER_CALL, MonitorApp
+from lifeline_monitor.server_alerts import AlertingServicer
 
 Ctx = grpc.aio.ServicerContext
 
 
-class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
+class MonitorServicer(AlertingServicer, monitor_pb2_grpc.MonitorServiceServicer):
     def __init__(self, runtime: Runtime, app: MonitorApp) -> None:
         self.rt, self.app = runtime, app
 
@@ -52,16 +52,13 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
 
     async def IngestReadingBatch(self, request: pb.IngestReadingBatchRequest, context: Ctx
                                  ) -> pb.IngestReadingsResponse:
-        # The container itself, not a list of its 10,000 messages (each a Python object
-        # that would outlive young-generation collections, and trigger full ones).
-        return await self._ingest(request.readings, context)
+        return await self._ingest(list(request.readings), context)
 
-    async def _ingest(self, readings: Sequence[pb.Reading], context: Ctx
+    async def _ingest(self, readings: list[pb.Reading], context: Ctx
                       ) -> pb.IngestReadingsResponse:
         actor, _ = acting()
-        columns = checked_readings(readings)
         return await self.rt.command(
-            lambda: self.app.ingest(readings, actor, self.rt.now(), columns),
+            lambda: self.app.ingest(readings, actor, self.rt.now()),
             lambda answer: answer)
 
     async def RegisterSensors(self, request: pb.RegisterSensorsRequest, context: Ctx
@@ -111,7 +108,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
     async def AcknowledgeWarning(self, request: pb.AcknowledgeWarningRequest, context: Ctx
                                  ) -> pb.AcknowledgeWarningResponse:
         required(request, "id")
-        cause = cause_of(self.rt.clock, actor=request.actor)
+        cause = cause_of(self.rt.clock, actor=request.actor, occurred_at=request.occurred_at)
         return await self.rt.command(
             lambda: self.app.acknowledge(request.id, cause, self.rt.now()),
             lambda warning: pb.AcknowledgeWarningResponse(warning=warning))

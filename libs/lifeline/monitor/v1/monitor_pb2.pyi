@@ -102,6 +102,59 @@ WARNING_OUTCOME_CONFIRMED: WarningOutcome.ValueType  # 1
 WARNING_OUTCOME_FALSE_ALARM: WarningOutcome.ValueType  # 2
 Global___WarningOutcome: _TypeAlias = WarningOutcome  # noqa: Y015
 
+class _NotificationStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _NotificationStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NotificationStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    NOTIFICATION_STATUS_UNSPECIFIED: _NotificationStatus.ValueType  # 0
+    NOTIFICATION_STATUS_WAITING: _NotificationStatus.ValueType  # 1
+    """Waiting for an acknowledgement."""
+    NOTIFICATION_STATUS_ACKNOWLEDGED: _NotificationStatus.ValueType  # 2
+    """The warning was acknowledged (by this party or another): the chain stopped."""
+    NOTIFICATION_STATUS_WITHDRAWN: _NotificationStatus.ValueType  # 3
+    """The warning was cleared before anyone acknowledged it."""
+
+class NotificationStatus(_NotificationStatus, metaclass=_NotificationStatusEnumTypeWrapper):
+    """---- Notifications and escalation chains ----"""
+
+NOTIFICATION_STATUS_UNSPECIFIED: NotificationStatus.ValueType  # 0
+NOTIFICATION_STATUS_WAITING: NotificationStatus.ValueType  # 1
+"""Waiting for an acknowledgement."""
+NOTIFICATION_STATUS_ACKNOWLEDGED: NotificationStatus.ValueType  # 2
+"""The warning was acknowledged (by this party or another): the chain stopped."""
+NOTIFICATION_STATUS_WITHDRAWN: NotificationStatus.ValueType  # 3
+"""The warning was cleared before anyone acknowledged it."""
+Global___NotificationStatus: _TypeAlias = NotificationStatus  # noqa: Y015
+
+class _EscalationStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EscalationStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EscalationStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ESCALATION_STATUS_UNSPECIFIED: _EscalationStatus.ValueType  # 0
+    ESCALATION_STATUS_RUNNING: _EscalationStatus.ValueType  # 1
+    """Steps still to come."""
+    ESCALATION_STATUS_ACKNOWLEDGED: _EscalationStatus.ValueType  # 2
+    ESCALATION_STATUS_EXHAUSTED: _EscalationStatus.ValueType  # 3
+    """Every step and repeat notified, nobody acknowledged."""
+    ESCALATION_STATUS_ENDED: _EscalationStatus.ValueType  # 4
+    """The warning was cleared."""
+
+class EscalationStatus(_EscalationStatus, metaclass=_EscalationStatusEnumTypeWrapper): ...
+
+ESCALATION_STATUS_UNSPECIFIED: EscalationStatus.ValueType  # 0
+ESCALATION_STATUS_RUNNING: EscalationStatus.ValueType  # 1
+"""Steps still to come."""
+ESCALATION_STATUS_ACKNOWLEDGED: EscalationStatus.ValueType  # 2
+ESCALATION_STATUS_EXHAUSTED: EscalationStatus.ValueType  # 3
+"""Every step and repeat notified, nobody acknowledged."""
+ESCALATION_STATUS_ENDED: EscalationStatus.ValueType  # 4
+"""The warning was cleared."""
+Global___EscalationStatus: _TypeAlias = EscalationStatus  # noqa: Y015
+
 @_typing.final
 class Thresholds(_message.Message):
     """The reading at which each colour starts. Must be ordered blue..red in the
@@ -1788,21 +1841,27 @@ class AcknowledgeWarningRequest(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     ACTOR_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     actor: _builtins.str
     """Leave empty: the actor is the authenticated caller. Only a system whose role may act
     for others (see the role matrix) may name the person it acts for; it is then recorded
     as `via`. Anyone else naming another actor is refused PERMISSION_DENIED.
     """
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """Field time of the acknowledgement (default: now)."""
+
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         actor: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "id", b"id", "occurred_at", b"occurred_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2168,3 +2227,810 @@ class UnshelveSensorResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UnshelveSensorResponse: _TypeAlias = UnshelveSensorResponse  # noqa: Y015
+
+@_typing.final
+class PartyNotification(_message.Message):
+    """One party's notification about one warning: what its inbox shows."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WARNING_ID_FIELD_NUMBER: _builtins.int
+    PARTY_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    HAZARD_FIELD_NUMBER: _builtins.int
+    GRID_CELL_FIELD_NUMBER: _builtins.int
+    LOCATION_FIELD_NUMBER: _builtins.int
+    EVIDENCE_FIELD_NUMBER: _builtins.int
+    NOTIFIED_AT_FIELD_NUMBER: _builtins.int
+    ACK_DEADLINE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_BY_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_AT_FIELD_NUMBER: _builtins.int
+    TIMES_NOTIFIED_FIELD_NUMBER: _builtins.int
+    CELL_NAME_FIELD_NUMBER: _builtins.int
+    DISTRICT_FIELD_NUMBER: _builtins.int
+    POLICY_FIELD_NUMBER: _builtins.int
+    warning_id: _builtins.str
+    party: _builtins.str
+    """Who is notified: a person (grid officer, duty officer) or a department."""
+    role: _builtins.str
+    """Why: grid_officer, duty_officer, department, or party (named by the policy)."""
+    channel: _builtins.str
+    """How: app, sms, phone, email, radio (the policy step's channel)."""
+    step: _builtins.int
+    """The policy step (1-based) and round (0 the first pass, 1.. repeats) that notified it."""
+    round: _builtins.int
+    level: _common_pb2.WarningLevel.ValueType
+    hazard: _builtins.str
+    grid_cell: _builtins.str
+    status: Global___NotificationStatus.ValueType
+    acknowledged_by: _builtins.str
+    times_notified: _builtins.int
+    """How many times this party was notified of this warning."""
+    cell_name: _builtins.str
+    district: _builtins.str
+    policy: _builtins.str
+    """The escalation policy."""
+    @_builtins.property
+    def location(self) -> _common_pb2.GeoPoint: ...
+    @_builtins.property
+    def evidence(self) -> Global___Reading:
+        """The reading that last moved the warning."""
+
+    @_builtins.property
+    def notified_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ack_deadline(self) -> _timestamp_pb2.Timestamp:
+        """Unacknowledged by then, the chain's next step is notified (unset: no deadline)."""
+
+    @_builtins.property
+    def acknowledged_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        warning_id: _builtins.str = ...,
+        party: _builtins.str = ...,
+        role: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        step: _builtins.int = ...,
+        round: _builtins.int = ...,
+        level: _common_pb2.WarningLevel.ValueType = ...,
+        hazard: _builtins.str = ...,
+        grid_cell: _builtins.str = ...,
+        location: _common_pb2.GeoPoint | None = ...,
+        evidence: Global___Reading | None = ...,
+        notified_at: _timestamp_pb2.Timestamp | None = ...,
+        ack_deadline: _timestamp_pb2.Timestamp | None = ...,
+        status: Global___NotificationStatus.ValueType = ...,
+        acknowledged_by: _builtins.str = ...,
+        acknowledged_at: _timestamp_pb2.Timestamp | None = ...,
+        times_notified: _builtins.int = ...,
+        cell_name: _builtins.str = ...,
+        district: _builtins.str = ...,
+        policy: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack_deadline", b"ack_deadline", "acknowledged_at", b"acknowledged_at", "evidence", b"evidence", "location", b"location", "notified_at", b"notified_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack_deadline", b"ack_deadline", "acknowledged_at", b"acknowledged_at", "acknowledged_by", b"acknowledged_by", "cell_name", b"cell_name", "channel", b"channel", "district", b"district", "evidence", b"evidence", "grid_cell", b"grid_cell", "hazard", b"hazard", "level", b"level", "location", b"location", "notified_at", b"notified_at", "party", b"party", "policy", b"policy", "role", b"role", "round", b"round", "status", b"status", "step", b"step", "times_notified", b"times_notified", "warning_id", b"warning_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PartyNotification: _TypeAlias = PartyNotification  # noqa: Y015
+
+@_typing.final
+class WarningNotified(_message.Message):
+    """A warning reached a party (published on lifeline.monitor.notification.<party>.notified)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    NOTIFICATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def notification(self) -> Global___PartyNotification: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        notification: Global___PartyNotification | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "notification", b"notification"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "notification", b"notification"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WarningNotified: _TypeAlias = WarningNotified  # noqa: Y015
+
+@_typing.final
+class NotificationAcknowledged(_message.Message):
+    """The warning was acknowledged: nothing more waits for this party."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    WARNING_ID_FIELD_NUMBER: _builtins.int
+    PARTY_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    warning_id: _builtins.str
+    party: _builtins.str
+    by: _builtins.str
+    """Who acknowledged (this party or another); when is meta.occurred_at."""
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        warning_id: _builtins.str = ...,
+        party: _builtins.str = ...,
+        by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "meta", b"meta", "party", b"party", "warning_id", b"warning_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NotificationAcknowledged: _TypeAlias = NotificationAcknowledged  # noqa: Y015
+
+@_typing.final
+class NotificationWithdrawn(_message.Message):
+    """The warning was cleared unacknowledged."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    WARNING_ID_FIELD_NUMBER: _builtins.int
+    PARTY_FIELD_NUMBER: _builtins.int
+    warning_id: _builtins.str
+    party: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        warning_id: _builtins.str = ...,
+        party: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "party", b"party", "warning_id", b"warning_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NotificationWithdrawn: _TypeAlias = NotificationWithdrawn  # noqa: Y015
+
+@_typing.final
+class NotificationEvent(_message.Message):
+    """Events of one party's notification about one warning."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFIED_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_FIELD_NUMBER: _builtins.int
+    WITHDRAWN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def notified(self) -> Global___WarningNotified: ...
+    @_builtins.property
+    def acknowledged(self) -> Global___NotificationAcknowledged: ...
+    @_builtins.property
+    def withdrawn(self) -> Global___NotificationWithdrawn: ...
+    def __init__(
+        self,
+        *,
+        notified: Global___WarningNotified | None = ...,
+        acknowledged: Global___NotificationAcknowledged | None = ...,
+        withdrawn: Global___NotificationWithdrawn | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "event", b"event", "notified", b"notified", "withdrawn", b"withdrawn"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "event", b"event", "notified", b"notified", "withdrawn", b"withdrawn"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["notified", "acknowledged", "withdrawn"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___NotificationEvent: _TypeAlias = NotificationEvent  # noqa: Y015
+
+@_typing.final
+class Escalation(_message.Message):
+    """A warning's escalation chain."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WARNING_ID_FIELD_NUMBER: _builtins.int
+    POLICY_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    NEXT_DUE_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_BY_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_AT_FIELD_NUMBER: _builtins.int
+    NOTIFIED_FIELD_NUMBER: _builtins.int
+    RESTARTS_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_BY_NOTIFIED_FIELD_NUMBER: _builtins.int
+    warning_id: _builtins.str
+    policy: _builtins.str
+    level: _common_pb2.WarningLevel.ValueType
+    """The colour the chain runs for (a worse colour restarts it)."""
+    status: Global___EscalationStatus.ValueType
+    step: _builtins.int
+    """The last step notified (1-based) and its round."""
+    round: _builtins.int
+    acknowledged_by: _builtins.str
+    restarts: _builtins.int
+    """How many times a worse colour restarted it."""
+    acknowledged_by_notified: _builtins.bool
+    """Whether who acknowledged had been notified."""
+    @_builtins.property
+    def next_due(self) -> _timestamp_pb2.Timestamp:
+        """When the next step falls due (unset: none)."""
+
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def acknowledged_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def notified(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Every party notified since the chain (re)started."""
+
+    def __init__(
+        self,
+        *,
+        warning_id: _builtins.str = ...,
+        policy: _builtins.str = ...,
+        level: _common_pb2.WarningLevel.ValueType = ...,
+        status: Global___EscalationStatus.ValueType = ...,
+        step: _builtins.int = ...,
+        round: _builtins.int = ...,
+        next_due: _timestamp_pb2.Timestamp | None = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        acknowledged_by: _builtins.str = ...,
+        acknowledged_at: _timestamp_pb2.Timestamp | None = ...,
+        notified: _abc.Iterable[_builtins.str] | None = ...,
+        restarts: _builtins.int = ...,
+        acknowledged_by_notified: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at", "next_due", b"next_due", "started_at", b"started_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at", "acknowledged_by", b"acknowledged_by", "acknowledged_by_notified", b"acknowledged_by_notified", "level", b"level", "next_due", b"next_due", "notified", b"notified", "policy", b"policy", "restarts", b"restarts", "round", b"round", "started_at", b"started_at", "status", b"status", "step", b"step", "warning_id", b"warning_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Escalation: _TypeAlias = Escalation  # noqa: Y015
+
+@_typing.final
+class EscalationStarted(_message.Message):
+    """The chain started (or restarted at a worse colour)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    WARNING_ID_FIELD_NUMBER: _builtins.int
+    POLICY_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    RESTART_FIELD_NUMBER: _builtins.int
+    warning_id: _builtins.str
+    policy: _builtins.str
+    level: _common_pb2.WarningLevel.ValueType
+    restart: _builtins.bool
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        warning_id: _builtins.str = ...,
+        policy: _builtins.str = ...,
+        level: _common_pb2.WarningLevel.ValueType = ...,
+        restart: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["level", b"level", "meta", b"meta", "policy", b"policy", "restart", b"restart", "warning_id", b"warning_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EscalationStarted: _TypeAlias = EscalationStarted  # noqa: Y015
+
+@_typing.final
+class EscalationStepReached(_message.Message):
+    """A step fell due and its parties were notified (meta.occurred_at: when it fell due)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    WARNING_ID_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    PARTIES_FIELD_NUMBER: _builtins.int
+    NEXT_DUE_FIELD_NUMBER: _builtins.int
+    warning_id: _builtins.str
+    step: _builtins.int
+    round: _builtins.int
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def parties(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def next_due(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        warning_id: _builtins.str = ...,
+        step: _builtins.int = ...,
+        round: _builtins.int = ...,
+        parties: _abc.Iterable[_builtins.str] | None = ...,
+        next_due: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "next_due", b"next_due"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "next_due", b"next_due", "parties", b"parties", "round", b"round", "step", b"step", "warning_id", b"warning_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EscalationStepReached: _TypeAlias = EscalationStepReached  # noqa: Y015
+
+@_typing.final
+class EscalationStopped(_message.Message):
+    """The chain stopped: acknowledged (meta.actor, meta.occurred_at), exhausted or ended."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    WARNING_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    BY_NOTIFIED_PARTY_FIELD_NUMBER: _builtins.int
+    warning_id: _builtins.str
+    status: Global___EscalationStatus.ValueType
+    by: _builtins.str
+    by_notified_party: _builtins.bool
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        warning_id: _builtins.str = ...,
+        status: Global___EscalationStatus.ValueType = ...,
+        by: _builtins.str = ...,
+        by_notified_party: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "by_notified_party", b"by_notified_party", "meta", b"meta", "status", b"status", "warning_id", b"warning_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EscalationStopped: _TypeAlias = EscalationStopped  # noqa: Y015
+
+@_typing.final
+class EscalationEvent(_message.Message):
+    """Events of one warning's escalation chain."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STARTED_FIELD_NUMBER: _builtins.int
+    STEP_REACHED_FIELD_NUMBER: _builtins.int
+    STOPPED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def started(self) -> Global___EscalationStarted: ...
+    @_builtins.property
+    def step_reached(self) -> Global___EscalationStepReached: ...
+    @_builtins.property
+    def stopped(self) -> Global___EscalationStopped: ...
+    def __init__(
+        self,
+        *,
+        started: Global___EscalationStarted | None = ...,
+        step_reached: Global___EscalationStepReached | None = ...,
+        stopped: Global___EscalationStopped | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "started", b"started", "step_reached", b"step_reached", "stopped", b"stopped"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "started", b"started", "step_reached", b"step_reached", "stopped", b"stopped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["started", "step_reached", "stopped"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___EscalationEvent: _TypeAlias = EscalationEvent  # noqa: Y015
+
+@_typing.final
+class ListInboxRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTY_FIELD_NUMBER: _builtins.int
+    INCLUDE_DONE_FIELD_NUMBER: _builtins.int
+    party: _builtins.str
+    include_done: _builtins.bool
+    """Also what was acknowledged or withdrawn (the latest 1,000 of the party)."""
+    def __init__(
+        self,
+        *,
+        party: _builtins.str = ...,
+        include_done: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_done", b"include_done", "party", b"party"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInboxRequest: _TypeAlias = ListInboxRequest  # noqa: Y015
+
+@_typing.final
+class ListInboxResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFICATIONS_FIELD_NUMBER: _builtins.int
+    OVERDUE_FIELD_NUMBER: _builtins.int
+    overdue: _builtins.int
+    @_builtins.property
+    def notifications(self) -> _containers.RepeatedCompositeFieldContainer[Global___PartyNotification]:
+        """Overdue first (oldest deadline first), then waiting by deadline, then the rest."""
+
+    def __init__(
+        self,
+        *,
+        notifications: _abc.Iterable[Global___PartyNotification] | None = ...,
+        overdue: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["notifications", b"notifications", "overdue", b"overdue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInboxResponse: _TypeAlias = ListInboxResponse  # noqa: Y015
+
+@_typing.final
+class FollowInboxRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTY_FIELD_NUMBER: _builtins.int
+    DURATION_FIELD_NUMBER: _builtins.int
+    party: _builtins.str
+    @_builtins.property
+    def duration(self) -> _duration_pb2.Duration:
+        """Stop following after this long (default: until the caller leaves; at most 24 h)."""
+
+    def __init__(
+        self,
+        *,
+        party: _builtins.str = ...,
+        duration: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "party", b"party"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FollowInboxRequest: _TypeAlias = FollowInboxRequest  # noqa: Y015
+
+@_typing.final
+class GetEscalationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WARNING_ID_FIELD_NUMBER: _builtins.int
+    warning_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        warning_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["warning_id", b"warning_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEscalationRequest: _TypeAlias = GetEscalationRequest  # noqa: Y015
+
+@_typing.final
+class GetEscalationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ESCALATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def escalation(self) -> Global___Escalation: ...
+    def __init__(
+        self,
+        *,
+        escalation: Global___Escalation | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["escalation", b"escalation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["escalation", b"escalation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEscalationResponse: _TypeAlias = GetEscalationResponse  # noqa: Y015
+
+@_typing.final
+class CapAlert(_message.Message):
+    """One CAP 1.2 alert message."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDENTIFIER_FIELD_NUMBER: _builtins.int
+    MSG_TYPE_FIELD_NUMBER: _builtins.int
+    SENT_FIELD_NUMBER: _builtins.int
+    XML_FIELD_NUMBER: _builtins.int
+    REFERENCES_FIELD_NUMBER: _builtins.int
+    identifier: _builtins.str
+    msg_type: _builtins.str
+    """Alert, Update or Cancel."""
+    xml: _builtins.bytes
+    """The CAP 1.2 XML document (UTF-8)."""
+    references: _builtins.str
+    """The earlier message it refers to, as CAP writes it: sender,identifier,sent."""
+    @_builtins.property
+    def sent(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        identifier: _builtins.str = ...,
+        msg_type: _builtins.str = ...,
+        sent: _timestamp_pb2.Timestamp | None = ...,
+        xml: _builtins.bytes = ...,
+        references: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sent", b"sent"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identifier", b"identifier", "msg_type", b"msg_type", "references", b"references", "sent", b"sent", "xml", b"xml"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CapAlert: _TypeAlias = CapAlert  # noqa: Y015
+
+@_typing.final
+class GetCapAlertsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WARNING_ID_FIELD_NUMBER: _builtins.int
+    warning_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        warning_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["warning_id", b"warning_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCapAlertsRequest: _TypeAlias = GetCapAlertsRequest  # noqa: Y015
+
+@_typing.final
+class GetCapAlertsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def alerts(self) -> _containers.RepeatedCompositeFieldContainer[Global___CapAlert]:
+        """One per state change, oldest first: raise, updates, acknowledgement, clear."""
+
+    def __init__(
+        self,
+        *,
+        alerts: _abc.Iterable[Global___CapAlert] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCapAlertsResponse: _TypeAlias = GetCapAlertsResponse  # noqa: Y015
+
+@_typing.final
+class ImportCapAlertRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    XML_FIELD_NUMBER: _builtins.int
+    xml: _builtins.bytes
+    """The CAP 1.2 XML document (at most 64 KiB)."""
+    def __init__(
+        self,
+        *,
+        xml: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["xml", b"xml"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportCapAlertRequest: _TypeAlias = ImportCapAlertRequest  # noqa: Y015
+
+@_typing.final
+class ImportCapAlertResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDENTIFIER_FIELD_NUMBER: _builtins.int
+    SENDER_FIELD_NUMBER: _builtins.int
+    MSG_TYPE_FIELD_NUMBER: _builtins.int
+    WARNING_IDS_FIELD_NUMBER: _builtins.int
+    DUPLICATE_FIELD_NUMBER: _builtins.int
+    GRID_CELLS_FIELD_NUMBER: _builtins.int
+    identifier: _builtins.str
+    sender: _builtins.str
+    msg_type: _builtins.str
+    duplicate: _builtins.bool
+    """True: this identifier and sender were imported before; nothing changed."""
+    @_builtins.property
+    def warning_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The warnings it raised, moved or cleared."""
+
+    @_builtins.property
+    def grid_cells(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The cells its area covers."""
+
+    def __init__(
+        self,
+        *,
+        identifier: _builtins.str = ...,
+        sender: _builtins.str = ...,
+        msg_type: _builtins.str = ...,
+        warning_ids: _abc.Iterable[_builtins.str] | None = ...,
+        duplicate: _builtins.bool = ...,
+        grid_cells: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "grid_cells", b"grid_cells", "identifier", b"identifier", "msg_type", b"msg_type", "sender", b"sender", "warning_ids", b"warning_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportCapAlertResponse: _TypeAlias = ImportCapAlertResponse  # noqa: Y015
+
+@_typing.final
+class CapAlertImported(_message.Message):
+    """An alert from another agency taken in (its area's cells and the warnings it feeds)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    IDENTIFIER_FIELD_NUMBER: _builtins.int
+    SENDER_FIELD_NUMBER: _builtins.int
+    MSG_TYPE_FIELD_NUMBER: _builtins.int
+    HAZARD_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    GRID_CELLS_FIELD_NUMBER: _builtins.int
+    REFERENCES_FIELD_NUMBER: _builtins.int
+    HEADLINE_FIELD_NUMBER: _builtins.int
+    EXPIRES_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    identifier: _builtins.str
+    sender: _builtins.str
+    msg_type: _builtins.str
+    hazard: _builtins.str
+    level: _common_pb2.WarningLevel.ValueType
+    headline: _builtins.str
+    source: _builtins.str
+    """The warning source its cells carry: the first alert of its chain of updates."""
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def grid_cells(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def references(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The alerts it updates or cancels (sender,identifier,sent)."""
+
+    @_builtins.property
+    def expires(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        identifier: _builtins.str = ...,
+        sender: _builtins.str = ...,
+        msg_type: _builtins.str = ...,
+        hazard: _builtins.str = ...,
+        level: _common_pb2.WarningLevel.ValueType = ...,
+        grid_cells: _abc.Iterable[_builtins.str] | None = ...,
+        references: _abc.Iterable[_builtins.str] | None = ...,
+        headline: _builtins.str = ...,
+        expires: _timestamp_pb2.Timestamp | None = ...,
+        source: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires", b"expires", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires", b"expires", "grid_cells", b"grid_cells", "hazard", b"hazard", "headline", b"headline", "identifier", b"identifier", "level", b"level", "meta", b"meta", "msg_type", b"msg_type", "references", b"references", "sender", b"sender", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CapAlertImported: _TypeAlias = CapAlertImported  # noqa: Y015
+
+@_typing.final
+class CapAlertEvent(_message.Message):
+    """Events of one imported CAP alert (identified by sender and identifier)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMPORTED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def imported(self) -> Global___CapAlertImported: ...
+    def __init__(
+        self,
+        *,
+        imported: Global___CapAlertImported | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "imported", b"imported"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "imported", b"imported"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["imported"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___CapAlertEvent: _TypeAlias = CapAlertEvent  # noqa: Y015
+
+@_typing.final
+class CapAlertPublished(_message.Message):
+    """A warning's state change as a CAP 1.2 alert, for public-alert channels
+    (lifeline.monitor.cap_feed.published).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    WARNING_ID_FIELD_NUMBER: _builtins.int
+    ALERT_FIELD_NUMBER: _builtins.int
+    warning_id: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def alert(self) -> Global___CapAlert: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        warning_id: _builtins.str = ...,
+        alert: Global___CapAlert | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "meta", b"meta", "warning_id", b"warning_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CapAlertPublished: _TypeAlias = CapAlertPublished  # noqa: Y015
+
+@_typing.final
+class CapFeedEvent(_message.Message):
+    """Events of one warning's CAP feed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PUBLISHED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def published(self) -> Global___CapAlertPublished: ...
+    def __init__(
+        self,
+        *,
+        published: Global___CapAlertPublished | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "published", b"published"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "published", b"published"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["published"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___CapFeedEvent: _TypeAlias = CapFeedEvent  # noqa: Y015

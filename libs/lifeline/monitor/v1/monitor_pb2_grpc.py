@@ -106,6 +106,31 @@ class MonitorServiceStub:
                 request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.UnshelveSensorRequest.SerializeToString,
                 response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.UnshelveSensorResponse.FromString,
                 _registered_method=True)
+        self.ListInbox = channel.unary_unary(
+                '/lifeline.monitor.v1.MonitorService/ListInbox',
+                request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ListInboxRequest.SerializeToString,
+                response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ListInboxResponse.FromString,
+                _registered_method=True)
+        self.FollowInbox = channel.unary_stream(
+                '/lifeline.monitor.v1.MonitorService/FollowInbox',
+                request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.FollowInboxRequest.SerializeToString,
+                response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.PartyNotification.FromString,
+                _registered_method=True)
+        self.GetEscalation = channel.unary_unary(
+                '/lifeline.monitor.v1.MonitorService/GetEscalation',
+                request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetEscalationRequest.SerializeToString,
+                response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetEscalationResponse.FromString,
+                _registered_method=True)
+        self.GetCapAlerts = channel.unary_unary(
+                '/lifeline.monitor.v1.MonitorService/GetCapAlerts',
+                request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetCapAlertsRequest.SerializeToString,
+                response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetCapAlertsResponse.FromString,
+                _registered_method=True)
+        self.ImportCapAlert = channel.unary_unary(
+                '/lifeline.monitor.v1.MonitorService/ImportCapAlert',
+                request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ImportCapAlertRequest.SerializeToString,
+                response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ImportCapAlertResponse.FromString,
+                _registered_method=True)
 
 
 class MonitorServiceServicer:
@@ -203,6 +228,41 @@ class MonitorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListInbox(self, request, context):
+        """What waits for one party (its notifications about active warnings), overdue first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FollowInbox(self, request, context):
+        """A party's notifications as they arrive, until the caller leaves (or `duration` ends).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEscalation(self, request, context):
+        """A warning's escalation chain: its policy, the steps notified, who acknowledged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCapAlerts(self, request, context):
+        """Every state change of a warning as an OASIS CAP 1.2 alert (Alert, Update, Cancel).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportCapAlert(self, request, context):
+        """Take a CAP 1.2 alert from another agency: its area's cells get a warning source.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MonitorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -275,6 +335,31 @@ def add_MonitorServiceServicer_to_server(servicer, server):
                     servicer.UnshelveSensor,
                     request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.UnshelveSensorRequest.FromString,
                     response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.UnshelveSensorResponse.SerializeToString,
+            ),
+            'ListInbox': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInbox,
+                    request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ListInboxRequest.FromString,
+                    response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ListInboxResponse.SerializeToString,
+            ),
+            'FollowInbox': grpc.unary_stream_rpc_method_handler(
+                    servicer.FollowInbox,
+                    request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.FollowInboxRequest.FromString,
+                    response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.PartyNotification.SerializeToString,
+            ),
+            'GetEscalation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEscalation,
+                    request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetEscalationRequest.FromString,
+                    response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetEscalationResponse.SerializeToString,
+            ),
+            'GetCapAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCapAlerts,
+                    request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetCapAlertsRequest.FromString,
+                    response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetCapAlertsResponse.SerializeToString,
+            ),
+            'ImportCapAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportCapAlert,
+                    request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ImportCapAlertRequest.FromString,
+                    response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ImportCapAlertResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -657,6 +742,141 @@ class MonitorService:
             '/lifeline.monitor.v1.MonitorService/UnshelveSensor',
             lifeline_dot_monitor_dot_v1_dot_monitor__pb2.UnshelveSensorRequest.SerializeToString,
             lifeline_dot_monitor_dot_v1_dot_monitor__pb2.UnshelveSensorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInbox(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.monitor.v1.MonitorService/ListInbox',
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ListInboxRequest.SerializeToString,
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ListInboxResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FollowInbox(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lifeline.monitor.v1.MonitorService/FollowInbox',
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.FollowInboxRequest.SerializeToString,
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.PartyNotification.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEscalation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.monitor.v1.MonitorService/GetEscalation',
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetEscalationRequest.SerializeToString,
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetEscalationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCapAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.monitor.v1.MonitorService/GetCapAlerts',
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetCapAlertsRequest.SerializeToString,
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetCapAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportCapAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.monitor.v1.MonitorService/ImportCapAlert',
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ImportCapAlertRequest.SerializeToString,
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ImportCapAlertResponse.FromString,
             options,
             channel_credentials,
             insecure,
