@@ -3,8 +3,9 @@ the field time; steps fall due on it): an ORANGE warning in the Xujiahui cell no
 cell's grid officer and the district's flood departments; unacknowledged, it escalates to
 the duty officer exactly at ORANGE's deadline, once; the duty officer acknowledges it from
 the inbox (the CLI) and the chain stops; the warning turns RED and the chain restarts at
-RED's deadline. Every notification is in the events and on its party's own NATS
-subject."""
+RED's deadline. Every notification is in the events and on its party's own NATS subject;
+every state change is a CAP alert the OASIS schema accepts. Then a weather bureau's CAP
+alert raises a warning on the cells it covers and its cancel clears it."""
 
 from __future__ import annotations
 
@@ -30,12 +31,15 @@ from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2_grpc
 from lifeline.scenario import wait_until
 from lifeline_monitor import grid
+from lxml import etree
 
 from tests.conftest import Databases
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+CAP_DATA = ROOT / "tests" / "data" / "cap"
+OASIS = ROOT / "services" / "monitor" / "lifeline_monitor" / "CAP-v1.2.xsd"
 TIMEOUT = 10.0
 XUJIAHUI = common_pb2.GeoPoint(lat=31.1955, lon=121.4373)
 S = pb.EscalationStatus
@@ -178,3 +182,55 @@ def test_a_warning_notifies_escalates_stops_on_acknowledgement_and_restarts_on_r
     for party in ("wang-fang", "water", "police", "traffic", "xuhui-duty-officer"):
         assert f"lifeline.monitor.notification.{party}.notified" in subjects
     assert "lifeline.monitor.notification.wang-fang.acknowledged" in subjects
+
+    schema = etree.XMLSchema(etree.parse(str(OASIS)))
+    alerts = monitor.GetCapAlerts(pb.GetCapAlertsRequest(warning_id=warning_id),
+                                  timeout=TIMEOUT).alerts
+    assert [a.msg_type for a in alerts][:1] == ["Alert"]
+    assert {a.msg_type for a in alerts[1:]} == {"Update"}
+    for before, alert in zip([None, *alerts], alerts, strict=False):
+        assert schema.validate(etree.fromstring(alert.xml)), schema.error_log.last_error
+        if before is not None:
+            assert before.identifier in alert.references
+    feed = wait_until(lambda: (lambda f: f if len(f) == len(alerts) else None)(
+        stream_messages(drill, "lifeline.monitor.cap_feed.")), "the CAP feed", TIMEOUT)
+    assert [pb.CapFeedEvent.FromString(d).published.alert.identifier for _, d in feed] == \
+        [a.identifier for a in alerts]
+    xml = cli(drill, "city-ops", "cap", warning_id)
+    assert schema.validate(etree.fromstring(xml.encode()))
+
+
+def bureau(name: str) -> bytes:
+    """A test file with its dates moved into the drill (field times lie in the past)."""
+    text = (CAP_DATA / name).read_text()
+    return text.replace("2031-07-20", (T0 - timedelta(days=1)).strftime("%Y-%m-%d")).encode()
+
+
+def test_a_weather_bureau_alert_raises_a_warning_and_its_cancel_clears_it(
+        drill: Stack, monitor: monitor_pb2_grpc.MonitorServiceStub) -> None:
+    cell = grid.cell_of(XUJIAHUI, 8)
+    answer = json.loads(cli(drill, "city-ops", "cap", "import", "-", "--json",
+                            stdin=bureau("rainstorm_alert.xml")))
+    assert cell in answer["gridCells"]
+    warning_id = f"{cell}/heavy_rain/1"
+    assert warning_id in answer["warningIds"]
+    warning = monitor.GetWarning(pb.GetWarningRequest(id=warning_id), timeout=TIMEOUT).warning
+    assert warning.level == common_pb2.WARNING_LEVEL_ORANGE
+    assert warning.responsible.grid_officer == "wang-fang"
+    again = monitor.ImportCapAlert(pb.ImportCapAlertRequest(xml=bureau("rainstorm_alert.xml")),
+                                   timeout=TIMEOUT)
+    assert again.duplicate
+    monitor.ImportCapAlert(pb.ImportCapAlertRequest(xml=bureau("rainstorm_update.xml")),
+                           timeout=TIMEOUT)
+    assert monitor.GetWarning(pb.GetWarningRequest(id=warning_id), timeout=TIMEOUT) \
+        .warning.level == common_pb2.WARNING_LEVEL_RED
+    monitor.ImportCapAlert(pb.ImportCapAlertRequest(xml=bureau("rainstorm_cancel.xml")),
+                           timeout=TIMEOUT)
+    assert monitor.GetWarning(pb.GetWarningRequest(id=warning_id), timeout=TIMEOUT) \
+        .warning.status == pb.WARNING_STATUS_CLEARED
+
+    with pytest.raises(grpc.RpcError) as refused:
+        monitor.ImportCapAlert(pb.ImportCapAlertRequest(xml=bureau("invalid_urgency.xml")),
+                               timeout=TIMEOUT)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "urgency" in (refused.value.details() or "")

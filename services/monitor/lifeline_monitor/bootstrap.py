@@ -7,7 +7,7 @@ from lifeline.config import Settings
 from lifeline.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from lifeline.runtime import Runtime
 
-from lifeline_monitor import coupling, escalation, outcomes
+from lifeline_monitor import cap, coupling, escalation, outcomes
 from lifeline_monitor.application import MonitorApp, rows_for
 from lifeline_monitor.server import MonitorServicer
 
@@ -24,8 +24,9 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
     outcomes.subscribe(runtime, app)
     chains = escalation.Chains(app, escalation.load_policies())
     field = FieldClock(app.engine.observed)
-    coupling.subscribe(runtime, app, coupling.load_rules(),
-                       also=escalation.follow(runtime, field, chains.warning_moved))
+    coupling.subscribe(runtime, app, coupling.load_rules(), also=escalation.follow(
+        runtime, field, chains.warning_moved,
+        lambda name, event, cause, now: cap.published(app, name, event, cause, now)))
     servicer.field_now = escalation.field_clock(runtime, field, app.engine.frame_now)
     escalation.watch(runtime, chains, servicer.field_now)
 

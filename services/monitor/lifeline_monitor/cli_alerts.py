@@ -1,11 +1,14 @@
-"""lifeline-monitor's commands for what reaches people: `inbox --party P [--follow]` (then
-`ack WARNING_ID`) and `escalation WARNING_ID`."""
+"""lifeline-monitor's commands for what reaches people and agencies: `inbox --party P
+[--follow]` (then `ack WARNING_ID`), `escalation WARNING_ID`, `cap WARNING_ID` and
+`cap import FILE|-`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -64,6 +67,20 @@ def escalation(args: argparse.Namespace, channel: grpc.Channel) -> Any:
         warning_id=args.warning)).escalation
 
 
+def cap(args: argparse.Namespace, channel: grpc.Channel) -> Any:
+    stub = _stub(channel)
+    if args.target == "import":
+        if not args.file:
+            raise SystemExit("lifeline-monitor: cap import FILE (or - for standard input)")
+        xml = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        return stub.ImportCapAlert(pb.ImportCapAlertRequest(xml=xml))
+    alerts = stub.GetCapAlerts(pb.GetCapAlertsRequest(warning_id=args.target)).alerts
+    if args.json:
+        return "\n".join(json_format.MessageToJson(a, indent=None) for a in alerts)
+    chosen: Sequence[pb.CapAlert] = alerts if args.all else alerts[-1:]
+    return "\n".join(a.xml.decode() for a in chosen).rstrip()
+
+
 def add_commands(sub: Any) -> dict[str, clikit.Command]:
     s = sub.add_parser("inbox", help="what waits for a party (overdue first); then ack it")
     s.add_argument("--party", required=True, help="a grid officer, duty officer or department")
@@ -71,4 +88,9 @@ def add_commands(sub: Any) -> dict[str, clikit.Command]:
     s.add_argument("--follow", action="store_true", help="then show notifications as they come")
     s = sub.add_parser("escalation", help="a warning's escalation chain")
     s.add_argument("warning")
-    return {"inbox": inbox, "escalation": escalation}
+    s = sub.add_parser("cap", help="a warning as a CAP 1.2 alert (cap WARNING_ID), or take "
+                                   "one in (cap import FILE|-)")
+    s.add_argument("target", metavar="WARNING_ID|import")
+    s.add_argument("file", nargs="?", help="with import: the CAP XML file, - for stdin")
+    s.add_argument("--all", action="store_true", help="every alert of the warning, in order")
+    return {"inbox": inbox, "escalation": escalation, "cap": cap}

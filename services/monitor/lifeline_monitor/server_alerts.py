@@ -1,5 +1,5 @@
-"""Monitor's gRPC face for what reaches people: parties' inboxes and escalation chains.
-Part of `MonitorServicer`."""
+"""Monitor's gRPC face for what reaches people and agencies: parties' inboxes, escalation
+chains, CAP 1.2 out and in. Part of `MonitorServicer`."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 import grpc
-from lifeline.edge import check_name, required
+from eventsourcing.persistence import Recording
+from lifeline.edge import acting, check_name, required
+from lifeline.errors import InvalidArgument
+from lifeline.events import Cause
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.runtime import Runtime
+from lifeline.validation import MAX_SKEW
 
-from lifeline_monitor import alarms, inbox
+from lifeline_monitor import alarms, cap, inbox
 from lifeline_monitor.application import MonitorApp
 
 Ctx = grpc.aio.ServicerContext
@@ -49,3 +53,30 @@ class AlertingServicer:
         required(request, "warning_id")
         chain = await self.rt.views.require("escalation", request.warning_id, pb.Escalation)
         return pb.GetEscalationResponse(escalation=chain)
+
+    async def GetCapAlerts(self, request: pb.GetCapAlertsRequest, context: Ctx
+                           ) -> pb.GetCapAlertsResponse:
+        required(request, "warning_id")
+        alerts = await self.rt.read(lambda: cap.alerts_for(self.app, request.warning_id))
+        return pb.GetCapAlertsResponse(alerts=alerts)
+
+    async def ImportCapAlert(self, request: pb.ImportCapAlertRequest, context: Ctx
+                             ) -> pb.ImportCapAlertResponse:
+        resolution = self.app.grid_resolution
+        incoming = cap.parse(request.xml, resolution)
+        if incoming.sent > self.rt.now() + MAX_SKEW:
+            raise InvalidArgument("xml", f"sent: {incoming.sent.isoformat()} is in the future "
+                                         f"(this service's clock reads {self.rt.now():%H:%M})")
+        actor, _ = acting()
+        # Field time: when the agency sent it; the agency is who the caller relays.
+        cause = Cause(actor=actor, via=incoming.sender[:128], occurred_at=incoming.sent,
+                      reason=f"CAP alert from {incoming.sender}"[:1000])
+        return await self.rt.command(
+            lambda: self._imported(incoming, resolution, cause),
+            lambda answer: answer)
+
+    def _imported(self, incoming: cap.Incoming, resolution: int, cause: Cause
+                  ) -> tuple[pb.ImportCapAlertResponse, list[Recording]]:
+        answer, changed = cap.import_alert(self.app, incoming, resolution, cause,
+                                           self.rt.now())
+        return answer, self.app.record(*changed)
