@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -38,6 +39,10 @@ class ViewRow:
     category: str = ""
     lat: float | None = None
     lon: float | None = None
+    #: The field time its next deadline falls due (None: none pending), and how far the
+    #: aggregate's field time runs ahead of the service clock (see lifeline.clock).
+    due: datetime | None = None
+    field_offset: timedelta = timedelta(0)
 
 
 RowsFor = Callable[[ProtoAggregate], Sequence[ViewRow]]
@@ -64,6 +69,10 @@ class Views:
                     category text NOT NULL, lat float8, lon float8, doc bytea NOT NULL,
                     PRIMARY KEY (kind, key));
                 CREATE INDEX IF NOT EXISTS view_by_status ON {self.table} (kind, status, category);
+                ALTER TABLE {self.table} ADD COLUMN IF NOT EXISTS due timestamptz,
+                    ADD COLUMN IF NOT EXISTS field_offset interval;
+                CREATE INDEX IF NOT EXISTS view_due ON {self.table} (kind, due)
+                    WHERE due IS NOT NULL;
                 CREATE TABLE IF NOT EXISTS {self.positions} (
                     name text PRIMARY KEY, position bigint NOT NULL);""")
 
@@ -76,12 +85,13 @@ class Views:
     async def save(self, rows: Sequence[ViewRow], position: int) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.executemany(
-                f"""INSERT INTO {self.table} (kind, key, status, category, lat, lon, doc)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7)
+                f"""INSERT INTO {self.table} (kind, key, status, category, lat, lon, doc, due,
+                                              field_offset)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                     ON CONFLICT (kind, key) DO UPDATE SET status = $3, category = $4,
-                    lat = $5, lon = $6, doc = $7""",
-                [(r.kind, r.key, r.status, r.category, r.lat, r.lon, r.doc.SerializeToString())
-                 for r in rows])
+                    lat = $5, lon = $6, doc = $7, due = $8, field_offset = $9""",
+                [(r.kind, r.key, r.status, r.category, r.lat, r.lon, r.doc.SerializeToString(),
+                  r.due, r.field_offset) for r in rows])
             await conn.execute(
                 f"""INSERT INTO {self.positions} VALUES ('projector', $1)
                     ON CONFLICT (name) DO UPDATE SET position = GREATEST(
@@ -125,6 +135,32 @@ class Views:
                     ORDER BY key LIMIT $4 OFFSET $5""", *args)
         items = [message_type.FromString(r["doc"]) for r in rows[:size]]
         return items, (str(offset + size) if len(rows) > size else "")
+
+    async def due(self, kind: str, message_type: type[M], *, service_now: datetime,
+                  field_now: datetime | None = None) -> list[M]:
+        """Views whose next deadline has fallen due: by field time `field_now` when given
+        (drills), else by the service clock run on by each row's field-time offset."""
+        when, moment = (("due", field_now) if field_now is not None
+                        else ("due - field_offset", service_now))
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                f"""SELECT doc FROM {self.table}
+                    WHERE kind = $1 AND due IS NOT NULL AND {when} <= $2""", kind, moment)
+        return [message_type.FromString(r["doc"]) for r in rows]
+
+    async def fill_due(self, kind: str, message_type: type[M],
+                       due_of: Callable[[M], tuple[datetime | None, timedelta]]) -> int:
+        """Compute `due` for rows written before it was kept (an upgrade); how many."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                f"SELECT key, doc FROM {self.table} WHERE kind = $1 AND due IS NULL", kind)
+            updates = [(r["key"], *due_of(message_type.FromString(r["doc"])), kind)
+                       for r in rows]
+            updates = [u for u in updates if u[1] is not None]
+            await conn.executemany(
+                f"""UPDATE {self.table} SET due = $2, field_offset = $3
+                    WHERE kind = $4 AND key = $1""", updates)
+        return len(updates)
 
     async def every(self, kind: str, message_type: type[M]) -> list[M]:
         """Every view of a kind (to warm a service's in-memory cache when it starts)."""

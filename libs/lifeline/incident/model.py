@@ -285,6 +285,21 @@ def field_time_offset(view: pb.Incident) -> timedelta:
     return view.field_time_offset.ToTimedelta()
 
 
+def next_deadline(view: pb.Incident) -> datetime | None:
+    """The field time the incident's next pending deadline falls due, if any (what the
+    deadline watch looks for, kept on the read model so it reads only incidents due)."""
+    if view.state not in ACTIVE:
+        return None
+    pending = [from_timestamp(due_at) for order in view.orders
+               for due_at, waiting, deadline in (
+                   (order.acknowledge_by, order.status == pb.ORDER_STATUS_ISSUED,
+                    pb.DEADLINE_ACKNOWLEDGEMENT),
+                   (order.complete_by, order.status in UNFINISHED_ORDER,
+                    pb.DEADLINE_COMPLETION))
+               if waiting and deadline not in order.overdue]
+    return min(pending, default=None)
+
+
 def due_deadlines(view: pb.Incident, field_now: datetime) -> list[tuple[str, int, Any]]:
     """Deadlines passed unmet by field time field_now and not yet recorded as overdue:
     (order id, which deadline, when it fell due), earliest first."""

@@ -14,7 +14,9 @@ from lifeline.errors import InvalidArgument
 from lifeline.events import Cause, ProtoAggregate
 from lifeline.incident.model import (
     Incident,
+    field_time_offset,
     incident_id_for_warning,
+    next_deadline,
     parse_incident_id,
     state_name,
 )
@@ -155,5 +157,6 @@ def rows_for(aggregate: ProtoAggregate) -> list[ViewRow]:
         v = aggregate.view
         return [ViewRow("incident", v.id, v, status=state_name(v.state),
                         category=v.hazard_type or v.hazard, lat=v.location.lat,
-                        lon=v.location.lon)]
+                        lon=v.location.lon, due=next_deadline(v),
+                        field_offset=field_time_offset(v))]
     return []
