@@ -180,9 +180,7 @@ class CoverageWatch(ProtoAggregate):
             found.record("gap_closed", pb.CoverageGapClosed(requirement_id=requirement.id,
                                                             covering=count), cause, now)
             return found
-        if gap and found.pending is None and suggest is not None \
-                and (found.view.move_up.status != M.MOVE_UP_STATUS_ACCEPTED
-                     or not found.view.move_up.id):
+        if gap and found.pending is None and suggest is not None:
             unit, origin, eta = suggest
             move = pb.MoveUp(id=f"{requirement.id}/{found.suggested + 1}", unit_id=unit.id,
                              to=point(requirement.at), eta_seconds=round(eta, 1),
