@@ -402,8 +402,20 @@ def _points(text: str, where: str) -> list[tuple[float, float]]:
     return points
 
 
+def _area_km2(points: Sequence[tuple[float, float]]) -> float:
+    """A polygon's area, near enough to bound the work (shoelace on an equirectangular
+    projection at its mean latitude)."""
+    mean = math.radians(sum(lat for lat, _ in points) / len(points))
+    xy = [(lon * 111.32 * math.cos(mean), lat * 110.57) for lat, lon in points]
+    return abs(sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2)
+                   in zip(xy, xy[1:] + xy[:1], strict=True))) / 2
+
+
 def _shape_cells(points: Sequence[tuple[float, float]], resolution: int, where: str
                  ) -> list[str]:
+    # Refused before H3 is asked: a continent-sized polygon would take seconds to fill.
+    if _area_km2(points) / h3.average_hexagon_area(resolution, "km^2") > MAX_CELLS:
+        raise InvalidArgument("xml", f"{where}: covers more than {MAX_CELLS} cells")
     try:
         shape = h3.LatLngPoly(list(points))
         cells = h3.h3shape_to_cells_experimental(shape, resolution, contain="overlap")
