@@ -1,0 +1,89 @@
+"""A notified party reads exactly its own notifications on a real nats-server configured by
+`lifeline.identity.nats.server_config`: live on its subject and from monitor's stream through
+a consumer of its own filtered to it; another party's subject is refused by the server."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import nats
+import pytest
+from lifeline.devstack import EmbeddedNats, free_port
+from lifeline.identity.nats import party_user, server_config, stream_name
+from nats.js import api
+
+pytestmark = pytest.mark.integration
+PASSWORDS = {"monitor": "monitor-secret", "observer": "observer-secret"}
+PARTIES = {"wang-fang": "wang-secret", "water": "water-secret"}
+
+
+def test_a_party_reads_its_own_notifications_and_no_one_elses() -> None:
+    with tempfile.TemporaryDirectory() as root:
+        config = Path(root) / "nats.conf"
+        config.write_text(server_config(passwords=PASSWORDS, parties=PARTIES))
+        port = free_port()
+        server = subprocess.Popen(
+            [EmbeddedNats.binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd",
+             str(Path(root) / "js"), "-c", str(config)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "nats-server did not start"
+                    time.sleep(0.05)
+            asyncio.run(_check(f"nats://127.0.0.1:{port}"))
+        finally:
+            server.terminate()
+            server.wait(10)
+
+
+async def _check(url: str) -> None:
+    errors: list[str] = []
+
+    async def on_error(error: Exception) -> None:
+        errors.append(str(error))
+
+    monitor = await nats.connect(url, user="monitor", password=PASSWORDS["monitor"],
+                                 inbox_prefix="_INBOX_monitor")
+    js = monitor.jetstream()
+    await js.add_stream(api.StreamConfig(name=stream_name("monitor"),
+                                         subjects=["lifeline.monitor.>"]))
+    user = party_user("wang-fang")
+    party = await nats.connect(url, user=user, password=PARTIES["wang-fang"],
+                               inbox_prefix=f"_INBOX_{user}", error_cb=on_error)
+    live = await party.subscribe("lifeline.monitor.notification.wang-fang.>")
+    other = await party.subscribe("lifeline.monitor.notification.water.>")
+    await party.flush()
+    for who in ("wang-fang", "water"):
+        await js.publish(f"lifeline.monitor.notification.{who}.notified", who.encode())
+
+    mine = await live.next_msg(timeout=2)
+    assert mine.data == b"wang-fang"
+    with pytest.raises(nats.errors.TimeoutError):
+        await other.next_msg(timeout=0.3)
+    assert any("permissions violation for subscription" in e.lower() and "water" in e
+               for e in errors), errors
+
+    stored = await party.jetstream().pull_subscribe(
+        "lifeline.monitor.notification.wang-fang.>", durable=f"notify-{user}",
+        stream=stream_name("monitor"))
+    fetched = await stored.fetch(5, timeout=2)
+    assert [m.data for m in fetched] == [b"wang-fang"]
+    # A consumer filtered to another party's subject: the server refuses the API call.
+    errors.clear()
+    with pytest.raises(nats.errors.TimeoutError):
+        await party.request(
+            f"$JS.API.CONSUMER.CREATE.{stream_name('monitor')}.notify-{user}-w."
+            "lifeline.monitor.notification.water.>", b"{}", timeout=0.5)
+    assert any("permissions violation for publish" in e.lower() for e in errors), errors
+    await party.close()
+    await monitor.close()
