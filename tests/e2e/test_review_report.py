@@ -26,6 +26,7 @@ import pytest
 from google.protobuf import json_format
 from lifeline.devstack import Stack
 from lifeline.identity.dev import LOCAL_USER_ROLES
+from lifeline.plans import load_plan
 from lifeline.review.v1 import review_pb2, review_pb2_grpc
 from lifeline_review.demand import DemandSpec, generate
 from matplotlib.image import imread
@@ -320,3 +321,45 @@ def test_a_ten_thousand_event_history_imports_in_under_ten_seconds(stack: Stack)
     back = list(review.GetIncidentHistory(
         review_pb2.GetIncidentHistoryRequest(incident_id=kept.incident_id), timeout=120))
     assert len(back) == len(history) and back[-1].chain_digest == kept.chain_head
+
+
+def test_a_plan_revision_is_proposed_with_evidence_decided_by_another_and_exported(
+        env: dict[str, str], stack: Stack, exported: dict[str, list[dict[str, Any]]],
+        tmp_path: Path) -> None:
+    plan = load_plan(Path(__file__).parents[2] / "plans" / "urban_flooding.toml")
+    text = plan.path.read_text().replace(f"version = {plan.version}\n",
+                                         f"version = {plan.version + 1}\n", 1)
+    proposed_file = tmp_path / "urban_flooding.toml"
+    proposed_file.write_text(text.replace("response_time_target_minutes = 30",
+                                          "response_time_target_minutes = 25", 1))
+    evidence = next(iter(exported))
+    shown = json.loads(cli(env, "revision", "propose", "urban_flooding", "--file",
+                           str(proposed_file), "--reason", "grade IV reached late",
+                           "--incident", evidence, "--finding",
+                           "response_time_p90=34/30:minutes", "--json").stdout)
+    revision = shown["id"]
+    assert shown["status"] == "PLAN_REVISION_STATUS_PROPOSED"
+    assert shown["toVersion"] == plan.version + 1 and shown["incidentIds"] == [evidence]
+
+    # The proposer may not decide; another evaluator does, once.
+    own = cli(env, "revision", "accept", revision, "--reason", "mine", ok=False)
+    assert own.returncode == 1 and "four-eyes" in own.stderr
+    other = {**env, "LIFELINE_TOKEN": stack.token("evaluator-sun", "evaluator")}
+    assert "accepted" in cli(other, "revision", "accept", revision, "--reason",
+                             "agreed at the review board").stdout
+    listed = cli(env, "revisions", "--plan", "urban_flooding").stdout
+    assert revision in listed and "accepted" in listed
+
+    written = tmp_path / "plans" / "urban_flooding.toml"
+    written.parent.mkdir()
+    cli(env, "revision", "export", revision, "-o", str(written))
+    next_version = load_plan(written)
+    assert next_version.version == plan.version + 1
+    assert next_version.for_grade(4).response_time_target_minutes == 25
+
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text(text.replace(f"version = {plan.version + 1}\n", "version = 9\n", 1))
+    refused = cli(env, "revision", "propose", "urban_flooding", "--file", str(wrong),
+                  "--reason", "x", ok=False)
+    assert refused.returncode == 1 and "invalid_argument" in refused.stderr
+    assert "plan_toml: version" in refused.stderr

@@ -10,16 +10,24 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Recording, StoredEvent, Tracking
-from lifeline.errors import AlreadyExists
+from lifeline.errors import AlreadyExists, InvalidArgument
 from lifeline.events import Cause, ProtoAggregate, fold, from_timestamp, meta_of, stable_id
 from lifeline.incident.model import OPEN, IncidentState, parse_incident_id, state_name
 from lifeline.incident.v1 import incident_pb2
+from lifeline.plans import PlanLibrary, default_library
 from lifeline.review.v1 import review_pb2 as pb
 from lifeline.store import ServiceApplication
+from lifeline.validation import quote
 from lifeline.views import ViewRow
 from psycopg import sql
 
-from lifeline_review.domain import IncidentHistory, as_of, evaluate, validate_history
+from lifeline_review.domain import (
+    IncidentHistory,
+    PlanRevision,
+    as_of,
+    evaluate,
+    validate_history,
+)
 from lifeline_review.measures import Case, IncidentFilter
 
 #: Histories read per query when replaying many.
@@ -125,6 +133,42 @@ class ReviewApp(ServiceApplication):
                 status=u.status) for u in state.deployed_units())
         return active, committed
 
+    def propose_revision(self, plan_id: str, plan_toml: bytes, incident_ids: list[str],
+                         findings: list[pb.Finding], cause: Cause, now: datetime
+                         ) -> tuple[PlanRevision, list[Recording]]:
+        for index, incident_id in enumerate(incident_ids):
+            try:
+                known = self.find(IncidentHistory, UUID(incident_id))
+            except ValueError:
+                known = None
+            if known is None:
+                raise InvalidArgument(f"incident_ids[{index}]",
+                                      f"no history {quote(incident_id)} to cite")
+        revision = PlanRevision.propose(plan_id, plan_toml, self.plans.get(plan_id),
+                                        incident_ids, findings, cause, now)
+        if self.find(PlanRevision, revision.id) is not None:
+            raise AlreadyExists("plan revision", str(revision.id))
+        return revision, self.record(revision)
+
+    def decide_revision(self, revision_id: str, accept: bool, cause: Cause, now: datetime
+                        ) -> tuple[PlanRevision, list[Recording]]:
+        revision = self.revision(revision_id)
+        revision.decide(accept, cause, now)
+        return revision, self.record(revision)
+
+    def revision(self, revision_id: str) -> PlanRevision:
+        try:
+            key = UUID(revision_id)
+        except ValueError:
+            raise InvalidArgument("revision_id", f"{quote(revision_id)} is not a revision id "
+                                                 "(a UUID)") from None
+        return self.load(PlanRevision, key, "plan revision", revision_id)
+
+    @property
+    def plans(self) -> PlanLibrary:
+        """The plans in force, as dispatch loads them (LIFELINE_PLANS or the shipped)."""
+        return default_library()
+
     def chained_history(self, incident_id: str) -> list[incident_pb2.IncidentEvent]:
         history = self.load(IncidentHistory, parse_incident_id(incident_id), "incident history",
                             incident_id)
@@ -132,6 +176,10 @@ class ReviewApp(ServiceApplication):
 
 
 def rows_for(aggregate: ProtoAggregate) -> list[ViewRow]:
+    if isinstance(aggregate, PlanRevision):
+        return [ViewRow("plan_revision", str(aggregate.id), aggregate.view,
+                        status=pb.PlanRevisionStatus.Name(aggregate.view.status),
+                        category=aggregate.view.plan_id)]
     if isinstance(aggregate, IncidentHistory):
         key = str(aggregate.id)
         state = aggregate.state.view.state

@@ -266,6 +266,73 @@ def rehearse(args: argparse.Namespace) -> Any:
     return table.render() + (f"\n\nwrote {args.html}" if args.html else "")
 
 
+def _finding(text_: str) -> pb.Finding:
+    """measure=observed/target[:unit], e.g. response_time_p90=18.5/15:minutes."""
+    try:
+        measure, numbers = text_.split("=", 1)
+        numbers, _, unit = numbers.partition(":")
+        observed, target = numbers.split("/", 1)
+        return pb.Finding(measure=measure, observed=float(observed), target=float(target),
+                          unit=unit)
+    except ValueError:
+        raise SystemExit(f"lifeline-review: --finding {text_!r}: expected "
+                         "MEASURE=OBSERVED/TARGET[:UNIT], e.g. response_time_p90=18.5/15:minutes"
+                         ) from None
+
+
+def _revision_table(r: pb.PlanRevision) -> clikit.Table:
+    return clikit.Table(["field", "value"], [
+        ["revision", r.id], ["plan", f"{r.plan_id} v{r.from_version} -> v{r.to_version}"],
+        ["status", pb.PlanRevisionStatus.Name(r.status).removeprefix(
+            "PLAN_REVISION_STATUS_").lower()],
+        ["proposed", f"{r.proposed_by} at {clikit.when(r.proposed_at)}: {r.reason}"],
+        ["evidence", ", ".join(r.incident_ids) or "-"],
+        *[[f"finding {f.measure}", f"{f.observed:g} against {f.target:g} {f.unit}"]
+          for f in r.findings],
+        ["decided", f"{r.decided_by} at {clikit.when(r.decided_at)}: {r.decision_reason}"
+         if r.decided_by else "-"],
+        ["content sha256", r.content_hash]])
+
+
+def revision(args: argparse.Namespace, channel: grpc.Channel) -> Any:
+    stub = _stub(channel)
+    if args.action == "propose":
+        try:
+            plan_toml = Path(args.file).read_bytes()
+        except (OSError, TypeError) as error:
+            raise SystemExit(f"lifeline-review: --file: cannot read {args.file}: {error}"
+                             ) from None
+        answer = stub.ProposePlanRevision(pb.ProposePlanRevisionRequest(
+            plan_id=args.target, plan_toml=plan_toml, reason=args.reason or "",
+            incident_ids=args.incident or [],
+            findings=[_finding(f) for f in args.finding or []]))
+    elif args.action in ("accept", "reject"):
+        answer = stub.DecidePlanRevision(pb.DecidePlanRevisionRequest(
+            revision_id=args.target, accept=args.action == "accept", reason=args.reason or ""))
+    else:
+        answer = stub.GetPlanRevision(pb.GetPlanRevisionRequest(revision_id=args.target))
+    if args.action == "export":
+        if answer.status != pb.PLAN_REVISION_STATUS_ACCEPTED:
+            raise SystemExit(f"lifeline-review: revision {answer.id} is not accepted; only "
+                             "an accepted revision becomes the plan's next version")
+        if not args.output:
+            raise SystemExit("lifeline-review: export needs -o FILE (e.g. "
+                             f"plans/{answer.plan_id}.toml)")
+        Path(args.output).write_bytes(answer.plan_toml)
+        return (f"wrote {answer.plan_id} v{answer.to_version} to {args.output}; dispatch "
+                "loads it as the plan in force when it next starts with that plans folder")
+    return answer if args.json else _revision_table(answer)
+
+
+def revisions(args: argparse.Namespace, channel: grpc.Channel) -> Any:
+    listed = _stub(channel).ListPlanRevisions(pb.ListPlanRevisionsRequest(
+        plan_id=args.plan or "")).revisions
+    return clikit.Table(["revision", "plan", "versions", "status", "proposed by", "reason"], [
+        [r.id, r.plan_id, f"{r.from_version} -> {r.to_version}",
+         pb.PlanRevisionStatus.Name(r.status).removeprefix("PLAN_REVISION_STATUS_").lower(),
+         r.proposed_by, r.reason] for r in listed])
+
+
 def histories(args: argparse.Namespace, channel: grpc.Channel) -> Any:
     return clikit.Table(["incident", "events", "state"], [
         [h.incident_id, h.events, text.state_name(h.state)]
@@ -323,9 +390,23 @@ def main(argv: Sequence[str] | None = None) -> None:
                    help="travel model: km/h from the unit's station (default 30)")
     h.add_argument("--write-fleet", metavar="FILE", help="write the baseline's fleet (to edit)")
     h.add_argument("--html", metavar="FILE", help="the last variant's report with charts")
+    v = sub.add_parser("revision", help="plan revisions (预案修订): propose one with its "
+                                        "evidence, accept or reject it, show it, export an "
+                                        "accepted one as the plan file")
+    v.add_argument("action", choices=["propose", "accept", "reject", "show", "export"])
+    v.add_argument("target", metavar="PLAN|REVISION",
+                   help="the plan id (propose) or the revision id (the others)")
+    v.add_argument("--file", help="propose: the plan file as it should read (TOML)")
+    v.add_argument("--reason", help="propose, accept, reject: why")
+    v.add_argument("--incident", action="append", help="propose: an incident as evidence")
+    v.add_argument("--finding", action="append", metavar="MEASURE=OBSERVED/TARGET[:UNIT]",
+                   help="propose: a number behind it (repeatable)")
+    v.add_argument("-o", "--output", help="export: where to write the plan file")
+    sub.add_parser("revisions", help="list plan revisions").add_argument("--plan")
     commands: dict[str, clikit.Command] = {"history": history, "replay": replay,
                                            "evaluate": evaluate, "histories": histories,
-                                           "report": report, "as-of": as_of, "city": city}
+                                           "report": report, "as-of": as_of, "city": city,
+                                           "revision": revision, "revisions": revisions}
     clikit.run("review", p, commands, _serve, argv, offline=_offline)
 
 

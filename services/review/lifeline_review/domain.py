@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import copy
+import tempfile
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from lifeline.errors import InvalidArgument
-from lifeline.events import Cause, ProtoAggregate, event_of, from_timestamp, meta_of
+from lifeline.errors import InvalidArgument, RuleViolation
+from lifeline.events import Cause, ProtoAggregate, event_of, from_timestamp, meta_of, stable_id
 from lifeline.incident.model import CLOSED_ORDER, IncidentState
 from lifeline.incident.v1 import incident_pb2
+from lifeline.plans import Plan, PlanError, load_plan
 from lifeline.review.v1 import review_pb2 as pb
 
 from lifeline_review import chain
@@ -247,3 +250,80 @@ def as_of(history: list[incident_pb2.IncidentEvent], when: datetime
         state.apply(event)
         count += 1
     return (state if count else None), count
+
+
+PLAN_FILE_LIMIT = 64 * 1024
+
+
+def check_plan_text(plan_id: str, plan_toml: bytes, in_force: Plan | None) -> Plan:
+    """The proposed plan file, read and checked as dispatch would load it: the plan schema
+    and rules, the same plan id, and the version after the one in force."""
+    if in_force is None:
+        raise InvalidArgument("plan_id", f"no plan {plan_id!r} is in force")
+    if len(plan_toml) > PLAN_FILE_LIMIT:
+        raise InvalidArgument("plan_toml", f"at most {PLAN_FILE_LIMIT} bytes")
+    with tempfile.TemporaryDirectory(prefix="lifeline-plan-") as folder:
+        path = Path(folder) / f"{plan_id}.toml"
+        path.write_bytes(plan_toml)
+        try:
+            plan = load_plan(path)
+        except PlanError as error:
+            raise InvalidArgument(f"plan_toml: {error.field}", error.problem) from None
+    if plan.id != plan_id:
+        raise InvalidArgument("plan_toml: id", f"is {plan.id!r}, not the plan {plan_id!r}")
+    if plan.version != in_force.version + 1:
+        raise InvalidArgument("plan_toml: version", f"must be {in_force.version + 1}, the "
+                                                    f"version after the one in force "
+                                                    f"({in_force.version}), not {plan.version}")
+    return plan
+
+
+class PlanRevision(ProtoAggregate):
+    """A proposed revision of an emergency plan with its evidence, until an evaluator
+    (not the proposer: four eyes) accepts or rejects it."""
+
+    EVENT_TYPE = pb.PlanRevisionEvent
+
+    def when(self, wrapper: Message) -> None:
+        kind, event = event_of(wrapper)
+        meta = event.meta
+        if kind == "proposed":
+            self.view = pb.PlanRevision(
+                id=str(self.id), plan_id=event.plan_id, from_version=event.from_version,
+                to_version=event.to_version, plan_toml=event.plan_toml,
+                content_hash=event.content_hash, reason=meta.reason,
+                incident_ids=event.incident_ids, findings=event.findings,
+                status=pb.PLAN_REVISION_STATUS_PROPOSED, proposed_by=meta.actor,
+                proposed_at=meta.occurred_at)
+        elif kind == "decided":
+            self.view.status = pb.PLAN_REVISION_STATUS_ACCEPTED if event.accepted \
+                else pb.PLAN_REVISION_STATUS_REJECTED
+            self.view.decided_by = meta.actor
+            self.view.decided_at.CopyFrom(meta.occurred_at)
+            self.view.decision_reason = meta.reason
+
+    @classmethod
+    def propose(cls, plan_id: str, plan_toml: bytes, in_force: Plan | None,
+                incident_ids: list[str], findings: list[pb.Finding], cause: Cause,
+                now: datetime) -> PlanRevision:
+        if not cause.reason.strip():
+            raise InvalidArgument("reason", "a proposal says why (the finding in words)")
+        plan = check_plan_text(plan_id, plan_toml, in_force)
+        assert in_force is not None
+        revision_id = stable_id("plan-revision", plan_id, plan.content_hash)
+        return cls.start(revision_id, "proposed", pb.PlanRevisionProposed(
+            plan_id=plan_id, from_version=in_force.version, to_version=plan.version,
+            plan_toml=plan_toml, content_hash=plan.content_hash, incident_ids=incident_ids,
+            findings=findings), cause, now)
+
+    def decide(self, accept: bool, cause: Cause, now: datetime) -> None:
+        if self.view.status != pb.PLAN_REVISION_STATUS_PROPOSED:
+            decided = pb.PlanRevisionStatus.Name(self.view.status).rsplit("_", 1)[-1]
+            raise RuleViolation("decide-once", f"revision {self.id} was already "
+                                               f"{decided.lower()}")
+        if cause.actor == self.view.proposed_by:
+            raise RuleViolation("four-eyes", f"{cause.actor} proposed this revision; another "
+                                              "evaluator decides it")
+        if not cause.reason.strip():
+            raise InvalidArgument("reason", "a decision says why")
+        self.record("decided", pb.PlanRevisionDecided(accepted=accept), cause, now)

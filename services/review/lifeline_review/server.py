@@ -123,6 +123,31 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
             lambda: self.app.city_as_of(ids, when, request.origin))
         return pb.GetCityAsOfResponse(active_incidents=active, committed_units=committed)
 
+    async def ProposePlanRevision(self, request: pb.ProposePlanRevisionRequest, context: Ctx
+                                  ) -> pb.PlanRevision:
+        cause = cause_of(self.rt.clock, reason=request.reason)
+        return await self.rt.command(lambda: self.app.propose_revision(
+            request.plan_id, request.plan_toml, list(request.incident_ids),
+            list(request.findings), cause, self.rt.now()), lambda r: r.view)
+
+    async def DecidePlanRevision(self, request: pb.DecidePlanRevisionRequest, context: Ctx
+                                 ) -> pb.PlanRevision:
+        cause = cause_of(self.rt.clock, reason=request.reason)
+        return await self.rt.command(lambda: self.app.decide_revision(
+            request.revision_id, request.accept, cause, self.rt.now()), lambda r: r.view)
+
+    async def GetPlanRevision(self, request: pb.GetPlanRevisionRequest, context: Ctx
+                              ) -> pb.PlanRevision:
+        revision = await self.rt.read(lambda: self.app.revision(request.revision_id))
+        return revision.view
+
+    async def ListPlanRevisions(self, request: pb.ListPlanRevisionsRequest, context: Ctx
+                                ) -> pb.ListPlanRevisionsResponse:
+        revisions, token = await self.rt.views.page(
+            "plan_revision", pb.PlanRevision, page_size=request.page.page_size,
+            page_token=request.page.page_token, category=request.plan_id)
+        return pb.ListPlanRevisionsResponse(revisions=revisions, next_page_token=token)
+
     async def ListHistories(self, request: pb.ListHistoriesRequest, context: Ctx
                             ) -> pb.ListHistoriesResponse:
         histories, token = await self.rt.views.page(

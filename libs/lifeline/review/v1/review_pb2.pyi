@@ -47,6 +47,25 @@ HISTORY_ORIGIN_IMPORTED: HistoryOrigin.ValueType  # 2
 """Imported from files."""
 Global___HistoryOrigin: _TypeAlias = HistoryOrigin  # noqa: Y015
 
+class _PlanRevisionStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PlanRevisionStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PlanRevisionStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PLAN_REVISION_STATUS_UNSPECIFIED: _PlanRevisionStatus.ValueType  # 0
+    PLAN_REVISION_STATUS_PROPOSED: _PlanRevisionStatus.ValueType  # 1
+    PLAN_REVISION_STATUS_ACCEPTED: _PlanRevisionStatus.ValueType  # 2
+    PLAN_REVISION_STATUS_REJECTED: _PlanRevisionStatus.ValueType  # 3
+
+class PlanRevisionStatus(_PlanRevisionStatus, metaclass=_PlanRevisionStatusEnumTypeWrapper): ...
+
+PLAN_REVISION_STATUS_UNSPECIFIED: PlanRevisionStatus.ValueType  # 0
+PLAN_REVISION_STATUS_PROPOSED: PlanRevisionStatus.ValueType  # 1
+PLAN_REVISION_STATUS_ACCEPTED: PlanRevisionStatus.ValueType  # 2
+PLAN_REVISION_STATUS_REJECTED: PlanRevisionStatus.ValueType  # 3
+Global___PlanRevisionStatus: _TypeAlias = PlanRevisionStatus  # noqa: Y015
+
 @_typing.final
 class ImportHistoryRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -910,6 +929,233 @@ class GetCityAsOfResponse(_message.Message):
 Global___GetCityAsOfResponse: _TypeAlias = GetCityAsOfResponse  # noqa: Y015
 
 @_typing.final
+class Finding(_message.Message):
+    """A number behind a proposal: what was measured against what the plan asks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEASURE_FIELD_NUMBER: _builtins.int
+    OBSERVED_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    measure: _builtins.str
+    """A measure of the report (e.g. response_time_p90, acknowledgement_p90:fire)."""
+    observed: _builtins.float
+    target: _builtins.float
+    unit: _builtins.str
+    """Unit of observed and target (e.g. minutes, percent)."""
+    def __init__(
+        self,
+        *,
+        measure: _builtins.str = ...,
+        observed: _builtins.float = ...,
+        target: _builtins.float = ...,
+        unit: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["measure", b"measure", "observed", b"observed", "target", b"target", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Finding: _TypeAlias = Finding  # noqa: Y015
+
+@_typing.final
+class ProposePlanRevisionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    PLAN_TOML_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    INCIDENT_IDS_FIELD_NUMBER: _builtins.int
+    FINDINGS_FIELD_NUMBER: _builtins.int
+    plan_id: _builtins.str
+    plan_toml: _builtins.bytes
+    """The whole plan file (TOML, UTF-8) as it should read, `version` one above the plan in
+    force.
+    """
+    reason: _builtins.str
+    """The finding in words."""
+    @_builtins.property
+    def incident_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def findings(self) -> _containers.RepeatedCompositeFieldContainer[Global___Finding]: ...
+    def __init__(
+        self,
+        *,
+        plan_id: _builtins.str = ...,
+        plan_toml: _builtins.bytes = ...,
+        reason: _builtins.str = ...,
+        incident_ids: _abc.Iterable[_builtins.str] | None = ...,
+        findings: _abc.Iterable[Global___Finding] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["findings", b"findings", "incident_ids", b"incident_ids", "plan_id", b"plan_id", "plan_toml", b"plan_toml", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposePlanRevisionRequest: _TypeAlias = ProposePlanRevisionRequest  # noqa: Y015
+
+@_typing.final
+class DecidePlanRevisionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVISION_ID_FIELD_NUMBER: _builtins.int
+    ACCEPT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    revision_id: _builtins.str
+    accept: _builtins.bool
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        revision_id: _builtins.str = ...,
+        accept: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept", b"accept", "reason", b"reason", "revision_id", b"revision_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DecidePlanRevisionRequest: _TypeAlias = DecidePlanRevisionRequest  # noqa: Y015
+
+@_typing.final
+class GetPlanRevisionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVISION_ID_FIELD_NUMBER: _builtins.int
+    revision_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        revision_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["revision_id", b"revision_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPlanRevisionRequest: _TypeAlias = GetPlanRevisionRequest  # noqa: Y015
+
+@_typing.final
+class ListPlanRevisionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_FIELD_NUMBER: _builtins.int
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    plan_id: _builtins.str
+    """Only this plan's revisions (all when empty)."""
+    @_builtins.property
+    def page(self) -> _common_pb2.PageRequest: ...
+    def __init__(
+        self,
+        *,
+        page: _common_pb2.PageRequest | None = ...,
+        plan_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "plan_id", b"plan_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPlanRevisionsRequest: _TypeAlias = ListPlanRevisionsRequest  # noqa: Y015
+
+@_typing.final
+class PlanRevision(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    FROM_VERSION_FIELD_NUMBER: _builtins.int
+    TO_VERSION_FIELD_NUMBER: _builtins.int
+    PLAN_TOML_FIELD_NUMBER: _builtins.int
+    CONTENT_HASH_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    INCIDENT_IDS_FIELD_NUMBER: _builtins.int
+    FINDINGS_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PROPOSED_BY_FIELD_NUMBER: _builtins.int
+    PROPOSED_AT_FIELD_NUMBER: _builtins.int
+    DECIDED_BY_FIELD_NUMBER: _builtins.int
+    DECIDED_AT_FIELD_NUMBER: _builtins.int
+    DECISION_REASON_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    plan_id: _builtins.str
+    from_version: _builtins.int
+    """The version in force when proposed, and the version the revision makes."""
+    to_version: _builtins.int
+    plan_toml: _builtins.bytes
+    content_hash: _builtins.str
+    """sha256 of plan_toml, as dispatch records a plan's content hash."""
+    reason: _builtins.str
+    status: Global___PlanRevisionStatus.ValueType
+    proposed_by: _builtins.str
+    decided_by: _builtins.str
+    decision_reason: _builtins.str
+    @_builtins.property
+    def incident_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def findings(self) -> _containers.RepeatedCompositeFieldContainer[Global___Finding]: ...
+    @_builtins.property
+    def proposed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def decided_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        plan_id: _builtins.str = ...,
+        from_version: _builtins.int = ...,
+        to_version: _builtins.int = ...,
+        plan_toml: _builtins.bytes = ...,
+        content_hash: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        incident_ids: _abc.Iterable[_builtins.str] | None = ...,
+        findings: _abc.Iterable[Global___Finding] | None = ...,
+        status: Global___PlanRevisionStatus.ValueType = ...,
+        proposed_by: _builtins.str = ...,
+        proposed_at: _timestamp_pb2.Timestamp | None = ...,
+        decided_by: _builtins.str = ...,
+        decided_at: _timestamp_pb2.Timestamp | None = ...,
+        decision_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at", "proposed_at", b"proposed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_hash", b"content_hash", "decided_at", b"decided_at", "decided_by", b"decided_by", "decision_reason", b"decision_reason", "findings", b"findings", "from_version", b"from_version", "id", b"id", "incident_ids", b"incident_ids", "plan_id", b"plan_id", "plan_toml", b"plan_toml", "proposed_at", b"proposed_at", "proposed_by", b"proposed_by", "reason", b"reason", "status", b"status", "to_version", b"to_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlanRevision: _TypeAlias = PlanRevision  # noqa: Y015
+
+@_typing.final
+class ListPlanRevisionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVISIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def revisions(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlanRevision]: ...
+    def __init__(
+        self,
+        *,
+        revisions: _abc.Iterable[Global___PlanRevision] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "revisions", b"revisions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPlanRevisionsResponse: _TypeAlias = ListPlanRevisionsResponse  # noqa: Y015
+
+@_typing.final
 class ListHistoriesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1019,3 +1265,99 @@ class HistoryEvent(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___HistoryEvent: _TypeAlias = HistoryEvent  # noqa: Y015
+
+@_typing.final
+class PlanRevisionProposed(_message.Message):
+    """A plan revision was proposed (what it changes and the evidence)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    FROM_VERSION_FIELD_NUMBER: _builtins.int
+    TO_VERSION_FIELD_NUMBER: _builtins.int
+    PLAN_TOML_FIELD_NUMBER: _builtins.int
+    CONTENT_HASH_FIELD_NUMBER: _builtins.int
+    INCIDENT_IDS_FIELD_NUMBER: _builtins.int
+    FINDINGS_FIELD_NUMBER: _builtins.int
+    plan_id: _builtins.str
+    from_version: _builtins.int
+    to_version: _builtins.int
+    plan_toml: _builtins.bytes
+    content_hash: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def incident_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def findings(self) -> _containers.RepeatedCompositeFieldContainer[Global___Finding]: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        plan_id: _builtins.str = ...,
+        from_version: _builtins.int = ...,
+        to_version: _builtins.int = ...,
+        plan_toml: _builtins.bytes = ...,
+        content_hash: _builtins.str = ...,
+        incident_ids: _abc.Iterable[_builtins.str] | None = ...,
+        findings: _abc.Iterable[Global___Finding] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_hash", b"content_hash", "findings", b"findings", "from_version", b"from_version", "incident_ids", b"incident_ids", "meta", b"meta", "plan_id", b"plan_id", "plan_toml", b"plan_toml", "to_version", b"to_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlanRevisionProposed: _TypeAlias = PlanRevisionProposed  # noqa: Y015
+
+@_typing.final
+class PlanRevisionDecided(_message.Message):
+    """An evaluator accepted or rejected it (the reason in meta)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    accepted: _builtins.bool
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        accepted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlanRevisionDecided: _TypeAlias = PlanRevisionDecided  # noqa: Y015
+
+@_typing.final
+class PlanRevisionEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPOSED_FIELD_NUMBER: _builtins.int
+    DECIDED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def proposed(self) -> Global___PlanRevisionProposed: ...
+    @_builtins.property
+    def decided(self) -> Global___PlanRevisionDecided: ...
+    def __init__(
+        self,
+        *,
+        proposed: Global___PlanRevisionProposed | None = ...,
+        decided: Global___PlanRevisionDecided | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decided", b"decided", "event", b"event", "proposed", b"proposed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decided", b"decided", "event", b"event", "proposed", b"proposed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["proposed", "decided"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___PlanRevisionEvent: _TypeAlias = PlanRevisionEvent  # noqa: Y015

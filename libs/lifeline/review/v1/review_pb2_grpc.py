@@ -75,6 +75,26 @@ class ReviewServiceStub:
                 request_serializer=lifeline_dot_review_dot_v1_dot_review__pb2.GetCityAsOfRequest.SerializeToString,
                 response_deserializer=lifeline_dot_review_dot_v1_dot_review__pb2.GetCityAsOfResponse.FromString,
                 _registered_method=True)
+        self.ProposePlanRevision = channel.unary_unary(
+                '/lifeline.review.v1.ReviewService/ProposePlanRevision',
+                request_serializer=lifeline_dot_review_dot_v1_dot_review__pb2.ProposePlanRevisionRequest.SerializeToString,
+                response_deserializer=lifeline_dot_review_dot_v1_dot_review__pb2.PlanRevision.FromString,
+                _registered_method=True)
+        self.DecidePlanRevision = channel.unary_unary(
+                '/lifeline.review.v1.ReviewService/DecidePlanRevision',
+                request_serializer=lifeline_dot_review_dot_v1_dot_review__pb2.DecidePlanRevisionRequest.SerializeToString,
+                response_deserializer=lifeline_dot_review_dot_v1_dot_review__pb2.PlanRevision.FromString,
+                _registered_method=True)
+        self.GetPlanRevision = channel.unary_unary(
+                '/lifeline.review.v1.ReviewService/GetPlanRevision',
+                request_serializer=lifeline_dot_review_dot_v1_dot_review__pb2.GetPlanRevisionRequest.SerializeToString,
+                response_deserializer=lifeline_dot_review_dot_v1_dot_review__pb2.PlanRevision.FromString,
+                _registered_method=True)
+        self.ListPlanRevisions = channel.unary_unary(
+                '/lifeline.review.v1.ReviewService/ListPlanRevisions',
+                request_serializer=lifeline_dot_review_dot_v1_dot_review__pb2.ListPlanRevisionsRequest.SerializeToString,
+                response_deserializer=lifeline_dot_review_dot_v1_dot_review__pb2.ListPlanRevisionsResponse.FromString,
+                _registered_method=True)
 
 
 class ReviewServiceServicer:
@@ -138,6 +158,34 @@ class ReviewServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ProposePlanRevision(self, request, context):
+        """Propose a revision of an emergency plan (预案修订): the plan file as it should read,
+        why, and the evidence (incidents, findings). Checked against the plan schema and the
+        plan in force (same id, the next version).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecidePlanRevision(self, request, context):
+        """Accept or reject a proposed revision; another evaluator than the proposer decides.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPlanRevision(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPlanRevisions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReviewServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -180,6 +228,26 @@ def add_ReviewServiceServicer_to_server(servicer, server):
                     servicer.GetCityAsOf,
                     request_deserializer=lifeline_dot_review_dot_v1_dot_review__pb2.GetCityAsOfRequest.FromString,
                     response_serializer=lifeline_dot_review_dot_v1_dot_review__pb2.GetCityAsOfResponse.SerializeToString,
+            ),
+            'ProposePlanRevision': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposePlanRevision,
+                    request_deserializer=lifeline_dot_review_dot_v1_dot_review__pb2.ProposePlanRevisionRequest.FromString,
+                    response_serializer=lifeline_dot_review_dot_v1_dot_review__pb2.PlanRevision.SerializeToString,
+            ),
+            'DecidePlanRevision': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecidePlanRevision,
+                    request_deserializer=lifeline_dot_review_dot_v1_dot_review__pb2.DecidePlanRevisionRequest.FromString,
+                    response_serializer=lifeline_dot_review_dot_v1_dot_review__pb2.PlanRevision.SerializeToString,
+            ),
+            'GetPlanRevision': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPlanRevision,
+                    request_deserializer=lifeline_dot_review_dot_v1_dot_review__pb2.GetPlanRevisionRequest.FromString,
+                    response_serializer=lifeline_dot_review_dot_v1_dot_review__pb2.PlanRevision.SerializeToString,
+            ),
+            'ListPlanRevisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPlanRevisions,
+                    request_deserializer=lifeline_dot_review_dot_v1_dot_review__pb2.ListPlanRevisionsRequest.FromString,
+                    response_serializer=lifeline_dot_review_dot_v1_dot_review__pb2.ListPlanRevisionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -398,6 +466,114 @@ class ReviewService:
             '/lifeline.review.v1.ReviewService/GetCityAsOf',
             lifeline_dot_review_dot_v1_dot_review__pb2.GetCityAsOfRequest.SerializeToString,
             lifeline_dot_review_dot_v1_dot_review__pb2.GetCityAsOfResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProposePlanRevision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.review.v1.ReviewService/ProposePlanRevision',
+            lifeline_dot_review_dot_v1_dot_review__pb2.ProposePlanRevisionRequest.SerializeToString,
+            lifeline_dot_review_dot_v1_dot_review__pb2.PlanRevision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecidePlanRevision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.review.v1.ReviewService/DecidePlanRevision',
+            lifeline_dot_review_dot_v1_dot_review__pb2.DecidePlanRevisionRequest.SerializeToString,
+            lifeline_dot_review_dot_v1_dot_review__pb2.PlanRevision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPlanRevision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.review.v1.ReviewService/GetPlanRevision',
+            lifeline_dot_review_dot_v1_dot_review__pb2.GetPlanRevisionRequest.SerializeToString,
+            lifeline_dot_review_dot_v1_dot_review__pb2.PlanRevision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPlanRevisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.review.v1.ReviewService/ListPlanRevisions',
+            lifeline_dot_review_dot_v1_dot_review__pb2.ListPlanRevisionsRequest.SerializeToString,
+            lifeline_dot_review_dot_v1_dot_review__pb2.ListPlanRevisionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
