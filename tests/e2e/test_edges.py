@@ -491,10 +491,10 @@ def test_every_warning_raised_can_be_acknowledged(api: Clients) -> None:
 def test_a_unit_status_outside_the_enum_is_refused(api: Clients) -> None:
     # Last in the module on purpose: until fixed it stalls the resources read model, which
     # the `finally` heals by moving the unit to a valid status.
-    unit_id = f"edge-status9-{tag()}"
+    unit_id = f"edge-status99-{tag()}"
     before = api.resources.RegisterUnit(unit_request(unit_id), timeout=TIMEOUT).unit
     try:
-        outside: Any = 9  # no such UnitStatus
+        outside: Any = 99  # no such UnitStatus
         refused(partial(api.resources.UpdateUnitStatus, resources_pb2.UpdateUnitStatusRequest(
             id=unit_id, status=outside), timeout=3), grpc.StatusCode.INVALID_ARGUMENT, "status")
         after = api.resources.GetUnit(resources_pb2.GetUnitRequest(id=unit_id),
