@@ -2,12 +2,13 @@
 
 The digest of event n is sha256(digest of event n-1 || the event's canonical bytes), the
 first event's predecessor being 32 zero bytes. An event's canonical bytes are its
-deterministic protobuf encoding with `chain_digest` cleared, so the same history gives the
-same chain whether it travels as binary or as NDJSON (canonical JSON parses back to the
-same message). Editing any event changes its digest and every digest after it; the first
-event whose recorded digest does not match is the one edited (or the first one a forger
-did not re-chain). A chain proves a file unchanged since export only as far as its head is
-known from elsewhere: review keeps the head of every history (`HistorySummary.chain_head`).
+deterministic protobuf encoding with `chain_digest` cleared (and fields unknown to this
+version dropped), so the same history gives the same chain whether it travels as binary or
+as NDJSON (canonical JSON parses back to the same message). Editing any event changes its
+digest and every digest after it; the first event whose recorded digest does not match is
+the one edited (or the first one a forger did not re-chain). A chain proves a file
+unchanged since export only as far as its head is known from elsewhere: review keeps the
+head of every history (`HistorySummary.chain_head`).
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ GENESIS = bytes(32)
 
 
 def canonical_bytes(event: incident_pb2.IncidentEvent) -> bytes:
-    if not event.chain_digest:
-        return event.SerializeToString(deterministic=True)
+    """Without the digest, and without fields this version does not know (a newer writer's,
+    which canonical JSON cannot carry), so a history hashes alike as binary and as NDJSON."""
     bare = incident_pb2.IncidentEvent()
     bare.CopyFrom(event)
     bare.ClearField("chain_digest")
+    bare.DiscardUnknownFields()
     return bare.SerializeToString(deterministic=True)
 
 
