@@ -134,6 +134,33 @@ def _cmd_nats_auth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_migrate_events(args: argparse.Namespace) -> int:
+    """Rewrite events stored as JSON (before events were stored binary) in the binary form,
+    for each service's store; optional, since JSON rows load as they are."""
+    from lifeline.events import reencode_json_rows
+    from lifeline.store import ServiceApplication
+
+    url = args.database_url or os.environ.get("DATABASE_URL")
+    if not url:
+        try:
+            url = json.loads((args.state_dir / "state.json").read_text())["postgres"]["url"]
+        except (OSError, KeyError, ValueError):
+            print("lifeline migrate-events: no database; pass --database-url, set "
+                  "DATABASE_URL, or run it beside `lifeline up`", file=sys.stderr)
+            return 1
+    for service in devstack.Stack.SERVICES:
+        app = type(f"{service.title()}Store", (ServiceApplication,), {"name": service})(url)
+        try:
+            print(f"{service}: {reencode_json_rows(app)} events rewritten in binary")
+        finally:
+            app.close()
+    return 0
+
+
+def _migrate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--database-url", help="default: $DATABASE_URL, else `lifeline up`'s")
+
+
 def _nats_auth_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--passwords", type=Path, required=True,
                    help="JSON file {user: password} for monitor, dispatch, resources, review "
@@ -239,6 +266,8 @@ COMMANDS: dict[str, tuple[str, Run, Configure | None]] = {
               _token_args),
     "nats-auth": ("print nats-server users and permissions, one user per service",
                   _cmd_nats_auth, _nats_auth_args),
+    "migrate-events": ("rewrite events stored as JSON in the binary form (optional: they "
+                       "load as they are)", _cmd_migrate_events, _migrate_args),
 }
 
 

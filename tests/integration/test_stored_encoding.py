@@ -11,7 +11,8 @@ from uuid import UUID
 import pytest
 from eventsourcing.persistence import Mapper, StoredEvent
 from google.protobuf.message import Message
-from lifeline.events import Cause, ProtoMapper, meta_of, to_json
+from lifeline import cli as lifeline_cli
+from lifeline.events import Cause, ProtoMapper, meta_of, reencode_json_rows, to_json
 from lifeline_review.application import ReviewApp
 from lifeline_review.demand import DemandSpec, generate
 from lifeline_review.domain import evaluate
@@ -74,3 +75,56 @@ def test_rows_written_as_json_load_beside_binary_ones(database_url: str) -> None
         assert fresh.history(str(imported.id)) == later
     finally:
         fresh.close()
+
+
+def test_a_json_store_is_rewritten_binary_and_replays_the_same(database_url: str) -> None:
+    first, later = generate(DemandSpec(incidents=2, seed=12, false_alarms=0))
+    old = ReviewApp(database_url, JSON_ROWS)
+    try:
+        for event in first:
+            old.keep(event, NOW, None)
+        imported, _ = old.import_history(later, CAUSE, NOW)
+        before = len(stored_states(old))
+        assert all(state.startswith(b"{") for state in stored_states(old))
+    finally:
+        old.close()
+
+    app = ReviewApp(database_url)
+    try:
+        rewritten = reencode_json_rows(app, batch=7)  # several batches
+        states = stored_states(app)
+        assert rewritten == len(first) + 1 + len(later) == before
+        assert not any(state.startswith(b"{") for state in states)
+        assert reencode_json_rows(app) == 0  # nothing left to do
+    finally:
+        app.close()
+
+    fresh = ReviewApp(database_url)
+    try:
+        assert fresh.history(meta_of(first[0]).aggregate_id) == first
+        assert fresh.history(str(imported.id)) == later
+    finally:
+        fresh.close()
+
+
+def test_lifeline_migrate_events_rewrites_every_service_store(
+        database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    history = generate(DemandSpec(incidents=1, seed=13, false_alarms=0))[0]
+    old = ReviewApp(database_url, JSON_ROWS)
+    try:
+        for event in history:
+            old.keep(event, NOW, None)
+    finally:
+        old.close()
+    with pytest.raises(SystemExit) as stopped:
+        lifeline_cli.main(["migrate-events", "--database-url", database_url])
+    assert stopped.value.code == 0
+    out = capsys.readouterr().out
+    assert f"review: {len(history)} events rewritten in binary" in out
+    assert "dispatch: 0 events" in out
+    app = ReviewApp(database_url)
+    try:
+        assert not any(s.startswith(b"{") for s in stored_states(app))
+        assert app.history(meta_of(history[0]).aggregate_id) == history
+    finally:
+        app.close()
