@@ -69,6 +69,8 @@ class Settings:
     security: Security = Security()
     #: H3 resolution of monitor's grid cells (8: about 0.74 km², cells about 1 km across).
     grid_resolution: int = 8
+    #: JetStream redelivers what a consumer holds unacknowledged after this long.
+    ack_wait: float = 3.0
 
     @classmethod
     def from_env(cls, service: str) -> Settings:
@@ -86,7 +88,20 @@ class Settings:
             stream_replicas=int(os.environ.get("LIFELINE_STREAM_REPLICAS", "1")),
             security=Security.from_env(service),
             grid_resolution=_grid_resolution(service),
+            ack_wait=_seconds(service, "LIFELINE_ACK_WAIT_SECONDS", 3.0, 1.0, 3600.0),
         )
+
+
+def _seconds(service: str, name: str, default: float, low: float, high: float) -> float:
+    value = os.environ.get(name, "").strip()
+    try:
+        seconds = float(value) if value else default
+    except ValueError:
+        seconds = -1.0
+    if not low <= seconds <= high:
+        raise SystemExit(f"lifeline-{service}: {name} must be a number of seconds from "
+                         f"{low:g} to {high:g} (got {value[:16]!r})")
+    return seconds
 
 
 def _grid_resolution(service: str) -> int:

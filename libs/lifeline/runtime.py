@@ -75,6 +75,7 @@ class Runtime:
         self._consumers.append({
             "consumer": consumer_name(service, upstream), "upstream": upstream,
             "subjects": subjects, "handle": handle, "handles": handles, "now": self.now,
+            "ack_wait": self.settings.ack_wait,
             "message_types": {t.DESCRIPTOR.full_name: t for t in message_types},
         })
 

@@ -8,15 +8,20 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from lifeline import bus
+from lifeline.common.v1 import common_pb2
 from lifeline.devstack import Stack
+from lifeline.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from lifeline.events import event_of, meta_of
+from lifeline.review.v1 import review_pb2, review_pb2_grpc
 from lifeline.scenario import SCENARIOS, Player, Scenario, Step, wait_until
 
 from tests.conftest import StackFactory
@@ -174,3 +179,41 @@ def test_a_poison_message_is_parked_while_the_next_incidents_events_flow(
     # Nothing of the poison reached a history; the incident's history is as it was.
     assert len(player.history()) == len(expected)
     player.close()
+
+
+def test_what_a_killed_consumer_held_reaches_its_replacement_at_once(
+        make_stack: StackFactory) -> None:
+    """Review dies holding dispatch's events unacknowledged (ack_wait is a minute here);
+    the review that starts next takes them over at once rather than waiting the minute."""
+    stack = make_stack({"LIFELINE_ACK_WAIT_SECONDS": "60"})
+    officer = stack.token("officer-li", "operator")
+    dispatch = dispatch_pb2_grpc.DispatchServiceStub(stack.channel("dispatch", officer))
+    reader = review_pb2_grpc.ReviewServiceStub(stack.channel("review", officer))
+    stack.kill9("review")
+    incident = dispatch.ReportIncident(dispatch_pb2.ReportIncidentRequest(
+        hazard="gas_leak", location=common_pb2.GeoPoint(lat=31.23, lon=121.47),
+        description="smell of gas on the stairs")).incident
+
+    async def take_and_die() -> int:
+        # A review process that took the events, acknowledged none, and was killed.
+        nc = await bus.connect(stack.nats_url or "", "doomed review",
+                               **stack.nats_login("review"))
+        sub = await nc.jetstream().pull_subscribe_bind("review-from-dispatch",
+                                                       "LIFELINE_DISPATCH")
+        held = await sub.fetch(100, timeout=5)
+        await nc.close()
+        return len(held)
+
+    assert asyncio.run(take_and_die()) >= 1
+    started = time.monotonic()
+    stack.restart_service("review")
+
+    def kept() -> bool:
+        try:
+            return bool(list(reader.GetIncidentHistory(
+                review_pb2.GetIncidentHistoryRequest(incident_id=incident.id), timeout=5)))
+        except grpc.RpcError:
+            return False
+
+    wait_until(kept, "the replacement to keep the incident", timeout=50)
+    assert time.monotonic() - started < 20  # not the minute of ack_wait

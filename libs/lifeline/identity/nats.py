@@ -48,6 +48,8 @@ def service_permissions(service: str) -> dict[str, Any]:
                     f"$JS.API.CONSUMER.CREATE.{stream}.{consumer}.>",
                     f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{consumer}",
                     f"$JS.API.CONSUMER.INFO.{stream}.{consumer}",
+                    # A replacement recreates its durable at the ack floor (bus.Inbox).
+                    f"$JS.API.CONSUMER.DELETE.{stream}.{consumer}",
                     f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
                     f"$JS.ACK.{stream}.{consumer}.>"]
     return {"publish": {"allow": publish},
@@ -56,7 +58,7 @@ def service_permissions(service: str) -> dict[str, Any]:
 
 def observer_permissions() -> dict[str, Any]:
     return {"publish": {"allow": ["$JS.API.INFO", "$JS.API.STREAM.INFO.*",
-                                  "$JS.API.STREAM.MSG.GET.*"]},
+                                  "$JS.API.STREAM.MSG.GET.*", "$JS.API.CONSUMER.INFO.*.*"]},
             "subscribe": {"allow": ["lifeline.>", f"{inbox_prefix(OBSERVER)}.>"]}}
 
 
