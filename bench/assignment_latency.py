@@ -2,13 +2,14 @@
 being recorded on the incident, with a city's fleet and with a small one, against raw
 PostgreSQL and NATS round trips measured in the same run on the same machine.
 
-Each run: a sensor in a cell of its own reads past its red threshold (t0, taken just
-before the gRPC call). Monitor raises a warning, dispatch opens an incident; the bench,
-standing in for a duty officer with no human delay, declares it the moment the incident
-appears on NATS; resources assigns the nearest ambulance and epidemiology team; dispatch
-records UnitAssigned. The figure is that event's recorded_at minus t0 (all clocks are this
-machine's). After each run the units are released and the bench waits until resources has
-them available again, so every run chooses among the whole fleet.
+Each run starts on an idle system (every consumer caught up). A sensor in a cell of its
+own reads past its red threshold (t0, taken just before the gRPC call). Monitor raises a
+warning, dispatch opens an incident; the bench, standing in for a duty officer with no
+human delay, declares it the moment the incident appears on NATS; resources assigns the
+nearest ambulance and epidemiology team; dispatch records UnitAssigned. The figure is that
+event's recorded_at minus t0 (all clocks are this machine's). After each run the units are
+released and the bench waits until resources has them available again, so every run
+chooses among the whole fleet.
 
 The same runs are measured with 100 units, then with 10,000 (the first hundred plus 9,900
 more, of four kinds over a 50 km square). The stack runs as `lifeline up` does: TLS,
@@ -21,23 +22,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import statistics
-import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
 import nats
+from benchkit import embedded_postgres, percentile, timing
 from google.protobuf.message import Message
 from lifeline import bus
 from lifeline.common.v1 import common_pb2
-from lifeline.devstack import EmbeddedNats, EmbeddedPostgres, Stack
+from lifeline.devstack import EmbeddedNats, Stack
 from lifeline.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from lifeline.events import event_of
 from lifeline.grpcutil import channel, client_credentials
+from lifeline.identity.nats import LISTENS_TO, consumer_name, stream_name
 from lifeline.incident.v1 import incident_pb2
 from lifeline.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from lifeline.resources.v1 import resources_pb2, resources_pb2_grpc
@@ -52,14 +53,8 @@ STAGES = ("reading -> warning recorded", "warning -> incident opened recorded",
           "units assigned -> UnitAssigned recorded (dispatch)")
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def summary(name: str, millis: list[float]) -> str:
-    return (f"{name:<58} median {statistics.median(millis):7.2f} ms   "
-            f"p99 {percentile(millis, 0.99):7.2f} ms   (n={len(millis)})")
+    return timing(name, millis)
 
 
 async def baseline_postgres(url: str, n: int) -> list[float]:
@@ -149,6 +144,7 @@ class Bench:
             connect("dispatch", "operator", "commander"))
         self.resources = resources_pb2_grpc.ResourcesServiceStub(connect("resources", "admin"))
         self.seen = Seen()
+        self.js: Any = None  # JetStream, to watch the consumers' lag
         self.fleet = 0
         self.runs = 0
 
@@ -173,8 +169,21 @@ class Bench:
               f"{time.perf_counter() - started:.1f} s)", flush=True)
         self.fleet = size
 
+    async def quiet(self) -> None:
+        """Wait until every consumer has taken everything (no message pending or held):
+        each run starts on an idle system, not behind the previous run's releases."""
+        consumers = [(stream_name(upstream), consumer_name(service, upstream))
+                     for service, upstreams in LISTENS_TO.items() for upstream in upstreams]
+        async with asyncio.timeout(30):
+            while True:
+                infos = [await self.js.consumer_info(*c) for c in consumers]
+                if all(not i.num_pending and not i.num_ack_pending for i in infos):
+                    return
+                await asyncio.sleep(0.005)
+
     async def run_once(self) -> list[float]:
         """One reading to assignment; the stage times in ms, the total last."""
+        await self.quiet()
         self.runs += 1
         n = self.runs
         # A cell of its own inside the fleet's square.
@@ -228,6 +237,7 @@ class Bench:
 async def measure(stack: Stack, runs: int, fleet: int) -> dict[int, list[list[float]]]:
     bench = Bench(stack)
     nc = await bus.connect(stack.nats_url or "", "bench", **stack.nats_login())
+    bench.js = nc.jetstream()
     for subject in ("monitor.warning", "dispatch.incident", "resources"):
         await nc.subscribe(f"lifeline.{subject}.>", cb=bench.seen.on_message)
     results = {}
@@ -244,23 +254,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--fleet", type=int, default=10_000)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="lifeline-bench-"))
-    postgres = EmbeddedPostgres(root / "postgres")
-    postgres.start()
-    postgres.create_database("bench")
-    try:
-        with Stack(root / "stack", database_url=postgres.dsn("bench")) as stack:
+    with embedded_postgres("assignment") as (root, database):
+        dsn = database("bench")
+        with Stack(root / "stack", database_url=dsn) as stack:
             print("stack up; measuring baselines", flush=True)
-            pg = asyncio.run(baseline_postgres(postgres.dsn("bench"), 1000))
+            pg = asyncio.run(baseline_postgres(dsn, 1000))
             bare = EmbeddedNats(root / "bare-nats")
             try:
                 js = asyncio.run(baseline_nats(bare.start(), 1000))
             finally:
                 bare.stop()
             results = asyncio.run(measure(stack, args.runs, args.fleet))
-    finally:
-        postgres.stop()
-        shutil.rmtree(root, ignore_errors=True)
     print()
     print(summary("baseline: asyncpg single-row INSERT (autocommit)", pg))
     print(summary("baseline: JetStream publish + PubAck", js))

@@ -14,15 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import shutil
-import statistics
-import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
+from benchkit import embedded_postgres, percentile, timing
 from lifeline.common.v1 import common_pb2
-from lifeline.devstack import EmbeddedPostgres, Stack
+from lifeline.devstack import Stack
 from lifeline.grpcutil import channel, client_credentials
 from lifeline.resources.v1 import resources_pb2, resources_pb2_grpc
 from lifeline_resources.fleet import CircuityModel, Fleet, FleetUnit, Point, distance_km
@@ -52,14 +49,8 @@ def linear_scan(units: list[FleetUnit], kind: str, count: int, where: Point) -> 
                                                  strict=True))[:count]]
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def line(name: str, millis: list[float]) -> str:
-    return (f"{name:<52} median {statistics.median(millis):7.3f} ms   "
-            f"p99 {percentile(millis, 0.99):7.3f} ms")
+    return timing(name, millis, width=52, digits=3)
 
 
 def in_process(queries: int) -> dict[int, tuple[list[float], list[float]]]:
@@ -128,17 +119,10 @@ def main() -> None:
     args = parser.parse_args()
     print("in process: fleet index against a linear scan", flush=True)
     local = in_process(args.queries)
-    root = Path(tempfile.mkdtemp(prefix="lifeline-bench-"))
-    postgres = EmbeddedPostgres(root / "postgres")
-    postgres.start()
-    postgres.create_database("bench")
-    try:
-        with Stack(root / "stack", database_url=postgres.dsn("bench")) as stack:
-            print("stack up", flush=True)
-            remote = asyncio.run(through_service(stack, min(args.queries, 1000)))
-    finally:
-        postgres.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with embedded_postgres("nearest") as (root, database), \
+            Stack(root / "stack", database_url=database("bench")) as stack:
+        print("stack up", flush=True)
+        remote = asyncio.run(through_service(stack, min(args.queries, 1000)))
     print()
     for size in SIZES:
         indexed, scanned = local[size]
