@@ -6,6 +6,7 @@ refused naming the element."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -142,3 +143,35 @@ def test_a_cancel_of_an_unknown_alert_is_refused() -> None:
     incoming = cap.parse((DATA / "rainstorm_cancel.xml").read_bytes(), 8)
     with pytest.raises(RuleViolation, match="cap-cancel-known-alert"):
         cap.import_alert(Store(), incoming, 8, cause(incoming.sent), START)  # type: ignore[arg-type]
+
+
+def test_the_feed_publishes_one_alert_per_change_each_referencing_the_one_before() -> None:
+    schema = oasis()
+    store = Store()
+    sensor = pb.Sensor(id="wl-xjh", hazard="urban_flooding", grid_cell=XUJIAHUI_CELL,
+                       location=common_pb2.GeoPoint(lat=31.1955, lon=121.4373))
+    at = [START + timedelta(minutes=m) for m in range(5)]
+
+    def follow(watch: HazardWatch) -> None:
+        for event in watch.collect_events():
+            wrapper = event.payload
+            field = wrapper.WhichOneof("event")
+            store.record(*cap.published(store, field, getattr(wrapper, field),  # type: ignore[arg-type]
+                                        cause(START), START))
+
+    reading = pb.Reading(sensor_id="wl-xjh", value=35)
+    watch = HazardWatch.open(sensor, L.WARNING_LEVEL_ORANGE, reading, cause(at[0]), START,
+                             lambda: RESPONSIBLE)
+    follow(watch)
+    watch.sensor_moved(sensor, L.WARNING_LEVEL_RED, reading, cause(at[1]), START)
+    follow(watch)
+    watch.acknowledge(watch.warning.id, cause(at[2]), START)
+    follow(watch)
+    watch.sensor_moved(sensor, L.WARNING_LEVEL_NONE, reading, cause(at[3]), START)
+    follow(watch)
+    alerts = [e.published.alert for _, e in store.events]
+    assert [a.msg_type for a in alerts] == ["Alert", "Update", "Update", "Cancel"]
+    for before, after in itertools.pairwise(alerts):
+        assert before.identifier in after.references
+    assert all(schema.validate(etree.fromstring(a.xml)) for a in alerts)
+    assert b"Extreme" in alerts[1].xml and b"acknowledged by cap-gateway" in alerts[2].xml

@@ -130,25 +130,51 @@ class CapFeed(ProtoAggregate):
     EVENT_TYPE = pb.CapFeedEvent
 
     def when(self, wrapper: Message) -> None:
-        self.published = getattr(self, "published", 0) + 1
+        _, event = event_of(wrapper)
+        self.last: pb.CapAlert = event.alert
+        self.warning: pb.Warning = event.warning
 
 
 def feed_id_of(warning_id: str) -> UUID:
     return stable_id("cap-feed", warning_id)
 
 
+def changed(warning: pb.Warning | None, field: str, event: Any
+            ) -> tuple[pb.Warning, str, str] | None:
+    """The warning after one of its events, the alert's msgType and note (None: an event
+    of a warning whose raise is not known)."""
+    if field == "raised":
+        return pb.Warning(id=event.warning_id, hazard=event.hazard, grid_cell=event.grid_cell,
+                          location=event.location, level=event.level,
+                          evidence=event.evidence, responsible=event.responsible,
+                          coupled_rule=event.coupled_rule, sources=event.sources), "Alert", ""
+    if warning is None or field not in MSG_TYPES:
+        return None
+    after = pb.Warning()
+    after.CopyFrom(warning)
+    note = ""
+    if field == "updated":
+        after.level = event.level
+        if event.HasField("evidence"):
+            after.evidence.CopyFrom(event.evidence)
+    elif field == "acknowledged":
+        note = f"acknowledged by {event.meta.actor}"
+    elif field == "cleared":
+        note = "the warning was cleared"
+    return after, MSG_TYPES[field], note
+
+
 def published(app: ServiceApplication, field: str, event: Any, cause: Cause, now: datetime
               ) -> list[Any]:
-    """A warning event came by: publish its CAP alert (once: the feed counts them)."""
-    if field not in MSG_TYPES:
-        return []
-    sequence = event.meta.sequence
-    alerts = [a for a in alerts_for(app, event.warning_id)
-              if a.identifier == identifier_of(event.warning_id, sequence)]
-    if not alerts:
-        return []
+    """A warning event came by: publish its CAP alert, built from the one before."""
     feed = app.find(CapFeed, feed_id_of(event.warning_id))
-    message = pb.CapAlertPublished(warning_id=event.warning_id, alert=alerts[0])
+    moved = changed(feed.warning if feed is not None else None, field, event)
+    if moved is None:
+        return []
+    warning, msg_type, note = moved
+    made = alert(warning, msg_type, event.meta.sequence, from_timestamp(event.meta.occurred_at),
+                 feed.last if feed is not None else None, note)
+    message = pb.CapAlertPublished(warning_id=event.warning_id, alert=made, warning=warning)
     if feed is None:
         return [CapFeed.start(feed_id_of(event.warning_id), "published", message, cause, now)]
     feed.record("published", message, cause, now)
@@ -156,7 +182,8 @@ def published(app: ServiceApplication, field: str, event: Any, cause: Cause, now
 
 
 def alerts_for(app: ServiceApplication, warning_id: str) -> list[pb.CapAlert]:
-    """Every state change of the warning as a CAP alert, oldest first."""
+    """Every state change of the warning as a CAP alert, oldest first (from the watch's
+    events: what the feed published, and also what it has yet to)."""
     parts = warning_id.split("/")
     if len(parts) != 3:
         raise InvalidArgument("warning_id", "a warning id looks like <grid cell>/<hazard>/<n>")
@@ -167,26 +194,13 @@ def alerts_for(app: ServiceApplication, warning_id: str) -> list[pb.CapAlert]:
         field, event = event_of(wrapper)
         if event.warning_id != warning_id:
             continue
-        meta = event.meta
-        if field == "raised":
-            warning = pb.Warning(id=warning_id, hazard=event.hazard, grid_cell=event.grid_cell,
-                                 location=event.location, level=event.level,
-                                 evidence=event.evidence, responsible=event.responsible,
-                                 coupled_rule=event.coupled_rule, sources=event.sources)
-        elif warning is None:
+        moved = changed(warning, field, event)
+        if moved is None:
             continue
-        elif field == "updated":
-            warning.level = event.level
-            if event.HasField("evidence"):
-                warning.evidence.CopyFrom(event.evidence)
-        note = ""
-        if field == "acknowledged":
-            note = f"acknowledged by {meta.actor}"
-        elif field == "cleared":
-            note = "the warning was cleared"
-        previous = alerts[-1] if alerts else None
-        alerts.append(alert(warning, MSG_TYPES[field], meta.sequence,
-                            from_timestamp(meta.occurred_at), previous, note))
+        warning, msg_type, note = moved
+        alerts.append(alert(warning, msg_type, event.meta.sequence,
+                            from_timestamp(event.meta.occurred_at),
+                            alerts[-1] if alerts else None, note))
     if not alerts:
         raise NotFound("warning", warning_id)
     return alerts

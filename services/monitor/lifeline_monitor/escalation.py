@@ -276,10 +276,11 @@ class Chains:
         if field == "raised":
             if chain is not None:
                 return []  # a redelivered raise after the chain was written
-            watch = self._watch(warning_id)
-            if watch is None:
-                return []
-            return self._start(None, watch.warning, cause, now)
+            # From the event, not the watch's state now (it may have moved on since).
+            raised = pb.Warning(id=warning_id, hazard=event.hazard, grid_cell=event.grid_cell,
+                                location=event.location, level=event.level,
+                                evidence=event.evidence, responsible=event.responsible)
+            return self._start(None, raised, cause, now)
         if chain is None:
             return []
         if field == "updated":

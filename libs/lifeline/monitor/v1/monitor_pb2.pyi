@@ -2991,21 +2991,27 @@ class CapAlertPublished(_message.Message):
     META_FIELD_NUMBER: _builtins.int
     WARNING_ID_FIELD_NUMBER: _builtins.int
     ALERT_FIELD_NUMBER: _builtins.int
+    WARNING_FIELD_NUMBER: _builtins.int
     warning_id: _builtins.str
     @_builtins.property
     def meta(self) -> _common_pb2.EventMeta: ...
     @_builtins.property
     def alert(self) -> Global___CapAlert: ...
+    @_builtins.property
+    def warning(self) -> Global___Warning:
+        """The warning as the alert shows it (the next alert starts from it)."""
+
     def __init__(
         self,
         *,
         meta: _common_pb2.EventMeta | None = ...,
         warning_id: _builtins.str = ...,
         alert: Global___CapAlert | None = ...,
+        warning: Global___Warning | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "meta", b"meta"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "meta", b"meta", "warning", b"warning"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "meta", b"meta", "warning_id", b"warning_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "meta", b"meta", "warning", b"warning", "warning_id", b"warning_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
