@@ -89,6 +89,10 @@ class Case:
     view: incident_pb2.Incident
 
 
+#: Evaluations returned per question at most (a gRPC answer stays well under 4 MiB).
+MAX_EVALUATIONS = 10_000
+
+
 def summarize(cases: Iterable[Case], include_incidents: bool = False
               ) -> pb.IncidentsEvaluation:
     out = pb.IncidentsEvaluation()
@@ -144,8 +148,10 @@ def summarize(cases: Iterable[Case], include_incidents: bool = False
         for reserved in v.materials_reserved:
             materials[(reserved.material.name, reserved.material.unit)] += \
                 reserved.material.quantity
-        if include_incidents:
+        if include_incidents and len(out.evaluations) < MAX_EVALUATIONS:
             out.evaluations.append(e)
+        elif include_incidents:
+            out.evaluations_left_out += 1
     out.phases.extend(phase_stats(name, phases[name]) for name in PHASES)
     out.software.extend(phase_stats(name, software[name]) for name in SOFTWARE)
     if out.with_target:

@@ -714,6 +714,7 @@ class IncidentsEvaluation(_message.Message):
     SOFTWARE_FIELD_NUMBER: _builtins.int
     CELLS_FIELD_NUMBER: _builtins.int
     EVALUATIONS_FIELD_NUMBER: _builtins.int
+    EVALUATIONS_LEFT_OUT_FIELD_NUMBER: _builtins.int
     incidents: _builtins.int
     with_target: _builtins.int
     """Incidents with a plan target and a response time, and those whose response time was
@@ -729,6 +730,8 @@ class IncidentsEvaluation(_message.Message):
     """
     warnings_dismissed: _builtins.int
     warning_precision: _builtins.float
+    evaluations_left_out: _builtins.int
+    """Incidents measured above but whose evaluations were left out past that bound."""
     @_builtins.property
     def phases(self) -> _containers.RepeatedCompositeFieldContainer[Global___PhaseStats]:
         """Field-time phases, named as in Evaluation."""
@@ -746,7 +749,9 @@ class IncidentsEvaluation(_message.Message):
     @_builtins.property
     def cells(self) -> _containers.RepeatedCompositeFieldContainer[Global___CellCount]: ...
     @_builtins.property
-    def evaluations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Evaluation]: ...
+    def evaluations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Evaluation]:
+        """Each incident's evaluation when asked for (include_incidents), at most 10,000."""
+
     def __init__(
         self,
         *,
@@ -765,10 +770,11 @@ class IncidentsEvaluation(_message.Message):
         software: _abc.Iterable[Global___PhaseStats] | None = ...,
         cells: _abc.Iterable[Global___CellCount] | None = ...,
         evaluations: _abc.Iterable[Global___Evaluation] | None = ...,
+        evaluations_left_out: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cells", b"cells", "departments", b"departments", "evaluations", b"evaluations", "incidents", b"incidents", "materials", b"materials", "not_reached", b"not_reached", "percent_within_target", b"percent_within_target", "phases", b"phases", "software", b"software", "units", b"units", "warning_precision", b"warning_precision", "warnings_confirmed", b"warnings_confirmed", "warnings_dismissed", b"warnings_dismissed", "with_target", b"with_target", "within_target", b"within_target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cells", b"cells", "departments", b"departments", "evaluations", b"evaluations", "evaluations_left_out", b"evaluations_left_out", "incidents", b"incidents", "materials", b"materials", "not_reached", b"not_reached", "percent_within_target", b"percent_within_target", "phases", b"phases", "software", b"software", "units", b"units", "warning_precision", b"warning_precision", "warnings_confirmed", b"warnings_confirmed", "warnings_dismissed", b"warnings_dismissed", "with_target", b"with_target", "within_target", b"within_target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
