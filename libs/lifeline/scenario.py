@@ -67,6 +67,9 @@ class Scenario:
     steps: list[Step] = field(default_factory=list)
     #: Depots of materials, each with its opening stock.
     depots: list[dict[str, Any]] = field(default_factory=list)
+    #: The city's grid (a file of monitor's shipped grids, e.g. "xuhui.toml"), loaded first so
+    #: that warnings name whom they reach.
+    grid: str = ""
 
     @classmethod
     def load(cls, path: Path) -> Scenario:
@@ -78,7 +81,7 @@ class Scenario:
         steps.sort(key=lambda s: s.at)  # stable: steps at one time keep their order
         start = datetime.fromisoformat(data["start"])
         return cls(data["name"], start, data.get("sensors", []), data.get("units", []), steps,
-                   data.get("depots", []))
+                   data.get("depots", []), data.get("grid", ""))
 
 
 class Badges(Protocol):
@@ -140,6 +143,7 @@ class Player:
         self.tag, self.say, self.timeout = tag, say, timeout
         self.departments: dict[str, str] = {}
         self.incident_id = ""
+        self._introduced: set[str] = set()  # warnings whose responsible parties were said
 
     def close(self) -> None:
         for channel in self.channels.values():
@@ -182,6 +186,15 @@ class Player:
 
     def setup(self, scenario: Scenario) -> None:
         self.acting_as("installer", "admin")
+        if scenario.grid:
+            # Developer tooling: the grid's file format is monitor's, read by monitor's code.
+            from lifeline_monitor import grid
+
+            shipped = Path(grid.__file__).resolve().parent / "shipped" / "grids"
+            request = grid.read_grid_file(shipped / scenario.grid)
+            loaded = self.monitor.LoadGrid(request)
+            self.say(f"loaded the grid {scenario.grid} (districts: {len(request.districts)}, "
+                     f"cells: {len(request.cells)}, H3 resolution {loaded.resolution})")
         for s in scenario.sensors:
             t = s["thresholds"]
             self.monitor.RegisterSensor(monitor_pb2.RegisterSensorRequest(
@@ -255,6 +268,12 @@ class Player:
         for warning in answer.warnings:
             level = common_pb2.WarningLevel.Name(warning.level).removeprefix("WARNING_LEVEL_")
             self.say(f"[{clock}]   warning {warning.id} is {level}")
+            who = warning.responsible
+            if who.grid_officer and warning.id not in self._introduced:
+                self._introduced.add(warning.id)
+                self.say(f"[{clock}]     reaches {who.cell_name or who.district_name}: grid "
+                         f"officer {who.grid_officer}, duty officer {who.duty_officer}, "
+                         f"departments {', '.join(who.departments)}")
             if not self.incident_id:
                 self.incident_id = str(incident_id_for_warning(warning.id))
             # Dispatch learns of the warning over NATS; wait until the incident shows it.
