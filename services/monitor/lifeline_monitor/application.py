@@ -23,7 +23,7 @@ from lifeline.views import ViewRow
 from lifeline_monitor import escalation, grid, outcomes
 from lifeline_monitor.alarms import MAX_SHELVING
 from lifeline_monitor.domain import HazardWatch, Sensor, level_name, watch_id_of
-from lifeline_monitor.engine import Engine, Step, Tracked
+from lifeline_monitor.engine import Columns, Engine, Step, Tracked
 
 MAX_READINGS_PER_CALL = 10_000
 
@@ -153,14 +153,15 @@ class MonitorApp(ServiceApplication):
             answer.registered = len(added)
         return answer, self.record(*added)
 
-    def ingest(self, readings: Sequence[pb.Reading], actor: str, now: datetime
+    def ingest(self, readings: Sequence[pb.Reading], actor: str, now: datetime,
+               columns: Columns | None = None
                ) -> tuple[pb.IngestReadingsResponse, list[Recording]]:
         """Take readings in order, all or none; answer with the warnings they raised or
-        moved and the faults they raised or cleared."""
+        moved and the faults they raised or cleared. columns: as the edge read them."""
         if len(readings) > MAX_READINGS_PER_CALL:
             raise InvalidArgument("readings", f"at most {MAX_READINGS_PER_CALL} per call")
         with self.deciding() as step:
-            self.engine.ingest(readings, step, now)
+            self.engine.ingest(readings, step, now, columns)
             self.engine.expire(now, step)
             changed = self.engine.flush(step, actor, now)
         answer = pb.IngestReadingsResponse(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 from lifeline.edge import acting, cause_of, check_enum, check_location, required
@@ -10,6 +10,7 @@ from lifeline.errors import InvalidArgument
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2_grpc
 from lifeline.runtime import Runtime
+from lifeline.validation import checked_readings
 
 from lifeline_monitor import alarms, grid, outcomes
 from lifeline_monitor.application import MAX_READINGS_PER_CALL, MonitorApp
@@ -52,13 +53,16 @@ class MonitorServicer(AlertingServicer, monitor_pb2_grpc.MonitorServiceServicer)
 
     async def IngestReadingBatch(self, request: pb.IngestReadingBatchRequest, context: Ctx
                                  ) -> pb.IngestReadingsResponse:
-        return await self._ingest(list(request.readings), context)
+        # The container itself, not a list of its 10,000 messages (each a Python object
+        # that would outlive young-generation collections, and trigger full ones).
+        return await self._ingest(request.readings, context)
 
-    async def _ingest(self, readings: list[pb.Reading], context: Ctx
+    async def _ingest(self, readings: Sequence[pb.Reading], context: Ctx
                       ) -> pb.IngestReadingsResponse:
         actor, _ = acting()
+        columns = checked_readings(readings)
         return await self.rt.command(
-            lambda: self.app.ingest(readings, actor, self.rt.now()),
+            lambda: self.app.ingest(readings, actor, self.rt.now(), columns),
             lambda answer: answer)
 
     async def RegisterSensors(self, request: pb.RegisterSensorsRequest, context: Ctx
