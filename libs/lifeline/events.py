@@ -10,7 +10,10 @@ Stored, the payload is the message's binary protobuf encoding with its schema ve
 JSON is parsed, upcasters applied). Binary, because parsing canonical JSON cost twenty
 times the fold itself when a history was loaded (`bench/replay.py`).
 
-A command method checks its rule and calls `record`; `when` only changes state.
+A command method checks its rule and calls `record`; `when` only changes state. The message
+`when` receives is the event's own payload, written to the store when the command commits:
+`when` keeps copies of what it needs (assigning into protobuf fields and lists copies),
+never the message or its parts to change later.
 """
 
 from __future__ import annotations
