@@ -151,7 +151,18 @@ class OutboxRelay(LogFollower):
         of the next event: a relay restarted before it republishes those few, which
         JetStream's duplicate window and the consumers' event identity both absorb."""
         await asyncio.sleep(SAVE_POSITION_SECONDS)
-        await asyncio.to_thread(self._save_position, self._confirmed)
+        try:
+            await asyncio.to_thread(self._save_position, self._confirmed)
+        except Exception as error:  # the next batch saves it; a restart republishes a few
+            if not self.stopping.is_set():
+                log.warning("%s: position not saved: %s", self.name, _describe(error))
+
+    async def flush(self) -> None:
+        """Record the confirmed position now (a graceful stop)."""
+        if self._saving is not None:
+            self._saving.cancel()
+        if self._confirmed:
+            await asyncio.to_thread(self._save_position, self._confirmed)
 
     def _save_position(self, notification_id: int) -> None:
         # Already there when a relay re-sent what an earlier run had confirmed.

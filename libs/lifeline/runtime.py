@@ -227,6 +227,8 @@ class Runtime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.relay.flush()
         if self.nc is not None:
             # Close rather than drain: an unacknowledged message is simply redelivered.
             with contextlib.suppress(Exception):

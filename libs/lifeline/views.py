@@ -20,7 +20,7 @@ from eventsourcing.persistence import Notification
 from google.protobuf.message import Message
 
 from lifeline.errors import InvalidArgument, NotFound
-from lifeline.events import ProtoAggregate
+from lifeline.events import ProtoAggregate, fold
 from lifeline.follow import LogFollower
 from lifeline.store import ServiceApplication
 
@@ -188,7 +188,8 @@ class Projector(LogFollower):
     def _rows(self, ids: list[Any]) -> list[ViewRow]:
         rows: list[ViewRow] = []
         for aggregate_id in ids:
-            aggregate: Any = self.app.repository.get(UUID(str(aggregate_id)))
+            aggregate: Any = self.app.repository.get(UUID(str(aggregate_id)),
+                                                     projector_func=fold)
             if isinstance(aggregate, ProtoAggregate):  # not the internal request records
                 rows.extend(self.rows_for(aggregate))
         return rows
