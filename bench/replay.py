@@ -19,15 +19,12 @@ written to review's store before the clock starts.
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from uuid import UUID
 
+from benchkit import embedded_postgres
 from google.protobuf import json_format
-from lifeline.devstack import EmbeddedPostgres
 from lifeline.events import _BINARY, _HEAD, Cause, ProtoMapper, meta_of, stable_id
 from lifeline.incident.model import IncidentState
 from lifeline.incident.v1 import incident_pb2
@@ -179,12 +176,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--day", type=int, default=1_000, help="incidents of the city day")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="lifeline-bench-"))
-    postgres = EmbeddedPostgres(root / "postgres")
-    postgres.start()
-    postgres.create_database("bench")
-    try:
-        app = ReviewApp(postgres.dsn("bench"))
+    with embedded_postgres("replay") as (_, database):
+        dsn = database("bench")
+        app = ReviewApp(dsn)
         assert isinstance(app.mapper, ProtoMapper)
         histories = generate(DemandSpec(incidents=min(args.distinct, args.histories)))
         started = time.perf_counter()
@@ -196,7 +190,7 @@ def main() -> None:
         # of someone else's work should not decide a ratio.
         rounds = [(raw_bulk(app, ids, False), raw_bulk(app, ids, True), review_bulk(app, ids),
                    raw_each(app, ids, False), raw_each(app, ids, True),
-                   review_load(postgres.dsn("bench"), ids)) for _ in range(args.rounds)]
+                   review_load(dsn, ids)) for _ in range(args.rounds)]
         best = [min(r[k] for r in rounds) for k in range(6)]
         assert {n for _, n in best} == {stored}
         fold_s, fold_n = fold_only(histories)
@@ -204,9 +198,6 @@ def main() -> None:
         import_s, import_n = import_one(app, args.import_events)
         day_s, day_n = rehearse_day(args.day)
         app.close()
-    finally:
-        postgres.stop()
-        shutil.rmtree(root, ignore_errors=True)
     bulk_raw, bulk_decode, bulk, each_raw, each_decode, each = (rate(*b) for b in best)
     print()
     print(f"{len(ids)} histories, {stored} events; events/s, best of {args.rounds} rounds:")
