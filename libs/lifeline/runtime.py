@@ -194,14 +194,20 @@ class Runtime:
     async def _watch_backends(self) -> None:
         """Health follows the backends: NOT_SERVING while PostgreSQL or NATS is unreachable.
         While PostgreSQL is, calls fail fast with UNAVAILABLE instead of waiting on it; while
-        only NATS is, writes still go on (the outbox publishes them once it is back)."""
+        only NATS is, writes still go on (the outbox publishes them once it is back).
+        PostgreSQL counts as down after two checks in a row fail: a stopped server refuses
+        at once (down within a second), while one check starved of CPU on a busy machine
+        does not fail the calls in flight."""
+        failed = 0
         while not self._stopping.is_set():
             try:
                 async with self.pool.acquire(timeout=BACKEND_CHECK_SECONDS) as conn:
                     await conn.fetchval("SELECT 1", timeout=BACKEND_CHECK_SECONDS)
-                database = None
+                database, failed = None, 0
             except Exception as error:
-                database = f"PostgreSQL is unreachable ({type(error).__name__})"
+                failed += 1
+                database = (f"PostgreSQL is unreachable ({type(error).__name__})"
+                            if failed >= 2 else self.backend_down)
             if database is None and self.backend_down is not None:
                 # Back after an outage: the pool's idle connections died with the server.
                 with contextlib.suppress(Exception):
