@@ -149,19 +149,19 @@ class Engine:
                        [r.measured_at.seconds + r.measured_at.nanos * 1e-9 for r in readings])
         sensor_ids, values, times = columns
         get = sensors.get
-        for index, sensor_id in enumerate(sensor_ids):
+        for index, (sensor_id, value, at) in enumerate(zip(sensor_ids, values, times,
+                                                           strict=True)):
             tracked = get(sensor_id)
             if tracked is None:
                 raise InvalidArgument(f"readings[{index}].sensor_id",
                                       f"no sensor {sensor_id[:40]!r} is registered")
-            at = times[index] or now_s  # unset: now
+            at = at or now_s  # unset: now
             if at > latest:
                 latest = at
             state = tracked.state
             if at < state.last_at:
                 self._late(tracked, readings[index], step)
                 continue
-            value = values[index]
             tracked.seen = at if observed else now_s
             if state.lo < value < state.hi and not tracked.faults:
                 state.last_at = at  # valid and steady: the common case
