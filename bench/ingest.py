@@ -18,15 +18,13 @@ its answer, which comes once the call's transitions are committed.
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import grpc
+from benchkit import embedded_postgres
 from lifeline.common.v1 import common_pb2
-from lifeline.devstack import EmbeddedPostgres, Stack
+from lifeline.devstack import Stack
 from lifeline.events import to_timestamp
 from lifeline.monitor.v1 import monitor_pb2 as pb
 
@@ -149,16 +147,9 @@ def main() -> None:
     parser.add_argument("--sensors", type=int, default=50_000)
     parser.add_argument("--batches", type=int, default=20)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="lifeline-bench-"))
-    postgres = EmbeddedPostgres(root / "postgres")
-    postgres.start()
-    postgres.create_database("bench")
-    try:
-        with Stack(root / "stack", database_url=postgres.dsn("bench")) as stack:
-            measure(stack, args.sensors, args.batches)
-    finally:
-        postgres.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with embedded_postgres("ingest") as (root, database), \
+            Stack(root / "stack", database_url=database("bench")) as stack:
+        measure(stack, args.sensors, args.batches)
 
 
 if __name__ == "__main__":

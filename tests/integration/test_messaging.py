@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -70,13 +70,18 @@ async def stream_subjects(js: JetStreamContext, stream: str) -> list[tuple[str, 
     return out
 
 
-async def run_until(worker: bus.OutboxRelay | bus.Inbox, done: object, timeout: float = 10
-                    ) -> None:
+async def eventually(condition: Callable[[], object], timeout: float = 10) -> None:
+    """Wait until condition() holds, looking every 10 ms; fail after timeout seconds."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def run_until(worker: bus.OutboxRelay | bus.Inbox, done: Callable[[], object],
+                    timeout: float = 10) -> None:
     task = asyncio.create_task(worker.run())
     try:
-        async with asyncio.timeout(timeout):
-            while not done():  # type: ignore[operator]
-                await asyncio.sleep(0.01)
+        await eventually(done, timeout)
     finally:
         worker.stopping.set()
         task.cancel()
@@ -286,14 +291,12 @@ async def test_a_republish_after_the_duplicate_window_changes_nothing(
         kept = keeper.app.recorder.max_notification_id()
         # The broker has forgotten the ids (the window is short here, two minutes in
         # production; a relay down for longer republishes): the same events come again.
-        await asyncio.sleep(window * 2)
+        await asyncio.sleep(window * 2)  # the point: the duplicate window passes
         forgetful = bus.OutboxRelay(upstream, js, "ledger")
         forgetful.position = 0
         await run_until(forgetful, lambda: forgetful.position == 4)
         assert (await js.stream_info("LIFELINE_LEDGER")).state.messages == 8
-        async with asyncio.timeout(10):
-            while keeper.inbox.processed < 8:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: keeper.inbox.processed >= 8, 10)
         assert keeper.sequences(incident) == [1, 2, 3, 4]
         assert keeper.app.recorder.max_notification_id() == kept
     finally:
@@ -344,18 +347,14 @@ async def test_a_poison_message_is_parked_while_other_incidents_flow_then_retrie
     keeper.poisoned.add(str(poisoned.id))
     keeper.start()
     try:
-        async with asyncio.timeout(15):
-            while keeper.inbox.parked < 1:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: keeper.inbox.parked >= 1, 15)
         # The poisoned incident's later events park behind its first; the next incident
         # flows as if nothing happened.
         grow(upstream, poisoned, 2)
         healthy = open_incident(upstream, "w-next")
         grow(upstream, healthy, 3)
         await keeper.until_complete(healthy)
-        async with asyncio.timeout(10):
-            while keeper.inbox.parked < 3:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: keeper.inbox.parked >= 3, 10)
         parking = keeper.app.find(Parking, parking_id("keeper", str(poisoned.id)))
         assert parking is not None
         assert [m.version for m in parking.waiting] == [1, 2, 3]
@@ -400,18 +399,14 @@ async def test_a_gap_that_never_closes_is_parked_and_the_straggler_joins_it(
     keeper = Keeper(js, database_url, early_wait=0.5)
     keeper.start()
     try:
-        async with asyncio.timeout(10):
-            while keeper.inbox.parked < 2:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: keeper.inbox.parked >= 2, 10)
         parking = keeper.app.find(Parking, parking_id("keeper", str(incident.id)))
         assert parking is not None
         assert [(m.version, m.error) for m in parking.waiting] == [
             (2, "gap: versions 1..1 did not arrive within 0.5s"),
             (3, "parked behind version 2")]
         await js.publish(*first[:2], headers=first[2])
-        async with asyncio.timeout(10):
-            while keeper.inbox.parked < 3:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: keeper.inbox.parked >= 3, 10)
         assert keeper.sequences(incident) == []
         assert await keeper.inbox.retry_parked(parking.id, Cause("li", NOW)) == 3
         await keeper.until_complete(incident)
@@ -439,13 +434,9 @@ async def test_events_only_tracked_are_recorded_with_the_next_write_and_survive_
     keeper.poisoned.add(str(third.id))  # fails at first, so the batch ends in a failure
     keeper.start()
     try:
-        async with asyncio.timeout(10):
-            while keeper.inbox.processed < total - 1:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: keeper.inbox.processed >= total - 1, 10)
         keeper.poisoned.clear()
-        async with asyncio.timeout(10):
-            while keeper.inbox.processed < total:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: keeper.inbox.processed >= total, 10)
         for incident in (first, second, third):
             assert keeper.sequences(incident) == [1]  # only `opened` is kept
             for version in range(1, incident.version + 1):
@@ -456,9 +447,7 @@ async def test_events_only_tracked_are_recorded_with_the_next_write_and_survive_
         forgetful = bus.OutboxRelay(upstream, js, "ledger")
         forgetful.position = 0
         await run_until(forgetful, lambda: forgetful.position == total)
-        async with asyncio.timeout(10):
-            while keeper.inbox.processed < 2 * total:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: keeper.inbox.processed >= 2 * total, 10)
         assert keeper.app.recorder.max_notification_id() == kept
         assert keeper.inbox.parked == 0
     finally:
