@@ -53,6 +53,12 @@ class Unavailable(LifelineError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class ResourceExhausted(LifelineError):
+    """The caller asked for more than the service keeps for it (a watch that fell behind)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class Unauthenticated(LifelineError):
     """No credentials, or credentials that do not verify; the message says which."""
 

@@ -25,6 +25,7 @@ from lifeline.errors import Unavailable
 from lifeline.follow import LogFollower, retry_forever
 from lifeline.grpcutil import Authenticator, Server
 from lifeline.identity.nats import LISTENS_TO, consumer_name
+from lifeline.live import LiveViews
 from lifeline.store import ServiceApplication, retry_conflicts
 from lifeline.tracing import setup_tracing
 from lifeline.views import Projector, RowsFor, Views, create_pool
@@ -51,6 +52,8 @@ class Runtime:
                              ready=lambda: self.backend_down,
                              reflection=settings.security.reflection)
         parking.register(self)  # every service answers ListParked/RetryParked/DiscardParked
+        #: Server-streaming watches of the read model, fed by the projector.
+        self.live = LiveViews(settings.service)
         self.port = 0
         self._consumers: list[dict[str, Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -162,7 +165,8 @@ class Runtime:
         await self.views.setup()
         for step in self._starting:
             await step()
-        self.projector = Projector(self.app, self.views, self.rows_for, s.service)
+        self.projector = Projector(self.app, self.views, self.rows_for, s.service,
+                                   saved=self.live.publish)
         sec = s.security
         self.nc = await bus.connect(s.nats_url, f"lifeline-{s.service}", user=sec.nats_user,
                                     password=sec.nats_password, ca_file=sec.nats_ca)
@@ -226,6 +230,8 @@ class Runtime:
         return [self.projector, self.relay, *self.inboxes]
 
     async def stop(self) -> None:
+        # Open watches would hold the server's grace period: end them first, saying why.
+        self.live.close_all("the service is stopping; watch again in a moment")
         await self.server.stop()
         self._stopping.set()
         for worker in self._workers():

@@ -162,6 +162,19 @@ class Views:
                     WHERE kind = $4 AND key = $1""", updates)
         return len(updates)
 
+    async def snapshot(self, kind: str, message_type: type[M], statuses: Sequence[str]
+                       ) -> tuple[list[M], int]:
+        """Every view of a kind in these statuses, and the projector's position they are
+        as of (read together: a live watch sends what came after it)."""
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                                 readonly=True):
+            position = await conn.fetchval(
+                f"SELECT position FROM {self.positions} WHERE name = 'projector'")
+            rows = await conn.fetch(
+                f"""SELECT doc FROM {self.table} WHERE kind = $1 AND status = ANY($2::text[])
+                    ORDER BY key""", kind, list(statuses))
+        return [message_type.FromString(r["doc"]) for r in rows], int(position or 0)
+
     async def every(self, kind: str, message_type: type[M]) -> list[M]:
         """Every view of a kind (to warm a service's in-memory cache when it starts)."""
         async with self.pool.acquire() as conn:
@@ -173,9 +186,10 @@ class Projector(LogFollower):
     """Keeps a service's view table up to date with its event store."""
 
     def __init__(self, app: ServiceApplication, views: Views, rows_for: RowsFor,
-                 service: str) -> None:
+                 service: str, saved: Callable[[Sequence[ViewRow], int], None] | None = None
+                 ) -> None:
         super().__init__(app, f"{service} projector")
-        self.views, self.rows_for = views, rows_for
+        self.views, self.rows_for, self.saved = views, rows_for, saved
 
     async def load_position(self) -> int:
         return await self.views.position()
@@ -184,6 +198,8 @@ class Projector(LogFollower):
         ids = list(dict.fromkeys(n.originator_id for n in notifications))
         rows = await asyncio.to_thread(self._rows, ids)
         await self.views.save(rows, notifications[-1].id)
+        if self.saved is not None:
+            self.saved(rows, notifications[-1].id)  # live watches (lifeline.live)
 
     def _rows(self, ids: list[Any]) -> list[ViewRow]:
         rows: list[ViewRow] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 import grpc
@@ -20,6 +20,11 @@ from lifeline.runtime import Runtime
 from lifeline_dispatch.application import DispatchApp
 
 Ctx = grpc.aio.ServicerContext
+#: What a watch's snapshot holds: every state but closed and dismissed.
+ACTIVE_STATES = [state_name(s) for s in incident_pb2.IncidentState.values()
+                 if s not in (incident_pb2.INCIDENT_STATE_UNSPECIFIED,
+                              incident_pb2.INCIDENT_STATE_CLOSED,
+                              incident_pb2.INCIDENT_STATE_DISMISSED)]
 
 
 def _answer(view: incident_pb2.Incident) -> pb.IncidentResponse:
@@ -197,3 +202,17 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
             "incident", incident_pb2.Incident, page_size=request.page.page_size,
             page_token=request.page.page_token, status=state)
         return pb.ListIncidentsResponse(incidents=incidents, next_page_token=token)
+
+    async def WatchIncidents(self, request: pb.WatchIncidentsRequest, context: Ctx
+                             ) -> AsyncIterator[pb.WatchIncidentsResponse]:
+        with self.rt.live.watch("incident", what="incident",
+                                 rpc=context) as watch:
+            # Watching before the snapshot is read, so nothing falls between the two.
+            active, position = await self.rt.views.snapshot(
+                "incident", incident_pb2.Incident, ACTIVE_STATES)
+            for incident in active:
+                yield pb.WatchIncidentsResponse(incident=incident, initial=True)
+            yield pb.WatchIncidentsResponse(caught_up=True)
+            async for change in watch.changes(after=position):
+                assert isinstance(change.doc, incident_pb2.Incident)
+                yield pb.WatchIncidentsResponse(incident=change.doc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 
 import grpc
-from lifeline.edge import acting, cause_of, check_enum, check_location, required
+from lifeline.edge import acting, cause_of, check_enum, check_location, check_name, required
 from lifeline.errors import InvalidArgument
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2_grpc
@@ -17,6 +17,9 @@ from lifeline_monitor.application import MAX_READINGS_PER_CALL, MonitorApp
 from lifeline_monitor.server_alerts import AlertingServicer
 
 Ctx = grpc.aio.ServicerContext
+#: What a watch's snapshot holds: the warnings not cleared.
+NOT_CLEARED = [pb.WarningStatus.Name(pb.WARNING_STATUS_ACTIVE),
+               pb.WarningStatus.Name(pb.WARNING_STATUS_ACKNOWLEDGED)]
 
 
 class MonitorServicer(AlertingServicer, monitor_pb2_grpc.MonitorServiceServicer):
@@ -108,6 +111,46 @@ class MonitorServicer(AlertingServicer, monitor_pb2_grpc.MonitorServiceServicer)
             page_token=request.page.page_token, status=status, category=request.hazard)
         await outcomes.with_outcomes(self.rt.views, warnings)
         return pb.ListWarningsResponse(warnings=warnings, next_page_token=token)
+
+    async def WatchWarnings(self, request: pb.WatchWarningsRequest, context: Ctx
+                            ) -> AsyncIterator[pb.WatchWarningsResponse]:
+        if request.hazard:
+            check_name("hazard", request.hazard)
+        with self.rt.live.watch("warning", "outcome", what="warning",
+                                 rpc=context) as watch:
+            # Watching before the snapshot is read, so nothing falls between the two.
+            found, position = await self.rt.views.snapshot("warning", pb.Warning, NOT_CLEARED)
+            warnings = [w for w in found if request.hazard in ("", w.hazard)]
+            await outcomes.with_outcomes(self.rt.views, warnings)
+            # The warnings on show, to send again with their outcome when it is decided.
+            shown = {w.id: w for w in warnings}
+            for warning in warnings:
+                yield pb.WatchWarningsResponse(warning=warning, initial=True)
+            yield pb.WatchWarningsResponse(caught_up=True)
+            async for change in watch.changes(after=position):
+                if isinstance(change.doc, pb.OutcomeRecord):
+                    earlier = shown.get(change.key)
+                    if earlier is None or earlier.outcome == change.doc.outcome:
+                        continue
+                    warning = pb.Warning()
+                    warning.CopyFrom(earlier)
+                    warning.outcome, warning.incident_id = (change.doc.outcome,
+                                                            change.doc.incident_id)
+                else:
+                    assert isinstance(change.doc, pb.Warning)
+                    if request.hazard not in ("", change.doc.hazard):
+                        continue
+                    warning = pb.Warning()
+                    warning.CopyFrom(change.doc)  # shared with other watches
+                    earlier = shown.get(warning.id)
+                    if earlier is not None:
+                        warning.outcome, warning.incident_id = (earlier.outcome,
+                                                                earlier.incident_id)
+                if warning.status == pb.WARNING_STATUS_CLEARED:
+                    shown.pop(warning.id, None)
+                else:
+                    shown[warning.id] = warning
+                yield pb.WatchWarningsResponse(warning=warning)
 
     async def AcknowledgeWarning(self, request: pb.AcknowledgeWarningRequest, context: Ctx
                                  ) -> pb.AcknowledgeWarningResponse:

@@ -24,6 +24,53 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class WatchIncidentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchIncidentsRequest: _TypeAlias = WatchIncidentsRequest  # noqa: Y015
+
+@_typing.final
+class WatchIncidentsResponse(_message.Message):
+    """One message of an incident watch: an incident, or the end of the snapshot."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCIDENT_FIELD_NUMBER: _builtins.int
+    INITIAL_FIELD_NUMBER: _builtins.int
+    CAUGHT_UP_FIELD_NUMBER: _builtins.int
+    initial: _builtins.bool
+    """Part of the snapshot of active incidents sent first (otherwise: a change)."""
+    caught_up: _builtins.bool
+    """Sent once, after the snapshot (also when it is empty): what follows are changes."""
+    @_builtins.property
+    def incident(self) -> _incident_pb2.Incident:
+        """The incident as it now is; unset on the `caught_up` message."""
+
+    def __init__(
+        self,
+        *,
+        incident: _incident_pb2.Incident | None = ...,
+        initial: _builtins.bool = ...,
+        caught_up: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["incident", b"incident"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "incident", b"incident", "initial", b"initial"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchIncidentsResponse: _TypeAlias = WatchIncidentsResponse  # noqa: Y015
+
+@_typing.final
 class RegradeIncidentRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -149,6 +149,11 @@ class DispatchServiceStub:
                 request_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.MarkReviewedRequest.SerializeToString,
                 response_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
                 _registered_method=True)
+        self.WatchIncidents = channel.unary_stream(
+                '/lifeline.dispatch.v1.DispatchService/WatchIncidents',
+                request_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.WatchIncidentsRequest.SerializeToString,
+                response_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.WatchIncidentsResponse.FromString,
+                _registered_method=True)
 
 
 class DispatchServiceServicer:
@@ -296,6 +301,18 @@ class DispatchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchIncidents(self, request, context):
+        """A live view for a duty desk: every active incident (neither closed nor dismissed),
+        then one message saying so (`caught_up`), then each incident as it now is whenever it
+        changes (opened, declared, regraded, an order issued, overdue or acknowledged, units
+        assigned, closed ...), within a second. Runs until the caller cancels; ends with
+        RESOURCE_EXHAUSTED when the caller reads too slowly, UNAVAILABLE when the service
+        stops: watch again, from a fresh snapshot.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DispatchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -413,6 +430,11 @@ def add_DispatchServiceServicer_to_server(servicer, server):
                     servicer.MarkReviewed,
                     request_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.MarkReviewedRequest.FromString,
                     response_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.SerializeToString,
+            ),
+            'WatchIncidents': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchIncidents,
+                    request_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.WatchIncidentsRequest.FromString,
+                    response_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.WatchIncidentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1036,6 +1058,33 @@ class DispatchService:
             '/lifeline.dispatch.v1.DispatchService/MarkReviewed',
             lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.MarkReviewedRequest.SerializeToString,
             lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchIncidents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lifeline.dispatch.v1.DispatchService/WatchIncidents',
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.WatchIncidentsRequest.SerializeToString,
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.WatchIncidentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1509,6 +1509,58 @@ class OutcomeEvent(_message.Message):
 Global___OutcomeEvent: _TypeAlias = OutcomeEvent  # noqa: Y015
 
 @_typing.final
+class WatchWarningsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HAZARD_FIELD_NUMBER: _builtins.int
+    hazard: _builtins.str
+    """Optional filter: only warnings about this hazard."""
+    def __init__(
+        self,
+        *,
+        hazard: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hazard", b"hazard"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchWarningsRequest: _TypeAlias = WatchWarningsRequest  # noqa: Y015
+
+@_typing.final
+class WatchWarningsResponse(_message.Message):
+    """One message of a warning watch: a warning, or the end of the snapshot."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WARNING_FIELD_NUMBER: _builtins.int
+    INITIAL_FIELD_NUMBER: _builtins.int
+    CAUGHT_UP_FIELD_NUMBER: _builtins.int
+    initial: _builtins.bool
+    """Part of the snapshot of warnings not cleared sent first (otherwise: a change)."""
+    caught_up: _builtins.bool
+    """Sent once, after the snapshot (also when it is empty): what follows are changes."""
+    @_builtins.property
+    def warning(self) -> Global___Warning:
+        """The warning as it now is (its `level` is its colour); unset on the `caught_up` message."""
+
+    def __init__(
+        self,
+        *,
+        warning: Global___Warning | None = ...,
+        initial: _builtins.bool = ...,
+        caught_up: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["warning", b"warning"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "initial", b"initial", "warning", b"warning"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchWarningsResponse: _TypeAlias = WatchWarningsResponse  # noqa: Y015
+
+@_typing.final
 class RegisterSensorRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

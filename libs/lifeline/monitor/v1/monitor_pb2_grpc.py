@@ -131,6 +131,11 @@ class MonitorServiceStub:
                 request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ImportCapAlertRequest.SerializeToString,
                 response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ImportCapAlertResponse.FromString,
                 _registered_method=True)
+        self.WatchWarnings = channel.unary_stream(
+                '/lifeline.monitor.v1.MonitorService/WatchWarnings',
+                request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.WatchWarningsRequest.SerializeToString,
+                response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.WatchWarningsResponse.FromString,
+                _registered_method=True)
 
 
 class MonitorServiceServicer:
@@ -263,6 +268,17 @@ class MonitorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchWarnings(self, request, context):
+        """A live view for a duty desk: every warning not cleared (active or acknowledged), then
+        one message saying so (`caught_up`), then each warning as it now is whenever it is
+        raised, changes level, is acknowledged, learns its outcome or is cleared, within a
+        second. Runs until the caller cancels; ends with RESOURCE_EXHAUSTED when the caller
+        reads too slowly, UNAVAILABLE when the service stops: watch again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MonitorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -360,6 +376,11 @@ def add_MonitorServiceServicer_to_server(servicer, server):
                     servicer.ImportCapAlert,
                     request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ImportCapAlertRequest.FromString,
                     response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ImportCapAlertResponse.SerializeToString,
+            ),
+            'WatchWarnings': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchWarnings,
+                    request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.WatchWarningsRequest.FromString,
+                    response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.WatchWarningsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -877,6 +898,33 @@ class MonitorService:
             '/lifeline.monitor.v1.MonitorService/ImportCapAlert',
             lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ImportCapAlertRequest.SerializeToString,
             lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ImportCapAlertResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchWarnings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lifeline.monitor.v1.MonitorService/WatchWarnings',
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.WatchWarningsRequest.SerializeToString,
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.WatchWarningsResponse.FromString,
             options,
             channel_credentials,
             insecure,
