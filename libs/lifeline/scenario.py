@@ -70,6 +70,8 @@ class Scenario:
     #: The city's grid (a file of monitor's shipped grids, e.g. "xuhui.toml"), loaded first so
     #: that warnings name whom they reach.
     grid: str = ""
+    #: The city's time zone (IANA, e.g. "Asia/Shanghai"): field times are shown in it.
+    timezone: str = ""
 
     @classmethod
     def load(cls, path: Path) -> Scenario:
@@ -81,7 +83,7 @@ class Scenario:
         steps.sort(key=lambda s: s.at)  # stable: steps at one time keep their order
         start = datetime.fromisoformat(data["start"])
         return cls(data["name"], start, data.get("sensors", []), data.get("units", []), steps,
-                   data.get("depots", []), data.get("grid", ""))
+                   data.get("depots", []), data.get("grid", ""), data.get("timezone", ""))
 
 
 class Badges(Protocol):
@@ -388,7 +390,10 @@ class Player:
             getattr(self.dispatch, ORDER_ACTIONS[action])(dispatch_pb2.OrderStepRequest(
                 incident_id=self.incident_id, order_id=order.id, action=step))
             done.append(order.id)
-        self.say(f"[{clock}] {action}d orders {', '.join(done) or '(none)'}")
+        did = {"acknowledge": "acknowledged", "complete": "completed", "verify": "verified"}
+        whose = f" for {a['department']}" if "department" in a else ""
+        self.say(f"[{clock}] {did[action]} orders {', '.join(done)}" if done else
+                 f"[{clock}] no orders{whose} waiting to be {did[action]}")
 
     def _report(self, a: dict[str, Any], now: datetime, clock: str) -> None:
         incident = self.dispatch.ReportIncident(dispatch_pb2.ReportIncidentRequest(
