@@ -91,7 +91,7 @@ async def through_service(stack: Stack, queries: int) -> dict[int, list[float]]:
         async def register(u: FleetUnit) -> None:
             async with gate:
                 await admin.RegisterUnit(resources_pb2.RegisterUnitRequest(
-                    id=u.id, kind=u.kinds[0], department="d",
+                    id=u.id, kind=u.kinds[0], department="d", new_names=True,
                     home=common_pb2.GeoPoint(lat=u.home[0], lon=u.home[1])))
 
         await asyncio.gather(*(register(u) for u in fleet_of(size)[registered:]))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 def _flag(name: str) -> bool:
@@ -71,6 +71,9 @@ class Settings:
     grid_resolution: int = 8
     #: JetStream redelivers what a consumer holds unacknowledged after this long.
     ack_wait: float = 3.0
+    #: Names the city adds to those its plans and registries know (lifeline.names), by
+    #: kind: "hazard", "unit_kind", "department".
+    configured_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, service: str) -> Settings:
@@ -89,7 +92,15 @@ class Settings:
             security=Security.from_env(service),
             grid_resolution=_grid_resolution(service),
             ack_wait=_seconds(service, "LIFELINE_ACK_WAIT_SECONDS", 3.0, 1.0, 3600.0),
+            configured_names={kind: _names(variable) for kind, variable in (
+                ("hazard", "LIFELINE_HAZARDS"), ("unit_kind", "LIFELINE_UNIT_KINDS"),
+                ("department", "LIFELINE_DEPARTMENTS"))},
         )
+
+
+def _names(variable: str) -> tuple[str, ...]:
+    """A comma-separated list of names (blanks dropped)."""
+    return tuple(n.strip() for n in os.environ.get(variable, "").split(",") if n.strip())
 
 
 def _seconds(service: str, name: str, default: float, low: float, high: float) -> float:

@@ -101,7 +101,8 @@ def sensor_request(sensor_id: str, hazard: str = "urban_flooding", cell: str = "
         id=sensor_id, kind="water_level", hazard=hazard,
         location=common_pb2.GeoPoint(lat=lat, lon=121.4), grid_cell=cell, unit_of_measure="m",
         thresholds=monitor_pb2.Thresholds(blue=0.2, yellow=0.4, orange=0.6, red=0.8),
-        direction=monitor_pb2.DIRECTION_HIGHER_IS_WORSE)
+        direction=monitor_pb2.DIRECTION_HIGHER_IS_WORSE,
+        new_names=True)  # each test watches a hazard of its own
     for field, value in changes.items():
         if value is None:
             request.ClearField(field)  # type: ignore[arg-type]

@@ -64,7 +64,8 @@ def raise_warning(monitor: monitor_pb2_grpc.MonitorServiceStub, hazard: str,
     monitor.RegisterSensor(pb.RegisterSensorRequest(
         id=sensor_id, kind="gas", hazard=hazard, unit_of_measure="ppm",
         location=common_pb2.GeoPoint(lat=lat, lon=121.47), direction=pb.DIRECTION_HIGHER_IS_WORSE,
-        thresholds=pb.Thresholds(blue=10, yellow=20, orange=30, red=40)), timeout=TIMEOUT)
+        thresholds=pb.Thresholds(blue=10, yellow=20, orange=30, red=40),
+        new_names=True), timeout=TIMEOUT)  # a hazard of the test's own
     answer = monitor.IngestReadingBatch(pb.IngestReadingBatchRequest(
         readings=[pb.Reading(sensor_id=sensor_id, value=35)]), timeout=TIMEOUT)
     return answer.warnings[0], sensor_id

@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 import grpc
+from lifeline import names
 from lifeline.clock import FieldClock
+from lifeline.common.v1 import names_pb2
 from lifeline.dispatch.v1 import dispatch_pb2 as pb
 from lifeline.dispatch.v1 import dispatch_pb2_grpc
 from lifeline.edge import cause_of, check_enum, required
@@ -48,6 +50,10 @@ def _own_order(order_id: str, step: Step) -> Step:
 class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
     def __init__(self, runtime: Runtime, app: DispatchApp, field: FieldClock) -> None:
         self.rt, self.app, self.field = runtime, app, field
+        # Dispatch's names are the plans' (and the city's configured ones).
+        self.names = names.Catalog(
+            "dispatch", (names.HAZARD, names.DEPARTMENT, names.UNIT_KIND),
+            names.from_plans(app.plans), names.configured(runtime.settings.configured_names))
 
     def _cause(self, action: pb.Action) -> Cause:
         cause = cause_of(self.rt.clock, actor=action.actor, occurred_at=action.occurred_at,
@@ -64,12 +70,14 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
 
     async def ReportIncident(self, request: pb.ReportIncidentRequest, context: Ctx
                              ) -> pb.IncidentResponse:
+        self.names.check("hazard", names.HAZARD, request.hazard)
         cause = self._cause(request.action)
         return await self.rt.command(
             lambda: self.app.report(request, cause, self.rt.now()), _answer)
 
     async def DeclareIncident(self, request: pb.DeclareIncidentRequest, context: Ctx
                               ) -> pb.IncidentResponse:
+        self.names.check("hazard_type", names.HAZARD, request.hazard_type)
         cause = self._cause(request.action)
         return await self.rt.command(
             lambda: self.app.declare(request, cause, self.rt.now()), _answer)
@@ -115,6 +123,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
     async def IssueOrder(self, request: pb.IssueOrderRequest, context: Ctx
                          ) -> pb.IncidentResponse:
         required(request, "department", "instruction")
+        self.names.check("department", names.DEPARTMENT, request.department)
         check_enum("tier", incident_pb2.OrderTier, request.tier)
         if not 0 < request.acknowledge_within_minutes < request.complete_within_minutes:
             raise InvalidArgument("complete_within_minutes", "give an acknowledgement deadline "
@@ -216,3 +225,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
             async for change in watch.changes(after=position):
                 assert isinstance(change.doc, incident_pb2.Incident)
                 yield pb.WatchIncidentsResponse(incident=change.doc)
+
+    async def ListKnownNames(self, request: names_pb2.ListKnownNamesRequest, context: Ctx
+                             ) -> names_pb2.ListKnownNamesResponse:
+        return self.names.answer(request)

@@ -14,6 +14,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Repository
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Recording, Tracking
+from lifeline import names
 from lifeline.errors import AlreadyExists, InvalidArgument, NotFound, RuleViolation
 from lifeline.events import Cause, ProtoAggregate
 from lifeline.monitor.v1 import monitor_pb2 as pb
@@ -129,6 +130,10 @@ class MonitorApp(ServiceApplication):
             sensor = Sensor.register(grid.placed(req, self.grid_resolution), cause, now)
             self.engine.add(sensor, step)
         return sensor.view, self.record(sensor)
+
+    def sensor_names(self) -> dict[int, set[str]]:
+        """The hazards registered sensors watch (lifeline.names)."""
+        return {names.HAZARD: {t.sensor.view.hazard for t in list(self.engine.sensors.values())}}
 
     def register_sensors(self, reqs: Sequence[pb.RegisterSensorRequest], cause: Cause,
                          now: datetime) -> tuple[pb.RegisterSensorsResponse, list[Recording]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 
 import grpc
+from lifeline import names
+from lifeline.common.v1 import names_pb2
 from lifeline.edge import acting, cause_of, check_enum, check_location, check_name, required
 from lifeline.errors import InvalidArgument
 from lifeline.monitor.v1 import monitor_pb2 as pb
@@ -23,11 +25,15 @@ NOT_CLEARED = [pb.WarningStatus.Name(pb.WARNING_STATUS_ACTIVE),
 
 
 class MonitorServicer(AlertingServicer, monitor_pb2_grpc.MonitorServiceServicer):
+    #: The hazards monitor knows (set by bootstrap).
+    names: names.Catalog
+
     def __init__(self, runtime: Runtime, app: MonitorApp) -> None:
         self.rt, self.app = runtime, app
 
     async def RegisterSensor(self, request: pb.RegisterSensorRequest, context: Ctx
                              ) -> pb.RegisterSensorResponse:
+        self.names.check("hazard", names.HAZARD, request.hazard, new_names=request.new_names)
         cause = cause_of(self.rt.clock)
         return await self.rt.command(
             lambda: self.app.register_sensor(request, cause, self.rt.now()),
@@ -70,6 +76,11 @@ class MonitorServicer(AlertingServicer, monitor_pb2_grpc.MonitorServiceServicer)
 
     async def RegisterSensors(self, request: pb.RegisterSensorsRequest, context: Ctx
                               ) -> pb.RegisterSensorsResponse:
+        known = self.names.in_registry()
+        for index, sensor in enumerate(request.sensors):
+            self.names.check(f"sensors[{index}].hazard", names.HAZARD, sensor.hazard,
+                             new_names=sensor.new_names, registered=known)
+            known[names.HAZARD].add(sensor.hazard)  # a new one is known to those after it
         cause = cause_of(self.rt.clock)
         return await self.rt.command(
             lambda: self.app.register_sensors(request.sensors, cause, self.rt.now()),
@@ -151,6 +162,10 @@ class MonitorServicer(AlertingServicer, monitor_pb2_grpc.MonitorServiceServicer)
                 else:
                     shown[warning.id] = warning
                 yield pb.WatchWarningsResponse(warning=warning)
+
+    async def ListKnownNames(self, request: names_pb2.ListKnownNamesRequest, context: Ctx
+                             ) -> names_pb2.ListKnownNamesResponse:
+        return self.names.answer(request)
 
     async def AcknowledgeWarning(self, request: pb.AcknowledgeWarningRequest, context: Ctx
                                  ) -> pb.AcknowledgeWarningResponse:

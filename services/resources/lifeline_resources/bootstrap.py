@@ -7,10 +7,12 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+from lifeline import names
 from lifeline.clock import Clock
 from lifeline.config import Settings
 from lifeline.errors import InvalidArgument
 from lifeline.events import Cause, ProtoAggregate
+from lifeline.plans import default_library
 from lifeline.resources.v1 import resources_pb2, resources_pb2_grpc
 from lifeline.runtime import Runtime
 from lifeline.views import ViewRow
@@ -82,13 +84,22 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
             log.warning("road segment %s is closed but not in road graph %s", road.id,
                         roads.name)
 
+    depot_departments: set[str] = set()
+
     def rows(aggregate: ProtoAggregate) -> list[ViewRow]:
-        # The projector keeps the fleet index and the road closures current.
+        # The projector keeps the fleet index, the road closures and the departments of
+        # depots current.
         if isinstance(aggregate, Unit):
             app.fleet.upsert(fleet_unit(aggregate.view))
         elif isinstance(aggregate, RoadClosure):
             apply(aggregate.view)
-        return rows_for(aggregate)
+        made = rows_for(aggregate)
+        depot_departments.update(r.category for r in made if r.kind == "depot")
+        return made
+
+    def registered() -> names.Names:
+        kinds, departments = app.fleet.names()
+        return {names.UNIT_KIND: kinds, names.DEPARTMENT: departments | depot_departments}
 
     runtime = Runtime(settings, app, rows, clock)
 
@@ -97,6 +108,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
             app.fleet.upsert(fleet_unit(unit))
         for road in await runtime.views.every("road", resources_pb2.RoadSegment):
             apply(road)
+        for depot in await runtime.views.every("depot", resources_pb2.Depot):
+            depot_departments.add(depot.department)
         log.info("fleet index warmed: %d units", len(app.fleet))
 
     runtime.on_start(warm)
@@ -107,8 +120,12 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
 
         # Positions move and go stale between dispatches: look again every so often.
         runtime.every("coverage check", COVERAGE_CHECK_SECONDS, check_coverage)
-    runtime.server.add(resources_pb2_grpc.add_ResourcesServiceServicer_to_server,
-                       ResourcesServicer(runtime, app),
+    servicer = ResourcesServicer(runtime, app)
+    # Resources' unit kinds and departments: the plans', the city's, its registry's.
+    servicer.names = names.Catalog(
+        "resources", (names.UNIT_KIND, names.DEPARTMENT), names.from_plans(default_library()),
+        names.configured(settings.configured_names), registered=registered)
+    runtime.server.add(resources_pb2_grpc.add_ResourcesServiceServicer_to_server, servicer,
                        resources_pb2.DESCRIPTOR.services_by_name["ResourcesService"].full_name)
     consumers.subscribe(runtime, app)
     return runtime

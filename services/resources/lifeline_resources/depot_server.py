@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+from lifeline import names
 from lifeline.edge import cause_of, check_enum, required
 from lifeline.identity import caller
 from lifeline.resources.v1 import resources_pb2 as pb
@@ -16,9 +17,13 @@ Ctx = grpc.aio.ServicerContext
 class DepotRpcs:
     rt: Runtime
     app: ResourcesApp
+    #: The unit kinds and departments resources knows (set by bootstrap).
+    names: names.Catalog
 
     async def RegisterDepot(self, request: pb.RegisterDepotRequest, context: Ctx
                             ) -> pb.RegisterDepotResponse:
+        self.names.check("department", names.DEPARTMENT, request.department,
+                         new_names=request.new_names)
         cause = cause_of(self.rt.clock)
         return await self.rt.command(
             lambda: self.app.register_depot(request, cause, self.rt.now()),

@@ -158,6 +158,12 @@ class Fleet:
     def get(self, unit_id: str) -> FleetUnit | None:
         return self._units.get(unit_id)
 
+    def names(self) -> tuple[set[str], set[str]]:
+        """The unit kinds (capabilities too) and the departments of the units."""
+        with self._lock:
+            units = list(self._units.values())
+        return {k for u in units for k in u.kinds}, {u.department for u in units}
+
     # ---- keeping it current ----
 
     def upsert(self, unit: FleetUnit) -> None:

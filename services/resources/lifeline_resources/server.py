@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import grpc
-from lifeline.common.v1 import common_pb2
+from lifeline import names
+from lifeline.common.v1 import common_pb2, names_pb2
 from lifeline.edge import cause_of, check_enum, required
 from lifeline.identity import caller
 from lifeline.resources.v1 import resources_pb2 as pb
@@ -22,8 +23,19 @@ class ResourcesServicer(DepotRpcs, FleetRpcs, resources_pb2_grpc.ResourcesServic
     def __init__(self, runtime: Runtime, app: ResourcesApp) -> None:
         self.rt, self.app = runtime, app
 
+    async def ListKnownNames(self, request: names_pb2.ListKnownNamesRequest, context: Ctx
+                             ) -> names_pb2.ListKnownNamesResponse:
+        return self.names.answer(request)
+
     async def RegisterUnit(self, request: pb.RegisterUnitRequest, context: Ctx
                            ) -> pb.RegisterUnitResponse:
+        known, new = self.names.in_registry(), request.new_names
+        self.names.check("kind", names.UNIT_KIND, request.kind, new_names=new, registered=known)
+        for index, capability in enumerate(request.capabilities):
+            self.names.check(f"capabilities[{index}]", names.UNIT_KIND, capability,
+                             new_names=new, registered=known)
+        self.names.check("department", names.DEPARTMENT, request.department, new_names=new,
+                         registered=known)
         cause = cause_of(self.rt.clock)
         answer = await self.rt.command(
             lambda: self.app.register_unit(request, cause, self.rt.now()),

@@ -24,60 +24,61 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from lifeline.common.v1 import common_pb2 as lifeline_dot_common_dot_v1_dot_common__pb2
+from lifeline.common.v1 import names_pb2 as lifeline_dot_common_dot_v1_dot_names__pb2
 from lifeline.incident.v1 import incident_pb2 as lifeline_dot_incident_dot_v1_dot_incident__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#lifeline/dispatch/v1/dispatch.proto\x12\x14lifeline.dispatch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1flifeline/common/v1/common.proto\x1a#lifeline/incident/v1/incident.proto\"\x17\n\x15WatchIncidentsRequest\"n\n\x16WatchIncidentsResponse\x12\x30\n\x08incident\x18\x01 \x01(\x0b\x32\x1e.lifeline.incident.v1.Incident\x12\x0f\n\x07initial\x18\x02 \x01(\x08\x12\x11\n\tcaught_up\x18\x03 \x01(\x08\"\x87\x01\n\x16RegradeIncidentRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12*\n\x05grade\x18\x02 \x01(\x0e\x32\x1b.lifeline.incident.v1.Grade\x12,\n\x06\x61\x63tion\x18\x03 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"q\n\x16HandOverCommandRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x14\n\x0cto_commander\x18\x02 \x01(\t\x12,\n\x06\x61\x63tion\x18\x03 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"j\n\x13ReleaseUnitsRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x10\n\x08unit_ids\x18\x02 \x03(\t\x12,\n\x06\x61\x63tion\x18\x03 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"\x99\x02\n\x11IssueOrderRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x12\n\ndepartment\x18\x02 \x01(\t\x12\x0f\n\x07unit_id\x18\x03 \x01(\t\x12-\n\x04tier\x18\x04 \x01(\x0e\x32\x1f.lifeline.incident.v1.OrderTier\x12\x13\n\x0binstruction\x18\x05 \x01(\t\x12\x13\n\x0blife_safety\x18\x06 \x01(\x08\x12\"\n\x1a\x61\x63knowledge_within_minutes\x18\x07 \x01(\r\x12\x1f\n\x17\x63omplete_within_minutes\x18\x08 \x01(\r\x12,\n\x06\x61\x63tion\x18\t \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"g\n\x10OrderStepRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12,\n\x06\x61\x63tion\x18\x03 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"\x90\x01\n\x1aReportOrderProgressRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\x12\x0f\n\x07percent\x18\x04 \x01(\r\x12,\n\x06\x61\x63tion\x18\x05 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"(\n\x11ListOrdersRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\"A\n\x12ListOrdersResponse\x12+\n\x06orders\x18\x01 \x03(\x0b\x32\x1b.lifeline.incident.v1.Order\"\xd0\x01\n\x16ReportSituationRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x65\x61\x64\x18\x02 \x01(\r\x12\x0f\n\x07injured\x18\x03 \x01(\r\x12\x0f\n\x07missing\x18\x04 \x01(\r\x12\x10\n\x08\x61\x66\x66\x65\x63ted\x18\x05 \x01(\r\x12\x11\n\tevacuated\x18\x06 \x01(\r\x12\x10\n\x08\x61rea_km2\x18\x07 \x01(\x01\x12\x0c\n\x04text\x18\x08 \x01(\t\x12,\n\x06\x61\x63tion\x18\t \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"\xb5\x01\n\x16\x41\x64\x64RecoveryTaskRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x34\n\x04kind\x18\x02 \x01(\x0e\x32&.lifeline.incident.v1.RecoveryTaskKind\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12,\n\x06\x61\x63tion\x18\x05 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"q\n\x1b\x43ompleteRecoveryTaskRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12,\n\x06\x61\x63tion\x18\x03 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"i\n\x13MarkReviewedRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\x12,\n\x06\x61\x63tion\x18\x03 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"X\n\x06\x41\x63tion\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xac\x01\n\x15ReportIncidentRequest\x12\x0e\n\x06hazard\x18\x01 \x01(\t\x12.\n\x08location\x18\x02 \x01(\x0b\x32\x1c.lifeline.common.v1.GeoPoint\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x10\n\x08reporter\x18\x04 \x01(\t\x12,\n\x06\x61\x63tion\x18\x05 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"\xce\x01\n\x16\x44\x65\x63lareIncidentRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x30\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x1e.lifeline.incident.v1.Category\x12\x13\n\x0bhazard_type\x18\x03 \x01(\t\x12*\n\x05grade\x18\x04 \x01(\x0e\x32\x1b.lifeline.incident.v1.Grade\x12,\n\x06\x61\x63tion\x18\x05 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"X\n\x13IncidentStepRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12,\n\x06\x61\x63tion\x18\x02 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\")\n\x12GetIncidentRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\"D\n\x10IncidentResponse\x12\x30\n\x08incident\x18\x01 \x01(\x0b\x32\x1e.lifeline.incident.v1.Incident\"y\n\x14ListIncidentsRequest\x12-\n\x04page\x18\x01 \x01(\x0b\x32\x1f.lifeline.common.v1.PageRequest\x12\x32\n\x05state\x18\x02 \x01(\x0e\x32#.lifeline.incident.v1.IncidentState\"c\n\x15ListIncidentsResponse\x12\x31\n\tincidents\x18\x01 \x03(\x0b\x32\x1e.lifeline.incident.v1.Incident\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xa5\x13\n\x0f\x44ispatchService\x12\x65\n\x0eReportIncident\x12+.lifeline.dispatch.v1.ReportIncidentRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12g\n\x0f\x44\x65\x63lareIncident\x12,.lifeline.dispatch.v1.DeclareIncidentRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x64\n\x0f\x44ismissIncident\x12).lifeline.dispatch.v1.IncidentStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x62\n\rMarkContained\x12).lifeline.dispatch.v1.IncidentStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x62\n\rStartRecovery\x12).lifeline.dispatch.v1.IncidentStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x65\n\x10\x43ompleteRecovery\x12).lifeline.dispatch.v1.IncidentStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x62\n\rCloseIncident\x12).lifeline.dispatch.v1.IncidentStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12_\n\x0bGetIncident\x12(.lifeline.dispatch.v1.GetIncidentRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12h\n\rListIncidents\x12*.lifeline.dispatch.v1.ListIncidentsRequest\x1a+.lifeline.dispatch.v1.ListIncidentsResponse\x12g\n\x0fRegradeIncident\x12,.lifeline.dispatch.v1.RegradeIncidentRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12g\n\x0fHandOverCommand\x12,.lifeline.dispatch.v1.HandOverCommandRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x61\n\x0cReleaseUnits\x12).lifeline.dispatch.v1.ReleaseUnitsRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12]\n\nIssueOrder\x12\'.lifeline.dispatch.v1.IssueOrderRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x62\n\x10\x41\x63knowledgeOrder\x12&.lifeline.dispatch.v1.OrderStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12o\n\x13ReportOrderProgress\x12\x30.lifeline.dispatch.v1.ReportOrderProgressRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12_\n\rCompleteOrder\x12&.lifeline.dispatch.v1.OrderStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12]\n\x0bVerifyOrder\x12&.lifeline.dispatch.v1.OrderStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12]\n\x0b\x43\x61ncelOrder\x12&.lifeline.dispatch.v1.OrderStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12_\n\nListOrders\x12\'.lifeline.dispatch.v1.ListOrdersRequest\x1a(.lifeline.dispatch.v1.ListOrdersResponse\x12g\n\x0fReportSituation\x12,.lifeline.dispatch.v1.ReportSituationRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12g\n\x0f\x41\x64\x64RecoveryTask\x12,.lifeline.dispatch.v1.AddRecoveryTaskRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12q\n\x14\x43ompleteRecoveryTask\x12\x31.lifeline.dispatch.v1.CompleteRecoveryTaskRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x61\n\x0cMarkReviewed\x12).lifeline.dispatch.v1.MarkReviewedRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12m\n\x0eWatchIncidents\x12+.lifeline.dispatch.v1.WatchIncidentsRequest\x1a,.lifeline.dispatch.v1.WatchIncidentsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#lifeline/dispatch/v1/dispatch.proto\x12\x14lifeline.dispatch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1flifeline/common/v1/common.proto\x1a\x1elifeline/common/v1/names.proto\x1a#lifeline/incident/v1/incident.proto\"\x17\n\x15WatchIncidentsRequest\"n\n\x16WatchIncidentsResponse\x12\x30\n\x08incident\x18\x01 \x01(\x0b\x32\x1e.lifeline.incident.v1.Incident\x12\x0f\n\x07initial\x18\x02 \x01(\x08\x12\x11\n\tcaught_up\x18\x03 \x01(\x08\"\x87\x01\n\x16RegradeIncidentRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12*\n\x05grade\x18\x02 \x01(\x0e\x32\x1b.lifeline.incident.v1.Grade\x12,\n\x06\x61\x63tion\x18\x03 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"q\n\x16HandOverCommandRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x14\n\x0cto_commander\x18\x02 \x01(\t\x12,\n\x06\x61\x63tion\x18\x03 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"j\n\x13ReleaseUnitsRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x10\n\x08unit_ids\x18\x02 \x03(\t\x12,\n\x06\x61\x63tion\x18\x03 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"\x99\x02\n\x11IssueOrderRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x12\n\ndepartment\x18\x02 \x01(\t\x12\x0f\n\x07unit_id\x18\x03 \x01(\t\x12-\n\x04tier\x18\x04 \x01(\x0e\x32\x1f.lifeline.incident.v1.OrderTier\x12\x13\n\x0binstruction\x18\x05 \x01(\t\x12\x13\n\x0blife_safety\x18\x06 \x01(\x08\x12\"\n\x1a\x61\x63knowledge_within_minutes\x18\x07 \x01(\r\x12\x1f\n\x17\x63omplete_within_minutes\x18\x08 \x01(\r\x12,\n\x06\x61\x63tion\x18\t \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"g\n\x10OrderStepRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12,\n\x06\x61\x63tion\x18\x03 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"\x90\x01\n\x1aReportOrderProgressRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\x12\x0f\n\x07percent\x18\x04 \x01(\r\x12,\n\x06\x61\x63tion\x18\x05 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"(\n\x11ListOrdersRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\"A\n\x12ListOrdersResponse\x12+\n\x06orders\x18\x01 \x03(\x0b\x32\x1b.lifeline.incident.v1.Order\"\xd0\x01\n\x16ReportSituationRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x65\x61\x64\x18\x02 \x01(\r\x12\x0f\n\x07injured\x18\x03 \x01(\r\x12\x0f\n\x07missing\x18\x04 \x01(\r\x12\x10\n\x08\x61\x66\x66\x65\x63ted\x18\x05 \x01(\r\x12\x11\n\tevacuated\x18\x06 \x01(\r\x12\x10\n\x08\x61rea_km2\x18\x07 \x01(\x01\x12\x0c\n\x04text\x18\x08 \x01(\t\x12,\n\x06\x61\x63tion\x18\t \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"\xb5\x01\n\x16\x41\x64\x64RecoveryTaskRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x34\n\x04kind\x18\x02 \x01(\x0e\x32&.lifeline.incident.v1.RecoveryTaskKind\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12,\n\x06\x61\x63tion\x18\x05 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"q\n\x1b\x43ompleteRecoveryTaskRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12,\n\x06\x61\x63tion\x18\x03 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"i\n\x13MarkReviewedRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\x12,\n\x06\x61\x63tion\x18\x03 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"X\n\x06\x41\x63tion\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xac\x01\n\x15ReportIncidentRequest\x12\x0e\n\x06hazard\x18\x01 \x01(\t\x12.\n\x08location\x18\x02 \x01(\x0b\x32\x1c.lifeline.common.v1.GeoPoint\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x10\n\x08reporter\x18\x04 \x01(\t\x12,\n\x06\x61\x63tion\x18\x05 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"\xce\x01\n\x16\x44\x65\x63lareIncidentRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x30\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x1e.lifeline.incident.v1.Category\x12\x13\n\x0bhazard_type\x18\x03 \x01(\t\x12*\n\x05grade\x18\x04 \x01(\x0e\x32\x1b.lifeline.incident.v1.Grade\x12,\n\x06\x61\x63tion\x18\x05 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\"X\n\x13IncidentStepRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12,\n\x06\x61\x63tion\x18\x02 \x01(\x0b\x32\x1c.lifeline.dispatch.v1.Action\")\n\x12GetIncidentRequest\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\"D\n\x10IncidentResponse\x12\x30\n\x08incident\x18\x01 \x01(\x0b\x32\x1e.lifeline.incident.v1.Incident\"y\n\x14ListIncidentsRequest\x12-\n\x04page\x18\x01 \x01(\x0b\x32\x1f.lifeline.common.v1.PageRequest\x12\x32\n\x05state\x18\x02 \x01(\x0e\x32#.lifeline.incident.v1.IncidentState\"c\n\x15ListIncidentsResponse\x12\x31\n\tincidents\x18\x01 \x03(\x0b\x32\x1e.lifeline.incident.v1.Incident\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x8e\x14\n\x0f\x44ispatchService\x12\x65\n\x0eReportIncident\x12+.lifeline.dispatch.v1.ReportIncidentRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12g\n\x0f\x44\x65\x63lareIncident\x12,.lifeline.dispatch.v1.DeclareIncidentRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x64\n\x0f\x44ismissIncident\x12).lifeline.dispatch.v1.IncidentStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x62\n\rMarkContained\x12).lifeline.dispatch.v1.IncidentStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x62\n\rStartRecovery\x12).lifeline.dispatch.v1.IncidentStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x65\n\x10\x43ompleteRecovery\x12).lifeline.dispatch.v1.IncidentStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x62\n\rCloseIncident\x12).lifeline.dispatch.v1.IncidentStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12_\n\x0bGetIncident\x12(.lifeline.dispatch.v1.GetIncidentRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12h\n\rListIncidents\x12*.lifeline.dispatch.v1.ListIncidentsRequest\x1a+.lifeline.dispatch.v1.ListIncidentsResponse\x12g\n\x0fRegradeIncident\x12,.lifeline.dispatch.v1.RegradeIncidentRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12g\n\x0fHandOverCommand\x12,.lifeline.dispatch.v1.HandOverCommandRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x61\n\x0cReleaseUnits\x12).lifeline.dispatch.v1.ReleaseUnitsRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12]\n\nIssueOrder\x12\'.lifeline.dispatch.v1.IssueOrderRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x62\n\x10\x41\x63knowledgeOrder\x12&.lifeline.dispatch.v1.OrderStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12o\n\x13ReportOrderProgress\x12\x30.lifeline.dispatch.v1.ReportOrderProgressRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12_\n\rCompleteOrder\x12&.lifeline.dispatch.v1.OrderStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12]\n\x0bVerifyOrder\x12&.lifeline.dispatch.v1.OrderStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12]\n\x0b\x43\x61ncelOrder\x12&.lifeline.dispatch.v1.OrderStepRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12_\n\nListOrders\x12\'.lifeline.dispatch.v1.ListOrdersRequest\x1a(.lifeline.dispatch.v1.ListOrdersResponse\x12g\n\x0fReportSituation\x12,.lifeline.dispatch.v1.ReportSituationRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12g\n\x0f\x41\x64\x64RecoveryTask\x12,.lifeline.dispatch.v1.AddRecoveryTaskRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12q\n\x14\x43ompleteRecoveryTask\x12\x31.lifeline.dispatch.v1.CompleteRecoveryTaskRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12\x61\n\x0cMarkReviewed\x12).lifeline.dispatch.v1.MarkReviewedRequest\x1a&.lifeline.dispatch.v1.IncidentResponse\x12m\n\x0eWatchIncidents\x12+.lifeline.dispatch.v1.WatchIncidentsRequest\x1a,.lifeline.dispatch.v1.WatchIncidentsResponse0\x01\x12g\n\x0eListKnownNames\x12).lifeline.common.v1.ListKnownNamesRequest\x1a*.lifeline.common.v1.ListKnownNamesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lifeline.dispatch.v1.dispatch_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WATCHINCIDENTSREQUEST']._serialized_start=164
-  _globals['_WATCHINCIDENTSREQUEST']._serialized_end=187
-  _globals['_WATCHINCIDENTSRESPONSE']._serialized_start=189
-  _globals['_WATCHINCIDENTSRESPONSE']._serialized_end=299
-  _globals['_REGRADEINCIDENTREQUEST']._serialized_start=302
-  _globals['_REGRADEINCIDENTREQUEST']._serialized_end=437
-  _globals['_HANDOVERCOMMANDREQUEST']._serialized_start=439
-  _globals['_HANDOVERCOMMANDREQUEST']._serialized_end=552
-  _globals['_RELEASEUNITSREQUEST']._serialized_start=554
-  _globals['_RELEASEUNITSREQUEST']._serialized_end=660
-  _globals['_ISSUEORDERREQUEST']._serialized_start=663
-  _globals['_ISSUEORDERREQUEST']._serialized_end=944
-  _globals['_ORDERSTEPREQUEST']._serialized_start=946
-  _globals['_ORDERSTEPREQUEST']._serialized_end=1049
-  _globals['_REPORTORDERPROGRESSREQUEST']._serialized_start=1052
-  _globals['_REPORTORDERPROGRESSREQUEST']._serialized_end=1196
-  _globals['_LISTORDERSREQUEST']._serialized_start=1198
-  _globals['_LISTORDERSREQUEST']._serialized_end=1238
-  _globals['_LISTORDERSRESPONSE']._serialized_start=1240
-  _globals['_LISTORDERSRESPONSE']._serialized_end=1305
-  _globals['_REPORTSITUATIONREQUEST']._serialized_start=1308
-  _globals['_REPORTSITUATIONREQUEST']._serialized_end=1516
-  _globals['_ADDRECOVERYTASKREQUEST']._serialized_start=1519
-  _globals['_ADDRECOVERYTASKREQUEST']._serialized_end=1700
-  _globals['_COMPLETERECOVERYTASKREQUEST']._serialized_start=1702
-  _globals['_COMPLETERECOVERYTASKREQUEST']._serialized_end=1815
-  _globals['_MARKREVIEWEDREQUEST']._serialized_start=1817
-  _globals['_MARKREVIEWEDREQUEST']._serialized_end=1922
-  _globals['_ACTION']._serialized_start=1924
-  _globals['_ACTION']._serialized_end=2012
-  _globals['_REPORTINCIDENTREQUEST']._serialized_start=2015
-  _globals['_REPORTINCIDENTREQUEST']._serialized_end=2187
-  _globals['_DECLAREINCIDENTREQUEST']._serialized_start=2190
-  _globals['_DECLAREINCIDENTREQUEST']._serialized_end=2396
-  _globals['_INCIDENTSTEPREQUEST']._serialized_start=2398
-  _globals['_INCIDENTSTEPREQUEST']._serialized_end=2486
-  _globals['_GETINCIDENTREQUEST']._serialized_start=2488
-  _globals['_GETINCIDENTREQUEST']._serialized_end=2529
-  _globals['_INCIDENTRESPONSE']._serialized_start=2531
-  _globals['_INCIDENTRESPONSE']._serialized_end=2599
-  _globals['_LISTINCIDENTSREQUEST']._serialized_start=2601
-  _globals['_LISTINCIDENTSREQUEST']._serialized_end=2722
-  _globals['_LISTINCIDENTSRESPONSE']._serialized_start=2724
-  _globals['_LISTINCIDENTSRESPONSE']._serialized_end=2823
-  _globals['_DISPATCHSERVICE']._serialized_start=2826
-  _globals['_DISPATCHSERVICE']._serialized_end=5295
+  _globals['_WATCHINCIDENTSREQUEST']._serialized_start=196
+  _globals['_WATCHINCIDENTSREQUEST']._serialized_end=219
+  _globals['_WATCHINCIDENTSRESPONSE']._serialized_start=221
+  _globals['_WATCHINCIDENTSRESPONSE']._serialized_end=331
+  _globals['_REGRADEINCIDENTREQUEST']._serialized_start=334
+  _globals['_REGRADEINCIDENTREQUEST']._serialized_end=469
+  _globals['_HANDOVERCOMMANDREQUEST']._serialized_start=471
+  _globals['_HANDOVERCOMMANDREQUEST']._serialized_end=584
+  _globals['_RELEASEUNITSREQUEST']._serialized_start=586
+  _globals['_RELEASEUNITSREQUEST']._serialized_end=692
+  _globals['_ISSUEORDERREQUEST']._serialized_start=695
+  _globals['_ISSUEORDERREQUEST']._serialized_end=976
+  _globals['_ORDERSTEPREQUEST']._serialized_start=978
+  _globals['_ORDERSTEPREQUEST']._serialized_end=1081
+  _globals['_REPORTORDERPROGRESSREQUEST']._serialized_start=1084
+  _globals['_REPORTORDERPROGRESSREQUEST']._serialized_end=1228
+  _globals['_LISTORDERSREQUEST']._serialized_start=1230
+  _globals['_LISTORDERSREQUEST']._serialized_end=1270
+  _globals['_LISTORDERSRESPONSE']._serialized_start=1272
+  _globals['_LISTORDERSRESPONSE']._serialized_end=1337
+  _globals['_REPORTSITUATIONREQUEST']._serialized_start=1340
+  _globals['_REPORTSITUATIONREQUEST']._serialized_end=1548
+  _globals['_ADDRECOVERYTASKREQUEST']._serialized_start=1551
+  _globals['_ADDRECOVERYTASKREQUEST']._serialized_end=1732
+  _globals['_COMPLETERECOVERYTASKREQUEST']._serialized_start=1734
+  _globals['_COMPLETERECOVERYTASKREQUEST']._serialized_end=1847
+  _globals['_MARKREVIEWEDREQUEST']._serialized_start=1849
+  _globals['_MARKREVIEWEDREQUEST']._serialized_end=1954
+  _globals['_ACTION']._serialized_start=1956
+  _globals['_ACTION']._serialized_end=2044
+  _globals['_REPORTINCIDENTREQUEST']._serialized_start=2047
+  _globals['_REPORTINCIDENTREQUEST']._serialized_end=2219
+  _globals['_DECLAREINCIDENTREQUEST']._serialized_start=2222
+  _globals['_DECLAREINCIDENTREQUEST']._serialized_end=2428
+  _globals['_INCIDENTSTEPREQUEST']._serialized_start=2430
+  _globals['_INCIDENTSTEPREQUEST']._serialized_end=2518
+  _globals['_GETINCIDENTREQUEST']._serialized_start=2520
+  _globals['_GETINCIDENTREQUEST']._serialized_end=2561
+  _globals['_INCIDENTRESPONSE']._serialized_start=2563
+  _globals['_INCIDENTRESPONSE']._serialized_end=2631
+  _globals['_LISTINCIDENTSREQUEST']._serialized_start=2633
+  _globals['_LISTINCIDENTSREQUEST']._serialized_end=2754
+  _globals['_LISTINCIDENTSRESPONSE']._serialized_start=2756
+  _globals['_LISTINCIDENTSRESPONSE']._serialized_end=2855
+  _globals['_DISPATCHSERVICE']._serialized_start=2858
+  _globals['_DISPATCHSERVICE']._serialized_end=5432
 # @@protoc_insertion_point(module_scope)

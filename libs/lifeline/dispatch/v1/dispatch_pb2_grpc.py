@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from lifeline.common.v1 import names_pb2 as lifeline_dot_common_dot_v1_dot_names__pb2
 from lifeline.dispatch.v1 import dispatch_pb2 as lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -153,6 +154,11 @@ class DispatchServiceStub:
                 '/lifeline.dispatch.v1.DispatchService/WatchIncidents',
                 request_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.WatchIncidentsRequest.SerializeToString,
                 response_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.WatchIncidentsResponse.FromString,
+                _registered_method=True)
+        self.ListKnownNames = channel.unary_unary(
+                '/lifeline.dispatch.v1.DispatchService/ListKnownNames',
+                request_serializer=lifeline_dot_common_dot_v1_dot_names__pb2.ListKnownNamesRequest.SerializeToString,
+                response_deserializer=lifeline_dot_common_dot_v1_dot_names__pb2.ListKnownNamesResponse.FromString,
                 _registered_method=True)
 
 
@@ -313,6 +319,16 @@ class DispatchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListKnownNames(self, request, context):
+        """The hazards, departments and unit kinds the emergency plans name (and the city
+        configures): what ReportIncident.hazard, DeclareIncident.hazard_type and
+        IssueOrder.department accept. An unknown one is refused INVALID_ARGUMENT with the
+        closest known names.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DispatchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -435,6 +451,11 @@ def add_DispatchServiceServicer_to_server(servicer, server):
                     servicer.WatchIncidents,
                     request_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.WatchIncidentsRequest.FromString,
                     response_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.WatchIncidentsResponse.SerializeToString,
+            ),
+            'ListKnownNames': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKnownNames,
+                    request_deserializer=lifeline_dot_common_dot_v1_dot_names__pb2.ListKnownNamesRequest.FromString,
+                    response_serializer=lifeline_dot_common_dot_v1_dot_names__pb2.ListKnownNamesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1085,6 +1106,33 @@ class DispatchService:
             '/lifeline.dispatch.v1.DispatchService/WatchIncidents',
             lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.WatchIncidentsRequest.SerializeToString,
             lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.WatchIncidentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKnownNames(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.dispatch.v1.DispatchService/ListKnownNames',
+            lifeline_dot_common_dot_v1_dot_names__pb2.ListKnownNamesRequest.SerializeToString,
+            lifeline_dot_common_dot_v1_dot_names__pb2.ListKnownNamesResponse.FromString,
             options,
             channel_credentials,
             insecure,

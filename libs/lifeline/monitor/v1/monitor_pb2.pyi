@@ -1574,6 +1574,7 @@ class RegisterSensorRequest(_message.Message):
     DIRECTION_FIELD_NUMBER: _builtins.int
     RULES_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
+    NEW_NAMES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     kind: _builtins.str
     hazard: _builtins.str
@@ -1583,6 +1584,11 @@ class RegisterSensorRequest(_message.Message):
     direction: Global___Direction.ValueType
     owner: _builtins.str
     """Who maintains the sensor; its faults are addressed to them."""
+    new_names: _builtins.bool
+    """The hazard is new to the city: register it though no plan, rule or sensor names it
+    yet (it is known from then on). Without it an unknown hazard is INVALID_ARGUMENT
+    with the closest known names (ListKnownNames).
+    """
     @_builtins.property
     def location(self) -> _common_pb2.GeoPoint: ...
     @_builtins.property
@@ -1604,10 +1610,11 @@ class RegisterSensorRequest(_message.Message):
         direction: Global___Direction.ValueType = ...,
         rules: Global___AlarmRules | None = ...,
         owner: _builtins.str = ...,
+        new_names: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["location", b"location", "rules", b"rules", "thresholds", b"thresholds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["direction", b"direction", "grid_cell", b"grid_cell", "hazard", b"hazard", "id", b"id", "kind", b"kind", "location", b"location", "owner", b"owner", "rules", b"rules", "thresholds", b"thresholds", "unit_of_measure", b"unit_of_measure"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["direction", b"direction", "grid_cell", b"grid_cell", "hazard", b"hazard", "id", b"id", "kind", b"kind", "location", b"location", "new_names", b"new_names", "owner", b"owner", "rules", b"rules", "thresholds", b"thresholds", "unit_of_measure", b"unit_of_measure"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from lifeline.common.v1 import names_pb2 as lifeline_dot_common_dot_v1_dot_names__pb2
 from lifeline.monitor.v1 import monitor_pb2 as lifeline_dot_monitor_dot_v1_dot_monitor__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -135,6 +136,11 @@ class MonitorServiceStub:
                 '/lifeline.monitor.v1.MonitorService/WatchWarnings',
                 request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.WatchWarningsRequest.SerializeToString,
                 response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.WatchWarningsResponse.FromString,
+                _registered_method=True)
+        self.ListKnownNames = channel.unary_unary(
+                '/lifeline.monitor.v1.MonitorService/ListKnownNames',
+                request_serializer=lifeline_dot_common_dot_v1_dot_names__pb2.ListKnownNamesRequest.SerializeToString,
+                response_deserializer=lifeline_dot_common_dot_v1_dot_names__pb2.ListKnownNamesResponse.FromString,
                 _registered_method=True)
 
 
@@ -279,6 +285,15 @@ class MonitorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListKnownNames(self, request, context):
+        """The hazards monitor knows: the emergency plans', the coupled-risk rules', those of
+        registered sensors (and those the city configures). RegisterSensor(s) refuses another
+        with the closest known names, unless the request says `new_names`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MonitorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -381,6 +396,11 @@ def add_MonitorServiceServicer_to_server(servicer, server):
                     servicer.WatchWarnings,
                     request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.WatchWarningsRequest.FromString,
                     response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.WatchWarningsResponse.SerializeToString,
+            ),
+            'ListKnownNames': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKnownNames,
+                    request_deserializer=lifeline_dot_common_dot_v1_dot_names__pb2.ListKnownNamesRequest.FromString,
+                    response_serializer=lifeline_dot_common_dot_v1_dot_names__pb2.ListKnownNamesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -925,6 +945,33 @@ class MonitorService:
             '/lifeline.monitor.v1.MonitorService/WatchWarnings',
             lifeline_dot_monitor_dot_v1_dot_monitor__pb2.WatchWarningsRequest.SerializeToString,
             lifeline_dot_monitor_dot_v1_dot_monitor__pb2.WatchWarningsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKnownNames(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.monitor.v1.MonitorService/ListKnownNames',
+            lifeline_dot_common_dot_v1_dot_names__pb2.ListKnownNamesRequest.SerializeToString,
+            lifeline_dot_common_dot_v1_dot_names__pb2.ListKnownNamesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -602,10 +602,16 @@ class RegisterUnitRequest(_message.Message):
     DEPARTMENT_FIELD_NUMBER: _builtins.int
     CAPABILITIES_FIELD_NUMBER: _builtins.int
     CREW_SIZE_FIELD_NUMBER: _builtins.int
+    NEW_NAMES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     kind: _builtins.str
     department: _builtins.str
     crew_size: _builtins.int
+    new_names: _builtins.bool
+    """The kind, a capability or the department is new to the city: register it though no
+    plan, unit or depot names it yet (it is known from then on). Without it an unknown
+    name is INVALID_ARGUMENT with the closest known names (ListKnownNames).
+    """
     @_builtins.property
     def home(self) -> _common_pb2.GeoPoint: ...
     @_builtins.property
@@ -619,10 +625,11 @@ class RegisterUnitRequest(_message.Message):
         department: _builtins.str = ...,
         capabilities: _abc.Iterable[_builtins.str] | None = ...,
         crew_size: _builtins.int = ...,
+        new_names: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["home", b"home"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "crew_size", b"crew_size", "department", b"department", "home", b"home", "id", b"id", "kind", b"kind"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "crew_size", b"crew_size", "department", b"department", "home", b"home", "id", b"id", "kind", b"kind", "new_names", b"new_names"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1482,9 +1489,14 @@ class RegisterDepotRequest(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     DEPARTMENT_FIELD_NUMBER: _builtins.int
     STOCK_FIELD_NUMBER: _builtins.int
+    NEW_NAMES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     department: _builtins.str
+    new_names: _builtins.bool
+    """The department is new to the city: register it though no plan, unit or depot names
+    it yet. Without it an unknown department is INVALID_ARGUMENT with the closest known.
+    """
     @_builtins.property
     def position(self) -> _common_pb2.GeoPoint: ...
     @_builtins.property
@@ -1499,10 +1511,11 @@ class RegisterDepotRequest(_message.Message):
         position: _common_pb2.GeoPoint | None = ...,
         department: _builtins.str = ...,
         stock: _abc.Iterable[Global___Material] | None = ...,
+        new_names: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["position", b"position"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["department", b"department", "id", b"id", "name", b"name", "position", b"position", "stock", b"stock"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["department", b"department", "id", b"id", "name", b"name", "new_names", b"new_names", "position", b"position", "stock", b"stock"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from lifeline.common.v1 import names_pb2 as lifeline_dot_common_dot_v1_dot_names__pb2
 from lifeline.resources.v1 import resources_pb2 as lifeline_dot_resources_dot_v1_dot_resources__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -36,6 +37,11 @@ class ResourcesServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.ListKnownNames = channel.unary_unary(
+                '/lifeline.resources.v1.ResourcesService/ListKnownNames',
+                request_serializer=lifeline_dot_common_dot_v1_dot_names__pb2.ListKnownNamesRequest.SerializeToString,
+                response_deserializer=lifeline_dot_common_dot_v1_dot_names__pb2.ListKnownNamesResponse.FromString,
+                _registered_method=True)
         self.RegisterUnit = channel.unary_unary(
                 '/lifeline.resources.v1.ResourcesService/RegisterUnit',
                 request_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RegisterUnitRequest.SerializeToString,
@@ -127,6 +133,15 @@ class ResourcesServiceServicer:
     """---- Service ----
 
     """
+
+    def ListKnownNames(self, request, context):
+        """The unit kinds and departments resources knows: the emergency plans', those of
+        registered units and depots (and those the city configures). RegisterUnit and
+        RegisterDepot refuse another with the closest known names, unless asked `new_names`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def RegisterUnit(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -244,6 +259,11 @@ class ResourcesServiceServicer:
 
 def add_ResourcesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'ListKnownNames': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKnownNames,
+                    request_deserializer=lifeline_dot_common_dot_v1_dot_names__pb2.ListKnownNamesRequest.FromString,
+                    response_serializer=lifeline_dot_common_dot_v1_dot_names__pb2.ListKnownNamesResponse.SerializeToString,
+            ),
             'RegisterUnit': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterUnit,
                     request_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RegisterUnitRequest.FromString,
@@ -341,6 +361,33 @@ class ResourcesService:
     """---- Service ----
 
     """
+
+    @staticmethod
+    def ListKnownNames(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.resources.v1.ResourcesService/ListKnownNames',
+            lifeline_dot_common_dot_v1_dot_names__pb2.ListKnownNamesRequest.SerializeToString,
+            lifeline_dot_common_dot_v1_dot_names__pb2.ListKnownNamesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def RegisterUnit(request,
