@@ -70,6 +70,10 @@ class Watch:
         self._pending[key] = change
         self._ready.set()
 
+    @property
+    def ended(self) -> bool:
+        return self._ended is not None
+
     def end(self, error: LifelineError) -> None:
         if self._ended is None:
             self._ended = error
@@ -109,6 +113,8 @@ class LiveViews:
             for watch in tuple(self._watches):
                 if row.kind in watch.kinds:
                     watch.offer(change)
+                    if watch.ended:  # its caller may be stuck mid-write: feed it no more
+                        self._watches.discard(watch)
 
     @contextlib.contextmanager
     def watch(self, *kinds: str, what: str, rpc: grpc.aio.ServicerContext[Any, Any],

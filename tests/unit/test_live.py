@@ -68,6 +68,7 @@ async def test_a_watch_that_falls_behind_is_ended_and_the_others_go_on() -> None
                     max_pending=2) as slow, \
             live.watch("incident", what="incident", rpc=Rpc()) as other:  # type: ignore[arg-type]
         live.publish([row("a", 1), row("b", 1), row("c", 1)], position=10)
+        assert len(live) == 1  # no longer fed, even before its caller reads the news
         with pytest.raises(ResourceExhausted) as ended:
             await drain(slow)
         assert ended.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
