@@ -64,12 +64,12 @@ def make_stack(databases: Databases) -> Iterator[StackFactory]:
     """Start the four services on real NATS and PostgreSQL; everything stops afterwards."""
     started: list[tuple[Stack, Path]] = []
 
-    def make(extra_env: dict[str, str] | None = None) -> Stack:
+    def make(extra_env: dict[str, str] | None = None, replicas: int = 1) -> Stack:
         state = Path(tempfile.mkdtemp(prefix="lifeline-stack-"))
         # Scenarios carry their own field time: deadlines follow it, not the wall clock.
         env = {"LIFELINE_FIELD_CLOCK": "observed", **(extra_env or {})}
         stack = Stack(state, nats_url=os.environ.get("NATS_URL") or None,
-                      database_url=databases.create(), extra_env=env)
+                      database_url=databases.create(), extra_env=env, replicas=replicas)
         started.append((stack, state))
         return stack.start()
 

@@ -28,7 +28,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from lifeline.grpcutil import client_credentials
+from lifeline.grpcutil import channel_options, client_credentials
 from lifeline.identity.dev import DevAuthority
 from lifeline.identity.nats import OBSERVER
 from lifeline.identity.tls import write_private
@@ -285,9 +285,11 @@ class ServiceProcess:
     """One Lifeline service: `python -m lifeline_<name> serve` on a fixed loopback port."""
 
     def __init__(self, name: str, listen: str, log_path: Path, env: dict[str, str],
-                 ca_pem: bytes | None = None) -> None:
+                 ca_pem: bytes | None = None, health: str = "") -> None:
         self.name = name
         self.listen = listen
+        #: The plaintext health port (LIFELINE_HEALTH_LISTEN), where a standby answers.
+        self.health = health
         self.log_path = log_path
         self.env = env
         self.ca_pem = ca_pem
@@ -300,6 +302,8 @@ class ServiceProcess:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env, "LIFELINE_LISTEN": self.listen, "PYTHONUNBUFFERED": "1"}
+        if self.health:
+            env["LIFELINE_HEALTH_LISTEN"] = self.health
         with self.log_path.open("ab") as log:
             log.write(f"--- {time.strftime('%H:%M:%S')} starting {self.name} ---\n".encode())
             log.flush()
@@ -320,15 +324,23 @@ class ServiceProcess:
             self.proc.kill()
             self.proc.wait()
 
-    def wait_healthy(self, timeout: float = 30) -> None:
+    def leads(self) -> bool:
+        """Whether this replica leads: only the leader listens on the service port."""
+        return (self.proc is not None and self.proc.poll() is None
+                and check_health(self.listen, self.ca_pem) != "UNREACHABLE")
+
+    def wait_healthy(self, timeout: float = 30, *, standby: bool = False) -> None:
+        """Wait until it serves; a standby replica, until its health port says it is
+        ready to take over."""
         if self.proc is None:
             raise RuntimeError(f"{self.name} was never started")
         proc = self.proc
+        address, ca_pem = (self.health, None) if standby else (self.listen, self.ca_pem)
 
         def serving() -> bool:
             if proc.poll() is not None:
                 return True  # reported below
-            return check_health(self.listen, self.ca_pem) == "SERVING"
+            return check_health(address, ca_pem) == "SERVING"
 
         ok = _poll(time.monotonic() + timeout, serving, interval=0.1)
         if proc.poll() is not None:
@@ -338,7 +350,7 @@ class ServiceProcess:
             )
         if not ok:
             raise RuntimeError(
-                f"{self.name} not SERVING on {self.listen} after {timeout:g} s "
+                f"{self.name} not SERVING on {address} after {timeout:g} s "
                 f"(log: {self.log_path})\n" + _tail(self.log_path)
             )
 
@@ -370,6 +382,7 @@ class Stack:
         extra_env: dict[str, str] | None = None,
         dbname: str = "lifeline",
         secure: bool = True,
+        replicas: int = 1,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.nats_url = nats_url
@@ -381,7 +394,9 @@ class Stack:
         self.authority = DevAuthority(self.state_dir) if secure else None
         self.nats: EmbeddedNats | None = None
         self.postgres: EmbeddedPostgres | None = None
-        self.services: dict[str, ServiceProcess] = {}
+        #: Each service's replicas: the first started leads, the others stand by.
+        self.replicas = replicas
+        self.services: dict[str, list[ServiceProcess]] = {}
 
     def start(self) -> Stack:
         try:
@@ -398,12 +413,20 @@ class Stack:
                 self.database_url = self.postgres.dsn(self.dbname)
             env = {**self.extra_env, "NATS_URL": self.nats_url, "DATABASE_URL": self.database_url}
             for name in self.SERVICES:
-                self.services[name] = ServiceProcess(
-                    name, f"127.0.0.1:{free_port()}", self.state_dir / "logs" / f"{name}.log",
-                    {**env, **self._security_env(name)}, self.ca_pem)
-                self.services[name].start()
-            for svc in self.services.values():
-                svc.wait_healthy()
+                self.services[name] = [ServiceProcess(
+                    name, f"127.0.0.1:{free_port()}",
+                    self.state_dir / "logs" / f"{name}{f'-{n}' if n else ''}.log",
+                    {**env, **self._security_env(name)}, self.ca_pem,
+                    health=f"127.0.0.1:{free_port()}" if self.replicas > 1 else "")
+                    for n in range(self.replicas)]
+                self.services[name][0].start()
+            for replicas in self.services.values():
+                replicas[0].wait_healthy()
+            for replicas in self.services.values():  # standbys once the leaders lead
+                for standby in replicas[1:]:
+                    standby.start()
+                for standby in replicas[1:]:
+                    standby.wait_healthy(standby=True)
         except BaseException:
             self.stop()
             raise
@@ -429,8 +452,11 @@ class Stack:
         return self.authority.token(name, roles, department=department)
 
     def channel(self, service: str, token: str = "") -> grpc.Channel:
-        """A client channel to one service, over TLS, sending token with every call."""
-        return grpc.secure_channel(self.address(service), client_credentials(self.ca_pem, token))
+        """A client channel to one service (its leader), over TLS, sending token with every
+        call; it does not retry, so a test sees each answer as it was given."""
+        address = self.address(service)
+        return grpc.secure_channel(address, client_credentials(self.ca_pem, token),
+                                   options=channel_options(address, retry=False))
 
     def nats_login(self, user: str = OBSERVER) -> dict[str, str]:
         """Keyword arguments for lifeline.bus.connect as one of this stack's NATS users."""
@@ -438,11 +464,14 @@ class Stack:
             return {}
         return self.authority.nats_login(user)
 
+    def processes(self) -> list[ServiceProcess]:
+        return [svc for replicas in self.services.values() for svc in replicas]
+
     def stop(self) -> None:
-        for svc in self.services.values():
+        for svc in self.processes():
             if svc.proc and svc.proc.poll() is None:
                 svc.proc.terminate()  # all at once, then wait: shutdown in parallel
-        for svc in self.services.values():
+        for svc in self.processes():
             svc.stop()
         if self.nats:
             self.nats.stop()
@@ -461,16 +490,27 @@ class Stack:
         self.stop()
 
     def service(self, name: str) -> ServiceProcess:
+        """The service's process (with replicas, the one leading now)."""
         try:
-            return self.services[name]
+            replicas = self.services[name]
         except KeyError:
             raise KeyError(f"unknown service {name!r}; expected one of {self.SERVICES}") from None
+        if len(replicas) > 1:
+            for svc in replicas:
+                if svc.leads():
+                    return svc
+        return replicas[0]
 
     def address(self, name: str) -> str:
-        return self.service(name).listen
+        """A gRPC target for the service: with replicas, all their addresses (a channel
+        connects to the one that leads, and moves when another takes over)."""
+        replicas = self.services[name]
+        if len(replicas) == 1:
+            return replicas[0].listen
+        return "ipv4:" + ",".join(svc.listen for svc in replicas)
 
     def addresses(self) -> dict[str, str]:
-        return {name: svc.listen for name, svc in self.services.items()}
+        return {name: self.address(name) for name in self.services}
 
     def restart_service(self, name: str) -> None:
         svc = self.service(name)
@@ -502,8 +542,9 @@ class Stack:
                 "embedded": self.postgres is not None,
             },
             "services": {
-                n: {"address": s.listen, "pid": s.pid, "log": str(s.log_path)}
-                for n, s in self.services.items()
+                n: {"address": self.address(n), "pid": r[0].pid, "log": str(r[0].log_path),
+                    "replicas": [{"address": s.listen, "pid": s.pid} for s in r]}
+                for n, r in self.services.items()
             },
         }
 
@@ -530,7 +571,8 @@ def read_state(state_dir: Path) -> dict[str, Any] | None:
 
 def state_pids(state: dict[str, Any]) -> list[int]:
     """All recorded pids (services, NATS, PostgreSQL) that are still running."""
-    pids = [s.get("pid") for s in state.get("services", {}).values()]
+    pids = [r.get("pid") for s in state.get("services", {}).values()
+            for r in s.get("replicas", [s])]
     pids += [state.get(k, {}).get("pid") for k in ("nats", "postgres")]
     return [p for p in pids if is_running(p)]
 
@@ -542,10 +584,12 @@ def stop_from_state(state_dir: Path) -> list[str]:
         return []
     lines: list[str] = []
     services: dict[str, Any] = state.get("services", {})
-    pids = {n: s.get("pid") for n, s in services.items()}
-    running = {n: p for n, p in pids.items() if is_running(p) and _cmdline_has(p, f"lifeline_{n}")}
+    pids = {f"{n}{f' replica {i + 1}' if i else ''}": (n, r.get("pid"))
+            for n, s in services.items() for i, r in enumerate(s.get("replicas", [s]))}
+    running = {k: p for k, (n, p) in pids.items()
+               if is_running(p) and _cmdline_has(p, f"lifeline_{n}")}
     terminate_pids(list(running.values()), timeout=10)
-    for name, pid in pids.items():
+    for name, (_, pid) in pids.items():
         lines.append(
             f"stopped {name} (pid {pid})" if name in running else f"{name} was not running"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -226,16 +227,20 @@ class Server:
         add_to_server(servicer, self.server)
         self.names.append(full_name)
 
-    async def start(self, listen: str, tls: tuple[bytes, bytes] | None = None,
-                    health_listen: str = "") -> int:
-        """Serve on listen; with tls = (private key PEM, certificate chain PEM) over TLS.
-        health_listen, if given, serves health checking alone in plaintext, for probes that
-        cannot speak TLS (Kubernetes' gRPC probes)."""
-        if health_listen:
+    async def start_probe(self, health_listen: str) -> None:
+        """Serve health checking alone on health_listen, in plaintext, for probes that
+        cannot speak TLS (Kubernetes' gRPC probes). A standby replica opens only this."""
+        if health_listen and self.probe is None:
             self.probe = grpc.aio.server()
             health_pb2_grpc.add_HealthServicer_to_server(self.health, self.probe)
             self.probe.add_insecure_port(health_listen)
             await self.probe.start()
+
+    async def start(self, listen: str, tls: tuple[bytes, bytes] | None = None,
+                    health_listen: str = "") -> int:
+        """Serve on listen; with tls = (private key PEM, certificate chain PEM) over TLS;
+        and health checking on health_listen (start_probe)."""
+        await self.start_probe(health_listen)
         if self.reflection:
             reflection.enable_server_reflection([*self.names, reflection.SERVICE_NAME],
                                                 self.server)
@@ -258,9 +263,33 @@ class Server:
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        await self.server.stop(grace)  # a no-op on a server never started
         if self.probe is not None:
             await self.probe.stop(0)
+
+
+#: A client's service config: calls that never reached a service (UNAVAILABLE: a restart,
+#: a standby replica taking over) wait for a connection and are retried. Commands carry an
+#: idempotency key, so a retried command that had in fact committed happens once.
+RETRY_SERVICE_CONFIG = json.dumps({"methodConfig": [{
+    "name": [{}], "waitForReady": True,
+    "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.25s", "maxBackoff": "2s",
+                    "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]})
+
+
+def channel_options(target: str, *, retry: bool = True) -> list[tuple[str, Any]]:
+    """Options of a client channel; with retry, one that rides out a restart or a takeover.
+    A target listing several replicas (``ipv4:10.0.0.5:50051,10.0.0.6:50051``) names no
+    single host for TLS to check the certificate against, so the first host stands for all
+    of them."""
+    options: list[tuple[str, Any]] = ([("grpc.service_config", RETRY_SERVICE_CONFIG),
+                                       ("grpc.enable_retries", 1)] if retry else [])
+    scheme, _, hosts = target.partition(":")
+    if scheme in ("ipv4", "ipv6") and "," in hosts:
+        first = hosts.split(",")[0]
+        host = first.rsplit(":", 1)[0] if scheme == "ipv4" else first.rsplit("]:", 1)[0] + "]"
+        options.append(("grpc.default_authority", host))
+    return options
 
 
 def client_credentials(ca_pem: bytes | None, token: str | None = None

@@ -25,6 +25,7 @@ from lifeline.errors import Unavailable
 from lifeline.follow import LogFollower, retry_forever
 from lifeline.grpcutil import Authenticator, Server
 from lifeline.identity.nats import LISTENS_TO, consumer_name
+from lifeline.leadership import Leadership, LostLeadership
 from lifeline.live import LiveViews
 from lifeline.store import ServiceApplication, retry_conflicts
 from lifeline.tracing import setup_tracing
@@ -62,6 +63,11 @@ class Runtime:
         self._repeating: list[tuple[str, float, Callable[[], Awaitable[None]]]] = []
         self._starting: list[Callable[[], Awaitable[None]]] = []
         self._stopping = asyncio.Event()
+        #: Set by SIGTERM/SIGINT or a lost leadership: serve_forever then stops the runtime.
+        self.halted = asyncio.Event()
+        self.exit_code = 0
+        self.leadership = Leadership(settings.database_url, settings.service)
+        self._started = False
 
     # ---- wiring, called by a service's bootstrap ----
 
@@ -158,8 +164,18 @@ class Runtime:
 
     # ---- life cycle ----
 
+    def halt(self, exit_code: int = 0) -> None:
+        self.exit_code = self.exit_code or exit_code
+        self.halted.set()
+
     async def start(self) -> int:
+        """Wait to lead (a standby replica opens only its health port, reporting SERVING:
+        it is ready to take over), then start everything; 0 if halted while waiting."""
         s = self.settings
+        await self.server.start_probe(s.security.health_listen)
+        if not await self.leadership.acquire(self.halted):
+            return 0
+        self._started = True
         self.pool = await create_pool(s.database_url)
         self.views = Views(self.pool, s.service)
         await self.views.setup()
@@ -179,6 +195,7 @@ class Runtime:
         for name, seconds, step in self._repeating:
             self._tasks.append(asyncio.create_task(self._repeat(name, seconds, step)))
         self._tasks.append(asyncio.create_task(self._watch_backends()))
+        self._tasks.append(asyncio.create_task(self._hold_leadership()))
         tls = None
         if sec.tls_cert:
             tls = (Path(sec.tls_key).read_bytes(), Path(sec.tls_cert).read_bytes())
@@ -226,10 +243,23 @@ class Runtime:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), BACKEND_CHECK_SECONDS)
 
+    async def _hold_leadership(self) -> None:
+        try:
+            await self.leadership.hold(self._stopping)
+        except LostLeadership as lost:
+            # Stop at once: the replica that took the lock is starting the same work.
+            log.error("%s; stopping so that a supervisor restarts this one as a standby", lost)
+            self.halt(exit_code=3)
+
     def _workers(self) -> list[LogFollower | bus.Inbox]:
         return [self.projector, self.relay, *self.inboxes]
 
     async def stop(self) -> None:
+        if not self._started:  # a standby: nothing but the probe and the lock attempt
+            await self.server.stop(0)
+            await self.leadership.release()
+            self.app.close()
+            return
         # Open watches would hold the server's grace period: end them first, saying why.
         self.live.close_all("the service is stopping; watch again in a moment")
         await self.server.stop()
@@ -246,6 +276,7 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.nc.close(), 5)
         await self.pool.close()
+        await self.leadership.release()
         self.app.close()
 
 
@@ -256,15 +287,15 @@ def serve_forever(service: str, build: Callable[[Settings], Runtime]) -> None:
     settings = Settings.from_env(service)
     setup_tracing(service, settings.otlp_endpoint)
 
-    async def main() -> None:
+    async def main() -> int:
         runtime = build(settings)
-        await runtime.start()
-        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+            loop.add_signal_handler(sig, runtime.halt)
+        if await runtime.start():
+            await runtime.halted.wait()
         log.info("stopping")
         await runtime.stop()
+        return runtime.exit_code
 
-    asyncio.run(main())
+    raise SystemExit(asyncio.run(main()))

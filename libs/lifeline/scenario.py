@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 import tomllib
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,11 +18,12 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
+from lifeline import idempotency
 from lifeline.clock import SimulationClock
 from lifeline.common.v1 import common_pb2
 from lifeline.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from lifeline.events import to_timestamp
-from lifeline.grpcutil import client_credentials
+from lifeline.grpcutil import channel_options, client_credentials
 from lifeline.incident.model import incident_id_for_warning
 from lifeline.incident.v1 import incident_pb2
 from lifeline.monitor.v1 import monitor_pb2, monitor_pb2_grpc
@@ -104,11 +106,14 @@ class _Persona(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientIntercept
         self.player = player
 
     def _details(self, details: Any) -> Any:
-        token = self.player.token
-        if not token:
-            return details
-        metadata = [*(details.metadata or ()), ("authorization", f"Bearer {token}")]
-        return details._replace(metadata=metadata)
+        # A fresh idempotency key per call: gRPC's retries resend it, so a step retried
+        # while a replica takes over happens once.
+        metadata = [*(details.metadata or ()), (idempotency.HEADER, str(uuid.uuid4()))]
+        if self.player.token:
+            metadata.append(("authorization", f"Bearer {self.player.token}"))
+        # Calls wait for a connection (a takeover), but never longer than the player waits.
+        timeout = details.timeout if details.timeout is not None else self.player.timeout
+        return details._replace(metadata=metadata, timeout=timeout)
 
     def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return continuation(self._details(details), request)
@@ -135,8 +140,8 @@ class Player:
         self.acting_as("scenario-observer", "viewer")
         persona = _Persona(self)
         credentials = client_credentials(badges.ca_pem)
-        self.channels = {name: grpc.intercept_channel(grpc.secure_channel(addr, credentials),
-                                                      persona)
+        self.channels = {name: grpc.intercept_channel(
+            grpc.secure_channel(addr, credentials, options=channel_options(addr)), persona)
                          for name, addr in addresses.items()}
         self.monitor = monitor_pb2_grpc.MonitorServiceStub(self.channels["monitor"])
         self.dispatch = dispatch_pb2_grpc.DispatchServiceStub(self.channels["dispatch"])

@@ -38,6 +38,8 @@ def stream_counts(stack: Stack, stream: str) -> Counter[str]:
             js = nc.jetstream()
             info = await js.stream_info(stream)
             counts: Counter[str] = Counter()
+            if not info.state.messages:  # an empty stream's first sequence is 0
+                return counts
             for seq in range(info.state.first_seq, info.state.last_seq + 1):
                 msg = await js.get_msg(stream, seq)
                 counts[(msg.headers or {}).get("Nats-Msg-Id", "")] += 1

@@ -236,7 +236,7 @@ def test_generated_requests_never_break_a_service(
     name = SERVICE_OF[service.full_name]
     generate = Generator(zlib.crc32(method.full_name.encode()), known)  # fixed seeds
     ledger = Ledger(stack.database_url or "")
-    pids = {n: stack.services[n].pid for n in Stack.SERVICES}
+    pids = {n: stack.service(n).pid for n in Stack.SERVICES}
     before = ledger.quiet()
     codes: dict[grpc.StatusCode, int] = {}
     for index in range(PER_RPC):
@@ -250,8 +250,8 @@ def test_generated_requests_never_break_a_service(
             assert after == before, f"{method.name} refused ({code}) yet wrote events"
         elif after != before:
             before = ledger.quiet()
-    assert {n: stack.services[n].pid for n in Stack.SERVICES} == pids
-    assert all(stack.services[n].proc.poll() is None for n in Stack.SERVICES)  # type: ignore[union-attr]
+    assert {n: stack.service(n).pid for n in Stack.SERVICES} == pids
+    assert all(stack.service(n).proc.poll() is None for n in Stack.SERVICES)  # type: ignore[union-attr]
     assert sum(codes.values()) == PER_RPC
 
 
