@@ -50,8 +50,8 @@ class Change:
 class Watch:
     """One caller's share of the changes: the kinds it wants, what waits to be sent."""
 
-    def __init__(self, kinds: Collection[str], max_pending: int) -> None:
-        self.kinds = frozenset(kinds)
+    def __init__(self, what: str, kinds: Collection[str], max_pending: int) -> None:
+        self.what, self.kinds = what, frozenset(kinds)
         self.max_pending = max_pending
         self._pending: dict[tuple[str, str], Change] = {}
         self._ready = asyncio.Event()
@@ -114,7 +114,7 @@ class LiveViews:
                 if row.kind in watch.kinds:
                     watch.offer(change)
                     if watch.ended:  # its caller may be stuck mid-write: feed it no more
-                        self._watches.discard(watch)
+                        self.forget(watch, "ended: it fell behind")
 
     @contextlib.contextmanager
     def watch(self, *kinds: str, what: str, rpc: grpc.aio.ServicerContext[Any, Any],
@@ -123,11 +123,15 @@ class LiveViews:
         leaving the block, however (the caller cancelled, the service stops), or the RPC
         ending forgets it: a response stream abandoned mid-write is not resumed to reach
         the end of its block."""
-        watch = Watch(kinds, max_pending)
+        watch = Watch(what, kinds, max_pending)
         self._watches.add(watch)
-        # The stubs type the callback narrower than grpc calls it (with the context).
-        rpc.add_done_callback(lambda _: self.forget(watch))  # type: ignore[arg-type]
         log.info("%s watch opened (%d open)", what, len(self._watches))
+
+        def done(context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            self.forget(watch, "cancelled by its caller" if context.cancelled() else "ended")
+
+        # The stubs type the callback narrower than grpc calls it (with the context).
+        rpc.add_done_callback(done)  # type: ignore[arg-type]
         ended = "ended"
         try:
             yield watch
@@ -138,11 +142,13 @@ class LiveViews:
             ended = f"ended: {error}"
             raise
         finally:
-            self.forget(watch)
-            log.info("%s watch %s (%d still open)", what, ended, len(self._watches))
+            self.forget(watch, ended)
 
-    def forget(self, watch: Watch) -> None:
-        self._watches.discard(watch)
+    def forget(self, watch: Watch, why: str) -> None:
+        """Stop feeding a watch; logged once, whichever way it ends first."""
+        if watch in self._watches:
+            self._watches.discard(watch)
+            log.info("%s watch %s (%d still open)", watch.what, why, len(self._watches))
 
     def close_all(self, reason: str) -> None:
         """End every watch (the service is stopping) with UNAVAILABLE and the reason."""

@@ -200,6 +200,7 @@ def test_a_desk_that_leaves_leaves_no_watch_behind(
     second = Follower(dispatch.WatchIncidents(dispatch_pb2.WatchIncidentsRequest()))
     first.snapshot(), second.snapshot()
     wait_until(lambda: logged("incident watch opened (2 open)"), "both watches", TIMEOUT)
+    report(dispatch, "while a desk leaves")  # it may leave while a change is on its way
     first.close()
     wait_until(lambda: logged("incident watch cancelled by its caller (1 still open)"),
                "the first watch to be forgotten", TIMEOUT)

@@ -21,6 +21,9 @@ class Rpc:
     def __init__(self) -> None:
         self.callbacks: list[Any] = []
 
+    def cancelled(self) -> bool:
+        return True
+
     def add_done_callback(self, callback: Any) -> None:
         self.callbacks.append(callback)
 
