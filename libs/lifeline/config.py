@@ -74,6 +74,10 @@ class Settings:
     #: Names the city adds to those its plans and registries know (lifeline.names), by
     #: kind: "hazard", "unit_kind", "department".
     configured_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Added to the process's nice value at start. Review only keeps and measures what
+    #: happened, so on a shared machine it yields the cores to the dispatch path
+    #: (monitor -> dispatch -> resources -> dispatch) and catches up right after.
+    nice: int = 0
 
     @classmethod
     def from_env(cls, service: str) -> Settings:
@@ -95,6 +99,7 @@ class Settings:
             configured_names={kind: _names(variable) for kind, variable in (
                 ("hazard", "LIFELINE_HAZARDS"), ("unit_kind", "LIFELINE_UNIT_KINDS"),
                 ("department", "LIFELINE_DEPARTMENTS"))},
+            nice=_nice(service),
         )
 
 
@@ -113,6 +118,20 @@ def _seconds(service: str, name: str, default: float, low: float, high: float) -
         raise SystemExit(f"lifeline-{service}: {name} must be a number of seconds from "
                          f"{low:g} to {high:g} (got {value[:16]!r})")
     return seconds
+
+
+#: Services off the dispatch path, which yield the CPU to it unless LIFELINE_NICE says.
+DEFAULT_NICE = {"review": 10}
+
+
+def _nice(service: str) -> int:
+    value = os.environ.get("LIFELINE_NICE", "").strip()
+    if not value:
+        return DEFAULT_NICE.get(service, 0)
+    if not value.isdigit() or int(value) > 19:
+        raise SystemExit(f"lifeline-{service}: LIFELINE_NICE must be 0 to 19 "
+                         f"(got {value[:16]!r})")
+    return int(value)
 
 
 def _grid_resolution(service: str) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -18,7 +19,7 @@ from eventsourcing.persistence import Recording
 from google.protobuf.message import Message
 from nats.aio.client import Client as NATS
 
-from lifeline import bus, idempotency, parking
+from lifeline import bus, heap, idempotency, parking
 from lifeline.clock import Clock, SystemClock
 from lifeline.config import Settings
 from lifeline.errors import Unavailable
@@ -285,6 +286,8 @@ def serve_forever(service: str, build: Callable[[Settings], Runtime]) -> None:
     logging.basicConfig(level=logging.INFO,
                         format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env(service)
+    if settings.nice:
+        os.nice(settings.nice)  # a service off the dispatch path yields the cores to it
     setup_tracing(service, settings.otlp_endpoint)
 
     async def main() -> int:
@@ -293,6 +296,7 @@ def serve_forever(service: str, build: Callable[[Settings], Runtime]) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, runtime.halt)
         if await runtime.start():
+            heap.settle()  # after the warm caches: no collector pauses in the answers
             await runtime.halted.wait()
         log.info("stopping")
         await runtime.stop()
