@@ -33,8 +33,10 @@ check: lint typecheck test
 bench: $(STAMP)
 	$(BIN)/python bench/auth_cost.py
 	$(BIN)/python bench/assignment_latency.py
+	$(BIN)/python bench/nearest_unit.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/city_day.py
 
 clean:
 	rm -rf $(VENV) .lifeline .pytest_cache .mypy_cache .ruff_cache

@@ -305,6 +305,8 @@ def client_credentials(ca_pem: bytes | None, token: str | None = None
 
 def channel(address: str, credentials: grpc.ChannelCredentials,
             interceptors: Sequence[grpc.aio.ClientInterceptor] = ()) -> grpc.aio.Channel:
-    """A client channel that carries the caller's trace context in gRPC metadata."""
+    """A client channel that carries the caller's trace context in gRPC metadata (to
+    one address, or to every replica's: see channel_options)."""
     return grpc.aio.secure_channel(address, credentials,
+                                   options=channel_options(address, retry=False),
                                    interceptors=[*aio_client_interceptors(), *interceptors])
