@@ -9,7 +9,9 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]"
+	@# setuptools tells every editable install to beware of same-named folders (a note, not
+	@# a problem here: the packages live under libs/ and services/); keep `make run` quiet.
+	PYTHONWARNINGS="ignore:Editable installation:UserWarning" $(BIN)/pip install -q -e ".[dev]"
 	touch $(STAMP)
 
 run: $(STAMP)

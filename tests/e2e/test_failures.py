@@ -159,9 +159,9 @@ def test_a_poison_message_is_parked_while_the_next_incidents_events_flow(
         return done.stdout
 
     def parked() -> list[dict[str, Any]] | None:
-        found = json.loads(review("parked", "--json")).get("parkings", [])
+        found: list[dict[str, Any]] = json.loads(review("parked", "--json"))
         waiting = found[0]["waiting"] if found else []
-        return found if [m["version"] for m in waiting] == ["1", "2"] else None
+        return found if [m["version"] for m in waiting] == [1, 2] else None
 
     parking = wait_until(parked, "review to park the poison and the message behind it")[0]
     assert parking["consumer"] == "review-from-dispatch"

@@ -140,8 +140,8 @@ def test_a_warning_notifies_escalates_stops_on_acknowledgement_and_restarts_on_r
     assert sorted(first.notified) == ["police", "traffic", "wang-fang", "water"]
 
     inbox = json.loads(cli(drill, "wang-fang", "inbox", "--party", "wang-fang", "--json"))
-    assert [n["warningId"] for n in inbox["notifications"]] == [warning_id]
-    assert inbox["notifications"][0]["channel"] == "app"
+    assert [n["warningId"] for n in inbox] == [warning_id]
+    assert inbox[0]["channel"] == "app"
 
     read(monitor, 36, 14)  # not yet: ORANGE allows 15 minutes
     read(monitor, 36, 15.5)

@@ -128,7 +128,8 @@ def test_a_dismissed_incident_marks_its_warning_a_false_alarm_and_precision_show
     assert rows[("all", "-")] == ["0", "1", "0%"]
     assert rows[("sensor", false_sensor)] == ["0", "1", "0%"]
     figures = json.loads(cli(stack, "precision", "--hazard", hazard, "--json"))
-    assert figures["overall"] == {"confirmed": 1, "falseAlarms": 1, "precision": 0.5}
+    assert figures["overall"] == {"key": "", "confirmed": 1, "falseAlarms": 1,
+                                  "precision": 0.5}
     by_sensor = {p["key"]: p.get("precision") for p in figures["bySensor"]}
     assert by_sensor == {false_sensor: 0.0, real_sensor: 1.0}
 

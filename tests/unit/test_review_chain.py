@@ -29,8 +29,9 @@ def verify(path: Path, capsys: pytest.CaptureFixture[str]) -> str:
     try:
         main(["history", "verify", str(path)])
     except SystemExit as stop:
-        return str(stop)
-    return capsys.readouterr().out
+        assert stop.code == 1  # refused: one line on stderr
+    captured = capsys.readouterr()
+    return captured.out + captured.err
 
 
 def test_an_untouched_export_verifies(tmp_path: Path, capsys: pytest.CaptureFixture[str]

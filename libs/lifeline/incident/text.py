@@ -1,19 +1,16 @@
-"""Incident events and evaluations in words, for timelines people read."""
+"""Incident events and durations in words, for timelines people read (the tables are
+lifeline.cli.views')."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 
-from lifeline.clikit import Table, when
 from lifeline.common.v1 import common_pb2
-from lifeline.events import event_of, meta_of
+from lifeline.events import event_of
 from lifeline.incident.model import state_name
 from lifeline.incident.v1 import incident_pb2 as pb
-from lifeline.review.v1 import review_pb2
 
 
 def _enum(enum: Any, value: int, prefix: str) -> str:
@@ -99,12 +96,6 @@ def describe(wrapper: pb.IncidentEvent) -> str:
             return field.replace("_", " ")
 
 
-def _seconds(value: float) -> Duration:
-    d = Duration()
-    d.FromTimedelta(timedelta(seconds=value))
-    return d
-
-
 def duration(value: Duration | None) -> str:
     """3725 s -> '1h 02m 05s'; empty when the phase was never reached."""
     if value is None:
@@ -113,39 +104,3 @@ def duration(value: Duration | None) -> str:
     hours, rest = divmod(total, 3600)
     minutes, seconds = divmod(rest, 60)
     return f"{hours}h {minutes:02d}m {seconds:02d}s" if hours else f"{minutes}m {seconds:02d}s"
-
-
-def replay_table(steps: Sequence[review_pb2.ReplayStep]) -> Table:
-    """The replayed timeline: field time, what happened, who, and the state after it."""
-    rows = []
-    for step in steps:
-        meta = meta_of(step.event)
-        rows.append([meta.sequence, when(meta.occurred_at), event_of(step.event)[0],
-                     describe(step.event), meta.actor, state_name(step.state.state)])
-    return Table(["#", "field time (UTC)", "event", "what", "actor", "state after"], rows)
-
-
-def evaluation_table(e: review_pb2.Evaluation) -> Table:
-    def has(field: str) -> Any:
-        return getattr(e, field) if e.HasField(field) else None  # type: ignore[arg-type]
-
-    return Table(["measure", "value"], [
-        ["final state", state_name(e.final_state)],
-        ["warning -> declared", duration(has("warning_to_declared"))],
-        ["declared -> first unit assigned", duration(has("declared_to_first_assignment"))],
-        ["response time (declared -> first on scene)", duration(has("response_time"))],
-        ["declared -> contained", duration(has("declared_to_contained"))],
-        ["recovery duration", duration(has("recovery_duration"))],
-        ["total duration", duration(has("total_duration"))],
-        ["response-time target (plan)", f"{e.response_time_target_minutes} min, "
-         + ("met" if e.response_time_met else "missed") if e.response_time_target_minutes
-         else "-"],
-        ["declared -> first order", duration(has("declared_to_first_order"))],
-        ["orders issued / overdue", f"{e.orders_issued} / {e.orders_overdue}"],
-        ["order closure rate", f"{e.order_closure_rate:.0%}"],
-        *[[f"acknowledgement latency, {d}", duration(_seconds(s))]
-          for d, s in sorted(e.acknowledgement_seconds.items())],
-        ["units assigned", e.units_assigned],
-        ["units short", e.units_short],
-        ["events", e.events],
-    ])

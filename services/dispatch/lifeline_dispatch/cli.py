@@ -1,251 +1,287 @@
 """lifeline-dispatch: incidents from report to closure, for duty officers."""
 
-from __future__ import annotations
+from collections.abc import Callable, Sequence
+from typing import Annotated
 
-import argparse
-from collections.abc import Sequence
-from typing import Any
-
-import grpc
-from lifeline import clikit
+import typer
+from lifeline.cli import kit, live, views
 from lifeline.common.v1 import common_pb2
 from lifeline.dispatch.v1 import dispatch_pb2 as pb
 from lifeline.dispatch.v1 import dispatch_pb2_grpc
 from lifeline.incident.model import state_name
 from lifeline.incident.v1 import incident_pb2
 
-CATEGORIES = clikit.enum_choice(incident_pb2.Category, "CATEGORY_")
-GRADES = clikit.enum_choice(incident_pb2.Grade, "GRADE_")
-STATES = clikit.enum_choice(incident_pb2.IncidentState, "INCIDENT_STATE_")
-TIERS = clikit.enum_choice(incident_pb2.OrderTier, "ORDER_TIER_")
-TASK_KINDS = clikit.enum_choice(incident_pb2.RecoveryTaskKind, "RECOVERY_TASK_KIND_")
+app = kit.service_app("dispatch", "Incidents: report, declare, respond, recover, close.")
+
 ORDER_STEPS = {  # CLI command -> (RPC name, help)
-    "ack-order": ("AcknowledgeOrder", "acknowledge an order (the department received it)"),
-    "progress": ("ReportOrderProgress", "report progress on an order"),
-    "complete-order": ("CompleteOrder", "report an order done"),
-    "verify-order": ("VerifyOrder", "verify a completed order (commander)"),
-    "cancel-order": ("CancelOrder", "cancel an open order, with --reason (commander)"),
+    "ack-order": ("AcknowledgeOrder", "Acknowledge an order (the department received it)."),
+    "complete-order": ("CompleteOrder", "Report an order done."),
+    "verify-order": ("VerifyOrder", "Verify a completed order (commander)."),
+    "cancel-order": ("CancelOrder", "Cancel an open order, giving --reason (commander)."),
 }
 STEPS = {  # CLI command -> (RPC name, help)
-    "dismiss": ("DismissIncident", "dismiss an incident still in WARNING as a false alarm"),
-    "contain": ("MarkContained", "mark an incident contained"),
-    "recover": ("StartRecovery", "start recovery of a contained incident"),
-    "recovered": ("CompleteRecovery", "mark recovery complete"),
-    "close": ("CloseIncident", "close a recovered incident (releases its units)"),
+    "dismiss": ("DismissIncident", "Dismiss an incident still in WARNING as a false alarm."),
+    "contain": ("MarkContained", "Mark an incident contained."),
+    "recover": ("StartRecovery", "Start recovery of a contained incident."),
+    "recovered": ("CompleteRecovery", "Mark recovery complete."),
+    "close": ("CloseIncident", "Close a recovered incident. Refused while units are still "
+                               "deployed or orders open: `release INCIDENT` sends the units "
+                               "home, verify or cancel the orders first."),
 }
 
-
-def _stub(channel: grpc.Channel) -> dispatch_pb2_grpc.DispatchServiceStub:
-    return dispatch_pb2_grpc.DispatchServiceStub(channel)
-
-
-def _grade(grade: int) -> str:
-    return incident_pb2.Grade.Name(grade).removeprefix("GRADE_") if grade else ""  # type: ignore[arg-type]
-
-
-def _incidents(incidents: Sequence[incident_pb2.Incident]) -> clikit.Table:
-    return clikit.Table(
-        ["id", "state", "hazard", "grade", "units", "opened", "updated"],
-        [[i.id, state_name(i.state), i.hazard_type or i.hazard, _grade(i.grade),
-          sum(1 for u in i.units if not u.released), clikit.when(i.opened_at),
-          clikit.when(i.updated_at)] for i in incidents])
+Incident = Annotated[str, typer.Argument(metavar="INCIDENT", help="the incident's id")]
+Order = Annotated[str, typer.Argument(metavar="ORDER", help="the order's id, e.g. O-1")]
+At = Annotated[str | None, typer.Option(
+    metavar="TIME", help="when it happened in the field (ISO-8601; without a zone, in the "
+    "city's zone; default now)")]
+Reason = Annotated[str, typer.Option(help="why (recorded on the event)")]
+Grade = Annotated[str, kit.enum_option(incident_pb2.Grade, "GRADE_", "the grade (i is the "
+                                       "most severe)", "--grade")]
 
 
-def _action(args: argparse.Namespace) -> pb.Action:
-    action = pb.Action(reason=args.reason or "")
-    if args.at:
-        action.occurred_at.CopyFrom(clikit.timestamp(args.at))
+def _stub() -> dispatch_pb2_grpc.DispatchServiceStub:
+    return dispatch_pb2_grpc.DispatchServiceStub(kit.connect("dispatch"))
+
+
+def _action(at: str | None, reason: str) -> pb.Action:
+    action = pb.Action(reason=reason)
+    if at:
+        action.occurred_at.CopyFrom(kit.timestamp(at))
     return action
 
 
-def _show(args: argparse.Namespace, incident: incident_pb2.Incident) -> Any:
-    return incident if args.json else _incidents([incident])
+def _show(answer: pb.IncidentResponse) -> None:
+    kit.show(answer.incident, lambda: views.incidents_table([answer.incident]))
 
 
-def report(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    return _show(args, _stub(channel).ReportIncident(pb.ReportIncidentRequest(
-        hazard=args.hazard, location=common_pb2.GeoPoint(lat=args.lat, lon=args.lon),
-        description=args.description, reporter=args.reporter or "",
-        action=_action(args))).incident)
+def _show_orders(answer: pb.IncidentResponse, which: Callable[[incident_pb2.Incident],
+                                                             Sequence[incident_pb2.Order]]
+                 ) -> None:
+    kit.show(answer.incident, lambda: views.orders_table(which(answer.incident)))
 
 
-def declare(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    return _show(args, _stub(channel).DeclareIncident(pb.DeclareIncidentRequest(
-        incident_id=args.incident, category=CATEGORIES[args.category],  # type: ignore[arg-type]
-        hazard_type=args.type, grade=GRADES[args.grade], action=_action(args))).incident)  # type: ignore[arg-type]
+@app.command(help="Report an incident (a call, a patrol): it opens in WARNING.")
+def report(
+    hazard: Annotated[str, typer.Argument(help="what happens, e.g. urban_flooding, gas_leak")],
+    lat: Annotated[float, typer.Option(help="latitude of the place (WGS84 degrees)")],
+    lon: Annotated[float, typer.Option(help="longitude of the place (WGS84 degrees)")],
+    description: Annotated[str, typer.Option(help="what the caller saw")] = "",
+    reporter: Annotated[str, typer.Option(help="who reported it (default: you)")] = "",
+    at: At = None, reason: Reason = "",
+) -> None:
+    _show(_stub().ReportIncident(pb.ReportIncidentRequest(
+        hazard=hazard, location=common_pb2.GeoPoint(lat=lat, lon=lon),
+        description=description, reporter=reporter, action=_action(at, reason))))
 
 
-def step(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    rpc = getattr(_stub(channel), STEPS[args.command][0])
-    return _show(args, rpc(pb.IncidentStepRequest(incident_id=args.incident,
-                                                  action=_action(args))).incident)
+@app.command(help="Declare an incident with its category, type and grade: its plan comes "
+                  "into force.")
+def declare(
+    incident: Incident,
+    category: Annotated[str, kit.enum_option(incident_pb2.Category, "CATEGORY_",
+                                             "the kind of public emergency", "--category")],
+    hazard_type: Annotated[str, typer.Option(
+        "--type", help="hazard type, e.g. urban_flooding (its plan applies)")],
+    grade: Grade, at: At = None, reason: Reason = "",
+) -> None:
+    _show(_stub().DeclareIncident(pb.DeclareIncidentRequest(
+        incident_id=incident,
+        category=kit.enum_value(incident_pb2.Category, "CATEGORY_", category),  # type: ignore[arg-type]
+        hazard_type=hazard_type, grade=kit.enum_value(incident_pb2.Grade, "GRADE_", grade),  # type: ignore[arg-type]
+        action=_action(at, reason))))
 
 
-def incident(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    return _stub(channel).GetIncident(pb.GetIncidentRequest(incident_id=args.incident)).incident
+def _step_command(name: str, rpc_name: str, text: str) -> None:
+    def step(incident: Incident, at: At = None, reason: Reason = "") -> None:
+        rpc = getattr(_stub(), rpc_name)
+        _show(rpc(pb.IncidentStepRequest(incident_id=incident, action=_action(at, reason))))
+    step.__name__ = name.replace("-", "_")
+    app.command(name, help=text)(step)
 
 
-def incidents(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    return _incidents(_stub(channel).ListIncidents(pb.ListIncidentsRequest(
-        state=STATES[args.state] if args.state else 0)).incidents)  # type: ignore[arg-type]
+for _name, (_rpc, _text) in STEPS.items():
+    _step_command(_name, _rpc, _text)
 
 
-def _orders(orders: Sequence[incident_pb2.Order]) -> clikit.Table:
-    return clikit.Table(
-        ["order", "status", "overdue", "department", "unit", "life", "instruction",
-         "ack by", "done by"],
-        [[o.id, incident_pb2.OrderStatus.Name(o.status).removeprefix("ORDER_STATUS_"),
-          ",".join(incident_pb2.Deadline.Name(d).removeprefix("DEADLINE_").lower()
-                   for d in o.overdue), o.department, o.unit_id,
-          "yes" if o.life_safety else "", o.instruction[:48], clikit.when(o.acknowledge_by),
-          clikit.when(o.complete_by)] for o in orders])
+@app.command(help="Escalate or de-escalate an incident's grade (needs --reason).")
+def regrade(incident: Incident, grade: Grade, at: At = None, reason: Reason = "") -> None:
+    _show(_stub().RegradeIncident(pb.RegradeIncidentRequest(
+        incident_id=incident, grade=kit.enum_value(incident_pb2.Grade, "GRADE_", grade),  # type: ignore[arg-type]
+        action=_action(at, reason))))
 
 
-def regrade(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    return _show(args, _stub(channel).RegradeIncident(pb.RegradeIncidentRequest(
-        incident_id=args.incident, grade=GRADES[args.grade], action=_action(args))).incident)  # type: ignore[arg-type]
+@app.command(help="Hand command of an incident to another officer.")
+def handover(incident: Incident,
+             to: Annotated[str, typer.Argument(help="the officer taking command")],
+             at: At = None, reason: Reason = "") -> None:
+    _show(_stub().HandOverCommand(pb.HandOverCommandRequest(
+        incident_id=incident, to_commander=to, action=_action(at, reason))))
 
 
-def handover(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    return _show(args, _stub(channel).HandOverCommand(pb.HandOverCommandRequest(
-        incident_id=args.incident, to_commander=args.to, action=_action(args))).incident)
+@app.command(help="Send units home from an incident (every deployed unit when none is "
+                  "named).")
+def release(incident: Incident,
+            units: Annotated[list[str] | None, typer.Argument(
+                help="the units to release (default: all deployed)")] = None,
+            at: At = None, reason: Reason = "") -> None:
+    _show(_stub().ReleaseUnits(pb.ReleaseUnitsRequest(
+        incident_id=incident, unit_ids=units or [], action=_action(at, reason))))
 
 
-def release(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    return _show(args, _stub(channel).ReleaseUnits(pb.ReleaseUnitsRequest(
-        incident_id=args.incident, unit_ids=args.units, action=_action(args))).incident)
+@app.command(help="Issue an order to a department (commander).")
+def order(
+    incident: Incident,
+    department: Annotated[str, typer.Option(help="the department that carries it out")],
+    instruction: Annotated[str, typer.Option(help="what to do, in a sentence")],
+    unit: Annotated[str, typer.Option(help="the unit the order is for (optional)")] = "",
+    tier: Annotated[str, kit.enum_option(incident_pb2.OrderTier, "ORDER_TIER_",
+                                         "who issues it", "--tier")] = "district",
+    life_safety: Annotated[bool, typer.Option(
+        "--life-safety", help="lives depend on it (shown first, escalated first)")] = False,
+    ack: Annotated[int, typer.Option(help="minutes to acknowledge")] = 5,
+    complete: Annotated[int, typer.Option(help="minutes to complete")] = 60,
+    at: At = None, reason: Reason = "",
+) -> None:
+    _show_orders(_stub().IssueOrder(pb.IssueOrderRequest(
+        incident_id=incident, department=department, unit_id=unit,
+        tier=kit.enum_value(incident_pb2.OrderTier, "ORDER_TIER_", tier),  # type: ignore[arg-type]
+        instruction=instruction, life_safety=life_safety, acknowledge_within_minutes=ack,
+        complete_within_minutes=complete, action=_action(at, reason))),
+        lambda i: i.orders[-1:])
 
 
-def order(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    incident = _stub(channel).IssueOrder(pb.IssueOrderRequest(
-        incident_id=args.incident, department=args.department, unit_id=args.unit or "",
-        tier=TIERS[args.tier], instruction=args.instruction, life_safety=args.life_safety,  # type: ignore[arg-type]
-        acknowledge_within_minutes=args.ack, complete_within_minutes=args.complete,
-        action=_action(args))).incident
-    return incident if args.json else _orders(incident.orders[-1:])
+def _order_step_command(name: str, rpc_name: str, text: str) -> None:
+    def step(incident: Incident, order: Order, at: At = None, reason: Reason = "") -> None:
+        rpc = getattr(_stub(), rpc_name)
+        _show_orders(rpc(pb.OrderStepRequest(incident_id=incident, order_id=order,
+                                             action=_action(at, reason))),
+                     lambda i: [o for o in i.orders if o.id == order])
+    step.__name__ = name.replace("-", "_")
+    app.command(name, help=text)(step)
 
 
-def order_step(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    stub = _stub(channel)
-    if args.command == "progress":
-        incident = stub.ReportOrderProgress(pb.ReportOrderProgressRequest(
-            incident_id=args.incident, order_id=args.order, note=args.note or "",
-            percent=args.percent, action=_action(args))).incident
-    else:
-        rpc = getattr(stub, ORDER_STEPS[args.command][0])
-        incident = rpc(pb.OrderStepRequest(incident_id=args.incident, order_id=args.order,
-                                           action=_action(args))).incident
-    return incident if args.json else _orders([o for o in incident.orders if o.id == args.order])
+for _name, (_rpc, _text) in ORDER_STEPS.items():
+    _order_step_command(_name, _rpc, _text)
 
 
-def orders(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    return _orders(_stub(channel).ListOrders(
-        pb.ListOrdersRequest(incident_id=args.incident)).orders)
+@app.command(help="Report progress on an order.")
+def progress(
+    incident: Incident, order: Order,
+    percent: Annotated[int, typer.Option(min=0, max=100, help="how much is done, 0-100")] = 0,
+    note: Annotated[str, typer.Option(help="what was done or what holds it up")] = "",
+    at: At = None, reason: Reason = "",
+) -> None:
+    _show_orders(_stub().ReportOrderProgress(pb.ReportOrderProgressRequest(
+        incident_id=incident, order_id=order, note=note, percent=percent,
+        action=_action(at, reason))), lambda i: [o for o in i.orders if o.id == order])
 
 
-def situation(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    return _show(args, _stub(channel).ReportSituation(pb.ReportSituationRequest(
-        incident_id=args.incident, dead=args.dead, injured=args.injured, missing=args.missing,
-        affected=args.affected, evacuated=args.evacuated, area_km2=args.area,
-        text=args.text or "", action=_action(args))).incident)
+@app.command(help="An incident's orders: overdue first, then open, life-safety first.")
+def orders(incident: Incident) -> None:
+    listed = _stub().ListOrders(pb.ListOrdersRequest(incident_id=incident)).orders
+    kit.show_list(listed, views.orders_table, order=views.order_order)
 
 
-def task(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    return _show(args, _stub(channel).AddRecoveryTask(pb.AddRecoveryTaskRequest(
-        incident_id=args.incident, kind=TASK_KINDS[args.kind], owner=args.owner,  # type: ignore[arg-type]
-        description=args.description, action=_action(args))).incident)
+@app.command(help="Report casualties and scale (each report replaces the last).")
+def situation(
+    incident: Incident,
+    dead: Annotated[int, typer.Option(min=0, help="people dead")] = 0,
+    injured: Annotated[int, typer.Option(min=0, help="people injured")] = 0,
+    missing: Annotated[int, typer.Option(min=0, help="people missing")] = 0,
+    affected: Annotated[int, typer.Option(min=0, help="people affected")] = 0,
+    evacuated: Annotated[int, typer.Option(min=0, help="people evacuated")] = 0,
+    area: Annotated[float, typer.Option(min=0, help="affected area in km²")] = 0.0,
+    text: Annotated[str, typer.Option(help="the situation in words")] = "",
+    at: At = None, reason: Reason = "",
+) -> None:
+    _show(_stub().ReportSituation(pb.ReportSituationRequest(
+        incident_id=incident, dead=dead, injured=injured, missing=missing, affected=affected,
+        evacuated=evacuated, area_km2=area, text=text, action=_action(at, reason))))
 
 
-def task_done(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    return _show(args, _stub(channel).CompleteRecoveryTask(pb.CompleteRecoveryTaskRequest(
-        incident_id=args.incident, task_id=args.task, action=_action(args))).incident)
+@app.command(help="Add a recovery task for a department or agency.")
+def task(
+    incident: Incident,
+    kind: Annotated[str, kit.enum_option(incident_pb2.RecoveryTaskKind,
+                                         "RECOVERY_TASK_KIND_", "what kind of work",
+                                         "--kind")],
+    owner: Annotated[str, typer.Option(help="who does it (a department or agency)")],
+    description: Annotated[str, typer.Option(help="the work, in a sentence")],
+    at: At = None, reason: Reason = "",
+) -> None:
+    _show(_stub().AddRecoveryTask(pb.AddRecoveryTaskRequest(
+        incident_id=incident,
+        kind=kit.enum_value(incident_pb2.RecoveryTaskKind, "RECOVERY_TASK_KIND_", kind),  # type: ignore[arg-type]
+        owner=owner, description=description, action=_action(at, reason))))
 
 
-def reviewed(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    return _show(args, _stub(channel).MarkReviewed(pb.MarkReviewedRequest(
-        incident_id=args.incident, summary=args.summary, action=_action(args))).incident)
+@app.command("task-done", help="Complete a recovery task.")
+def task_done(incident: Incident,
+              task: Annotated[str, typer.Argument(help="the task's id, e.g. T-1")],
+              at: At = None, reason: Reason = "") -> None:
+    _show(_stub().CompleteRecoveryTask(pb.CompleteRecoveryTaskRequest(
+        incident_id=incident, task_id=task, action=_action(at, reason))))
 
 
-def _with_action(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--at", help="when it happened in the field (ISO-8601, default now)")
-    parser.add_argument("--reason", help="why (recorded on the event)")
-    return parser
+@app.command(help="Mark a closed incident reviewed, with the review's summary.")
+def reviewed(incident: Incident,
+             summary: Annotated[str, typer.Option(help="what the review found")],
+             at: At = None, reason: Reason = "") -> None:
+    _show(_stub().MarkReviewed(pb.MarkReviewedRequest(
+        incident_id=incident, summary=summary, action=_action(at, reason))))
+
+
+@app.command("incident", help="Show one incident.")
+def show_incident(incident: Incident) -> None:
+    found = _stub().GetIncident(pb.GetIncidentRequest(incident_id=incident)).incident
+    kit.show(found, lambda: _incident_in_full(found))
+
+
+def _incident_in_full(i: incident_pb2.Incident) -> None:
+    kit.emit(views.incidents_table([i]))
+    if i.orders:
+        kit.emit(views.orders_table(sorted(i.orders, key=views.order_order)))
+
+
+@app.command(help="List incidents, every page: active first, then the worst grade, overdue "
+                  "orders, the latest change.")
+def incidents(
+    state: Annotated[str | None, kit.enum_option(
+        incident_pb2.IncidentState, "INCIDENT_STATE_", "only incidents in this state",
+        "--state")] = None,
+    limit: Annotated[int, typer.Option(min=0, help=kit.LIMIT_HELP)] = 0,
+) -> None:
+    def fetch(token: str) -> tuple[Sequence[incident_pb2.Incident], str]:
+        answer = _stub().ListIncidents(pb.ListIncidentsRequest(
+            page=kit.page(token),
+            state=kit.enum_value(incident_pb2.IncidentState, "INCIDENT_STATE_", state)))  # type: ignore[arg-type]
+        return answer.incidents, answer.next_page_token
+
+    kit.show_list(kit.pages(fetch, "incidents", limit), views.incidents_table,
+                  order=views.incident_order)
+
+
+
+def _change(i: incident_pb2.Incident) -> str:
+    late = views.overdue_orders(i)
+    return (f"{i.id} {state_name(i.state)} {i.hazard_type or i.hazard} "
+            f"{'grade ' + views.grade(i.grade) if i.grade else ''}"
+            f"{f' OVERDUE orders: {late}' if late else ''}").replace("  ", " ")
+
+
+INCIDENTS = live.View(
+    "active incidents", lambda m: m.incident, lambda i: i.id,
+    lambda i: i.state in (incident_pb2.INCIDENT_STATE_CLOSED,
+                          incident_pb2.INCIDENT_STATE_DISMISSED),
+    views.incidents_table, views.incident_order, _change)
+
+
+@app.command(help="A live view for a duty desk: the active incidents, changing in place "
+                  "(overdue orders highlighted) until Ctrl-C; --ndjson: the stream's "
+                  "messages, one a line (a snapshot, `caughtUp`, then each change).")
+def watch() -> None:
+    live.watch(INCIDENTS, lambda: _stub().WatchIncidents(pb.WatchIncidentsRequest()))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    p, sub = clikit.parser("dispatch", "Incidents: report, declare, respond, recover, close.")
-    s = _with_action(sub.add_parser("report", help="report an incident (a call, a patrol)"))
-    s.add_argument("hazard")
-    s.add_argument("--lat", type=float, required=True)
-    s.add_argument("--lon", type=float, required=True)
-    s.add_argument("--description", default="")
-    s.add_argument("--reporter")
-    s = _with_action(sub.add_parser("declare", help="declare an incident with its grade"))
-    s.add_argument("incident")
-    s.add_argument("--category", choices=sorted(CATEGORIES), required=True)
-    s.add_argument("--type", required=True, help="hazard type, e.g. urban_flooding")
-    s.add_argument("--grade", choices=["i", "ii", "iii", "iv"], required=True)
-    for name, (_rpc, text) in STEPS.items():
-        _with_action(sub.add_parser(name, help=text)).add_argument("incident")
-    s = _with_action(sub.add_parser("regrade", help="escalate or de-escalate (needs --reason)"))
-    s.add_argument("incident")
-    s.add_argument("--grade", choices=["i", "ii", "iii", "iv"], required=True)
-    s = _with_action(sub.add_parser("handover", help="hand command to another officer"))
-    s.add_argument("incident")
-    s.add_argument("to")
-    s = _with_action(sub.add_parser("release", help="release units (all deployed if none)"))
-    s.add_argument("incident")
-    s.add_argument("units", nargs="*")
-    s = _with_action(sub.add_parser("order", help="issue an order (commander)"))
-    s.add_argument("incident")
-    s.add_argument("--department", required=True)
-    s.add_argument("--instruction", required=True)
-    s.add_argument("--unit", help="the unit the order is for")
-    s.add_argument("--tier", choices=sorted(TIERS), default="district")
-    s.add_argument("--life-safety", action="store_true")
-    s.add_argument("--ack", type=int, default=5, help="minutes to acknowledge (default 5)")
-    s.add_argument("--complete", type=int, default=60, help="minutes to complete (default 60)")
-    for name, (_rpc, text) in ORDER_STEPS.items():
-        s = _with_action(sub.add_parser(name, help=text))
-        s.add_argument("incident")
-        s.add_argument("order")
-        if name == "progress":
-            s.add_argument("--percent", type=int, default=0)
-            s.add_argument("--note")
-    sub.add_parser("orders", help="an incident's orders, overdue first").add_argument("incident")
-    s = _with_action(sub.add_parser("situation", help="report casualties and scale"))
-    s.add_argument("incident")
-    for number in ("dead", "injured", "missing", "affected", "evacuated"):
-        s.add_argument(f"--{number}", type=int, default=0)
-    s.add_argument("--area", type=float, default=0.0, help="affected area in km²")
-    s.add_argument("--text")
-    s = _with_action(sub.add_parser("task", help="add a recovery task"))
-    s.add_argument("incident")
-    s.add_argument("--kind", choices=sorted(TASK_KINDS), required=True)
-    s.add_argument("--owner", required=True)
-    s.add_argument("--description", required=True)
-    s = _with_action(sub.add_parser("task-done", help="complete a recovery task"))
-    s.add_argument("incident")
-    s.add_argument("task")
-    s = _with_action(sub.add_parser("reviewed", help="mark a closed incident reviewed"))
-    s.add_argument("incident")
-    s.add_argument("--summary", required=True)
-    sub.add_parser("incident", help="show one incident").add_argument("incident")
-    s = sub.add_parser("incidents", help="list incidents")
-    s.add_argument("--state", choices=sorted(STATES))
-    commands: dict[str, clikit.Command] = {"report": report, "declare": declare,
-                                           "incident": incident, "incidents": incidents}
-    commands.update(dict.fromkeys(STEPS, step))
-    commands.update(dict.fromkeys(ORDER_STEPS, order_step))
-    commands.update({"regrade": regrade, "handover": handover, "release": release,
-                     "order": order, "orders": orders, "situation": situation, "task": task,
-                     "task-done": task_done, "reviewed": reviewed})
-    clikit.run("dispatch", p, commands, _serve, argv)
-
-
-def _serve() -> None:
-    from lifeline.runtime import serve_forever
-
-    from lifeline_dispatch.bootstrap import build
-
-    serve_forever("dispatch", build)
+    kit.run(app, "dispatch", argv)

@@ -1,184 +1,257 @@
 """lifeline-monitor: sensors, readings and warnings, for duty officers and gateways."""
 
-from __future__ import annotations
-
-import argparse
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
-import grpc
-from lifeline import clikit
+import typer
+from lifeline.cli import kit, live
 from lifeline.common.v1 import common_pb2
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2_grpc
 from lifeline.validation import REPEATED_DEFAULT
+from rich.table import Table
 
 from lifeline_monitor import cli_alarms, cli_alerts, grid
 
-DIRECTIONS = clikit.enum_choice(pb.Direction, "DIRECTION_")
-STATUSES = clikit.enum_choice(pb.WarningStatus, "WARNING_STATUS_")
+app = kit.service_app("monitor", "Sensors, readings and graded warnings.")
+
+STATUS_ORDER = {pb.WARNING_STATUS_ACTIVE: 0, pb.WARNING_STATUS_ACKNOWLEDGED: 1,
+                pb.WARNING_STATUS_CLEARED: 2}
+At = Annotated[str | None, typer.Option(
+    metavar="TIME", help="when (ISO-8601; without a zone, in the city's zone; default now)")]
+Hazard = Annotated[str, typer.Option(help="only this hazard, e.g. urban_flooding")]
+Limit = Annotated[int, typer.Option(min=0, help=kit.LIMIT_HELP)]
 
 
-def _level(level: int) -> str:
-    return common_pb2.WarningLevel.Name(level).removeprefix("WARNING_LEVEL_")  # type: ignore[arg-type]
+def _stub() -> monitor_pb2_grpc.MonitorServiceStub:
+    return monitor_pb2_grpc.MonitorServiceStub(kit.connect("monitor"))
 
 
-def _stub(channel: grpc.Channel) -> monitor_pb2_grpc.MonitorServiceStub:
-    return monitor_pb2_grpc.MonitorServiceStub(channel)
+def sensors_table(sensors: Sequence[pb.Sensor]) -> Table:
+    grid_ = kit.table("id", "kind", "hazard", "cell", "level", "thresholds (b/y/o/r)", "unit",
+                      "shelved until", caption=kit.times_caption())
+    for s in sensors:
+        kit.add_row(grid_, s.id, s.kind, s.hazard, s.grid_cell, kit.level_cell(s.level),
+                    f"{s.thresholds.blue:g}/{s.thresholds.yellow:g}/{s.thresholds.orange:g}/"
+                    f"{s.thresholds.red:g}", s.unit_of_measure,
+                    kit.when(s.shelving.until) if s.HasField("shelving") else "")
+    return grid_
 
 
-def _sensors(sensors: Sequence[pb.Sensor]) -> clikit.Table:
-    return clikit.Table(
-        ["id", "kind", "hazard", "cell", "level", "thresholds (b/y/o/r)", "unit"],
-        [[s.id, s.kind, s.hazard, s.grid_cell, _level(s.level),
-          f"{s.thresholds.blue:g}/{s.thresholds.yellow:g}/{s.thresholds.orange:g}/"
-          f"{s.thresholds.red:g}", s.unit_of_measure] for s in sensors])
+def warnings_table(warnings: Sequence[pb.Warning]) -> Table:
+    grid_ = kit.table("id", "level", "status", "hazard", "where", "sensors", "raised",
+                      "updated", caption=kit.times_caption())
+    for w in warnings:
+        status = kit.enum_label(pb.WarningStatus, w.status, "WARNING_STATUS_")
+        kit.add_row(grid_, w.id, kit.level_cell(w.level), status, w.hazard,
+                    w.responsible.cell_name or w.grid_cell, ",".join(sorted(w.sensor_levels)),
+                    kit.when(w.raised_at), kit.when(w.updated_at),
+                    style="dim" if w.status == pb.WARNING_STATUS_CLEARED else None)
+    return grid_
 
 
-def _warnings(warnings: Sequence[pb.Warning]) -> clikit.Table:
-    return clikit.Table(
-        ["id", "level", "status", "sensors", "raised", "updated"],
-        [[w.id, _level(w.level), pb.WarningStatus.Name(w.status).removeprefix("WARNING_STATUS_"),
-          ",".join(sorted(w.sensor_levels)), clikit.when(w.raised_at), clikit.when(w.updated_at)]
-         for w in warnings])
+def warning_order(w: pb.Warning) -> tuple[Any, ...]:
+    """Not cleared first; then the worst colour; then the most recently raised."""
+    return (STATUS_ORDER.get(w.status, 9), -w.level, -w.raised_at.seconds, w.id)
 
 
-def register(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    blue, yellow, orange, red = args.thresholds
-    sensor = _stub(channel).RegisterSensor(pb.RegisterSensorRequest(
-        id=args.id, kind=args.kind, hazard=args.hazard,
-        location=common_pb2.GeoPoint(lat=args.lat, lon=args.lon), grid_cell=args.cell or "",
-        unit_of_measure=args.unit, direction=DIRECTIONS[args.direction],  # type: ignore[arg-type]
+def sensor_order(s: pb.Sensor) -> tuple[Any, ...]:
+    return (-s.level, s.id)
+
+
+@app.command(help="Register a sensor with its thresholds (and, optionally, alarm rules).")
+def register(
+    id: Annotated[str, typer.Argument(help="the sensor's id, unique in the city")],
+    kind: Annotated[str, typer.Option(help="what it measures: rainfall, water_level, gas, ...")],
+    hazard: Annotated[str, typer.Option(help="the hazard it warns of: urban_flooding, "
+                                        "gas_leak, ...")],
+    lat: Annotated[float, typer.Option(help="latitude (WGS84 degrees)")],
+    lon: Annotated[float, typer.Option(help="longitude (WGS84 degrees)")],
+    unit: Annotated[str, typer.Option(help="unit of measure, e.g. mm/h or m")],
+    thresholds: Annotated[tuple[float, float, float, float], typer.Option(
+        metavar="BLUE YELLOW ORANGE RED",
+        help="the value at which each colour starts, in the sensor's unit")],
+    cell: Annotated[str, typer.Option(help="grid cell (default: from the location)")] = "",
+    direction: Annotated[str, kit.enum_option(
+        pb.Direction, "DIRECTION_", "whether a bigger or a smaller value is worse",
+        "--direction")] = "higher_is_worse",
+    owner: Annotated[str, typer.Option(help="who maintains it (its faults go to them)")] = "",
+    deadband: Annotated[float | None, typer.Option(
+        help="hysteresis per limit, in its unit")] = None,
+    on_delay: Annotated[str | None, typer.Option(
+        metavar="DURATION", help="raise only after this long past a limit, e.g. 2m")] = None,
+    off_delay: Annotated[str | None, typer.Option(
+        metavar="DURATION", help="clear only after this long below, e.g. 15m")] = None,
+    rate: Annotated[list[str] | None, typer.Option(
+        metavar="PER_HOUR:LEVEL", help="a level from how fast it worsens, e.g. 30:orange "
+        "(repeatable)")] = None,
+    rate_window: Annotated[str | None, typer.Option(
+        metavar="DURATION", help="the span a rate is measured over (e.g. 1h)")] = None,
+    expected_interval: Annotated[str | None, typer.Option(
+        metavar="DURATION", help="silent longer than this: a stale-data fault (e.g. 10m)")
+    ] = None,
+    valid_range: Annotated[tuple[float, float] | None, typer.Option(
+        metavar="MIN MAX", help="physically possible values; outside is bad quality")] = None,
+) -> None:
+    blue, yellow, orange, red = thresholds
+    rules = cli_alarms.rules(deadband=deadband, on_delay=on_delay, off_delay=off_delay,
+                             rates=rate or [], rate_window=rate_window,
+                             expected_interval=expected_interval, valid_range=valid_range)
+    sensor = _stub().RegisterSensor(pb.RegisterSensorRequest(
+        id=id, kind=kind, hazard=hazard, location=common_pb2.GeoPoint(lat=lat, lon=lon),
+        grid_cell=cell, unit_of_measure=unit,
+        direction=kit.enum_value(pb.Direction, "DIRECTION_", direction),  # type: ignore[arg-type]
         thresholds=pb.Thresholds(blue=blue, yellow=yellow, orange=orange, red=red),
-        owner=args.owner, rules=cli_alarms.rules_from(args))).sensor
-    return sensor if args.json else _sensors([sensor])
+        owner=owner, rules=rules)).sensor
+    kit.show(sensor, lambda: sensors_table([sensor]))
 
 
-def sensors(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    return _sensors(_stub(channel).ListSensors(pb.ListSensorsRequest(kind=args.kind)).sensors)
+@app.command(help="List sensors, every page: the worst level first.")
+def sensors(kind: Annotated[str, typer.Option(help="only sensors of this kind")] = "",
+            limit: Limit = 0) -> None:
+    def fetch(token: str) -> tuple[Sequence[pb.Sensor], str]:
+        answer = _stub().ListSensors(pb.ListSensorsRequest(page=kit.page(token), kind=kind))
+        return answer.sensors, answer.next_page_token
+
+    kit.show_list(kit.pages(fetch, "sensors", limit), sensors_table, order=sensor_order)
 
 
-def sensor(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    return _stub(channel).GetSensor(pb.GetSensorRequest(id=args.id)).sensor
+@app.command(help="Show one sensor.")
+def sensor(id: Annotated[str, typer.Argument(help="the sensor's id")]) -> None:
+    found = _stub().GetSensor(pb.GetSensorRequest(id=id)).sensor
+    kit.show(found, lambda: sensors_table([found]))
 
 
-def read(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    reading = pb.Reading(sensor_id=args.sensor, value=args.value)
-    if args.at:
-        reading.measured_at.CopyFrom(clikit.timestamp(args.at))
-    answer = _stub(channel).IngestReadingBatch(pb.IngestReadingBatchRequest(readings=[reading]))
-    return answer if args.json else _warnings(answer.warnings)
+@app.command(help="Send one reading, as a gateway would (a negative value is a value: "
+                  "`read rain-17 -5`).",
+             context_settings={"ignore_unknown_options": True})
+def read(
+    sensor: Annotated[str, typer.Argument(help="the sensor's id")],
+    value: Annotated[float, typer.Argument(help="the value, in the sensor's unit")],
+    at: At = None,
+) -> None:
+    reading = pb.Reading(sensor_id=sensor, value=value)
+    if at:
+        reading.measured_at.CopyFrom(kit.timestamp(at))
+    answer = _stub().IngestReadingBatch(pb.IngestReadingBatchRequest(readings=[reading]))
+    kit.show(answer, lambda: warnings_table(answer.warnings) if answer.warnings else
+             f"accepted {answer.accepted}; no warning changed")
 
 
-def warnings(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    return _warnings(_stub(channel).ListWarnings(pb.ListWarningsRequest(
-        status=STATUSES[args.status] if args.status else 0, hazard=args.hazard)).warnings)  # type: ignore[arg-type]
+@app.command(help="List warnings, every page: active first, then the worst colour.")
+def warnings(
+    status: Annotated[str | None, kit.enum_option(
+        pb.WarningStatus, "WARNING_STATUS_", "only warnings in this status", "--status")
+    ] = None,
+    hazard: Hazard = "", limit: Limit = 0,
+) -> None:
+    def fetch(token: str) -> tuple[Sequence[pb.Warning], str]:
+        answer = _stub().ListWarnings(pb.ListWarningsRequest(
+            page=kit.page(token), hazard=hazard,
+            status=kit.enum_value(pb.WarningStatus, "WARNING_STATUS_", status)))  # type: ignore[arg-type]
+        return answer.warnings, answer.next_page_token
+
+    kit.show_list(kit.pages(fetch, "warnings", limit), warnings_table, order=warning_order)
 
 
-def warning(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    return _stub(channel).GetWarning(pb.GetWarningRequest(id=args.id)).warning
+@app.command(help="Show one warning.")
+def warning(id: Annotated[str, typer.Argument(help="the warning's id")]) -> None:
+    found = _stub().GetWarning(pb.GetWarningRequest(id=id)).warning
+    kit.show(found, lambda: warnings_table([found]))
 
 
-def ack(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    request = pb.AcknowledgeWarningRequest(id=args.id)
-    if args.at:
-        request.occurred_at.CopyFrom(clikit.timestamp(args.at))
-    w = _stub(channel).AcknowledgeWarning(request).warning
-    return w if args.json else _warnings([w])
+@app.command(help="Acknowledge a warning (stops its escalation chain).")
+def ack(id: Annotated[str, typer.Argument(help="the warning's id")], at: At = None) -> None:
+    request = pb.AcknowledgeWarningRequest(id=id)
+    if at:
+        request.occurred_at.CopyFrom(kit.timestamp(at))
+    w = _stub().AcknowledgeWarning(request).warning
+    kit.show(w, lambda: warnings_table([w]))
 
 
-def load_grid(args: argparse.Namespace, channel: grpc.Channel) -> Any:
+@app.command("load-grid", help="Load the city's grid: districts and H3 cells (TOML).")
+def load_grid(file: Annotated[str, typer.Argument(help="the grid file, e.g. "
+                                                  "grids/xuhui.toml")]) -> None:
     try:
-        request = grid.read_grid_file(args.file)
+        request = grid.read_grid_file(file)
     except grid.GridFileError as error:
-        raise SystemExit(f"lifeline-monitor: {error}") from None
+        kit.fail(str(error))
     # A call takes at most 1,000 cells (the edge's bound on a list): a city's grid goes in
     # parts, the districts with the first; each part is all or nothing.
     answer = pb.LoadGridResponse()
     cells = list(request.cells)
-    for start in range(0, max(len(cells), 1), REPEATED_DEFAULT):
-        part = pb.LoadGridRequest(districts=request.districts if start == 0 else [],
-                                  cells=cells[start:start + REPEATED_DEFAULT])
-        done = _stub(channel).LoadGrid(part)
-        answer.districts_changed += done.districts_changed
-        answer.cells_changed += done.cells_changed
-        answer.resolution = done.resolution
-    return answer if args.json else clikit.Table(
-        ["districts", "cells", "changed districts", "changed cells", "resolution"],
-        [[len(request.districts), len(request.cells), answer.districts_changed,
-          answer.cells_changed, answer.resolution]])
+    with kit.progress("loading cells", len(cells)) as advance:
+        for start in range(0, max(len(cells), 1), REPEATED_DEFAULT):
+            part = pb.LoadGridRequest(districts=request.districts if start == 0 else [],
+                                      cells=cells[start:start + REPEATED_DEFAULT])
+            done = _stub().LoadGrid(part)
+            answer.districts_changed += done.districts_changed
+            answer.cells_changed += done.cells_changed
+            answer.resolution = done.resolution
+            advance(len(part.cells))
+
+    def people() -> Table:
+        grid_ = kit.table("districts", "cells", "changed districts", "changed cells",
+                          "resolution")
+        kit.add_row(grid_, len(request.districts), len(request.cells),
+                    answer.districts_changed, answer.cells_changed, answer.resolution)
+        return grid_
+    kit.show(answer, people)
 
 
-def cell(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    request = pb.GetCellRequest(cell=args.cell or "")
-    if args.lat is not None or args.lon is not None:
-        request.location.CopyFrom(common_pb2.GeoPoint(lat=args.lat or 0.0, lon=args.lon or 0.0))
-    return _stub(channel).GetCell(request).cell
+@app.command(help="Show a grid cell: its district, officer and assets (give the cell, or "
+                  "--lat and --lon).")
+def cell(
+    cell: Annotated[str, typer.Argument(help="H3 cell index")] = "",
+    lat: Annotated[float | None, typer.Option(help="latitude of a place in the cell")] = None,
+    lon: Annotated[float | None, typer.Option(help="longitude of a place in the cell")
+                   ] = None,
+) -> None:
+    request = pb.GetCellRequest(cell=cell)
+    if lat is not None or lon is not None:
+        request.location.CopyFrom(common_pb2.GeoPoint(lat=lat or 0.0, lon=lon or 0.0))
+    found = _stub().GetCell(request).cell
+    kit.show(found, lambda: kit.describe(found))
 
 
-def precision(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    answer = _stub(channel).GetPrecision(pb.GetPrecisionRequest(
-        sensor_id=args.sensor, hazard=args.hazard, grid_cell=args.cell))
-    if args.json:
-        return answer
-    rows = [("all", answer.overall), *(("sensor", p) for p in answer.by_sensor),
-            *(("hazard", p) for p in answer.by_hazard), *(("cell", p) for p in answer.by_cell)]
-    return clikit.Table(
-        ["by", "key", "confirmed", "false alarms", "precision"],
-        [[by, p.key or "-", p.confirmed, p.false_alarms,
-          f"{p.precision:.0%}" if p.HasField("precision") else "-"] for by, p in rows])
+@app.command(help="Confirmed / (confirmed + false) warnings per sensor, hazard and cell.")
+def precision(
+    sensor: Annotated[str, typer.Option(help="only this sensor")] = "",
+    hazard: Hazard = "",
+    cell: Annotated[str, typer.Option(help="only this grid cell")] = "",
+) -> None:
+    answer = _stub().GetPrecision(pb.GetPrecisionRequest(sensor_id=sensor, hazard=hazard,
+                                                          grid_cell=cell))
+
+    def people() -> Table:
+        grid_ = kit.table("by", "key", "confirmed", "false alarms", "precision")
+        rows = [("all", answer.overall), *(("sensor", p) for p in answer.by_sensor),
+                *(("hazard", p) for p in answer.by_hazard),
+                *(("cell", p) for p in answer.by_cell)]
+        for by, p in rows:
+            kit.add_row(grid_, by, p.key or "-", p.confirmed, p.false_alarms,
+                        f"{p.precision:.0%}" if p.HasField("precision") else "-")
+        return grid_
+    kit.show(answer, people)
+
+
+WARNINGS = live.View(
+    "warnings not cleared", lambda m: m.warning, lambda w: w.id,
+    lambda w: w.status == pb.WARNING_STATUS_CLEARED, warnings_table, warning_order,
+    lambda w: f"{w.id} {kit.enum_label(common_pb2.WarningLevel, w.level, 'WARNING_LEVEL_')} "
+              f"{kit.enum_label(pb.WarningStatus, w.status, 'WARNING_STATUS_')}")
+
+
+@app.command(help="A live view for a duty desk: the warnings not cleared, by colour, "
+                  "changing in place until Ctrl-C; --ndjson: the stream's messages, one a "
+                  "line (a snapshot, `caughtUp`, then each change).")
+def watch(hazard: Hazard = "") -> None:
+    live.watch(WARNINGS, lambda: _stub().WatchWarnings(pb.WatchWarningsRequest(hazard=hazard)))
+
+
+cli_alarms.add_commands(app, _stub)
+cli_alerts.add_commands(app, _stub)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    p, sub = clikit.parser("monitor", "Sensors, readings and graded warnings.")
-    s = sub.add_parser("register", help="register a sensor with its thresholds")
-    s.add_argument("id")
-    s.add_argument("--kind", required=True, help="rainfall, water_level, gas, ...")
-    s.add_argument("--hazard", required=True, help="urban_flooding, gas_leak, ...")
-    s.add_argument("--lat", type=float, required=True)
-    s.add_argument("--lon", type=float, required=True)
-    s.add_argument("--cell", help="grid cell (default: derived from the location)")
-    s.add_argument("--unit", required=True, help="unit of measure, e.g. mm/h or m")
-    s.add_argument("--thresholds", type=float, nargs=4, required=True,
-                   metavar=("BLUE", "YELLOW", "ORANGE", "RED"))
-    s.add_argument("--direction", choices=sorted(DIRECTIONS), default="higher_is_worse")
-    cli_alarms.add_rule_flags(s)
-    s = sub.add_parser("sensors", help="list sensors")
-    s.add_argument("--kind", default="")
-    sub.add_parser("sensor", help="show one sensor").add_argument("id")
-    s = sub.add_parser("read", help="send one reading (as a gateway would)")
-    s.add_argument("sensor")
-    s.add_argument("value", type=float)
-    s.add_argument("--at", help="when it was measured (ISO-8601, default now)")
-    s = sub.add_parser("warnings", help="list warnings")
-    s.add_argument("--status", choices=sorted(STATUSES))
-    s.add_argument("--hazard", default="")
-    sub.add_parser("warning", help="show one warning").add_argument("id")
-    s = sub.add_parser("ack", help="acknowledge a warning (stops its escalation chain)")
-    s.add_argument("id")
-    s.add_argument("--at", help="when it was acknowledged (ISO-8601, default now)")
-    s = sub.add_parser("load-grid", help="load the city's grid: districts and H3 cells (TOML)")
-    s.add_argument("file")
-    s = sub.add_parser("precision", help="confirmed / (confirmed + false) warnings per sensor, "
-                                         "hazard and cell")
-    s.add_argument("--sensor", default="")
-    s.add_argument("--hazard", default="")
-    s.add_argument("--cell", default="")
-    s = sub.add_parser("cell", help="show a grid cell: its district, officer and assets")
-    s.add_argument("cell", nargs="?", help="H3 cell index (or give --lat and --lon)")
-    s.add_argument("--lat", type=float)
-    s.add_argument("--lon", type=float)
-    commands: dict[str, clikit.Command] = {
-        "register": register, "sensors": sensors, "sensor": sensor, "read": read,
-        "warnings": warnings, "warning": warning, "ack": ack, "load-grid": load_grid,
-        "cell": cell, "precision": precision, **cli_alarms.add_commands(sub),
-        **cli_alerts.add_commands(sub)}
-    clikit.run("monitor", p, commands, _serve, argv)
-
-
-def _serve() -> None:
-    from lifeline.runtime import serve_forever
-
-    from lifeline_monitor.bootstrap import build
-
-    serve_forever("monitor", build)
+    kit.run(app, "monitor", argv)

@@ -1,22 +1,20 @@
-"""lifeline-monitor's alarm-rule commands: rule flags for `register`, `shelve` / `unshelve`,
-and `import-sensors FILE` (CSV or GeoJSON) through RegisterSensors."""
+"""lifeline-monitor's alarm-rule commands: the rules `register` takes, `shelve` /
+`unshelve`, and `import-sensors FILE` (CSV or GeoJSON) through RegisterSensors."""
 
-from __future__ import annotations
-
-import argparse
 import csv
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import grpc
+import typer
 from google.protobuf.duration_pb2 import Duration
-from lifeline import clikit
+from lifeline.cli import kit
 from lifeline.common.v1 import common_pb2
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2_grpc
+from rich.table import Table
 
 CHUNK = 5_000
 LEVELS = {name: getattr(common_pb2, f"WARNING_LEVEL_{name.upper()}")
@@ -29,62 +27,36 @@ def duration(text: str) -> Duration:
     """2h, 30m, 90s, 1h30m, or plain seconds."""
     match = DURATION.match(text.strip())
     if not text.strip() or match is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 2h, 30m or 90s")
+        raise typer.BadParameter(f"{text!r} is not a duration like 2h, 30m or 90s")
     days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
     d = Duration()
     d.FromNanoseconds(round((((days * 24 + hours) * 60 + minutes) * 60 + seconds) * 1e9))
     return d
 
 
-def rate(text: str) -> pb.RateLimit:
+def rate_limit(text: str) -> pb.RateLimit:
     """PER_HOUR:LEVEL, e.g. 0.3:orange."""
     per_hour, _, level = text.partition(":")
     try:
         return pb.RateLimit(per_hour=float(per_hour), level=LEVELS[level.lower()])
     except (ValueError, KeyError):
-        raise argparse.ArgumentTypeError(f"{text!r}: give PER_HOUR:LEVEL, e.g. 0.3:orange "
-                                         "(blue, yellow, orange or red)") from None
+        raise typer.BadParameter(f"--rate {text!r}: give PER_HOUR:LEVEL, e.g. 0.3:orange "
+                                 "(blue, yellow, orange or red)") from None
 
 
-def add_rule_flags(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--owner", default="", help="who maintains it (its faults go to them)")
-    s.add_argument("--deadband", type=float, help="hysteresis per limit, in its unit")
-    s.add_argument("--on-delay", type=duration, help="raise only after this long past (2m)")
-    s.add_argument("--off-delay", type=duration, help="clear only after this long below")
-    s.add_argument("--rate", type=rate, action="append", default=[],
-                   help="PER_HOUR:LEVEL, a level from how fast it worsens (repeatable)")
-    s.add_argument("--rate-window", type=duration, help="span the rate is measured over (1h)")
-    s.add_argument("--expected-interval", type=duration,
-                   help="silent longer than this: a stale-data fault (e.g. 10m)")
-    s.add_argument("--valid-range", type=float, nargs=2, metavar=("MIN", "MAX"),
-                   help="physically possible values; outside is bad quality")
-
-
-def rules_from(args: argparse.Namespace) -> pb.AlarmRules:
-    rules = pb.AlarmRules(rate=args.rate)
-    if args.deadband is not None:
-        rules.deadband = args.deadband
-    for name in ("on_delay", "off_delay", "rate_window", "expected_interval"):
-        if getattr(args, name) is not None:
-            getattr(rules, name).CopyFrom(getattr(args, name))
-    if args.valid_range:
-        rules.valid_range.CopyFrom(pb.ValidRange(min=args.valid_range[0],
-                                                 max=args.valid_range[1]))
-    return rules
-
-
-def _stub(channel: grpc.Channel) -> monitor_pb2_grpc.MonitorServiceStub:
-    return monitor_pb2_grpc.MonitorServiceStub(channel)
-
-
-def shelve(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    return _stub(channel).ShelveSensor(pb.ShelveSensorRequest(
-        id=args.sensor, duration=args.for_, reason=args.reason)).sensor
-
-
-def unshelve(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    return _stub(channel).UnshelveSensor(pb.UnshelveSensorRequest(
-        id=args.sensor, reason=args.reason or "")).sensor
+def rules(*, deadband: float | None, on_delay: str | None, off_delay: str | None,
+          rates: Sequence[str], rate_window: str | None, expected_interval: str | None,
+          valid_range: tuple[float, float] | None) -> pb.AlarmRules:
+    made = pb.AlarmRules(rate=[rate_limit(r) for r in rates])
+    if deadband is not None:
+        made.deadband = deadband
+    for name, given in (("on_delay", on_delay), ("off_delay", off_delay),
+                        ("rate_window", rate_window), ("expected_interval", expected_interval)):
+        if given is not None:
+            getattr(made, name).CopyFrom(duration(given))
+    if valid_range:
+        made.valid_range.CopyFrom(pb.ValidRange(min=valid_range[0], max=valid_range[1]))
+    return made
 
 
 def sensors_in(path: Path) -> Iterator[pb.RegisterSensorRequest]:
@@ -127,34 +99,58 @@ def _sensor(row: dict[str, Any]) -> pb.RegisterSensorRequest:
     return req
 
 
-def import_sensors(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    stub, registered, existing = _stub(channel), 0, 0
-    batch: list[pb.RegisterSensorRequest] = []
-
-    def send() -> None:
-        nonlocal registered, existing
-        answer = stub.RegisterSensors(pb.RegisterSensorsRequest(sensors=batch), timeout=600)
-        registered += answer.registered
-        existing += len(answer.existing)
-        batch.clear()
-
-    for req in sensors_in(Path(args.file)):
-        batch.append(req)
-        if len(batch) == CHUNK:
-            send()
-    if batch:
-        send()
-    return clikit.Table(["registered", "already registered"], [[registered, existing]])
+Stub = Callable[[], monitor_pb2_grpc.MonitorServiceStub]
 
 
-def add_commands(sub: Any) -> dict[str, clikit.Command]:
-    s = sub.add_parser("shelve", help="silence a sensor for a while (at most 24 h), saying why")
-    s.add_argument("sensor")
-    s.add_argument("--for", dest="for_", type=duration, required=True, help="e.g. 2h")
-    s.add_argument("--reason", required=True)
-    s = sub.add_parser("unshelve", help="end a sensor's shelving now")
-    s.add_argument("sensor")
-    s.add_argument("--reason")
-    s = sub.add_parser("import-sensors", help="register the sensors of a CSV or GeoJSON file")
-    s.add_argument("file")
-    return {"shelve": shelve, "unshelve": unshelve, "import-sensors": import_sensors}
+def add_commands(app: typer.Typer, stub: Stub) -> None:
+    @app.command(help="Silence a sensor for a while (at most 24 h), saying why.")
+    def shelve(
+        sensor: Annotated[str, typer.Argument(help="the sensor's id")],
+        for_: Annotated[str, typer.Option("--for", metavar="DURATION",
+                                          help="how long, e.g. 2h")],
+        reason: Annotated[str, typer.Option(help="why (kept with the sensor)")],
+    ) -> None:
+        found = stub().ShelveSensor(pb.ShelveSensorRequest(
+            id=sensor, duration=duration(for_), reason=reason)).sensor
+        kit.show(found, lambda: kit.describe(found))
+
+    @app.command(help="End a sensor's shelving now.")
+    def unshelve(
+        sensor: Annotated[str, typer.Argument(help="the sensor's id")],
+        reason: Annotated[str, typer.Option(help="why (kept with the sensor)")] = "",
+    ) -> None:
+        found = stub().UnshelveSensor(pb.UnshelveSensorRequest(id=sensor, reason=reason)).sensor
+        kit.show(found, lambda: kit.describe(found))
+
+    @app.command("import-sensors", help="Register the sensors of a CSV or GeoJSON file, in "
+                                        "batches (those already registered are counted).")
+    def import_sensors(file: Annotated[Path, typer.Argument(
+            help="CSV with a header row naming the columns, or a GeoJSON "
+                 "FeatureCollection of points")]) -> None:
+        answer = pb.RegisterSensorsResponse()
+        batch: list[pb.RegisterSensorRequest] = []
+
+        def send(advance: Callable[[float], None]) -> None:
+            done = stub().RegisterSensors(pb.RegisterSensorsRequest(sensors=batch),
+                                          timeout=600)
+            answer.registered += done.registered
+            answer.existing.extend(done.existing)
+            advance(len(batch))
+            batch.clear()
+
+        with kit.progress("registering sensors", None) as advance:
+            try:
+                for request in sensors_in(file):
+                    batch.append(request)
+                    if len(batch) == CHUNK:
+                        send(advance)
+            except (OSError, ValueError, KeyError, typer.BadParameter) as error:
+                kit.fail(f"{file}: {error}")
+            if batch:
+                send(advance)
+
+        def people() -> Table:
+            grid = kit.table("registered", "already registered")
+            kit.add_row(grid, answer.registered, len(answer.existing))
+            return grid
+        kit.show(answer, people)

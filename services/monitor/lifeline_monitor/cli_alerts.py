@@ -2,95 +2,97 @@
 [--follow]` (then `ack WARNING_ID`), `escalation WARNING_ID`, `cap WARNING_ID` and
 `cap import FILE|-`."""
 
-from __future__ import annotations
-
-import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import grpc
-from google.protobuf import json_format
-from lifeline import clikit
-from lifeline.common.v1 import common_pb2
+import typer
+from lifeline.cli import kit
 from lifeline.events import from_timestamp
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2_grpc
+from rich.table import Table
 
-COLUMNS = ["", "warning", "level", "where", "step", "channel", "notified", "ack by",
-           "status"]
+COLUMNS = ("", "warning", "level", "where", "step", "channel", "notified", "ack by",
+           "status")
+Stub = Callable[[], monitor_pb2_grpc.MonitorServiceStub]
 
 
-def _stub(channel: grpc.Channel) -> monitor_pb2_grpc.MonitorServiceStub:
-    return monitor_pb2_grpc.MonitorServiceStub(channel)
+def _late(n: pb.PartyNotification, now: datetime) -> bool:
+    return (n.status == pb.NOTIFICATION_STATUS_WAITING and n.HasField("ack_deadline")
+            and from_timestamp(n.ack_deadline) <= now)
 
 
 def _row(n: pb.PartyNotification, now: datetime) -> list[Any]:
-    late = (n.status == pb.NOTIFICATION_STATUS_WAITING and n.HasField("ack_deadline")
-            and from_timestamp(n.ack_deadline) <= now)
-    return ["OVERDUE" if late else "", n.warning_id,
-            common_pb2.WarningLevel.Name(n.level).removeprefix("WARNING_LEVEL_"),
-            n.cell_name or n.grid_cell, f"{n.step}" + (f" (round {n.round + 1})" if n.round
-                                                       else ""),
-            n.channel, clikit.when(n.notified_at),
-            clikit.when(n.ack_deadline) if n.HasField("ack_deadline") else "-",
-            pb.NotificationStatus.Name(n.status).removeprefix("NOTIFICATION_STATUS_").lower()
+    late = _late(n, now)
+    return [kit.cell("OVERDUE" if late else "", "bold white on red" if late else None),
+            n.warning_id, kit.level_cell(n.level), n.cell_name or n.grid_cell,
+            f"{n.step}" + (f" (round {n.round + 1})" if n.round else ""), n.channel,
+            kit.when(n.notified_at),
+            kit.when(n.ack_deadline) if n.HasField("ack_deadline") else "-",
+            kit.enum_label(pb.NotificationStatus, n.status, "NOTIFICATION_STATUS_").lower()
             + (f" by {n.acknowledged_by}" if n.acknowledged_by else "")]
 
 
-def inbox(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    stub = _stub(channel)
-    answer = stub.ListInbox(pb.ListInboxRequest(party=args.party, include_done=args.all))
+def inbox_table(notifications: Sequence[pb.PartyNotification]) -> Table:
     now = datetime.now(UTC)
-    if not args.follow:
-        return answer if args.json else clikit.Table(
-            COLUMNS, [_row(n, now) for n in answer.notifications])
-    clikit.emit(answer if args.json else clikit.Table(
-        COLUMNS, [_row(n, now) for n in answer.notifications]), args.json)
-    print(f"following {args.party}'s inbox (Ctrl-C to stop)", file=sys.stderr, flush=True)
-    try:
-        for n in stub.FollowInbox(pb.FollowInboxRequest(party=args.party)):
-            if args.json:
-                print(json_format.MessageToJson(n, indent=None), flush=True)
+    grid = kit.table(*COLUMNS, caption=kit.times_caption())
+    for n in notifications:
+        kit.add_row(grid, *_row(n, now))
+    return grid
+
+
+def add_commands(app: typer.Typer, stub: Stub) -> None:
+    @app.command(help="What waits for a party (overdue first); then `ack WARNING_ID`.")
+    def inbox(
+        party: Annotated[str, typer.Option(help="a grid officer, duty officer or department")],
+        all_: Annotated[bool, typer.Option("--all", help="also what was acknowledged or "
+                                                         "withdrawn")] = False,
+        follow: Annotated[bool, typer.Option(help="then show notifications as they come "
+                                                  "(Ctrl-C to stop)")] = False,
+    ) -> None:
+        answer = stub().ListInbox(pb.ListInboxRequest(party=party, include_done=all_))
+        kit.show_list(answer.notifications, inbox_table)
+        if not follow:
+            return
+        kit.note(f"following {party}'s inbox (Ctrl-C to stop)")
+        for n in stub().FollowInbox(pb.FollowInboxRequest(party=party)):
+            if kit.wants_json():
+                kit.print_ndjson(n)
             else:
-                print("  ".join(str(c) for c in _row(n, datetime.now(UTC)) if c != ""),
-                      flush=True)
-    except KeyboardInterrupt:
-        pass
-    return None
+                kit.emit("  ".join(str(c) for c in _row(n, datetime.now(UTC)) if str(c)))
+                sys.stdout.flush()
 
+    @app.command(help="A warning's escalation chain: who was told, when, who acknowledged.")
+    def escalation(warning: Annotated[str, typer.Argument(help="the warning's id")]) -> None:
+        found = stub().GetEscalation(pb.GetEscalationRequest(warning_id=warning)).escalation
+        kit.show(found, lambda: kit.describe(found))
 
-def escalation(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    return _stub(channel).GetEscalation(pb.GetEscalationRequest(
-        warning_id=args.warning)).escalation
-
-
-def cap(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    stub = _stub(channel)
-    if args.target == "import":
-        if not args.file:
-            raise SystemExit("lifeline-monitor: cap import FILE (or - for standard input)")
-        xml = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
-        return stub.ImportCapAlert(pb.ImportCapAlertRequest(xml=xml))
-    alerts = stub.GetCapAlerts(pb.GetCapAlertsRequest(warning_id=args.target)).alerts
-    if args.json:
-        return "\n".join(json_format.MessageToJson(a, indent=None) for a in alerts)
-    chosen: Sequence[pb.CapAlert] = alerts if args.all else alerts[-1:]
-    return "\n".join(a.xml.decode() for a in chosen).rstrip()
-
-
-def add_commands(sub: Any) -> dict[str, clikit.Command]:
-    s = sub.add_parser("inbox", help="what waits for a party (overdue first); then ack it")
-    s.add_argument("--party", required=True, help="a grid officer, duty officer or department")
-    s.add_argument("--all", action="store_true", help="also what was acknowledged or withdrawn")
-    s.add_argument("--follow", action="store_true", help="then show notifications as they come")
-    s = sub.add_parser("escalation", help="a warning's escalation chain")
-    s.add_argument("warning")
-    s = sub.add_parser("cap", help="a warning as a CAP 1.2 alert (cap WARNING_ID), or take "
-                                   "one in (cap import FILE|-)")
-    s.add_argument("target", metavar="WARNING_ID|import")
-    s.add_argument("file", nargs="?", help="with import: the CAP XML file, - for stdin")
-    s.add_argument("--all", action="store_true", help="every alert of the warning, in order")
-    return {"inbox": inbox, "escalation": escalation, "cap": cap}
+    @app.command(help="A warning as a CAP 1.2 alert (`cap WARNING_ID`), or take another "
+                      "agency's alert in (`cap import FILE`, - for stdin).")
+    def cap(
+        target: Annotated[str, typer.Argument(metavar="WARNING_ID|import",
+                                              help="the warning, or `import`")],
+        file: Annotated[str | None, typer.Argument(
+            help="with import: the CAP XML file, - for standard input")] = None,
+        all_: Annotated[bool, typer.Option("--all", help="every alert of the warning, in "
+                                                         "order")] = False,
+    ) -> None:
+        if target == "import":
+            if not file:
+                raise typer.BadParameter("cap import FILE (or - for standard input)")
+            try:
+                xml = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+            except OSError as error:
+                kit.fail(f"cannot read {file}: {error.strerror}")
+            answer = stub().ImportCapAlert(pb.ImportCapAlertRequest(xml=xml))
+            kit.show(answer, lambda: kit.describe(answer))
+            return
+        alerts = stub().GetCapAlerts(pb.GetCapAlertsRequest(warning_id=target)).alerts
+        chosen: Sequence[pb.CapAlert] = alerts if all_ or kit.wants_json() else alerts[-1:]
+        if kit.wants_json():
+            kit.show_list(chosen, lambda _: "")
+        else:
+            kit.emit("\n".join(a.xml.decode() for a in chosen).rstrip())

@@ -1,89 +1,111 @@
 """lifeline-resources: the fleet of response units, for duty officers and crews."""
 
-from __future__ import annotations
-
-import argparse
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
-import grpc
-from lifeline import clikit
+import typer
+from lifeline.cli import kit
 from lifeline.common.v1 import common_pb2
 from lifeline.resources.v1 import resources_pb2 as pb
 from lifeline.resources.v1 import resources_pb2_grpc
+from rich.table import Table
 
 from lifeline_resources import cli_depots, cli_fleet
 from lifeline_resources.domain import status_name
 
-STATUSES = clikit.enum_choice(common_pb2.UnitStatus, "UNIT_STATUS_")
+app = kit.service_app("resources", "Response units: where they are, whom they serve.")
+
+#: Committed units first (on scene, en route, assigned), then free ones, then out of service.
+STATUS_ORDER = {common_pb2.UNIT_STATUS_ON_SCENE: 0, common_pb2.UNIT_STATUS_EN_ROUTE: 1,
+                common_pb2.UNIT_STATUS_ASSIGNED: 2}
+STATUS_STYLES = {"ON_SCENE": "bold red", "EN_ROUTE": "bold yellow", "ASSIGNED": "yellow",
+                 "AVAILABLE": "green", "AVAILABLE_ON_ROAD": "green",
+                 "OUT_OF_SERVICE": "dim"}
 
 
-def _stub(channel: grpc.Channel) -> resources_pb2_grpc.ResourcesServiceStub:
-    return resources_pb2_grpc.ResourcesServiceStub(channel)
+def _stub() -> resources_pb2_grpc.ResourcesServiceStub:
+    return resources_pb2_grpc.ResourcesServiceStub(kit.connect("resources"))
 
 
-def _units(units: Sequence[pb.Unit]) -> clikit.Table:
-    return clikit.Table(
-        ["id", "kind", "department", "status", "incident", "since", "home"],
-        [[u.id, u.kind, u.department, status_name(u.status), u.incident_id,
-          clikit.when(u.status_since), f"{u.home.lat:.5f},{u.home.lon:.5f}"] for u in units])
+def units_table(units: Sequence[pb.Unit]) -> Table:
+    grid = kit.table("id", "kind", "department", "status", "incident", "since", "home",
+                     caption=kit.times_caption())
+    for u in units:
+        status = status_name(u.status)
+        kit.add_row(grid, u.id, u.kind, u.department, kit.cell(status, STATUS_STYLES.get(status)),
+                    u.incident_id, kit.when(u.status_since),
+                    f"{u.home.lat:.5f},{u.home.lon:.5f}")
+    return grid
 
 
-def register(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    unit = _stub(channel).RegisterUnit(pb.RegisterUnitRequest(
-        id=args.id, kind=args.kind, department=args.department,
-        home=common_pb2.GeoPoint(lat=args.lat, lon=args.lon), capabilities=args.capability,
-        crew_size=args.crew)).unit
-    return unit if args.json else _units([unit])
+def unit_order(u: pb.Unit) -> tuple[Any, ...]:
+    return (STATUS_ORDER.get(u.status, 5 if u.status == common_pb2.UNIT_STATUS_OUT_OF_SERVICE
+                             else 3), u.kind, u.id)
 
 
-def units(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    return _units(_stub(channel).ListUnits(pb.ListUnitsRequest(
-        kind=args.kind, status=STATUSES[args.status] if args.status else 0)).units)  # type: ignore[arg-type]
+@app.command(help="Register a unit at its home station.")
+def register(
+    id: Annotated[str, typer.Argument(help="the unit's id, e.g. pump-3")],
+    kind: Annotated[str, typer.Option(help="fire_engine, ambulance, police_car, rescue_team, "
+                                      "pump_truck, ...")],
+    department: Annotated[str, typer.Option(help="fire, medical, police, water, ...")],
+    lat: Annotated[float, typer.Option(help="latitude of its home station")],
+    lon: Annotated[float, typer.Option(help="longitude of its home station")],
+    capability: Annotated[list[str] | None, typer.Option(
+        metavar="KIND", help="a further kind it counts for (repeatable), e.g. rescue_team")
+    ] = None,
+    crew: Annotated[int, typer.Option(min=0, help="crew size")] = 0,
+) -> None:
+    unit = _stub().RegisterUnit(pb.RegisterUnitRequest(
+        id=id, kind=kind, department=department, home=common_pb2.GeoPoint(lat=lat, lon=lon),
+        capabilities=capability or [], crew_size=crew)).unit
+    kit.show(unit, lambda: units_table([unit]))
 
 
-def unit(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    return _stub(channel).GetUnit(pb.GetUnitRequest(id=args.id)).unit
+@app.command(help="List units, every page: committed first (on scene, en route, "
+                  "assigned), then free, then out of service.")
+def units(
+    kind: Annotated[str, typer.Option(help="only units of this kind")] = "",
+    status: Annotated[str | None, kit.enum_option(
+        common_pb2.UnitStatus, "UNIT_STATUS_", "only units in this status", "--status")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=0, help=kit.LIMIT_HELP)] = 0,
+) -> None:
+    def fetch(token: str) -> tuple[Sequence[pb.Unit], str]:
+        answer = _stub().ListUnits(pb.ListUnitsRequest(
+            page=kit.page(token), kind=kind,
+            status=kit.enum_value(common_pb2.UnitStatus, "UNIT_STATUS_", status)))  # type: ignore[arg-type]
+        return answer.units, answer.next_page_token
+
+    kit.show_list(kit.pages(fetch, "units", limit), units_table, order=unit_order)
 
 
-def status(args: argparse.Namespace, channel: grpc.Channel) -> Any:
-    request = pb.UpdateUnitStatusRequest(id=args.id, status=STATUSES[args.status])  # type: ignore[arg-type]
-    if args.at:
-        request.occurred_at.CopyFrom(clikit.timestamp(args.at))
-    u = _stub(channel).UpdateUnitStatus(request).unit
-    return u if args.json else _units([u])
+@app.command(help="Show one unit.")
+def unit(id: Annotated[str, typer.Argument(help="the unit's id")]) -> None:
+    found = _stub().GetUnit(pb.GetUnitRequest(id=id)).unit
+    kit.show(found, lambda: units_table([found]))
+
+
+@app.command(help="Report a unit's status (a crew's radio call).")
+def status(
+    id: Annotated[str, typer.Argument(help="the unit's id")],
+    status: Annotated[str, kit.enum_argument(common_pb2.UnitStatus, "UNIT_STATUS_",
+                                             "its new status", exclude=["assigned"])],
+    at: Annotated[str | None, typer.Option(
+        metavar="TIME", help="when it happened (ISO-8601; without a zone, in the city's "
+        "zone; default now)")] = None,
+) -> None:
+    request = pb.UpdateUnitStatusRequest(
+        id=id, status=kit.enum_value(common_pb2.UnitStatus, "UNIT_STATUS_", status))  # type: ignore[arg-type]
+    if at:
+        request.occurred_at.CopyFrom(kit.timestamp(at))
+    u = _stub().UpdateUnitStatus(request).unit
+    kit.show(u, lambda: units_table([u]))
+
+
+cli_depots.add_commands(app, _stub)
+cli_fleet.add_commands(app, _stub)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    p, sub = clikit.parser("resources", "Response units: where they are, whom they serve.")
-    s = sub.add_parser("register", help="register a unit at its home station")
-    s.add_argument("id")
-    s.add_argument("--kind", required=True,
-                   help="fire_engine, ambulance, police_car, rescue_team, pump_truck, ...")
-    s.add_argument("--department", required=True, help="fire, medical, police, water, ...")
-    s.add_argument("--lat", type=float, required=True, help="latitude of its home station")
-    s.add_argument("--lon", type=float, required=True, help="longitude of its home station")
-    s.add_argument("--capability", action="append", default=[], metavar="KIND",
-                   help="a further kind it counts for (repeatable), e.g. rescue_team")
-    s.add_argument("--crew", type=int, default=0, help="crew size")
-    s = sub.add_parser("units", help="list units")
-    s.add_argument("--kind", default="")
-    s.add_argument("--status", choices=sorted(STATUSES))
-    sub.add_parser("unit", help="show one unit").add_argument("id")
-    s = sub.add_parser("status", help="report a unit's status")
-    s.add_argument("id")
-    s.add_argument("status", choices=sorted(set(STATUSES) - {"assigned"}))
-    s.add_argument("--at", help="when it happened (ISO-8601, default now)")
-    cli_depots.add_parsers(sub)
-    commands: dict[str, clikit.Command] = {"register": register, "units": units, "unit": unit,
-                                           "status": status, **cli_depots.COMMANDS,
-                                           **cli_fleet.add_parsers(sub)}
-    clikit.run("resources", p, commands, _serve, argv)
-
-
-def _serve() -> None:
-    from lifeline.runtime import serve_forever
-
-    from lifeline_resources.bootstrap import build
-
-    serve_forever("resources", build)
+    kit.run(app, "resources", argv)

@@ -1,0 +1,229 @@
+"""`lifeline` command: run the local stack in the background, inspect it, play the demo."""
+
+import json
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from lifeline import devstack
+from lifeline.cli import kit
+from lifeline.identity.dev import DevAuthority
+from lifeline.identity.nats import LISTENS_TO, OBSERVER, server_config
+from lifeline.identity.tls import write_private
+from lifeline.identity.tokens import parse_ttl
+
+app = typer.Typer(name="lifeline", help="Lifeline's local stack: NATS, PostgreSQL and the four "
+                                        "services on this machine, and the demo.",
+                  no_args_is_help=True, rich_markup_mode="rich", pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
+                  epilog="Exit status: 0 done, 1 failed (one line on stderr), 2 a usage error.")
+
+StateDir = Annotated[Path, typer.Option(
+    envvar="LIFELINE_STATE_DIR", metavar="DIR",
+    help="where state.json, logs and data live (default: $LIFELINE_STATE_DIR or ./.lifeline)")]
+DEFAULT_STATE = Path(".lifeline")
+
+
+def _components(state: dict[str, Any], health: bool) -> list[dict[str, Any]]:
+    """One row per component of a recorded state; health probes services via gRPC."""
+    rows: list[dict[str, Any]] = []
+    ca_file = DevAuthority(Path(state["state_dir"])).ca_file
+    ca = ca_file.read_bytes() if state.get("secure") and ca_file.exists() else None
+    for name in ("nats", "postgres"):
+        info = state.get(name, {})
+        embedded = info.get("embedded", False)
+        running = devstack.is_running(info.get("pid")) if embedded else None
+        url = info.get("url") and re.sub(r"(://[^:/@]*:)[^@/]+@", r"\1***@", info["url"])
+        row = {"component": name, "address": url, "pid": info.get("pid"),
+               "state": "external" if not embedded else "running" if running else "stopped"}
+        if health:
+            row["health"] = None  # gRPC health applies to services only
+        rows.append(row)
+    for name, info in state.get("services", {}).items():
+        running = devstack.is_running(info.get("pid"))
+        row = {"component": name, "address": info.get("address"), "pid": info.get("pid"),
+               "state": "running" if running else "stopped"}
+        if health:
+            row["health"] = devstack.check_health(info["address"], ca) if running else "-"
+        rows.append(row)
+    return rows
+
+
+STATE_STYLES = {"running": "green", "stopped": "bold red", "SERVING": "green"}
+
+
+def _rows_table(rows: list[dict[str, Any]]) -> Table:
+    columns = list(rows[0])
+    grid = kit.table(*columns)
+    for r in rows:
+        kit.add_row(grid, *(kit.cell("-" if r.get(c) is None else r.get(c),
+                                     STATE_STYLES.get(str(r.get(c)))) for c in columns))
+    return grid
+
+
+@app.command(help="Start NATS, PostgreSQL and the services in the background.")
+def up(state_dir: StateDir = DEFAULT_STATE) -> None:
+    state = devstack.read_state(state_dir)
+    if state and devstack.state_pids(state):
+        kit.fail(f"already up in {state_dir}; run `lifeline down` first")
+    stack = devstack.Stack(state_dir, nats_url=os.environ.get("NATS_URL") or None,
+                           database_url=os.environ.get("DATABASE_URL") or None)
+    try:
+        with kit.progress("starting NATS, PostgreSQL and the four services", None):
+            stack.start()  # stops whatever it started if it fails
+        stack.write_state()
+    except Exception as e:
+        stack.stop()
+        kit.fail(f"{str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    kit.emit(_rows_table(_components(stack.to_state(), health=False)))
+    auth = DevAuthority(stack.state_dir)
+    kit.emit(f"TLS and tokens on: CA {auth.ca_file}; your token (7 days, all roles but "
+             f"department) {auth.token_file}, used by the CLIs;\nmore with `lifeline token "
+             f"--role ROLE --name NAME`. logs: {stack.state_dir / 'logs'}; stop with "
+             "`lifeline down`")
+
+
+@app.command(help="Stop everything `lifeline up` started.")
+def down(state_dir: StateDir = DEFAULT_STATE) -> None:
+    lines = devstack.stop_from_state(state_dir)
+    kit.emit("\n".join(lines) if lines else "nothing running")
+
+
+@app.command(help="Show components, addresses, pids and health.")
+def status(state_dir: StateDir = DEFAULT_STATE,
+           as_json: Annotated[bool, typer.Option("--json", help="a JSON array, one object "
+                                                                "per component")] = False,
+           ) -> None:
+    state = devstack.read_state(state_dir)
+    rows = _components(state, health=True) if state else []
+    if as_json:
+        kit.print_json(rows)
+    elif not rows:
+        kit.emit(f"nothing running (no state in {state_dir})")
+    else:
+        kit.emit(_rows_table(rows))
+
+
+@app.command(help="Print a bearer token signed by the running stack's key.")
+def token(
+    role: Annotated[list[str], typer.Option(
+        help="a role from the role matrix (repeat for several): viewer, sensor-gateway, "
+        "call-taker, operator, department, commander, evaluator, admin")],
+    name: Annotated[str, typer.Option(help="the person or system the token names; recorded "
+                                           "as the actor of what it does")],
+    department: Annotated[str, typer.Option(help="the department (needed by the department "
+                                                 "role)")] = "",
+    ttl: Annotated[str, typer.Option(help="how long it is valid, e.g. 30m, 8h, 7d")] = "8h",
+    state_dir: StateDir = DEFAULT_STATE,
+) -> None:
+    auth = DevAuthority(state_dir)
+    if not auth.signing_key.exists():
+        kit.fail(f"no signing key in {auth.auth_dir}; run `lifeline up` first")
+    try:
+        kit.emit(auth.token(name, role, department=department, ttl=parse_ttl(ttl)))
+    except ValueError as e:
+        kit.fail(str(e))
+
+
+@app.command("nats-auth", help="Print nats-server users and permissions, one user per "
+                               "service (deploy/k8s).")
+def nats_auth(passwords: Annotated[Path, typer.Option(
+        metavar="FILE", help="JSON file {user: password} for monitor, dispatch, resources, "
+        "review and observer; made with new passwords if missing")],
+        state_dir: StateDir = DEFAULT_STATE) -> None:
+    if not passwords.exists():
+        users = {name: secrets.token_urlsafe(24) for name in [*LISTENS_TO, OBSERVER]}
+        write_private(passwords, json.dumps(users, indent=2).encode())
+        kit.note(f"lifeline nats-auth: wrote new passwords to {passwords}")
+    kit.emit(server_config(passwords=json.loads(passwords.read_text())))
+
+
+@app.command("migrate-events", help="Rewrite events stored as JSON in the binary form, for "
+                                    "each service's store (optional: they load as they are).")
+def migrate_events(
+    database_url: Annotated[str | None, typer.Option(
+        metavar="URL", help="default: $DATABASE_URL, else `lifeline up`'s")] = None,
+    state_dir: StateDir = DEFAULT_STATE,
+) -> None:
+    from lifeline.events import reencode_json_rows
+    from lifeline.store import ServiceApplication
+
+    url = database_url or os.environ.get("DATABASE_URL")
+    if not url:
+        try:
+            url = json.loads((state_dir / "state.json").read_text())["postgres"]["url"]
+        except (OSError, KeyError, ValueError):
+            kit.fail("no database; pass --database-url, set DATABASE_URL, or "
+                     "run it beside `lifeline up`")
+    for service in devstack.Stack.SERVICES:
+        store = type(f"{service.title()}Store", (ServiceApplication,), {"name": service})(url)
+        try:
+            kit.emit(f"{service}: {reencode_json_rows(store)} events rewritten in binary")
+        finally:
+            store.close()
+
+
+@app.command(help="Play a scenario on a fresh stack, print its replay and evaluation, stop "
+                  "everything.")
+def demo(scenario: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="scenario file (default: the underpass flood)")] = None) -> None:
+    from lifeline.cli import views
+    from lifeline.review.v1 import review_pb2
+    from lifeline.scenario import SCENARIOS, Player, Scenario
+
+    played_scenario = Scenario.load(scenario or SCENARIOS / "underpass_flood.toml")
+    # Field times read in the scenario's own city: its narration, replay and evaluation.
+    if played_scenario.timezone and not kit.OPTIONS.tz:
+        kit.OPTIONS.tz = played_scenario.timezone
+    nats_url = os.environ.get("NATS_URL") or None
+    database_url = os.environ.get("DATABASE_URL") or None
+    # On shared servers earlier runs' sensors and units exist: give this run its own ids.
+    tag = secrets.token_hex(3) if (nats_url or database_url) else ""
+    state_dir = Path(tempfile.mkdtemp(prefix="lifeline-demo-"))
+    say = kit.emit
+    say(f"== {played_scenario.name} (field times in {kit.zone_name()})")
+    started = time.monotonic()
+    try:
+        with kit.progress("starting NATS, PostgreSQL and the four services", None):
+            # The scenario's field time drives deadlines, not the wall clock.
+            stack = devstack.Stack(state_dir, nats_url=nats_url, database_url=database_url,
+                                   extra_env={"LIFELINE_FIELD_CLOCK": "observed"})
+            stack.start()
+        try:
+            say(f"started NATS, PostgreSQL and the four services in "
+                f"{time.monotonic() - started:.1f}s")
+            player = Player(stack.addresses(), stack, tag=tag, say=say)
+            try:
+                played = time.monotonic()
+                incident_id = player.play(played_scenario)
+                field = played_scenario.steps[-1].at if played_scenario.steps else 0
+                say(f"\nplayed {field} of field time in {time.monotonic() - played:.1f}s")
+                steps = list(player.review.ReplayIncident(
+                    review_pb2.ReplayIncidentRequest(incident_id=incident_id)))
+                evaluation = player.review.EvaluateIncident(
+                    review_pb2.EvaluateIncidentRequest(incident_id=incident_id)).evaluation
+            finally:
+                player.close()
+            say(f"\n== Replayed timeline of incident {incident_id} (from review)")
+            kit.emit(views.replay_table(steps))
+            say("\n== Evaluation (field time)")
+            kit.emit(views.evaluation_table(evaluation))
+            say("\nstopping ...")
+        finally:
+            stack.stop()
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
+    say("done: every process stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `lifeline` console script."""
+    kit.run(app, "", argv)
