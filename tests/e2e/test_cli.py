@@ -688,3 +688,45 @@ def test_monitor_watch_shows_a_raised_warning(env: dict[str, str], watching: Any
                               "the raised warning")
     typed(message, monitor_pb2.WatchWarningsResponse.DESCRIPTOR)
     assert message["warning"]["level"] == "WARNING_LEVEL_RED"
+
+
+# ---- names the system knows ----
+
+
+def complete(env: dict[str, str], service: str, *words: str) -> list[str]:
+    """What the shell would offer for the last word (Typer's bash completion protocol)."""
+    prog = f"lifeline-{service}"
+    done = subprocess.run([str(BIN / prog)], env={
+        **env, f"_{prog.upper().replace('-', '_')}_COMPLETE": "complete_bash",
+        "COMP_WORDS": " ".join([prog, *words]), "COMP_CWORD": str(len(words))},
+        capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout.split()
+
+
+def test_hazards_unit_kinds_and_departments_complete_from_the_services(
+        env: dict[str, str]) -> None:
+    assert "urban_flooding" in complete(env, "dispatch", "report", "urban_")
+    assert "fire" in complete(env, "dispatch", "order", "I-1", "--department", "fi")
+    assert "urban_flooding" in complete(env, "monitor", "register", "s", "--hazard", "urb")
+    assert "police_car" in complete(env, "resources", "register", "u", "--kind", "pol")
+    assert complete(env, "dispatch", "declare", "I-1", "--grade", "i") == [
+        "i", "ii", "iii", "iv"]
+    # A service out of reach offers nothing, quietly.
+    away = {**env, "LIFELINE_DISPATCH_ADDR": f"127.0.0.1:{free_port()}"}
+    assert complete(away, "dispatch", "report", "urban_") == []
+
+
+def test_a_misspelt_name_is_refused_with_the_closest_and_a_new_one_taken_when_asked(
+        env: dict[str, str]) -> None:
+    unit = f"car-{tag()}"
+    register = ("register", unit, "--department", "police", "--lat", LAT, "--lon", LON)
+    refused = cli(env, "resources", *register, "--kind", "polic_car", ok=False)
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines() == [
+        "lifeline-resources: invalid_argument: kind: unit kind 'polic_car' is not known; "
+        "did you mean 'police_car'?"]
+    kind = f"drone_{tag()}"
+    taken = as_json(env, "resources", *register, "--kind", kind, "--new-names",
+                    message=resources_pb2.Unit)
+    assert taken["kind"] == kind
+    assert kind in complete(env, "resources", "units", "--kind", "drone_")

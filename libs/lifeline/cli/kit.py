@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import grpc
@@ -594,6 +594,22 @@ def completer(names: Iterable[str] | Callable[[], Iterable[str]]
             return []
         return sorted(n for n in found if n.startswith(incomplete))
     return complete
+
+
+def known_names(stub: Callable[[], Any], kind: int) -> Callable[[str], list[str]]:
+    """Shell completion from the names a service knows (ListKnownNames: hazards, unit kinds,
+    departments); nothing when it cannot be asked."""
+    def names() -> list[str]:
+        from lifeline.common.v1 import names_pb2
+
+        request = names_pb2.ListKnownNamesRequest(kind=cast(Any, kind))
+        answer = stub().ListKnownNames(request, timeout=3)
+        return [name for known in answer.known for name in known.names]
+    return completer(names)
+
+
+NEW_NAMES_HELP = ("take names nobody knows yet (a hazard, unit kind or department new to "
+                  "the city); without it a misspelt name is refused with the closest known")
 
 
 def enum_option(enum: Any, prefix: str, help: str, *decls: str, **more: Any) -> Any:

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 from lifeline.cli import kit, live, views
-from lifeline.common.v1 import common_pb2
+from lifeline.common.v1 import common_pb2, names_pb2
 from lifeline.dispatch.v1 import dispatch_pb2 as pb
 from lifeline.dispatch.v1 import dispatch_pb2_grpc
 from lifeline.incident.model import state_name
@@ -43,6 +43,10 @@ def _stub() -> dispatch_pb2_grpc.DispatchServiceStub:
     return dispatch_pb2_grpc.DispatchServiceStub(kit.connect("dispatch"))
 
 
+HAZARDS = kit.known_names(_stub, names_pb2.NAME_KIND_HAZARD)
+DEPARTMENTS = kit.known_names(_stub, names_pb2.NAME_KIND_DEPARTMENT)
+
+
 def _action(at: str | None, reason: str) -> pb.Action:
     action = pb.Action(reason=reason)
     if at:
@@ -62,7 +66,8 @@ def _show_orders(answer: pb.IncidentResponse, which: Callable[[incident_pb2.Inci
 
 @app.command(help="Report an incident (a call, a patrol): it opens in WARNING.")
 def report(
-    hazard: Annotated[str, typer.Argument(help="what happens, e.g. urban_flooding, gas_leak")],
+    hazard: Annotated[str, typer.Argument(help="what happens, e.g. urban_flooding, gas_leak",
+                                          autocompletion=HAZARDS)],
     lat: Annotated[float, typer.Option(help="latitude of the place (WGS84 degrees)")],
     lon: Annotated[float, typer.Option(help="longitude of the place (WGS84 degrees)")],
     description: Annotated[str, typer.Option(help="what the caller saw")] = "",
@@ -81,7 +86,8 @@ def declare(
     category: Annotated[str, kit.enum_option(incident_pb2.Category, "CATEGORY_",
                                              "the kind of public emergency", "--category")],
     hazard_type: Annotated[str, typer.Option(
-        "--type", help="hazard type, e.g. urban_flooding (its plan applies)")],
+        "--type", help="hazard type, e.g. urban_flooding (its plan applies)",
+        autocompletion=HAZARDS)],
     grade: Grade, at: At = None, reason: Reason = "",
 ) -> None:
     _show(_stub().DeclareIncident(pb.DeclareIncidentRequest(
@@ -131,7 +137,8 @@ def release(incident: Incident,
 @app.command(help="Issue an order to a department (commander).")
 def order(
     incident: Incident,
-    department: Annotated[str, typer.Option(help="the department that carries it out")],
+    department: Annotated[str, typer.Option(help="the department that carries it out",
+                                            autocompletion=DEPARTMENTS)],
     instruction: Annotated[str, typer.Option(help="what to do, in a sentence")],
     unit: Annotated[str, typer.Option(help="the unit the order is for (optional)")] = "",
     tier: Annotated[str, kit.enum_option(incident_pb2.OrderTier, "ORDER_TIER_",
@@ -205,7 +212,8 @@ def task(
     kind: Annotated[str, kit.enum_option(incident_pb2.RecoveryTaskKind,
                                          "RECOVERY_TASK_KIND_", "what kind of work",
                                          "--kind")],
-    owner: Annotated[str, typer.Option(help="who does it (a department or agency)")],
+    owner: Annotated[str, typer.Option(help="who does it (a department or agency)",
+                                       autocompletion=DEPARTMENTS)],
     description: Annotated[str, typer.Option(help="the work, in a sentence")],
     at: At = None, reason: Reason = "",
 ) -> None:

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 import typer
 from lifeline.cli import kit, live
-from lifeline.common.v1 import common_pb2
+from lifeline.common.v1 import common_pb2, names_pb2
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2_grpc
 from lifeline.validation import REPEATED_DEFAULT
@@ -19,12 +19,16 @@ STATUS_ORDER = {pb.WARNING_STATUS_ACTIVE: 0, pb.WARNING_STATUS_ACKNOWLEDGED: 1,
                 pb.WARNING_STATUS_CLEARED: 2}
 At = Annotated[str | None, typer.Option(
     metavar="TIME", help="when (ISO-8601; without a zone, in the city's zone; default now)")]
-Hazard = Annotated[str, typer.Option(help="only this hazard, e.g. urban_flooding")]
+Hazard = Annotated[str, typer.Option(help="only this hazard, e.g. urban_flooding",
+                                     autocompletion=lambda incomplete: HAZARDS(incomplete))]
 Limit = Annotated[int, typer.Option(min=0, help=kit.LIMIT_HELP)]
 
 
 def _stub() -> monitor_pb2_grpc.MonitorServiceStub:
     return monitor_pb2_grpc.MonitorServiceStub(kit.connect("monitor"))
+
+
+HAZARDS = kit.known_names(_stub, names_pb2.NAME_KIND_HAZARD)
 
 
 def sensors_table(sensors: Sequence[pb.Sensor]) -> Table:
@@ -64,7 +68,7 @@ def register(
     id: Annotated[str, typer.Argument(help="the sensor's id, unique in the city")],
     kind: Annotated[str, typer.Option(help="what it measures: rainfall, water_level, gas, ...")],
     hazard: Annotated[str, typer.Option(help="the hazard it warns of: urban_flooding, "
-                                        "gas_leak, ...")],
+                                        "gas_leak, ...", autocompletion=HAZARDS)],
     lat: Annotated[float, typer.Option(help="latitude (WGS84 degrees)")],
     lon: Annotated[float, typer.Option(help="longitude (WGS84 degrees)")],
     unit: Annotated[str, typer.Option(help="unit of measure, e.g. mm/h or m")],
@@ -92,6 +96,7 @@ def register(
     ] = None,
     valid_range: Annotated[tuple[float, float] | None, typer.Option(
         metavar="MIN MAX", help="physically possible values; outside is bad quality")] = None,
+    new_names: Annotated[bool, typer.Option("--new-names", help=kit.NEW_NAMES_HELP)] = False,
 ) -> None:
     blue, yellow, orange, red = thresholds
     rules = cli_alarms.rules(deadband=deadband, on_delay=on_delay, off_delay=off_delay,
@@ -102,7 +107,7 @@ def register(
         grid_cell=cell, unit_of_measure=unit,
         direction=kit.enum_value(pb.Direction, "DIRECTION_", direction),  # type: ignore[arg-type]
         thresholds=pb.Thresholds(blue=blue, yellow=yellow, orange=orange, red=red),
-        owner=owner, rules=rules)).sensor
+        owner=owner, rules=rules, new_names=new_names)).sensor
     kit.show(sensor, lambda: sensors_table([sensor]))
 
 

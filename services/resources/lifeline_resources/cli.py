@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 import typer
 from lifeline.cli import kit
-from lifeline.common.v1 import common_pb2
+from lifeline.common.v1 import common_pb2, names_pb2
 from lifeline.resources.v1 import resources_pb2 as pb
 from lifeline.resources.v1 import resources_pb2_grpc
 from rich.table import Table
@@ -25,6 +25,10 @@ STATUS_STYLES = {"ON_SCENE": "bold red", "EN_ROUTE": "bold yellow", "ASSIGNED": 
 
 def _stub() -> resources_pb2_grpc.ResourcesServiceStub:
     return resources_pb2_grpc.ResourcesServiceStub(kit.connect("resources"))
+
+
+UNIT_KINDS = kit.known_names(_stub, names_pb2.NAME_KIND_UNIT_KIND)
+DEPARTMENTS = kit.known_names(_stub, names_pb2.NAME_KIND_DEPARTMENT)
 
 
 def units_table(units: Sequence[pb.Unit]) -> Table:
@@ -47,25 +51,28 @@ def unit_order(u: pb.Unit) -> tuple[Any, ...]:
 def register(
     id: Annotated[str, typer.Argument(help="the unit's id, e.g. pump-3")],
     kind: Annotated[str, typer.Option(help="fire_engine, ambulance, police_car, rescue_team, "
-                                      "pump_truck, ...")],
-    department: Annotated[str, typer.Option(help="fire, medical, police, water, ...")],
+                                      "pump_truck, ...", autocompletion=UNIT_KINDS)],
+    department: Annotated[str, typer.Option(help="fire, medical, police, water, ...",
+                                            autocompletion=DEPARTMENTS)],
     lat: Annotated[float, typer.Option(help="latitude of its home station")],
     lon: Annotated[float, typer.Option(help="longitude of its home station")],
     capability: Annotated[list[str] | None, typer.Option(
-        metavar="KIND", help="a further kind it counts for (repeatable), e.g. rescue_team")
-    ] = None,
+        metavar="KIND", help="a further kind it counts for (repeatable), e.g. rescue_team",
+        autocompletion=UNIT_KINDS)] = None,
     crew: Annotated[int, typer.Option(min=0, help="crew size")] = 0,
+    new_names: Annotated[bool, typer.Option("--new-names", help=kit.NEW_NAMES_HELP)] = False,
 ) -> None:
     unit = _stub().RegisterUnit(pb.RegisterUnitRequest(
         id=id, kind=kind, department=department, home=common_pb2.GeoPoint(lat=lat, lon=lon),
-        capabilities=capability or [], crew_size=crew)).unit
+        capabilities=capability or [], crew_size=crew, new_names=new_names)).unit
     kit.show(unit, lambda: units_table([unit]))
 
 
 @app.command(help="List units, every page: committed first (on scene, en route, "
                   "assigned), then free, then out of service.")
 def units(
-    kind: Annotated[str, typer.Option(help="only units of this kind")] = "",
+    kind: Annotated[str, typer.Option(help="only units of this kind",
+                                      autocompletion=UNIT_KINDS)] = "",
     status: Annotated[str | None, kit.enum_option(
         common_pb2.UnitStatus, "UNIT_STATUS_", "only units in this status", "--status")
     ] = None,
@@ -103,7 +110,7 @@ def status(
     kit.show(u, lambda: units_table([u]))
 
 
-cli_depots.add_commands(app, _stub)
+cli_depots.add_commands(app, _stub, DEPARTMENTS)
 cli_fleet.add_commands(app, _stub)
 
 

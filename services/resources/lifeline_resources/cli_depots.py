@@ -44,7 +44,8 @@ def depots_table(depots: Sequence[pb.Depot]) -> Table:
     return grid
 
 
-def add_commands(app: typer.Typer, stub: Stub) -> None:
+def add_commands(app: typer.Typer, stub: Stub,
+                 departments: Callable[[str], list[str]]) -> None:
     depot = typer.Typer(help="Depots of materials: register, list, show, restock.",
                         no_args_is_help=True)
     app.add_typer(depot, name="depot")
@@ -55,18 +56,21 @@ def add_commands(app: typer.Typer, stub: Stub) -> None:
     @depot.command("register", help="Register a depot with its opening stock.")
     def register(
         id: Depot,
-        department: Annotated[str, typer.Option(help="the department that runs it")],
+        department: Annotated[str, typer.Option(help="the department that runs it",
+                                                autocompletion=departments)],
         lat: Annotated[float, typer.Option(help="latitude of the depot")],
         lon: Annotated[float, typer.Option(help="longitude of the depot")],
         materials: Annotated[list[str] | None, typer.Argument(
             metavar="NAME=QUANTITY:UNIT", help="opening stock, e.g. sandbags=3000:bag")
         ] = None,
         name: Annotated[str, typer.Option(help="what people call it")] = "",
+        new_names: Annotated[bool, typer.Option("--new-names", help=kit.NEW_NAMES_HELP)
+                             ] = False,
     ) -> None:
         _show(stub().RegisterDepot(pb.RegisterDepotRequest(
             id=id, name=name, department=department,
             position=common_pb2.GeoPoint(lat=lat, lon=lon),
-            stock=_materials(materials))).depot)
+            stock=_materials(materials), new_names=new_names)).depot)
 
     @depot.command("list", help="List depots and their stock, every page.")
     def list_(
