@@ -50,3 +50,9 @@ def test_the_shared_options_go_before_or_after_the_command() -> None:
 def test_a_misspelt_choice_names_the_closest() -> None:
     with pytest.raises(typer.BadParameter, match="did you mean iii"):
         kit.choice(["i", "ii", "iii", "iv"])("iiii")
+
+
+def test_close_says_it_is_refused_while_units_are_deployed() -> None:
+    close = typer.main.get_command(dispatch_app).commands["close"]  # type: ignore[attr-defined]
+    assert "Refused while units are still deployed" in (close.help or "")
+    assert "release INCIDENT" in (close.help or "")
