@@ -8,6 +8,8 @@ a redelivered, republished or replayed message changes nothing.
 from __future__ import annotations
 
 import contextlib
+import copy
+import itertools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
@@ -24,7 +26,7 @@ from eventsourcing.persistence import (
     StoredEvent,
     Tracking,
 )
-from eventsourcing.postgres import PostgresProcessRecorder
+from eventsourcing.postgres import PostgresAggregateRecorder, PostgresProcessRecorder
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
@@ -57,35 +59,64 @@ class AlsoTracking:
 
 
 class StoreRecorder(PostgresProcessRecorder):
-    """The library's recorder, writing without psycopg's pipeline mode.
+    """The library's recorder, writing without psycopg's pipeline mode, in three round trips.
 
     In pipeline mode a statement larger than the socket's send buffer (a 1 MiB field, a
     long imported history) deadlocks: the client waits for results while the server still
     waits for the rest of the statement, and the events table's lock is held meanwhile, so
-    every later write of the service times out. The same statements one by one cost a few
-    round trips on a local socket and cannot deadlock. No retry loop either: an outage is
-    answered at once (UNAVAILABLE), and the caller retries with its idempotency key."""
+    every later write of the service times out. Without it, each statement is a round trip,
+    and the library's write took eight (BEGIN, tracking row, tracked-only rows, lock
+    timeout, table lock, NOTIFY, events, COMMIT), each a wait for a core on a busy machine.
+    Here the small ones go as one simple-protocol query (BEGIN, tracking rows, lock
+    timeout, lock, NOTIFY: ids and numbers only, quoted by psycopg), then the events with
+    their parameters, then COMMIT. No retry loop either: an outage is answered at once
+    (UNAVAILABLE), and the caller retries with its idempotency key."""
 
     @property
     def insert_tracking_if_new(self) -> sql.Composed:
         return sql.SQL("INSERT INTO {}.{} VALUES (%s, %s) ON CONFLICT DO NOTHING").format(
             sql.Identifier(self.datastore.schema), sql.Identifier(self.tracking_table_name))
 
+    def _tracking_rows(self, rows: Sequence[Tracking], if_new: bool) -> sql.Composed:
+        values = sql.SQL(", ").join(
+            sql.SQL("({}, {})").format(sql.Literal(t.application_name),
+                                       sql.Literal(t.notification_id)) for t in rows)
+        return sql.SQL("INSERT INTO {}.{} VALUES {}{}").format(
+            sql.Identifier(self.datastore.schema), sql.Identifier(self.tracking_table_name),
+            values, sql.SQL(" ON CONFLICT DO NOTHING" if if_new else ""))
+
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any
                       ) -> Sequence[int] | None:
-        with self.datastore.get_connection() as conn, conn.transaction(), \
-                conn.cursor() as curs:
-            self._insert_events(curs, stored_events, **kwargs)  # the tracking row
-            also = _also_tracking.get()
-            if also is not None and kwargs.get("tracking") is not None and also.rows:
+        tracking: Tracking | None = kwargs.get("tracking")
+        also = _also_tracking.get()
+        first: list[sql.Composable] = [sql.SQL("BEGIN")]
+        if tracking is not None:
+            first.append(self._tracking_rows([tracking], if_new=False))
+            if also is not None and also.rows:
                 # Another instance may have taken some already: theirs stand.
-                curs.executemany(self.insert_tracking_if_new, [
-                    (t.application_name, t.notification_id) for t in also.rows])
-                also.written = True
-            if not stored_events:
-                return []
-            self._insert_stored_events(curs, stored_events, **kwargs)
-            return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+                first.append(self._tracking_rows(also.rows, if_new=True))
+        if stored_events:
+            locks = [s for s in self.lock_table_statements if isinstance(s, sql.Composable)]
+            assert len(locks) == len(self.lock_table_statements), "the table lock is composed"
+            first.extend([*locks, sql.SQL("NOTIFY {}").format(
+                sql.Identifier(self.channel_name))])
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            self._check_has_multi_row_tracking_table(curs)
+            try:
+                curs.execute(sql.SQL("; ").join(first), prepare=False)  # one simple query
+                ids: Sequence[int] = []
+                if stored_events:
+                    PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events)
+                    ids = self._fetch_ids_after_insert_events(
+                        curs, stored_events, **kwargs) or []
+                curs.execute("COMMIT", prepare=False)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    curs.execute("ROLLBACK", prepare=False)
+                raise
+        if tracking is not None and also is not None and also.rows:
+            also.written = True
+        return ids
 
 
 def eventsourcing_env(database_url: str, schema: str) -> dict[str, str]:
@@ -209,12 +240,13 @@ class ServiceApplication(Application):
             _also_tracking.reset(token)
 
     def track(self, rows: Sequence[Tracking]) -> None:
-        """Write tracking rows alone, in one transaction (those already there stand)."""
+        """Write tracking rows alone, in one statement (those already there stand)."""
+        if not rows:
+            return
         recorder = self.process_recorder
         assert isinstance(recorder, StoreRecorder)
-        with recorder.datastore.transaction(commit=True) as curs:
-            curs.executemany(recorder.insert_tracking_if_new, [
-                (t.application_name, t.notification_id) for t in rows])
+        with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(recorder._tracking_rows(rows, if_new=True), prepare=False)
 
     def is_processed(self, tracking: Tracking) -> bool:
         """Was exactly this upstream position processed? Membership, not the library's
@@ -258,6 +290,40 @@ class ServiceApplication(Application):
         values = (list(row.values()) if isinstance(row, dict)
                   else list(row or (None, None, None)))
         return int(values[0] or 0), bool(values[1]), bool(values[2])
+
+    def find_many(self, ids: Sequence[UUID]) -> dict[UUID, Aggregate]:
+        """Several aggregates as they are in the store now, in one round trip (the
+        repository takes one per aggregate, cached or not): a cached one is copied and
+        brought up to date with the events after it, any other folded from its first
+        event. An id with no events is left out."""
+        recorder = self.process_recorder
+        assert isinstance(recorder, PostgresProcessRecorder)
+        cache = self.repository.cache
+        known: dict[UUID, Any] = {}
+        for aggregate_id in dict.fromkeys(ids):
+            with contextlib.suppress(KeyError):
+                if cache is not None:
+                    known[aggregate_id] = cache.get(aggregate_id)
+        after = [known[i].version if i in known else 0 for i in dict.fromkeys(ids)]
+        statement = sql.SQL(
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM {}.{} e "
+            "JOIN unnest(%s::uuid[], %s::int[]) AS w(id, after) "
+            "ON e.originator_id = w.id AND e.originator_version > w.after "
+            "ORDER BY e.originator_id, e.originator_version"
+        ).format(sql.Identifier(recorder.datastore.schema),
+                 sql.Identifier(recorder.events_table_name))
+        with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, (list(dict.fromkeys(ids)), after))
+            rows: list[Any] = curs.fetchall()
+        found = {i: copy.deepcopy(a) for i, a in known.items()}
+        to_event = self.mapper.to_domain_event
+        for aggregate_id, group in itertools.groupby(rows, key=lambda r: r["originator_id"]):
+            aggregate = fold(found.get(aggregate_id), [to_event(StoredEvent(
+                originator_id=r["originator_id"], originator_version=r["originator_version"],
+                topic=r["topic"], state=bytes(r["state"]))) for r in group])
+            if aggregate is not None:
+                found[aggregate_id] = aggregate
+        return found
 
     def load(self, cls: type[A], aggregate_id: UUID, what: str, label: str) -> A:
         try:

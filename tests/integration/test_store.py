@@ -1,6 +1,8 @@
 """The event store against a real PostgreSQL: a write far larger than a socket buffer, alone
 or as many events at once, commits in well under a second and leaves the table free for the
-next writer (psycopg's pipeline mode deadlocked on such writes, holding the table's lock)."""
+next writer (psycopg's pipeline mode deadlocked on such writes, holding the table's lock);
+a consumer's write in its three round trips stays all or nothing; several aggregates load
+in one query."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from eventsourcing.persistence import Tracking
 from lifeline.common.v1 import common_pb2
+from lifeline.errors import Conflict
 from lifeline.events import Cause
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline_monitor.application import MonitorApp
@@ -52,3 +56,40 @@ def test_many_large_events_in_one_transaction_commit(app: MonitorApp) -> None:
     many = [sensor(f"s-{i}", "y" * 300_000) for i in range(10)]  # 3 MB in one write
     assert timed(lambda: app.record(*many)) < 3.0
     assert len(app.recorder.select_notifications(1, 100)) == 10
+
+
+def test_a_consumer_write_is_all_or_nothing_and_a_repeat_is_refused(app: MonitorApp) -> None:
+    """The write sends its tracking rows, lock and NOTIFY as one query: a repeated
+    tracking row still refuses the whole write, and the tracked-only rows riding along
+    are written with it or not at all."""
+    first = Tracking("dispatch/incident-1", 1)
+    with app.also_tracking([Tracking("dispatch/incident-2", 1)]) as also:
+        app.record(sensor("one"), tracking=first)
+    assert also.written
+    assert app.inbox_position("dispatch/incident-2", 1) == (1, True)
+    with pytest.raises(Conflict), app.also_tracking([Tracking("dispatch/incident-3", 1)]):
+        app.record(sensor("two"), tracking=first)  # the same upstream event again
+    assert app.find(Sensor, sensor("two").id) is None
+    assert app.inbox_position("dispatch/incident-3", 1) == (0, False)
+    app.record(sensor("three"), tracking=Tracking("dispatch/incident-1", 2))  # table free
+    app.track([Tracking("dispatch/incident-4", 1), Tracking("dispatch/incident-2", 1)])
+    assert app.inbox_position("dispatch/incident-4", 1) == (1, True)
+
+
+def test_many_aggregates_load_in_one_query_as_the_repository_shows_them(
+        app: MonitorApp) -> None:
+    cached, fresh = sensor("cached"), sensor("fresh")
+    app.record(cached, fresh)
+    seen = app.find(Sensor, cached.id)  # now in the repository's cache, at version 1
+    assert seen is not None
+    seen.observe(pb.Reading(sensor_id="cached", value=3), Cause("test", NOW), NOW)
+    app.record(seen)  # version 2, after the cached copy
+    found = app.find_many([cached.id, fresh.id, sensor("absent").id])
+    assert set(found) == {cached.id, fresh.id}
+    for aggregate_id in (cached.id, fresh.id):
+        shown = app.find(Sensor, aggregate_id)
+        assert shown is not None
+        assert found[aggregate_id].version == shown.version
+        assert found[aggregate_id].view == shown.view  # type: ignore[attr-defined]
+    assert found[cached.id].version == 2
+    assert found[cached.id] is not app.repository.cache.get(cached.id)  # a copy

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import h3
 from eventsourcing.domain import Aggregate
@@ -28,7 +29,7 @@ from lifeline_resources.coverage import (
     requirement_of,
     watch_id_of,
 )
-from lifeline_resources.depots import Depot
+from lifeline_resources.depots import DIRECTORY_ID, Depot, DepotDirectory
 from lifeline_resources.domain import (
     AVAILABLE,
     ResourceRequest,
@@ -101,22 +102,37 @@ class ResourcesApp(Stockroom, ServiceApplication):
                        now: datetime, tracking: Tracking) -> tuple[None, list[Recording]]:
         """Assign, for each kind asked for, the available units that would arrive first;
         record what is missing."""
-        if self.find(ResourceRequest, request_id_of(event.request_id)) is not None:
+        request_id = request_id_of(event.request_id)
+        # The request, the units the fleet index would choose and the depot directory in
+        # one round trip (this is the dispatch path): a unit taken meanwhile is checked
+        # and passed over below as before, then the next one is loaded by itself.
+        place = (event.location.lat, event.location.lon)
+        firsts: list[tuple[frozenset[str], Choice]] = []
+        likely: set[str] = set()
+        for need in event.requirements:
+            choice = self.fleet.choose(need.unit_kind, need.count, place, now, exclude=likely)
+            firsts.append((frozenset(likely), choice))
+            likely = likely | {c.unit.id for c in choice.chosen}
+        wants_stock = any(m.quantity for m in event.materials)
+        loaded = self.find_many([request_id, *(unit_id_of(u) for u in sorted(likely)),
+                                 *([DIRECTORY_ID] if wants_stock else [])])
+        if isinstance(loaded.get(request_id), ResourceRequest):
             return None, self.record(tracking=tracking)
         incident_id = event.meta.aggregate_id
-        place = (event.location.lat, event.location.lon)
         taken: dict[str, Unit] = {}
         assignments: list[pb.Assignment] = []
         shortfalls: list[pb.Shortfall] = []
-        for need in event.requirements:
+        for need, first in zip(event.requirements, firsts, strict=True):
             given = self._assign(need.unit_kind, need.count, place, now, taken,
                                  lambda unit: unit.assign(incident_id, event.request_id,
-                                                          cause, now))
+                                                          cause, now), first, loaded)
             assignments.extend(given)
             if len(given) < need.count:
                 shortfalls.append(pb.Shortfall(unit_kind=need.unit_kind,
                                                missing=need.count - len(given)))
-        materials = self.reserve_materials(event, cause, now)
+        directory = loaded.get(DIRECTORY_ID)
+        materials = self.reserve_materials(
+            event, cause, now, directory if isinstance(directory, DepotDirectory) else None)
         request = ResourceRequest.answer_with(event.request_id, incident_id, assignments,
                                               shortfalls, cause, now, materials.reservations,
                                               materials.shortfalls)
@@ -124,20 +140,33 @@ class ResourcesApp(Stockroom, ServiceApplication):
                                  tracking=tracking)
 
     def _assign(self, kind: str, count: int, place: Point, now: datetime,
-                taken: dict[str, Unit], assign: Callable[[Unit], None]) -> list[pb.Assignment]:
+                taken: dict[str, Unit], assign: Callable[[Unit], None],
+                first: tuple[frozenset[str], Choice] | None = None,
+                loaded: dict[UUID, Aggregate] | None = None) -> list[pb.Assignment]:
         """The units of a kind that would arrive first, checked against their aggregates
         (the fleet index may lag a moment): one taken meanwhile is passed over and the
-        next one asked for."""
+        next one asked for. `first` is the index's choice made beforehand, used while
+        what it excluded is still what is excluded; `loaded` the units loaded with it."""
         given: list[pb.Assignment] = []
         refused: list[tuple[str, str]] = []
+        loaded = loaded if loaded is not None else {}
         while len(given) < count:
-            choice = self.fleet.choose(kind, count - len(given), place, now,
-                                       exclude={*taken, *(u for u, _ in refused)})
+            exclude = {*taken, *(u for u, _ in refused)}
+            if first is not None and first[0] == exclude:
+                choice = first[1]
+            else:
+                choice = self.fleet.choose(kind, count - len(given), place, now,
+                                           exclude=exclude)
+            first = None
             if not choice.chosen:
                 break
             for candidate in choice.chosen:
                 unit_id = candidate.unit.id
-                unit = taken.get(unit_id) or self.find(Unit, unit_id_of(unit_id))
+                unit = taken.get(unit_id)
+                if unit is None:
+                    key = unit_id_of(unit_id)
+                    found = loaded.pop(key) if key in loaded else self.find(Unit, key)
+                    unit = found if isinstance(found, Unit) else None
                 if unit is None or not unit.available:
                     state = status_name(unit.view.status).lower() if unit else "gone"
                     refused.append((unit_id, f"{state} (taken meanwhile)"))

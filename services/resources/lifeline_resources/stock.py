@@ -62,14 +62,17 @@ class Stockroom(ServiceApplication):
         return depot.view, self.record(depot)
 
     def reserve_materials(self, event: incident_pb2.ResourcesRequested, cause: Cause,
-                          now: datetime) -> MaterialAnswer:
+                          now: datetime, directory: DepotDirectory | None = None
+                          ) -> MaterialAnswer:
         """Reserve a request's materials from the nearest depots that hold them; the caller
-        records the depots with its answer, in one transaction."""
+        records the depots with its answer, in one transaction. `directory`: the depot
+        directory as the caller loaded it just now (else it is loaded here)."""
         needs = [pb.Material(name=m.name, quantity=m.quantity, unit=m.unit)
                  for m in event.materials if m.quantity]
         if not needs:
             return MaterialAnswer()
-        directory = self.find(DepotDirectory, DIRECTORY_ID)
+        if directory is None:
+            directory = self.find(DepotDirectory, DIRECTORY_ID)
         ranked = directory.nearest(event.location) if directory is not None else []
         # Loaded one by one, nearest first, only until every need is covered.
         depots = ((depot, km) for depot, km in
