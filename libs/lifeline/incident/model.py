@@ -7,7 +7,7 @@ its commands check the lifecycle rules and record events, which the same fold ap
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,9 +20,7 @@ from lifeline.errors import InvalidArgument, NotFound, RuleViolation
 from lifeline.events import (
     Cause,
     ProtoAggregate,
-    event_of,
     from_timestamp,
-    meta_of,
     stable_id,
     to_timestamp,
 )
@@ -83,185 +81,123 @@ def state_name(state: int) -> str:
 
 
 class IncidentState:
-    """The incident as its history so far says it is."""
+    """The incident as its history so far says it is.
+
+    `apply` is the one fold: dispatch runs it as it records, review as it replays (tens of
+    thousands of events a second across incidents), so it is written for speed: one
+    precompiled step per event type, found in a dict, and indexes of units, orders and
+    tasks by id instead of scans of the view."""
+
+    __slots__ = ("_offset", "_orders", "_tasks", "_units", "view")
 
     def __init__(self) -> None:
         self.view = pb.Incident()
+        #: The field time offset last written, in microseconds (most steps repeat it).
+        self._offset: int | None = None
+        #: Index in view.units of each unit's latest stint.
+        self._units: dict[str, int] = {}
+        #: Index in view.orders / view.recovery_tasks of the first with each id.
+        self._orders: dict[str, int] = {}
+        self._tasks: dict[str, int] = {}
 
     @classmethod
     def replay(cls, events: Iterable[pb.IncidentEvent]) -> IncidentState:
         state = cls()
-        for event in events:
-            state.apply(event)
+        state.extend(list(events))
         return state
 
     def unit(self, unit_id: str) -> pb.IncidentUnit | None:
         """The unit's latest stint with the incident (a released unit may come back)."""
-        return next((u for u in reversed(self.view.units) if u.unit_id == unit_id), None)
+        index = self._units.get(unit_id)
+        return None if index is None else self.view.units[index]
 
     def deployed_units(self) -> list[pb.IncidentUnit]:
         return [u for u in self.view.units if not u.released]
 
     def apply(self, wrapper: Message) -> None:
-        field, event = event_of(wrapper)
-        meta = meta_of(wrapper)
-        v = self.view
-        if meta.sequence != v.version + 1:
-            raise ValueError(f"event {meta.sequence} of incident {meta.aggregate_id} "
-                             f"follows event {v.version}: the history has a gap or a repeat")
-        v.version = meta.sequence
-        v.updated_at.CopyFrom(meta.occurred_at)
-        at = meta.occurred_at
-        # The deadline watch's own steps do not move the incident's field clock, or each
-        # would slow it by the watch's lag.
-        if field != "order_overdue" and meta.HasField("recorded_at"):
-            # occurred - recorded to the microsecond, in integers (through datetimes this
-            # was a third of the time a replay spends per event).
-            occurred, recorded = meta.occurred_at, meta.recorded_at
-            v.field_time_offset.FromMicroseconds(
-                (occurred.seconds - recorded.seconds) * 1_000_000
-                + occurred.nanos // 1000 - recorded.nanos // 1000)
-        if field == "opened":
-            v.id = meta.aggregate_id
-            v.state = S.INCIDENT_STATE_WARNING
-            v.hazard, v.warning_id, v.grid_cell = event.hazard, event.warning_id, event.grid_cell
-            v.warning_level = event.level
-            v.location.CopyFrom(event.location)
-            v.opened_at.CopyFrom(at)
-        elif field == "reported":
-            v.id = meta.aggregate_id
-            v.state = S.INCIDENT_STATE_WARNING
-            v.hazard, v.grid_cell = event.hazard, event.grid_cell
-            v.description, v.reporter = event.description, event.reporter
-            v.location.CopyFrom(event.location)
-            v.opened_at.CopyFrom(at)
-        elif field == "warning_level_changed":
-            v.warning_level = event.level
-        elif field == "warning_cleared":
-            v.warning_level = common_pb2.WARNING_LEVEL_NONE
-        elif field == "declared":
-            v.state = S.INCIDENT_STATE_DECLARED
-            v.category, v.hazard_type, v.grade = event.category, event.hazard_type, event.grade
-            v.declared_at.CopyFrom(at)
-        elif field == "resources_requested":
-            for need in event.requirements:
-                _add(v.requested, need.unit_kind, need.count)
-            for m in event.materials:
-                _add_material(v.materials_requested, m)
-        elif field == "material_reserved":
-            v.materials_reserved.add(request_id=event.request_id, depot_id=event.depot_id,
-                                     material=event.material, distance_km=event.distance_km)
-        elif field == "material_shortfall":
-            _add_material(v.material_shortfalls, event.material)
-        elif field == "material_consumed":
-            _add_material(v.materials_consumed, event.material)
-        elif field == "material_returned":
-            _add_material(v.materials_returned, event.material)
-        elif field == "unit_assigned":
-            if v.state == S.INCIDENT_STATE_DECLARED:
-                v.state = S.INCIDENT_STATE_RESPONDING
-            v.units.add(unit_id=event.unit_id, unit_kind=event.unit_kind,
-                        status=common_pb2.UNIT_STATUS_ASSIGNED, assigned_at=at,
-                        distance_km=event.distance_km)
-        elif field == "resource_shortfall":
-            _add(v.shortfalls, event.unit_kind, event.missing)
-        elif field == "unit_status_reported":
-            unit = self.unit(event.unit_id)
-            assert unit is not None
-            unit.status = event.status
-            if event.status == common_pb2.UNIT_STATUS_ON_SCENE and not unit.HasField("on_scene_at"):
-                unit.on_scene_at.CopyFrom(at)
-        elif field == "unit_released":
-            unit = self.unit(event.unit_id)
-            assert unit is not None
-            unit.released = True
-            unit.status = common_pb2.UNIT_STATUS_AVAILABLE
-        elif field == "contained":
-            v.state = S.INCIDENT_STATE_CONTAINED
-            v.contained_at.CopyFrom(at)
-        elif field == "recovery_started":
-            v.state = S.INCIDENT_STATE_RECOVERING
-            v.recovery_started_at.CopyFrom(at)
-        elif field == "recovered":
-            v.state = S.INCIDENT_STATE_RECOVERED
-            v.recovered_at.CopyFrom(at)
-        elif field == "closed":
-            v.state = S.INCIDENT_STATE_CLOSED
-            v.closed_at.CopyFrom(at)
-        elif field == "dismissed":
-            v.state = S.INCIDENT_STATE_DISMISSED
-            v.dismissed_at.CopyFrom(at)
-        elif field == "grade_changed":
-            v.grade = event.to_grade
-        elif field == "response_reopened":
-            v.state = S.INCIDENT_STATE_RESPONDING
-            v.times_reopened += 1
-            # The phases after containment start over; they are recorded again as they hold.
-            for phase in ("contained_at", "recovery_started_at", "recovered_at"):
-                v.ClearField(phase)
-        elif field == "plan_activated":
-            v.plan.CopyFrom(pb.ActivePlan(
-                plan_id=event.plan_id, plan_version=event.plan_version,
-                content_hash=event.content_hash, grade=event.grade,
-                response_time_target_minutes=event.response_time_target_minutes,
-                departments_notified=event.departments_notified, materials=event.materials))
-        elif field == "commander_assigned":
-            v.commander = event.commander
-        elif field.startswith("order_"):
-            self._apply_order(field, event, meta)
-        elif field == "situation_reported":
-            v.situation.CopyFrom(pb.Situation(
-                dead=event.dead, injured=event.injured, missing=event.missing,
-                affected=event.affected, evacuated=event.evacuated, area_km2=event.area_km2,
-                text=event.text, reported_at=at))
-        elif field == "recovery_task_added":
-            v.recovery_tasks.add(id=event.task_id, kind=event.kind, owner=event.owner,
-                                 description=event.description)
-        elif field == "recovery_task_completed":
-            task = self.task(event.task_id)
-            assert task is not None
-            task.done = True
-            task.done_at.CopyFrom(at)
-        elif field == "reviewed":
-            v.reviewed = True
-            v.reviewed_at.CopyFrom(at)
-        # Event types this reader does not know yet change nothing (forward compatibility).
+        """Apply the incident's next event."""
+        self.extend((wrapper,))
 
-    def _apply_order(self, field: str, event: Any, meta: common_pb2.EventMeta) -> None:
-        at = meta.occurred_at
-        if field == "order_issued":
-            self.view.orders.add(
-                id=event.order_id, department=event.department, unit_id=event.unit_id,
-                tier=event.tier, instruction=event.instruction, life_safety=event.life_safety,
-                status=pb.ORDER_STATUS_ISSUED, issued_at=at, acknowledge_by=event.acknowledge_by,
-                complete_by=event.complete_by, issued_by=meta.actor,
-                plan_order_id=event.plan_order_id)
-            return
-        order = self.order(event.order_id)
-        assert order is not None
-        if field == "order_acknowledged":
-            order.status = pb.ORDER_STATUS_ACKNOWLEDGED
-            order.acknowledged_at.CopyFrom(at)
-        elif field == "order_progress_reported":
-            order.status = pb.ORDER_STATUS_IN_PROGRESS
-            order.percent, order.last_note = event.percent, event.note
-        elif field == "order_completed":
-            order.status = pb.ORDER_STATUS_COMPLETED
-            order.percent = 100
-            order.completed_at.CopyFrom(at)
-        elif field == "order_verified":
-            order.status = pb.ORDER_STATUS_VERIFIED
-            order.verified_at.CopyFrom(at)
-        elif field == "order_cancelled":
-            order.status = pb.ORDER_STATUS_CANCELLED
-        elif field == "order_overdue":
-            order.overdue.append(event.deadline)
+    def extend(self, wrappers: Sequence[Message]) -> None:
+        """Apply the incident's next events in order: what `apply` does for each, with the
+        incident's clock (version, updated_at, field_time_offset) written once, after the
+        last (or the one that failed), not once per event."""
+        v = self.view
+        version = v.version
+        steps = _STEPS
+        last: Any = None  # the meta of the last event applied
+        #: The meta of the last that moves the incident's field clock: not the deadline
+        #: watch's own steps, or each would slow it by the watch's lag.
+        clock: Any = None
+        try:
+            for wrapper in wrappers:
+                field = wrapper.WhichOneof("event")
+                if field is None:
+                    raise ValueError(f"empty {wrapper.DESCRIPTOR.name}")
+                event = getattr(wrapper, field)
+                meta = event.meta
+                if meta.sequence != version + 1:
+                    raise ValueError(f"event {meta.sequence} of incident {meta.aggregate_id} "
+                                     f"follows event {version}: the history has a gap or a "
+                                     "repeat")
+                version += 1
+                last = meta
+                if field != "order_overdue":
+                    clock = meta
+                step = steps.get(field)
+                # Event types this reader does not know yet change nothing (forward
+                # compatibility).
+                if step is not None:
+                    step(self, v, event, meta)
+        finally:
+            if last is not None:
+                applied = version - v.version
+                v.version = version
+                v.updated_at.CopyFrom(last.occurred_at)
+                if clock is not None and not clock.HasField("recorded_at"):
+                    clock = self._last_recorded(wrappers[:applied])
+                if clock is not None:
+                    self._set_offset(clock)
+
+    @staticmethod
+    def _last_recorded(wrappers: Sequence[Message]) -> common_pb2.EventMeta | None:
+        """The meta of the last event that moves the field clock and says when it was
+        recorded (rarely not the last that moves it: only hand-written histories)."""
+        for wrapper in reversed(wrappers):
+            field = wrapper.WhichOneof("event")
+            meta: common_pb2.EventMeta = getattr(wrapper, str(field)).meta
+            if field != "order_overdue" and meta.HasField("recorded_at"):
+                return meta
+        return None
+
+    def _set_offset(self, meta: common_pb2.EventMeta) -> None:
+        """field_time_offset: occurred - recorded to the microsecond, in integers (through
+        datetimes this was a third of the time a replay spent per event), normalised as
+        Duration.FromMicroseconds does (seconds and nanos of one sign)."""
+        at, recorded = meta.occurred_at, meta.recorded_at
+        offset = ((at.seconds - recorded.seconds) * 1_000_000
+                  + at.nanos // 1000 - recorded.nanos // 1000)
+        if offset != self._offset:
+            self._offset = offset
+            seconds, micros = divmod(offset, 1_000_000)
+            if seconds < 0 and micros:
+                seconds, micros = seconds + 1, micros - 1_000_000
+            duration = self.view.field_time_offset
+            duration.seconds, duration.nanos = seconds, micros * 1000
+
+    def _order_of(self, event: Any) -> pb.Order:
+        index = self._orders.get(event.order_id)
+        assert index is not None
+        order: pb.Order = self.view.orders[index]
+        return order
 
     def order(self, order_id: str) -> pb.Order | None:
-        return next((o for o in self.view.orders if o.id == order_id), None)
+        index = self._orders.get(order_id)
+        return None if index is None else self.view.orders[index]
 
     def task(self, task_id: str) -> pb.RecoveryTask | None:
-        return next((t for t in self.view.recovery_tasks if t.id == task_id), None)
+        index = self._tasks.get(task_id)
+        return None if index is None else self.view.recovery_tasks[index]
 
     def open_orders(self) -> list[pb.Order]:
         """Orders not yet closed: neither verified by the commander nor cancelled."""
@@ -335,6 +271,266 @@ def _add(requirements: Any, unit_kind: str, count: int) -> None:
             r.count += count
             return
     requirements.add(unit_kind=unit_kind, count=count)
+
+
+# ---- the fold's steps, one per event type: (state, its view, the event, its meta) ----
+# Enum values as the module's constants: through the enum's wrapper (S.X) each costs a
+# Python-level __getattr__, more than the rest of a step.
+
+Meta = common_pb2.EventMeta
+Step = Callable[[IncidentState, pb.Incident, Any, Meta], None]
+
+
+def _opened(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    v.id = meta.aggregate_id
+    v.state = pb.INCIDENT_STATE_WARNING
+    v.hazard, v.warning_id, v.grid_cell = event.hazard, event.warning_id, event.grid_cell
+    v.warning_level = event.level
+    v.location.CopyFrom(event.location)
+    v.opened_at.CopyFrom(meta.occurred_at)
+
+
+def _reported(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    v.id = meta.aggregate_id
+    v.state = pb.INCIDENT_STATE_WARNING
+    v.hazard, v.grid_cell = event.hazard, event.grid_cell
+    v.description, v.reporter = event.description, event.reporter
+    v.location.CopyFrom(event.location)
+    v.opened_at.CopyFrom(meta.occurred_at)
+
+
+def _warning_level_changed(s: IncidentState, v: pb.Incident, event: Any, meta: Meta
+                           ) -> None:
+    v.warning_level = event.level
+
+
+def _warning_cleared(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    v.warning_level = common_pb2.WARNING_LEVEL_NONE
+
+
+def _declared(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    v.state = pb.INCIDENT_STATE_DECLARED
+    v.category, v.hazard_type, v.grade = event.category, event.hazard_type, event.grade
+    v.declared_at.CopyFrom(meta.occurred_at)
+
+
+def _resources_requested(s: IncidentState, v: pb.Incident, event: Any, meta: Meta
+                         ) -> None:
+    for need in event.requirements:
+        _add(v.requested, need.unit_kind, need.count)
+    for m in event.materials:
+        _add_material(v.materials_requested, m)
+
+
+def _material_reserved(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    v.materials_reserved.add(request_id=event.request_id, depot_id=event.depot_id,
+                             material=event.material, distance_km=event.distance_km)
+
+
+def _material_shortfall(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    _add_material(v.material_shortfalls, event.material)
+
+
+def _material_consumed(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    _add_material(v.materials_consumed, event.material)
+
+
+def _material_returned(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    _add_material(v.materials_returned, event.material)
+
+
+def _unit_assigned(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    if v.state == pb.INCIDENT_STATE_DECLARED:
+        v.state = pb.INCIDENT_STATE_RESPONDING
+    units = v.units
+    unit_id = event.unit_id
+    s._units[unit_id] = len(units)
+    units.add(unit_id=unit_id, unit_kind=event.unit_kind,
+              status=common_pb2.UNIT_STATUS_ASSIGNED, assigned_at=meta.occurred_at,
+              distance_km=event.distance_km)
+
+
+def _resource_shortfall(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    _add(v.shortfalls, event.unit_kind, event.missing)
+
+
+def _unit_status_reported(s: IncidentState, v: pb.Incident, event: Any, meta: Meta
+                          ) -> None:
+    index = s._units.get(event.unit_id)
+    assert index is not None
+    unit = v.units[index]
+    status = unit.status = event.status
+    if status == common_pb2.UNIT_STATUS_ON_SCENE and not unit.HasField("on_scene_at"):
+        unit.on_scene_at.CopyFrom(meta.occurred_at)
+
+
+def _unit_released(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    index = s._units.get(event.unit_id)
+    assert index is not None
+    unit = v.units[index]
+    unit.released = True
+    unit.status = common_pb2.UNIT_STATUS_AVAILABLE
+
+
+def _contained(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    v.state = pb.INCIDENT_STATE_CONTAINED
+    v.contained_at.CopyFrom(meta.occurred_at)
+
+
+def _recovery_started(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    v.state = pb.INCIDENT_STATE_RECOVERING
+    v.recovery_started_at.CopyFrom(meta.occurred_at)
+
+
+def _recovered(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    v.state = pb.INCIDENT_STATE_RECOVERED
+    v.recovered_at.CopyFrom(meta.occurred_at)
+
+
+def _closed(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    v.state = pb.INCIDENT_STATE_CLOSED
+    v.closed_at.CopyFrom(meta.occurred_at)
+
+
+def _dismissed(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    v.state = pb.INCIDENT_STATE_DISMISSED
+    v.dismissed_at.CopyFrom(meta.occurred_at)
+
+
+def _grade_changed(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    v.grade = event.to_grade
+
+
+def _response_reopened(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    v.state = pb.INCIDENT_STATE_RESPONDING
+    v.times_reopened += 1
+    # The phases after containment start over; they are recorded again as they hold.
+    for phase in ("contained_at", "recovery_started_at", "recovered_at"):
+        v.ClearField(phase)
+
+
+def _plan_activated(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    v.plan.CopyFrom(pb.ActivePlan(
+        plan_id=event.plan_id, plan_version=event.plan_version,
+        content_hash=event.content_hash, grade=event.grade,
+        response_time_target_minutes=event.response_time_target_minutes,
+        departments_notified=event.departments_notified, materials=event.materials))
+
+
+def _commander_assigned(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    v.commander = event.commander
+
+
+def _situation_reported(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    v.situation.CopyFrom(pb.Situation(
+        dead=event.dead, injured=event.injured, missing=event.missing,
+        affected=event.affected, evacuated=event.evacuated, area_km2=event.area_km2,
+        text=event.text, reported_at=meta.occurred_at))
+
+
+def _recovery_task_added(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    tasks = v.recovery_tasks
+    s._tasks.setdefault(event.task_id, len(tasks))
+    tasks.add(id=event.task_id, kind=event.kind, owner=event.owner,
+              description=event.description)
+
+
+def _recovery_task_completed(s: IncidentState, v: pb.Incident, event: Any, meta: Meta
+                             ) -> None:
+    index = s._tasks.get(event.task_id)
+    assert index is not None
+    task = v.recovery_tasks[index]
+    task.done = True
+    task.done_at.CopyFrom(meta.occurred_at)
+
+
+def _reviewed(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    v.reviewed = True
+    v.reviewed_at.CopyFrom(meta.occurred_at)
+
+
+def _order_issued(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    orders = v.orders
+    s._orders.setdefault(event.order_id, len(orders))
+    orders.add(
+        id=event.order_id, department=event.department, unit_id=event.unit_id,
+        tier=event.tier, instruction=event.instruction, life_safety=event.life_safety,
+        status=pb.ORDER_STATUS_ISSUED, issued_at=meta.occurred_at,
+        acknowledge_by=event.acknowledge_by, complete_by=event.complete_by, issued_by=meta.actor,
+        plan_order_id=event.plan_order_id)
+
+
+def _order_acknowledged(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    order = s._order_of(event)
+    order.status = pb.ORDER_STATUS_ACKNOWLEDGED
+    order.acknowledged_at.CopyFrom(meta.occurred_at)
+
+
+def _order_progress_reported(s: IncidentState, v: pb.Incident, event: Any, meta: Meta
+                             ) -> None:
+    order = s._order_of(event)
+    order.status = pb.ORDER_STATUS_IN_PROGRESS
+    order.percent, order.last_note = event.percent, event.note
+
+
+def _order_completed(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    order = s._order_of(event)
+    order.status = pb.ORDER_STATUS_COMPLETED
+    order.percent = 100
+    order.completed_at.CopyFrom(meta.occurred_at)
+
+
+def _order_verified(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    order = s._order_of(event)
+    order.status = pb.ORDER_STATUS_VERIFIED
+    order.verified_at.CopyFrom(meta.occurred_at)
+
+
+def _order_cancelled(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    s._order_of(event).status = pb.ORDER_STATUS_CANCELLED
+
+
+def _order_overdue(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+    s._order_of(event).overdue.append(event.deadline)
+
+
+#: Each event type (the wrapper's oneof field) and the step that applies it.
+_STEPS: dict[str, Step] = {
+    "opened": _opened,
+    "reported": _reported,
+    "warning_level_changed": _warning_level_changed,
+    "warning_cleared": _warning_cleared,
+    "declared": _declared,
+    "resources_requested": _resources_requested,
+    "unit_assigned": _unit_assigned,
+    "resource_shortfall": _resource_shortfall,
+    "unit_status_reported": _unit_status_reported,
+    "unit_released": _unit_released,
+    "contained": _contained,
+    "recovery_started": _recovery_started,
+    "recovered": _recovered,
+    "closed": _closed,
+    "dismissed": _dismissed,
+    "grade_changed": _grade_changed,
+    "plan_activated": _plan_activated,
+    "commander_assigned": _commander_assigned,
+    "order_issued": _order_issued,
+    "order_acknowledged": _order_acknowledged,
+    "order_progress_reported": _order_progress_reported,
+    "order_completed": _order_completed,
+    "order_verified": _order_verified,
+    "order_cancelled": _order_cancelled,
+    "order_overdue": _order_overdue,
+    "situation_reported": _situation_reported,
+    "recovery_task_added": _recovery_task_added,
+    "recovery_task_completed": _recovery_task_completed,
+    "reviewed": _reviewed,
+    "response_reopened": _response_reopened,
+    "material_reserved": _material_reserved,
+    "material_shortfall": _material_shortfall,
+    "material_consumed": _material_consumed,
+    "material_returned": _material_returned,
+}
 
 
 def parse_incident_id(text: str) -> UUID:

@@ -9,9 +9,16 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import Recording, StoredEvent, Tracking
+from eventsourcing.persistence import Recording, Tracking
 from lifeline.errors import AlreadyExists, InvalidArgument
-from lifeline.events import Cause, ProtoAggregate, fold, from_timestamp, meta_of, stable_id
+from lifeline.events import (
+    Cause,
+    ProtoAggregate,
+    from_timestamp,
+    meta_of,
+    replay_rows,
+    stable_id,
+)
 from lifeline.incident.model import OPEN, IncidentState, parse_incident_id, state_name
 from lifeline.incident.v1 import incident_pb2
 from lifeline.plans import PlanLibrary, default_library
@@ -89,13 +96,9 @@ class ReviewApp(ServiceApplication):
         """Many histories straight from the store, decoded and folded as the repository
         would, without its round trip per history, cache and copies (a question across
         incidents reads every history once)."""
-        to_event = self.mapper.to_domain_event
         for rows in self.stored_rows(incident_ids):
             for _, group in itertools.groupby(rows, key=lambda row: row["originator_id"]):
-                history = fold(None, [to_event(StoredEvent(
-                    originator_id=row["originator_id"],
-                    originator_version=row["originator_version"],
-                    topic=row["topic"], state=bytes(row["state"]))) for row in group])
+                history = replay_rows(self.mapper, list(group))
                 if isinstance(history, IncidentHistory):
                     yield history
 

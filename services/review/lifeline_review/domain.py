@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,24 @@ class IncidentHistory(ProtoAggregate):
             return
         self.state.apply(recorded.event)
         self.events.append(recorded.event)
+
+    def when_all(self, wrappers: Sequence[Message]) -> None:
+        """A replay's events: the incident's events in one pass of its fold."""
+        events: list[incident_pb2.IncidentEvent] = []
+        for wrapper in wrappers:
+            recorded: Any = wrapper  # a pb.HistoryEvent
+            if recorded.WhichOneof("event") == "recorded":
+                events.append(recorded.recorded.event)
+            else:
+                self._keep(events)
+                events = []
+                self.when(wrapper)
+        self._keep(events)
+
+    def _keep(self, events: list[incident_pb2.IncidentEvent]) -> None:
+        if events:
+            self.state.extend(events)
+            self.events.extend(events)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> IncidentHistory:
         """The repository hands out a deep copy of a cached aggregate for each use. Kept

@@ -1,0 +1,176 @@
+"""Review replays many histories without a domain event per stored row (`replay_rows`, the
+incident fold's `extend`): it must give the very history, state and version the library's
+own fold of the domain events gives (the repository's way), for any history the Incident
+aggregate can record, whatever mix of binary and JSON rows it is stored in."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from eventsourcing.domain import OriginatorVersionError
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    DecimalAsStr,
+    JSONTranscoder,
+    StoredEvent,
+    UUIDAsHex,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lifeline.common.v1 import common_pb2
+from lifeline.events import Cause, ProtoMapper, fold, replay_rows, to_json
+from lifeline.incident.model import _STEPS, IncidentState
+from lifeline.incident.v1 import incident_pb2 as pb
+from lifeline_review.demand import DemandSpec, generate
+from lifeline_review.domain import IncidentHistory
+
+from tests.unit.test_incident_model import GRADES, HAZARDS, Drive, commands
+
+NOW = datetime(2026, 7, 21, 8, 0, tzinfo=UTC)
+CAUSE = Cause(actor="test", occurred_at=NOW)
+
+
+def mapper() -> ProtoMapper:
+    """The mapper of review's application, with the transcodings it registers."""
+    transcoder = JSONTranscoder()
+    for transcoding in (UUIDAsHex(), DatetimeAsISO(), DecimalAsStr()):
+        transcoder.register(transcoding)
+    return ProtoMapper(transcoder=transcoder)
+
+
+MAPPER = mapper()
+
+
+def stored(history: list[pb.IncidentEvent], imported: bool = False) -> list[StoredEvent]:
+    """The rows review writes for a history (kept live, or imported under an id of its
+    own), binary."""
+    if imported:
+        kept = IncidentHistory.import_(uuid4(), history, "digest", CAUSE, NOW)
+    else:
+        kept = IncidentHistory.begin(history[0], CAUSE, NOW)
+        for event in history[1:]:
+            kept.append(event, CAUSE, NOW)
+    return [MAPPER.to_stored_event(e) for e in kept.collect_events()]
+
+
+def as_json(row: StoredEvent) -> StoredEvent:
+    """The same row as stores wrote it before events were stored binary."""
+    event: Any = copy.copy(MAPPER.to_domain_event(row))
+    object.__setattr__(event, "payload", to_json(event.payload))
+    return MAPPER.to_stored_event(event)
+
+
+def columns(rows: list[StoredEvent]) -> list[dict[str, Any]]:
+    """The rows as the recorder's query gives them (bytea as a memoryview)."""
+    return [{"originator_id": r.originator_id, "originator_version": r.originator_version,
+             "topic": r.topic, "state": memoryview(r.state)} for r in rows]
+
+
+def assert_same_history(rows: list[StoredEvent]) -> IncidentHistory:
+    normal = fold(None, [MAPPER.to_domain_event(r) for r in rows])
+    fast = replay_rows(MAPPER, columns(rows))
+    assert isinstance(fast, IncidentHistory) and isinstance(normal, IncidentHistory)
+    assert fast.state.view == normal.state.view
+    assert fast.events == normal.events
+    assert fast.imported == normal.imported
+    assert (fast.id, fast.version, fast.created_on, fast.modified_on, fast.origin_trace) == \
+        (normal.id, normal.version, normal.created_on, normal.modified_on, normal.origin_trace)
+    assert vars(fast).keys() == vars(normal).keys()
+    return fast
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(commands=commands, minutes=st.lists(st.integers(0, 90), min_size=50, max_size=50),
+       every=st.integers(3, 20), chores=st.integers(1, 5), hazard=st.sampled_from(HAZARDS),
+       grade=st.sampled_from(GRADES), json_rows=st.sets(st.integers(0, 80)),
+       imported=st.booleans(), split=st.integers(0, 80))
+def test_the_fast_replay_gives_the_history_the_library_folds(
+        commands: list[tuple[Any, ...]], minutes: list[int], every: int, chores: int,
+        hazard: str, grade: int, json_rows: set[int], imported: bool, split: int) -> None:
+    """Any command sequence the aggregate accepts (regrades, reopenings, orders, overdue
+    deadlines, materials, recovery tasks...), its history kept live or imported, some rows
+    stored as JSON: the fast replay and the library's fold agree, and both agree with the
+    aggregate that recorded the history."""
+    drive = Drive()
+    for n, ((name, *args), wait) in enumerate(zip(commands, minutes, strict=False)):
+        if n % every == every - 1:
+            drive.advance(hazard, grade, 0, chores)
+        if name == "advance":
+            drive.advance(args[0], args[1], wait, chores)
+        else:
+            drive.run(name, args, wait)
+    rows = stored(drive.history, imported)
+    rows = [as_json(r) if n in json_rows else r for n, r in enumerate(rows)]
+    history = assert_same_history(rows)
+    assert history.state.view == drive.incident.view
+    # The fold in one pass or in two, or event by event, is the same fold.
+    halves = IncidentState()
+    halves.extend(drive.history[:split])
+    halves.extend(drive.history[split:])
+    one_by_one = IncidentState()
+    for event in drive.history:
+        one_by_one.apply(event)
+    assert halves.view == one_by_one.view == drive.incident.view
+
+
+def test_generated_demand_replays_the_same_fast_and_slow() -> None:
+    for history in generate(DemandSpec(incidents=40, seed=3, situation_reports_per_hour=6)):
+        assert assert_same_history(stored(history)).events == history
+
+
+def test_every_event_type_of_the_schema_has_a_step_in_the_fold() -> None:
+    oneof = pb.IncidentEvent.DESCRIPTOR.oneofs_by_name["event"]
+    assert set(_STEPS) == {field.name for field in oneof.fields}
+
+
+def test_a_gap_in_the_stored_rows_is_refused_as_the_library_refuses_it() -> None:
+    rows = stored(generate(DemandSpec(incidents=1, seed=4, false_alarms=0))[0])
+    for gap in (rows[:3] + rows[4:], rows[:-2] + rows[-1:]):
+        with pytest.raises(OriginatorVersionError):
+            fold(None, [MAPPER.to_domain_event(r) for r in gap])
+        with pytest.raises(OriginatorVersionError):
+            replay_rows(MAPPER, columns(gap))
+
+
+def test_a_failed_event_leaves_the_clock_where_one_by_one_leaves_it() -> None:
+    """A history that does not follow (a unit never assigned reports its status): the
+    batch raises as the event-by-event fold does, with the same state at the failure."""
+    history = generate(DemandSpec(incidents=1, seed=4, false_alarms=0))[0]
+    source = history[5]
+    bad = pb.IncidentEvent()
+    bad.unit_status_reported.meta.CopyFrom(getattr(source, str(source.WhichOneof("event"))).meta)
+    bad.unit_status_reported.unit_id = "never-assigned"
+    bad.unit_status_reported.status = common_pb2.UNIT_STATUS_EN_ROUTE
+    events = [*history[:5], bad, *history[6:]]
+    batch, one_by_one = IncidentState(), IncidentState()
+    with pytest.raises(AssertionError):
+        batch.extend(events)
+    with pytest.raises(AssertionError):
+        for event in events:
+            one_by_one.apply(event)
+    assert batch.view == one_by_one.view
+    assert batch.view.version == 6
+
+
+def test_steps_recorded_without_a_recording_time_fold_the_same_in_one_pass() -> None:
+    """A hand-written history may leave recorded_at out: the field clock's offset is then
+    the latest step's that has it, in one pass as event by event."""
+    history = generate(DemandSpec(incidents=1, seed=4, false_alarms=0))[0]
+    events = []
+    for n, source in enumerate(history):
+        event = pb.IncidentEvent()
+        event.CopyFrom(source)
+        if n >= len(history) - 4:
+            getattr(event, str(event.WhichOneof("event"))).meta.ClearField("recorded_at")
+        events.append(event)
+    batch, one_by_one = IncidentState(), IncidentState()
+    batch.extend(events)
+    for event in events:
+        one_by_one.apply(event)
+    assert batch.view == one_by_one.view
+    assert batch.view.field_time_offset == \
+        IncidentState.replay(history[:-4]).view.field_time_offset
