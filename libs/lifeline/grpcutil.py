@@ -208,6 +208,16 @@ def _stream(behaviour: Any, method: str, guard: Guard | None) -> Any:
     return call
 
 
+async def health_probe(listen: str, health: Any) -> grpc.aio.Server:
+    """Serve health checking alone on listen, in plaintext, for probes that cannot speak
+    TLS (Kubernetes' gRPC probes)."""
+    probe = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health, probe)
+    probe.add_insecure_port(listen)
+    await probe.start()
+    return probe
+
+
 class Server:
     """A grpc.aio server with health checking, reflection, tracing and error mapping."""
 
@@ -227,20 +237,12 @@ class Server:
         add_to_server(servicer, self.server)
         self.names.append(full_name)
 
-    async def start_probe(self, health_listen: str) -> None:
-        """Serve health checking alone on health_listen, in plaintext, for probes that
-        cannot speak TLS (Kubernetes' gRPC probes). A standby replica opens only this."""
-        if health_listen and self.probe is None:
-            self.probe = grpc.aio.server()
-            health_pb2_grpc.add_HealthServicer_to_server(self.health, self.probe)
-            self.probe.add_insecure_port(health_listen)
-            await self.probe.start()
-
     async def start(self, listen: str, tls: tuple[bytes, bytes] | None = None,
                     health_listen: str = "") -> int:
         """Serve on listen; with tls = (private key PEM, certificate chain PEM) over TLS;
-        and health checking on health_listen (start_probe)."""
-        await self.start_probe(health_listen)
+        and health checking alone on health_listen (health_probe)."""
+        if health_listen:
+            self.probe = await health_probe(health_listen, self.health)
         if self.reflection:
             reflection.enable_server_reflection([*self.names, reflection.SERVICE_NAME],
                                                 self.server)
@@ -263,7 +265,7 @@ class Server:
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)  # a no-op on a server never started
+        await self.server.stop(grace)
         if self.probe is not None:
             await self.probe.stop(0)
 

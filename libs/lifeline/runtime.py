@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from eventsourcing.persistence import Recording
 from google.protobuf.message import Message
+from grpc_health.v1.health import aio as health_aio
 from nats.aio.client import Client as NATS
 
 from lifeline import bus, heap, idempotency, parking
@@ -24,7 +25,7 @@ from lifeline.clock import Clock, SystemClock
 from lifeline.config import Settings
 from lifeline.errors import Unavailable
 from lifeline.follow import LogFollower, retry_forever
-from lifeline.grpcutil import Authenticator, Server
+from lifeline.grpcutil import Authenticator, Server, health_probe
 from lifeline.identity.nats import LISTENS_TO, consumer_name
 from lifeline.leadership import Leadership, LostLeadership
 from lifeline.live import LiveViews
@@ -67,8 +68,8 @@ class Runtime:
         #: Set by SIGTERM/SIGINT or a lost leadership: serve_forever then stops the runtime.
         self.halted = asyncio.Event()
         self.exit_code = 0
-        self.leadership = Leadership(settings.database_url, settings.service)
-        self._started = False
+        #: The lock this process leads by (serve_forever takes it before building).
+        self.leadership: Leadership | None = None
 
     # ---- wiring, called by a service's bootstrap ----
 
@@ -170,13 +171,7 @@ class Runtime:
         self.halted.set()
 
     async def start(self) -> int:
-        """Wait to lead (a standby replica opens only its health port, reporting SERVING:
-        it is ready to take over), then start everything; 0 if halted while waiting."""
         s = self.settings
-        await self.server.start_probe(s.security.health_listen)
-        if not await self.leadership.acquire(self.halted):
-            return 0
-        self._started = True
         self.pool = await create_pool(s.database_url)
         self.views = Views(self.pool, s.service)
         await self.views.setup()
@@ -196,7 +191,8 @@ class Runtime:
         for name, seconds, step in self._repeating:
             self._tasks.append(asyncio.create_task(self._repeat(name, seconds, step)))
         self._tasks.append(asyncio.create_task(self._watch_backends()))
-        self._tasks.append(asyncio.create_task(self._hold_leadership()))
+        if self.leadership is not None:
+            self._tasks.append(asyncio.create_task(self._hold_leadership()))
         tls = None
         if sec.tls_cert:
             tls = (Path(sec.tls_key).read_bytes(), Path(sec.tls_cert).read_bytes())
@@ -245,6 +241,7 @@ class Runtime:
                 await asyncio.wait_for(self._stopping.wait(), BACKEND_CHECK_SECONDS)
 
     async def _hold_leadership(self) -> None:
+        assert self.leadership is not None
         try:
             await self.leadership.hold(self._stopping)
         except LostLeadership as lost:
@@ -256,11 +253,6 @@ class Runtime:
         return [self.projector, self.relay, *self.inboxes]
 
     async def stop(self) -> None:
-        if not self._started:  # a standby: nothing but the probe and the lock attempt
-            await self.server.stop(0)
-            await self.leadership.release()
-            self.app.close()
-            return
         # Open watches would hold the server's grace period: end them first, saying why.
         self.live.close_all("the service is stopping; watch again in a moment")
         await self.server.stop()
@@ -277,8 +269,25 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.nc.close(), 5)
         await self.pool.close()
-        await self.leadership.release()
+        if self.leadership is not None:
+            await self.leadership.release()
         self.app.close()
+
+
+async def stand_by(leadership: Leadership, health_listen: str,
+                   halted: asyncio.Event) -> bool:
+    """Wait until this replica leads (True) or is told to stop (False). Meanwhile only the
+    health port is open, answering SERVING: ready to take over."""
+    probe = await health_probe(health_listen, health_aio.HealthServicer()) \
+        if health_listen else None
+    try:
+        if await leadership.acquire(halted):
+            return True
+        await leadership.release()
+        return False
+    finally:
+        if probe is not None:
+            await probe.stop(0)  # the service's own probe takes the port
 
 
 def serve_forever(service: str, build: Callable[[Settings], Runtime]) -> None:
@@ -291,13 +300,20 @@ def serve_forever(service: str, build: Callable[[Settings], Runtime]) -> None:
     setup_tracing(service, settings.otlp_endpoint)
 
     async def main() -> int:
-        runtime = build(settings)
+        halted = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, runtime.halt)
-        if await runtime.start():
-            heap.settle()  # after the warm caches: no collector pauses in the answers
-            await runtime.halted.wait()
+            loop.add_signal_handler(sig, halted.set)
+        leadership = Leadership(settings.database_url, service)
+        if not await stand_by(leadership, settings.security.health_listen, halted):
+            return 0
+        # Built only once leading: whatever a service keeps in memory (monitor's engine,
+        # resources' fleet, caches) is read from the store as it is at the takeover.
+        runtime = build(settings)
+        runtime.halted, runtime.leadership = halted, leadership
+        await runtime.start()
+        heap.settle()  # after the warm caches: no collector pauses in the answers
+        await halted.wait()
         log.info("stopping")
         await runtime.stop()
         return runtime.exit_code
