@@ -2,6 +2,7 @@
 
 import json
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -53,8 +54,9 @@ def history_show(incident: Incident) -> None:
 
 
 @history_app.command("export", help="Write an incident's history as NDJSON (one "
-                                    "IncidentEvent a line, protobuf's canonical JSON): the "
-                                    "form `import` and `verify` read.")
+                                    "IncidentEvent a line, protobuf's canonical JSON as the "
+                                    "schema's interchange form: fields that are set): what "
+                                    "`import`, `verify` and `rehearse` read.")
 def history_export(
     incident: Incident,
     output: Annotated[Path | None, typer.Option(
@@ -63,19 +65,25 @@ def history_export(
     if output is None:
         for event in _stub().GetIncidentHistory(
                 pb.GetIncidentHistoryRequest(incident_id=incident)):
-            kit.print_ndjson(event)
+            sys.stdout.write(_exported(event))
         return
     count = 0
     with output.open("w") as file, kit.progress(f"exporting {incident}", None) as advance:
         for event in _stub().GetIncidentHistory(
                 pb.GetIncidentHistoryRequest(incident_id=incident)):
-            file.write(json.dumps(kit.as_dict(event), ensure_ascii=False) + "\n")
+            file.write(_exported(event))
             count += 1
             advance(1)
     if kit.wants_json():
         kit.print_json({"incidentId": incident, "events": count, "file": str(output)})
     else:
         kit.emit(f"wrote {count} events to {output}")
+
+
+def _exported(event: incident_pb2.IncidentEvent) -> str:
+    """One line of an exported history: the interchange form histories have always had
+    (canonical JSON of the fields set), whatever --json prints."""
+    return json_format.MessageToJson(event, indent=None) + "\n"
 
 
 def read_history(path: Path) -> tuple[list[incident_pb2.IncidentEvent], list[int]]:
