@@ -281,19 +281,28 @@ class ProtoMapper(Mapper[UUID]):
         object.__setattr__(event, "__dict__", state)
         return event
 
-    def payload(self, topic: str, state: bytes) -> Message | None:
-        """The wrapper message of a ProtoAggregate's event stored binary, decoded and upcast
-        as `to_domain_event` does, without the domain event around it (all a replay needs
-        of most events: `replay_rows`); None for a row written as JSON before."""
-        stored = self._plain(state) if self.cipher or self.compressor else state
-        if stored[:_BINARY_SIZE] != _BINARY:
-            return None
-        _, wrapper_type, type_name = self._types.get(topic) or self._event_types(topic)
-        payload: Message = wrapper_type.FromString(
-            stored[_BINARY_SIZE + _HEAD.size + _HEAD.unpack_from(stored, _BINARY_SIZE)[2]:])
-        if UPCASTERS and UPCASTERS.get(type_name):
-            payload = from_json(to_json(payload), wrapper_type)
-        return payload
+    def wrappers(self, rows: Sequence[Mapping[str, Any]]) -> list[Message]:
+        """The wrapper messages of a ProtoAggregate's stored rows (the recorder's columns),
+        decoded and upcast as `to_domain_event` does, without a domain event around each
+        binary one: all a replay needs of most events (`replay_rows`)."""
+        out = []
+        plain = self.cipher or self.compressor
+        types, upcast = self._types, bool(UPCASTERS)
+        skip, unpack = _BINARY_SIZE + _HEAD.size, _HEAD.unpack_from
+        for row in rows:
+            topic, stored = row["topic"], bytes(row["state"])
+            if plain:
+                stored = self._plain(stored)
+            _, wrapper_type, type_name = types.get(topic) or self._event_types(topic)
+            if stored[:_BINARY_SIZE] != _BINARY:  # a row written as JSON before
+                payload = from_json(vars(self.to_domain_event(_stored(row)))["payload"],
+                                    wrapper_type)
+            else:
+                payload = wrapper_type.FromString(stored[skip + unpack(stored, _BINARY_SIZE)[2]:])
+                if upcast and UPCASTERS.get(type_name):
+                    payload = from_json(to_json(payload), wrapper_type)
+            out.append(payload)
+        return out
 
     def _plain(self, stored: bytes) -> bytes:
         if self.cipher:
@@ -330,21 +339,14 @@ def replay_rows(mapper: Mapper[UUID], rows: Sequence[Mapping[str, Any]]) -> Any:
     if not isinstance(aggregate, ProtoAggregate) or not isinstance(mapper, ProtoMapper) \
             or len(rows) == 1:
         return fold(aggregate, (mapper.to_domain_event(_stored(row)) for row in rows[1:]))
-    payload, decode = mapper.payload, aggregate.decode
     version = aggregate.version
-    wrappers = []
-    for row in rows[1:-1]:
+    for row in rows[1:]:
         version += 1
         if row["originator_version"] != version:
             raise OriginatorVersionError(row["originator_version"], version)
-        wrapper = payload(row["topic"], bytes(row["state"]))
-        if wrapper is None:  # a row written as JSON before
-            wrapper = decode(vars(mapper.to_domain_event(_stored(row)))["payload"])
-        wrappers.append(wrapper)
     last: Any = mapper.to_domain_event(_stored(rows[-1]))
-    if last.originator_version != version + 1:
-        raise OriginatorVersionError(last.originator_version, version + 1)
-    wrappers.append(decode(last.payload))
+    wrappers = mapper.wrappers(rows[1:-1])
+    wrappers.append(aggregate.decode(last.payload))
     aggregate.when_all(wrappers)
     aggregate.version = last.originator_version
     aggregate.modified_on = last.timestamp

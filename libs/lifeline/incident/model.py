@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from google.protobuf.message import Message
@@ -124,14 +124,14 @@ class IncidentState:
         last (or the one that failed), not once per event."""
         v = self.view
         version = v.version
-        steps = _STEPS
+        steps, which = _STEPS, _which
         last: Any = None  # the meta of the last event applied
         #: The meta of the last that moves the incident's field clock: not the deadline
         #: watch's own steps, or each would slow it by the watch's lag.
         clock: Any = None
         try:
             for wrapper in wrappers:
-                field = wrapper.WhichOneof("event")
+                field = which(wrapper, "event")
                 if field is None:
                     raise ValueError(f"empty {wrapper.DESCRIPTOR.name}")
                 event = getattr(wrapper, field)
@@ -494,6 +494,8 @@ def _order_overdue(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> 
     s._order_of(event).overdue.append(event.deadline)
 
 
+#: `wrapper.WhichOneof`, looked up once (through each message, a field lookup by name first).
+_which = cast(Callable[[Message, str], str | None], pb.IncidentEvent.WhichOneof)
 #: Each event type (the wrapper's oneof field) and the step that applies it.
 _STEPS: dict[str, Step] = {
     "opened": _opened,

@@ -97,7 +97,8 @@ class ReviewApp(ServiceApplication):
         would, without its round trip per history, cache and copies (a question across
         incidents reads every history once)."""
         for rows in self.stored_rows(incident_ids):
-            for _, group in itertools.groupby(rows, key=lambda row: row["originator_id"]):
+            # By the id's integer: comparing UUIDs runs Python code for every row.
+            for _, group in itertools.groupby(rows, key=lambda row: row["originator_id"].int):
                 history = replay_rows(self.mapper, list(group))
                 if isinstance(history, IncidentHistory):
                     yield history

@@ -43,9 +43,10 @@ class IncidentHistory(ProtoAggregate):
     def when_all(self, wrappers: Sequence[Message]) -> None:
         """A replay's events: the incident's events in one pass of its fold."""
         events: list[incident_pb2.IncidentEvent] = []
+        which = pb.HistoryEvent.WhichOneof
         for wrapper in wrappers:
             recorded: Any = wrapper  # a pb.HistoryEvent
-            if recorded.WhichOneof("event") == "recorded":
+            if which(recorded, "event") == "recorded":
                 events.append(recorded.recorded.event)
             else:
                 self._keep(events)
