@@ -323,15 +323,22 @@ def console() -> Console:
     return _console()
 
 
+#: Columns of running text: on a narrow terminal they keep room for a few words a line (the
+#: others wrap at their spaces, a time as date over hour).
+PROSE = {"instruction", "what", "error", "reason", "value", "from / why not", "move-up",
+         "where", "sensors", "subject", "address", "description"}
+
+
 def table(*columns: str, caption: str | None = None) -> Table:
-    """A table that fits the terminal (long text wraps, nothing is cut), plain columns
+    """A table that fits the terminal (running text wraps, nothing is cut), plain columns
     when piped."""
     out = console()
     grid = Table(box=box.SIMPLE_HEAD if out.is_terminal else None, pad_edge=False,
                  show_edge=False, header_style="bold", caption=caption,
-                 caption_justify="left")
+                 caption_justify="left", collapse_padding=True)
     for name in columns:
-        grid.add_column(name.upper(), overflow="fold")
+        grid.add_column(name.upper(), overflow="fold",
+                        min_width=20 if name in PROSE and out.is_terminal else None)
     return grid
 
 

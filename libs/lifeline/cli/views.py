@@ -22,6 +22,8 @@ ACTIVE_ORDER = {pb.INCIDENT_STATE_RESPONDING: 0, pb.INCIDENT_STATE_DECLARED: 1,
                 pb.INCIDENT_STATE_RECOVERING: 4, pb.INCIDENT_STATE_RECOVERED: 5}
 OPEN_ORDERS = (pb.ORDER_STATUS_ISSUED, pb.ORDER_STATUS_ACKNOWLEDGED,
                pb.ORDER_STATUS_IN_PROGRESS)
+#: An overdue order's missed deadlines, as the ACK BY and DONE BY columns name them.
+DEADLINES = {pb.DEADLINE_ACKNOWLEDGEMENT: "ack", pb.DEADLINE_COMPLETION: "done"}
 STATE_STYLES = {"WARNING": "yellow", "DECLARED": "bold", "RESPONDING": "bold red",
                 "CONTAINED": "dark_orange", "RECOVERING": "cyan", "RECOVERED": "green",
                 "CLOSED": "dim", "DISMISSED": "dim"}
@@ -71,7 +73,7 @@ def orders_table(orders: Sequence[pb.Order]) -> Table:
     grid = table("order", "status", "overdue", "department", "unit", "life", "instruction",
                  "ack by", "done by", caption=times_caption())
     for o in orders:
-        late = ",".join(enum_label(pb.Deadline, d, "DEADLINE_").lower() for d in o.overdue)
+        late = ",".join(DEADLINES.get(d, "?") for d in o.overdue)
         live = o.status in OPEN_ORDERS
         add_row(grid, o.id, enum_label(pb.OrderStatus, o.status, "ORDER_STATUS_"),
                 cell(late, "bold white on red" if late and live else "red" if late else None),

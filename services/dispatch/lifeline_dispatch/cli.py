@@ -272,9 +272,10 @@ def incidents(
 
 def _change(i: incident_pb2.Incident) -> str:
     late = views.overdue_orders(i)
-    return (f"{i.id} {state_name(i.state)} {i.hazard_type or i.hazard} "
-            f"{'grade ' + views.grade(i.grade) if i.grade else ''}"
-            f"{f' OVERDUE orders: {late}' if late else ''}").replace("  ", " ")
+    said = [i.id, state_name(i.state), i.hazard_type or i.hazard,
+            f"grade {views.grade(i.grade)}" if i.grade else "",
+            f"OVERDUE orders: {late}" if late else ""]
+    return " ".join(part for part in said if part)
 
 
 INCIDENTS = live.View(
