@@ -5,6 +5,7 @@ against the proto message it prints."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from lifeline import bus
 from lifeline.common.v1 import parking_pb2
 from lifeline.devstack import Stack, free_port
 from lifeline.dispatch.v1 import dispatch_pb2
@@ -633,14 +635,16 @@ class Lines:
         for line in self.stdout:
             self.lines.put((time.monotonic(), line))
 
-    def until(self, wanted: Any, what: str, timeout: float = 30.0) -> tuple[float, Any]:
+    def until(self, wanted: Any, what: str, timeout: float = 30.0, parse: bool = True
+              ) -> tuple[float, Any]:
+        """The first line wanted(...) accepts: parsed as JSON, or the text when not parse."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 arrived, line = self.lines.get(timeout=max(deadline - time.monotonic(), 0))
             except queue.Empty:
                 raise AssertionError(f"no {what} within {timeout:g} s") from None
-            message = json.loads(line)
+            message = json.loads(line) if parse else line
             if wanted(message):
                 return arrived, message
 
@@ -731,3 +735,156 @@ def test_a_misspelt_name_is_refused_with_the_closest_and_a_new_one_taken_when_as
                     message=resources_pb2.Unit)
     assert taken["kind"] == kind
     assert kind in complete(env, "resources", "units", "--kind", "drone_")
+
+
+# ---- road closures and move-ups: refused on a stack without LIFELINE_ROADS / _COVERAGE ----
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("close-road", "xjh-underpass", "--reason", "flooded, 0.6 m"),
+     "failed_precondition: road-graph-loaded: no road graph is loaded (set LIFELINE_ROADS"),
+    (("reopen-road", "xjh-underpass"),
+     "failed_precondition: road-graph-loaded: no road graph is loaded (set LIFELINE_ROADS"),
+    (("accept-moveup", "xujiahui-pump/1"), "not_found: move-up 'xujiahui-pump/1' not found"),
+    (("decline-moveup", "xujiahui-pump/1", "--reason", "needed here"),
+     "not_found: move-up 'xujiahui-pump/1' not found"),
+])
+def test_roads_and_move_ups_without_a_graph_or_requirements_are_refused_in_one_line(
+        env: dict[str, str], args: tuple[str, ...], says: str) -> None:
+    """The module's stack loads no road graph and no coverage requirements (test_routing
+    runs these commands against a stack that does): the table and the --json form are
+    refused alike, one line naming the rule, exit 1, nothing on stdout."""
+    for extra in ((), ("--json",)):
+        done = cli(env, "resources", *args, *extra, ok=False)
+        assert done.returncode == 1, done.stderr
+        lines = done.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"lifeline-resources: {says}"), lines
+        assert done.stdout == ""
+
+
+# ---- review rehearse: in process, nothing live ----
+
+
+def test_rehearse_prints_measures_per_variant_and_json_of_the_evaluation(
+        env: dict[str, str], tmp_path: Path) -> None:
+    spec = tmp_path / "day.toml"
+    spec.write_text("incidents = 6\nseed = 3\nfleet = 4\n[hazards]\nurban_flooding = 1\n")
+    fleet = tmp_path / "fleet.toml"
+    shown = table(env, "review", "rehearse", "--generate", str(spec), "--write-fleet",
+                  str(fleet))
+    assert shown[0].split() == ["MEASURE", "BASELINE"]
+    assert shown[1].split() == ["incidents", "6"]
+    assert any(line.startswith("units sent") for line in shown)
+    answer = json.loads(cli(env, "review", "rehearse", "--generate", str(spec), "--units",
+                            str(fleet), "--variant", f"units={fleet}", "--json").stdout)
+    assert [o["variant"] for o in answer] == ["baseline", "variant 1"]
+    for outcome in answer:
+        assert set(outcome) == {"variant", "evaluation"}
+        typed(outcome["evaluation"], review_pb2.IncidentsEvaluation.DESCRIPTOR)
+        assert outcome["evaluation"]["incidents"] == 6  # a count is a number
+
+
+# ---- monitor inbox --follow ----
+
+
+def test_inbox_follow_prints_what_waits_then_each_change_as_it_comes(
+        env: dict[str, str]) -> None:
+    cli(env, "monitor", "load-grid", str(ROOT / "grids" / "xuhui.toml"))
+    sensor = f"cli-stadium-{tag()}"
+    cli(env, "monitor", "register", sensor, "--kind", "water_level", "--hazard",
+        "urban_flooding", "--lat", "31.1830", "--lon", "121.4370", "--unit", "m",
+        "--thresholds", "0.2", "0.4", "0.6", "0.8", "--on-delay", "0s")
+    warning = as_json(env, "monitor", "read", sensor, "0.9",
+                      message=monitor_pb2.IngestReadingsResponse)["warnings"][0]["id"]
+    party = "chen-hao"  # the Shanghai Stadium cell's grid officer
+    wait_until(lambda: any(n["warningId"] == warning for n in json.loads(cli(
+        env, "monitor", "inbox", "--party", party, "--json").stdout)),
+        "the stadium's warning in its officer's inbox")
+
+    started = [subprocess.Popen(
+        [str(BIN / "lifeline-monitor"), "inbox", "--party", party, "--follow", *form],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for form in (("--ndjson",), ())]
+    try:
+        ndjson, people = (Lines(p) for p in started)
+        _, first = ndjson.until(lambda m: True, "the inbox's first line")
+        typed(first, monitor_pb2.PartyNotification.DESCRIPTOR)
+        assert (first["warningId"], first["party"]) == (warning, party)
+        assert first["status"] == "NOTIFICATION_STATUS_WAITING"
+        header = people.until(lambda line: True, "the inbox table", parse=False)[1]
+        assert header.split()[:2] == ["WARNING", "LEVEL"]
+        _, row = people.until(lambda line: warning in line, "the warning's row", parse=False)
+        assert row.split()[1:3] == ["RED", "Shanghai"] and row.split()[-1] == "waiting"
+
+        cli(env, "monitor", "ack", warning)
+        _, acked = ndjson.until(lambda m: m["warningId"] == warning and m["status"] ==
+                                "NOTIFICATION_STATUS_ACKNOWLEDGED", "the acknowledgement")
+        typed(acked, monitor_pb2.PartyNotification.DESCRIPTOR)
+        _, line = people.until(lambda text: "acknowledged" in text,
+                               "the acknowledgement as a line", parse=False)
+        assert line.startswith(f"{warning}  RED  Shanghai Stadium")
+        assert line.rstrip().endswith("acknowledged by cli-tester")
+    finally:
+        for process in started:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+# ---- parked messages: retried and discarded (last: it leaves poison in the streams) ----
+
+
+def test_a_parked_message_is_retried_and_discarded_as_tables_and_json(
+        env: dict[str, str], stack: Stack) -> None:
+    """Two undecodable messages of one incident, as if dispatch had published them: review
+    and monitor each park both. Review's parking is handled as tables, monitor's as JSON;
+    dispatch and resources refuse a parking they do not hold."""
+    poisoned = str(uuid.uuid4())
+
+    async def forge() -> None:
+        nc = await bus.connect(stack.nats_url or "", "test", **stack.nats_login("dispatch"))
+        try:
+            js = nc.jetstream()
+            for version in (1, 2):
+                await js.publish("lifeline.dispatch.incident.opened", b"\xff\x01not protobuf",
+                                 headers={"Nats-Msg-Id": f"{poisoned}/{version}",
+                                          bus.TYPE_HEADER: "lifeline.incident.v1.IncidentEvent"})
+        finally:
+            await nc.close()
+
+    asyncio.run(forge())
+
+    def parking(service: str) -> str | None:
+        found = json.loads(cli(env, service, "parked", "--json").stdout)
+        mine = [p for p in found if p["upstreamAggregateId"] == poisoned]
+        return mine[0]["id"] if mine and [m["version"] for m in mine[0]["waiting"]] == [
+            1, 2] else None
+
+    held = wait_until(lambda: parking("review"), "review to park both messages", 60)
+    listed = table(env, "review", "parked")
+    assert any(held in line and "DecodeError" in line for line in listed), listed
+    retried = table(env, "review", "retry-parked", held)
+    assert retried[0].startswith("applied 0; 2 still parked (") and "DecodeError" in retried[0]
+    assert table(env, "review", "discard-parked", held, "--reason", "forged") == [
+        "discarded version 1; 1 still parked"]
+    assert table(env, "review", "discard-parked", held) == [
+        "discarded version 2; 0 still parked"]
+    assert poisoned not in cli(env, "review", "parked").stdout
+
+    held = wait_until(lambda: parking("monitor"), "monitor to park both messages", 60)
+    again = as_json(env, "monitor", "retry-parked", held,
+                    message=parking_pb2.RetryParkedResponse)
+    assert again["applied"] == 0 and [m["version"] for m in again["parking"]["waiting"]] == [
+        1, 2]
+    for version, left in ((1, 1), (2, 0)):
+        dropped = as_json(env, "monitor", "discard-parked", held, "--reason", "forged",
+                          message=parking_pb2.DiscardParkedResponse)
+        assert dropped["discardedVersion"] == version
+        assert len(dropped["parking"]["waiting"]) == left
+
+    unknown = str(uuid.uuid4())
+    for service in ("dispatch", "resources"):
+        for args in (("retry-parked", unknown), ("discard-parked", unknown, "--json")):
+            done = cli(env, service, *args, ok=False)
+            assert done.returncode == 1 and done.stdout == ""
+            assert done.stderr.splitlines() == [
+                f"lifeline-{service}: not_found: parking {unknown!r} not found"]
