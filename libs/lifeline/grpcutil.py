@@ -300,15 +300,58 @@ def client_credentials(ca_pem: bytes | None, token: str | None = None
     token on every call."""
     base = (grpc.ssl_channel_credentials(root_certificates=ca_pem) if ca_pem
             else grpc.local_channel_credentials())
-    if not token:
-        return base
-    return grpc.composite_channel_credentials(base, grpc.access_token_call_credentials(token))
+    return TokenCredentials(base, token) if token else base
+
+
+class TokenCredentials(grpc.ChannelCredentials):
+    """Channel credentials with a bearer token on every call. A blocking channel sends it
+    as gRPC call credentials; `channel()` (asyncio) sends it from an interceptor instead,
+    on the same secure channel: call credentials run a Python plugin on one of gRPC's
+    threads for every call, measured at 0.6 ms of a 2.5 ms health check over TLS, and
+    more in the tail."""
+
+    def __init__(self, base: grpc.ChannelCredentials, token: str) -> None:
+        composite = grpc.composite_channel_credentials(
+            base, grpc.access_token_call_credentials(token))
+        super().__init__(composite._credentials)  # type: ignore[attr-defined]
+        self.base, self.token = base, token
+
+
+class _Bearer(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor,
+              grpc.aio.StreamUnaryClientInterceptor, grpc.aio.StreamStreamClientInterceptor):
+    """Adds `authorization: Bearer <token>` to every call's metadata."""
+
+    def __init__(self, token: str) -> None:
+        self.header = ("authorization", f"Bearer {token}")
+
+    def _with_token(self, details: Any) -> Any:
+        return details._replace(metadata=grpc.aio.Metadata(*(details.metadata or ()),
+                                                           self.header))
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any
+                                    ) -> Any:
+        return await continuation(self._with_token(details), request)
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any
+                                     ) -> Any:
+        return await continuation(self._with_token(details), request)
+
+    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any
+                                     ) -> Any:
+        return await continuation(self._with_token(details), requests)
+
+    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any
+                                      ) -> Any:
+        return await continuation(self._with_token(details), requests)
 
 
 def channel(address: str, credentials: grpc.ChannelCredentials,
             interceptors: Sequence[grpc.aio.ClientInterceptor] = ()) -> grpc.aio.Channel:
     """A client channel that carries the caller's trace context in gRPC metadata (to
     one address, or to every replica's: see channel_options)."""
+    if isinstance(credentials, TokenCredentials):
+        interceptors = [_Bearer(credentials.token), *interceptors]
+        credentials = credentials.base
     return grpc.aio.secure_channel(address, credentials,
                                    options=channel_options(address, retry=False),
                                    interceptors=[*aio_client_interceptors(), *interceptors])
