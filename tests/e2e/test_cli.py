@@ -1,11 +1,23 @@
-"""The five operator CLIs as people and scripts run them: console scripts in subprocesses,
-talking to a running stack found through LIFELINE_<SERVICE>_ADDR. Every command is run for
-its table and for its --json, and every --json is parsed and checked, field by field,
-against the proto message it prints."""
+"""The five operator CLIs as people and scripts run them, talking to a running stack found
+through LIFELINE_<SERVICE>_ADDR. Every command is run for its table and for its --json, and
+every --json is parsed and checked, field by field, against the proto message it prints.
+
+Where they run: most commands run in this process (`cli()`), through the console script's
+own `main(argv)` (the same `kit.run`: option hoisting, exit codes, one-line errors), with
+the test's environment as os.environ, stdout and stderr captured and stdin fed; a console
+script costs about a second of CPU in Python's start and imports, and this module runs a few
+hundred commands. What only a real process shows stays a subprocess of the installed console
+script: the entry points themselves (one plain command per service, its table compared with
+the in-process one), output into a pipe that closes (`| head`), live views that stream until
+stopped (`watch`, `inbox --follow`), the command that `watch` must show within a second, and
+the shell's completion protocol run as the shell runs it (`complete()`)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
+import io
 import json
 import os
 import queue
@@ -23,13 +35,14 @@ import pytest
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from lifeline import bus
+from lifeline.cli import kit
 from lifeline.common.v1 import parking_pb2
 from lifeline.devstack import Stack, free_port
 from lifeline.dispatch.v1 import dispatch_pb2
 from lifeline.identity.dev import LOCAL_USER_ROLES
 from lifeline.incident.v1 import incident_pb2
 from lifeline.monitor.v1 import monitor_pb2
-from lifeline.plans import load_plan
+from lifeline.plans import default_library, load_plan
 from lifeline.resources.v1 import resources_pb2
 from lifeline.review.v1 import review_pb2
 from lifeline.scenario import wait_until
@@ -66,12 +79,68 @@ def env(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str
 
 def cli(env: dict[str, str], service: str, *args: str, ok: bool = True,
         stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([str(BIN / f"lifeline-{service}"), *args], env=env, input=stdin,
-                          capture_output=True, text=True, timeout=120, check=False)
+    """`lifeline-<service> args...` with env as its environment, run in this process (see
+    the module's docstring); its exit status and output as subprocess.run gives them."""
+    done = in_process(env, service, list(args), stdin)
     if ok:
         assert done.returncode == 0, f"lifeline-{service} {args}: {done.stderr}"
         assert done.stderr == "" or "--limit" in done.stderr, done.stderr
     return done
+
+
+def console_script(env: dict[str, str], service: str, *args: str,
+                   stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The same, as the installed console script in a process of its own."""
+    return subprocess.run([str(BIN / f"lifeline-{service}"), *args], env=env, input=stdin,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def in_process(env: dict[str, str], service: str, args: list[str], stdin: str | None
+               ) -> subprocess.CompletedProcess[str]:
+    """What the console script does (`lifeline_<service>.cli:main`), in this process: for
+    the call, os.environ is env, stdin reads the given text, stdout and stderr are captured
+    (not terminals: tables print as into a pipe), SystemExit is the exit status; nothing of
+    one call (options, the channel, what was read from the environment) is left for the
+    next, whatever it raised."""
+    main = importlib.import_module(f"lifeline_{service}.cli").main
+    out, err = io.StringIO(), io.StringIO()
+    feed = io.TextIOWrapper(io.BytesIO((stdin or "").encode()), encoding="utf-8")
+    saved = dict(os.environ)
+    code: int | str | None = 0
+    with _ONE_AT_A_TIME:
+        _forget_between_commands()
+        real_stdin, sys.stdin = sys.stdin, feed
+        os.environ.clear()
+        os.environ.update(env)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    main(args)
+                except SystemExit as exit_:
+                    code = exit_.code
+                    if code is not None and not isinstance(code, int):
+                        print(code, file=sys.stderr)  # as the interpreter does
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            sys.stdin = real_stdin
+            _forget_between_commands()
+    returncode = code if isinstance(code, int) else (0 if code is None else 1)
+    return subprocess.CompletedProcess([f"lifeline-{service}", *args], returncode,
+                                       out.getvalue(), err.getvalue())
+
+
+#: os.environ and the standard streams are the process's: one command at a time.
+_ONE_AT_A_TIME = threading.Lock()
+
+
+def _forget_between_commands() -> None:
+    """What a fresh process would not have: the shared options and the open channel (kit.run
+    resets and closes them itself; this holds even if it did not get to), and the plan
+    library read once from LIFELINE_PLANS (`review rehearse`)."""
+    kit.OPTIONS = kit.Options()
+    kit._close_channel()
+    default_library.cache_clear()
 
 
 def tag() -> str:
@@ -617,6 +686,47 @@ def test_piping_into_head_ends_quietly(env: dict[str, str]) -> None:
         assert writer.wait(timeout=60) in (0, 1)
         assert len(head.stdout) == 10
         assert writer.stderr.read() == b"", args  # no BrokenPipeError traceback
+
+
+# ---- the console scripts themselves ----
+
+
+def _made(env: dict[str, str], service: str) -> tuple[str, ...]:
+    """Something of service's to show (made in process), as the command showing it."""
+    if service == "dispatch":
+        return ("incident", as_json(env, "dispatch", "report", "gas_leak", "--lat", LAT,
+                                    "--lon", LON, message=incident_pb2.Incident)["id"])
+    if service == "monitor":
+        sensor = f"cli-script-{tag()}"
+        cli(env, "monitor", "register", sensor, "--kind", "water_level", "--hazard",
+            "urban_flooding", "--lat", "31.25", "--lon", "121.50", "--unit", "m",
+            "--thresholds", "0.2", "0.4", "0.6", "0.8")
+        return ("sensor", sensor)
+    if service == "resources":  # of a kind nobody asks for: no incident takes it meanwhile
+        unit = f"drone-{tag()}"
+        cli(env, "resources", "register", unit, "--kind", f"drone_{tag()}", "--department",
+            "police", "--lat", LAT, "--lon", LON, "--new-names")
+        return ("unit", unit)
+    incident = as_json(env, "dispatch", "report", "gas_leak", "--lat", LAT, "--lon", LON,
+                       message=incident_pb2.Incident)["id"]
+    wait_until(lambda: "reported" in cli(env, "review", "history", "show", incident,
+                                         ok=False).stdout or None, "review to keep it")
+    return ("history", "show", incident)
+
+
+@pytest.mark.parametrize("service", ["dispatch", "monitor", "resources", "review"])
+def test_each_console_script_prints_what_the_command_prints_in_process(
+        env: dict[str, str], service: str) -> None:
+    """The installed entry point, in a process of its own as people run it, into a pipe:
+    the same table, exit status and (empty) stderr as the in-process runs the rest of
+    this module checks."""
+    args = _made(env, service)
+    real = console_script(env, service, *args)
+    assert (real.returncode, real.stderr) == (0, ""), real.stderr
+    assert len(real.stdout.splitlines()) >= 2, real.stdout  # a header and a row at least
+    here = cli(env, service, *args)
+    assert (here.returncode, here.stdout, here.stderr) == (
+        real.returncode, real.stdout, real.stderr)
 
 
 # ---- live views ----
