@@ -22,7 +22,7 @@ from eventsourcing.persistence import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lifeline.common.v1 import common_pb2
-from lifeline.events import Cause, ProtoMapper, fold, replay_rows, to_json
+from lifeline.events import Cause, ProtoMapper, StoredRows, fold, replay_rows, to_json
 from lifeline.incident.model import _STEPS, IncidentState
 from lifeline.incident.v1 import incident_pb2 as pb
 from lifeline_review.demand import DemandSpec, generate
@@ -64,10 +64,10 @@ def as_json(row: StoredEvent) -> StoredEvent:
     return MAPPER.to_stored_event(event)
 
 
-def columns(rows: list[StoredEvent]) -> list[dict[str, Any]]:
-    """The rows as the recorder's query gives them (bytea as a memoryview)."""
-    return [{"originator_id": r.originator_id, "originator_version": r.originator_version,
-             "topic": r.topic, "state": memoryview(r.state)} for r in rows]
+def columns(rows: list[StoredEvent]) -> StoredRows:
+    """The rows as review's query across incidents gives them (one history's columns)."""
+    return StoredRows(rows[0].originator_id, [r.originator_version for r in rows],
+                      [r.topic for r in rows], [r.state for r in rows])
 
 
 def assert_same_history(rows: list[StoredEvent]) -> IncidentHistory:
