@@ -16,6 +16,8 @@ from lifeline.store import ServiceApplication
 log = logging.getLogger(__name__)
 
 POLL_FLOOR_SECONDS = 1.0  # a lost wake-up can delay a follower this long, never stall it
+#: Notifications committed in this process kept for a follower at most (beyond, it reads).
+FRESH_LIMIT = 10_000
 
 
 async def retry_forever(what: str, step: Callable[[], Awaitable[None]],
@@ -44,11 +46,29 @@ class LogFollower(ABC):
         self.stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._advanced = asyncio.Condition()
+        #: What this process just committed, by notification id: the next batch is taken
+        #: from here when it follows on from the position, instead of read back from the
+        #: log (a thread hop and a query on every hop of a dispatch). The log stays the
+        #: source: anything not here (a gap, a restart, a batch too many) is read.
+        self._fresh: dict[int, Notification] = {}
         loop = asyncio.get_running_loop()
-        app.on_recorded(lambda _id: self._nudge(loop))
 
-    def _nudge(self, loop: asyncio.AbstractEventLoop) -> None:
-        loop.call_soon_threadsafe(self._wake.set)
+        def committed(notifications: Sequence[Notification]) -> None:  # a writer's thread
+            loop.call_soon_threadsafe(self._offer, notifications)
+
+        app.on_recorded(committed)
+
+    def _offer(self, notifications: Sequence[Notification]) -> None:
+        if len(self._fresh) < FRESH_LIMIT:
+            self._fresh.update((n.id, n) for n in notifications)
+        self._wake.set()
+
+    def _take_fresh(self, after: int) -> list[Notification]:
+        taken: list[Notification] = []
+        while len(taken) < self.batch and (n := self._fresh.pop(after + 1, None)) is not None:
+            taken.append(n)
+            after = n.id
+        return taken
 
     @abstractmethod
     async def load_position(self) -> int:
@@ -71,8 +91,11 @@ class LogFollower(ABC):
         if self.position is None:
             self.position = await self.load_position()
         self._wake.clear()
-        notifications = await asyncio.to_thread(
-            self.app.recorder.select_notifications, self.position + 1, self.batch)
+        notifications: Sequence[Notification] = self._take_fresh(self.position) or \
+            await asyncio.to_thread(self.app.recorder.select_notifications, self.position + 1,
+                                    self.batch)
+        if self._fresh and notifications:  # read past what was offered: forget it
+            self._fresh = {i: n for i, n in self._fresh.items() if i > notifications[-1].id}
         if not notifications:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_FLOOR_SECONDS)

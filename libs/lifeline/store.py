@@ -21,6 +21,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
     IntegrityError,
+    Notification,
     ProcessRecorder,
     Recording,
     StoredEvent,
@@ -158,7 +159,7 @@ class ServiceApplication(Application):
     def __init__(self, database_url: str, env: dict[str, Any] | None = None) -> None:
         ensure_schema(database_url, self.name)
         super().__init__({**eventsourcing_env(database_url, self.name), **(env or {})})
-        self._listeners: list[Callable[[int], None]] = []
+        self._listeners: list[Callable[[Sequence[Notification]], None]] = []
         self._listeners_lock = threading.Lock()
 
     def construct_recorder(self) -> ProcessRecorder:
@@ -175,8 +176,9 @@ class ServiceApplication(Application):
         assert isinstance(recorder, PostgresProcessRecorder)
         recorder.datastore.pool.check()
 
-    def on_recorded(self, listener: Callable[[int], None]) -> None:
-        """Call listener(max notification id) after every write (wakes the relay)."""
+    def on_recorded(self, listener: Callable[[Sequence[Notification]], None]) -> None:
+        """Call listener(the notifications written) after every write that wrote events
+        (it wakes the relay and the projector, in the writer's thread)."""
         with self._listeners_lock:
             self._listeners.append(listener)
 
@@ -222,11 +224,11 @@ class ServiceApplication(Application):
             raise Conflict("changed concurrently by another request; retry") from error
         self._take_snapshots(processing)
         if recordings:
-            last = max(r.notification.id for r in recordings)
+            notifications = [r.notification for r in recordings]
             with self._listeners_lock:
                 listeners = list(self._listeners)
             for listener in listeners:
-                listener(last)
+                listener(notifications)
         return recordings
 
     @contextlib.contextmanager

@@ -115,6 +115,43 @@ async def test_relay_publishes_each_event_once_in_order_and_resumes(
     app.close()
 
 
+async def test_relay_takes_what_its_process_committed_and_reads_only_the_rest(
+        js: JetStreamContext, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What this process just committed is published without being read back from the log;
+    what it was not handed (another process's write) is read, and everything goes out in
+    order, once."""
+    app, other = Ledger(database_url), Ledger(database_url)
+    await bus.ensure_stream(js, "ledger")
+    read: list[int] = []  # notification ids the relay read from the log
+    select = app.recorder.select_notifications
+
+    def counted(*args: object, **kwargs: object) -> object:
+        found = select(*args, **kwargs)  # type: ignore[arg-type]
+        read.extend(n.id for n in found)
+        return found
+
+    monkeypatch.setattr(app.recorder, "select_notifications", counted)
+    relay = bus.OutboxRelay(app, js, "ledger")
+    task = asyncio.create_task(relay.run())
+    try:
+        first = open_incident(app, "w-1")
+        await eventually(lambda: relay.position == 1)
+        second = open_incident(app, "w-2")
+        await eventually(lambda: relay.position == 2)
+        third = open_incident(other, "w-3")  # another process: nothing handed over
+        fourth = open_incident(app, "w-4")  # handed over, but after one it was not
+        await eventually(lambda: relay.position == 4)
+    finally:
+        relay.stopping.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert read == [3, 4]
+    assert await stream_subjects(js, "LIFELINE_LEDGER") == [
+        ("lifeline.ledger.incident.opened", f"{i.id}/1") for i in (first, second, third, fourth)]
+    app.close()
+    other.close()
+
+
 def test_tracking_refuses_repeats_in_either_order(database_url: str) -> None:
     """A redelivery of a message older than one already processed is still recognised, and
     an older message processed after a newer one is not mistaken for a repeat."""

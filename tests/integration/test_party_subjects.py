@@ -66,7 +66,7 @@ async def _check(url: str) -> None:
     for who in ("wang-fang", "water"):
         await js.publish(f"lifeline.monitor.notification.{who}.notified", who.encode())
 
-    mine = await live.next_msg(timeout=2)
+    mine = await live.next_msg(timeout=10)
     assert mine.data == b"wang-fang"
     with pytest.raises(nats.errors.TimeoutError):
         await other.next_msg(timeout=0.3)
