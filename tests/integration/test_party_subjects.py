@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from nats.js import api
 pytestmark = pytest.mark.integration
 PASSWORDS = {"monitor": "monitor-secret", "observer": "observer-secret"}
 PARTIES = {"wang-fang": "wang-secret", "water": "water-secret"}
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_party_reads_its_own_notifications_and_no_one_elses() -> None:
@@ -40,7 +42,11 @@ def test_a_party_reads_its_own_notifications_and_no_one_elses() -> None:
                 except OSError:
                     assert time.monotonic() < deadline, "nats-server did not start"
                     time.sleep(0.05)
-            asyncio.run(_check(f"nats://127.0.0.1:{port}"))
+            # The clients run in an interpreter of their own: after the operator CLIs ran
+            # in the test process (tests/e2e/test_cli.py), a subscriber here sometimes got
+            # nothing (1 run in 3; gRPC's threads were left behind; not explained yet).
+            subprocess.run([sys.executable, "-m", "tests.integration.test_party_subjects",
+                            f"nats://127.0.0.1:{port}"], cwd=ROOT, check=True, timeout=60)
         finally:
             server.terminate()
             server.wait(10)
@@ -61,13 +67,14 @@ async def _check(url: str) -> None:
     party = await nats.connect(url, user=user, password=PARTIES["wang-fang"],
                                inbox_prefix=f"_INBOX_{user}", error_cb=on_error)
     live = await party.subscribe("lifeline.monitor.notification.wang-fang.>")
-    other = await party.subscribe("lifeline.monitor.notification.water.>")
     await party.flush()
-    for who in ("wang-fang", "water"):
-        await js.publish(f"lifeline.monitor.notification.{who}.notified", who.encode())
-
+    await js.publish("lifeline.monitor.notification.wang-fang.notified", b"wang-fang")
     mine = await live.next_msg(timeout=10)
     assert mine.data == b"wang-fang"
+    # Another party's subject: the server refuses the subscription and delivers nothing.
+    other = await party.subscribe("lifeline.monitor.notification.water.>")
+    await party.flush()
+    await js.publish("lifeline.monitor.notification.water.notified", b"water")
     with pytest.raises(nats.errors.TimeoutError):
         await other.next_msg(timeout=0.3)
     assert any("permissions violation for subscription" in e.lower() and "water" in e
@@ -87,3 +94,7 @@ async def _check(url: str) -> None:
     assert any("permissions violation for publish" in e.lower() for e in errors), errors
     await party.close()
     await monitor.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(_check(sys.argv[1]))
