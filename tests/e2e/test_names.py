@@ -17,6 +17,7 @@ from lifeline.identity.dev import LOCAL_USER_ROLES
 from lifeline.incident.v1 import incident_pb2
 from lifeline.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from lifeline.resources.v1 import resources_pb2, resources_pb2_grpc
+from lifeline.scenario import wait_until
 
 pytestmark = pytest.mark.e2e
 TIMEOUT = 10.0
@@ -94,8 +95,17 @@ def test_dispatch_knows_the_plans_names_and_refuses_a_misspelt_one(
     dispatch.DeclareIncident(dispatch_pb2.DeclareIncidentRequest(
         incident_id=incident.id, category=incident_pb2.CATEGORY_ACCIDENT_DISASTER,
         hazard_type="gas_leak", grade=incident_pb2.GRADE_IV), timeout=TIMEOUT)
-    before = dispatch.GetIncident(dispatch_pb2.GetIncidentRequest(incident_id=incident.id),
-                                  timeout=TIMEOUT).incident
+
+    def answered() -> incident_pb2.Incident | None:
+        """The incident once resources' answer to the declaration is on it (it arrives
+        on its own, a moment later, and moves the version)."""
+        shown = dispatch.GetIncident(dispatch_pb2.GetIncidentRequest(incident_id=incident.id),
+                                     timeout=TIMEOUT).incident
+        done = shown.units or shown.shortfalls or shown.material_shortfalls \
+            or shown.materials_reserved
+        return shown if done else None
+
+    before = wait_until(answered, "resources' answer on the incident", 30)
     message = refused(lambda: dispatch.IssueOrder(dispatch_pb2.IssueOrderRequest(
         incident_id=incident.id, department="polise", instruction="close the street",
         tier=incident_pb2.ORDER_TIER_DISTRICT, acknowledge_within_minutes=5,
