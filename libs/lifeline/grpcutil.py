@@ -324,25 +324,14 @@ class _Bearer(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientIn
     def __init__(self, token: str) -> None:
         self.header = ("authorization", f"Bearer {token}")
 
-    def _with_token(self, details: Any) -> Any:
-        return details._replace(metadata=grpc.aio.Metadata(*(details.metadata or ()),
-                                                           self.header))
+    async def _with_token(self, continuation: Any, details: Any, request: Any) -> Any:
+        """Every kind of call alike (the request, or the stream of them, passed on)."""
+        metadata = grpc.aio.Metadata(*(details.metadata or ()), self.header)
+        return await continuation(details._replace(metadata=metadata), request)
 
-    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any
-                                    ) -> Any:
-        return await continuation(self._with_token(details), request)
-
-    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any
-                                     ) -> Any:
-        return await continuation(self._with_token(details), request)
-
-    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any
-                                     ) -> Any:
-        return await continuation(self._with_token(details), requests)
-
-    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any
-                                      ) -> Any:
-        return await continuation(self._with_token(details), requests)
+    # gRPC calls each positionally; the stubs name the stream's argument differently.
+    intercept_unary_unary = intercept_unary_stream = _with_token  # type: ignore[assignment]
+    intercept_stream_unary = intercept_stream_stream = _with_token  # type: ignore[assignment]
 
 
 def channel(address: str, credentials: grpc.ChannelCredentials,

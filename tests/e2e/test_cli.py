@@ -14,7 +14,6 @@ the shell's completion protocol run as the shell runs it (`complete()`)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
 import io
@@ -34,7 +33,6 @@ from typing import Any
 import pytest
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
-from lifeline import bus
 from lifeline.cli import kit
 from lifeline.common.v1 import parking_pb2
 from lifeline.devstack import Stack, free_port
@@ -46,6 +44,8 @@ from lifeline.plans import default_library, load_plan
 from lifeline.resources.v1 import resources_pb2
 from lifeline.review.v1 import review_pb2
 from lifeline.scenario import wait_until
+
+from tests.e2e import publish_undecodable
 
 pytestmark = pytest.mark.e2e
 
@@ -950,18 +950,7 @@ def test_a_parked_message_is_retried_and_discarded_as_tables_and_json(
     dispatch and resources refuse a parking they do not hold."""
     poisoned = str(uuid.uuid4())
 
-    async def forge() -> None:
-        nc = await bus.connect(stack.nats_url or "", "test", **stack.nats_login("dispatch"))
-        try:
-            js = nc.jetstream()
-            for version in (1, 2):
-                await js.publish("lifeline.dispatch.incident.opened", b"\xff\x01not protobuf",
-                                 headers={"Nats-Msg-Id": f"{poisoned}/{version}",
-                                          bus.TYPE_HEADER: "lifeline.incident.v1.IncidentEvent"})
-        finally:
-            await nc.close()
-
-    asyncio.run(forge())
+    publish_undecodable(stack, poisoned)
 
     def parking(service: str) -> str | None:
         found = json.loads(cli(env, service, "parked", "--json").stdout)

@@ -25,6 +25,7 @@ from lifeline.review.v1 import review_pb2, review_pb2_grpc
 from lifeline.scenario import SCENARIOS, Player, Scenario, Step, wait_until
 
 from tests.conftest import StackFactory
+from tests.e2e import publish_undecodable
 
 FLOOD = SCENARIOS / "underpass_flood.toml"
 
@@ -130,19 +131,7 @@ def test_a_poison_message_is_parked_while_the_next_incidents_events_flow(
     stack = make_stack()
     poisoned = str(uuid.uuid4())
 
-    async def forge() -> None:
-        # As dispatch's own NATS user (only dispatch may publish on its subjects).
-        nc = await bus.connect(stack.nats_url or "", "test", **stack.nats_login("dispatch"))
-        try:
-            js = nc.jetstream()
-            for version in (1, 2):
-                await js.publish("lifeline.dispatch.incident.opened", b"\xff\x01not protobuf",
-                                 headers={"Nats-Msg-Id": f"{poisoned}/{version}",
-                                          bus.TYPE_HEADER: "lifeline.incident.v1.IncidentEvent"})
-        finally:
-            await nc.close()
-
-    asyncio.run(forge())
+    publish_undecodable(stack, poisoned)
     player = Player(stack.addresses(), stack, say=lambda _: None, timeout=60)
     player.play(Scenario.load(FLOOD))
     assert_complete(player, stack, expected)

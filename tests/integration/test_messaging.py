@@ -74,7 +74,7 @@ async def eventually(condition: Callable[[], object], timeout: float = 10) -> No
     """Wait until condition() holds, looking every 10 ms; fail after timeout seconds."""
     async with asyncio.timeout(timeout):
         while not condition():
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # the poll interval of a wait bounded by timeout
 
 
 async def run_until(worker: bus.OutboxRelay | bus.Inbox, done: Callable[[], object],
@@ -282,7 +282,7 @@ class Keeper:
         async with asyncio.timeout(timeout):
             while not await asyncio.to_thread(
                     lambda: all(len(self.sequences(i)) >= i.version for i in incidents)):
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.02)  # the poll interval; bounded by timeout
         for incident in incidents:
             assert self.sequences(incident) == list(range(1, incident.version + 1))
 

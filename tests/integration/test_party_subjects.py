@@ -41,7 +41,7 @@ def test_a_party_reads_its_own_notifications_and_no_one_elses() -> None:
                     break
                 except OSError:
                     assert time.monotonic() < deadline, "nats-server did not start"
-                    time.sleep(0.05)
+                    time.sleep(0.05)  # poll for the port until the deadline above
             # The clients run in an interpreter of their own: after the operator CLIs ran
             # in the test process (tests/e2e/test_cli.py), a subscriber here sometimes got
             # nothing (1 run in 3; gRPC's threads were left behind; not explained yet).

@@ -826,6 +826,20 @@ class Drive:
             step = NEXT[self.incident.view.state]
             self.run(step, [hazard, grade] if step == "declare" else [], wait)
 
+    def play(self, commands: list[tuple[Any, ...]], minutes: list[int], every: int,
+             chores: int, hazard: str, grade: int, dismiss_at: int | None = None) -> None:
+        """The drawn commands, with the incident moved on every `every` of them (doing up
+        to `chores` chores at a time), and dismissal tried before command `dismiss_at`."""
+        for n, ((name, *args), wait) in enumerate(zip(commands, minutes, strict=False)):
+            if n == dismiss_at:
+                self.run("dismiss", [], 0)
+            if n % every == every - 1:
+                self.advance(hazard, grade, 0, chores)
+            if name == "advance":
+                self.advance(args[0], args[1], wait, chores)
+            else:
+                self.run(name, args, wait)
+
     def run(self, name: str, args: list[Any], wait: int) -> None:
         field, incident = self.field, self.incident
         field.advance(minutes=wait)
@@ -1043,15 +1057,7 @@ def test_any_command_sequence_keeps_the_lifecycle_rules(
     dismissal is tried at one point of some examples (drawn as often as the rest, it would
     end most of them at once)."""
     drive = Drive()
-    for n, ((name, *args), wait) in enumerate(zip(commands, minutes, strict=False)):
-        if n == dismiss_at:
-            drive.run("dismiss", [], 0)
-        if n % every == every - 1:
-            drive.advance(hazard, grade, 0, chores)
-        if name == "advance":
-            drive.advance(args[0], args[1], wait, chores)
-        else:
-            drive.run(name, args, wait)
+    drive.play(commands, minutes, every, chores, hazard, grade, dismiss_at)
     # The whole history replays from scratch to the aggregate's view, and every prefix of
     # it replays, each to its own version (a fold: replaying prefix n is its first n steps;
     # the prefixes that end a command were compared with the aggregate's view in check).

@@ -96,13 +96,7 @@ def test_the_fast_replay_gives_the_history_the_library_folds(
     stored as JSON: the fast replay and the library's fold agree, and both agree with the
     aggregate that recorded the history."""
     drive = Drive()
-    for n, ((name, *args), wait) in enumerate(zip(commands, minutes, strict=False)):
-        if n % every == every - 1:
-            drive.advance(hazard, grade, 0, chores)
-        if name == "advance":
-            drive.advance(args[0], args[1], wait, chores)
-        else:
-            drive.run(name, args, wait)
+    drive.play(commands, minutes, every, chores, hazard, grade)
     rows = stored(drive.history, imported)
     rows = [as_json(r) if n in json_rows else r for n, r in enumerate(rows)]
     history = assert_same_history(rows)

@@ -372,29 +372,13 @@ def _unit_released(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> 
     unit.status = common_pb2.UNIT_STATUS_AVAILABLE
 
 
-def _contained(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    v.state = pb.INCIDENT_STATE_CONTAINED
-    v.contained_at.CopyFrom(meta.occurred_at)
+def _phase(state: pb.IncidentState.ValueType, stamp: str) -> Step:
+    """The step of an event that moves the incident to a phase and stamps when it did."""
+    def step(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+        v.state = state
+        getattr(v, stamp).CopyFrom(meta.occurred_at)
 
-
-def _recovery_started(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    v.state = pb.INCIDENT_STATE_RECOVERING
-    v.recovery_started_at.CopyFrom(meta.occurred_at)
-
-
-def _recovered(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    v.state = pb.INCIDENT_STATE_RECOVERED
-    v.recovered_at.CopyFrom(meta.occurred_at)
-
-
-def _closed(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    v.state = pb.INCIDENT_STATE_CLOSED
-    v.closed_at.CopyFrom(meta.occurred_at)
-
-
-def _dismissed(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    v.state = pb.INCIDENT_STATE_DISMISSED
-    v.dismissed_at.CopyFrom(meta.occurred_at)
+    return step
 
 
 def _grade_changed(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
@@ -508,11 +492,11 @@ _STEPS: dict[str, Step] = {
     "resource_shortfall": _resource_shortfall,
     "unit_status_reported": _unit_status_reported,
     "unit_released": _unit_released,
-    "contained": _contained,
-    "recovery_started": _recovery_started,
-    "recovered": _recovered,
-    "closed": _closed,
-    "dismissed": _dismissed,
+    "contained": _phase(pb.INCIDENT_STATE_CONTAINED, "contained_at"),
+    "recovery_started": _phase(pb.INCIDENT_STATE_RECOVERING, "recovery_started_at"),
+    "recovered": _phase(pb.INCIDENT_STATE_RECOVERED, "recovered_at"),
+    "closed": _phase(pb.INCIDENT_STATE_CLOSED, "closed_at"),
+    "dismissed": _phase(pb.INCIDENT_STATE_DISMISSED, "dismissed_at"),
     "grade_changed": _grade_changed,
     "plan_activated": _plan_activated,
     "commander_assigned": _commander_assigned,
