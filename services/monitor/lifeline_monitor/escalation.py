@@ -426,10 +426,18 @@ class Chains:
         return self.app.record(*aggregates, tracking=tracking)
 
 
+def next_due(chain: pb.Escalation) -> tuple[datetime | None, timedelta]:
+    """When a running chain's next step falls due on the field clock (kept on the read
+    model, so the watch reads only the chains due, not every one running)."""
+    running = chain.status == S.ESCALATION_STATUS_RUNNING and chain.HasField("next_due")
+    return (from_timestamp(chain.next_due) if running else None), timedelta(0)
+
+
 def rows_for(aggregate: ProtoAggregate) -> list[ViewRow]:
     if isinstance(aggregate, Escalation):
         chain = aggregate.view
-        return [ViewRow("escalation", chain.warning_id, chain, status=S.Name(chain.status))]
+        return [ViewRow("escalation", chain.warning_id, chain, status=S.Name(chain.status),
+                        due=next_due(chain)[0])]
     if isinstance(aggregate, Notification):
         n = aggregate.view
         return [ViewRow("notification", f"{n.party}|{n.warning_id}", n,
@@ -491,19 +499,16 @@ def watch(rt: Runtime, chains: Chains, field_now: Callable[[], datetime | None])
         now = field_now()
         if now is None:
             return
-        due: list[str] = []
-        token = ""
-        while True:
-            page, token = await rt.views.page("escalation", pb.Escalation, page_size=1000,
-                                              page_token=token,
-                                              status=S.Name(S.ESCALATION_STATUS_RUNNING))
-            due.extend(c.warning_id for c in page
-                       if c.HasField("next_due") and from_timestamp(c.next_due) <= now)
-            if not token:
-                break
+        due = [c.warning_id for c in await rt.views.due(
+            "escalation", pb.Escalation, service_now=rt.now(), field_now=now)]
         for warning_id in due:
             await rt.write(lambda w=warning_id: (  # type: ignore[misc]
                 None, chains.record(chains.fire_due(w, now, rt.now()))),
                 read_your_writes=True)  # the next check reads the view
 
+    async def fill_due() -> None:
+        # Chains projected before the read model kept their next step's time.
+        await rt.views.fill_due("escalation", pb.Escalation, next_due)
+
+    rt.on_start(fill_due)
     rt.every("monitor escalation chains", WATCH_SECONDS, check)
