@@ -94,11 +94,27 @@ class IncidentState:
         self.view = pb.Incident()
         #: The field time offset last written, in microseconds (most steps repeat it).
         self._offset: int | None = None
-        #: Index in view.units of each unit's latest stint.
-        self._units: dict[str, int] = {}
-        #: Index in view.orders / view.recovery_tasks of the first with each id.
-        self._orders: dict[str, int] = {}
-        self._tasks: dict[str, int] = {}
+        #: Each unit's latest stint in view.units, and the first order and recovery task
+        #: with each id in view.orders / view.recovery_tasks: the view's own elements, held
+        #: (indexing a repeated field costs more than most steps).
+        self._units: dict[str, pb.IncidentUnit] = {}
+        self._orders: dict[str, pb.Order] = {}
+        self._tasks: dict[str, pb.RecoveryTask] = {}
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> IncidentState:
+        """A copy with its own view, and indexes into that view (not into this one)."""
+        clone = IncidentState()
+        clone.view.CopyFrom(self.view)
+        clone._offset = self._offset
+        v = clone.view
+        clone._units = {u.unit_id: u for u in v.units}
+        clone._orders = {}
+        for order in v.orders:
+            clone._orders.setdefault(order.id, order)
+        for task in v.recovery_tasks:
+            clone._tasks.setdefault(task.id, task)
+        memo[id(self)] = clone
+        return clone
 
     @classmethod
     def replay(cls, events: Iterable[pb.IncidentEvent]) -> IncidentState:
@@ -108,8 +124,7 @@ class IncidentState:
 
     def unit(self, unit_id: str) -> pb.IncidentUnit | None:
         """The unit's latest stint with the incident (a released unit may come back)."""
-        index = self._units.get(unit_id)
-        return None if index is None else self.view.units[index]
+        return self._units.get(unit_id)
 
     def deployed_units(self) -> list[pb.IncidentUnit]:
         return [u for u in self.view.units if not u.released]
@@ -186,18 +201,22 @@ class IncidentState:
             duration.seconds, duration.nanos = seconds, micros * 1000
 
     def _order_of(self, event: Any) -> pb.Order:
-        index = self._orders.get(event.order_id)
-        assert index is not None
-        order: pb.Order = self.view.orders[index]
+        order = self._orders.get(event.order_id)
+        if order is None:
+            raise ValueError(f"order {event.order_id!r} was never issued")
         return order
 
+    def _unit_of(self, event: Any) -> pb.IncidentUnit:
+        unit = self._units.get(event.unit_id)
+        if unit is None:
+            raise ValueError(f"unit {event.unit_id!r} was never assigned to the incident")
+        return unit
+
     def order(self, order_id: str) -> pb.Order | None:
-        index = self._orders.get(order_id)
-        return None if index is None else self.view.orders[index]
+        return self._orders.get(order_id)
 
     def task(self, task_id: str) -> pb.RecoveryTask | None:
-        index = self._tasks.get(task_id)
-        return None if index is None else self.view.recovery_tasks[index]
+        return self._tasks.get(task_id)
 
     def open_orders(self) -> list[pb.Order]:
         """Orders not yet closed: neither verified by the commander nor cancelled."""
@@ -342,12 +361,10 @@ def _material_returned(s: IncidentState, v: pb.Incident, event: Any, meta: Meta)
 def _unit_assigned(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
     if v.state == pb.INCIDENT_STATE_DECLARED:
         v.state = pb.INCIDENT_STATE_RESPONDING
-    units = v.units
-    unit_id = event.unit_id
-    s._units[unit_id] = len(units)
-    units.add(unit_id=unit_id, unit_kind=event.unit_kind,
-              status=common_pb2.UNIT_STATUS_ASSIGNED, assigned_at=meta.occurred_at,
-              distance_km=event.distance_km)
+    unit = s._units[event.unit_id] = v.units.add()
+    unit.unit_id, unit.unit_kind = event.unit_id, event.unit_kind
+    unit.status, unit.distance_km = common_pb2.UNIT_STATUS_ASSIGNED, event.distance_km
+    unit.assigned_at.CopyFrom(meta.occurred_at)
 
 
 def _resource_shortfall(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
@@ -356,18 +373,14 @@ def _resource_shortfall(s: IncidentState, v: pb.Incident, event: Any, meta: Meta
 
 def _unit_status_reported(s: IncidentState, v: pb.Incident, event: Any, meta: Meta
                           ) -> None:
-    index = s._units.get(event.unit_id)
-    assert index is not None
-    unit = v.units[index]
+    unit = s._unit_of(event)
     status = unit.status = event.status
     if status == common_pb2.UNIT_STATUS_ON_SCENE and not unit.HasField("on_scene_at"):
         unit.on_scene_at.CopyFrom(meta.occurred_at)
 
 
 def _unit_released(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    index = s._units.get(event.unit_id)
-    assert index is not None
-    unit = v.units[index]
+    unit = s._unit_of(event)
     unit.released = True
     unit.status = common_pb2.UNIT_STATUS_AVAILABLE
 
@@ -394,11 +407,13 @@ def _response_reopened(s: IncidentState, v: pb.Incident, event: Any, meta: Meta)
 
 
 def _plan_activated(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    v.plan.CopyFrom(pb.ActivePlan(
-        plan_id=event.plan_id, plan_version=event.plan_version,
-        content_hash=event.content_hash, grade=event.grade,
-        response_time_target_minutes=event.response_time_target_minutes,
-        departments_notified=event.departments_notified, materials=event.materials))
+    plan = v.plan
+    plan.Clear()
+    plan.plan_id, plan.plan_version = event.plan_id, event.plan_version
+    plan.content_hash, plan.grade = event.content_hash, event.grade
+    plan.response_time_target_minutes = event.response_time_target_minutes
+    plan.departments_notified.extend(event.departments_notified)
+    plan.materials.extend(event.materials)
 
 
 def _commander_assigned(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
@@ -413,17 +428,16 @@ def _situation_reported(s: IncidentState, v: pb.Incident, event: Any, meta: Meta
 
 
 def _recovery_task_added(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    tasks = v.recovery_tasks
-    s._tasks.setdefault(event.task_id, len(tasks))
-    tasks.add(id=event.task_id, kind=event.kind, owner=event.owner,
-              description=event.description)
+    task = v.recovery_tasks.add(id=event.task_id, kind=event.kind, owner=event.owner,
+                                description=event.description)
+    s._tasks.setdefault(event.task_id, task)
 
 
 def _recovery_task_completed(s: IncidentState, v: pb.Incident, event: Any, meta: Meta
                              ) -> None:
-    index = s._tasks.get(event.task_id)
-    assert index is not None
-    task = v.recovery_tasks[index]
+    task = s._tasks.get(event.task_id)
+    if task is None:
+        raise ValueError(f"recovery task {event.task_id!r} was never added")
     task.done = True
     task.done_at.CopyFrom(meta.occurred_at)
 
@@ -434,14 +448,16 @@ def _reviewed(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
 
 
 def _order_issued(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    orders = v.orders
-    s._orders.setdefault(event.order_id, len(orders))
-    orders.add(
-        id=event.order_id, department=event.department, unit_id=event.unit_id,
-        tier=event.tier, instruction=event.instruction, life_safety=event.life_safety,
-        status=pb.ORDER_STATUS_ISSUED, issued_at=meta.occurred_at,
-        acknowledge_by=event.acknowledge_by, complete_by=event.complete_by, issued_by=meta.actor,
-        plan_order_id=event.plan_order_id)
+    # Field by field: a message given to add() as a keyword costs more than a CopyFrom.
+    order = v.orders.add()
+    order.id, order.department, order.unit_id = event.order_id, event.department, event.unit_id
+    order.tier, order.instruction = event.tier, event.instruction
+    order.life_safety, order.status = event.life_safety, pb.ORDER_STATUS_ISSUED
+    order.issued_by, order.plan_order_id = meta.actor, event.plan_order_id
+    order.issued_at.CopyFrom(meta.occurred_at)
+    order.acknowledge_by.CopyFrom(event.acknowledge_by)
+    order.complete_by.CopyFrom(event.complete_by)
+    s._orders.setdefault(event.order_id, order)
 
 
 def _order_acknowledged(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
