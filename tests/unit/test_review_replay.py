@@ -168,3 +168,21 @@ def test_steps_recorded_without_a_recording_time_fold_the_same_in_one_pass() -> 
     assert batch.view == one_by_one.view
     assert batch.view.field_time_offset == \
         IncidentState.replay(history[:-4]).view.field_time_offset
+
+
+def test_a_copied_state_folds_on_into_its_own_view() -> None:
+    """The fold holds the view's units, orders and tasks; a copy (the repository hands
+    out one per use of a cached incident) must hold its own, or the next events would
+    change the original's view and not the copy's."""
+    history = generate(DemandSpec(incidents=1, seed=4, false_alarms=0))[0]
+    fields = [e.WhichOneof("event") for e in history]
+    half = fields.index("order_acknowledged")  # units and orders exist, and change after
+    original = IncidentState.replay(history[:half])
+    before = pb.Incident()
+    before.CopyFrom(original.view)
+    clone = copy.deepcopy(original)
+    clone.extend(history[half:])
+    assert original.view == before
+    assert clone.view == IncidentState.replay(history).view
+    assert clone.order(history[half].order_acknowledged.order_id).status != \
+        pb.ORDER_STATUS_ISSUED
