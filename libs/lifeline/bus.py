@@ -126,6 +126,8 @@ class OutboxRelay(LogFollower):
                 continue  # internal records (idempotency keys) stay in the service
             aggregate_class = _aggregate_class(event)
             wrapper = event.message(aggregate_class.EVENT_TYPE)
+            if not aggregate_class.relayed(wrapper):
+                continue
             subject = subject_for(self.service, wrapper, aggregate_class)
             headers = {
                 "Nats-Msg-Id": f"{event.originator_id}/{event.originator_version}",

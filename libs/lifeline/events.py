@@ -161,6 +161,12 @@ class ProtoAggregate(Aggregate):
     def when(self, wrapper: Message) -> None:
         raise NotImplementedError
 
+    @classmethod
+    def relayed(cls, wrapper: Message) -> bool:
+        """Whether the outbox relay publishes this event on the service's stream (every
+        event, unless the aggregate says otherwise)."""
+        return True
+
     def when_all(self, wrappers: Sequence[Message]) -> None:
         """`when` for each event of a replay, in order; an aggregate may fold them in one
         pass to the same state."""

@@ -26,6 +26,8 @@ from lifeline.incident.model import Incident
 from lifeline.incident.v1 import incident_pb2
 from lifeline.parking import Parking, parking_id
 from lifeline.store import ServiceApplication
+from lifeline_review.application import ReviewApp
+from lifeline_review.demand import DemandSpec, generate
 from nats.js import JetStreamContext
 
 NOW = datetime(2026, 7, 20, 8, 0, tzinfo=UTC)
@@ -150,6 +152,24 @@ async def test_relay_takes_what_its_process_committed_and_reads_only_the_rest(
         ("lifeline.ledger.incident.opened", f"{i.id}/1") for i in (first, second, third, fourth)]
     app.close()
     other.close()
+
+
+async def test_review_publishes_what_it_decides_not_its_copy_of_dispatch_events(
+        js: JetStreamContext, database_url: str) -> None:
+    """Review keeps a copy of every incident event; the copies stay in review (they are
+    dispatch's events, on dispatch's stream already), an imported history goes out."""
+    app = ReviewApp(database_url)
+    await bus.ensure_stream(js, "review")
+    live, other = generate(DemandSpec(incidents=2, seed=3, false_alarms=0))
+    for event in live[:3]:
+        app.keep(event, NOW, None)
+    imported, _ = app.import_history(other, Cause("evaluator", NOW), NOW)
+    last = app.recorder.max_notification_id()
+    relay = bus.OutboxRelay(app, js, "review")
+    await run_until(relay, lambda: relay.position == last)
+    assert await stream_subjects(js, "LIFELINE_REVIEW") == [
+        ("lifeline.review.history.imported", f"{imported.id}/1")]
+    app.close()
 
 
 def test_tracking_refuses_repeats_in_either_order(database_url: str) -> None:

@@ -40,6 +40,13 @@ class IncidentHistory(ProtoAggregate):
         self.state.apply(recorded.event)
         self.events.append(recorded.event)
 
+    @classmethod
+    def relayed(cls, wrapper: Message) -> bool:
+        """Review publishes what it decides (an import), not its copy of each incident
+        event: that is dispatch's event, already on dispatch's stream; echoing it doubled
+        the bus's traffic for no reader."""
+        return wrapper.WhichOneof("event") != "recorded"
+
     def when_all(self, wrappers: Sequence[Message]) -> None:
         """A replay's events: the incident's events in one pass of its fold."""
         which: Any = pb.HistoryEvent.WhichOneof
