@@ -218,6 +218,9 @@ class Delivery:
     message_type: type[Message] | None  # None: a type this consumer does not know
     handled: bool  # False: an event of the aggregate this consumer only tracks
     since: float = field(default_factory=time.monotonic)
+    #: Taken as its aggregate's first without asking the store (see Inbox._position): its
+    #: write refuses it if a later version was taken.
+    first: bool = False
 
     @property
     def tracking(self) -> Tracking:
@@ -368,6 +371,16 @@ class Inbox:
         remembered = self._last.get(delivery.key)
         if remembered is not None and delivery.version == remembered + 1:
             return remembered, False
+        if remembered is None and delivery.version == 1 and \
+                (delivery.key, 1) not in self._attempts:
+            # The first event of an aggregate new to this inbox (each warning, incident and
+            # request starts so): taken without a round trip. Its write says whether that
+            # was right: the tracking row's key refuses a repeat, a guard refuses it when a
+            # later version was taken (and so parked, or parked behind: nothing parked
+            # without its tracking row), and the retry then asks the store.
+            delivery.first = True
+            self._unparked[delivery.key] = None
+            return 0, False
         last, seen, parked = await asyncio.to_thread(
             self.app.inbox_state, delivery.key, delivery.version,
             parking_id(self.consumer, delivery.aggregate_id))
@@ -487,8 +500,9 @@ class Inbox:
         except Exception as error:
             self._unparked.pop(delivery.key, None)
             _, seen = await asyncio.to_thread(self.app.inbox_position, *ident)
-            if seen:  # another instance took it meanwhile (our write conflicted)
+            if seen:  # taken before, or by another instance meanwhile (our write conflicted)
                 await self._settle(delivery.msg)
+                self.processed += 1
                 return True
             attempts = self._attempts[ident] = self._attempts.get(ident, 0) + 1
             if attempts >= self.max_attempts:
@@ -526,7 +540,8 @@ class Inbox:
             if len(self._unparked) > MAX_REMEMBERED:
                 del self._unparked[next(iter(self._unparked))]
         wrapper = delivery.message_type.FromString(delivery.msg.data)
-        with self.app.also_tracking([d.tracking for d in self._deferred.values()]) as also:
+        with self.app.also_tracking([d.tracking for d in self._deferred.values()],
+                                    delivery.tracking if delivery.first else None) as also:
             await self._handle(delivery.msg.subject, wrapper, delivery.msg.headers or {},
                                delivery.tracking)
         if also.written:

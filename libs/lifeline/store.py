@@ -53,10 +53,22 @@ def ensure_schema(database_url: str, schema: str) -> None:
 class AlsoTracking:
     """Tracking rows of upstream events a consumer only tracks (it does not react to them),
     written with the next tracked write in the same transaction rather than one
-    transaction each; `written` says whether one took them."""
+    transaction each; `written` says whether one took them. `first`: a tracking row the
+    consumer took as the first of its aggregate without asking the store; the write
+    refuses it (`NotNext`) if a later version of the aggregate was taken before."""
 
-    def __init__(self, rows: Sequence[Tracking]) -> None:
-        self.rows, self.written = list(rows), False
+    def __init__(self, rows: Sequence[Tracking], first: Tracking | None = None) -> None:
+        self.rows, self.written, self.first = list(rows), False, first
+
+
+class NotNext(Exception):
+    """A consumer's write of an upstream event whose aggregate already has a later version
+    taken (a straggler after a gap was parked): nothing was written."""
+
+
+class AlreadyTaken(Exception):
+    """A consumer's write of an upstream event it took before (its tracking row's key):
+    nothing was written; not a conflict to retry."""
 
 
 class StoreRecorder(PostgresProcessRecorder):
@@ -69,7 +81,7 @@ class StoreRecorder(PostgresProcessRecorder):
     and the library's write took eight (BEGIN, tracking row, tracked-only rows, lock
     timeout, table lock, NOTIFY, events, COMMIT), each a wait for a core on a busy machine.
     Here the small ones go as one simple-protocol query (BEGIN, tracking rows, lock
-    timeout, lock, NOTIFY: ids and numbers only, quoted by psycopg), then the events with
+    timeout, lock: ids and numbers only, quoted by psycopg), then the events with
     their parameters, then COMMIT. No retry loop either: an outage is answered at once
     (UNAVAILABLE), and the caller retries with its idempotency key."""
 
@@ -91,7 +103,17 @@ class StoreRecorder(PostgresProcessRecorder):
         tracking: Tracking | None = kwargs.get("tracking")
         also = _also_tracking.get()
         first: list[sql.Composable] = [sql.SQL("BEGIN")]
+        guarded = tracking is not None and also is not None and also.first == tracking
         if tracking is not None:
+            if guarded:
+                # Fails (division by zero) if a later version of the aggregate was taken.
+                first.append(sql.SQL(
+                    "SELECT 1 / (NOT EXISTS (SELECT 1 FROM {}.{} WHERE application_name = {} "
+                    "AND notification_id > {}))::int").format(
+                    sql.Identifier(self.datastore.schema),
+                    sql.Identifier(self.tracking_table_name),
+                    sql.Literal(tracking.application_name),
+                    sql.Literal(tracking.notification_id)))
             first.append(self._tracking_rows([tracking], if_new=False))
             if also is not None and also.rows:
                 # Another instance may have taken some already: theirs stand.
@@ -99,8 +121,11 @@ class StoreRecorder(PostgresProcessRecorder):
         if stored_events:
             locks = [s for s in self.lock_table_statements if isinstance(s, sql.Composable)]
             assert len(locks) == len(self.lock_table_statements), "the table lock is composed"
-            first.extend([*locks, sql.SQL("NOTIFY {}").format(
-                sql.Identifier(self.channel_name))])
+            # No NOTIFY: nothing here LISTENs (followers are woken in process, and poll
+            # for other processes' writes), and a NOTIFY serialises every notifying commit
+            # in the cluster, WAL flush included, behind one lock (PostgreSQL's notify
+            # queue): each service's commits waited for the others'.
+            first.extend(locks)
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             self._check_has_multi_row_tracking_table(curs)
             try:
@@ -108,9 +133,14 @@ class StoreRecorder(PostgresProcessRecorder):
                 ids: Sequence[int] = []
                 if stored_events:
                     PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events)
-                    ids = self._fetch_ids_after_insert_events(
-                        curs, stored_events, **kwargs) or []
+                    ids = self._fetch_ids_after_insert_events(curs, stored_events) or []
                 curs.execute("COMMIT", prepare=False)
+            except psycopg.errors.DivisionByZero:
+                with contextlib.suppress(Exception):
+                    curs.execute("ROLLBACK", prepare=False)
+                assert tracking is not None
+                raise NotNext(f"{tracking.application_name} version {tracking.notification_id}"
+                              " is not the next: a later version was taken") from None
             except BaseException:
                 with contextlib.suppress(Exception):
                     curs.execute("ROLLBACK", prepare=False)
@@ -221,6 +251,9 @@ class ServiceApplication(Application):
         try:
             recordings = self._record(processing)
         except IntegrityError as error:
+            if tracking is not None and self._on_tracking(error):
+                raise AlreadyTaken(f"{tracking.application_name} version "
+                                   f"{tracking.notification_id} was taken before") from error
             raise Conflict("changed concurrently by another request; retry") from error
         self._take_snapshots(processing)
         if recordings:
@@ -231,10 +264,19 @@ class ServiceApplication(Application):
                 listener(notifications)
         return recordings
 
+    def _on_tracking(self, error: IntegrityError) -> bool:
+        """Whether a write failed on the tracking table (an upstream event taken before),
+        not on the events table (another writer of the aggregate)."""
+        diag = getattr(error.__cause__, "diag", None)
+        table = getattr(self.process_recorder, "tracking_table_name", None)
+        return diag is not None and table is not None and diag.table_name == table
+
     @contextlib.contextmanager
-    def also_tracking(self, rows: Sequence[Tracking]) -> Iterator[AlsoTracking]:
-        """Within this block, the next write with a tracking row also writes these."""
-        also = AlsoTracking(rows)
+    def also_tracking(self, rows: Sequence[Tracking], first: Tracking | None = None
+                      ) -> Iterator[AlsoTracking]:
+        """Within this block, the next write with a tracking row also writes these (and
+        refuses `first` if it is not the next of its aggregate; see AlsoTracking)."""
+        also = AlsoTracking(rows, first)
         token = _also_tracking.set(also)
         try:
             yield also
@@ -300,12 +342,23 @@ class ServiceApplication(Application):
         event. An id with no events is left out."""
         recorder = self.process_recorder
         assert isinstance(recorder, PostgresProcessRecorder)
-        cache = self.repository.cache
-        known: dict[UUID, Any] = {}
+        repository, known = self.repository, {}
         for aggregate_id in dict.fromkeys(ids):
-            with contextlib.suppress(KeyError):
-                if cache is not None:
-                    known[aggregate_id] = cache.get(aggregate_id)
+            if repository.cache is None:
+                break
+            try:
+                cached = repository.cache.get(aggregate_id)
+            except KeyError:
+                continue
+            # A copy taken under the lock the repository fast-forwards a cached aggregate
+            # under (in place, on another thread: the projector's reads), so its version
+            # and state are one moment's; the rows read next follow on from that version.
+            lock = repository._use_fastforward_lock(aggregate_id)
+            try:
+                with lock:
+                    known[aggregate_id] = copy.deepcopy(cached)
+            finally:
+                repository._disuse_fastforward_lock(aggregate_id)
         after = [known[i].version if i in known else 0 for i in dict.fromkeys(ids)]
         statement = sql.SQL(
             "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM {}.{} e "
@@ -317,7 +370,7 @@ class ServiceApplication(Application):
         with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(statement, (list(dict.fromkeys(ids)), after))
             rows: list[Any] = curs.fetchall()
-        found = {i: copy.deepcopy(a) for i, a in known.items()}
+        found: dict[UUID, Any] = dict(known)
         to_event = self.mapper.to_domain_event
         for aggregate_id, group in itertools.groupby(rows, key=lambda r: r["originator_id"]):
             aggregate = fold(found.get(aggregate_id), [to_event(StoredEvent(

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 import pytest
 from eventsourcing.persistence import Tracking
 from lifeline.common.v1 import common_pb2
-from lifeline.errors import Conflict
 from lifeline.events import Cause
 from lifeline.monitor.v1 import monitor_pb2 as pb
+from lifeline.store import AlreadyTaken, NotNext
 from lifeline_monitor.application import MonitorApp
 from lifeline_monitor.domain import Sensor
 
@@ -59,21 +59,39 @@ def test_many_large_events_in_one_transaction_commit(app: MonitorApp) -> None:
 
 
 def test_a_consumer_write_is_all_or_nothing_and_a_repeat_is_refused(app: MonitorApp) -> None:
-    """The write sends its tracking rows, lock and NOTIFY as one query: a repeated
-    tracking row still refuses the whole write, and the tracked-only rows riding along
-    are written with it or not at all."""
+    """The write sends its tracking rows and lock as one query: a repeated tracking row
+    still refuses the whole write (as a repeat, not a conflict to retry), and the
+    tracked-only rows riding along are written with it or not at all."""
     first = Tracking("dispatch/incident-1", 1)
     with app.also_tracking([Tracking("dispatch/incident-2", 1)]) as also:
         app.record(sensor("one"), tracking=first)
     assert also.written
     assert app.inbox_position("dispatch/incident-2", 1) == (1, True)
-    with pytest.raises(Conflict), app.also_tracking([Tracking("dispatch/incident-3", 1)]):
+    with pytest.raises(AlreadyTaken), \
+            app.also_tracking([Tracking("dispatch/incident-3", 1)]):
         app.record(sensor("two"), tracking=first)  # the same upstream event again
     assert app.find(Sensor, sensor("two").id) is None
     assert app.inbox_position("dispatch/incident-3", 1) == (0, False)
     app.record(sensor("three"), tracking=Tracking("dispatch/incident-1", 2))  # table free
     app.track([Tracking("dispatch/incident-4", 1), Tracking("dispatch/incident-2", 1)])
     assert app.inbox_position("dispatch/incident-4", 1) == (1, True)
+
+
+def test_a_first_taken_unasked_is_refused_when_a_later_version_was_taken(
+        app: MonitorApp) -> None:
+    """An inbox takes an aggregate's first event without asking the store; the write
+    refuses it, whole, when a later version of that aggregate was taken (parked after a
+    gap), so the straggler is never applied after it."""
+    app.track([Tracking("dispatch/incident-9", 2)])
+    straggler = Tracking("dispatch/incident-9", 1)
+    with pytest.raises(NotNext, match="incident-9 version 1 is not the next"), \
+            app.also_tracking([Tracking("dispatch/incident-8", 1)], first=straggler):
+        app.record(sensor("late"), tracking=straggler)
+    assert app.find(Sensor, sensor("late").id) is None
+    assert app.inbox_position("dispatch/incident-8", 1) == (0, False)
+    with app.also_tracking([], first=Tracking("dispatch/incident-7", 1)):
+        app.record(sensor("new"), tracking=Tracking("dispatch/incident-7", 1))
+    assert app.inbox_position("dispatch/incident-7", 1) == (1, True)
 
 
 def test_many_aggregates_load_in_one_query_as_the_repository_shows_them(
