@@ -51,6 +51,11 @@ class LogFollower(ABC):
         #: log (a thread hop and a query on every hop of a dispatch). The log stays the
         #: source: anything not here (a gap, a restart, a batch too many) is read.
         self._fresh: dict[int, Notification] = {}
+        #: How long a batch may wait before it is handled while nobody waits for it
+        #: (`wait_for`), gathering what is committed meanwhile into the same batch.
+        self.linger = 0.0
+        self._wanted = asyncio.Event()
+        self._wanted_upto = 0  # the highest notification id someone waits for
         loop = asyncio.get_running_loop()
 
         def committed(notifications: Sequence[Notification]) -> None:  # a writer's thread
@@ -63,12 +68,20 @@ class LogFollower(ABC):
             self._fresh.update((n.id, n) for n in notifications)
         self._wake.set()
 
-    def _take_fresh(self, after: int) -> list[Notification]:
+    def _take_fresh(self, after: int, limit: int | None = None) -> list[Notification]:
         taken: list[Notification] = []
-        while len(taken) < self.batch and (n := self._fresh.pop(after + 1, None)) is not None:
+        limit = self.batch if limit is None else limit
+        while len(taken) < limit and (n := self._fresh.pop(after + 1, None)) is not None:
             taken.append(n)
             after = n.id
         return taken
+
+    async def _linger(self) -> None:
+        """Wait up to `linger` seconds unless, or until, someone waits for this follower."""
+        if self.linger and self._wanted_upto <= (self.position or 0):
+            self._wanted.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wanted.wait(), self.linger)
 
     @abstractmethod
     async def load_position(self) -> int:
@@ -83,6 +96,9 @@ class LogFollower(ABC):
 
     async def wait_for(self, notification_id: int, timeout: float = 10.0) -> None:
         """Wait until this follower has handled the given notification."""
+        if (self.position or 0) < notification_id:
+            self._wanted_upto = max(self._wanted_upto, notification_id)
+            self._wanted.set()
         async with self._advanced:
             await asyncio.wait_for(self._advanced.wait_for(
                 lambda: (self.position or 0) >= notification_id), timeout)
@@ -100,6 +116,11 @@ class LogFollower(ABC):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_FLOOR_SECONDS)
             return
+        if self.linger:
+            await self._linger()
+            more = self._take_fresh(notifications[-1].id, self.batch - len(notifications))
+            if more:
+                notifications = [*notifications, *more]
         await self.handle(notifications)
         async with self._advanced:
             self.position = notifications[-1].id

@@ -182,6 +182,10 @@ class Views:
         return [message_type.FromString(r["doc"]) for r in rows]
 
 
+#: How long the projector lets a batch nobody waits for gather more (see `Projector`).
+PROJECTOR_LINGER_SECONDS = 0.1
+
+
 class Projector(LogFollower):
     """Keeps a service's view table up to date with its event store."""
 
@@ -190,6 +194,10 @@ class Projector(LogFollower):
                  ) -> None:
         super().__init__(app, f"{service} projector")
         self.views, self.rows_for, self.saved = views, rows_for, saved
+        # What nobody waits for (a consumer's write) is projected a little later, with
+        # whatever else was committed by then: the view writes stay off the moment the
+        # next service is working on the event, and several writes cost one save.
+        self.linger = PROJECTOR_LINGER_SECONDS
 
     async def load_position(self) -> int:
         return await self.views.position()

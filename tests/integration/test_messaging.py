@@ -10,18 +10,19 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import nats
 import pytest
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import Notification, Tracking
 from google.protobuf.message import Message
 from lifeline import bus
 from lifeline.common.v1 import common_pb2
 from lifeline.devstack import EmbeddedNats
 from lifeline.events import Cause, meta_of
+from lifeline.follow import LogFollower
 from lifeline.incident.model import Incident
 from lifeline.incident.v1 import incident_pb2
 from lifeline.parking import Parking, parking_id
@@ -154,6 +155,44 @@ async def test_relay_takes_what_its_process_committed_and_reads_only_the_rest(
     other.close()
 
 
+class Batches(LogFollower):
+    """A follower that notes the batches it is handed."""
+
+    def __init__(self, app: ServiceApplication) -> None:
+        super().__init__(app, "batches")
+        self.seen: list[list[int]] = []
+
+    async def load_position(self) -> int:
+        return 0
+
+    async def handle(self, notifications: Sequence[Notification]) -> None:
+        self.seen.append([n.id for n in notifications])
+
+
+async def test_a_lingering_follower_gathers_writes_and_a_waiter_ends_the_wait(
+        database_url: str) -> None:
+    """The projector lingers on what nobody waits for (a consumer's write), gathering the
+    writes that follow into one batch; a caller waiting to read its own write ends the
+    linger at once."""
+    app = Ledger(database_url)
+    follower = Batches(app)
+    follower.linger = 30.0
+    task = asyncio.create_task(follower.run())
+    try:
+        open_incident(app, "w-linger-1")
+        open_incident(app, "w-linger-2")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await follower.wait_for(2, timeout=5)
+        assert loop.time() - started < 5
+        assert follower.seen == [[1, 2]]
+    finally:
+        follower.stopping.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        app.close()
+
+
 async def test_review_publishes_what_it_decides_not_its_copy_of_dispatch_events(
         js: JetStreamContext, database_url: str) -> None:
     """Review keeps a copy of every incident event; the copies stay in review (they are
@@ -221,8 +260,9 @@ async def test_redelivered_messages_change_nothing(js: JetStreamContext,
     first = inbox("copier")
     await run_until(first, lambda: first.processed == 5)
     assert sorted(handled) == [f"w-{n}" for n in range(5)]
-    # A second durable consumer delivers every message again: the same stream positions,
-    # so the handler is not even called and nothing is written twice.
+    # A second durable consumer delivers every message again: the same event identities,
+    # so each write is refused as a repeat (the tracking rows' key) and nothing is written
+    # twice.
     replay = inbox("copier-replay")
     await run_until(replay, lambda: replay.processed == 5)
     assert len(handled) == 5
