@@ -238,8 +238,12 @@ async def measure(stack: Stack, runs: int, fleet: int) -> dict[int, list[list[fl
     bench = Bench(stack)
     nc = await bus.connect(stack.nats_url or "", "bench", **stack.nats_login())
     bench.js = nc.jetstream()
-    for subject in ("monitor.warning", "dispatch.incident", "resources"):
-        await nc.subscribe(f"lifeline.{subject}.>", cb=bench.seen.on_message)
+    # Only the events the runs wait for: the bench shares the machine with the stack, and
+    # decoding every event of every service would take a core's share from it.
+    for subject in ("monitor.warning.raised", "dispatch.incident.opened",
+                    "dispatch.incident.resources_requested", "dispatch.incident.unit_assigned",
+                    "resources.request.answered", "resources.unit.released"):
+        await nc.subscribe(f"lifeline.{subject}", cb=bench.seen.on_message)
     results = {}
     for size in (100, fleet):
         await bench.grow_fleet(size)
