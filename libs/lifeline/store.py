@@ -72,7 +72,8 @@ class AlreadyTaken(Exception):
 
 
 class StoreRecorder(PostgresProcessRecorder):
-    """The library's recorder, writing without psycopg's pipeline mode, in three round trips.
+    """The library's recorder, writing without psycopg's pipeline mode, in one round trip
+    (three for a large write).
 
     In pipeline mode a statement larger than the socket's send buffer (a 1 MiB field, a
     long imported history) deadlocks: the client waits for results while the server still
@@ -80,8 +81,9 @@ class StoreRecorder(PostgresProcessRecorder):
     every later write of the service times out. Without it, each statement is a round trip,
     and the library's write took eight (BEGIN, tracking row, tracked-only rows, lock
     timeout, table lock, NOTIFY, events, COMMIT), each a wait for a core on a busy machine.
-    Here the small ones go as one simple-protocol query (BEGIN, tracking rows, lock
-    timeout, lock: ids and numbers only, quoted by psycopg), then the events with
+    Here a write of up to INLINE_MAX_BYTES of events is one simple-protocol query (BEGIN,
+    tracking rows, lock timeout, lock, the events as literals, COMMIT; every value quoted by
+    psycopg); a larger one sends the small statements as one query, then the events with
     their parameters, then COMMIT. No retry loop either: an outage is answered at once
     (UNAVAILABLE), and the caller retries with its idempotency key."""
 
@@ -122,9 +124,8 @@ class StoreRecorder(PostgresProcessRecorder):
             locks = [s for s in self.lock_table_statements if isinstance(s, sql.Composable)]
             assert len(locks) == len(self.lock_table_statements), "the table lock is composed"
             # No NOTIFY: nothing here LISTENs (followers are woken in process, and poll
-            # for other processes' writes), and a NOTIFY serialises every notifying commit
-            # in the cluster, WAL flush included, behind one lock (PostgreSQL's notify
-            # queue): each service's commits waited for the others'.
+            # for other processes' writes). It would also take PostgreSQL's cluster-wide
+            # notify-queue lock at every commit (no latency change measured without it).
             first.extend(locks)
         inline = sum(len(e.state) for e in stored_events) <= INLINE_MAX_BYTES
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
