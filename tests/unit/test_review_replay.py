@@ -25,6 +25,7 @@ from lifeline.common.v1 import common_pb2
 from lifeline.events import Cause, ProtoMapper, StoredRows, fold, replay_rows, to_json
 from lifeline.incident.model import _STEPS, IncidentState
 from lifeline.incident.v1 import incident_pb2 as pb
+from lifeline.review.v1 import review_pb2
 from lifeline_review.demand import DemandSpec, generate
 from lifeline_review.domain import IncidentHistory
 
@@ -128,6 +129,18 @@ def test_a_gap_in_the_stored_rows_is_refused_as_the_library_refuses_it() -> None
             fold(None, [MAPPER.to_domain_event(r) for r in gap])
         with pytest.raises(OriginatorVersionError):
             replay_rows(MAPPER, columns(gap))
+
+
+def test_an_import_after_a_history_began_is_refused_on_replay() -> None:
+    """An import only ever starts a history (the aggregate has no command to add one
+    later): one forged into a stored history after its first event is refused, not
+    folded as if the incident had an empty event."""
+    history = generate(DemandSpec(incidents=1, seed=4, false_alarms=0))[0]
+    kept = IncidentHistory.begin(history[0], CAUSE, NOW)
+    kept.record("imported", review_pb2.HistoryImported(original_incident_id="x"), CAUSE, NOW)
+    rows = [MAPPER.to_stored_event(e) for e in kept.collect_events()]
+    with pytest.raises(ValueError, match="empty IncidentEvent"):
+        replay_rows(MAPPER, columns(rows))
 
 
 def test_a_failed_event_leaves_the_clock_where_one_by_one_leaves_it() -> None:

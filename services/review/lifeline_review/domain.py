@@ -48,26 +48,12 @@ class IncidentHistory(ProtoAggregate):
         return wrapper.WhichOneof("event") != "recorded"
 
     def when_all(self, wrappers: Sequence[Message]) -> None:
-        """A replay's events: the incident's events in one pass of its fold."""
-        which: Any = pb.HistoryEvent.WhichOneof
-        if all(which(w, "event") == "recorded" for w in wrappers):  # all but an import's first
-            self._keep([w.recorded.event for w in wrappers])  # type: ignore[attr-defined]
-            return
-        events: list[incident_pb2.IncidentEvent] = []
-        for wrapper in wrappers:
-            recorded: Any = wrapper  # a pb.HistoryEvent
-            if which(recorded, "event") == "recorded":
-                events.append(recorded.recorded.event)
-            else:
-                self._keep(events)
-                events = []
-                self.when(wrapper)
-        self._keep(events)
-
-    def _keep(self, events: list[incident_pb2.IncidentEvent]) -> None:
-        if events:
-            self.state.extend(events)
-            self.events.extend(events)
+        """A replay's events after the first: the incident's events, in one pass of its
+        fold. (An import is only ever a history's first event, `import_` starts it; one
+        anywhere else would reach the fold as an empty event and be refused.)"""
+        events = [w.recorded.event for w in wrappers]  # type: ignore[attr-defined]
+        self.state.extend(events)
+        self.events += events
 
     def __deepcopy__(self, memo: dict[int, Any]) -> IncidentHistory:
         """The repository hands out a deep copy of a cached aggregate for each use. Kept
