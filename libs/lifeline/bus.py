@@ -255,7 +255,7 @@ class Inbox:
                  message_types: dict[str, type[Message]], handle: Handler,
                  handles: Collection[str] | None = None, batch: int = 64,
                  max_attempts: int = MAX_ATTEMPTS, early_wait: float = EARLY_WAIT_SECONDS,
-                 ack_wait: float = ACK_WAIT_SECONDS,
+                 ack_wait: float = ACK_WAIT_SECONDS, linger: float = 0.0,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.app, self.js = app, js
         self.consumer, self.upstream, self.subjects = consumer, upstream, list(subjects)
@@ -263,6 +263,10 @@ class Inbox:
         #: The exact subjects the handler is called for; None for every one it receives.
         self.handles = None if handles is None else frozenset(handles)
         self.max_attempts, self.early_wait, self.ack_wait = max_attempts, early_wait, ack_wait
+        #: How long a fetched batch waits for the rest of its burst before it is handled
+        #: (0: at once). For a consumer off the dispatch path: its work then comes after
+        #: the burst's dispatch, not in its way, and in one batch.
+        self.linger = linger
         self.now = now
         self.stopping = asyncio.Event()
         self._sub: Any = None
@@ -339,6 +343,8 @@ class Inbox:
         try:
             for msg in messages:
                 self._holding[msg.metadata.sequence.stream] = msg
+            if messages and self.linger and len(messages) < self.batch:
+                messages += await self._gather(self.batch - len(messages))
             for msg in messages:
                 await self._offer(msg)
             await self._expire_early()
@@ -351,6 +357,18 @@ class Inbox:
                     await msg.nak(delay=0.5)
             self._forget()
             raise
+
+    async def _gather(self, room: int) -> list[Msg]:
+        """Wait `linger` seconds, then take what arrived meanwhile (at most room)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), self.linger)
+        try:
+            more = await self._sub.fetch(room, timeout=0.05)
+        except TimeoutError:
+            return []
+        for msg in more:
+            self._holding[msg.metadata.sequence.stream] = msg
+        return more
 
     def _forget(self) -> None:
         self._holding.clear()

@@ -75,10 +75,11 @@ class Runtime:
 
     def consume(self, upstream: str, subjects: Sequence[str],
                 message_types: Sequence[type[Message]], handle: bus.Handler,
-                handles: Sequence[str] | None = None) -> None:
+                handles: Sequence[str] | None = None, linger: float = 0.0) -> None:
         """Consume upstream's events on subjects (every event subject of the aggregates
         listened to, so each aggregate's versions arrive without gaps); handle is called
-        for those in handles (all when None), the others are only tracked."""
+        for those in handles (all when None), the others are only tracked. A consumer off
+        the dispatch path lingers: each batch waits that long for the rest of its burst."""
         service = self.settings.service
         if upstream not in LISTENS_TO[service]:
             raise ValueError(f"{service} does not listen to {upstream} in "
@@ -86,7 +87,7 @@ class Runtime:
         self._consumers.append({
             "consumer": consumer_name(service, upstream), "upstream": upstream,
             "subjects": subjects, "handle": handle, "handles": handles, "now": self.now,
-            "ack_wait": self.settings.ack_wait,
+            "ack_wait": self.settings.ack_wait, "linger": linger,
             "message_types": {t.DESCRIPTOR.full_name: t for t in message_types},
         })
 

@@ -585,3 +585,48 @@ async def test_a_replacement_takes_what_a_dead_consumer_held_without_waiting_out
         await keeper.stop()
         upstream.close()
         await nc.close()
+
+
+async def held_by_keeper(js: JetStreamContext) -> int:
+    """How many messages the keeper's consumer holds unacknowledged (0 before it exists)."""
+    try:
+        return (await js.consumer_info("LIFELINE_LEDGER", "keeper")).num_ack_pending or 0
+    except nats.js.errors.NotFoundError:
+        return 0
+
+
+async def test_a_lingering_consumer_takes_a_burst_after_it_in_one_batch(
+        js: JetStreamContext, database_url: str) -> None:
+    """Review lingers: what arrives while the first event of a burst waits is handled with
+    it, after the burst (when dispatch has done with it), not event by event during it."""
+    upstream = Ledger(database_url)
+    await bus.ensure_stream(js, "ledger")
+    incident = open_incident(upstream, "w-1")
+    grow(upstream, incident, 4)
+    events = published(upstream)
+    await js.publish(*events[0][:2], headers=events[0][2])
+    keeper = Keeper(js, database_url, linger=1.0)
+    handled_at: list[float] = []
+    handle = keeper.inbox.handle
+
+    async def timed(subject: str, wrapper: Message, tracking: Tracking) -> None:
+        handled_at.append(asyncio.get_running_loop().time())
+        await handle(subject, wrapper, tracking)
+
+    keeper.inbox.handle = timed
+    keeper.start()
+    try:
+        # The first is fetched and held, lingering; the rest of the burst follows.
+        async with asyncio.timeout(10):
+            while not await held_by_keeper(js):
+                await asyncio.sleep(0.01)  # the poll interval; bounded by the timeout
+        for subject, data, headers in events[1:]:
+            await js.publish(subject, data, headers=headers)
+        burst_ended = asyncio.get_running_loop().time()
+        await keeper.until_complete(incident)
+        assert len(handled_at) == len(events)
+        assert min(handled_at) >= burst_ended  # nothing handled while the burst came
+        assert max(handled_at) - min(handled_at) < 1.0  # all in the one lingered batch
+    finally:
+        await keeper.stop()
+        upstream.close()
