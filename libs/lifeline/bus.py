@@ -202,6 +202,11 @@ MAX_ATTEMPTS = 5
 EARLY_WAIT_SECONDS = 30.0
 #: At most this many early events wait in memory; more are handed back to JetStream.
 MAX_EARLY = 512
+#: How long a consumer off the dispatch path (review's histories, monitor's warning
+#: outcomes: kept and counted, acted on by nobody) lets a fetched batch wait for the rest of
+#: its burst: a declaration publishes a dozen events at once, and handling them while
+#: dispatch and resources still act on the same burst delayed the unit assignment.
+OFF_PATH_LINGER_SECONDS = 0.25
 MAX_IDENTITY = 200
 #: Aggregates whose last taken version an inbox remembers (a hint; the store decides).
 MAX_REMEMBERED = 50_000

@@ -18,6 +18,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import Recording, Tracking
 from google.protobuf.message import Message
+from lifeline.bus import OFF_PATH_LINGER_SECONDS
 from lifeline.common.v1 import common_pb2
 from lifeline.events import Cause, ProtoAggregate, event_of, from_timestamp, meta_of, stable_id
 from lifeline.incident.v1 import incident_pb2
@@ -119,7 +120,7 @@ def subscribe(rt: Runtime, app: ServiceApplication) -> None:
                                                      tracking)))
 
     rt.consume("dispatch", DISPATCH_SUBJECTS, [incident_pb2.IncidentEvent], on_incident,
-               DISPATCH_HANDLED)
+               DISPATCH_HANDLED, linger=OFF_PATH_LINGER_SECONDS)
 
 
 def rows_for(outcome: Outcome) -> list[ViewRow]:
