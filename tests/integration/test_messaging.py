@@ -597,8 +597,9 @@ async def held_by_keeper(js: JetStreamContext) -> int:
 
 async def test_a_lingering_consumer_takes_a_burst_after_it_in_one_batch(
         js: JetStreamContext, database_url: str) -> None:
-    """Review lingers: what arrives while the first event of a burst waits is handled with
-    it, after the burst (when dispatch has done with it), not event by event during it."""
+    """A consumer off the dispatch path (review, monitor's outcomes) lingers: what arrives
+    while the first event of a burst waits is handled with it, after the burst (when
+    dispatch has done with it), not event by event during it."""
     upstream = Ledger(database_url)
     await bus.ensure_stream(js, "ledger")
     incident = open_incident(upstream, "w-1")
