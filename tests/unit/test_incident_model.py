@@ -201,6 +201,7 @@ def test_first_assigned_unit_makes_the_incident_responding() -> None:
     assert from_timestamp(unit.assigned_at) == FIELD_START + timedelta(minutes=3)
 
     assert assign(incident, field, "A-1", "ambulance")
+    v = incident.view  # a view is the incident as it stood when asked for
     assert v.state == S.INCIDENT_STATE_RESPONDING
     assert [u.unit_id for u in v.units] == ["P-7", "A-1"]
 

@@ -29,7 +29,7 @@ def cases() -> list[Case]:
     out = []
     for history in generate(DemandSpec(incidents=120, seed=21)):
         state = IncidentState.replay(history)
-        out.append(Case(evaluate(state.view.id, history, state), state.view))
+        out.append(Case(evaluate(state.id, history, state), state))
     return out
 
 

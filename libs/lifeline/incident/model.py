@@ -7,13 +7,16 @@ its commands check the lifecycle rules and record events, which the same fold ap
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Self, cast
 from uuid import UUID
 
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from lifeline.common.v1 import common_pb2
 from lifeline.errors import InvalidArgument, NotFound, RuleViolation
@@ -80,39 +83,228 @@ def state_name(state: int) -> str:
     return pb.IncidentState.Name(state).removeprefix("INCIDENT_STATE_")  # type: ignore[arg-type]
 
 
+class _Held:
+    """A field of a message the state holds, read through it: the meta of the event that
+    set one of its times, or the event that started a part. Reaching a sub-message (a
+    Timestamp) costs about as much as the rest of a step, so the fold keeps the message it
+    already has in hand and the field is reached only when read (None while the state
+    holds no such message)."""
+
+    __slots__ = ("field", "holder")
+
+    def __init__(self, holder: str, field: str = "occurred_at") -> None:
+        self.holder, self.field = holder, field
+
+    def __get__(self, state: Any, owner: type | None = None) -> Any:
+        held = getattr(state, self.holder)
+        return None if held is None else getattr(held, self.field)
+
+
+class _Plain:
+    """A part of the incident's state, its fields named as in its view message."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def copy(self) -> Self:
+        clone = object.__new__(type(self))
+        for name in self.__slots__:
+            setattr(clone, name, getattr(self, name))
+        return clone
+
+
+class Stint(_Plain):
+    """A unit's stint with the incident: from its assignment until it is released (a
+    released unit may come back, for a stint of its own)."""
+
+    __slots__ = ("assigned", "assigned_meta", "on_scene_meta", "released", "status", "unit_id")
+
+    unit_kind: str = _Held("assigned", "unit_kind")  # type: ignore[assignment]
+    distance_km: float = _Held("assigned", "distance_km")  # type: ignore[assignment]
+    assigned_at: Timestamp = _Held("assigned_meta")  # type: ignore[assignment]
+    on_scene_at: Timestamp | None = _Held("on_scene_meta")  # type: ignore[assignment]
+
+    def __init__(self, assigned: Any, meta: Meta) -> None:
+        #: The UnitAssigned event, its meta, and the meta of the first report on scene.
+        self.assigned, self.assigned_meta = assigned, meta
+        self.unit_id: str = assigned.unit_id
+        self.status: common_pb2.UnitStatus.ValueType = common_pb2.UNIT_STATUS_ASSIGNED
+        self.on_scene_meta: Meta | None = None
+        self.released = False
+
+    def message(self) -> pb.IncidentUnit:
+        return pb.IncidentUnit(unit_id=self.unit_id, unit_kind=self.unit_kind,
+                               status=self.status, assigned_at=self.assigned_at,
+                               on_scene_at=self.on_scene_at, released=self.released,
+                               distance_km=self.distance_km)
+
+
+class OrderState(_Plain):
+    """An order as its steps so far leave it (what it says, read through the event that
+    issued it)."""
+
+    __slots__ = ("acknowledged_meta", "completed_meta", "id", "issued", "issued_meta",
+                 "last_note", "overdue", "percent", "status", "verified_meta")
+
+    department: str = _Held("issued", "department")  # type: ignore[assignment]
+    unit_id: str = _Held("issued", "unit_id")  # type: ignore[assignment]
+    tier: pb.OrderTier.ValueType = _Held("issued", "tier")  # type: ignore[assignment]
+    instruction: str = _Held("issued", "instruction")  # type: ignore[assignment]
+    life_safety: bool = _Held("issued", "life_safety")  # type: ignore[assignment]
+    plan_order_id: str = _Held("issued", "plan_order_id")  # type: ignore[assignment]
+    acknowledge_by: Timestamp = _Held("issued", "acknowledge_by")  # type: ignore[assignment]
+    complete_by: Timestamp = _Held("issued", "complete_by")  # type: ignore[assignment]
+    issued_by: str = _Held("issued_meta", "actor")  # type: ignore[assignment]
+    issued_at: Timestamp = _Held("issued_meta")  # type: ignore[assignment]
+    acknowledged_at: Timestamp | None = _Held("acknowledged_meta")  # type: ignore[assignment]
+    completed_at: Timestamp | None = _Held("completed_meta")  # type: ignore[assignment]
+    verified_at: Timestamp | None = _Held("verified_meta")  # type: ignore[assignment]
+
+    def __init__(self, issued: Any, meta: Meta) -> None:
+        self.issued, self.issued_meta = issued, meta
+        self.id: str = issued.order_id
+        self.status: pb.OrderStatus.ValueType = pb.ORDER_STATUS_ISSUED
+        #: The metas of the steps that acknowledged, completed and verified it.
+        self.acknowledged_meta: Meta | None = None
+        self.completed_meta: Meta | None = None
+        self.verified_meta: Meta | None = None
+        self.percent, self.last_note = 0, ""
+        self.overdue: list[int] = []
+
+    def copy(self) -> Self:
+        clone = super().copy()
+        clone.overdue = list(self.overdue)
+        return clone
+
+    def message(self) -> pb.Order:
+        return pb.Order(
+            id=self.id, department=self.department, unit_id=self.unit_id, tier=self.tier,
+            instruction=self.instruction, life_safety=self.life_safety, status=self.status,
+            issued_at=self.issued_at, acknowledge_by=self.acknowledge_by,
+            complete_by=self.complete_by, acknowledged_at=self.acknowledged_at,
+            completed_at=self.completed_at, verified_at=self.verified_at,
+            percent=self.percent, last_note=self.last_note, overdue=self.overdue,  # type: ignore[arg-type]
+            issued_by=self.issued_by, plan_order_id=self.plan_order_id)
+
+
+class TaskState(_Plain):
+    """A recovery task, done or not."""
+
+    __slots__ = ("description", "done", "done_meta", "id", "kind", "owner")
+
+    done_at: Timestamp | None = _Held("done_meta")  # type: ignore[assignment]
+
+    def __init__(self, added: Any) -> None:
+        self.id, self.kind, self.owner = added.task_id, added.kind, added.owner
+        self.description = added.description
+        self.done, self.done_meta = False, cast(Meta | None, None)
+
+    def message(self) -> pb.RecoveryTask:
+        return pb.RecoveryTask(id=self.id, kind=self.kind, owner=self.owner,
+                               description=self.description, done=self.done,
+                               done_at=self.done_at)
+
+
+#: Quantities by name, in the order first named: unit kinds (count) or materials
+#: (quantity and the unit it is counted in, as first given).
+Counts = dict[str, int]
+Amounts = dict[str, tuple[int, str]]
+#: The incident's times the fold keeps as the meta of the event that set them.
+_STAMPS = ("opened_at", "declared_at", "contained_at", "recovery_started_at", "recovered_at",
+           "closed_at", "dismissed_at", "reviewed_at")
+
+
 class IncidentState:
     """The incident as its history so far says it is.
 
-    `apply` is the one fold: dispatch runs it as it records, review as it replays (tens of
-    thousands of events a second across incidents), so it is written for speed: one
-    precompiled step per event type, found in a dict, and indexes of units, orders and
-    tasks by id instead of scans of the view."""
+    `extend` is the one fold: dispatch runs it as it records, review as it replays
+    (hundreds of thousands of events a second across incidents), so the state is plain
+    Python values named as in the `pb.Incident` message (writing into a message cost
+    several times a step's own work), with one step per event type, found in a dict, and
+    indexes of units, orders and tasks by id. Messages the events hold (their metas, a
+    location, a plan) are shared, never changed, and read through (`_Held`), not copied;
+    a time is None where the message would leave the field unset. `view` is the message,
+    built when first asked for after a change."""
 
-    __slots__ = ("_offset", "_orders", "_tasks", "_units", "view")
+    __slots__ = ("_offset", "_orders", "_tasks", "_units", "_view", "category",
+                 "closed_meta", "commander", "contained_meta", "declared_meta",
+                 "description", "dismissed_meta", "grade", "grid_cell", "hazard",
+                 "hazard_type", "id", "location", "material_shortfalls", "materials_consumed",
+                 "materials_requested", "materials_reserved", "materials_returned",
+                 "opened_meta", "orders", "plan", "recovered_meta", "recovery_started_meta",
+                 "recovery_tasks", "reporter", "requested", "reviewed", "reviewed_meta",
+                 "shortfalls", "situation", "state", "times_reopened", "units",
+                 "updated_at", "version", "warning_id", "warning_level")
+
+    opened_at: Timestamp | None = _Held("opened_meta")  # type: ignore[assignment]
+    declared_at: Timestamp | None = _Held("declared_meta")  # type: ignore[assignment]
+    contained_at: Timestamp | None = _Held("contained_meta")  # type: ignore[assignment]
+    recovery_started_at: Timestamp | None = _Held("recovery_started_meta")  # type: ignore[assignment]
+    recovered_at: Timestamp | None = _Held("recovered_meta")  # type: ignore[assignment]
+    closed_at: Timestamp | None = _Held("closed_meta")  # type: ignore[assignment]
+    dismissed_at: Timestamp | None = _Held("dismissed_meta")  # type: ignore[assignment]
+    reviewed_at: Timestamp | None = _Held("reviewed_meta")  # type: ignore[assignment]
 
     def __init__(self) -> None:
-        self.view = pb.Incident()
+        self.id = self.hazard = self.hazard_type = self.grid_cell = self.warning_id = ""
+        self.description = self.reporter = self.commander = ""
+        self.state: pb.IncidentState.ValueType = pb.INCIDENT_STATE_UNSPECIFIED
+        self.category: pb.Category.ValueType = pb.CATEGORY_UNSPECIFIED
+        self.grade: pb.Grade.ValueType = pb.GRADE_UNSPECIFIED
+        self.warning_level: common_pb2.WarningLevel.ValueType = \
+            common_pb2.WARNING_LEVEL_UNSPECIFIED
+        self.version = self.times_reopened = 0
+        self.reviewed = False
+        self.opened_meta: Meta | None = None
+        self.declared_meta: Meta | None = None
+        self.contained_meta: Meta | None = None
+        self.recovery_started_meta: Meta | None = None
+        self.recovered_meta: Meta | None = None
+        self.closed_meta: Meta | None = None
+        self.dismissed_meta: Meta | None = None
+        self.reviewed_meta: Meta | None = None
+        self.updated_at: Timestamp | None = None
+        self.location: common_pb2.GeoPoint | None = None
+        #: The plan in force: the event that put it in force.
+        self.plan: pb.PlanActivated | None = None
+        #: The latest situation report and its meta (when it was given).
+        self.situation: tuple[pb.SituationReported, Meta] | None = None
+        self.units: list[Stint] = []
+        self.orders: list[OrderState] = []
+        self.recovery_tasks: list[TaskState] = []
+        self.requested: Counts = {}
+        self.shortfalls: Counts = {}
+        self.materials_requested: Amounts = {}
+        self.material_shortfalls: Amounts = {}
+        self.materials_consumed: Amounts = {}
+        self.materials_returned: Amounts = {}
+        self.materials_reserved: list[pb.MaterialReserved] = []
         #: The field time offset last written, in microseconds (most steps repeat it).
         self._offset: int | None = None
-        #: Each unit's latest stint in view.units, and the first order and recovery task
-        #: with each id in view.orders / view.recovery_tasks: the view's own elements, held
-        #: (indexing a repeated field costs more than most steps).
-        self._units: dict[str, pb.IncidentUnit] = {}
-        self._orders: dict[str, pb.Order] = {}
-        self._tasks: dict[str, pb.RecoveryTask] = {}
+        #: Each unit's latest stint, and the first order and recovery task with each id.
+        self._units: dict[str, Stint] = {}
+        self._orders: dict[str, OrderState] = {}
+        self._tasks: dict[str, TaskState] = {}
+        self._view: pb.Incident | None = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> IncidentState:
-        """A copy with its own view, and indexes into that view (not into this one)."""
-        clone = IncidentState()
-        clone.view.CopyFrom(self.view)
-        clone._offset = self._offset
-        v = clone.view
-        clone._units = {u.unit_id: u for u in v.units}
-        clone._orders = {}
-        for order in v.orders:
+        """A copy whose units, orders and tasks are its own (the events' messages it holds
+        are never changed, so they are shared)."""
+        clone = object.__new__(IncidentState)
+        for name in self.__slots__:
+            setattr(clone, name, getattr(self, name))
+        clone.units = [u.copy() for u in self.units]
+        clone.orders = [o.copy() for o in self.orders]
+        clone.recovery_tasks = [t.copy() for t in self.recovery_tasks]
+        clone._units = {u.unit_id: u for u in clone.units}
+        clone._orders, clone._tasks = {}, {}
+        for order in clone.orders:
             clone._orders.setdefault(order.id, order)
-        for task in v.recovery_tasks:
+        for task in clone.recovery_tasks:
             clone._tasks.setdefault(task.id, task)
+        for name in ("requested", "shortfalls", "materials_requested", "material_shortfalls",
+                     "materials_consumed", "materials_returned", "materials_reserved"):
+            setattr(clone, name, copy.copy(getattr(self, name)))
+        clone._view = None
         memo[id(self)] = clone
         return clone
 
@@ -122,12 +314,24 @@ class IncidentState:
         state.extend(list(events))
         return state
 
-    def unit(self, unit_id: str) -> pb.IncidentUnit | None:
+    @property
+    def view(self) -> pb.Incident:
+        """The incident as a `pb.Incident` (what the read model keeps and the API hands
+        out), built on first use after a change. Its readers never change it."""
+        if self._view is None:
+            self._view = self._message()
+        return self._view
+
+    def unit(self, unit_id: str) -> Stint | None:
         """The unit's latest stint with the incident (a released unit may come back)."""
         return self._units.get(unit_id)
 
-    def deployed_units(self) -> list[pb.IncidentUnit]:
-        return [u for u in self.view.units if not u.released]
+    def deployed_units(self) -> list[Stint]:
+        return [u for u in self.units if not u.released]
+
+    def last_step(self) -> datetime:
+        """When (field time) the incident last changed."""
+        return from_timestamp(self.updated_at or Timestamp())
 
     def apply(self, wrapper: Message) -> None:
         """Apply the incident's next event."""
@@ -135,12 +339,12 @@ class IncidentState:
 
     def extend(self, wrappers: Sequence[Message]) -> None:
         """Apply the incident's next events in order: what `apply` does for each, with the
-        incident's clock (version, updated_at, field_time_offset) written once, after the
+        incident's clock (version, updated_at, field time offset) written once, after the
         last (or the one that failed), not once per event. The loop does only what every
         event needs: a replay across incidents runs it hundreds of thousands of times a
         second, and each access to a message costs about as much as a step's own work."""
-        v = self.view
-        start = version = v.version
+        self._view = None
+        start = version = self.version
         steps, which = _STEPS, _which
         try:
             for wrapper in wrappers:
@@ -155,7 +359,7 @@ class IncidentState:
                                      f"follows event {version}: the history has a gap or a "
                                      "repeat")
                 version += 1
-                step(self, v, event, meta)
+                step(self, event, meta)
         finally:
             if version != start:
                 self._clock(wrappers, version - start)
@@ -165,69 +369,106 @@ class IncidentState:
         changed (the last event), and the field clock's offset, from the last event that
         moves it (not the deadline watch's own steps, or each would slow it by the watch's
         lag) and says when it was recorded (all but hand-written histories)."""
-        v = self.view
-        v.version += applied
+        self.version += applied
         for n in range(applied - 1, -1, -1):
             wrapper = wrappers[n]
             field = str(_which(wrapper, "event"))
             meta: common_pb2.EventMeta = getattr(wrapper, field).meta
             if n == applied - 1:
-                v.updated_at.CopyFrom(meta.occurred_at)
+                self.updated_at = meta.occurred_at
             if field != "order_overdue" and meta.HasField("recorded_at"):
-                self._set_offset(meta)
+                # occurred - recorded to the microsecond, in integers (through datetimes
+                # this was a third of the time a replay spent per event)
+                at, recorded = meta.occurred_at, meta.recorded_at
+                self._offset = ((at.seconds - recorded.seconds) * 1_000_000
+                                + at.nanos // 1000 - recorded.nanos // 1000)
                 return
 
-    def _set_offset(self, meta: common_pb2.EventMeta) -> None:
-        """field_time_offset: occurred - recorded to the microsecond, in integers (through
-        datetimes this was a third of the time a replay spent per event), normalised as
-        Duration.FromMicroseconds does (seconds and nanos of one sign)."""
-        at, recorded = meta.occurred_at, meta.recorded_at
-        offset = ((at.seconds - recorded.seconds) * 1_000_000
-                  + at.nanos // 1000 - recorded.nanos // 1000)
-        if offset != self._offset:
-            self._offset = offset
-            seconds, micros = divmod(offset, 1_000_000)
+    def _message(self) -> pb.Incident:
+        offset = None
+        if self._offset is not None:
+            # Normalised as Duration.FromMicroseconds does (seconds and nanos of one sign).
+            seconds, micros = divmod(self._offset, 1_000_000)
             if seconds < 0 and micros:
                 seconds, micros = seconds + 1, micros - 1_000_000
-            duration = self.view.field_time_offset
-            duration.seconds, duration.nanos = seconds, micros * 1000
+            offset = Duration(seconds=seconds, nanos=micros * 1000)
+        plan = self.plan
+        active = None if plan is None else pb.ActivePlan(
+            plan_id=plan.plan_id, plan_version=plan.plan_version,
+            content_hash=plan.content_hash, grade=plan.grade,
+            response_time_target_minutes=plan.response_time_target_minutes,
+            departments_notified=plan.departments_notified, materials=plan.materials)
+        situation = None
+        if self.situation is not None:
+            report, reported = self.situation
+            situation = pb.Situation(
+                dead=report.dead, injured=report.injured, missing=report.missing,
+                affected=report.affected, evacuated=report.evacuated,
+                area_km2=report.area_km2, text=report.text,
+                reported_at=reported.occurred_at)
+        return pb.Incident(
+            id=self.id, state=self.state, version=self.version, hazard=self.hazard,
+            category=self.category, hazard_type=self.hazard_type, grade=self.grade,
+            location=self.location, grid_cell=self.grid_cell, warning_id=self.warning_id,
+            warning_level=self.warning_level, description=self.description,
+            reporter=self.reporter, units=[u.message() for u in self.units],
+            shortfalls=_requirements(self.shortfalls), requested=_requirements(self.requested),
+            commander=self.commander, plan=active,
+            orders=[o.message() for o in self.orders], situation=situation,
+            recovery_tasks=[t.message() for t in self.recovery_tasks],
+            reviewed=self.reviewed, field_time_offset=offset,
+            times_reopened=self.times_reopened,
+            materials_requested=_materials(self.materials_requested),
+            materials_reserved=[pb.MaterialReservation(
+                request_id=r.request_id, depot_id=r.depot_id, material=r.material,
+                distance_km=r.distance_km) for r in self.materials_reserved],
+            material_shortfalls=_materials(self.material_shortfalls),
+            materials_consumed=_materials(self.materials_consumed),
+            materials_returned=_materials(self.materials_returned),
+            updated_at=self.updated_at, **{stamp: getattr(self, stamp) for stamp in _STAMPS})
 
-    def _order_of(self, event: Any) -> pb.Order:
+    def _order_of(self, event: Any) -> OrderState:
         order = self._orders.get(event.order_id)
         if order is None:
             raise ValueError(f"order {event.order_id!r} was never issued")
         return order
 
-    def _unit_of(self, event: Any) -> pb.IncidentUnit:
+    def _unit_of(self, event: Any) -> Stint:
         unit = self._units.get(event.unit_id)
         if unit is None:
             raise ValueError(f"unit {event.unit_id!r} was never assigned to the incident")
         return unit
 
-    def order(self, order_id: str) -> pb.Order | None:
+    def order(self, order_id: str) -> OrderState | None:
         return self._orders.get(order_id)
 
-    def task(self, task_id: str) -> pb.RecoveryTask | None:
+    def task(self, task_id: str) -> TaskState | None:
         return self._tasks.get(task_id)
 
-    def open_orders(self) -> list[pb.Order]:
+    def open_orders(self) -> list[OrderState]:
         """Orders not yet closed: neither verified by the commander nor cancelled."""
-        return [o for o in self.view.orders if o.status not in CLOSED_ORDER]
+        return [o for o in self.orders if o.status not in CLOSED_ORDER]
 
     def committed(self, unit_kind: str) -> int:
         """Units of a kind requested and not (yet) known to be missing or released."""
-        v = self.view
-        requested = sum(r.count for r in v.requested if r.unit_kind == unit_kind)
-        short = sum(r.count for r in v.shortfalls if r.unit_kind == unit_kind)
-        released = sum(1 for u in v.units if u.unit_kind == unit_kind and u.released)
-        return requested - short - released
+        released = sum(1 for u in self.units if u.unit_kind == unit_kind and u.released)
+        return (self.requested.get(unit_kind, 0) - self.shortfalls.get(unit_kind, 0)
+                - released)
 
     def committed_material(self, name: str) -> int:
         """A material requested and not (yet) known to be missing. What was reserved stays
         committed whether it is consumed or returned: a grade asks for it once."""
-        v = self.view
-        requested = sum(m.quantity for m in v.materials_requested if m.name == name)
-        return requested - sum(m.quantity for m in v.material_shortfalls if m.name == name)
+        return (self.materials_requested.get(name, (0, ""))[0]
+                - self.material_shortfalls.get(name, (0, ""))[0])
+
+
+def _requirements(counts: Counts) -> list[pb.UnitRequirement]:
+    return [pb.UnitRequirement(unit_kind=kind, count=count) for kind, count in counts.items()]
+
+
+def _materials(amounts: Amounts) -> list[pb.Material]:
+    return [pb.Material(name=name, quantity=quantity, unit=unit)
+            for name, (quantity, unit) in amounts.items()]
 
 
 def field_time_offset(view: pb.Incident) -> timedelta:
@@ -251,7 +492,8 @@ def next_deadline(view: pb.Incident) -> datetime | None:
     return min(pending, default=None)
 
 
-def due_deadlines(view: pb.Incident, field_now: datetime) -> list[tuple[str, int, Any]]:
+def due_deadlines(view: pb.Incident | IncidentState, field_now: datetime
+                  ) -> list[tuple[str, int, Any]]:
     """Deadlines passed unmet by field time field_now and not yet recorded as overdue:
     (order id, which deadline, when it fell due), earliest first."""
     if view.state not in ACTIVE:
@@ -268,221 +510,190 @@ def due_deadlines(view: pb.Incident, field_now: datetime) -> list[tuple[str, int
     return sorted(due, key=lambda d: (d[2].seconds, d[2].nanos))
 
 
-def _add_material(materials: Any, material: pb.Material) -> None:
-    for m in materials:
-        if m.name == material.name:
-            m.quantity += material.quantity
-            return
-    materials.add(name=material.name, quantity=material.quantity, unit=material.unit)
-
-
-def _add(requirements: Any, unit_kind: str, count: int) -> None:
-    for r in requirements:
-        if r.unit_kind == unit_kind:
-            r.count += count
-            return
-    requirements.add(unit_kind=unit_kind, count=count)
-
-
-# ---- the fold's steps, one per event type: (state, its view, the event, its meta) ----
+# ---- the fold's steps, one per event type: (state, the event, its meta) ----
 # Enum values as the module's constants: through the enum's wrapper (S.X) each costs a
 # Python-level __getattr__, more than the rest of a step.
 
 Meta = common_pb2.EventMeta
-Step = Callable[[IncidentState, pb.Incident, Any, Meta], None]
+Step = Callable[[IncidentState, Any, Meta], None]
+_UINT32 = 2**32 - 1
 
 
-def _opened(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    v.id = meta.aggregate_id
-    v.state = pb.INCIDENT_STATE_WARNING
-    v.hazard, v.warning_id, v.grid_cell = event.hazard, event.warning_id, event.grid_cell
-    v.warning_level = event.level
-    v.location.CopyFrom(event.location)
-    v.opened_at.CopyFrom(meta.occurred_at)
+def _add(counts: Counts, kind: str, count: int) -> None:
+    total = counts[kind] = counts.get(kind, 0) + count
+    if total > _UINT32:
+        raise ValueError(f"{total} {kind} is more than a count holds")
 
 
-def _reported(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    v.id = meta.aggregate_id
-    v.state = pb.INCIDENT_STATE_WARNING
-    v.hazard, v.grid_cell = event.hazard, event.grid_cell
-    v.description, v.reporter = event.description, event.reporter
-    v.location.CopyFrom(event.location)
-    v.opened_at.CopyFrom(meta.occurred_at)
+def _add_material(amounts: Amounts, material: pb.Material) -> None:
+    name = material.name
+    quantity, unit = amounts.get(name, (0, material.unit))
+    quantity += material.quantity
+    if quantity > _UINT32:
+        raise ValueError(f"{quantity} {material.unit} of {name} is more than a quantity "
+                         "holds")
+    amounts[name] = quantity, unit
 
 
-def _warning_level_changed(s: IncidentState, v: pb.Incident, event: Any, meta: Meta
-                           ) -> None:
-    v.warning_level = event.level
 
 
-def _warning_cleared(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    v.warning_level = common_pb2.WARNING_LEVEL_NONE
+def _opened(s: IncidentState, event: Any, meta: Meta) -> None:
+    s.id, s.state = meta.aggregate_id, pb.INCIDENT_STATE_WARNING
+    s.hazard, s.warning_id, s.grid_cell = event.hazard, event.warning_id, event.grid_cell
+    s.warning_level, s.location, s.opened_meta = event.level, event.location, meta
 
 
-def _declared(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    v.state = pb.INCIDENT_STATE_DECLARED
-    v.category, v.hazard_type, v.grade = event.category, event.hazard_type, event.grade
-    v.declared_at.CopyFrom(meta.occurred_at)
+def _reported(s: IncidentState, event: Any, meta: Meta) -> None:
+    s.id, s.state = meta.aggregate_id, pb.INCIDENT_STATE_WARNING
+    s.hazard, s.grid_cell = event.hazard, event.grid_cell
+    s.description, s.reporter = event.description, event.reporter
+    s.location, s.opened_meta = event.location, meta
 
 
-def _resources_requested(s: IncidentState, v: pb.Incident, event: Any, meta: Meta
-                         ) -> None:
+def _warning_level_changed(s: IncidentState, event: Any, meta: Meta) -> None:
+    s.warning_level = event.level
+
+
+def _warning_cleared(s: IncidentState, event: Any, meta: Meta) -> None:
+    s.warning_level = common_pb2.WARNING_LEVEL_NONE
+
+
+def _declared(s: IncidentState, event: Any, meta: Meta) -> None:
+    s.state = pb.INCIDENT_STATE_DECLARED
+    s.category, s.hazard_type, s.grade = event.category, event.hazard_type, event.grade
+    s.declared_meta = meta
+
+
+def _resources_requested(s: IncidentState, event: Any, meta: Meta) -> None:
     for need in event.requirements:
-        _add(v.requested, need.unit_kind, need.count)
+        _add(s.requested, need.unit_kind, need.count)
     for m in event.materials:
-        _add_material(v.materials_requested, m)
+        _add_material(s.materials_requested, m)
 
 
-def _material_reserved(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    v.materials_reserved.add(request_id=event.request_id, depot_id=event.depot_id,
-                             material=event.material, distance_km=event.distance_km)
+def _material_reserved(s: IncidentState, event: Any, meta: Meta) -> None:
+    s.materials_reserved.append(event)
 
 
-def _material_shortfall(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    _add_material(v.material_shortfalls, event.material)
+def _material_shortfall(s: IncidentState, event: Any, meta: Meta) -> None:
+    _add_material(s.material_shortfalls, event.material)
 
 
-def _material_consumed(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    _add_material(v.materials_consumed, event.material)
+def _material_consumed(s: IncidentState, event: Any, meta: Meta) -> None:
+    _add_material(s.materials_consumed, event.material)
 
 
-def _material_returned(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    _add_material(v.materials_returned, event.material)
+def _material_returned(s: IncidentState, event: Any, meta: Meta) -> None:
+    _add_material(s.materials_returned, event.material)
 
 
-def _unit_assigned(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    if v.state == pb.INCIDENT_STATE_DECLARED:
-        v.state = pb.INCIDENT_STATE_RESPONDING
-    unit = s._units[event.unit_id] = v.units.add()
-    unit.unit_id, unit.unit_kind = event.unit_id, event.unit_kind
-    unit.status, unit.distance_km = common_pb2.UNIT_STATUS_ASSIGNED, event.distance_km
-    unit.assigned_at.CopyFrom(meta.occurred_at)
+def _unit_assigned(s: IncidentState, event: Any, meta: Meta) -> None:
+    if s.state == pb.INCIDENT_STATE_DECLARED:
+        s.state = pb.INCIDENT_STATE_RESPONDING
+    unit = Stint(event, meta)
+    s._units[unit.unit_id] = unit
+    s.units.append(unit)
 
 
-def _resource_shortfall(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    _add(v.shortfalls, event.unit_kind, event.missing)
+def _resource_shortfall(s: IncidentState, event: Any, meta: Meta) -> None:
+    _add(s.shortfalls, event.unit_kind, event.missing)
 
 
-def _unit_status_reported(s: IncidentState, v: pb.Incident, event: Any, meta: Meta
-                          ) -> None:
+def _unit_status_reported(s: IncidentState, event: Any, meta: Meta) -> None:
     unit = s._unit_of(event)
     status = unit.status = event.status
-    if status == common_pb2.UNIT_STATUS_ON_SCENE and not unit.HasField("on_scene_at"):
-        unit.on_scene_at.CopyFrom(meta.occurred_at)
+    if status == common_pb2.UNIT_STATUS_ON_SCENE and unit.on_scene_meta is None:
+        unit.on_scene_meta = meta
 
 
-def _unit_released(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+def _unit_released(s: IncidentState, event: Any, meta: Meta) -> None:
     unit = s._unit_of(event)
-    unit.released = True
-    unit.status = common_pb2.UNIT_STATUS_AVAILABLE
+    unit.released, unit.status = True, common_pb2.UNIT_STATUS_AVAILABLE
 
 
 def _phase(state: pb.IncidentState.ValueType, stamp: str) -> Step:
-    """The step of an event that moves the incident to a phase and stamps when it did."""
-    def step(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-        v.state = state
-        getattr(v, stamp).CopyFrom(meta.occurred_at)
+    """The step of an event that moves the incident to a phase and keeps its meta (when it
+    did) in `stamp`."""
+    def step(s: IncidentState, event: Any, meta: Meta) -> None:
+        s.state = state
+        setattr(s, stamp, meta)
 
     return step
 
 
-def _grade_changed(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    v.grade = event.to_grade
+def _grade_changed(s: IncidentState, event: Any, meta: Meta) -> None:
+    s.grade = event.to_grade
 
 
-def _response_reopened(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    v.state = pb.INCIDENT_STATE_RESPONDING
-    v.times_reopened += 1
+def _response_reopened(s: IncidentState, event: Any, meta: Meta) -> None:
+    s.state = pb.INCIDENT_STATE_RESPONDING
+    s.times_reopened += 1
     # The phases after containment start over; they are recorded again as they hold.
-    for phase in ("contained_at", "recovery_started_at", "recovered_at"):
-        v.ClearField(phase)
+    s.contained_meta = s.recovery_started_meta = s.recovered_meta = None
 
 
-def _plan_activated(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    plan = v.plan
-    plan.Clear()
-    plan.plan_id, plan.plan_version = event.plan_id, event.plan_version
-    plan.content_hash, plan.grade = event.content_hash, event.grade
-    plan.response_time_target_minutes = event.response_time_target_minutes
-    plan.departments_notified.extend(event.departments_notified)
-    plan.materials.extend(event.materials)
+def _plan_activated(s: IncidentState, event: Any, meta: Meta) -> None:
+    s.plan = event
 
 
-def _commander_assigned(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    v.commander = event.commander
+def _commander_assigned(s: IncidentState, event: Any, meta: Meta) -> None:
+    s.commander = event.commander
 
 
-def _situation_reported(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    v.situation.CopyFrom(pb.Situation(
-        dead=event.dead, injured=event.injured, missing=event.missing,
-        affected=event.affected, evacuated=event.evacuated, area_km2=event.area_km2,
-        text=event.text, reported_at=meta.occurred_at))
+def _situation_reported(s: IncidentState, event: Any, meta: Meta) -> None:
+    s.situation = event, meta
 
 
-def _recovery_task_added(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    task = v.recovery_tasks.add(id=event.task_id, kind=event.kind, owner=event.owner,
-                                description=event.description)
-    s._tasks.setdefault(event.task_id, task)
+def _recovery_task_added(s: IncidentState, event: Any, meta: Meta) -> None:
+    task = TaskState(event)
+    s.recovery_tasks.append(task)
+    s._tasks.setdefault(task.id, task)
 
 
-def _recovery_task_completed(s: IncidentState, v: pb.Incident, event: Any, meta: Meta
-                             ) -> None:
+def _recovery_task_completed(s: IncidentState, event: Any, meta: Meta) -> None:
     task = s._tasks.get(event.task_id)
     if task is None:
         raise ValueError(f"recovery task {event.task_id!r} was never added")
-    task.done = True
-    task.done_at.CopyFrom(meta.occurred_at)
+    task.done, task.done_meta = True, meta
 
 
-def _reviewed(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    v.reviewed = True
-    v.reviewed_at.CopyFrom(meta.occurred_at)
+def _reviewed(s: IncidentState, event: Any, meta: Meta) -> None:
+    s.reviewed, s.reviewed_meta = True, meta
 
 
-def _order_issued(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
-    # Field by field: a message given to add() as a keyword costs more than a CopyFrom.
-    order = v.orders.add()
-    order.id, order.department, order.unit_id = event.order_id, event.department, event.unit_id
-    order.tier, order.instruction = event.tier, event.instruction
-    order.life_safety, order.status = event.life_safety, pb.ORDER_STATUS_ISSUED
-    order.issued_by, order.plan_order_id = meta.actor, event.plan_order_id
-    order.issued_at.CopyFrom(meta.occurred_at)
-    order.acknowledge_by.CopyFrom(event.acknowledge_by)
-    order.complete_by.CopyFrom(event.complete_by)
-    s._orders.setdefault(event.order_id, order)
+def _order_issued(s: IncidentState, event: Any, meta: Meta) -> None:
+    order = OrderState(event, meta)
+    s.orders.append(order)
+    s._orders.setdefault(order.id, order)
 
 
-def _order_acknowledged(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+def _order_acknowledged(s: IncidentState, event: Any, meta: Meta) -> None:
     order = s._order_of(event)
-    order.status = pb.ORDER_STATUS_ACKNOWLEDGED
-    order.acknowledged_at.CopyFrom(meta.occurred_at)
+    order.status, order.acknowledged_meta = pb.ORDER_STATUS_ACKNOWLEDGED, meta
 
 
-def _order_progress_reported(s: IncidentState, v: pb.Incident, event: Any, meta: Meta
-                             ) -> None:
+def _order_progress_reported(s: IncidentState, event: Any, meta: Meta) -> None:
     order = s._order_of(event)
     order.status = pb.ORDER_STATUS_IN_PROGRESS
     order.percent, order.last_note = event.percent, event.note
 
 
-def _order_completed(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+def _order_completed(s: IncidentState, event: Any, meta: Meta) -> None:
     order = s._order_of(event)
-    order.status = pb.ORDER_STATUS_COMPLETED
-    order.percent = 100
-    order.completed_at.CopyFrom(meta.occurred_at)
+    order.status, order.percent = pb.ORDER_STATUS_COMPLETED, 100
+    order.completed_meta = meta
 
 
-def _order_verified(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+def _order_verified(s: IncidentState, event: Any, meta: Meta) -> None:
     order = s._order_of(event)
-    order.status = pb.ORDER_STATUS_VERIFIED
-    order.verified_at.CopyFrom(meta.occurred_at)
+    order.status, order.verified_meta = pb.ORDER_STATUS_VERIFIED, meta
 
 
-def _order_cancelled(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+def _order_cancelled(s: IncidentState, event: Any, meta: Meta) -> None:
     s._order_of(event).status = pb.ORDER_STATUS_CANCELLED
 
 
-def _order_overdue(s: IncidentState, v: pb.Incident, event: Any, meta: Meta) -> None:
+def _order_overdue(s: IncidentState, event: Any, meta: Meta) -> None:
     s._order_of(event).overdue.append(event.deadline)
 
 
@@ -500,11 +711,11 @@ _STEPS: dict[str, Step] = {
     "resource_shortfall": _resource_shortfall,
     "unit_status_reported": _unit_status_reported,
     "unit_released": _unit_released,
-    "contained": _phase(pb.INCIDENT_STATE_CONTAINED, "contained_at"),
-    "recovery_started": _phase(pb.INCIDENT_STATE_RECOVERING, "recovery_started_at"),
-    "recovered": _phase(pb.INCIDENT_STATE_RECOVERED, "recovered_at"),
-    "closed": _phase(pb.INCIDENT_STATE_CLOSED, "closed_at"),
-    "dismissed": _phase(pb.INCIDENT_STATE_DISMISSED, "dismissed_at"),
+    "contained": _phase(pb.INCIDENT_STATE_CONTAINED, "contained_meta"),
+    "recovery_started": _phase(pb.INCIDENT_STATE_RECOVERING, "recovery_started_meta"),
+    "recovered": _phase(pb.INCIDENT_STATE_RECOVERED, "recovered_meta"),
+    "closed": _phase(pb.INCIDENT_STATE_CLOSED, "closed_meta"),
+    "dismissed": _phase(pb.INCIDENT_STATE_DISMISSED, "dismissed_meta"),
     "grade_changed": _grade_changed,
     "plan_activated": _plan_activated,
     "commander_assigned": _commander_assigned,
@@ -555,7 +766,7 @@ class Incident(ProtoAggregate):
         return self.state.view
 
     def record(self, field: str, event: Message, cause: Cause, now: datetime) -> None:
-        last = from_timestamp(self.view.updated_at)
+        last = self.state.last_step()
         if cause.occurred_at < last:
             # Reached only by a caller's command (other causes are clamped first), before it
             # recorded anything: a command's steps share its field time.
@@ -568,13 +779,13 @@ class Incident(ProtoAggregate):
             self.record_overdue(cause.occurred_at, now)
         # Every step of an incident belongs to the chain its warning (or report) started.
         if not cause.correlation_id:
-            cause = replace(cause, correlation_id=self.view.warning_id or str(self.id))
+            cause = replace(cause, correlation_id=self.state.warning_id or str(self.id))
         super().record(field, event, cause, now)
 
     def _not_before_last_step(self, cause: Cause) -> Cause:
         """Another service's event is never refused (that would wedge the inbox): it keeps
         its field time, clamped so it never goes before the incident's last step."""
-        last = from_timestamp(self.view.updated_at)
+        last = self.state.last_step()
         return replace(cause, occurred_at=last) if cause.occurred_at < last else cause
 
     # ---- opening ----
@@ -600,14 +811,14 @@ class Incident(ProtoAggregate):
     # ---- the warning behind it ----
 
     def change_warning_level(self, level: int, cause: Cause, now: datetime) -> None:
-        if self.view.state in OPEN and level != self.view.warning_level:
+        if self.state.state in OPEN and level != self.state.warning_level:
             self.record("warning_level_changed", pb.WarningLevelChanged(
-                warning_id=self.view.warning_id, level=level),  # type: ignore[arg-type]
+                warning_id=self.state.warning_id, level=level),  # type: ignore[arg-type]
                 self._not_before_last_step(cause), now)
 
     def clear_warning(self, cause: Cause, now: datetime) -> None:
-        if self.view.state in OPEN and self.view.warning_level != common_pb2.WARNING_LEVEL_NONE:
-            self.record("warning_cleared", pb.WarningCleared(warning_id=self.view.warning_id),
+        if self.state.state in OPEN and self.state.warning_level != common_pb2.WARNING_LEVEL_NONE:
+            self.record("warning_cleared", pb.WarningCleared(warning_id=self.state.warning_id),
                         self._not_before_last_step(cause), now)
 
     # ---- response ----
@@ -631,10 +842,10 @@ class Incident(ProtoAggregate):
                       "the grade changes only while the incident is active")
         if not cause.reason.strip():
             raise InvalidArgument("action.reason", "a grade change needs a reason")
-        if grade == self.view.grade:
+        if grade == self.state.grade:
             raise RuleViolation("regrade-changes-grade", f"the incident is already grade "
                                                          f"{grade_name(grade)}")
-        previous, state = self.view.grade, self.view.state
+        previous, state = self.state.grade, self.state.state
         self.record("grade_changed", pb.GradeChanged(from_grade=previous, to_grade=grade),  # type: ignore[arg-type]
                     cause, now)
         cause = replace(cause, causation_id=f"{self.id}/{self.version}")  # the grade change
@@ -672,9 +883,9 @@ class Incident(ProtoAggregate):
         if extra or materials:
             request_id = str(stable_id(str(self.id), "request", str(self.version + 1)))
             self.record("resources_requested", pb.ResourcesRequested(
-                request_id=request_id, requirements=extra, location=self.view.location,
+                request_id=request_id, requirements=extra, location=self.state.location,
                 materials=materials), cause, now)
-        issued = {o.plan_order_id for o in self.view.orders if o.plan_order_id}
+        issued = {o.plan_order_id for o in self.state.orders if o.plan_order_id}
         for order in response.orders:
             if order.id not in issued:
                 self._issue(order.department, "", order.tier, order.instruction,
@@ -685,7 +896,7 @@ class Incident(ProtoAggregate):
                     cause: Cause, now: datetime) -> bool:
         """Record a unit resources gave us; False when it changes nothing (a repeat)."""
         unit = self.state.unit(unit_id)
-        if self.view.state not in ACTIVE or (unit is not None and not unit.released):
+        if self.state.state not in ACTIVE or (unit is not None and not unit.released):
             return False
         self.record("unit_assigned", pb.UnitAssigned(request_id=request_id, unit_id=unit_id,
                                                      unit_kind=unit_kind,
@@ -695,7 +906,7 @@ class Incident(ProtoAggregate):
 
     def record_shortfall(self, request_id: str, unit_kind: str, missing: int, cause: Cause,
                          now: datetime) -> None:
-        if self.view.state in ACTIVE:
+        if self.state.state in ACTIVE:
             self.record("resource_shortfall", pb.ResourceShortfall(
                 request_id=request_id, unit_kind=unit_kind, missing=missing),
                 self._not_before_last_step(cause), now)
@@ -703,7 +914,7 @@ class Incident(ProtoAggregate):
     def reserve_material(self, request_id: str, depot_id: str, material: pb.Material,
                          distance_km: float, cause: Cause, now: datetime) -> None:
         """Record materials a depot reserved for the incident (resources' answer)."""
-        if self.view.state in ACTIVE:
+        if self.state.state in ACTIVE:
             self.record("material_reserved", pb.MaterialReserved(
                 request_id=request_id, depot_id=depot_id, material=material,
                 distance_km=distance_km), self._not_before_last_step(cause), now)
@@ -711,7 +922,7 @@ class Incident(ProtoAggregate):
     def record_material_shortfall(self, request_id: str, material: pb.Material, cause: Cause,
                                   now: datetime) -> None:
         """No depot could cover a material: material.quantity is what is missing."""
-        if self.view.state in ACTIVE:
+        if self.state.state in ACTIVE:
             self.record("material_shortfall", pb.MaterialShortfall(
                 request_id=request_id, material=material), self._not_before_last_step(cause),
                 now)
@@ -721,7 +932,7 @@ class Incident(ProtoAggregate):
         """A depot's department reported materials the incident held used up (consumed) or
         brought back; recorded while the incident is active (after closure, resources puts
         back what it still held, and the incident takes no more steps)."""
-        if self.view.state not in ACTIVE or not material.quantity:
+        if self.state.state not in ACTIVE or not material.quantity:
             return False
         field, event_type = (("material_consumed", pb.MaterialConsumed) if consumed
                              else ("material_returned", pb.MaterialReturned))
@@ -740,7 +951,7 @@ class Incident(ProtoAggregate):
     def release_unit(self, unit_id: str, cause: Cause, now: datetime) -> bool:
         """Resources freed a unit (it reported available): the incident lets it go."""
         unit = self.state.unit(unit_id)
-        if self.view.state not in OPEN or unit is None or unit.released:
+        if self.state.state not in OPEN or unit is None or unit.released:
             return False
         self.record("unit_released", pb.UnitReleased(unit_id=unit_id),
                     self._not_before_last_step(cause), now)
@@ -767,7 +978,7 @@ class Incident(ProtoAggregate):
     def complete_recovery(self, cause: Cause, now: datetime) -> None:
         self._require("recovered-after-recovering", (S.INCIDENT_STATE_RECOVERING,),
                       "recovery completes only after it has started")
-        pending = [t.id for t in self.view.recovery_tasks if not t.done]
+        pending = [t.id for t in self.state.recovery_tasks if not t.done]
         if pending:
             raise RuleViolation("recovered-when-tasks-done",
                                 "recovery tasks not done: " + ", ".join(pending))
@@ -805,16 +1016,16 @@ class Incident(ProtoAggregate):
         self._require("command-while-active", ACTIVE,
                       "command is handed over only while the incident is active")
         self._require_commander(cause, "hand over command")
-        if not to_commander.strip() or to_commander == self.view.commander:
+        if not to_commander.strip() or to_commander == self.state.commander:
             raise InvalidArgument("to_commander", "name the officer who takes over")
         self.record("commander_assigned", pb.CommanderAssigned(
-            commander=to_commander, previous_commander=self.view.commander), cause, now)
+            commander=to_commander, previous_commander=self.state.commander), cause, now)
 
     def issue_order(self, department: str, unit_id: str, tier: int, instruction: str,
                     life_safety: bool, ack_minutes: int, complete_minutes: int, cause: Cause,
                     now: datetime) -> str:
         self._require_commander(cause, "issue orders")
-        if life_safety and self.view.state not in (S.INCIDENT_STATE_DECLARED,
+        if life_safety and self.state.state not in (S.INCIDENT_STATE_DECLARED,
                                                    S.INCIDENT_STATE_RESPONDING):
             raise RuleViolation("life-safety-before-containment",
                                 "a contained incident takes no new life-safety order; "
@@ -824,7 +1035,7 @@ class Incident(ProtoAggregate):
             if unit is None or unit.released:
                 raise RuleViolation("order-to-deployed-unit",
                                     f"unit {unit_id} is not deployed on this incident")
-            busy = [o for o in self.view.orders
+            busy = [o for o in self.state.orders
                     if o.unit_id == unit_id and o.status in UNFINISHED_ORDER]
             if busy:
                 raise RuleViolation("no-contradictory-orders",
@@ -837,7 +1048,7 @@ class Incident(ProtoAggregate):
                life_safety: bool, ack_minutes: int, complete_minutes: int, cause: Cause,
                now: datetime, plan_order_id: str = "") -> str:
         self._require("orders-while-active", ACTIVE, "orders are issued for an active incident")
-        order_id = f"O-{len(self.view.orders) + 1}"
+        order_id = f"O-{len(self.state.orders) + 1}"
         issued = cause.occurred_at
         self.record("order_issued", pb.OrderIssued(
             order_id=order_id, department=department, unit_id=unit_id, tier=tier,  # type: ignore[arg-type]
@@ -885,7 +1096,7 @@ class Incident(ProtoAggregate):
     def record_overdue(self, field_now: datetime, now: datetime) -> int:
         """Record each deadline that passed unmet by field time field_now, once; each is
         escalated to the commander. Returns how many were recorded."""
-        due = due_deadlines(self.view, field_now)
+        due = due_deadlines(self.state, field_now)
         for order_id, deadline, due_at in due:
             which = "acknowledgement" if deadline == pb.DEADLINE_ACKNOWLEDGEMENT else "completion"
             # At the time it fell due; clamped only in a history recorded before every step
@@ -895,7 +1106,7 @@ class Incident(ProtoAggregate):
                 reason=f"{which} deadline passed", causation_id=f"{self.id}/order/{order_id}"))
             self.record("order_overdue", pb.OrderOverdue(
                 order_id=order_id, deadline=deadline, due_at=due_at,  # type: ignore[arg-type]
-                escalated_to=self.view.commander), cause, now)
+                escalated_to=self.state.commander), cause, now)
         return len(due)
 
     def _order_step(self, order_id: str, allowed: Sequence[int], rule: str, why: str) -> None:
@@ -908,8 +1119,8 @@ class Incident(ProtoAggregate):
             raise RuleViolation(rule, f"{why} (order {order_id} is {status})")
 
     def _require_commander(self, cause: Cause, what: str) -> None:
-        if cause.actor != self.view.commander:
-            commander = self.view.commander or "none yet"
+        if cause.actor != self.state.commander:
+            commander = self.state.commander or "none yet"
             raise RuleViolation("single-command", f"only the commander ({commander}) may "
                                                   f"{what}; {cause.actor} is not")
 
@@ -926,7 +1137,7 @@ class Incident(ProtoAggregate):
         self._require("tasks-during-recovery",
                       (S.INCIDENT_STATE_CONTAINED, S.INCIDENT_STATE_RECOVERING),
                       "recovery tasks are planned once the incident is contained")
-        task_id = f"T-{len(self.view.recovery_tasks) + 1}"
+        task_id = f"T-{len(self.state.recovery_tasks) + 1}"
         self.record("recovery_task_added", pb.RecoveryTaskAdded(
             task_id=task_id, kind=kind, owner=owner, description=description), cause, now)  # type: ignore[arg-type]
         return task_id
@@ -945,7 +1156,7 @@ class Incident(ProtoAggregate):
     def mark_reviewed(self, summary: str, cause: Cause, now: datetime) -> None:
         self._require("review-after-end", (S.INCIDENT_STATE_CLOSED, S.INCIDENT_STATE_DISMISSED),
                       "only a closed or dismissed incident is reviewed")
-        if self.view.reviewed:
+        if self.state.reviewed:
             raise RuleViolation("reviewed-once", "the incident is already marked reviewed")
         self.record("reviewed", pb.IncidentReviewed(summary=summary), cause, now)
 
@@ -955,6 +1166,6 @@ class Incident(ProtoAggregate):
         self.record("dismissed", pb.IncidentDismissed(), cause, now)
 
     def _require(self, rule: str, allowed: Sequence[int], why: str) -> None:
-        if self.view.state not in allowed:
+        if self.state.state not in allowed:
             raise RuleViolation(rule, f"{why} (incident {self.id} is "
-                                      f"{state_name(self.view.state)})")
+                                      f"{state_name(self.state.state)})")

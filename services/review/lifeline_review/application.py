@@ -110,9 +110,9 @@ class ReviewApp(ServiceApplication):
     def cases(self, incident_ids: Iterable[str], only: IncidentFilter) -> Iterator[Case]:
         """Each history the filter admits, measured."""
         for history in self.replay_many(incident_ids):
-            if only.admits(history.state.view, history.imported is not None):
+            if only.admits(history.state, history.imported is not None):
                 yield Case(evaluate(str(history.id), history.events, history.state),
-                           history.state.view)
+                           history.state)
 
     def incident_as_of(self, incident_id: str, when: datetime
                        ) -> tuple[IncidentState | None, int, int]:
@@ -130,10 +130,10 @@ class ReviewApp(ServiceApplication):
         active: list[incident_pb2.Incident] = []
         committed: list[pb.CommittedUnit] = []
         for history in self.replay_many(incident_ids):
-            if not only.admits(history.state.view, history.imported is not None):
+            if not only.admits(history.state, history.imported is not None):
                 continue
             state, _ = as_of(history.events, when)
-            if state is None or state.view.state not in OPEN:
+            if state is None or state.state not in OPEN:
                 continue
             active.append(state.view)
             committed.extend(pb.CommittedUnit(
@@ -190,7 +190,7 @@ def rows_for(aggregate: ProtoAggregate) -> list[ViewRow]:
                         category=aggregate.view.plan_id)]
     if isinstance(aggregate, IncidentHistory):
         key = str(aggregate.id)
-        state = aggregate.state.view.state
+        state = aggregate.state.state
         return [ViewRow("history", key, pb.HistorySummary(
             incident_id=key, events=len(aggregate.events), state=state,
             imported=aggregate.imported, chain_head=aggregate.chain()[-1]),

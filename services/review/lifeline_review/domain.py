@@ -169,17 +169,22 @@ def _without_chain(event: incident_pb2.IncidentEvent) -> incident_pb2.IncidentEv
     return bare
 
 
-def _between(start: Timestamp, end: Timestamp) -> Duration | None:
-    if not start.ByteSize() or not end.ByteSize():
+def _present(stamp: Timestamp | None) -> bool:
+    return stamp is not None and stamp.ByteSize() > 0
+
+
+def _between(start: Timestamp | None, end: Timestamp | None) -> Duration | None:
+    if not _present(start) or not _present(end):
         return None
+    assert start is not None and end is not None
     d = Duration()
     d.FromTimedelta(end.ToDatetime() - start.ToDatetime())
     return d
 
 
-def _earliest(stamps: list[Timestamp]) -> Timestamp:
-    present = [s for s in stamps if s.ByteSize()]
-    return min(present, key=lambda s: (s.seconds, s.nanos)) if present else Timestamp()
+def _earliest(stamps: list[Timestamp | None]) -> Timestamp | None:
+    present = [s for s in stamps if s is not None and _present(s)]
+    return min(present, key=lambda s: (s.seconds, s.nanos)) if present else None
 
 
 def _software_latency(evaluation: pb.Evaluation,
@@ -209,15 +214,17 @@ def evaluate(incident_id: str, history: list[incident_pb2.IncidentEvent],
     folded). After an escalation re-opened the response, containment and recovery are
     those that finally held: declared -> contained runs to the last containment, so the
     flare-up counts as response time."""
-    v = (state or IncidentState.replay(history)).view
+    v = state or IncidentState.replay(history)
     first_assigned = _earliest([u.assigned_at for u in v.units])
     first_on_scene = _earliest([u.on_scene_at for u in v.units])
-    end = v.closed_at if v.closed_at.ByteSize() else v.dismissed_at
+    end = v.closed_at if _present(v.closed_at) else v.dismissed_at
+    plan_id, target = (v.plan.plan_id, v.plan.response_time_target_minutes) if v.plan \
+        else ("", 0)
     evaluation = pb.Evaluation(
         incident_id=incident_id, final_state=v.state, events=len(history),
-        units_assigned=len(v.units), units_short=sum(s.count for s in v.shortfalls),
+        units_assigned=len(v.units), units_short=sum(v.shortfalls.values()),
         category=v.category, hazard_type=v.hazard_type or v.hazard, grade=v.grade,
-        grid_cell=v.grid_cell, opened_at=v.opened_at, plan_id=v.plan.plan_id,
+        grid_cell=v.grid_cell, opened_at=v.opened_at, plan_id=plan_id,
         from_warning=bool(v.warning_id))
     _software_latency(evaluation, history)
     orders = list(v.orders)
@@ -229,16 +236,16 @@ def evaluate(incident_id: str, history: list[incident_pb2.IncidentEvent],
             o.status in CLOSED_ORDER for o in orders) / len(orders)
     latencies: dict[str, list[float]] = {}
     for o in orders:
-        if o.acknowledged_at.ByteSize():
+        if _present(o.acknowledged_at):
+            assert o.acknowledged_at is not None
             latency = o.acknowledged_at.ToDatetime() - o.issued_at.ToDatetime()
             latencies.setdefault(o.department, []).append(latency.total_seconds())
     for department, seconds in latencies.items():
         evaluation.acknowledgement_seconds[department] = sum(seconds) / len(seconds)
-    evaluation.response_time_target_minutes = v.plan.response_time_target_minutes
+    evaluation.response_time_target_minutes = target
     on_scene = _between(v.declared_at, first_on_scene)
-    if on_scene is not None and v.plan.response_time_target_minutes:
-        evaluation.response_time_met = \
-            on_scene.ToTimedelta().total_seconds() <= v.plan.response_time_target_minutes * 60
+    if on_scene is not None and target:
+        evaluation.response_time_met = on_scene.ToTimedelta().total_seconds() <= target * 60
     for field, (start, stop) in {
         "warning_to_declared": (v.opened_at, v.declared_at),
         "declared_to_first_assignment": (v.declared_at, first_assigned),

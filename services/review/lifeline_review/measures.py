@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
 from lifeline.events import from_timestamp
-from lifeline.incident.model import CLOSED_ORDER
-from lifeline.incident.v1 import incident_pb2
+from lifeline.incident.model import CLOSED_ORDER, IncidentState
 from lifeline.review.v1 import review_pb2 as pb
 
 #: Field-time phases (Evaluation's fields), in the order an incident reaches them.
@@ -41,18 +41,18 @@ class IncidentFilter:
     #: pb.HistoryOrigin: all, live only or imported only.
     origin: int = pb.HISTORY_ORIGIN_UNSPECIFIED
 
-    def admits(self, view: incident_pb2.Incident, imported: bool) -> bool:
+    def admits(self, view: IncidentState, imported: bool) -> bool:
         if (self.origin == pb.HISTORY_ORIGIN_LIVE and imported) or \
                 (self.origin == pb.HISTORY_ORIGIN_IMPORTED and not imported):
             return False
-        opened = from_timestamp(view.opened_at)
+        opened = from_timestamp(view.opened_at or Timestamp())
         return ((self.opened_from is None or opened >= self.opened_from)
                 and (self.opened_before is None or opened < self.opened_before)
                 and (not self.categories or view.category in self.categories)
                 and (not self.hazards or (view.hazard_type or view.hazard) in self.hazards)
                 and (not self.grades or view.grade in self.grades)
                 and (not self.grid_cells or view.grid_cell in self.grid_cells)
-                and (not self.plan_ids or view.plan.plan_id in self.plan_ids))
+                and (not self.plan_ids or (view.plan and view.plan.plan_id) in self.plan_ids))
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -86,7 +86,7 @@ class Case:
     """One incident as measured: its evaluation and its final state."""
 
     evaluation: pb.Evaluation
-    view: incident_pb2.Incident
+    view: IncidentState
 
 
 #: Evaluations returned per question at most (a gRPC answer stays well under 4 MiB).
@@ -114,8 +114,9 @@ def summarize(cases: Iterable[Case], include_incidents: bool = False
                 software[name].append(getattr(e, name).ToTimedelta().total_seconds())
         cell = cells.get(v.grid_cell)
         if cell is None:
-            cell = cells[v.grid_cell] = pb.CellCount(
-                grid_cell=v.grid_cell, lat=v.location.lat, lon=v.location.lon)
+            cell = cells[v.grid_cell] = pb.CellCount(grid_cell=v.grid_cell)
+            if v.location is not None:
+                cell.lat, cell.lon = v.location.lat, v.location.lon
         cell.incidents += 1
         if e.response_time_target_minutes and e.HasField("response_time"):
             out.with_target += 1
@@ -125,9 +126,9 @@ def summarize(cases: Iterable[Case], include_incidents: bool = False
                 cell.within_target += 1
         elif e.response_time_target_minutes:
             out.not_reached += 1
-        if e.from_warning and v.declared_at.ByteSize():
+        if e.from_warning and v.declared_at is not None:
             out.warnings_confirmed += 1
-        elif e.from_warning and v.dismissed_at.ByteSize():
+        elif e.from_warning and v.dismissed_at is not None:
             out.warnings_dismissed += 1
         for order in v.orders:
             d = departments.setdefault(order.department,
@@ -135,16 +136,15 @@ def summarize(cases: Iterable[Case], include_incidents: bool = False
             d.orders_issued += 1
             d.orders_overdue += bool(order.overdue)
             d.orders_closed += order.status in CLOSED_ORDER
-            if order.acknowledged_at.ByteSize():
+            if order.acknowledged_at is not None:
                 d.orders_acknowledged += 1
                 acks[order.department].append(
                     (order.acknowledged_at.ToDatetime() - order.issued_at.ToDatetime())
                     .total_seconds())
         for unit in v.units:
             units.setdefault(unit.unit_kind, pb.UnitUse(unit_kind=unit.unit_kind)).assigned += 1
-        for short in v.shortfalls:
-            units.setdefault(short.unit_kind, pb.UnitUse(unit_kind=short.unit_kind)).short += \
-                short.count
+        for kind, count in v.shortfalls.items():
+            units.setdefault(kind, pb.UnitUse(unit_kind=kind)).short += count
         for reserved in v.materials_reserved:
             materials[(reserved.material.name, reserved.material.unit)] += \
                 reserved.material.quantity

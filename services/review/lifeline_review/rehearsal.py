@@ -74,7 +74,7 @@ def rehearse(calls: Sequence[Call], variants: Sequence[Variant], speed_kmh: floa
         cases = []
         for history in play(calls, v.fleet, v.plans, speed_kmh):
             state = IncidentState.replay(history)
-            cases.append(Case(evaluate(state.view.id, history, state), state.view))
+            cases.append(Case(evaluate(state.id, history, state), state))
         outcomes.append(Outcome(v, summarize(cases, include_incidents)))
     return outcomes
 
