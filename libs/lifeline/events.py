@@ -386,9 +386,10 @@ def replay_rows(mapper: Mapper[UUID], rows: StoredRows) -> Any:
             or count == 1:
         return fold(aggregate, (mapper.to_domain_event(rows.row(n)) for n in range(1, count)))
     versions = rows.versions
-    for expected, version in enumerate(versions, start=aggregate.version):
-        if version != expected:
-            raise OriginatorVersionError(version, expected)
+    if list(versions) != list(range(aggregate.version, aggregate.version + count)):
+        for expected, version in enumerate(versions, start=aggregate.version):
+            if version != expected:
+                raise OriginatorVersionError(version, expected)
     aggregate.when_all(mapper.wrappers(StoredRows(rows.originator_id, versions[1:],
                                                   rows.topics[1:], rows.states[1:])))
     aggregate.version = versions[-1]

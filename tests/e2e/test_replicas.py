@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from lifeline.devstack import Stack
 from lifeline.events import event_of, meta_of
-from lifeline.scenario import SCENARIOS, Player, Scenario, Step
+from lifeline.scenario import SCENARIOS, Player, Scenario, Step, wait_until
 
 from tests.conftest import StackFactory
 from tests.e2e.test_failures import stream_counts
@@ -43,9 +43,13 @@ def test_killing_every_leader_mid_incident_hands_over_without_loss_or_repeat(
 
     player = play(stack, path, kill_the_leaders)
     assert killed, "the scenario never reached the step to kill at"
-    for name in Stack.SERVICES:
+    def taken_over(name: str) -> bool:
         leader = stack.service(name)
-        assert leader is not first[name] and leader.leads(), f"{name}: no standby took over"
+        return leader is not first[name] and leader.leads()
+
+    for name in Stack.SERVICES:
+        # A standby the rest of the scenario did not need may still be starting to serve.
+        wait_until(lambda n=name: taken_over(n), f"a standby of {name} to take over")
 
     history = player.history()
     assert [event_of(e)[0] for e in history] == expected
