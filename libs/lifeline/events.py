@@ -225,6 +225,27 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EVENT_KEYS = {"originator_id", "originator_version", "timestamp", "payload", "trace"}
 
 
+def _head(stored: bytes) -> tuple[datetime, dict[str, str], str | None, int]:
+    """A binary row's head: when it was recorded, its trace context, its aggregate's topic
+    (a first event's), and where the wrapper message starts."""
+    _schema, micros, length = _HEAD.unpack_from(stored, _BINARY_SIZE)
+    start = _BINARY_SIZE + _HEAD.size
+    trace: dict[str, str] = {}
+    topic = None
+    if length:
+        rest = stored[start:start + length]
+        if rest[:1] == b"p":
+            trace = {"traceparent": rest[1:].decode()}
+        else:
+            head = json.loads(rest)
+            trace, topic = head["tr"], head.get("ot")
+    return _EPOCH + timedelta(microseconds=micros), trace, topic, start + length
+
+
+def _uuid(value: UUID | str) -> UUID:
+    return value if isinstance(value, UUID) else UUID(value)
+
+
 class ProtoMapper(Mapper[UUID]):
     """Stores a ProtoAggregate's event as its wrapper message in binary protobuf, behind a
     small head: schema version, recording time, and the trace context (and, for the first
@@ -262,24 +283,12 @@ class ProtoMapper(Mapper[UUID]):
         if stored[:_BINARY_SIZE] != _BINARY:
             return super().to_domain_event(stored_event)
         cls = (self._types.get(stored_event.topic) or self._event_types(stored_event.topic))[0]
-        _schema, micros, length = _HEAD.unpack_from(stored, _BINARY_SIZE)
-        start = _BINARY_SIZE + _HEAD.size
-        trace: dict[str, str] = {}
-        topic = None
-        if length:
-            rest = stored[start:start + length]
-            if rest[:1] == b"p":
-                trace = {"traceparent": rest[1:].decode()}
-            else:
-                head = json.loads(rest)
-                trace, topic = head["tr"], head.get("ot")
-        originator_id = stored_event.originator_id
+        timestamp, trace, topic, start = _head(stored)
         state: dict[str, Any] = {
-            "originator_id": originator_id if isinstance(originator_id, UUID)
-            else UUID(originator_id),
+            "originator_id": _uuid(stored_event.originator_id),
             "originator_version": stored_event.originator_version,
-            "timestamp": _EPOCH + timedelta(microseconds=micros),
-            "payload": self._wrapper(stored_event.topic, stored, start + length),
+            "timestamp": timestamp,
+            "payload": self._wrapper(stored_event.topic, stored, start),
             "trace": trace}
         if topic:
             state["originator_topic"] = topic
@@ -295,11 +304,13 @@ class ProtoMapper(Mapper[UUID]):
         states = rows.states
         if not states:
             return []
-        topic = rows.topics[0]
+        topic = rows.topics[-1]
         _, wrapper_type, type_name = self._types.get(topic) or self._event_types(topic)
-        if not (self.cipher or self.compressor or UPCASTERS.get(type_name)) \
-                and rows.topics.count(topic) == len(states):
-            # The common case, one type stored binary and nothing to upcast: one pass.
+        if not (self.cipher or self.compressor or UPCASTERS.get(type_name)) and \
+                {(self._types.get(t) or self._event_types(t))[1] for t in set(rows.topics)} \
+                == {wrapper_type}:
+            # The common case, one wrapper type (an aggregate's created event and the rest)
+            # stored binary and nothing to upcast: one pass.
             parse, unpack, skip = wrapper_type.FromString, _HEAD.unpack_from, _BINARY_SIZE
             out = [parse(state[skip + _HEAD.size + unpack(state, skip)[2]:])
                    for state in states if state.startswith(_BINARY)]
@@ -320,6 +331,26 @@ class ProtoMapper(Mapper[UUID]):
                                         + _HEAD.unpack_from(stored, _BINARY_SIZE)[2])
             out.append(payload)
         return out
+
+    def started(self, rows: StoredRows) -> ProtoAggregate | None:
+        """The ProtoAggregate the first of `rows` starts, as the library's `mutate` of its
+        created event makes it (id, version 1, created and modified on, origin trace), with
+        no event applied yet and no domain event made; None when the row needs the general
+        path (`replay_rows`): a replay across incidents starts thousands, and the domain
+        event and `mutate`'s generic work cost more than a history's first steps."""
+        stored = rows.states[0]
+        if self.cipher or self.compressor or rows.versions[0] != 1 \
+                or not stored.startswith(_BINARY):
+            return None
+        timestamp, trace, topic, _ = _head(stored)
+        aggregate_class = resolve_topic(topic) if topic else None
+        if not (isinstance(aggregate_class, type) and issubclass(aggregate_class, ProtoAggregate)):
+            return None
+        aggregate = aggregate_class.__new__(aggregate_class)
+        aggregate.__base_init__(_uuid(rows.originator_id), 1, timestamp)
+        aggregate_class.__init__(aggregate)
+        aggregate.origin_trace = trace
+        return aggregate
 
     def recorded_on(self, rows: StoredRows, index: int) -> datetime:
         """When the row's event was recorded (its domain event's timestamp), read from the
@@ -376,22 +407,28 @@ class StoredRows(NamedTuple):
 
 def replay_rows(mapper: Mapper[UUID], rows: StoredRows) -> Any:
     """One aggregate from its stored rows: the aggregate the repository's fold gives
-    (state, version, modified_on, origin trace). For a ProtoAggregate, only the first row
-    becomes a domain event; the wrapper messages of the rest go to `when_all` at once (a
-    question across incidents replays hundreds of thousands of events)."""
+    (state, version, modified_on, origin trace). For a ProtoAggregate, no row becomes a
+    domain event (`ProtoMapper.started` makes the aggregate, or the first row's event where
+    it cannot); the wrapper messages of the rest go to `when_all` at once (a question across
+    incidents replays hundreds of thousands of events)."""
     count = len(rows.versions)
-    first: Any = mapper.to_domain_event(rows.row(0))
-    aggregate = first.mutate(None)
-    if not isinstance(aggregate, ProtoAggregate) or not isinstance(mapper, ProtoMapper) \
-            or count == 1:
-        return fold(aggregate, (mapper.to_domain_event(rows.row(n)) for n in range(1, count)))
-    versions = rows.versions
-    if list(versions) != list(range(aggregate.version, aggregate.version + count)):
-        for expected, version in enumerate(versions, start=aggregate.version):
+    if not isinstance(mapper, ProtoMapper):
+        return fold(None, (mapper.to_domain_event(rows.row(n)) for n in range(count)))
+    aggregate: Any = mapper.started(rows)
+    rest = rows
+    if aggregate is None:
+        aggregate = mapper.to_domain_event(rows.row(0)).mutate(None)  # type: ignore[attr-defined]
+        if not isinstance(aggregate, ProtoAggregate) or count == 1:
+            return fold(aggregate, (mapper.to_domain_event(rows.row(n))
+                                    for n in range(1, count)))
+        rest = StoredRows(rows.originator_id, rows.versions[1:], rows.topics[1:],
+                          rows.states[1:])
+    versions, first = rest.versions, aggregate.version + (rest is not rows)
+    if list(versions) != list(range(first, first + len(versions))):
+        for expected, version in enumerate(versions, start=first):
             if version != expected:
                 raise OriginatorVersionError(version, expected)
-    aggregate.when_all(mapper.wrappers(StoredRows(rows.originator_id, versions[1:],
-                                                  rows.topics[1:], rows.states[1:])))
+    aggregate.when_all(mapper.wrappers(rest))
     aggregate.version = versions[-1]
     aggregate.modified_on = mapper.recorded_on(rows, count - 1)
     return aggregate

@@ -28,11 +28,14 @@ class IncidentHistory(ProtoAggregate):
 
     EVENT_TYPE = pb.HistoryEvent
 
+    def _begin(self) -> None:
+        self.events: list[incident_pb2.IncidentEvent] = []
+        self.state = IncidentState()
+        self.imported: pb.HistoryImported | None = None
+
     def when(self, wrapper: Message) -> None:
         if not hasattr(self, "events"):
-            self.events: list[incident_pb2.IncidentEvent] = []
-            self.state = IncidentState()
-            self.imported: pb.HistoryImported | None = None
+            self._begin()
         kind, recorded = event_of(wrapper)
         if kind == "imported":
             self.imported = recorded
@@ -48,9 +51,14 @@ class IncidentHistory(ProtoAggregate):
         return wrapper.WhichOneof("event") != "recorded"
 
     def when_all(self, wrappers: Sequence[Message]) -> None:
-        """A replay's events after the first: the incident's events, in one pass of its
-        fold. (An import is only ever a history's first event, `import_` starts it; one
-        anywhere else would reach the fold as an empty event and be refused.)"""
+        """A replay's events: the incident's, in one pass of its fold. (An import is only
+        ever a history's first event, `import_` starts it; one anywhere else reaches the
+        fold as an empty event and is refused.)"""
+        if not hasattr(self, "events"):
+            self._begin()
+            if wrappers and wrappers[0].WhichOneof("event") == "imported":
+                self.when(wrappers[0])
+                wrappers = wrappers[1:]
         events = [w.recorded.event for w in wrappers]  # type: ignore[attr-defined]
         self.state.extend(events)
         self.events += events
