@@ -236,6 +236,9 @@ def _head(stored: bytes) -> tuple[datetime, dict[str, str], str | None, int]:
         rest = stored[start:start + length]
         if rest[:1] == b"p":
             trace = {"traceparent": rest[1:].decode()}
+        elif rest[:1] == b"t":
+            name, _, parent = rest[1:].decode().partition("\n")
+            trace, topic = ({"traceparent": parent} if parent else {}), name
         else:
             head = json.loads(rest)
             trace, topic = head["tr"], head.get("ot")
@@ -249,9 +252,10 @@ def _uuid(value: UUID | str) -> UUID:
 class ProtoMapper(Mapper[UUID]):
     """Stores a ProtoAggregate's event as its wrapper message in binary protobuf, behind a
     small head: schema version, recording time, and the trace context (and, for the first
-    event, the aggregate's topic): empty, `p` + a lone traceparent, or JSON. Every other
-    event, and every row written as JSON before this mapper, goes through the library's
-    JSON transcoder as before."""
+    event, the aggregate's topic): empty, `p` + a lone traceparent, `t` + the topic, a
+    newline and a lone traceparent or nothing, or JSON (any other trace context; every first
+    event before the `t` form, still read). Every other event, and every row written as
+    JSON before this mapper, goes through the library's JSON transcoder as before."""
 
     _types: ClassVar[dict[str, tuple[type[Any], type[Message], str]]] = {}
 
@@ -262,9 +266,11 @@ class ProtoMapper(Mapper[UUID]):
                 <= _EVENT_KEYS or getattr(type(domain_event), "class_version", 1) != 1:
             return super().to_stored_event(domain_event)
         trace: dict[str, str] = state["trace"]
-        if "originator_topic" in state or trace.keys() - {"traceparent"}:
-            rest = json.dumps({"tr": trace, "ot": state.get("originator_topic")},
-                              separators=(",", ":")).encode()
+        topic = state.get("originator_topic")
+        if trace.keys() - {"traceparent"} or "\n" in (topic or ""):
+            rest = json.dumps({"tr": trace, "ot": topic}, separators=(",", ":")).encode()
+        elif topic:
+            rest = f"t{topic}\n{trace.get('traceparent', '')}".encode()
         else:
             rest = b"p" + trace["traceparent"].encode() if trace else b""
         micros = (state["timestamp"] - _EPOCH) // timedelta(microseconds=1)

@@ -6,6 +6,8 @@ aggregate can record, whatever mix of binary and JSON rows it is stored in."""
 from __future__ import annotations
 
 import copy
+import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
@@ -19,10 +21,20 @@ from eventsourcing.persistence import (
     StoredEvent,
     UUIDAsHex,
 )
+from eventsourcing.utils import get_topic
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lifeline.common.v1 import common_pb2
-from lifeline.events import Cause, ProtoMapper, StoredRows, fold, replay_rows, to_json
+from lifeline.events import (
+    _BINARY,
+    _HEAD,
+    Cause,
+    ProtoMapper,
+    StoredRows,
+    fold,
+    replay_rows,
+    to_json,
+)
 from lifeline.incident.model import _STEPS, IncidentState
 from lifeline.incident.v1 import incident_pb2 as pb
 from lifeline.review.v1 import review_pb2
@@ -199,3 +211,32 @@ def test_a_copied_state_folds_on_into_its_own_view() -> None:
     assert clone.view == IncidentState.replay(history).view
     assert clone.order(history[half].order_acknowledged.order_id).status != \
         pb.ORDER_STATUS_ISSUED
+
+
+@pytest.mark.parametrize("trace", [{}, {"traceparent": "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"},
+                                   {"traceparent": "00-x-y-01", "tracestate": "k=v"}])
+def test_a_first_rows_head_reads_back_in_the_compact_and_the_json_form(
+        trace: dict[str, str]) -> None:
+    """A history's first row carries its aggregate's topic and trace context: compact (`t`)
+    for none or a lone traceparent, JSON for anything else and in every first row written
+    before the compact form. Each reads back to the same history, fast or through the
+    library."""
+    history = generate(DemandSpec(incidents=1, seed=4, false_alarms=0))[0]
+    kept = IncidentHistory.begin(history[0], CAUSE, NOW)
+    for event in history[1:3]:
+        kept.append(event, CAUSE, NOW)
+    events = kept.collect_events()
+    object.__setattr__(events[0], "trace", trace)
+    rows = [MAPPER.to_stored_event(e) for e in events]
+    start = len(_BINARY) + _HEAD.size
+    schema, micros, length = _HEAD.unpack_from(rows[0].state, len(_BINARY))
+    head = rows[0].state[start:start + length]
+    assert head[:1] == (b"{" if "tracestate" in trace else b"t")
+    old_head = json.dumps({"tr": trace, "ot": get_topic(IncidentHistory)},
+                          separators=(",", ":")).encode()
+    old_first = replace(rows[0], state=b"".join((
+        _BINARY, _HEAD.pack(schema, micros, len(old_head)), old_head,
+        rows[0].state[start + length:])))
+    for first in (rows[0], old_first):
+        replayed = assert_same_history([first, *rows[1:]])
+        assert replayed.origin_trace == trace
