@@ -11,7 +11,7 @@ import copy
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, NoReturn, Self, cast
+from typing import Any, Generic, NoReturn, Self, TypeVar, cast
 from uuid import UUID
 
 from google.protobuf.duration_pb2 import Duration
@@ -83,7 +83,10 @@ def state_name(state: int) -> str:
     return pb.IncidentState.Name(state).removeprefix("INCIDENT_STATE_")  # type: ignore[arg-type]
 
 
-class _Held:
+T = TypeVar("T")
+
+
+class _Held(Generic[T]):
     """A field of a message the state holds, read through it: the meta of the event that
     set one of its times, or the event that started a part. Reaching a sub-message (a
     Timestamp) costs about as much as the rest of a step, so the fold keeps the message it
@@ -95,9 +98,9 @@ class _Held:
     def __init__(self, holder: str, field: str = "occurred_at") -> None:
         self.holder, self.field = holder, field
 
-    def __get__(self, state: Any, owner: type | None = None) -> Any:
+    def __get__(self, state: Any, owner: type | None = None) -> T:
         held = getattr(state, self.holder)
-        return None if held is None else getattr(held, self.field)
+        return None if held is None else getattr(held, self.field)  # type: ignore[return-value]
 
 
 class _Plain:
@@ -118,10 +121,10 @@ class Stint(_Plain):
 
     __slots__ = ("assigned", "assigned_meta", "on_scene_meta", "released", "status", "unit_id")
 
-    unit_kind: str = _Held("assigned", "unit_kind")  # type: ignore[assignment]
-    distance_km: float = _Held("assigned", "distance_km")  # type: ignore[assignment]
-    assigned_at: Timestamp = _Held("assigned_meta")  # type: ignore[assignment]
-    on_scene_at: Timestamp | None = _Held("on_scene_meta")  # type: ignore[assignment]
+    unit_kind = _Held[str]("assigned", "unit_kind")
+    distance_km = _Held[float]("assigned", "distance_km")
+    assigned_at = _Held[Timestamp]("assigned_meta")
+    on_scene_at = _Held[Timestamp | None]("on_scene_meta")
 
     def __init__(self, assigned: Any, meta: Meta) -> None:
         #: The UnitAssigned event, its meta, and the meta of the first report on scene.
@@ -145,19 +148,19 @@ class OrderState(_Plain):
     __slots__ = ("acknowledged_meta", "completed_meta", "id", "issued", "issued_meta",
                  "last_note", "overdue", "percent", "status", "verified_meta")
 
-    department: str = _Held("issued", "department")  # type: ignore[assignment]
-    unit_id: str = _Held("issued", "unit_id")  # type: ignore[assignment]
-    tier: pb.OrderTier.ValueType = _Held("issued", "tier")  # type: ignore[assignment]
-    instruction: str = _Held("issued", "instruction")  # type: ignore[assignment]
-    life_safety: bool = _Held("issued", "life_safety")  # type: ignore[assignment]
-    plan_order_id: str = _Held("issued", "plan_order_id")  # type: ignore[assignment]
-    acknowledge_by: Timestamp = _Held("issued", "acknowledge_by")  # type: ignore[assignment]
-    complete_by: Timestamp = _Held("issued", "complete_by")  # type: ignore[assignment]
-    issued_by: str = _Held("issued_meta", "actor")  # type: ignore[assignment]
-    issued_at: Timestamp = _Held("issued_meta")  # type: ignore[assignment]
-    acknowledged_at: Timestamp | None = _Held("acknowledged_meta")  # type: ignore[assignment]
-    completed_at: Timestamp | None = _Held("completed_meta")  # type: ignore[assignment]
-    verified_at: Timestamp | None = _Held("verified_meta")  # type: ignore[assignment]
+    department = _Held[str]("issued", "department")
+    unit_id = _Held[str]("issued", "unit_id")
+    tier = _Held[pb.OrderTier.ValueType]("issued", "tier")
+    instruction = _Held[str]("issued", "instruction")
+    life_safety = _Held[bool]("issued", "life_safety")
+    plan_order_id = _Held[str]("issued", "plan_order_id")
+    acknowledge_by = _Held[Timestamp]("issued", "acknowledge_by")
+    complete_by = _Held[Timestamp]("issued", "complete_by")
+    issued_by = _Held[str]("issued_meta", "actor")
+    issued_at = _Held[Timestamp]("issued_meta")
+    acknowledged_at = _Held[Timestamp | None]("acknowledged_meta")
+    completed_at = _Held[Timestamp | None]("completed_meta")
+    verified_at = _Held[Timestamp | None]("verified_meta")
 
     def __init__(self, issued: Any, meta: Meta) -> None:
         self.issued, self.issued_meta = issued, meta
@@ -191,7 +194,7 @@ class TaskState(_Plain):
 
     __slots__ = ("description", "done", "done_meta", "id", "kind", "owner")
 
-    done_at: Timestamp | None = _Held("done_meta")  # type: ignore[assignment]
+    done_at = _Held[Timestamp | None]("done_meta")
 
     def __init__(self, added: Any) -> None:
         self.id, self.kind, self.owner = added.task_id, added.kind, added.owner
@@ -235,14 +238,14 @@ class IncidentState:
                  "shortfalls", "situation", "state", "times_reopened", "units",
                  "updated_at", "version", "warning_id", "warning_level")
 
-    opened_at: Timestamp | None = _Held("opened_meta")  # type: ignore[assignment]
-    declared_at: Timestamp | None = _Held("declared_meta")  # type: ignore[assignment]
-    contained_at: Timestamp | None = _Held("contained_meta")  # type: ignore[assignment]
-    recovery_started_at: Timestamp | None = _Held("recovery_started_meta")  # type: ignore[assignment]
-    recovered_at: Timestamp | None = _Held("recovered_meta")  # type: ignore[assignment]
-    closed_at: Timestamp | None = _Held("closed_meta")  # type: ignore[assignment]
-    dismissed_at: Timestamp | None = _Held("dismissed_meta")  # type: ignore[assignment]
-    reviewed_at: Timestamp | None = _Held("reviewed_meta")  # type: ignore[assignment]
+    opened_at = _Held[Timestamp | None]("opened_meta")
+    declared_at = _Held[Timestamp | None]("declared_meta")
+    contained_at = _Held[Timestamp | None]("contained_meta")
+    recovery_started_at = _Held[Timestamp | None]("recovery_started_meta")
+    recovered_at = _Held[Timestamp | None]("recovered_meta")
+    closed_at = _Held[Timestamp | None]("closed_meta")
+    dismissed_at = _Held[Timestamp | None]("dismissed_meta")
+    reviewed_at = _Held[Timestamp | None]("reviewed_meta")
 
     def __init__(self) -> None:
         self.id = self.hazard = self.hazard_type = self.grid_cell = self.warning_id = ""
@@ -278,7 +281,8 @@ class IncidentState:
         self.materials_consumed: Amounts = {}
         self.materials_returned: Amounts = {}
         self.materials_reserved: list[pb.MaterialReserved] = []
-        #: The field time offset last written, in microseconds (most steps repeat it).
+        #: The field clock's offset (occurred - recorded, in microseconds) at the last event
+        #: that moved it: the view's field_time_offset.
         self._offset: int | None = None
         #: Each unit's latest stint, and the first order and recovery task with each id.
         self._units: dict[str, Stint] = {}

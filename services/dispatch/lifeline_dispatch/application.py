@@ -66,7 +66,7 @@ class DispatchApp(ServiceApplication):
     def regrade(self, incident_id: str, grade: int, cause: Cause, now: datetime) -> Result:
         check_enum("grade", pb.Grade, grade)
         incident = self.incident(incident_id)
-        response = response_for(self.plans, incident.view.hazard_type, grade)
+        response = response_for(self.plans, incident.state.hazard_type, grade)
         incident.regrade(grade, response, cause, now)
         return incident.view, self.record(incident)
 
