@@ -103,34 +103,45 @@ class _Held(Generic[T]):
         return None if held is None else getattr(held, self.field)  # type: ignore[return-value]
 
 
-class _Plain:
-    """A part of the incident's state, its fields named as in its view message."""
+class _Part:
+    """A part of the incident's state (a unit's stint, an order, a recovery task), its
+    fields named as in its view message: the event that started it and that event's meta,
+    held, and what its later steps changed."""
 
-    __slots__: tuple[str, ...] = ()
+    __slots__: tuple[str, ...] = ("start", "start_meta")
+    #: Every slot of the class and its bases (what a copy copies).
+    _fields: tuple[str, ...] = ()
+
+    def __init__(self, start: Any, meta: Meta) -> None:
+        self.start, self.start_meta = start, meta
+
+    def __init_subclass__(cls) -> None:
+        cls._fields = tuple(name for klass in cls.__mro__
+                            for name in getattr(klass, "__slots__", ()))
 
     def copy(self) -> Self:
         clone = object.__new__(type(self))
-        for name in self.__slots__:
+        for name in self._fields:
             setattr(clone, name, getattr(self, name))
         return clone
 
 
-class Stint(_Plain):
+class Stint(_Part):
     """A unit's stint with the incident: from its assignment until it is released (a
     released unit may come back, for a stint of its own)."""
 
-    __slots__ = ("assigned", "assigned_meta", "on_scene_meta", "released", "status", "unit_id")
+    __slots__ = ("on_scene_meta", "released", "status", "unit_id")
 
-    unit_kind = _Held[str]("assigned", "unit_kind")
-    distance_km = _Held[float]("assigned", "distance_km")
-    assigned_at = _Held[Timestamp]("assigned_meta")
+    unit_kind = _Held[str]("start", "unit_kind")
+    distance_km = _Held[float]("start", "distance_km")
+    assigned_at = _Held[Timestamp]("start_meta")
     on_scene_at = _Held[Timestamp | None]("on_scene_meta")
 
     def __init__(self, assigned: Any, meta: Meta) -> None:
-        #: The UnitAssigned event, its meta, and the meta of the first report on scene.
-        self.assigned, self.assigned_meta = assigned, meta
+        super().__init__(assigned, meta)
         self.unit_id: str = assigned.unit_id
         self.status: common_pb2.UnitStatus.ValueType = common_pb2.UNIT_STATUS_ASSIGNED
+        #: The meta of its first report on scene.
         self.on_scene_meta: Meta | None = None
         self.released = False
 
@@ -141,29 +152,29 @@ class Stint(_Plain):
                                distance_km=self.distance_km)
 
 
-class OrderState(_Plain):
+class OrderState(_Part):
     """An order as its steps so far leave it (what it says, read through the event that
     issued it)."""
 
-    __slots__ = ("acknowledged_meta", "completed_meta", "id", "issued", "issued_meta",
-                 "last_note", "overdue", "percent", "status", "verified_meta")
+    __slots__ = ("acknowledged_meta", "completed_meta", "id", "last_note", "overdue",
+                 "percent", "status", "verified_meta")
 
-    department = _Held[str]("issued", "department")
-    unit_id = _Held[str]("issued", "unit_id")
-    tier = _Held[pb.OrderTier.ValueType]("issued", "tier")
-    instruction = _Held[str]("issued", "instruction")
-    life_safety = _Held[bool]("issued", "life_safety")
-    plan_order_id = _Held[str]("issued", "plan_order_id")
-    acknowledge_by = _Held[Timestamp]("issued", "acknowledge_by")
-    complete_by = _Held[Timestamp]("issued", "complete_by")
-    issued_by = _Held[str]("issued_meta", "actor")
-    issued_at = _Held[Timestamp]("issued_meta")
+    department = _Held[str]("start", "department")
+    unit_id = _Held[str]("start", "unit_id")
+    tier = _Held[pb.OrderTier.ValueType]("start", "tier")
+    instruction = _Held[str]("start", "instruction")
+    life_safety = _Held[bool]("start", "life_safety")
+    plan_order_id = _Held[str]("start", "plan_order_id")
+    acknowledge_by = _Held[Timestamp]("start", "acknowledge_by")
+    complete_by = _Held[Timestamp]("start", "complete_by")
+    issued_by = _Held[str]("start_meta", "actor")
+    issued_at = _Held[Timestamp]("start_meta")
     acknowledged_at = _Held[Timestamp | None]("acknowledged_meta")
     completed_at = _Held[Timestamp | None]("completed_meta")
     verified_at = _Held[Timestamp | None]("verified_meta")
 
     def __init__(self, issued: Any, meta: Meta) -> None:
-        self.issued, self.issued_meta = issued, meta
+        super().__init__(issued, meta)
         self.id: str = issued.order_id
         self.status: pb.OrderStatus.ValueType = pb.ORDER_STATUS_ISSUED
         #: The metas of the steps that acknowledged, completed and verified it.
@@ -189,16 +200,19 @@ class OrderState(_Plain):
             issued_by=self.issued_by, plan_order_id=self.plan_order_id)
 
 
-class TaskState(_Plain):
+class TaskState(_Part):
     """A recovery task, done or not."""
 
-    __slots__ = ("description", "done", "done_meta", "id", "kind", "owner")
+    __slots__ = ("done", "done_meta", "id")
 
+    kind = _Held[pb.RecoveryTaskKind.ValueType]("start", "kind")
+    owner = _Held[str]("start", "owner")
+    description = _Held[str]("start", "description")
     done_at = _Held[Timestamp | None]("done_meta")
 
-    def __init__(self, added: Any) -> None:
-        self.id, self.kind, self.owner = added.task_id, added.kind, added.owner
-        self.description = added.description
+    def __init__(self, added: Any, meta: Meta) -> None:
+        super().__init__(added, meta)
+        self.id: str = added.task_id
         self.done, self.done_meta = False, cast(Meta | None, None)
 
     def message(self) -> pb.RecoveryTask:
@@ -649,7 +663,7 @@ def _situation_reported(s: IncidentState, event: Any, meta: Meta) -> None:
 
 
 def _recovery_task_added(s: IncidentState, event: Any, meta: Meta) -> None:
-    task = TaskState(event)
+    task = TaskState(event, meta)
     s.recovery_tasks.append(task)
     s._tasks.setdefault(task.id, task)
 
