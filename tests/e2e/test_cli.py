@@ -519,8 +519,14 @@ def test_review_commands_as_tables_and_json(env: dict[str, str], stack: Stack,
             "gas_leak", "--grade", "iv", "--at", "2026-07-20T06:10:00")
 
     def kept() -> list[str] | None:
+        # The whole history so far: resources has answered the declaration (its units or
+        # shortfalls recorded by dispatch) and review holds every event dispatch has.
+        found = json.loads(cli(env, "dispatch", "incident", incident, "--json").stdout)
+        if not (found.get("units") or found.get("shortfalls")):
+            return None
         done = cli(env, "review", "replay", incident, ok=False)
-        return done.stdout.splitlines() if "declared" in done.stdout else None
+        steps = [line for line in done.stdout.splitlines() if line[:1].isdigit()]
+        return done.stdout.splitlines() if len(steps) == int(found["version"]) else None
 
     replay = wait_until(kept, "review to keep the declared incident")
     assert replay[0].split()[:3] == ["#", "FIELD", "TIME"] and "STATE AFTER" in replay[0]
