@@ -25,6 +25,7 @@ from eventsourcing.utils import get_topic
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lifeline.common.v1 import common_pb2
+from lifeline.errors import InvalidArgument
 from lifeline.events import (
     _BINARY,
     _HEAD,
@@ -39,7 +40,7 @@ from lifeline.incident.model import _STEPS, IncidentState
 from lifeline.incident.v1 import incident_pb2 as pb
 from lifeline.review.v1 import review_pb2
 from lifeline_review.demand import DemandSpec, generate
-from lifeline_review.domain import IncidentHistory
+from lifeline_review.domain import IncidentHistory, validate_history
 
 from tests.unit.test_incident_model import GRADES, HAZARDS, Drive, commands
 
@@ -240,3 +241,29 @@ def test_a_first_rows_head_reads_back_in_the_compact_and_the_json_form(
     for first in (rows[0], old_first):
         replayed = assert_same_history([first, *rows[1:]])
         assert replayed.origin_trace == trace
+
+
+@pytest.mark.parametrize("overflow", ["a request made twice", "two shortfalls"])
+def test_a_count_past_what_the_view_holds_is_refused_naming_its_event(overflow: str) -> None:
+    """The fold keeps counts as Python ints; one past the view message's uint32 is refused
+    as the event that made it (an import says which), not when a view is built later."""
+    history = generate(DemandSpec(incidents=1, seed=4, false_alarms=0))[0]
+    at = next(n for n, e in enumerate(history) if e.WhichOneof("event") ==
+              "resources_requested")
+    events = [copy.deepcopy(e) for e in history]
+    request = events[at].resources_requested
+    request.requirements[0].count = 2**32 - 1
+    if overflow == "a request made twice":
+        added = [copy.deepcopy(events[at])]
+    else:
+        short = pb.IncidentEvent()
+        short.resource_shortfall.meta.CopyFrom(request.meta)
+        short.resource_shortfall.unit_kind, short.resource_shortfall.missing = "x", 2**32 - 1
+        added = [short, copy.deepcopy(short)]
+    events[at + 1:at + 1] = added
+    for n, event in enumerate(events, start=1):
+        getattr(event, str(event.WhichOneof("event"))).meta.sequence = n
+    with pytest.raises(InvalidArgument) as refused:
+        validate_history(events)
+    assert refused.value.field == f"events[{at + len(added)}]"
+    assert "more than a count holds" in str(refused.value)
