@@ -7,6 +7,7 @@ refused naming the element."""
 from __future__ import annotations
 
 import itertools
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -105,6 +106,32 @@ def test_the_appendix_style_alerts_parse_onto_the_cells_they_cover() -> None:
 def test_an_invalid_alert_is_refused_naming_the_element(document: bytes, names: str) -> None:
     with pytest.raises(InvalidArgument, match=names):
         cap.parse(document, 8)
+
+
+def test_an_invalid_alert_is_refused_naming_the_element_while_other_threads_check_alerts(
+        ) -> None:
+    """Monitor checks outgoing alerts in worker threads while an import is checked on the
+    event loop; one thread's validation must not wipe the error another is about to name
+    (a shared lxml validator did: the import failed INTERNAL, AttributeError)."""
+    good = (DATA / "rainstorm_alert.xml").read_bytes()
+    bad = (DATA / "invalid_urgency.xml").read_bytes()
+    done = threading.Event()
+
+    def check_others() -> None:
+        while not done.is_set():
+            cap.parse(good, 8)
+
+    others = [threading.Thread(target=check_others) for _ in range(2)]
+    for thread in others:
+        thread.start()
+    try:
+        for _ in range(500):
+            with pytest.raises(InvalidArgument, match="urgency"):
+                cap.parse(bad, 8)
+    finally:
+        done.set()
+        for thread in others:
+            thread.join()
 
 
 def cause(at: datetime) -> Cause:

@@ -20,6 +20,7 @@ nothing.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -101,10 +102,23 @@ MSG_TYPES = {"raised": "Alert", "updated": "Update", "acknowledged": "Update",
 
 
 @cache
+def _schema_source() -> bytes:
+    return resources.files("lifeline_monitor").joinpath("CAP-v1.2.xsd").read_bytes()
+
+
+_validators = threading.local()
+
+
 def schema() -> etree.XMLSchema:
-    """The OASIS CAP 1.2 schema (shipped with monitor)."""
-    source = resources.files("lifeline_monitor").joinpath("CAP-v1.2.xsd").read_bytes()
-    return etree.XMLSchema(etree.fromstring(source, _parser()))
+    """The OASIS CAP 1.2 schema (shipped with monitor), one validator per thread: lxml
+    keeps a validator's error log on the instance and clears it at each validation, so a
+    validator shared with a worker thread that checks an outgoing alert could lose the
+    error of an incoming one between `validate` and reading it."""
+    validator: etree.XMLSchema | None = getattr(_validators, "schema", None)
+    if validator is None:
+        source = etree.fromstring(_schema_source(), _parser())
+        validator = _validators.schema = etree.XMLSchema(source)
+    return validator
 
 
 def _parser() -> etree.XMLParser:
