@@ -17,7 +17,12 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    ProcessingEvent,
+    Repository,
+)
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
     IntegrityError,
@@ -28,6 +33,7 @@ from eventsourcing.persistence import (
     Tracking,
 )
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresProcessRecorder
+from eventsourcing.utils import strtobool
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
@@ -220,8 +226,46 @@ def eventsourcing_env(database_url: str, schema: str) -> dict[str, str]:
     }
 
 
+class CopyingRepository(Repository[UUID]):
+    """The library's repository, but a cached aggregate is copied under the lock it is
+    fast-forwarded under. The library copies it after releasing that lock, so a copy taken
+    while another thread (the projector, a consumer) fast-forwards the same aggregate could
+    hold two moments at once: a dict that changed size mid-copy, or an incident whose
+    version is from before an event and whose state is from after it."""
+
+    def get(self, aggregate_id: UUID, *, version: int | None = None,
+            projector_func: Any = fold, fastforward_skipping: bool = False,
+            deepcopy_from_cache: bool = True) -> Any:
+        aggregate = super().get(aggregate_id, version=version, projector_func=projector_func,
+                                fastforward_skipping=fastforward_skipping,
+                                deepcopy_from_cache=False)
+        if self.cache and version is None and deepcopy_from_cache and self.deepcopy_from_cache:
+            return self.copied(aggregate_id, aggregate)
+        return aggregate
+
+    def copied(self, aggregate_id: UUID, cached: Any) -> Any:
+        """A copy of a cached aggregate, taken while nobody fast-forwards it."""
+        lock = self._use_fastforward_lock(aggregate_id)
+        try:
+            with lock:
+                return copy.deepcopy(cached)
+        finally:
+            self._disuse_fastforward_lock(aggregate_id)
+
+
 class ServiceApplication(Application):
     """Base of the four services' applications."""
+
+    def construct_repository(self) -> CopyingRepository:
+        """The library's settings, read as the library reads them."""
+        maxsize, env = self.env.get(self.AGGREGATE_CACHE_MAXSIZE), self.env
+        return CopyingRepository(
+            self.events, snapshot_store=self.snapshots,
+            cache_maxsize=int(maxsize) if maxsize else None,
+            fastforward=strtobool(env.get(self.AGGREGATE_CACHE_FASTFORWARD, "y")),
+            fastforward_skipping=strtobool(
+                env.get(self.AGGREGATE_CACHE_FASTFORWARD_SKIPPING, "n")),
+            deepcopy_from_cache=strtobool(env.get(self.DEEPCOPY_FROM_AGGREGATE_CACHE, "y")))
 
     def __init__(self, database_url: str, env: dict[str, Any] | None = None) -> None:
         ensure_schema(database_url, self.name)
@@ -380,6 +424,7 @@ class ServiceApplication(Application):
         recorder = self.process_recorder
         assert isinstance(recorder, PostgresProcessRecorder)
         repository, known = self.repository, {}
+        assert isinstance(repository, CopyingRepository)
         for aggregate_id in dict.fromkeys(ids):
             if repository.cache is None:
                 break
@@ -387,15 +432,8 @@ class ServiceApplication(Application):
                 cached = repository.cache.get(aggregate_id)
             except KeyError:
                 continue
-            # A copy taken under the lock the repository fast-forwards a cached aggregate
-            # under (in place, on another thread: the projector's reads), so its version
-            # and state are one moment's; the rows read next follow on from that version.
-            lock = repository._use_fastforward_lock(aggregate_id)
-            try:
-                with lock:
-                    known[aggregate_id] = copy.deepcopy(cached)
-            finally:
-                repository._disuse_fastforward_lock(aggregate_id)
+            # One moment's version and state; the rows read next follow on from it.
+            known[aggregate_id] = repository.copied(aggregate_id, cached)
         after = [known[i].version if i in known else 0 for i in dict.fromkeys(ids)]
         statement = sql.SQL(
             "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM {}.{} e "
