@@ -4,11 +4,14 @@ cells are the nearest of all, and the unit that arrives first is the one sent.""
 from __future__ import annotations
 
 import random
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lifeline.errors import InvalidArgument
+from lifeline_resources import roads as roads_module
 from lifeline_resources.fleet import Fleet, FleetUnit, Point, distance_km
 from lifeline_resources.roads import RoadNetwork
 
@@ -126,3 +129,28 @@ def test_closing_the_underpass_sends_the_unit_from_the_other_side_of_the_rail_li
     assert fleet.choose("pump_truck", 1, underpass, NOW).chosen[0].unit.id == "pump-south"
     with pytest.raises(InvalidArgument, match="segment_id"):
         roads.close("no-such-road", "x")
+
+
+def test_a_closure_that_lands_while_a_route_is_computed_is_not_forgotten(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The projector's thread closes a road while a consumer's thread computes travel times
+    on the roads as they were: the times computed on the open road must not be kept for
+    that destination, or units go on being sent through the flooded underpass."""
+    roads = RoadNetwork.load(ROADS)
+    fleet = Fleet(roads)
+    fleet.upsert(unit("pump-south", (31.1884, 121.4420), "pump_truck"))
+    fleet.upsert(unit("pump-north", (31.2080, 121.4376), "pump_truck"))
+    underpass = (31.1960, 121.4376)
+    computing = roads_module.dijkstra
+
+    def closed_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        times = computing(*args, **kwargs)
+        monkeypatch.setattr(roads_module, "dijkstra", computing)  # once
+        closer = threading.Thread(target=roads.close, args=("xjh-underpass", "flooded"))
+        closer.start()
+        closer.join()
+        return times
+
+    monkeypatch.setattr(roads_module, "dijkstra", closed_meanwhile)
+    assert fleet.choose("pump_truck", 1, underpass, NOW).chosen[0].unit.id == "pump-north"
+    assert fleet.choose("pump_truck", 1, underpass, NOW).chosen[0].unit.id == "pump-north"

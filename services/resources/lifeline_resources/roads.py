@@ -80,6 +80,7 @@ class RoadNetwork:
         self._times: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cells: dict[int, dict[str, set[str]]] = {}  # resolution -> segment -> cells
         self._matrix = self._build()
+        self._generation = 0  # counts closures and reopenings
 
     @classmethod
     def load(cls, path: Path) -> RoadNetwork:
@@ -148,6 +149,7 @@ class RoadNetwork:
     def _changed(self) -> None:
         self._matrix = self._build()
         self._times.clear()
+        self._generation += 1
 
     def _build(self) -> csr_matrix:
         """The reversed graph of open segments: entry [b, a] is the time from a to b, so
@@ -193,18 +195,24 @@ class RoadNetwork:
         return out
 
     def _times_to(self, target: int) -> np.ndarray:
-        with self._lock:
-            cached = self._times.get(target)
-            if cached is not None:
-                self._times.move_to_end(target)
-                return cached
-            matrix = self._matrix
-        times = dijkstra(matrix, directed=True, indices=target)
-        with self._lock:
-            self._times[target] = times
-            while len(self._times) > CACHED_DESTINATIONS:
-                self._times.popitem(last=False)
-        return times
+        """Every node's time to target over the open roads. Computed outside the lock; a
+        closure or reopening that lands meanwhile (the projector's thread) makes it compute
+        again on the new roads, so no time from before a closure is kept."""
+        while True:
+            with self._lock:
+                cached = self._times.get(target)
+                if cached is not None:
+                    self._times.move_to_end(target)
+                    return cached
+                matrix, generation = self._matrix, self._generation
+            times = dijkstra(matrix, directed=True, indices=target)
+            with self._lock:
+                if generation != self._generation:
+                    continue
+                self._times[target] = times
+                while len(self._times) > CACHED_DESTINATIONS:
+                    self._times.popitem(last=False)
+                return times
 
     def _snap(self, point: Point) -> tuple[int, float]:
         """The nearest node, and the seconds to get there from point."""
