@@ -90,7 +90,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
         # The projector keeps the fleet index, the road closures and the departments of
         # depots current.
         if isinstance(aggregate, Unit):
-            app.fleet.upsert(fleet_unit(aggregate.view))
+            app.fleet.upsert(fleet_unit(aggregate.view, aggregate.version))
         elif isinstance(aggregate, RoadClosure):
             apply(aggregate.view)
         made = rows_for(aggregate)
