@@ -215,13 +215,16 @@ class MonitorApp(ServiceApplication):
         return tracked
 
     def live(self, sensor: pb.Sensor) -> pb.Sensor:
-        """A sensor's view with its level as the engine holds it now."""
+        """A copy of a sensor's view with its level as the engine holds it now (the view
+        may be the engine's own message)."""
+        shown = pb.Sensor()
+        shown.CopyFrom(sensor)
         tracked = self.engine.sensors.get(sensor.id)
         if tracked is not None:
-            sensor.level = tracked.state.level  # type: ignore[assignment]
+            shown.level = tracked.state.level  # type: ignore[assignment]
             if tracked.level_reading is not None:
-                sensor.level_reading.CopyFrom(tracked.level_reading)
-        return sensor
+                shown.level_reading.CopyFrom(tracked.level_reading)
+        return shown
 
     def acknowledge(self, warning_id: str, cause: Cause, now: datetime
                     ) -> tuple[pb.Warning, list[Recording]]:
