@@ -11,14 +11,14 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Repository
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Recording, Tracking
 from lifeline import names
 from lifeline.errors import AlreadyExists, InvalidArgument, NotFound, RuleViolation
 from lifeline.events import Cause, ProtoAggregate
 from lifeline.monitor.v1 import monitor_pb2 as pb
-from lifeline.store import ServiceApplication
+from lifeline.store import CopyingRepository, ServiceApplication
 from lifeline.views import ViewRow
 
 from lifeline_monitor import escalation, grid, outcomes
@@ -48,7 +48,7 @@ class MonitorApp(ServiceApplication):
 
     # ---- the alarm engine's transactions ----
 
-    def construct_repository(self) -> Repository:
+    def construct_repository(self) -> CopyingRepository:
         return EngineRepository(self, super().construct_repository())
 
     def _rebuild(self) -> list[Any]:
@@ -238,11 +238,11 @@ class MonitorApp(ServiceApplication):
         return watch.warning, self.record(watch)
 
 
-class EngineRepository(Repository):
+class EngineRepository(CopyingRepository):
     """The application's repository, answering for sensors and watches from the engine's
     memory (a copy, as of the last commit) instead of reading their events again."""
 
-    def __init__(self, app: MonitorApp, inner: Repository) -> None:
+    def __init__(self, app: MonitorApp, inner: CopyingRepository) -> None:
         self.__dict__.update(inner.__dict__)
         self._app = app
 
