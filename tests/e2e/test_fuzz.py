@@ -11,7 +11,9 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -43,6 +45,13 @@ WRITES = [(s, m) for s, m in METHODS if not m.name.startswith(READS)]
 MIB = 1 << 20
 #: How long a generated request listens to a server stream before leaving.
 FOLLOW_SECONDS = 0.2
+#: CAP alerts in the style of the specification's appendix, and each also with a value
+#: the schema refuses.
+CAP_DOCUMENTS = [variant for path in sorted(
+    (Path(__file__).resolve().parents[1] / "data" / "cap").glob("*.xml"))
+    for document in [path.read_bytes()]
+    for variant in (document, document.replace(b"<status>Actual<", b"<status>Real<"),
+                    document.replace(b"<scope>Public<", b"<scope>Everyone<"))]
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +158,8 @@ class Generator:
             assert field.enum_type is not None
             return r.choice([*(v.number for v in field.enum_type.values), 99, -5])
         if kind == FieldDescriptor.TYPE_BYTES:
+            if field.name == "xml" and r.random() < 0.5:  # well-formed, valid or not
+                return r.choice(CAP_DOCUMENTS)
             return r.randbytes(r.choice([0, 10, 1000]))
         unsigned = kind in (FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_UINT64,
                             FieldDescriptor.TYPE_FIXED32, FieldDescriptor.TYPE_FIXED64)
@@ -253,6 +264,54 @@ def test_generated_requests_never_break_a_service(
     assert {n: stack.service(n).pid for n in Stack.SERVICES} == pids
     assert all(stack.service(n).proc.poll() is None for n in Stack.SERVICES)  # type: ignore[union-attr]
     assert sum(codes.values()) == PER_RPC
+
+
+def test_generated_requests_at_once_never_break_a_service(
+        stack: Stack, channels: dict[str, grpc.Channel], known: dict[str, list[str]]) -> None:
+    """The same hostile requests, every RPC's mixed together from several callers at once,
+    while a flapping sensor raises and clears warnings (their CAP alerts are built and
+    checked in worker threads): a refusal must not depend on what another thread is
+    doing (an lxml validator shared by threads once turned a refused CAP import into
+    INTERNAL)."""
+    calls: list[tuple[str, str, MethodDescriptor, Message | bytes]] = []
+    for service, method in METHODS:
+        generate = Generator(zlib.crc32(method.full_name.encode()) + 1, known)
+        calls += [(SERVICE_OF[service.full_name], service.full_name, method,
+                   generate.garbage() if index % 10 == 9
+                   else generate.message(method.input_type)) for index in range(PER_RPC // 8)]
+    random.Random(7).shuffle(calls)
+    pids = {n: stack.service(n).pid for n in Stack.SERVICES}
+    monitor = monitor_pb2_grpc.MonitorServiceStub(channels["monitor"])
+    done = threading.Event()
+    flaps: list[int] = []
+
+    def flap() -> None:
+        while not done.is_set():
+            value = 10.0 if len(flaps) % 2 == 0 else 0.0
+            monitor.IngestReadingBatch(monitor_pb2.IngestReadingBatchRequest(readings=[
+                monitor_pb2.Reading(sensor_id="fz-sensor", value=value,
+                                    measured_at=to_timestamp(datetime.now(UTC)))]),
+                timeout=TIMEOUT)
+            flaps.append(1)
+
+    def take(share: list[tuple[str, str, MethodDescriptor, Message | bytes]]
+             ) -> list[tuple[str, grpc.StatusCode]]:
+        return [(method.full_name, call(channels[name], service, method, request))
+                for name, service, method, request in share]
+
+    flapper = threading.Thread(target=flap)
+    flapper.start()
+    try:
+        with ThreadPoolExecutor(4) as callers:
+            answered = [pair for share in callers.map(take, [calls[n::4] for n in range(4)])
+                        for pair in share]
+    finally:
+        done.set()
+        flapper.join(timeout=TIMEOUT)
+    assert len(answered) == len(calls)
+    assert [(name, code) for name, code in answered if code in BROKEN] == []
+    assert len(flaps) > 1  # warnings were raised and cleared meanwhile
+    assert {n: stack.service(n).pid for n in Stack.SERVICES} == pids
 
 
 def string_paths(descriptor: Descriptor, prefix: str = "", depth: int = 0
