@@ -305,10 +305,10 @@ class IncidentState:
         self._view: pb.Incident | None = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> IncidentState:
-        """A copy whose units, orders and tasks are its own. The events' messages it holds
-        are never changed, and neither is a built view, so they are shared: dispatch builds
-        the view to answer a command, and the projector's copy of the saved incident then
-        writes its row from the same view."""
+        """A copy whose units, orders and tasks are its own (the events' messages it holds
+        are never changed, so they are shared). It builds its own view: the repository
+        copies only its cached aggregates, which never build one, so sharing a built view
+        saved nothing and would hand two owners one mutable message."""
         clone = object.__new__(IncidentState)
         for name in self.__slots__:
             setattr(clone, name, getattr(self, name))
@@ -324,6 +324,7 @@ class IncidentState:
         for name in ("requested", "shortfalls", "materials_requested", "material_shortfalls",
                      "materials_consumed", "materials_returned", "materials_reserved"):
             setattr(clone, name, copy.copy(getattr(self, name)))
+        clone._view = None
         memo[id(self)] = clone
         return clone
 
