@@ -13,7 +13,7 @@ import itertools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -33,7 +33,6 @@ from eventsourcing.persistence import (
     Tracking,
 )
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresProcessRecorder
-from eventsourcing.utils import strtobool
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
@@ -233,6 +232,14 @@ class CopyingRepository(Repository[UUID]):
     hold two moments at once: a dict that changed size mid-copy, or an incident whose
     version is from before an event and whose state is from after it."""
 
+    @classmethod
+    def taking_over(cls, library: Repository[UUID]) -> Self:
+        """This repository with the library's one's settings, cache and locks (as the
+        library's application made it from its environment)."""
+        repository = cls.__new__(cls)
+        repository.__dict__.update(library.__dict__)
+        return repository
+
     def get(self, aggregate_id: UUID, *, version: int | None = None,
             projector_func: Any = fold, fastforward_skipping: bool = False,
             deepcopy_from_cache: bool = True) -> Any:
@@ -274,15 +281,7 @@ class ServiceApplication(Application):
     """Base of the four services' applications."""
 
     def construct_repository(self) -> CopyingRepository:
-        """The library's settings, read as the library reads them."""
-        maxsize, env = self.env.get(self.AGGREGATE_CACHE_MAXSIZE), self.env
-        return CopyingRepository(
-            self.events, snapshot_store=self.snapshots,
-            cache_maxsize=int(maxsize) if maxsize else None,
-            fastforward=strtobool(env.get(self.AGGREGATE_CACHE_FASTFORWARD, "y")),
-            fastforward_skipping=strtobool(
-                env.get(self.AGGREGATE_CACHE_FASTFORWARD_SKIPPING, "n")),
-            deepcopy_from_cache=strtobool(env.get(self.DEEPCOPY_FROM_AGGREGATE_CACHE, "y")))
+        return CopyingRepository.taking_over(super().construct_repository())
 
     def __init__(self, database_url: str, env: dict[str, Any] | None = None) -> None:
         ensure_schema(database_url, self.name)

@@ -49,7 +49,9 @@ class MonitorApp(ServiceApplication):
     # ---- the alarm engine's transactions ----
 
     def construct_repository(self) -> CopyingRepository:
-        return EngineRepository(self, super().construct_repository())
+        repository = EngineRepository.taking_over(super().construct_repository())
+        repository.app = self
+        return repository
 
     def _rebuild(self) -> list[Any]:
         """Every sensor and watch, folded from the store (on start)."""
@@ -242,12 +244,10 @@ class EngineRepository(CopyingRepository):
     """The application's repository, answering for sensors and watches from the engine's
     memory (a copy, as of the last commit) instead of reading their events again."""
 
-    def __init__(self, app: MonitorApp, inner: CopyingRepository) -> None:
-        self.__dict__.update(inner.__dict__)
-        self._app = app
+    app: MonitorApp
 
     def get(self, aggregate_id: Any, *args: Any, **kwargs: Any) -> Any:
-        app = self._app
+        app = self.app
         engine = getattr(app, "engine", None)
         if engine is not None and not args and kwargs.get("version") is None:
             with app._engine_lock:
