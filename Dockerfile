@@ -3,13 +3,14 @@
 # Build: docker build -t lifeline:0.1.0 .   (deploy/README.md has the rest)
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# The builder makes the wheel from the sources and installs it, with its dependencies, into a
-# venv; tests/deploy/test_wheel.py runs the same two steps against a fresh venv.
+# The builder makes the wheel from the sources and installs it into a venv with exactly the
+# dependencies requirements.lock names (hashes checked); tests/deploy/test_wheel.py runs the
+# same steps against a fresh venv.
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY libs/ libs/
 COPY services/ services/
 COPY plans/ plans/
@@ -20,7 +21,8 @@ COPY roads/ roads/
 COPY coverage/ coverage/
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /dist . \
     && python -m venv /opt/lifeline \
-    && /opt/lifeline/bin/pip install --no-cache-dir /dist/lifeline-*.whl
+    && /opt/lifeline/bin/pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock \
+    && /opt/lifeline/bin/pip install --no-cache-dir --no-deps /dist/lifeline-*.whl
 
 FROM ${PYTHON_IMAGE}
 # Nothing is written under / at run time (readOnlyRootFilesystem): bytecode is compiled at

@@ -4,15 +4,32 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test proto lint typecheck check bench clean
+.PHONY: run test proto lint typecheck check bench clean lock check-upgrades
 
-$(STAMP): pyproject.toml
+# Installs exactly what requirements-dev.lock names, hashes checked; the project itself goes
+# in editable, built with the locked setuptools.
+$(STAMP): requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --require-hashes --no-deps -r requirements-dev.lock
 	@# setuptools tells every editable install to beware of same-named folders (a note, not
 	@# a problem here: the packages live under libs/ and services/); keep `make run` quiet.
-	PYTHONWARNINGS="ignore:Editable installation:UserWarning" $(BIN)/pip install -q -e ".[dev]"
+	PYTHONWARNINGS="ignore:Editable installation:UserWarning" \
+	  $(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/pip check -q >/dev/null
 	touch $(STAMP)
+
+# Re-resolve every dependency to its newest allowed version and rewrite both locks: the
+# development set first, then the runtime set (the image's) held to the same versions.
+# Run on purpose, then `make test`, and commit the locks with what they changed.
+COMPILE := $(BIN)/pip-compile -q --all-build-deps --allow-unsafe --generate-hashes \
+	--strip-extras --no-emit-index-url --no-emit-find-links
+lock: $(STAMP)
+	$(COMPILE) --upgrade --extra dev -o requirements-dev.lock pyproject.toml
+	$(COMPILE) -c requirements-dev.lock -o requirements.lock pyproject.toml
+
+# Try the newest releases in a throwaway venv and say what breaks (the lock is untouched).
+check-upgrades:
+	bash tools/check-upgrades
 
 run: $(STAMP)
 	$(BIN)/lifeline demo

@@ -96,3 +96,15 @@ def module_stack(databases: Databases) -> Iterator[Stack]:
     finally:
         started.stop()
         shutil.rmtree(state, ignore_errors=True)
+
+
+_DEPTHS = {"unit": "unit", "integration": "integration", "e2e": "e2e", "deploy": "slow"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each test carries the marker of its folder, so `pytest -m unit` runs exactly the unit
+    tests (no servers) and `-m integration` / `-m e2e` what starts real ones."""
+    for item in items:
+        depth = Path(str(item.path)).parent.name
+        if depth in _DEPTHS:
+            item.add_marker(_DEPTHS[depth])

@@ -68,7 +68,9 @@ def installed(base: Path) -> Path:
     venv = base / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=base)
     # --no-compile: the .pyc files are written on first import instead (the image compiles).
-    run([*pip, "--python", venv / "bin" / "python", "install", "--no-compile", wheel], cwd=base)
+    into = [*pip, "--python", venv / "bin" / "python", "install", "--no-compile"]
+    run([*into, "--require-hashes", "--no-deps", "-r", ROOT / "requirements.lock"], cwd=base)
+    run([*into, "--no-deps", wheel], cwd=base)
     return venv / "bin"
 
 

@@ -6,7 +6,7 @@ import warnings
 from lifeline.common.v1 import names_pb2 as lifeline_dot_common_dot_v1_dot_names__pb2
 from lifeline.dispatch.v1 import dispatch_pb2 as lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 

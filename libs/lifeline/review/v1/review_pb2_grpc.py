@@ -6,7 +6,7 @@ import warnings
 from lifeline.incident.v1 import incident_pb2 as lifeline_dot_incident_dot_v1_dot_incident__pb2
 from lifeline.review.v1 import review_pb2 as lifeline_dot_review_dot_v1_dot_review__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
