@@ -31,8 +31,9 @@ lock: $(STAMP)
 check-upgrades:
 	bash tools/check-upgrades
 
+# The flood at 120x field time, watched on the console; Ctrl-C stops everything.
 run: $(STAMP)
-	$(BIN)/lifeline demo
+	$(BIN)/lifeline demo --speed 120 --stay
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -64,12 +65,14 @@ def make_stack(databases: Databases) -> Iterator[StackFactory]:
     """Start the four services on real NATS and PostgreSQL; everything stops afterwards."""
     started: list[tuple[Stack, Path]] = []
 
-    def make(extra_env: dict[str, str] | None = None, replicas: int = 1) -> Stack:
+    def make(extra_env: dict[str, str] | None = None, replicas: int = 1,
+             console: bool = False) -> Stack:
         state = Path(tempfile.mkdtemp(prefix="lifeline-stack-"))
         # Scenarios carry their own field time: deadlines follow it, not the wall clock.
         env = {"LIFELINE_FIELD_CLOCK": "observed", **(extra_env or {})}
         stack = Stack(state, nats_url=os.environ.get("NATS_URL") or None,
-                      database_url=databases.create(), extra_env=env, replicas=replicas)
+                      database_url=databases.create(), extra_env=env, replicas=replicas,
+                      console=console)
         started.append((stack, state))
         return stack.start()
 
@@ -96,6 +99,29 @@ def module_stack(databases: Databases) -> Iterator[Stack]:
     finally:
         started.stop()
         shutil.rmtree(state, ignore_errors=True)
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium under Playwright. In CI a missing browser fails the run; on a
+    developer's machine its tests are skipped, saying why."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("no chromium: .ci/run installs Debian's chromium for the browser tests")
+        pytest.skip("no chromium on this machine (apt-get install chromium): browser tests "
+                    "not run")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
 
 
 _DEPTHS = {"unit": "unit", "integration": "integration", "e2e": "e2e", "deploy": "slow"}

@@ -355,6 +355,46 @@ class ServiceProcess:
             )
 
 
+class ConsoleProcess(ServiceProcess):
+    """The web console (`python -m lifeline_console serve`): HTTPS on its own port, a client
+    of the four services; ready once its watches of them are live."""
+
+    def __init__(self, listen: str, log_path: Path, env: dict[str, str], ca_pem: bytes) -> None:
+        super().__init__("console", listen, log_path,
+                         {**env, "LIFELINE_CONSOLE_LISTEN": listen}, ca_pem)
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.listen}"
+
+    def status(self) -> str:
+        """SERVING once every watch is live, CONNECTING before, or UNREACHABLE."""
+        return console_health(self.url, self.ca_pem)
+
+    def wait_healthy(self, timeout: float = 30, *, standby: bool = False) -> None:
+        if self.proc is None:
+            raise RuntimeError("the console was never started")
+        proc = self.proc
+        ok = _poll(time.monotonic() + timeout,
+                   lambda: proc.poll() is not None or self.status() == "SERVING", interval=0.1)
+        if proc.poll() is not None or not ok:
+            why = (f"exited with code {proc.returncode}" if proc.poll() is not None
+                   else f"not SERVING at {self.url} after {timeout:g} s")
+            raise RuntimeError(f"console {why} (log: {self.log_path})\n" + _tail(self.log_path))
+
+
+def console_health(url: str, ca_pem: bytes | None, timeout: float = 1.0) -> str:
+    import ssl
+
+    context = ssl.create_default_context(cadata=ca_pem.decode() if ca_pem else None)
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=timeout, context=context) as resp:
+            status: str = json.loads(resp.read())["status"]
+            return status
+    except (OSError, urllib.error.URLError, ValueError, KeyError):
+        return "UNREACHABLE"
+
+
 def check_health(address: str, ca_pem: bytes | None, timeout: float = 1.0) -> str:
     """One gRPC health probe (TLS trusting ca_pem, plaintext when None): SERVING,
     NOT_SERVING, ... or UNREACHABLE."""
@@ -383,6 +423,7 @@ class Stack:
         dbname: str = "lifeline",
         secure: bool = True,
         replicas: int = 1,
+        console: bool = False,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.nats_url = nats_url
@@ -397,6 +438,11 @@ class Stack:
         #: Each service's replicas: the first started leads, the others stand by.
         self.replicas = replicas
         self.services: dict[str, list[ServiceProcess]] = {}
+        #: The web console, when asked for (secure stacks only: it signs people in).
+        self.console: ConsoleProcess | None = None
+        if console and self.authority is None:
+            raise ValueError("the console runs on a secure stack only (it signs people in)")
+        self._with_console = console
 
     def start(self) -> Stack:
         try:
@@ -427,10 +473,28 @@ class Stack:
                     standby.start()
                 for standby in replicas[1:]:
                     standby.wait_healthy(standby=True)
+            if self._with_console:
+                self.start_console()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def start_console(self) -> ConsoleProcess:
+        assert self.authority is not None and self.ca_pem is not None
+        env = {**self.extra_env, **self.authority.console_env(),
+               **{f"LIFELINE_{name.upper()}_ADDR": self.address(name) for name in self.services}}
+        self.console = ConsoleProcess(f"127.0.0.1:{free_port()}",
+                                      self.state_dir / "logs" / "console.log", env, self.ca_pem)
+        self.console.start()
+        self.console.wait_healthy()
+        return self.console
+
+    def sign_in_link(self, name: str, *roles: str, department: str = "") -> str:
+        """A one-time console sign-in URL for name with these roles (fresh for 10 minutes)."""
+        if self.console is None:
+            raise RuntimeError("this stack runs no console")
+        return f"{self.console.url}/signin#token={self.token(name, *roles, department=department)}"
 
     def _security_env(self, service: str) -> dict[str, str]:
         if self.authority is None:
@@ -465,7 +529,8 @@ class Stack:
         return self.authority.nats_login(user)
 
     def processes(self) -> list[ServiceProcess]:
-        return [svc for replicas in self.services.values() for svc in replicas]
+        found = [svc for replicas in self.services.values() for svc in replicas]
+        return [self.console, *found] if self.console else found
 
     def stop(self) -> None:
         for svc in self.processes():
@@ -546,6 +611,8 @@ class Stack:
                     "replicas": [{"address": s.listen, "pid": s.pid} for s in r]}
                 for n, r in self.services.items()
             },
+            "console": ({"url": self.console.url, "pid": self.console.pid,
+                         "log": str(self.console.log_path)} if self.console else None),
         }
 
     def write_state(self, path: Path | None = None) -> Path:

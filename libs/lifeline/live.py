@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 
 #: Different things (incidents, warnings) that may wait for one watch before it is ended.
 MAX_PENDING = 2000
+#: The position of a change kept in memory only (a unit's reported position): it has no
+#: place in the notification log, so no snapshot already holds it and every watch takes it.
+IN_MEMORY = sys.maxsize
 
 
 @dataclass(frozen=True)

@@ -162,17 +162,18 @@ class Views:
                     WHERE kind = $4 AND key = $1""", updates)
         return len(updates)
 
-    async def snapshot(self, kind: str, message_type: type[M], statuses: Sequence[str]
-                       ) -> tuple[list[M], int]:
-        """Every view of a kind in these statuses, and the projector's position they are
-        as of (read together: a live watch sends what came after it)."""
+    async def snapshot(self, kind: str, message_type: type[M],
+                       statuses: Sequence[str] | None = None) -> tuple[list[M], int]:
+        """Every view of a kind (in these statuses, if given), and the projector's position
+        they are as of (read together: a live watch sends what came after it)."""
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
                                                                  readonly=True):
             position = await conn.fetchval(
                 f"SELECT position FROM {self.positions} WHERE name = 'projector'")
             rows = await conn.fetch(
-                f"""SELECT doc FROM {self.table} WHERE kind = $1 AND status = ANY($2::text[])
-                    ORDER BY key""", kind, list(statuses))
+                f"""SELECT doc FROM {self.table} WHERE kind = $1
+                    AND ($2::text[] IS NULL OR status = ANY($2::text[])) ORDER BY key""",
+                kind, None if statuses is None else list(statuses))
         return [message_type.FromString(r["doc"]) for r in rows], int(position or 0)
 
     async def every(self, kind: str, message_type: type[M]) -> list[M]:

@@ -1,10 +1,12 @@
 """`lifeline` command: run the local stack in the background, inspect it, play the demo."""
 
+import contextlib
 import json
 import os
 import re
 import secrets
 import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -15,7 +17,7 @@ from rich.table import Table
 
 from lifeline import devstack
 from lifeline.cli import kit
-from lifeline.identity.dev import DevAuthority
+from lifeline.identity.dev import DevAuthority, local_user
 from lifeline.identity.nats import LISTENS_TO, OBSERVER, server_config
 from lifeline.identity.tls import write_private
 from lifeline.identity.tokens import parse_ttl
@@ -54,6 +56,13 @@ def _components(state: dict[str, Any], health: bool) -> list[dict[str, Any]]:
         if health:
             row["health"] = devstack.check_health(info["address"], ca) if running else "-"
         rows.append(row)
+    if console := state.get("console"):
+        running = devstack.is_running(console.get("pid"))
+        row = {"component": "console", "address": console.get("url"), "pid": console.get("pid"),
+               "state": "running" if running else "stopped"}
+        if health:
+            row["health"] = devstack.console_health(console["url"], ca) if running else "-"
+        rows.append(row)
     return rows
 
 
@@ -75,9 +84,9 @@ def up(state_dir: StateDir = DEFAULT_STATE) -> None:
     if state and devstack.state_pids(state):
         kit.fail(f"already up in {state_dir}; run `lifeline down` first")
     stack = devstack.Stack(state_dir, nats_url=os.environ.get("NATS_URL") or None,
-                           database_url=os.environ.get("DATABASE_URL") or None)
+                           database_url=os.environ.get("DATABASE_URL") or None, console=True)
     try:
-        with kit.progress("starting NATS, PostgreSQL and the four services", None):
+        with kit.progress("starting NATS, PostgreSQL, the four services and the console", None):
             stack.start()  # stops whatever it started if it fails
         stack.write_state()
     except Exception as e:
@@ -89,6 +98,9 @@ def up(state_dir: StateDir = DEFAULT_STATE) -> None:
              f"department) {auth.token_file}, used by the CLIs;\nmore with `lifeline token "
              f"--role ROLE --name NAME`. logs: {stack.state_dir / 'logs'}; stop with "
              "`lifeline down`")
+    if stack.console is not None:
+        kit.emit(f"console: {stack.console.url} — sign in with the link `lifeline login-link` "
+                 "prints")
 
 
 @app.command(help="Stop everything `lifeline up` started.")
@@ -133,6 +145,29 @@ def token(
         kit.fail(str(e))
 
 
+@app.command("login-link", help="Print a one-time console sign-in link (valid for 10 minutes) "
+                                 "for a person with these roles.")
+def login_link(
+    role: Annotated[list[str], typer.Option(help="a role from the role matrix (repeat for "
+                                                 "several)")] = ["operator", "commander"],  # noqa: B006
+    name: Annotated[str, typer.Option(help="the person; recorded as the actor of what they "
+                                           "do from the console")] = "",
+    department: Annotated[str, typer.Option(help="their department (for the department and "
+                                                 "crew roles)")] = "",
+    state_dir: StateDir = DEFAULT_STATE,
+) -> None:
+    state = devstack.read_state(state_dir)
+    console = state.get("console") if state else None
+    if not console:
+        kit.fail(f"no console running in {state_dir}; run `lifeline up` first")
+    auth = DevAuthority(state_dir)
+    try:
+        token = auth.token(name or local_user(), role, department=department)
+    except ValueError as e:
+        kit.fail(str(e))
+    kit.emit(f"{console['url']}/signin#token={token}")
+
+
 @app.command("nats-auth", help="Print nats-server users and permissions, one user per "
                                "service (deploy/k8s).")
 def nats_auth(passwords: Annotated[Path, typer.Option(
@@ -174,7 +209,13 @@ def migrate_events(
 @app.command(help="Play a scenario on a fresh stack, print its replay and evaluation, stop "
                   "everything.")
 def demo(scenario: Annotated[Path | None, typer.Option(
-        metavar="FILE", help="scenario file (default: the underpass flood)")] = None) -> None:
+        metavar="FILE", help="scenario file (default: the underpass flood)")] = None,
+         speed: Annotated[float, typer.Option(
+             min=0, help="field time runs this many times faster than the clock, so the "
+             "console can be watched (0: as fast as the services answer)")] = 0,
+         stay: Annotated[bool, typer.Option(
+             help="keep the stack and the console up after the evaluation, until Ctrl-C")
+         ] = False) -> None:
     from lifeline.cli import views
     from lifeline.review.v1 import review_pb2
     from lifeline.scenario import SCENARIOS, Player, Scenario
@@ -192,18 +233,22 @@ def demo(scenario: Annotated[Path | None, typer.Option(
     say(f"== {played_scenario.name} (field times in {kit.zone_name()})")
     started = time.monotonic()
     try:
-        with kit.progress("starting NATS, PostgreSQL and the four services", None):
+        with kit.progress("starting NATS, PostgreSQL, the four services and the console",
+                          None):
             # The scenario's field time drives deadlines, not the wall clock.
             stack = devstack.Stack(state_dir, nats_url=nats_url, database_url=database_url,
-                                   extra_env={"LIFELINE_FIELD_CLOCK": "observed"})
+                                   extra_env={"LIFELINE_FIELD_CLOCK": "observed"}, console=True)
             stack.start()
         try:
-            say(f"started NATS, PostgreSQL and the four services in "
+            say(f"started NATS, PostgreSQL, the four services and the console in "
                 f"{time.monotonic() - started:.1f}s")
+            link = stack.sign_in_link(local_user(), "operator", "commander")
+            say(f"console: {link.split('/signin')[0]}\nsign in (one-time link, 10 minutes): "
+                f"{link}")
             player = Player(stack.addresses(), stack, tag=tag, say=say)
             try:
                 played = time.monotonic()
-                incident_id = player.play(played_scenario)
+                incident_id = player.play(played_scenario, speed=speed)
                 field = played_scenario.steps[-1].at if played_scenario.steps else 0
                 say(f"\nplayed {field} of field time in {time.monotonic() - played:.1f}s")
                 steps = list(player.review.ReplayIncident(
@@ -216,6 +261,10 @@ def demo(scenario: Annotated[Path | None, typer.Option(
             kit.emit(views.replay_table(steps))
             say("\n== Evaluation (field time)")
             kit.emit(views.evaluation_table(evaluation))
+            if stay:
+                say("\nthe stack and the console stay up (Ctrl-C stops everything)")
+                with contextlib.suppress(KeyboardInterrupt):
+                    signal.pause()
             say("\nstopping ...")
         finally:
             stack.stop()

@@ -108,6 +108,21 @@ class DevAuthority:
                 "LIFELINE_AUTH_KEYS": str(self.public_key),
                 **self.nats_env(service)}
 
+    @property
+    def console_token_file(self) -> Path:
+        return self.auth_dir / "console-token"
+
+    def console_env(self) -> dict[str, str]:
+        """The web console's configuration: its HTTPS certificate, the keys people's tokens
+        verify with, and its own viewer token to read the picture with."""
+        write_private(self.console_token_file, self.token(
+            "console", ("viewer",), ttl=timedelta(days=30)).encode())
+        return {"LIFELINE_TLS_CERT": str(self.tls_dir / "server.pem"),
+                "LIFELINE_TLS_KEY": str(self.tls_dir / "server.key"),
+                "LIFELINE_TLS_CA": str(self.ca_file),
+                "LIFELINE_AUTH_KEYS": str(self.public_key),
+                "LIFELINE_CONSOLE_TOKEN_FILE": str(self.console_token_file)}
+
     def nats_env(self, user: str) -> dict[str, str]:
         return {"LIFELINE_NATS_USER": user,
                 "LIFELINE_NATS_PASSWORD": self.nats_passwords()[user],

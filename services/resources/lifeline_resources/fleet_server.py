@@ -4,19 +4,27 @@ ResourcesServicer)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 from lifeline.edge import cause_of, check_location, check_name, required
 from lifeline.errors import InvalidArgument, NotFound
 from lifeline.events import from_timestamp, to_timestamp
+from lifeline.identity import caller
+from lifeline.live import IN_MEMORY
 from lifeline.resources.v1 import resources_pb2 as pb
 from lifeline.runtime import Runtime
+from lifeline.views import ViewRow
 
 from lifeline_resources.application import ResourcesApp
 from lifeline_resources.domain import ResourceRequest, request_id_of
 
 Ctx = grpc.aio.ServicerContext
 MAX_UNKNOWN_NAMED = 20
+#: What WatchResources sends: the view kinds (and in-memory positions) by response field.
+WATCHED: dict[str, type[Any]] = {"unit": pb.Unit, "road": pb.RoadSegment, "depot": pb.Depot,
+                                 "coverage": pb.Coverage, "position": pb.UnitPosition}
 
 
 class FleetRpcs:
@@ -29,7 +37,9 @@ class FleetRpcs:
         and a unit whose reports stop is ranked from its station once they are stale."""
         answer = pb.ReportPositionsResponse()
         index = 0
+        who = caller()
         async for batch in request_iterator:
+            moved: list[ViewRow] = []
             for report in batch.reports:
                 where = f"reports[{index}]"
                 index += 1
@@ -37,6 +47,8 @@ class FleetRpcs:
                 if not report.HasField("position"):
                     raise InvalidArgument(f"{where}.position", "is required")
                 check_location(f"{where}.position", report.position)
+                if who.scope and (unit := self.app.fleet.get(report.unit_id)) is not None:
+                    who.require_department(unit.department, f"unit {report.unit_id}")
                 at = (from_timestamp(report.measured_at) if report.HasField("measured_at")
                       else self.rt.now())
                 taken = self.app.fleet.report_position(
@@ -46,8 +58,12 @@ class FleetRpcs:
                         answer.unknown_units.append(report.unit_id)
                 elif taken:
                     answer.accepted += 1
+                    moved.append(ViewRow("position", report.unit_id, pb.UnitPosition(
+                        unit_id=report.unit_id, position=report.position,
+                        measured_at=to_timestamp(at))))
                 else:
                     answer.outdated += 1
+            self.rt.live.publish(moved, IN_MEMORY)
         return answer
 
     async def RecommendUnits(self, request: pb.RecommendUnitsRequest, context: Ctx
@@ -117,6 +133,25 @@ class FleetRpcs:
             await self.coverage_changed()
         return answer
 
+    async def WatchResources(self, request: pb.WatchResourcesRequest, context: Ctx
+                             ) -> AsyncIterator[pb.WatchResourcesResponse]:
+        with self.rt.live.watch(*WATCHED, what="resources", rpc=context) as watch:
+            # Watching before the snapshots are read, so nothing falls between; a change
+            # between two kinds' snapshots may come twice, and a view replaces itself.
+            positions = []
+            for kind, message_type in WATCHED.items():
+                if message_type is pb.UnitPosition:
+                    continue  # positions ride on the units of the snapshot
+                views, position = await self.rt.views.snapshot(kind, message_type)
+                positions.append(position)
+                for view in views:
+                    if isinstance(view, pb.Unit):
+                        view = self.with_position(view)
+                    yield _resource_change(kind, view, initial=True)
+            yield pb.WatchResourcesResponse(caught_up=True)
+            async for change in watch.changes(after=min(positions)):
+                yield _resource_change(change.kind, change.doc)
+
     async def coverage_changed(self) -> None:
         """A unit came, went or moved: check the city's coverage again."""
         if self.app.requirements:
@@ -130,3 +165,10 @@ class FleetRpcs:
             unit.position.lat, unit.position.lon = known.position
             unit.position_at.CopyFrom(to_timestamp(known.position_at))
         return unit
+
+
+def _resource_change(kind: str, view: Message, initial: bool = False
+                     ) -> pb.WatchResourcesResponse:
+    answer = pb.WatchResourcesResponse(initial=initial)
+    getattr(answer, kind).CopyFrom(view)
+    return answer

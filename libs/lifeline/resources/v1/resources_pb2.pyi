@@ -2054,3 +2054,93 @@ class CoverageResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CoverageResponse: _TypeAlias = CoverageResponse  # noqa: Y015
+
+@_typing.final
+class WatchResourcesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchResourcesRequest: _TypeAlias = WatchResourcesRequest  # noqa: Y015
+
+@_typing.final
+class UnitPosition(_message.Message):
+    """A unit's latest reported position (kept in memory, not in its history)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_ID_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    MEASURED_AT_FIELD_NUMBER: _builtins.int
+    unit_id: _builtins.str
+    @_builtins.property
+    def position(self) -> _common_pb2.GeoPoint: ...
+    @_builtins.property
+    def measured_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        unit_id: _builtins.str = ...,
+        position: _common_pb2.GeoPoint | None = ...,
+        measured_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["measured_at", b"measured_at", "position", b"position"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["measured_at", b"measured_at", "position", b"position", "unit_id", b"unit_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnitPosition: _TypeAlias = UnitPosition  # noqa: Y015
+
+@_typing.final
+class WatchResourcesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_FIELD_NUMBER: _builtins.int
+    ROAD_FIELD_NUMBER: _builtins.int
+    DEPOT_FIELD_NUMBER: _builtins.int
+    COVERAGE_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    INITIAL_FIELD_NUMBER: _builtins.int
+    CAUGHT_UP_FIELD_NUMBER: _builtins.int
+    initial: _builtins.bool
+    """Part of the snapshot sent first."""
+    caught_up: _builtins.bool
+    """The snapshot is complete; changes follow."""
+    @_builtins.property
+    def unit(self) -> Global___Unit: ...
+    @_builtins.property
+    def road(self) -> Global___RoadSegment: ...
+    @_builtins.property
+    def depot(self) -> Global___Depot: ...
+    @_builtins.property
+    def coverage(self) -> Global___Coverage: ...
+    @_builtins.property
+    def position(self) -> Global___UnitPosition: ...
+    def __init__(
+        self,
+        *,
+        unit: Global___Unit | None = ...,
+        road: Global___RoadSegment | None = ...,
+        depot: Global___Depot | None = ...,
+        coverage: Global___Coverage | None = ...,
+        position: Global___UnitPosition | None = ...,
+        initial: _builtins.bool = ...,
+        caught_up: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "coverage", b"coverage", "depot", b"depot", "position", b"position", "road", b"road", "unit", b"unit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "change", b"change", "coverage", b"coverage", "depot", b"depot", "initial", b"initial", "position", b"position", "road", b"road", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_change: _TypeAlias = _typing.Literal["unit", "road", "depot", "coverage", "position"]  # noqa: Y015
+    _WhichOneofArgType_change: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_change) -> _WhichOneofReturnType_change | None: ...
+
+Global___WatchResourcesResponse: _TypeAlias = WatchResourcesResponse  # noqa: Y015

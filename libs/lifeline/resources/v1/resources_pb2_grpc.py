@@ -127,6 +127,11 @@ class ResourcesServiceStub:
                 request_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.MoveUpDecisionRequest.SerializeToString,
                 response_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.CoverageResponse.FromString,
                 _registered_method=True)
+        self.WatchResources = channel.unary_stream(
+                '/lifeline.resources.v1.ResourcesService/WatchResources',
+                request_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.WatchResourcesRequest.SerializeToString,
+                response_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.WatchResourcesResponse.FromString,
+                _registered_method=True)
 
 
 class ResourcesServiceServicer:
@@ -256,6 +261,16 @@ class ResourcesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchResources(self, request, context):
+        """The fleet and the city's resources as they change, for a live map: first every unit,
+        closed road, depot and coverage requirement (`initial`), then one `caught_up`, then each
+        change as it is saved and each position a unit reports. A watch that falls far behind
+        ends with RESOURCE_EXHAUSTED: watch again for a fresh snapshot.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ResourcesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -348,6 +363,11 @@ def add_ResourcesServiceServicer_to_server(servicer, server):
                     servicer.DeclineMoveUp,
                     request_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.MoveUpDecisionRequest.FromString,
                     response_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.CoverageResponse.SerializeToString,
+            ),
+            'WatchResources': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchResources,
+                    request_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.WatchResourcesRequest.FromString,
+                    response_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.WatchResourcesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -838,6 +858,33 @@ class ResourcesService:
             '/lifeline.resources.v1.ResourcesService/DeclineMoveUp',
             lifeline_dot_resources_dot_v1_dot_resources__pb2.MoveUpDecisionRequest.SerializeToString,
             lifeline_dot_resources_dot_v1_dot_resources__pb2.CoverageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchResources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lifeline.resources.v1.ResourcesService/WatchResources',
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.WatchResourcesRequest.SerializeToString,
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.WatchResourcesResponse.FromString,
             options,
             channel_credentials,
             insecure,

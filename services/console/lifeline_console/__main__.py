@@ -1,0 +1,3 @@
+from lifeline_console.cli import main
+
+main()

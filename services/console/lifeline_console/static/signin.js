@@ -1,0 +1,28 @@
+// Sign-in: a link's token arrives in the fragment (never sent to a server); the page posts
+// it once and forgets it, or the person pastes a token.
+const form = document.getElementById("signin");
+const problem = document.getElementById("problem");
+const next = new URLSearchParams(location.search).get("next") || "/";
+
+async function signIn(token, link) {
+  const answer = await fetch("/api/signin", {
+    method: "POST", credentials: "same-origin",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ token, link }),
+  });
+  if (answer.ok) {
+    location.replace(next.startsWith("/") && !next.startsWith("//") ? next : "/");
+    return;
+  }
+  problem.textContent = (await answer.json()).message;
+}
+
+const fragment = new URLSearchParams(location.hash.slice(1));
+if (fragment.get("token")) {
+  history.replaceState(null, "", location.pathname + location.search);
+  signIn(fragment.get("token"), true);
+}
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  signIn(document.getElementById("token").value.trim(), false);
+});
