@@ -53,7 +53,7 @@ BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
 #: Inside the Xujiahui cell of the demo grid (grid officer wang-fang).
 LAT, LON = "31.1955", "121.4373"
-#: Exit status of a usage error (Click's convention; the README says so).
+#: Exit status of a usage error (Click's convention; docs/cli.md says so).
 USAGE = 2
 #: How soon `lifeline-dispatch watch` must show a new incident (issue 13).
 WITHIN_SECONDS = 1.0
