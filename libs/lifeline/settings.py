@@ -228,8 +228,9 @@ def markdown() -> str:
         "     libs/lifeline/settings.py: edit the settings there, not this page. -->",
         "",
         "Every Lifeline process is configured by its environment, and only through",
-        "`lifeline.settings`: each variable is declared there once. A process checks every",
-        "variable when it starts and refuses a bad value in one line naming it, e.g.",
+        "`lifeline.settings`: each variable is declared there once. A service checks every",
+        "variable when it starts (a CLI, when it first needs one) and refuses a bad value in",
+        "one line naming it, e.g.",
         "`lifeline-dispatch: LIFELINE_ACK_WAIT_SECONDS: input should be a valid number, "
         "unable to parse string as a number (got 'soon')`.",
         "An empty variable counts as unset.",
