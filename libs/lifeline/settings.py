@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import sys
-from datetime import timedelta
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -170,10 +169,6 @@ class Environment(BaseSettings):
             return tuple(name.strip() for name in value.split(",") if name.strip())
         return value
 
-    @property
-    def ack_wait(self) -> timedelta:
-        return timedelta(seconds=self.ack_wait_seconds)
-
     def address_of(self, service: str) -> str:
         """LIFELINE_<SERVICE>_ADDR."""
         return str(getattr(self, f"{service}_addr", ""))
@@ -210,7 +205,7 @@ def describe(error: ValidationError) -> str:
         key = str(problem["loc"][0]) if problem["loc"] else ""
         got = problem.get("input")
         shown = f" (got {str(got)[:24]!r})" if isinstance(got, str) else ""
-        message = problem["msg"].removeprefix("Value error, ")
+        message = problem["msg"]
         parts.append(f"{names.get(key, key)}: {message[0].lower()}{message[1:]}{shown}")
     return "; ".join(parts)
 
