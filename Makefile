@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test proto lint typecheck check bench clean lock check-upgrades
+.PHONY: run test proto docs lint typecheck check bench clean lock check-upgrades
 
 # Installs exactly what requirements-dev.lock names, hashes checked; the project itself goes
 # in editable, built with the locked setuptools.
@@ -41,6 +41,10 @@ test: $(STAMP)
 # Regenerate the Python stubs from protos/ (committed; tests/unit/test_protos.py checks they match).
 proto: $(STAMP)
 	$(BIN)/python -m lifeline.protogen libs
+
+# Regenerate docs/configuration.md from lifeline.settings (tests/unit/test_settings.py checks it).
+docs: $(STAMP)
+	$(BIN)/python -m lifeline.settings > docs/configuration.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check libs services tests bench

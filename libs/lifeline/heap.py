@@ -3,8 +3,8 @@
 A service holds a large, long-lived heap (its modules, the aggregate cache, resources'
 fleet index) and answers small requests. With CPython's default thresholds (700, 10, 10)
 the collector runs a young collection every few requests and, now and then, a full one
-over everything: measured in resources with 10,000 units, young collections took 1-3 ms
-every 100-200 ms and full ones 80-140 ms, the jitter behind RecommendUnits' p99.
+over everything; with a large fleet in memory those pauses were the jitter behind
+RecommendUnits' p99 (docs/performance.md).
 
 So a service, once started: collects once and freezes what survived (its modules and
 warmed caches are never garbage; frozen objects are skipped by every later collection),

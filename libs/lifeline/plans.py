@@ -15,7 +15,6 @@ import functools
 import hashlib
 import itertools
 import json
-import os
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped,unused-ignore]
 from jsonschema import ValidationError  # type: ignore[import-untyped,unused-ignore]
 
+from lifeline import settings as environment
 from lifeline.incident.v1 import incident_pb2
 
 #: The shipped plans: package data (shipped/plans links to plans/ in the source tree).
@@ -404,7 +404,7 @@ class PlanLibrary:
 @functools.cache
 def default_library() -> PlanLibrary:
     """The plans in the folder LIFELINE_PLANS names, else the shipped ones; loaded once."""
-    return PlanLibrary.load(Path(os.environ.get("LIFELINE_PLANS") or PLANS_DIR))
+    return PlanLibrary.load(environment.load().plans or PLANS_DIR)
 
 
 __all__ = ["CATEGORIES", "GRADES", "GRADE_NAMES", "PLANS_DIR", "GradeSpec", "Material",

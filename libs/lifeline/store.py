@@ -36,6 +36,7 @@ from eventsourcing.postgres import PostgresAggregateRecorder, PostgresProcessRec
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from lifeline import settings as environment
 from lifeline.errors import Conflict, NotFound
 from lifeline.events import ProtoMapper, StoredRows, fold, replay_rows
 
@@ -193,8 +194,10 @@ def _returned_ids(curs: Any) -> list[int]:
 
 
 def eventsourcing_env(database_url: str, schema: str) -> dict[str, str]:
-    """Translate DATABASE_URL into the library's POSTGRES_* settings."""
+    """Translate DATABASE_URL, and the POSTGRES_* settings Lifeline declares, into the
+    library's settings."""
     info = conninfo_to_dict(database_url)
+    pool = environment.load()
     return {
         "POSTGRES_SCHEMA": schema,
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
@@ -203,12 +206,13 @@ def eventsourcing_env(database_url: str, schema: str) -> dict[str, str]:
         "POSTGRES_PORT": str(info.get("port", "5432")),
         "POSTGRES_USER": str(info.get("user", "postgres")),
         "POSTGRES_PASSWORD": str(info.get("password", "")),
-        "POSTGRES_POOL_SIZE": "5",
-        "POSTGRES_MAX_OVERFLOW": "10",
+        "POSTGRES_POOL_SIZE": str(pool.postgres_pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(pool.postgres_max_overflow),
         # Writers never wait long on the events table's lock, nor on an unreachable server.
-        "POSTGRES_LOCK_TIMEOUT": "2",
-        "POSTGRES_CONNECT_TIMEOUT": "2",
-        "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "5",
+        "POSTGRES_LOCK_TIMEOUT": str(pool.postgres_lock_timeout),
+        "POSTGRES_CONNECT_TIMEOUT": str(pool.postgres_connect_timeout),
+        "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT":
+            str(pool.postgres_idle_in_transaction_session_timeout),
         # No ping before every use of a pooled connection: it doubled the round trips of
         # every read and write. The runtime checks the pool once when the database comes
         # back after an outage (`discard_broken_connections`).

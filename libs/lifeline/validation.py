@@ -16,7 +16,6 @@ messages again.
 from __future__ import annotations
 
 import math
-import os
 import unicodedata
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
@@ -26,6 +25,7 @@ from typing import Any, NamedTuple
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from lifeline import settings as environment
 from lifeline.errors import InvalidArgument
 from lifeline.monitor.v1 import monitor_pb2
 
@@ -39,7 +39,7 @@ REPEATED_LIMITS = {"readings": 10_000, "events": 100_000, "sensors": 10_000}
 REPEATED_DEFAULT = 1_000
 #: Field times a caller may give; not further ahead of this service's clock than the skew.
 FIELD_TIMES = {"occurred_at", "measured_at"}
-MAX_SKEW = timedelta(seconds=float(os.environ.get("LIFELINE_MAX_CLOCK_SKEW_SECONDS", "300")))
+MAX_SKEW = timedelta(seconds=environment.load().max_clock_skew_seconds)
 # google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
 MIN_SECONDS, MAX_SECONDS = -62135596800, 253402300799
 TIMESTAMP = "google.protobuf.Timestamp"

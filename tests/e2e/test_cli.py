@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from lifeline import settings
 from lifeline.cli import kit
 from lifeline.common.v1 import parking_pb2
 from lifeline.devstack import Stack, free_port
@@ -53,7 +54,7 @@ BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
 #: Inside the Xujiahui cell of the demo grid (grid officer wang-fang).
 LAT, LON = "31.1955", "121.4373"
-#: Exit status of a usage error (Click's convention; the README says so).
+#: Exit status of a usage error (Click's convention; docs/cli.md says so).
 USAGE = 2
 #: How soon `lifeline-dispatch watch` must show a new incident (issue 13).
 WITHIN_SECONDS = 1.0
@@ -136,10 +137,12 @@ _ONE_AT_A_TIME = threading.Lock()
 
 def _forget_between_commands() -> None:
     """What a fresh process would not have: the shared options and the open channel (kit.run
-    resets and closes them itself; this holds even if it did not get to), and the plan
-    library read once from LIFELINE_PLANS (`review rehearse`)."""
+    resets and closes them itself; this holds even if it did not get to), the settings read
+    once from the environment, and the plan library read once from LIFELINE_PLANS (`review
+    rehearse`)."""
     kit.OPTIONS = kit.Options()
     kit._close_channel()
+    settings.load.cache_clear()
     default_library.cache_clear()
 
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import grpc
@@ -32,9 +32,12 @@ from typer._click.exceptions import ClickException
 
 from lifeline.common.v1 import common_pb2, parking_pb2, parking_pb2_grpc
 
+if TYPE_CHECKING:
+    from lifeline.settings import Environment
+
 M = TypeVar("M", bound=Message)
 
-#: Exit codes, as the README documents them.
+#: Exit codes, as docs/cli.md documents them.
 EXIT_FAILED = 1  # the service refused or could not be reached; a file was wrong
 EXIT_USAGE = 2  # the command line was wrong (Click's convention)
 EXIT_PIPE_CLOSED = 1  # the reader went away (`| head`): quietly, as Typer does
@@ -128,7 +131,7 @@ def service_app(service: str, description: str) -> typer.Typer:
                 setattr(OPTIONS, name, value)
 
     @app.command(help=f"Run the {service} service (configured by its environment; see "
-                      "the README).")
+                      "docs/configuration.md).")
     def serve() -> None:
         from importlib import import_module
 
@@ -214,15 +217,22 @@ def rpc_error(error: grpc.RpcError, service: str) -> str:
 # ---- the connection: address, TLS, identity, idempotency, retries ----
 
 
+def environment() -> "Environment":
+    """The settings of this process (lifeline.settings), every variable checked."""
+    from lifeline import settings  # not at import: `--help` and completion stay quick
+
+    return settings.load()
+
+
 def default_state_dir() -> Path:
-    return Path(os.environ.get("LIFELINE_STATE_DIR", ".lifeline"))
+    return environment().state_dir
 
 
 def service_address(service: str, given: str | None) -> str:
     """--addr, else LIFELINE_<SERVICE>_ADDR, else what `lifeline up` recorded."""
     if given:
         return given
-    env = os.environ.get(f"LIFELINE_{service.upper()}_ADDR")
+    env = environment().address_of(service)
     if env:
         return env
     state_file = default_state_dir() / "state.json"
@@ -261,15 +271,15 @@ def credentials(token: str | None, ca_file: str | None) -> grpc.ChannelCredentia
     LIFELINE_INSECURE_PLAINTEXT is set."""
     from lifeline.grpcutil import client_credentials
 
-    state = default_state_dir()
-    token = token or os.environ.get("LIFELINE_TOKEN") or _read(state / "auth" / "token")
-    ca_file = ca_file or os.environ.get("LIFELINE_TLS_CA")
+    env = environment()
+    state = env.state_dir
+    token = token or env.token or _read(state / "auth" / "token")
+    ca_file = ca_file or env.tls_ca
     try:
         ca = Path(ca_file).read_bytes() if ca_file else _read_bytes(state / "tls" / "ca.pem")
     except OSError as error:
         fail(f"cannot read the CA certificate {ca_file}: {error.strerror}")
-    if ca is None and os.environ.get("LIFELINE_INSECURE_PLAINTEXT", "").lower() not in (
-            "1", "true", "yes", "on"):
+    if ca is None and not env.insecure_plaintext:
         fail("no CA certificate to trust: pass --ca FILE, set LIFELINE_TLS_CA, run "
              "`lifeline up`, or set LIFELINE_INSECURE_PLAINTEXT=true")
     return client_credentials(ca, token or None)
@@ -529,7 +539,7 @@ def progress(description: str, total: float | None) -> Iterator[Callable[[float]
 
 
 def zone() -> tzinfo:
-    name = OPTIONS.tz or os.environ.get("LIFELINE_TIMEZONE")
+    name = OPTIONS.tz or environment().timezone
     if not name or name.upper() == "UTC":
         return UTC
     try:

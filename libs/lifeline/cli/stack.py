@@ -2,7 +2,6 @@
 
 import contextlib
 import json
-import os
 import re
 import secrets
 import shutil
@@ -83,8 +82,9 @@ def up(state_dir: StateDir = DEFAULT_STATE) -> None:
     state = devstack.read_state(state_dir)
     if state and devstack.state_pids(state):
         kit.fail(f"already up in {state_dir}; run `lifeline down` first")
-    stack = devstack.Stack(state_dir, nats_url=os.environ.get("NATS_URL") or None,
-                           database_url=os.environ.get("DATABASE_URL") or None, console=True)
+    env = kit.environment()
+    stack = devstack.Stack(state_dir, nats_url=env.nats_url, database_url=env.database_url,
+                           console=True)
     try:
         with kit.progress("starting NATS, PostgreSQL, the four services and the console", None):
             stack.start()  # stops whatever it started if it fails
@@ -191,7 +191,7 @@ def migrate_events(
     from lifeline.events import reencode_json_rows
     from lifeline.store import ServiceApplication
 
-    url = database_url or os.environ.get("DATABASE_URL")
+    url = database_url or kit.environment().database_url
     if not url:
         try:
             url = json.loads((state_dir / "state.json").read_text())["postgres"]["url"]
@@ -224,8 +224,8 @@ def demo(scenario: Annotated[Path | None, typer.Option(
     # Field times read in the scenario's own city: its narration, replay and evaluation.
     if played_scenario.timezone and not kit.OPTIONS.tz:
         kit.OPTIONS.tz = played_scenario.timezone
-    nats_url = os.environ.get("NATS_URL") or None
-    database_url = os.environ.get("DATABASE_URL") or None
+    env = kit.environment()
+    nats_url, database_url = env.nats_url, env.database_url
     # On shared servers earlier runs' sensors and units exist: give this run its own ids.
     tag = secrets.token_hex(3) if (nats_url or database_url) else ""
     state_dir = Path(tempfile.mkdtemp(prefix="lifeline-demo-"))

@@ -17,6 +17,7 @@ from lifeline.errors import Unauthenticated
 from lifeline.grpcutil import channel, client_credentials
 from lifeline.identity.roles import RoleMatrix
 from lifeline.identity.tokens import TokenVerifier
+from lifeline.settings import Environment
 from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,7 +27,6 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lifeline_console import actions, basemap
-from lifeline_console.config import SERVICES, ConsoleSettings
 from lifeline_console.feeds import Feeds
 from lifeline_console.picture import Change, Picture
 from lifeline_console.sessions import COOKIE, Session, Sessions
@@ -36,31 +36,34 @@ STATIC = Path(__file__).with_name("static")
 MAX_BODY = 64 * 1024
 #: How long an event stream waits for a change before it sends a keep-alive.
 PING_SECONDS = 15
+SERVICES = ("monitor", "dispatch", "resources", "review")
 
 
 class Console:
     """The state one console process serves from."""
 
-    def __init__(self, settings: ConsoleSettings) -> None:
+    def __init__(self, settings: Environment) -> None:
         self.settings = settings
         self.picture = Picture()
-        keys = settings.auth_keys
-        if keys is None:
+        if not settings.auth_keys:
             raise ValueError("LIFELINE_AUTH_KEYS: the console needs the public keys that "
                              "sign people's tokens")
-        self.sessions = Sessions(TokenVerifier.from_file(keys))
+        self.sessions = Sessions(TokenVerifier.from_file(Path(settings.auth_keys)))
         self.matrix = RoleMatrix.load()
-        self.basemap = basemap.load(settings.console_basemap or basemap.shipped())
+        files = [Path(f) for f in settings.console_basemap] or basemap.shipped()
+        self.basemap = basemap.load(files, settings.grid_resolution)
         self.basemap["tiles"] = settings.console_tiles
+        token = settings.console_token_file
+        self.token = token.read_text().strip() if token else ""
         self.channels: dict[str, grpc.aio.Channel] = {}
         self.feeds: Feeds | None = None
 
     async def start(self) -> None:
         """Channels and watches live in the running event loop (grpc.aio's rule)."""
-        ca = self.settings.tls_ca.read_bytes() if self.settings.tls_ca else None
-        self.channels = {name: channel(self.settings.address(name), client_credentials(ca))
+        ca = Path(self.settings.tls_ca).read_bytes() if self.settings.tls_ca else None
+        self.channels = {name: channel(self.settings.address_of(name), client_credentials(ca))
                          for name in SERVICES}
-        self.feeds = Feeds(self.picture, self.channels, self.settings.token())
+        self.feeds = Feeds(self.picture, self.channels, self.token)
         self.feeds.start()
 
     async def stop(self) -> None:
@@ -264,7 +267,7 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def create_app(settings: ConsoleSettings) -> Starlette:
+def create_app(settings: Environment) -> Starlette:
     console = Console(settings)
 
     @contextlib.asynccontextmanager

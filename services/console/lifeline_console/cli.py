@@ -7,9 +7,7 @@ import sys
 
 import typer
 import uvicorn
-from pydantic import ValidationError
-
-from lifeline_console.config import ConsoleSettings
+from lifeline import settings
 
 app = typer.Typer(help="The web console: the city's live picture for a command centre.",
                   no_args_is_help=True, add_completion=False)
@@ -24,25 +22,20 @@ def console() -> None:
 def serve() -> None:
     from lifeline_console.app import create_app
 
-    try:
-        settings = ConsoleSettings()
-    except ValidationError as invalid:
-        problem = invalid.errors()[0]
-        name = "LIFELINE_" + str(problem["loc"][0]).upper()
-        raise SystemExit(f"lifeline-console: {name}: {problem['msg']}") from None
-    if not (settings.tls_cert and settings.tls_key):
+    env = settings.load()
+    if not (env.tls_cert and env.tls_key):
         raise SystemExit("lifeline-console: LIFELINE_TLS_CERT and LIFELINE_TLS_KEY: the console "
                          "serves HTTPS only; give its certificate and key")
     try:
-        web = create_app(settings)
+        web = create_app(env)
     except (OSError, ValueError) as problem:
         raise SystemExit(f"lifeline-console: {problem}") from None
-    host, _, port = settings.console_listen.rpartition(":")
+    host, _, port = env.console_listen.rpartition(":")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     print(f"console serving on https://{host}:{port}", flush=True)
-    uvicorn.run(web, host=host, port=int(port), ssl_certfile=str(settings.tls_cert),
-                ssl_keyfile=str(settings.tls_key), log_level="warning", proxy_headers=False)
+    uvicorn.run(web, host=host, port=int(port), ssl_certfile=env.tls_cert,
+                ssl_keyfile=env.tls_key, log_level="warning", proxy_headers=False)
 
 
 def main() -> None:

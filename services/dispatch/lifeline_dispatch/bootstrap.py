@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
+from lifeline import settings as environment
 from lifeline.clock import Clock, FieldClock
 from lifeline.config import Settings
 from lifeline.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
@@ -18,7 +17,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
     app = DispatchApp(settings.database_url)
     runtime = Runtime(settings, app, rows_for, clock)
     # Drills and what-if replays run on the field time their commands carry.
-    field = FieldClock(observed=os.environ.get("LIFELINE_FIELD_CLOCK") == "observed")
+    field = FieldClock(observed=environment.load().field_clock == "observed")
     runtime.server.add(dispatch_pb2_grpc.add_DispatchServiceServicer_to_server,
                        DispatchServicer(runtime, app, field),
                        dispatch_pb2.DESCRIPTOR.services_by_name["DispatchService"].full_name)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -15,6 +14,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Recording, Tracking
 from lifeline import names
+from lifeline import settings as environment
 from lifeline.errors import AlreadyExists, InvalidArgument, NotFound, RuleViolation
 from lifeline.events import Cause, ProtoAggregate
 from lifeline.monitor.v1 import monitor_pb2 as pb
@@ -38,7 +38,7 @@ class MonitorApp(ServiceApplication):
                  observed: bool | None = None) -> None:
         super().__init__(database_url, env)
         if observed is None:
-            observed = os.environ.get("LIFELINE_FIELD_CLOCK") == "observed"
+            observed = environment.load().field_clock == "observed"
         self.engine = Engine(observed, lambda cell, hazard: grid.responsible_for(self, cell,
                                                                                  hazard))
         # One lock from deciding to committing: the engine's memory is what was committed.

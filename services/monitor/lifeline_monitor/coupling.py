@@ -19,7 +19,6 @@ hazard in every cell it could be a condition for.
 from __future__ import annotations
 
 import functools
-import os
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import Recording, Tracking
 from google.protobuf.message import Message
+from lifeline import settings as environment
 from lifeline.common.v1 import common_pb2
 from lifeline.edge import NAME
 from lifeline.events import Cause, event_of, from_timestamp
@@ -82,7 +82,7 @@ class Rule:
 
 def load_rules(directory: Path | None = None) -> tuple[Rule, ...]:
     """Every rule under the directory (LIFELINE_COUPLED_RISKS, else coupled_risks/)."""
-    folder = directory or Path(os.environ.get("LIFELINE_COUPLED_RISKS") or RULES_DIR)
+    folder = directory or environment.load().coupled_risks or RULES_DIR
     rules = tuple(load_rule(path) for path in sorted(folder.glob("*.toml")))
     produced = {r.hazard for r in rules}
     for rule in rules:

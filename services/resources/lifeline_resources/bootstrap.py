@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
 from datetime import timedelta
-from pathlib import Path
 
 from lifeline import names
+from lifeline import settings as environment
 from lifeline.clock import Clock
 from lifeline.config import Settings
 from lifeline.errors import InvalidArgument
@@ -30,11 +29,11 @@ COVERAGE_CHECK_SECONDS = 30.0
 
 def load_roads() -> RoadNetwork | None:
     """The city's road graph from LIFELINE_ROADS (GeoJSON), if set."""
-    path = os.environ.get("LIFELINE_ROADS", "")
-    if not path:
+    path = environment.load().roads
+    if path is None:
         return None
     try:
-        roads = RoadNetwork.load(Path(path))
+        roads = RoadNetwork.load(path)
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise SystemExit(f"lifeline-resources: LIFELINE_ROADS={path}: {error}") from None
     log.info("road graph %s: %d segments, %d nodes", roads.name, len(roads.segments),
@@ -44,11 +43,11 @@ def load_roads() -> RoadNetwork | None:
 
 def load_coverage() -> list[Requirement]:
     """The city's coverage requirements from LIFELINE_COVERAGE (TOML), if set."""
-    path = os.environ.get("LIFELINE_COVERAGE", "")
-    if not path:
+    path = environment.load().coverage
+    if path is None:
         return []
     try:
-        requirements = load_requirements(Path(path))
+        requirements = load_requirements(path)
     except (OSError, ValueError) as error:
         raise SystemExit(f"lifeline-resources: LIFELINE_COVERAGE={path}: {error}") from None
     log.info("coverage: %d requirements", len(requirements))
@@ -56,15 +55,7 @@ def load_coverage() -> list[Requirement]:
 
 
 def stale_after() -> timedelta:
-    value = os.environ.get("LIFELINE_POSITION_STALE_SECONDS", "300")
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1
-    if not 0 < seconds <= 86_400:
-        raise SystemExit("lifeline-resources: LIFELINE_POSITION_STALE_SECONDS must be a "
-                         f"number of seconds above 0 and at most 86400, not {value!r}")
-    return timedelta(seconds=seconds)
+    return timedelta(seconds=environment.load().position_stale_seconds)
 
 
 def build(settings: Settings, clock: Clock | None = None) -> Runtime:
