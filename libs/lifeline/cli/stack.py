@@ -13,8 +13,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from lifeline import devstack
-from lifeline.cli import kit
+from lifeline import devstack, processes
+from lifeline.cli import errors, render, session, times
+from lifeline.cli.app import run
 from lifeline.identity.dev import DevAuthority
 from lifeline.identity.nats import LISTENS_TO, OBSERVER, server_config
 from lifeline.identity.tls import write_private
@@ -40,7 +41,7 @@ def _components(state: dict[str, Any], health: bool) -> list[dict[str, Any]]:
     for name in ("nats", "postgres"):
         info = state.get(name, {})
         embedded = info.get("embedded", False)
-        running = devstack.is_running(info.get("pid")) if embedded else None
+        running = processes.is_running(info.get("pid")) if embedded else None
         url = info.get("url") and re.sub(r"(://[^:/@]*:)[^@/]+@", r"\1***@", info["url"])
         row = {"component": name, "address": url, "pid": info.get("pid"),
                "state": "external" if not embedded else "running" if running else "stopped"}
@@ -48,7 +49,7 @@ def _components(state: dict[str, Any], health: bool) -> list[dict[str, Any]]:
             row["health"] = None  # gRPC health applies to services only
         rows.append(row)
     for name, info in state.get("services", {}).items():
-        running = devstack.is_running(info.get("pid"))
+        running = processes.is_running(info.get("pid"))
         row = {"component": name, "address": info.get("address"), "pid": info.get("pid"),
                "state": "running" if running else "stopped"}
         if health:
@@ -62,10 +63,10 @@ STATE_STYLES = {"running": "green", "stopped": "bold red", "SERVING": "green"}
 
 def _rows_table(rows: list[dict[str, Any]]) -> Table:
     columns = list(rows[0])
-    grid = kit.table(*columns)
+    grid = render.table(*columns)
     for r in rows:
-        kit.add_row(grid, *(kit.cell("-" if r.get(c) is None else r.get(c),
-                                     STATE_STYLES.get(str(r.get(c)))) for c in columns))
+        render.add_row(grid, *(render.cell("-" if r.get(c) is None else r.get(c),
+                                           STATE_STYLES.get(str(r.get(c)))) for c in columns))
     return grid
 
 
@@ -73,28 +74,28 @@ def _rows_table(rows: list[dict[str, Any]]) -> Table:
 def up(state_dir: StateDir = DEFAULT_STATE) -> None:
     state = devstack.read_state(state_dir)
     if state and devstack.state_pids(state):
-        kit.fail(f"already up in {state_dir}; run `lifeline down` first")
+        errors.fail(f"already up in {state_dir}; run `lifeline down` first")
     stack = devstack.Stack(state_dir, nats_url=os.environ.get("NATS_URL") or None,
                            database_url=os.environ.get("DATABASE_URL") or None)
     try:
-        with kit.progress("starting NATS, PostgreSQL and the four services", None):
+        with render.progress("starting NATS, PostgreSQL and the four services", None):
             stack.start()  # stops whatever it started if it fails
         stack.write_state()
     except Exception as e:
         stack.stop()
-        kit.fail(f"{str(e).splitlines()[0] if str(e) else type(e).__name__}")
-    kit.emit(_rows_table(_components(stack.to_state(), health=False)))
+        errors.fail(f"{str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    render.emit(_rows_table(_components(stack.to_state(), health=False)))
     auth = DevAuthority(stack.state_dir)
-    kit.emit(f"TLS and tokens on: CA {auth.ca_file}; your token (7 days, all roles but "
-             f"department) {auth.token_file}, used by the CLIs;\nmore with `lifeline token "
-             f"--role ROLE --name NAME`. logs: {stack.state_dir / 'logs'}; stop with "
-             "`lifeline down`")
+    render.emit(f"TLS and tokens on: CA {auth.ca_file}; your token (7 days, all roles but "
+                f"department) {auth.token_file}, used by the CLIs;\nmore with `lifeline token "
+                f"--role ROLE --name NAME`. logs: {stack.state_dir / 'logs'}; stop with "
+                "`lifeline down`")
 
 
 @app.command(help="Stop everything `lifeline up` started.")
 def down(state_dir: StateDir = DEFAULT_STATE) -> None:
     lines = devstack.stop_from_state(state_dir)
-    kit.emit("\n".join(lines) if lines else "nothing running")
+    render.emit("\n".join(lines) if lines else "nothing running")
 
 
 @app.command(help="Show components, addresses, pids and health.")
@@ -105,11 +106,11 @@ def status(state_dir: StateDir = DEFAULT_STATE,
     state = devstack.read_state(state_dir)
     rows = _components(state, health=True) if state else []
     if as_json:
-        kit.print_json(rows)
+        render.print_json(rows)
     elif not rows:
-        kit.emit(f"nothing running (no state in {state_dir})")
+        render.emit(f"nothing running (no state in {state_dir})")
     else:
-        kit.emit(_rows_table(rows))
+        render.emit(_rows_table(rows))
 
 
 @app.command(help="Print a bearer token signed by the running stack's key.")
@@ -126,11 +127,11 @@ def token(
 ) -> None:
     auth = DevAuthority(state_dir)
     if not auth.signing_key.exists():
-        kit.fail(f"no signing key in {auth.auth_dir}; run `lifeline up` first")
+        errors.fail(f"no signing key in {auth.auth_dir}; run `lifeline up` first")
     try:
-        kit.emit(auth.token(name, role, department=department, ttl=parse_ttl(ttl)))
+        render.emit(auth.token(name, role, department=department, ttl=parse_ttl(ttl)))
     except ValueError as e:
-        kit.fail(str(e))
+        errors.fail(str(e))
 
 
 @app.command("nats-auth", help="Print nats-server users and permissions, one user per "
@@ -142,8 +143,8 @@ def nats_auth(passwords: Annotated[Path, typer.Option(
     if not passwords.exists():
         users = {name: secrets.token_urlsafe(24) for name in [*LISTENS_TO, OBSERVER]}
         write_private(passwords, json.dumps(users, indent=2).encode())
-        kit.note(f"lifeline nats-auth: wrote new passwords to {passwords}")
-    kit.emit(server_config(passwords=json.loads(passwords.read_text())))
+        errors.note(f"lifeline nats-auth: wrote new passwords to {passwords}")
+    render.emit(server_config(passwords=json.loads(passwords.read_text())))
 
 
 @app.command("migrate-events", help="Rewrite events stored as JSON in the binary form, for "
@@ -153,7 +154,7 @@ def migrate_events(
         metavar="URL", help="default: $DATABASE_URL, else `lifeline up`'s")] = None,
     state_dir: StateDir = DEFAULT_STATE,
 ) -> None:
-    from lifeline.events import reencode_json_rows
+    from lifeline.encoding import reencode_json_rows
     from lifeline.store import ServiceApplication
 
     url = database_url or os.environ.get("DATABASE_URL")
@@ -161,12 +162,12 @@ def migrate_events(
         try:
             url = json.loads((state_dir / "state.json").read_text())["postgres"]["url"]
         except (OSError, KeyError, ValueError):
-            kit.fail("no database; pass --database-url, set DATABASE_URL, or "
-                     "run it beside `lifeline up`")
+            errors.fail("no database; pass --database-url, set DATABASE_URL, or "
+                        "run it beside `lifeline up`")
     for service in devstack.Stack.SERVICES:
         store = type(f"{service.title()}Store", (ServiceApplication,), {"name": service})(url)
         try:
-            kit.emit(f"{service}: {reencode_json_rows(store)} events rewritten in binary")
+            render.emit(f"{service}: {reencode_json_rows(store)} events rewritten in binary")
         finally:
             store.close()
 
@@ -181,18 +182,19 @@ def demo(scenario: Annotated[Path | None, typer.Option(
 
     played_scenario = Scenario.load(scenario or SCENARIOS / "underpass_flood.toml")
     # Field times read in the scenario's own city: its narration, replay and evaluation.
-    if played_scenario.timezone and not kit.OPTIONS.tz:
-        kit.OPTIONS.tz = played_scenario.timezone
+    given = session.options()
+    if played_scenario.timezone and not given.tz:
+        given.tz = played_scenario.timezone
     nats_url = os.environ.get("NATS_URL") or None
     database_url = os.environ.get("DATABASE_URL") or None
     # On shared servers earlier runs' sensors and units exist: give this run its own ids.
     tag = secrets.token_hex(3) if (nats_url or database_url) else ""
     state_dir = Path(tempfile.mkdtemp(prefix="lifeline-demo-"))
-    say = kit.emit
-    say(f"== {played_scenario.name} (field times in {kit.zone_name()})")
+    say = render.emit
+    say(f"== {played_scenario.name} (field times in {times.zone_name()})")
     started = time.monotonic()
     try:
-        with kit.progress("starting NATS, PostgreSQL and the four services", None):
+        with render.progress("starting NATS, PostgreSQL and the four services", None):
             # The scenario's field time drives deadlines, not the wall clock.
             stack = devstack.Stack(state_dir, nats_url=nats_url, database_url=database_url,
                                    extra_env={"LIFELINE_FIELD_CLOCK": "observed"})
@@ -213,9 +215,9 @@ def demo(scenario: Annotated[Path | None, typer.Option(
             finally:
                 player.close()
             say(f"\n== Replayed timeline of incident {incident_id} (from review)")
-            kit.emit(views.replay_table(steps))
+            render.emit(views.replay_table(steps))
             say("\n== Evaluation (field time)")
-            kit.emit(views.evaluation_table(evaluation))
+            render.emit(views.evaluation_table(evaluation))
             say("\nstopping ...")
         finally:
             stack.stop()
@@ -226,4 +228,4 @@ def demo(scenario: Annotated[Path | None, typer.Option(
 
 def main(argv: list[str] | None = None) -> None:
     """The `lifeline` console script."""
-    kit.run(app, "", argv)
+    run(app, "", argv)
