@@ -42,8 +42,7 @@ from lifeline.events import fold, keep_trace_context
 from lifeline.tracing import current_context
 
 A = TypeVar("A", bound=Aggregate)
-_collecting: ContextVar[list[Aggregate] | None] = ContextVar("lifeline_collecting",
-                                                              default=None)
+_collecting: ContextVar[list[Aggregate] | None] = ContextVar("lifeline_collecting", default=None)
 _tracked_by: ContextVar[Callable[[], Sequence[Aggregate]] | None] = ContextVar(
     "lifeline_tracked_by", default=None)
 _also_tracking: ContextVar[AlsoTracking | None] = ContextVar("lifeline_also_tracking",
@@ -287,8 +286,7 @@ class ServiceApplication(Application):
 
     def __init__(self, database_url: str, env: dict[str, Any] | None = None) -> None:
         ensure_schema(database_url, self.name)
-        # Events keep the trace that caused them, for the relay to continue.
-        keep_trace_context(current_context)
+        keep_trace_context(current_context)  # for the relay to continue the trace
         super().__init__({**eventsourcing_env(database_url, self.name), **(env or {})})
         self._listeners: list[Callable[[Sequence[Notification]], None]] = []
         self._listeners_lock = threading.Lock()
