@@ -42,7 +42,7 @@ def test_every_command_option_and_argument_has_help(name: str) -> None:
 
 def test_the_shared_options_go_before_or_after_the_command() -> None:
     assert session.hoist_options(["incidents", "--json", "--addr", "h:1", "--state", "active"]
-                             ) == ["--json", "--addr", "h:1", "incidents", "--state", "active"]
+                                 ) == ["--json", "--addr", "h:1", "incidents", "--state", "active"]
     assert session.hoist_options(["report", "x", "--tz=Asia/Shanghai", "--", "--json"]) == [
         "--tz=Asia/Shanghai", "report", "x", "--", "--json"]
 
