@@ -22,7 +22,6 @@ AFTER_CONTAINMENT = (S.INCIDENT_STATE_CONTAINED, S.INCIDENT_STATE_RECOVERING,
                      S.INCIDENT_STATE_RECOVERED)
 
 
-
 def grade_name(grade: int) -> str:
     return pb.Grade.Name(grade).removeprefix("GRADE_")  # type: ignore[arg-type]
 

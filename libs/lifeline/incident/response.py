@@ -40,7 +40,6 @@ class Response:
         return sum(u.count for u in self.units if u.unit_kind == unit_kind)
 
 
-
 _TIERS = {"city": pb.ORDER_TIER_CITY, "district": pb.ORDER_TIER_DISTRICT,
          "community": pb.ORDER_TIER_COMMUNITY}
 

@@ -89,7 +89,6 @@ def _read_readings(readings: Sequence[Any], now: datetime) -> tuple[ReadingColum
     return ReadingColumns(ids, values, times), fine
 
 
-
 def register() -> None:
     """Put the readings' lane on this process's edge (monitor's bootstrap does)."""
     add_fast_lane(pb.Reading.DESCRIPTOR, {"sensor_id", "value", "measured_at"}, _readings_fine)
