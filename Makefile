@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test proto docs lint typecheck check bench clean lock check-upgrades
+.PHONY: run test imports proto docs lint typecheck check bench clean lock check-upgrades
 
 # Installs exactly what requirements-dev.lock names, hashes checked; the project itself goes
 # in editable, built with the locked setuptools.
@@ -35,8 +35,12 @@ check-upgrades:
 run: $(STAMP)
 	$(BIN)/lifeline demo --speed 120 --stay
 
-test: $(STAMP)
+test: $(STAMP) imports
 	$(BIN)/pytest -q
+
+# The layer contracts in .importlinter (libs/README.md draws the floors): fails on a break.
+imports: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 
 # Regenerate the Python stubs from protos/ (committed; tests/unit/test_protos.py checks they match).
 proto: $(STAMP)

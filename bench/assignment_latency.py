@@ -34,8 +34,9 @@ from benchkit import embedded_postgres, percentile, timing
 from google.protobuf.message import Message
 from lifeline import bus
 from lifeline.common.v1 import common_pb2
-from lifeline.devstack import EmbeddedNats, Stack
+from lifeline.devstack import Stack
 from lifeline.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
+from lifeline.embedded import EmbeddedNats
 from lifeline.events import event_of
 from lifeline.grpcutil import channel, client_credentials
 from lifeline.identity.nats import LISTENS_TO, consumer_name, stream_name

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from lifeline.common.v1 import common_pb2
-from lifeline.devstack import EmbeddedPostgres, Stack
+from lifeline.devstack import Stack
 from lifeline.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
+from lifeline.embedded import EmbeddedPostgres
 from lifeline.grpcutil import channel, client_credentials
 from lifeline.identity.tokens import TokenIssuer, TokenVerifier
 

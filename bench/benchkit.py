@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from lifeline.devstack import EmbeddedPostgres
+from lifeline.embedded import EmbeddedPostgres
 
 
 def percentile(values: list[float], q: float) -> float:

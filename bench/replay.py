@@ -26,8 +26,9 @@ from uuid import UUID
 from benchkit import embedded_postgres
 from google.protobuf import json_format
 from lifeline import heap
-from lifeline.events import _BINARY, _HEAD, Cause, ProtoMapper, meta_of, stable_id
-from lifeline.incident.model import IncidentState
+from lifeline.encoding import _BINARY, _HEAD, ProtoMapper
+from lifeline.events import Cause, meta_of, stable_id
+from lifeline.incident.state import IncidentState
 from lifeline.incident.v1 import incident_pb2
 from lifeline.review.v1 import review_pb2
 from lifeline_review import rehearsal

@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from lifeline.devstack import EmbeddedPostgres, Stack
+from lifeline.devstack import Stack
+from lifeline.embedded import EmbeddedPostgres
 from psycopg import sql
 
 

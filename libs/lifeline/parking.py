@@ -7,27 +7,23 @@ the same aggregate's later messages are parked behind it, in order, so that one 
 events never overtake each other. Other aggregates' messages flow on. A retry applies the
 waiting messages oldest first; each writes its effects in one transaction with the
 parking's `retried` event, so a retry happens once however often it is asked for.
+
+This module is the aggregate and its read-model rows; `lifeline.parking_servicer` answers
+the three calls operators make.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from google.protobuf.message import Message
 
 from lifeline.common.v1 import parking_pb2 as pb
-from lifeline.common.v1 import parking_pb2_grpc
-from lifeline.edge import cause_of
-from lifeline.errors import InvalidArgument, RuleViolation
+from lifeline.errors import RuleViolation
 from lifeline.events import Cause, ProtoAggregate, event_of, stable_id, to_timestamp
 from lifeline.views import RowsFor, ViewRow
-
-if TYPE_CHECKING:
-    from lifeline.runtime import Runtime
 
 WAITING, CLEAR = "WAITING", "CLEAR"
 
@@ -122,62 +118,3 @@ def with_parking_rows(rows_for: RowsFor) -> RowsFor:
         return rows_for(aggregate)
 
     return rows
-
-
-def _parking_uuid(text: str) -> UUID:
-    try:
-        return UUID(text)
-    except ValueError:
-        raise InvalidArgument("id", "not a parking id (a UUID as ListParked shows it)") from None
-
-
-class ParkingServicer(parking_pb2_grpc.ParkingServiceServicer):
-    """The same three calls on every service; retries run through the consumer that
-    parked the message, in this process."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.rt = runtime
-
-    async def ListParked(self, request: pb.ListParkedRequest, context: Any
-                         ) -> pb.ListParkedResponse:
-        parkings, token = await self.rt.views.page(
-            "parking", pb.Parking, page_size=request.page.page_size,
-            page_token=request.page.page_token, status=WAITING)
-        return pb.ListParkedResponse(parkings=parkings, next_page_token=token)
-
-    async def RetryParked(self, request: pb.RetryParkedRequest, context: Any
-                          ) -> pb.RetryParkedResponse:
-        parking = await self._load(request.id)
-        inbox = next((i for i in self.rt.inboxes if i.consumer == parking.view.consumer), None)
-        if inbox is None:
-            raise RuleViolation("retry-by-its-consumer", f"consumer {parking.view.consumer} "
-                                "does not run in this service")
-        applied = await inbox.retry_parked(parking.id, cause_of(self.rt.clock,
-                                                                reason="retried"))
-        after = await self._load(request.id)
-        return pb.RetryParkedResponse(parking=after.summary(), applied=applied)
-
-    async def DiscardParked(self, request: pb.DiscardParkedRequest, context: Any
-                            ) -> pb.DiscardParkedResponse:
-        ident = _parking_uuid(request.id)
-        cause = cause_of(self.rt.clock, reason=request.reason or "discarded")
-
-        def step() -> tuple[tuple[Parking, int], Any]:
-            parking = self.rt.app.load(Parking, ident, "parking", request.id)
-            version = parking.discard_head(cause, self.rt.now())
-            return (parking, version), self.rt.app.record(parking)
-
-        # A command: a client's retry with the same idempotency key discards once.
-        return await self.rt.command(step, lambda done: pb.DiscardParkedResponse(
-            parking=done[0].summary(), discarded_version=done[1]))
-
-    async def _load(self, text: str) -> Parking:
-        ident = _parking_uuid(text)
-        return await asyncio.to_thread(self.rt.app.load, Parking, ident, "parking", text)
-
-
-def register(runtime: Runtime) -> None:
-    runtime.server.add(parking_pb2_grpc.add_ParkingServiceServicer_to_server,
-                       ParkingServicer(runtime),
-                       pb.DESCRIPTOR.services_by_name["ParkingService"].full_name)
-

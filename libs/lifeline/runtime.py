@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 from grpc_health.v1.health import aio as health_aio
 from nats.aio.client import Client as NATS
 
-from lifeline import bus, heap, idempotency, parking
+from lifeline import bus, heap, idempotency, parking, parking_servicer
 from lifeline.clock import Clock, SystemClock
 from lifeline.config import Settings
 from lifeline.errors import Unavailable
@@ -54,7 +54,8 @@ class Runtime:
         self.server = Server(Authenticator.configured(settings.security),
                              ready=lambda: self.backend_down,
                              reflection=settings.security.reflection)
-        parking.register(self)  # every service answers ListParked/RetryParked/DiscardParked
+        # Every service answers ListParked/RetryParked/DiscardParked.
+        parking_servicer.register(self.server, self)
         #: Server-streaming watches of the read model, fed by the projector.
         self.live = LiveViews(settings.service)
         self.port = 0

@@ -24,7 +24,7 @@ from lifeline.common.v1 import common_pb2
 from lifeline.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from lifeline.events import to_timestamp
 from lifeline.grpcutil import channel_options, client_credentials
-from lifeline.incident.model import incident_id_for_warning
+from lifeline.incident.aggregate import incident_id_for_warning
 from lifeline.incident.v1 import incident_pb2
 from lifeline.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from lifeline.resources.v1 import resources_pb2, resources_pb2_grpc

@@ -37,12 +37,13 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from lifeline import settings as environment
+from lifeline.encoding import ProtoMapper, StoredRows, replay_rows
 from lifeline.errors import Conflict, NotFound
-from lifeline.events import ProtoMapper, StoredRows, fold, replay_rows
+from lifeline.events import fold, keep_trace_context
+from lifeline.tracing import current_context
 
 A = TypeVar("A", bound=Aggregate)
-_collecting: ContextVar[list[Aggregate] | None] = ContextVar("lifeline_collecting",
-                                                              default=None)
+_collecting: ContextVar[list[Aggregate] | None] = ContextVar("lifeline_collecting", default=None)
 _tracked_by: ContextVar[Callable[[], Sequence[Aggregate]] | None] = ContextVar(
     "lifeline_tracked_by", default=None)
 _also_tracking: ContextVar[AlsoTracking | None] = ContextVar("lifeline_also_tracking",
@@ -223,7 +224,7 @@ def eventsourcing_env(database_url: str, schema: str) -> dict[str, str]:
         "SINGLE_ROW_TRACKING": "n",
         "PROCESS_RECORDER_TOPIC": "lifeline.store:StoreRecorder",
         # Events as binary protobuf (rows written as JSON before still load).
-        "MAPPER_TOPIC": "lifeline.events:ProtoMapper",
+        "MAPPER_TOPIC": "lifeline.encoding:ProtoMapper",
         "CREATE_TABLE": "y",
         "AGGREGATE_CACHE_MAXSIZE": "1000",
     }
@@ -289,6 +290,7 @@ class ServiceApplication(Application):
 
     def __init__(self, database_url: str, env: dict[str, Any] | None = None) -> None:
         ensure_schema(database_url, self.name)
+        keep_trace_context(current_context)  # for the relay to continue the trace
         super().__init__({**eventsourcing_env(database_url, self.name), **(env or {})})
         self._listeners: list[Callable[[Sequence[Notification]], None]] = []
         self._listeners_lock = threading.Lock()

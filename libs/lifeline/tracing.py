@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -29,3 +29,10 @@ def setup_tracing(service: str, otlp_endpoint: str | None,
 
 def tracer(name: str) -> trace.Tracer:
     return trace.get_tracer(name)
+
+
+def current_context() -> dict[str, str]:
+    """The caller's trace context as W3C headers (empty outside a span)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier

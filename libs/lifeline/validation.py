@@ -9,8 +9,8 @@ and the rule, quoting at most a short prefix of the bad value.
 Lists that carry a city's traffic (a gateway's 10,000 readings) take a fast lane: one tight
 pass that only answers "every item certainly passes"; on any doubt the walk checks the list
 as usual and names the first bad field, so the rules and the messages are the walk's. The
-readings lane keeps what it read (`checked_readings`), so monitor does not read the
-messages again.
+service that owns such a list registers its lane (`add_fast_lane`); the edge names no
+service's messages.
 """
 
 from __future__ import annotations
@@ -18,16 +18,14 @@ from __future__ import annotations
 import math
 import unicodedata
 from collections.abc import Callable, Sequence
-from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from lifeline import settings as environment
 from lifeline.errors import InvalidArgument
-from lifeline.monitor.v1 import monitor_pb2
 
 #: Free text people write: longer, and may hold line breaks and tabs.
 TEXT_FIELDS = {"description": 2000, "reason": 1000, "instruction": 2000, "text": 4000,
@@ -83,6 +81,14 @@ def _check(message: Message, prefix: str, now: datetime) -> None:
                 _check_value(field, item, f"{path}[{index}]", now)
         else:
             _check_value(field, value, path, now)
+
+
+def check_items(field: FieldDescriptor, items: Sequence[Any], path: str, now: datetime
+                ) -> None:
+    """Check each item of a repeated field as the walk does (what a fast lane falls back to
+    when a list reaches a handler unchecked)."""
+    for index, item in enumerate(items):
+        _check_value(field, item, f"{path}[{index}]", now)
 
 
 def _check_value(field: FieldDescriptor, value: object, path: str, now: datetime) -> None:
@@ -159,72 +165,3 @@ def add_fast_lane(descriptor: Descriptor, covers: set[str],
     field added later turns the lane off, so the walk checks it from its first day."""
     if {f.name for f in descriptor.fields} == covers:
         FAST_LANES[descriptor.full_name] = fine
-
-
-class ReadingColumns(NamedTuple):
-    """Readings as the edge read them: one list per field, in the readings' order."""
-
-    sensor_ids: list[str]
-    values: list[float]
-    #: measured_at as seconds since the epoch; 0.0 where it is unset.
-    times: list[float]
-
-
-#: The readings list this call's edge checked, with what it read from it: the handler takes
-#: it instead of reading 10,000 protobuf messages a second time.
-_edge_read: ContextVar[tuple[Sequence[Any], ReadingColumns] | None] = ContextVar(
-    "lifeline_edge_read_readings", default=None)
-
-
-def checked_readings(readings: Sequence[Any], now: datetime | None = None) -> ReadingColumns:
-    """A request's `readings` (`lifeline.monitor.v1.Reading`) read into columns and checked
-    as the walk checks them (INVALID_ARGUMENT naming the first bad field). What the edge
-    read from this very list is reused."""
-    edge_read = _edge_read.get()
-    if edge_read is not None and edge_read[0] is readings:
-        return edge_read[1]
-    now = now or datetime.now(UTC)
-    columns, fine = _read_readings(readings, now)
-    if not fine:
-        field = monitor_pb2.IngestReadingBatchRequest.DESCRIPTOR.fields_by_name["readings"]
-        for index, item in enumerate(readings):
-            _check_value(field, item, f"readings[{index}]", now)
-    return columns
-
-
-def _readings_fine(readings: Sequence[Any], now: datetime) -> bool:
-    columns, fine = _read_readings(readings, now)
-    if fine:
-        _edge_read.set((readings, columns))
-    return fine
-
-
-def _read_readings(readings: Sequence[Any], now: datetime) -> tuple[ReadingColumns, bool]:
-    """The readings' columns, and whether every reading certainly passes the walk: sensor
-    ids short and printable, values finite, measured_at in range and not ahead of now + the
-    skew."""
-    # Whole seconds strictly before the latest allowed instant (a fraction is doubt).
-    earliest = MIN_SECONDS
-    latest = min(MAX_SECONDS, math.floor((now + MAX_SKEW).timestamp()) - 1)
-    ids: list[str] = []
-    values: list[float] = []
-    times: list[float] = []
-    add_id, add_value, add_time = ids.append, values.append, times.append
-    fine = True
-    for reading in readings:
-        add_id(reading.sensor_id)
-        add_value(reading.value)
-        stamp = reading.measured_at  # unset: 0, which passes like an unset field
-        seconds, nanos = stamp.seconds, stamp.nanos
-        if not (earliest <= seconds <= latest and 0 <= nanos <= 999_999_999):
-            fine = False
-        add_time(seconds + nanos * 1e-9)
-    # Any NaN or infinity makes the sum one (an overflow of finite values is only doubt).
-    # Printable characters are none of Cc, Cf, Cs, Co, Cn, Zl, Zp (nor Zs but the space).
-    fine = (fine and math.isfinite(sum(values)) and "".join(ids).isprintable()
-            and max(map(len, ids), default=0) <= TEXT_FIELDS.get("sensor_id", NAME_LENGTH))
-    return ReadingColumns(ids, values, times), fine
-
-
-add_fast_lane(monitor_pb2.Reading.DESCRIPTOR, {"sensor_id", "value", "measured_at"},
-              _readings_fine)

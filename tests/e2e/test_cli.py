@@ -3,14 +3,15 @@ through LIFELINE_<SERVICE>_ADDR. Every command is run for its table and for its 
 every --json is parsed and checked, field by field, against the proto message it prints.
 
 Where they run: most commands run in this process (`cli()`), through the console script's
-own `main(argv)` (the same `kit.run`: option hoisting, exit codes, one-line errors), with
-the test's environment as os.environ, stdout and stderr captured and stdin fed; a console
-script costs about a second of CPU in Python's start and imports, and this module runs a few
-hundred commands. What only a real process shows stays a subprocess of the installed console
-script: the entry points themselves (one plain command per service, its table compared with
-the in-process one), output into a pipe that closes (`| head`), live views that stream until
-stopped (`watch`, `inbox --follow`), the command that `watch` must show within a second, and
-the shell's completion protocol run as the shell runs it (`complete()`)."""
+own `main(argv)` (the same `lifeline.cli.app.run`: option hoisting, exit codes, one-line
+errors), with the test's environment as os.environ, stdout and stderr captured and stdin
+fed; a console script costs about a second of CPU in Python's start and imports, and this
+module runs a few hundred commands. What only a real process shows stays a subprocess of
+the installed console script: the entry points themselves (one plain command per service,
+its table compared with the in-process one), output into a pipe that closes (`| head`), live
+views that stream until stopped (`watch`, `inbox --follow`), the command that `watch` must
+show within a second, and the shell's completion protocol run as the shell runs it
+(`complete()`)."""
 
 from __future__ import annotations
 
@@ -34,14 +35,14 @@ import pytest
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from lifeline import settings
-from lifeline.cli import kit
 from lifeline.common.v1 import parking_pb2
-from lifeline.devstack import Stack, free_port
+from lifeline.devstack import Stack
 from lifeline.dispatch.v1 import dispatch_pb2
 from lifeline.identity.dev import LOCAL_USER_ROLES
 from lifeline.incident.v1 import incident_pb2
 from lifeline.monitor.v1 import monitor_pb2
 from lifeline.plans import default_library, load_plan
+from lifeline.processes import free_port
 from lifeline.resources.v1 import resources_pb2
 from lifeline.review.v1 import review_pb2
 from lifeline.scenario import wait_until
@@ -136,12 +137,9 @@ _ONE_AT_A_TIME = threading.Lock()
 
 
 def _forget_between_commands() -> None:
-    """What a fresh process would not have: the shared options and the open channel (kit.run
-    resets and closes them itself; this holds even if it did not get to), the settings read
-    once from the environment, and the plan library read once from LIFELINE_PLANS (`review
-    rehearse`)."""
-    kit.OPTIONS = kit.Options()
-    kit._close_channel()
+    """What a fresh process would not have: the settings read once from the environment, and
+    the plan library read once from LIFELINE_PLANS (`review rehearse`). A run's options and
+    channel live on its own Typer context."""
     settings.load.cache_clear()
     default_library.cache_clear()
 

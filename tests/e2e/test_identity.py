@@ -25,7 +25,7 @@ from lifeline.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from lifeline.events import event_of, meta_of, to_timestamp
 from lifeline.identity.roles import RoleMatrix
 from lifeline.identity.tokens import TokenIssuer
-from lifeline.incident.model import incident_id_for_warning
+from lifeline.incident.aggregate import incident_id_for_warning
 from lifeline.incident.v1 import incident_pb2
 from lifeline.monitor.v1 import monitor_pb2
 from lifeline.resources.v1 import resources_pb2

@@ -14,7 +14,7 @@ import pytest
 from lifeline.common.v1 import common_pb2
 from lifeline.devstack import Stack
 from lifeline.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
-from lifeline.incident.model import incident_id_for_warning
+from lifeline.incident.aggregate import incident_id_for_warning
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2_grpc
 from lifeline.scenario import wait_until

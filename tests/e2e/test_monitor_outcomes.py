@@ -18,7 +18,7 @@ from lifeline.common.v1 import common_pb2
 from lifeline.devstack import Stack
 from lifeline.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from lifeline.identity.dev import LOCAL_USER_ROLES
-from lifeline.incident.model import incident_id_for_warning
+from lifeline.incident.aggregate import incident_id_for_warning
 from lifeline.incident.v1 import incident_pb2
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2_grpc

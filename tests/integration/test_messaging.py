@@ -20,10 +20,10 @@ from eventsourcing.persistence import Notification, Tracking
 from google.protobuf.message import Message
 from lifeline import bus
 from lifeline.common.v1 import common_pb2
-from lifeline.devstack import EmbeddedNats
+from lifeline.embedded import EmbeddedNats
 from lifeline.events import Cause, meta_of
 from lifeline.follow import LogFollower
-from lifeline.incident.model import Incident
+from lifeline.incident.aggregate import Incident
 from lifeline.incident.v1 import incident_pb2
 from lifeline.parking import Parking, parking_id
 from lifeline.store import ServiceApplication

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import nats
 import pytest
-from lifeline.devstack import EmbeddedNats, free_port
+from lifeline.embedded import EmbeddedNats
 from lifeline.identity.nats import party_user, server_config, stream_name
+from lifeline.processes import free_port
 from nats.js import api
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,8 @@ import pytest
 from eventsourcing.persistence import Mapper, StoredEvent
 from google.protobuf.message import Message
 from lifeline import cli as lifeline_cli
-from lifeline.events import Cause, ProtoMapper, meta_of, reencode_json_rows, to_json
+from lifeline.encoding import ProtoMapper, reencode_json_rows
+from lifeline.events import Cause, meta_of, to_json
 from lifeline_review.application import ReviewApp
 from lifeline_review.demand import DemandSpec, generate
 from lifeline_review.domain import evaluate

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lifeline.incident.model import Response
+from lifeline.incident.response import Response
 from lifeline.incident.v1 import incident_pb2 as pb
 
 TABLE = {

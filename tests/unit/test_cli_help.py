@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import typer
-from lifeline.cli import kit
+from lifeline.cli import choices, session
 from lifeline.cli.stack import app as stack_app
 from lifeline_dispatch.cli import app as dispatch_app
 from lifeline_monitor.cli import app as monitor_app
@@ -41,15 +41,15 @@ def test_every_command_option_and_argument_has_help(name: str) -> None:
 
 
 def test_the_shared_options_go_before_or_after_the_command() -> None:
-    assert kit.hoist_options(["incidents", "--json", "--addr", "h:1", "--state", "active"]
-                             ) == ["--json", "--addr", "h:1", "incidents", "--state", "active"]
-    assert kit.hoist_options(["report", "x", "--tz=Asia/Shanghai", "--", "--json"]) == [
+    assert session.hoist_options(["incidents", "--json", "--addr", "h:1", "--state", "active"]
+                                 ) == ["--json", "--addr", "h:1", "incidents", "--state", "active"]
+    assert session.hoist_options(["report", "x", "--tz=Asia/Shanghai", "--", "--json"]) == [
         "--tz=Asia/Shanghai", "report", "x", "--", "--json"]
 
 
 def test_a_misspelt_choice_names_the_closest() -> None:
     with pytest.raises(typer.BadParameter, match="did you mean iii"):
-        kit.choice(["i", "ii", "iii", "iv"])("iiii")
+        choices.choice(["i", "ii", "iii", "iv"])("iiii")
 
 
 def test_close_says_it_is_refused_while_units_are_deployed() -> None:

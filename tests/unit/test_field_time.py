@@ -18,14 +18,10 @@ from lifeline.clock import FieldClock
 from lifeline.common.v1 import common_pb2
 from lifeline.errors import RuleViolation
 from lifeline.events import Cause, event_of, from_timestamp, meta_of
-from lifeline.incident.model import (
-    Incident,
-    IncidentState,
-    PlanOrder,
-    Response,
-    due_deadlines,
-    field_time_offset,
-)
+from lifeline.incident.aggregate import Incident
+from lifeline.incident.deadlines import due_deadlines, field_time_offset
+from lifeline.incident.response import PlanOrder, Response
+from lifeline.incident.state import IncidentState
 from lifeline.incident.v1 import incident_pb2 as pb
 from lifeline.resources.v1 import resources_pb2
 from lifeline_resources.domain import Unit

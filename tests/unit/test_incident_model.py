@@ -19,16 +19,11 @@ from lifeline.clock import SimulationClock
 from lifeline.common.v1 import common_pb2
 from lifeline.errors import InvalidArgument, NotFound, RuleViolation
 from lifeline.events import Cause, event_of, from_json, from_timestamp, meta_of, to_json
-from lifeline.incident.model import (
-    ACTIVE,
-    AFTER_CONTAINMENT,
-    Incident,
-    IncidentState,
-    PlanOrder,
-    Response,
-    due_deadlines,
-    incident_id_for_warning,
-)
+from lifeline.incident.aggregate import Incident, incident_id_for_warning
+from lifeline.incident.deadlines import due_deadlines
+from lifeline.incident.phases import ACTIVE, AFTER_CONTAINMENT
+from lifeline.incident.response import PlanOrder, Response
+from lifeline.incident.state import IncidentState
 from lifeline.incident.v1 import incident_pb2 as pb
 
 from tests.unit.fixtures import response_for

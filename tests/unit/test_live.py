@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import grpc
 import pytest
 from lifeline.errors import ResourceExhausted, Unavailable
 from lifeline.incident.v1 import incident_pb2
@@ -74,7 +73,7 @@ async def test_a_watch_that_falls_behind_is_ended_and_the_others_go_on() -> None
         assert len(live) == 1  # no longer fed, even before its caller reads the news
         with pytest.raises(ResourceExhausted) as ended:
             await drain(slow)
-        assert ended.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert ended.value.code == "RESOURCE_EXHAUSTED"
         assert "watch again" in str(ended.value)
         assert await drain(other) == [("a", 1), ("b", 1), ("c", 1)]
 

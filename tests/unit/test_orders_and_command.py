@@ -14,7 +14,9 @@ from lifeline.clock import SimulationClock
 from lifeline.common.v1 import common_pb2
 from lifeline.errors import InvalidArgument, NotFound, RuleViolation
 from lifeline.events import Cause, event_of, from_timestamp, meta_of
-from lifeline.incident.model import Incident, IncidentState, PlanOrder, Response
+from lifeline.incident.aggregate import Incident
+from lifeline.incident.response import PlanOrder, Response
+from lifeline.incident.state import IncidentState
 from lifeline.incident.text import describe
 from lifeline.incident.v1 import incident_pb2 as pb
 
@@ -763,8 +765,8 @@ def test_a_regrade_only_while_active() -> None:
 
 
 def test_regrading_with_the_shipped_high_rise_fire_plan() -> None:
+    from lifeline.incident.response import response_for
     from lifeline.plans import default_library
-    from lifeline_dispatch.domain import response_for
 
     plans = default_library()
     plan = plans.plan_for("high_rise_fire")

@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from lifeline.common.v1 import common_pb2
 from lifeline.errors import InvalidArgument, RuleViolation
 from lifeline.events import Cause, event_of
-from lifeline.incident.model import Incident, IncidentState, Response
+from lifeline.incident.aggregate import Incident
+from lifeline.incident.response import Response
+from lifeline.incident.state import IncidentState
 from lifeline.incident.v1 import incident_pb2
 from lifeline.resources.v1 import resources_pb2 as pb
 from lifeline_resources.depots import (

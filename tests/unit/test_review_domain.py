@@ -9,7 +9,7 @@ import pytest
 from lifeline.clock import SimulationClock
 from lifeline.common.v1 import common_pb2
 from lifeline.events import Cause, meta_of
-from lifeline.incident.model import Incident
+from lifeline.incident.aggregate import Incident
 from lifeline.incident.v1 import incident_pb2 as ipb
 from lifeline_review.domain import IncidentHistory, evaluate
 

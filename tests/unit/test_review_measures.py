@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 from lifeline.events import from_timestamp
-from lifeline.incident.model import IncidentState
+from lifeline.incident.state import IncidentState
 from lifeline.incident.v1 import incident_pb2 as ipb
 from lifeline.review.v1 import review_pb2 as pb
 from lifeline_review import measures

@@ -11,7 +11,8 @@ import pytest
 from google.protobuf import json_format
 from lifeline.common.v1 import common_pb2
 from lifeline.events import UPCASTERS, Cause, from_json, register_upcaster, to_json
-from lifeline.incident.model import Incident, IncidentState
+from lifeline.incident.aggregate import Incident
+from lifeline.incident.state import IncidentState
 from lifeline.incident.v1 import incident_pb2 as pb
 
 from tests.unit.fixtures import response_for

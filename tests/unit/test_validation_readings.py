@@ -15,8 +15,10 @@ from hypothesis import strategies as st
 from lifeline import validation
 from lifeline.errors import InvalidArgument
 from lifeline.monitor.v1 import monitor_pb2 as pb
+from lifeline_monitor import readings as lane
 
 NOW = datetime(2026, 7, 20, 8, 0, tzinfo=UTC)
+lane.register()  # as monitor's bootstrap does
 SKEW_LIMIT = int((NOW + validation.MAX_SKEW).timestamp())
 
 
@@ -72,8 +74,8 @@ def test_a_clean_batch_is_read_once_and_its_columns_are_the_readings() -> None:
         pb.Reading(sensor_id=f"gauge-{i}", value=i / 2, measured_at=when) for i in range(5)]
         + [pb.Reading(sensor_id="unset-time", value=1.0)])
     validation.check_request(request, NOW)
-    columns = validation.checked_readings(request.readings, NOW)
-    assert columns == validation.checked_readings(
+    columns = lane.checked_readings(request.readings, NOW)
+    assert columns == lane.checked_readings(
         list(request.readings), NOW)  # read afresh: the same
     assert columns.sensor_ids == [*(f"gauge-{i}" for i in range(5)), "unset-time"]
     assert columns.values == [0.0, 0.5, 1.0, 1.5, 2.0, 1.0]
@@ -83,11 +85,11 @@ def test_a_clean_batch_is_read_once_and_its_columns_are_the_readings() -> None:
 def test_readings_the_edge_did_not_see_are_checked_naming_the_field() -> None:
     items = [pb.Reading(sensor_id="ok", value=1.0), pb.Reading(sensor_id="bad", value=math.nan)]
     with pytest.raises(InvalidArgument, match=r"readings\[1\]\.value: must be a finite number"):
-        validation.checked_readings(items, NOW)
+        lane.checked_readings(items, NOW)
     late = Timestamp()
     late.FromDatetime(NOW + timedelta(hours=1))
     with pytest.raises(InvalidArgument, match=r"readings\[0\]\.measured_at: .* in the future"):
-        validation.checked_readings([pb.Reading(sensor_id="ok", measured_at=late)], NOW)
+        lane.checked_readings([pb.Reading(sensor_id="ok", measured_at=late)], NOW)
 
 
 def test_the_lane_covers_every_field_of_a_reading() -> None:

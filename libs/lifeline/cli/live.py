@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from lifeline.cli import kit
+from lifeline.cli import errors, render, times
 
 T = TypeVar("T", bound=Message)
 #: The stream ended in a way that asks the caller to watch again from a fresh snapshot.
@@ -51,8 +51,8 @@ def watch(view: View[T], open_stream: Callable[[], Any]) -> None:
         except grpc.RpcError as error:
             if error.code() not in RESTART or not answered:
                 raise
-            kit.note(f"the watch ended ({kit.one_line(error.details() or '')}); watching "
-                     "again")
+            errors.note(f"the watch ended ({errors.one_line(error.details() or '')}); watching "
+                        "again")
             time.sleep(1)
         except KeyboardInterrupt:
             return
@@ -62,21 +62,21 @@ def watch(view: View[T], open_stream: Callable[[], Any]) -> None:
 
 def _follow(view: View[T], messages: Iterator[Any]) -> None:
     """Draw a stream's messages until it ends."""
-    if kit.OPTIONS.ndjson or kit.OPTIONS.json:
+    if render.wants_json():
         for message in messages:
-            kit.print_ndjson(message)
+            render.print_ndjson(message)
         return
     rows: dict[str, T] = {}
     for message in messages:  # the snapshot, up to caught_up
         if message.caught_up:
             break
         _apply(view, rows, message)
-    out = kit.console()
+    out = render.console()
     if not out.is_terminal:
-        kit.emit(_screen(view, rows, "snapshot"))
+        render.emit(_screen(view, rows, "snapshot"))
         for message in messages:
             _apply(view, rows, message)
-            kit.emit(f"{_now()}  {view.line(view.item(message))}")
+            render.emit(f"{_now()}  {view.line(view.item(message))}")
         return
     with Live(_screen(view, rows, "watching"), console=out, auto_refresh=False) as live:
         for message in messages:
@@ -86,7 +86,7 @@ def _follow(view: View[T], messages: Iterator[Any]) -> None:
 
 
 def _now() -> str:
-    return datetime.now(kit.zone()).strftime("%H:%M:%S")
+    return datetime.now(times.zone()).strftime("%H:%M:%S")
 
 
 def _apply(view: View[T], rows: dict[str, T], message: Any) -> None:

@@ -14,8 +14,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from lifeline import devstack
-from lifeline.cli import kit
+from lifeline import devstack, processes
+from lifeline.cli import errors, render, session, times
+from lifeline.cli.app import run
+from lifeline.cli.connection import environment
 from lifeline.identity.dev import DevAuthority, local_user
 from lifeline.identity.nats import LISTENS_TO, OBSERVER, server_config
 from lifeline.identity.tls import write_private
@@ -41,7 +43,7 @@ def _components(state: dict[str, Any], health: bool) -> list[dict[str, Any]]:
     for name in ("nats", "postgres"):
         info = state.get(name, {})
         embedded = info.get("embedded", False)
-        running = devstack.is_running(info.get("pid")) if embedded else None
+        running = processes.is_running(info.get("pid")) if embedded else None
         url = info.get("url") and re.sub(r"(://[^:/@]*:)[^@/]+@", r"\1***@", info["url"])
         row = {"component": name, "address": url, "pid": info.get("pid"),
                "state": "external" if not embedded else "running" if running else "stopped"}
@@ -49,14 +51,14 @@ def _components(state: dict[str, Any], health: bool) -> list[dict[str, Any]]:
             row["health"] = None  # gRPC health applies to services only
         rows.append(row)
     for name, info in state.get("services", {}).items():
-        running = devstack.is_running(info.get("pid"))
+        running = processes.is_running(info.get("pid"))
         row = {"component": name, "address": info.get("address"), "pid": info.get("pid"),
                "state": "running" if running else "stopped"}
         if health:
             row["health"] = devstack.check_health(info["address"], ca) if running else "-"
         rows.append(row)
     if console := state.get("console"):
-        running = devstack.is_running(console.get("pid"))
+        running = processes.is_running(console.get("pid"))
         row = {"component": "console", "address": console.get("url"), "pid": console.get("pid"),
                "state": "running" if running else "stopped"}
         if health:
@@ -70,9 +72,9 @@ STATE_STYLES = {"running": "green", "stopped": "bold red", "SERVING": "green"}
 
 def _rows_table(rows: list[dict[str, Any]]) -> Table:
     columns = list(rows[0])
-    grid = kit.table(*columns)
+    grid = render.table(*columns)
     for r in rows:
-        kit.add_row(grid, *(kit.cell("-" if r.get(c) is None else r.get(c),
+        render.add_row(grid, *(render.cell("-" if r.get(c) is None else r.get(c),
                                      STATE_STYLES.get(str(r.get(c)))) for c in columns))
     return grid
 
@@ -81,32 +83,32 @@ def _rows_table(rows: list[dict[str, Any]]) -> Table:
 def up(state_dir: StateDir = DEFAULT_STATE) -> None:
     state = devstack.read_state(state_dir)
     if state and devstack.state_pids(state):
-        kit.fail(f"already up in {state_dir}; run `lifeline down` first")
-    env = kit.environment()
+        errors.fail(f"already up in {state_dir}; run `lifeline down` first")
+    env = environment()
     stack = devstack.Stack(state_dir, nats_url=env.nats_url, database_url=env.database_url,
                            console=True)
     try:
-        with kit.progress("starting NATS, PostgreSQL, the four services and the console", None):
+        with render.progress("starting NATS, PostgreSQL, the four services and the console", None):
             stack.start()  # stops whatever it started if it fails
         stack.write_state()
     except Exception as e:
         stack.stop()
-        kit.fail(f"{str(e).splitlines()[0] if str(e) else type(e).__name__}")
-    kit.emit(_rows_table(_components(stack.to_state(), health=False)))
+        errors.fail(f"{str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    render.emit(_rows_table(_components(stack.to_state(), health=False)))
     auth = DevAuthority(stack.state_dir)
-    kit.emit(f"TLS and tokens on: CA {auth.ca_file}; your token (7 days, all roles but "
+    render.emit(f"TLS and tokens on: CA {auth.ca_file}; your token (7 days, all roles but "
              f"department) {auth.token_file}, used by the CLIs;\nmore with `lifeline token "
              f"--role ROLE --name NAME`. logs: {stack.state_dir / 'logs'}; stop with "
              "`lifeline down`")
     if stack.console is not None:
-        kit.emit(f"console: {stack.console.url} — sign in with the link `lifeline login-link` "
+        render.emit(f"console: {stack.console.url} — sign in with the link `lifeline login-link` "
                  "prints")
 
 
 @app.command(help="Stop everything `lifeline up` started.")
 def down(state_dir: StateDir = DEFAULT_STATE) -> None:
     lines = devstack.stop_from_state(state_dir)
-    kit.emit("\n".join(lines) if lines else "nothing running")
+    render.emit("\n".join(lines) if lines else "nothing running")
 
 
 @app.command(help="Show components, addresses, pids and health.")
@@ -117,11 +119,11 @@ def status(state_dir: StateDir = DEFAULT_STATE,
     state = devstack.read_state(state_dir)
     rows = _components(state, health=True) if state else []
     if as_json:
-        kit.print_json(rows)
+        render.print_json(rows)
     elif not rows:
-        kit.emit(f"nothing running (no state in {state_dir})")
+        render.emit(f"nothing running (no state in {state_dir})")
     else:
-        kit.emit(_rows_table(rows))
+        render.emit(_rows_table(rows))
 
 
 @app.command(help="Print a bearer token signed by the running stack's key.")
@@ -138,11 +140,11 @@ def token(
 ) -> None:
     auth = DevAuthority(state_dir)
     if not auth.signing_key.exists():
-        kit.fail(f"no signing key in {auth.auth_dir}; run `lifeline up` first")
+        errors.fail(f"no signing key in {auth.auth_dir}; run `lifeline up` first")
     try:
-        kit.emit(auth.token(name, role, department=department, ttl=parse_ttl(ttl)))
+        render.emit(auth.token(name, role, department=department, ttl=parse_ttl(ttl)))
     except ValueError as e:
-        kit.fail(str(e))
+        errors.fail(str(e))
 
 
 @app.command("login-link", help="Print a one-time console sign-in link (valid for 10 minutes) "
@@ -159,13 +161,13 @@ def login_link(
     state = devstack.read_state(state_dir)
     console = state.get("console") if state else None
     if not console:
-        kit.fail(f"no console running in {state_dir}; run `lifeline up` first")
+        errors.fail(f"no console running in {state_dir}; run `lifeline up` first")
     auth = DevAuthority(state_dir)
     try:
         token = auth.token(name or local_user(), role, department=department)
     except ValueError as e:
-        kit.fail(str(e))
-    kit.emit(f"{console['url']}/signin#token={token}")
+        errors.fail(str(e))
+    render.emit(f"{console['url']}/signin#token={token}")
 
 
 @app.command("nats-auth", help="Print nats-server users and permissions, one user per "
@@ -177,8 +179,8 @@ def nats_auth(passwords: Annotated[Path, typer.Option(
     if not passwords.exists():
         users = {name: secrets.token_urlsafe(24) for name in [*LISTENS_TO, OBSERVER]}
         write_private(passwords, json.dumps(users, indent=2).encode())
-        kit.note(f"lifeline nats-auth: wrote new passwords to {passwords}")
-    kit.emit(server_config(passwords=json.loads(passwords.read_text())))
+        errors.note(f"lifeline nats-auth: wrote new passwords to {passwords}")
+    render.emit(server_config(passwords=json.loads(passwords.read_text())))
 
 
 @app.command("migrate-events", help="Rewrite events stored as JSON in the binary form, for "
@@ -188,20 +190,20 @@ def migrate_events(
         metavar="URL", help="default: $DATABASE_URL, else `lifeline up`'s")] = None,
     state_dir: StateDir = DEFAULT_STATE,
 ) -> None:
-    from lifeline.events import reencode_json_rows
+    from lifeline.encoding import reencode_json_rows
     from lifeline.store import ServiceApplication
 
-    url = database_url or kit.environment().database_url
+    url = database_url or environment().database_url
     if not url:
         try:
             url = json.loads((state_dir / "state.json").read_text())["postgres"]["url"]
         except (OSError, KeyError, ValueError):
-            kit.fail("no database; pass --database-url, set DATABASE_URL, or "
+            errors.fail("no database; pass --database-url, set DATABASE_URL, or "
                      "run it beside `lifeline up`")
     for service in devstack.Stack.SERVICES:
         store = type(f"{service.title()}Store", (ServiceApplication,), {"name": service})(url)
         try:
-            kit.emit(f"{service}: {reencode_json_rows(store)} events rewritten in binary")
+            render.emit(f"{service}: {reencode_json_rows(store)} events rewritten in binary")
         finally:
             store.close()
 
@@ -222,18 +224,19 @@ def demo(scenario: Annotated[Path | None, typer.Option(
 
     played_scenario = Scenario.load(scenario or SCENARIOS / "underpass_flood.toml")
     # Field times read in the scenario's own city: its narration, replay and evaluation.
-    if played_scenario.timezone and not kit.OPTIONS.tz:
-        kit.OPTIONS.tz = played_scenario.timezone
-    env = kit.environment()
+    given = session.options()
+    if played_scenario.timezone and not given.tz:
+        given.tz = played_scenario.timezone
+    env = environment()
     nats_url, database_url = env.nats_url, env.database_url
     # On shared servers earlier runs' sensors and units exist: give this run its own ids.
     tag = secrets.token_hex(3) if (nats_url or database_url) else ""
     state_dir = Path(tempfile.mkdtemp(prefix="lifeline-demo-"))
-    say = kit.emit
-    say(f"== {played_scenario.name} (field times in {kit.zone_name()})")
+    say = render.emit
+    say(f"== {played_scenario.name} (field times in {times.zone_name()})")
     started = time.monotonic()
     try:
-        with kit.progress("starting NATS, PostgreSQL, the four services and the console",
+        with render.progress("starting NATS, PostgreSQL, the four services and the console",
                           None):
             # The scenario's field time drives deadlines, not the wall clock.
             stack = devstack.Stack(state_dir, nats_url=nats_url, database_url=database_url,
@@ -258,9 +261,9 @@ def demo(scenario: Annotated[Path | None, typer.Option(
             finally:
                 player.close()
             say(f"\n== Replayed timeline of incident {incident_id} (from review)")
-            kit.emit(views.replay_table(steps))
+            render.emit(views.replay_table(steps))
             say("\n== Evaluation (field time)")
-            kit.emit(views.evaluation_table(evaluation))
+            render.emit(views.evaluation_table(evaluation))
             if stay:
                 say("\nthe stack and the console stay up (Ctrl-C stops everything)")
                 with contextlib.suppress(KeyboardInterrupt):
@@ -275,4 +278,4 @@ def demo(scenario: Annotated[Path | None, typer.Option(
 
 def main(argv: list[str] | None = None) -> None:
     """The `lifeline` console script."""
-    kit.run(app, "", argv)
+    run(app, "", argv)

@@ -9,9 +9,11 @@ from google.protobuf.duration_pb2 import Duration
 from rich.table import Table
 from rich.text import Text
 
-from lifeline.cli.kit import add_row, cell, enum_label, table, times_caption, when
+from lifeline.cli.choices import enum_label
+from lifeline.cli.render import add_row, cell, table
+from lifeline.cli.times import times_caption, when
 from lifeline.events import event_of, from_timestamp, meta_of
-from lifeline.incident.model import state_name
+from lifeline.incident.phases import state_name
 from lifeline.incident.text import describe, duration
 from lifeline.incident.v1 import incident_pb2 as pb
 from lifeline.review.v1 import review_pb2

@@ -9,7 +9,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from lifeline.common.v1 import common_pb2
 from lifeline.events import event_of
-from lifeline.incident.model import state_name
+from lifeline.incident.phases import state_name
 from lifeline.incident.v1 import incident_pb2 as pb
 
 

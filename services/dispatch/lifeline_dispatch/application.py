@@ -12,22 +12,16 @@ from lifeline.dispatch.v1 import dispatch_pb2
 from lifeline.edge import check_enum, check_location
 from lifeline.errors import InvalidArgument
 from lifeline.events import Cause, ProtoAggregate
-from lifeline.incident.model import (
-    Incident,
-    field_time_offset,
-    incident_id_for_warning,
-    next_deadline,
-    parse_incident_id,
-    state_name,
-)
+from lifeline.incident.aggregate import Incident, incident_id_for_warning, parse_incident_id
+from lifeline.incident.deadlines import field_time_offset, next_deadline
+from lifeline.incident.phases import state_name
+from lifeline.incident.response import response_for
 from lifeline.incident.v1 import incident_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2
 from lifeline.plans import PlanLibrary, default_library
 from lifeline.resources.v1 import resources_pb2
 from lifeline.store import ServiceApplication
 from lifeline.views import ViewRow
-
-from lifeline_dispatch.domain import response_for
 
 Result = tuple[pb.Incident, list[Recording]]
 

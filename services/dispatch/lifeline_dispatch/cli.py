@@ -4,14 +4,15 @@ from collections.abc import Callable, Sequence
 from typing import Annotated
 
 import typer
-from lifeline.cli import kit, live, views
+from lifeline.cli import choices, connection, live, render, times, views
+from lifeline.cli.app import run, service_app
 from lifeline.common.v1 import common_pb2, names_pb2
 from lifeline.dispatch.v1 import dispatch_pb2 as pb
 from lifeline.dispatch.v1 import dispatch_pb2_grpc
-from lifeline.incident.model import state_name
+from lifeline.incident.phases import state_name
 from lifeline.incident.v1 import incident_pb2
 
-app = kit.service_app("dispatch", "Incidents: report, declare, respond, recover, close.")
+app = service_app("dispatch", "Incidents: report, declare, respond, recover, close.")
 
 ORDER_STEPS = {  # CLI command -> (RPC name, help)
     "ack-order": ("AcknowledgeOrder", "Acknowledge an order (the department received it)."),
@@ -35,33 +36,33 @@ At = Annotated[str | None, typer.Option(
     metavar="TIME", help="when it happened in the field (ISO-8601; without a zone, in the "
     "city's zone; default now)")]
 Reason = Annotated[str, typer.Option(help="why (recorded on the event)")]
-Grade = Annotated[str, kit.enum_option(incident_pb2.Grade, "GRADE_", "the grade (i is the "
-                                       "most severe)", "--grade")]
+Grade = Annotated[str, choices.enum_option(incident_pb2.Grade, "GRADE_", "the grade (i is the "
+                                           "most severe)", "--grade")]
 
 
 def _stub() -> dispatch_pb2_grpc.DispatchServiceStub:
-    return dispatch_pb2_grpc.DispatchServiceStub(kit.connect("dispatch"))
+    return dispatch_pb2_grpc.DispatchServiceStub(connection.connect("dispatch"))
 
 
-HAZARDS = kit.known_names(_stub, names_pb2.NAME_KIND_HAZARD)
-DEPARTMENTS = kit.known_names(_stub, names_pb2.NAME_KIND_DEPARTMENT)
+HAZARDS = choices.known_names(_stub, names_pb2.NAME_KIND_HAZARD)
+DEPARTMENTS = choices.known_names(_stub, names_pb2.NAME_KIND_DEPARTMENT)
 
 
 def _action(at: str | None, reason: str) -> pb.Action:
     action = pb.Action(reason=reason)
     if at:
-        action.occurred_at.CopyFrom(kit.timestamp(at))
+        action.occurred_at.CopyFrom(times.timestamp(at))
     return action
 
 
 def _show(answer: pb.IncidentResponse) -> None:
-    kit.show(answer.incident, lambda: views.incidents_table([answer.incident]))
+    render.show(answer.incident, lambda: views.incidents_table([answer.incident]))
 
 
 def _show_orders(answer: pb.IncidentResponse, which: Callable[[incident_pb2.Incident],
                                                              Sequence[incident_pb2.Order]]
                  ) -> None:
-    kit.show(answer.incident, lambda: views.orders_table(which(answer.incident)))
+    render.show(answer.incident, lambda: views.orders_table(which(answer.incident)))
 
 
 @app.command(help="Report an incident (a call, a patrol): it opens in WARNING.")
@@ -83,8 +84,8 @@ def report(
                   "into force.")
 def declare(
     incident: Incident,
-    category: Annotated[str, kit.enum_option(incident_pb2.Category, "CATEGORY_",
-                                             "the kind of public emergency", "--category")],
+    category: Annotated[str, choices.enum_option(incident_pb2.Category, "CATEGORY_",
+                                                 "the kind of public emergency", "--category")],
     hazard_type: Annotated[str, typer.Option(
         "--type", help="hazard type, e.g. urban_flooding (its plan applies)",
         autocompletion=HAZARDS)],
@@ -92,8 +93,8 @@ def declare(
 ) -> None:
     _show(_stub().DeclareIncident(pb.DeclareIncidentRequest(
         incident_id=incident,
-        category=kit.enum_value(incident_pb2.Category, "CATEGORY_", category),  # type: ignore[arg-type]
-        hazard_type=hazard_type, grade=kit.enum_value(incident_pb2.Grade, "GRADE_", grade),  # type: ignore[arg-type]
+        category=choices.enum_value(incident_pb2.Category, "CATEGORY_", category),  # type: ignore[arg-type]
+        hazard_type=hazard_type, grade=choices.enum_value(incident_pb2.Grade, "GRADE_", grade),  # type: ignore[arg-type]
         action=_action(at, reason))))
 
 
@@ -112,7 +113,7 @@ for _name, (_rpc, _text) in STEPS.items():
 @app.command(help="Escalate or de-escalate an incident's grade (needs --reason).")
 def regrade(incident: Incident, grade: Grade, at: At = None, reason: Reason = "") -> None:
     _show(_stub().RegradeIncident(pb.RegradeIncidentRequest(
-        incident_id=incident, grade=kit.enum_value(incident_pb2.Grade, "GRADE_", grade),  # type: ignore[arg-type]
+        incident_id=incident, grade=choices.enum_value(incident_pb2.Grade, "GRADE_", grade),  # type: ignore[arg-type]
         action=_action(at, reason))))
 
 
@@ -141,8 +142,8 @@ def order(
                                             autocompletion=DEPARTMENTS)],
     instruction: Annotated[str, typer.Option(help="what to do, in a sentence")],
     unit: Annotated[str, typer.Option(help="the unit the order is for (optional)")] = "",
-    tier: Annotated[str, kit.enum_option(incident_pb2.OrderTier, "ORDER_TIER_",
-                                         "who issues it", "--tier")] = "district",
+    tier: Annotated[str, choices.enum_option(incident_pb2.OrderTier, "ORDER_TIER_",
+                                             "who issues it", "--tier")] = "district",
     life_safety: Annotated[bool, typer.Option(
         "--life-safety", help="lives depend on it (shown first, escalated first)")] = False,
     ack: Annotated[int, typer.Option(help="minutes to acknowledge")] = 5,
@@ -151,7 +152,7 @@ def order(
 ) -> None:
     _show_orders(_stub().IssueOrder(pb.IssueOrderRequest(
         incident_id=incident, department=department, unit_id=unit,
-        tier=kit.enum_value(incident_pb2.OrderTier, "ORDER_TIER_", tier),  # type: ignore[arg-type]
+        tier=choices.enum_value(incident_pb2.OrderTier, "ORDER_TIER_", tier),  # type: ignore[arg-type]
         instruction=instruction, life_safety=life_safety, acknowledge_within_minutes=ack,
         complete_within_minutes=complete, action=_action(at, reason))),
         lambda i: i.orders[-1:])
@@ -186,7 +187,7 @@ def progress(
 @app.command(help="An incident's orders: overdue first, then open, life-safety first.")
 def orders(incident: Incident) -> None:
     listed = _stub().ListOrders(pb.ListOrdersRequest(incident_id=incident)).orders
-    kit.show_list(listed, views.orders_table, order=views.order_order)
+    render.show_list(listed, views.orders_table, order=views.order_order)
 
 
 @app.command(help="Report casualties and scale (each report replaces the last).")
@@ -209,9 +210,9 @@ def situation(
 @app.command(help="Add a recovery task for a department or agency.")
 def task(
     incident: Incident,
-    kind: Annotated[str, kit.enum_option(incident_pb2.RecoveryTaskKind,
-                                         "RECOVERY_TASK_KIND_", "what kind of work",
-                                         "--kind")],
+    kind: Annotated[str, choices.enum_option(incident_pb2.RecoveryTaskKind,
+                                             "RECOVERY_TASK_KIND_", "what kind of work",
+                                             "--kind")],
     owner: Annotated[str, typer.Option(help="who does it (a department or agency)",
                                        autocompletion=DEPARTMENTS)],
     description: Annotated[str, typer.Option(help="the work, in a sentence")],
@@ -219,7 +220,7 @@ def task(
 ) -> None:
     _show(_stub().AddRecoveryTask(pb.AddRecoveryTaskRequest(
         incident_id=incident,
-        kind=kit.enum_value(incident_pb2.RecoveryTaskKind, "RECOVERY_TASK_KIND_", kind),  # type: ignore[arg-type]
+        kind=choices.enum_value(incident_pb2.RecoveryTaskKind, "RECOVERY_TASK_KIND_", kind),  # type: ignore[arg-type]
         owner=owner, description=description, action=_action(at, reason))))
 
 
@@ -242,31 +243,31 @@ def reviewed(incident: Incident,
 @app.command("incident", help="Show one incident.")
 def show_incident(incident: Incident) -> None:
     found = _stub().GetIncident(pb.GetIncidentRequest(incident_id=incident)).incident
-    kit.show(found, lambda: _incident_in_full(found))
+    render.show(found, lambda: _incident_in_full(found))
 
 
 def _incident_in_full(i: incident_pb2.Incident) -> None:
-    kit.emit(views.incidents_table([i]))
+    render.emit(views.incidents_table([i]))
     if i.orders:
-        kit.emit(views.orders_table(sorted(i.orders, key=views.order_order)))
+        render.emit(views.orders_table(sorted(i.orders, key=views.order_order)))
 
 
 @app.command(help="List incidents, every page: active first, then the worst grade, overdue "
                   "orders, the latest change.")
 def incidents(
-    state: Annotated[str | None, kit.enum_option(
+    state: Annotated[str | None, choices.enum_option(
         incident_pb2.IncidentState, "INCIDENT_STATE_", "only incidents in this state",
         "--state")] = None,
-    limit: Annotated[int, typer.Option(min=0, help=kit.LIMIT_HELP)] = 0,
+    limit: Annotated[int, typer.Option(min=0, help=render.LIMIT_HELP)] = 0,
 ) -> None:
     def fetch(token: str) -> tuple[Sequence[incident_pb2.Incident], str]:
         answer = _stub().ListIncidents(pb.ListIncidentsRequest(
-            page=kit.page(token),
-            state=kit.enum_value(incident_pb2.IncidentState, "INCIDENT_STATE_", state)))  # type: ignore[arg-type]
+            page=render.page(token),
+            state=choices.enum_value(incident_pb2.IncidentState, "INCIDENT_STATE_", state)))  # type: ignore[arg-type]
         return answer.incidents, answer.next_page_token
 
-    kit.show_list(kit.pages(fetch, "incidents", limit), views.incidents_table,
-                  order=views.incident_order)
+    render.show_list(render.pages(fetch, "incidents", limit), views.incidents_table,
+                     order=views.incident_order)
 
 
 
@@ -293,4 +294,4 @@ def watch() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    kit.run(app, "dispatch", argv)
+    run(app, "dispatch", argv)

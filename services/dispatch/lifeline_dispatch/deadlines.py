@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from lifeline.clock import FieldClock
-from lifeline.incident.model import due_deadlines, field_time_offset, next_deadline
+from lifeline.incident.deadlines import due_deadlines, field_time_offset, next_deadline
 from lifeline.incident.v1 import incident_pb2
 from lifeline.runtime import Runtime
 

@@ -15,7 +15,8 @@ from lifeline.edge import cause_of, check_enum, required
 from lifeline.errors import InvalidArgument
 from lifeline.events import Cause
 from lifeline.identity import caller
-from lifeline.incident.model import CLOSED_ORDER, UNFINISHED_ORDER, Incident, state_name
+from lifeline.incident.aggregate import Incident
+from lifeline.incident.phases import CLOSED_ORDER, UNFINISHED_ORDER, state_name
 from lifeline.incident.v1 import incident_pb2
 from lifeline.runtime import Runtime
 

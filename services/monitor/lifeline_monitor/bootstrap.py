@@ -9,7 +9,7 @@ from lifeline.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from lifeline.plans import default_library
 from lifeline.runtime import Runtime
 
-from lifeline_monitor import cap, coupling, escalation, outcomes
+from lifeline_monitor import cap, coupling, escalation, outcomes, readings
 from lifeline_monitor.application import MonitorApp, rows_for
 from lifeline_monitor.server import MonitorServicer
 
@@ -20,6 +20,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
     app = MonitorApp(settings.database_url)
     app.grid_resolution = settings.grid_resolution
     runtime = Runtime(settings, app, rows_for, clock)
+    readings.register()
     servicer = MonitorServicer(runtime, app)
     rules = coupling.load_rules()
     # Monitor's hazards: the plans', the coupled-risk rules', the city's, its sensors'.

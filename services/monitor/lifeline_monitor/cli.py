@@ -4,7 +4,8 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
-from lifeline.cli import kit, live
+from lifeline.cli import choices, connection, errors, live, render, times
+from lifeline.cli.app import run, service_app
 from lifeline.common.v1 import common_pb2, names_pb2
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2_grpc
@@ -13,7 +14,7 @@ from rich.table import Table
 
 from lifeline_monitor import cli_alarms, cli_alerts, grid
 
-app = kit.service_app("monitor", "Sensors, readings and graded warnings.")
+app = service_app("monitor", "Sensors, readings and graded warnings.")
 
 STATUS_ORDER = {pb.WARNING_STATUS_ACTIVE: 0, pb.WARNING_STATUS_ACKNOWLEDGED: 1,
                 pb.WARNING_STATUS_CLEARED: 2}
@@ -21,36 +22,36 @@ At = Annotated[str | None, typer.Option(
     metavar="TIME", help="when (ISO-8601; without a zone, in the city's zone; default now)")]
 Hazard = Annotated[str, typer.Option(help="only this hazard, e.g. urban_flooding",
                                      autocompletion=lambda incomplete: HAZARDS(incomplete))]
-Limit = Annotated[int, typer.Option(min=0, help=kit.LIMIT_HELP)]
+Limit = Annotated[int, typer.Option(min=0, help=render.LIMIT_HELP)]
 
 
 def _stub() -> monitor_pb2_grpc.MonitorServiceStub:
-    return monitor_pb2_grpc.MonitorServiceStub(kit.connect("monitor"))
+    return monitor_pb2_grpc.MonitorServiceStub(connection.connect("monitor"))
 
 
-HAZARDS = kit.known_names(_stub, names_pb2.NAME_KIND_HAZARD)
+HAZARDS = choices.known_names(_stub, names_pb2.NAME_KIND_HAZARD)
 
 
 def sensors_table(sensors: Sequence[pb.Sensor]) -> Table:
-    grid_ = kit.table("id", "kind", "hazard", "cell", "level", "thresholds (b/y/o/r)", "unit",
-                      "shelved until", caption=kit.times_caption())
+    grid_ = render.table("id", "kind", "hazard", "cell", "level", "thresholds (b/y/o/r)", "unit",
+                         "shelved until", caption=times.times_caption())
     for s in sensors:
-        kit.add_row(grid_, s.id, s.kind, s.hazard, s.grid_cell, kit.level_cell(s.level),
-                    f"{s.thresholds.blue:g}/{s.thresholds.yellow:g}/{s.thresholds.orange:g}/"
-                    f"{s.thresholds.red:g}", s.unit_of_measure,
-                    kit.when(s.shelving.until) if s.HasField("shelving") else "")
+        render.add_row(grid_, s.id, s.kind, s.hazard, s.grid_cell, render.level_cell(s.level),
+                       f"{s.thresholds.blue:g}/{s.thresholds.yellow:g}/{s.thresholds.orange:g}/"
+                       f"{s.thresholds.red:g}", s.unit_of_measure,
+                       times.when(s.shelving.until) if s.HasField("shelving") else "")
     return grid_
 
 
 def warnings_table(warnings: Sequence[pb.Warning]) -> Table:
-    grid_ = kit.table("id", "level", "status", "hazard", "where", "sensors", "raised",
-                      "updated", caption=kit.times_caption())
+    grid_ = render.table("id", "level", "status", "hazard", "where", "sensors", "raised",
+                         "updated", caption=times.times_caption())
     for w in warnings:
-        status = kit.enum_label(pb.WarningStatus, w.status, "WARNING_STATUS_")
-        kit.add_row(grid_, w.id, kit.level_cell(w.level), status, w.hazard,
-                    w.responsible.cell_name or w.grid_cell, ",".join(sorted(w.sensor_levels)),
-                    kit.when(w.raised_at), kit.when(w.updated_at),
-                    style="dim" if w.status == pb.WARNING_STATUS_CLEARED else None)
+        status = choices.enum_label(pb.WarningStatus, w.status, "WARNING_STATUS_")
+        render.add_row(grid_, w.id, render.level_cell(w.level), status, w.hazard,
+                       w.responsible.cell_name or w.grid_cell, ",".join(sorted(w.sensor_levels)),
+                       times.when(w.raised_at), times.when(w.updated_at),
+                       style="dim" if w.status == pb.WARNING_STATUS_CLEARED else None)
     return grid_
 
 
@@ -76,7 +77,7 @@ def register(
         metavar="BLUE YELLOW ORANGE RED",
         help="the value at which each colour starts, in the sensor's unit")],
     cell: Annotated[str, typer.Option(help="grid cell (default: from the location)")] = "",
-    direction: Annotated[str, kit.enum_option(
+    direction: Annotated[str, choices.enum_option(
         pb.Direction, "DIRECTION_", "whether a bigger or a smaller value is worse",
         "--direction")] = "higher_is_worse",
     owner: Annotated[str, typer.Option(help="who maintains it (its faults go to them)")] = "",
@@ -96,7 +97,7 @@ def register(
     ] = None,
     valid_range: Annotated[tuple[float, float] | None, typer.Option(
         metavar="MIN MAX", help="physically possible values; outside is bad quality")] = None,
-    new_names: Annotated[bool, typer.Option("--new-names", help=kit.NEW_NAMES_HELP)] = False,
+    new_names: Annotated[bool, typer.Option("--new-names", help=choices.NEW_NAMES_HELP)] = False,
 ) -> None:
     blue, yellow, orange, red = thresholds
     rules = cli_alarms.rules(deadband=deadband, on_delay=on_delay, off_delay=off_delay,
@@ -105,26 +106,26 @@ def register(
     sensor = _stub().RegisterSensor(pb.RegisterSensorRequest(
         id=id, kind=kind, hazard=hazard, location=common_pb2.GeoPoint(lat=lat, lon=lon),
         grid_cell=cell, unit_of_measure=unit,
-        direction=kit.enum_value(pb.Direction, "DIRECTION_", direction),  # type: ignore[arg-type]
+        direction=choices.enum_value(pb.Direction, "DIRECTION_", direction),  # type: ignore[arg-type]
         thresholds=pb.Thresholds(blue=blue, yellow=yellow, orange=orange, red=red),
         owner=owner, rules=rules, new_names=new_names)).sensor
-    kit.show(sensor, lambda: sensors_table([sensor]))
+    render.show(sensor, lambda: sensors_table([sensor]))
 
 
 @app.command(help="List sensors, every page: the worst level first.")
 def sensors(kind: Annotated[str, typer.Option(help="only sensors of this kind")] = "",
             limit: Limit = 0) -> None:
     def fetch(token: str) -> tuple[Sequence[pb.Sensor], str]:
-        answer = _stub().ListSensors(pb.ListSensorsRequest(page=kit.page(token), kind=kind))
+        answer = _stub().ListSensors(pb.ListSensorsRequest(page=render.page(token), kind=kind))
         return answer.sensors, answer.next_page_token
 
-    kit.show_list(kit.pages(fetch, "sensors", limit), sensors_table, order=sensor_order)
+    render.show_list(render.pages(fetch, "sensors", limit), sensors_table, order=sensor_order)
 
 
 @app.command(help="Show one sensor.")
 def sensor(id: Annotated[str, typer.Argument(help="the sensor's id")]) -> None:
     found = _stub().GetSensor(pb.GetSensorRequest(id=id)).sensor
-    kit.show(found, lambda: sensors_table([found]))
+    render.show(found, lambda: sensors_table([found]))
 
 
 @app.command(help="Send one reading, as a gateway would (a negative value is a value: "
@@ -137,41 +138,41 @@ def read(
 ) -> None:
     reading = pb.Reading(sensor_id=sensor, value=value)
     if at:
-        reading.measured_at.CopyFrom(kit.timestamp(at))
+        reading.measured_at.CopyFrom(times.timestamp(at))
     answer = _stub().IngestReadingBatch(pb.IngestReadingBatchRequest(readings=[reading]))
-    kit.show(answer, lambda: warnings_table(answer.warnings) if answer.warnings else
-             f"accepted {answer.accepted}; no warning changed")
+    render.show(answer, lambda: warnings_table(answer.warnings) if answer.warnings else
+                f"accepted {answer.accepted}; no warning changed")
 
 
 @app.command(help="List warnings, every page: active first, then the worst colour.")
 def warnings(
-    status: Annotated[str | None, kit.enum_option(
+    status: Annotated[str | None, choices.enum_option(
         pb.WarningStatus, "WARNING_STATUS_", "only warnings in this status", "--status")
     ] = None,
     hazard: Hazard = "", limit: Limit = 0,
 ) -> None:
     def fetch(token: str) -> tuple[Sequence[pb.Warning], str]:
         answer = _stub().ListWarnings(pb.ListWarningsRequest(
-            page=kit.page(token), hazard=hazard,
-            status=kit.enum_value(pb.WarningStatus, "WARNING_STATUS_", status)))  # type: ignore[arg-type]
+            page=render.page(token), hazard=hazard,
+            status=choices.enum_value(pb.WarningStatus, "WARNING_STATUS_", status)))  # type: ignore[arg-type]
         return answer.warnings, answer.next_page_token
 
-    kit.show_list(kit.pages(fetch, "warnings", limit), warnings_table, order=warning_order)
+    render.show_list(render.pages(fetch, "warnings", limit), warnings_table, order=warning_order)
 
 
 @app.command(help="Show one warning.")
 def warning(id: Annotated[str, typer.Argument(help="the warning's id")]) -> None:
     found = _stub().GetWarning(pb.GetWarningRequest(id=id)).warning
-    kit.show(found, lambda: warnings_table([found]))
+    render.show(found, lambda: warnings_table([found]))
 
 
 @app.command(help="Acknowledge a warning (stops its escalation chain).")
 def ack(id: Annotated[str, typer.Argument(help="the warning's id")], at: At = None) -> None:
     request = pb.AcknowledgeWarningRequest(id=id)
     if at:
-        request.occurred_at.CopyFrom(kit.timestamp(at))
+        request.occurred_at.CopyFrom(times.timestamp(at))
     w = _stub().AcknowledgeWarning(request).warning
-    kit.show(w, lambda: warnings_table([w]))
+    render.show(w, lambda: warnings_table([w]))
 
 
 @app.command("load-grid", help="Load the city's grid: districts and H3 cells (TOML).")
@@ -180,12 +181,12 @@ def load_grid(file: Annotated[str, typer.Argument(help="the grid file, e.g. "
     try:
         request = grid.read_grid_file(file)
     except grid.GridFileError as error:
-        kit.fail(str(error))
+        errors.fail(str(error))
     # A call takes at most 1,000 cells (the edge's bound on a list): a city's grid goes in
     # parts, the districts with the first; each part is all or nothing.
     answer = pb.LoadGridResponse()
     cells = list(request.cells)
-    with kit.progress("loading cells", len(cells)) as advance:
+    with render.progress("loading cells", len(cells)) as advance:
         for start in range(0, max(len(cells), 1), REPEATED_DEFAULT):
             part = pb.LoadGridRequest(districts=request.districts if start == 0 else [],
                                       cells=cells[start:start + REPEATED_DEFAULT])
@@ -196,12 +197,12 @@ def load_grid(file: Annotated[str, typer.Argument(help="the grid file, e.g. "
             advance(len(part.cells))
 
     def people() -> Table:
-        grid_ = kit.table("districts", "cells", "changed districts", "changed cells",
-                          "resolution")
-        kit.add_row(grid_, len(request.districts), len(request.cells),
-                    answer.districts_changed, answer.cells_changed, answer.resolution)
+        grid_ = render.table("districts", "cells", "changed districts", "changed cells",
+                             "resolution")
+        render.add_row(grid_, len(request.districts), len(request.cells),
+                       answer.districts_changed, answer.cells_changed, answer.resolution)
         return grid_
-    kit.show(answer, people)
+    render.show(answer, people)
 
 
 @app.command(help="Show a grid cell: its district, officer and assets (give the cell, or "
@@ -216,7 +217,7 @@ def cell(
     if lat is not None or lon is not None:
         request.location.CopyFrom(common_pb2.GeoPoint(lat=lat or 0.0, lon=lon or 0.0))
     found = _stub().GetCell(request).cell
-    kit.show(found, lambda: kit.describe(found))
+    render.show(found, lambda: render.describe(found))
 
 
 @app.command(help="Confirmed / (confirmed + false) warnings per sensor, hazard and cell.")
@@ -229,22 +230,22 @@ def precision(
                                                           grid_cell=cell))
 
     def people() -> Table:
-        grid_ = kit.table("by", "key", "confirmed", "false alarms", "precision")
+        grid_ = render.table("by", "key", "confirmed", "false alarms", "precision")
         rows = [("all", answer.overall), *(("sensor", p) for p in answer.by_sensor),
                 *(("hazard", p) for p in answer.by_hazard),
                 *(("cell", p) for p in answer.by_cell)]
         for by, p in rows:
-            kit.add_row(grid_, by, p.key or "-", p.confirmed, p.false_alarms,
-                        f"{p.precision:.0%}" if p.HasField("precision") else "-")
+            render.add_row(grid_, by, p.key or "-", p.confirmed, p.false_alarms,
+                           f"{p.precision:.0%}" if p.HasField("precision") else "-")
         return grid_
-    kit.show(answer, people)
+    render.show(answer, people)
 
 
 WARNINGS = live.View(
     "warnings not cleared", lambda m: m.warning, lambda w: w.id,
     lambda w: w.status == pb.WARNING_STATUS_CLEARED, warnings_table, warning_order,
-    lambda w: f"{w.id} {kit.enum_label(common_pb2.WarningLevel, w.level, 'WARNING_LEVEL_')} "
-              f"{kit.enum_label(pb.WarningStatus, w.status, 'WARNING_STATUS_')}")
+    lambda w: f"{w.id} {choices.enum_label(common_pb2.WarningLevel, w.level, 'WARNING_LEVEL_')} "
+              f"{choices.enum_label(pb.WarningStatus, w.status, 'WARNING_STATUS_')}")
 
 
 @app.command(help="A live view for a duty desk: the warnings not cleared, by colour, "
@@ -259,4 +260,4 @@ cli_alerts.add_commands(app, _stub)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    kit.run(app, "monitor", argv)
+    run(app, "monitor", argv)

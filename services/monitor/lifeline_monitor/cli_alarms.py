@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from google.protobuf.duration_pb2 import Duration
-from lifeline.cli import kit
+from lifeline.cli import errors, render
 from lifeline.common.v1 import common_pb2
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2_grpc
@@ -112,7 +112,7 @@ def add_commands(app: typer.Typer, stub: Stub) -> None:
     ) -> None:
         found = stub().ShelveSensor(pb.ShelveSensorRequest(
             id=sensor, duration=duration(for_), reason=reason)).sensor
-        kit.show(found, lambda: kit.describe(found))
+        render.show(found, lambda: render.describe(found))
 
     @app.command(help="End a sensor's shelving now.")
     def unshelve(
@@ -120,7 +120,7 @@ def add_commands(app: typer.Typer, stub: Stub) -> None:
         reason: Annotated[str, typer.Option(help="why (kept with the sensor)")] = "",
     ) -> None:
         found = stub().UnshelveSensor(pb.UnshelveSensorRequest(id=sensor, reason=reason)).sensor
-        kit.show(found, lambda: kit.describe(found))
+        render.show(found, lambda: render.describe(found))
 
     @app.command("import-sensors", help="Register the sensors of a CSV or GeoJSON file, in "
                                         "batches (those already registered are counted).")
@@ -138,19 +138,19 @@ def add_commands(app: typer.Typer, stub: Stub) -> None:
             advance(len(batch))
             batch.clear()
 
-        with kit.progress("registering sensors", None) as advance:
+        with render.progress("registering sensors", None) as advance:
             try:
                 for request in sensors_in(file):
                     batch.append(request)
                     if len(batch) == CHUNK:
                         send(advance)
             except (OSError, ValueError, KeyError, typer.BadParameter) as error:
-                kit.fail(f"{file}: {error}")
+                errors.fail(f"{file}: {error}")
             if batch:
                 send(advance)
 
         def people() -> Table:
-            grid = kit.table("registered", "already registered")
-            kit.add_row(grid, answer.registered, len(answer.existing))
+            grid = render.table("registered", "already registered")
+            render.add_row(grid, answer.registered, len(answer.existing))
             return grid
-        kit.show(answer, people)
+        render.show(answer, people)

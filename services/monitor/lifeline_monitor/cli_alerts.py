@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from lifeline.cli import kit
+from lifeline.cli import choices, errors, render, times
 from lifeline.events import from_timestamp
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2_grpc
@@ -27,20 +27,20 @@ def _late(n: pb.PartyNotification, now: datetime) -> bool:
 
 def _row(n: pb.PartyNotification, now: datetime) -> list[Any]:
     late = _late(n, now)
-    return [kit.cell("OVERDUE" if late else "", "bold white on red" if late else None),
-            n.warning_id, kit.level_cell(n.level), n.cell_name or n.grid_cell,
+    return [render.cell("OVERDUE" if late else "", "bold white on red" if late else None),
+            n.warning_id, render.level_cell(n.level), n.cell_name or n.grid_cell,
             f"{n.step}" + (f" (round {n.round + 1})" if n.round else ""), n.channel,
-            kit.when(n.notified_at),
-            kit.when(n.ack_deadline) if n.HasField("ack_deadline") else "-",
-            kit.enum_label(pb.NotificationStatus, n.status, "NOTIFICATION_STATUS_").lower()
+            times.when(n.notified_at),
+            times.when(n.ack_deadline) if n.HasField("ack_deadline") else "-",
+            choices.enum_label(pb.NotificationStatus, n.status, "NOTIFICATION_STATUS_").lower()
             + (f" by {n.acknowledged_by}" if n.acknowledged_by else "")]
 
 
 def inbox_table(notifications: Sequence[pb.PartyNotification]) -> Table:
     now = datetime.now(UTC)
-    grid = kit.table(*COLUMNS, caption=kit.times_caption())
+    grid = render.table(*COLUMNS, caption=times.times_caption())
     for n in notifications:
-        kit.add_row(grid, *_row(n, now))
+        render.add_row(grid, *_row(n, now))
     return grid
 
 
@@ -54,21 +54,21 @@ def add_commands(app: typer.Typer, stub: Stub) -> None:
                                                   "(Ctrl-C to stop)")] = False,
     ) -> None:
         answer = stub().ListInbox(pb.ListInboxRequest(party=party, include_done=all_))
-        kit.show_list(answer.notifications, inbox_table)
+        render.show_list(answer.notifications, inbox_table)
         if not follow:
             return
-        kit.note(f"following {party}'s inbox (Ctrl-C to stop)")
+        errors.note(f"following {party}'s inbox (Ctrl-C to stop)")
         for n in stub().FollowInbox(pb.FollowInboxRequest(party=party)):
-            if kit.wants_json():
-                kit.print_ndjson(n)
+            if render.wants_json():
+                render.print_ndjson(n)
             else:
-                kit.emit("  ".join(str(c) for c in _row(n, datetime.now(UTC)) if str(c)))
+                render.emit("  ".join(str(c) for c in _row(n, datetime.now(UTC)) if str(c)))
                 sys.stdout.flush()
 
     @app.command(help="A warning's escalation chain: who was told, when, who acknowledged.")
     def escalation(warning: Annotated[str, typer.Argument(help="the warning's id")]) -> None:
         found = stub().GetEscalation(pb.GetEscalationRequest(warning_id=warning)).escalation
-        kit.show(found, lambda: kit.describe(found))
+        render.show(found, lambda: render.describe(found))
 
     @app.command(help="A warning as a CAP 1.2 alert (`cap WARNING_ID`), or take another "
                       "agency's alert in (`cap import FILE`, - for stdin).")
@@ -86,13 +86,13 @@ def add_commands(app: typer.Typer, stub: Stub) -> None:
             try:
                 xml = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
             except OSError as error:
-                kit.fail(f"cannot read {file}: {error.strerror}")
+                errors.fail(f"cannot read {file}: {error.strerror}")
             answer = stub().ImportCapAlert(pb.ImportCapAlertRequest(xml=xml))
-            kit.show(answer, lambda: kit.describe(answer))
+            render.show(answer, lambda: render.describe(answer))
             return
         alerts = stub().GetCapAlerts(pb.GetCapAlertsRequest(warning_id=target)).alerts
-        chosen: Sequence[pb.CapAlert] = alerts if all_ or kit.wants_json() else alerts[-1:]
-        if kit.wants_json():
-            kit.show_list(chosen, lambda _: "")
+        chosen: Sequence[pb.CapAlert] = alerts if all_ or render.wants_json() else alerts[-1:]
+        if render.wants_json():
+            render.show_list(chosen, lambda _: "")
         else:
-            kit.emit("\n".join(a.xml.decode() for a in chosen).rstrip())
+            render.emit("\n".join(a.xml.decode() for a in chosen).rstrip())

@@ -139,7 +139,7 @@ class Engine:
                columns: Columns | None = None) -> None:
         """Judge readings in order; transitions go to step (recorded by flush). columns: the
         readings' sensor ids, values and field times (seconds) as the edge read them
-        (`lifeline.validation.checked_readings`), read here when not given; a steady reading
+        (`lifeline_monitor.readings.checked_readings`), read here when not given; a steady reading
         then costs no protobuf access."""
         self.now = service_now
         sensors, observed, now_s = self.sensors, self.observed, _seconds(service_now)

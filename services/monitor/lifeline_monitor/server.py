@@ -12,10 +12,10 @@ from lifeline.errors import InvalidArgument
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2_grpc
 from lifeline.runtime import Runtime
-from lifeline.validation import checked_readings
 
 from lifeline_monitor import alarms, grid, outcomes
 from lifeline_monitor.application import MAX_READINGS_PER_CALL, MonitorApp
+from lifeline_monitor.readings import checked_readings
 from lifeline_monitor.server_alerts import AlertingServicer
 
 Ctx = grpc.aio.ServicerContext

@@ -4,7 +4,8 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
-from lifeline.cli import kit
+from lifeline.cli import choices, connection, render, times
+from lifeline.cli.app import run, service_app
 from lifeline.common.v1 import common_pb2, names_pb2
 from lifeline.resources.v1 import resources_pb2 as pb
 from lifeline.resources.v1 import resources_pb2_grpc
@@ -13,7 +14,7 @@ from rich.table import Table
 from lifeline_resources import cli_depots, cli_fleet
 from lifeline_resources.domain import status_name
 
-app = kit.service_app("resources", "Response units: where they are, whom they serve.")
+app = service_app("resources", "Response units: where they are, whom they serve.")
 
 #: Committed units first (on scene, en route, assigned), then free ones, then out of service.
 STATUS_ORDER = {common_pb2.UNIT_STATUS_ON_SCENE: 0, common_pb2.UNIT_STATUS_EN_ROUTE: 1,
@@ -24,21 +25,21 @@ STATUS_STYLES = {"ON_SCENE": "bold red", "EN_ROUTE": "bold yellow", "ASSIGNED": 
 
 
 def _stub() -> resources_pb2_grpc.ResourcesServiceStub:
-    return resources_pb2_grpc.ResourcesServiceStub(kit.connect("resources"))
+    return resources_pb2_grpc.ResourcesServiceStub(connection.connect("resources"))
 
 
-UNIT_KINDS = kit.known_names(_stub, names_pb2.NAME_KIND_UNIT_KIND)
-DEPARTMENTS = kit.known_names(_stub, names_pb2.NAME_KIND_DEPARTMENT)
+UNIT_KINDS = choices.known_names(_stub, names_pb2.NAME_KIND_UNIT_KIND)
+DEPARTMENTS = choices.known_names(_stub, names_pb2.NAME_KIND_DEPARTMENT)
 
 
 def units_table(units: Sequence[pb.Unit]) -> Table:
-    grid = kit.table("id", "kind", "department", "status", "incident", "since", "home",
-                     caption=kit.times_caption())
+    grid = render.table("id", "kind", "department", "status", "incident", "since", "home",
+                        caption=times.times_caption())
     for u in units:
         status = status_name(u.status)
-        kit.add_row(grid, u.id, u.kind, u.department, kit.cell(status, STATUS_STYLES.get(status)),
-                    u.incident_id, kit.when(u.status_since),
-                    f"{u.home.lat:.5f},{u.home.lon:.5f}")
+        render.add_row(grid, u.id, u.kind, u.department,
+                       render.cell(status, STATUS_STYLES.get(status)), u.incident_id,
+                       times.when(u.status_since), f"{u.home.lat:.5f},{u.home.lon:.5f}")
     return grid
 
 
@@ -60,12 +61,12 @@ def register(
         metavar="KIND", help="a further kind it counts for (repeatable), e.g. rescue_team",
         autocompletion=UNIT_KINDS)] = None,
     crew: Annotated[int, typer.Option(min=0, help="crew size")] = 0,
-    new_names: Annotated[bool, typer.Option("--new-names", help=kit.NEW_NAMES_HELP)] = False,
+    new_names: Annotated[bool, typer.Option("--new-names", help=choices.NEW_NAMES_HELP)] = False,
 ) -> None:
     unit = _stub().RegisterUnit(pb.RegisterUnitRequest(
         id=id, kind=kind, department=department, home=common_pb2.GeoPoint(lat=lat, lon=lon),
         capabilities=capability or [], crew_size=crew, new_names=new_names)).unit
-    kit.show(unit, lambda: units_table([unit]))
+    render.show(unit, lambda: units_table([unit]))
 
 
 @app.command(help="List units, every page: committed first (on scene, en route, "
@@ -73,41 +74,41 @@ def register(
 def units(
     kind: Annotated[str, typer.Option(help="only units of this kind",
                                       autocompletion=UNIT_KINDS)] = "",
-    status: Annotated[str | None, kit.enum_option(
+    status: Annotated[str | None, choices.enum_option(
         common_pb2.UnitStatus, "UNIT_STATUS_", "only units in this status", "--status")
     ] = None,
-    limit: Annotated[int, typer.Option(min=0, help=kit.LIMIT_HELP)] = 0,
+    limit: Annotated[int, typer.Option(min=0, help=render.LIMIT_HELP)] = 0,
 ) -> None:
     def fetch(token: str) -> tuple[Sequence[pb.Unit], str]:
         answer = _stub().ListUnits(pb.ListUnitsRequest(
-            page=kit.page(token), kind=kind,
-            status=kit.enum_value(common_pb2.UnitStatus, "UNIT_STATUS_", status)))  # type: ignore[arg-type]
+            page=render.page(token), kind=kind,
+            status=choices.enum_value(common_pb2.UnitStatus, "UNIT_STATUS_", status)))  # type: ignore[arg-type]
         return answer.units, answer.next_page_token
 
-    kit.show_list(kit.pages(fetch, "units", limit), units_table, order=unit_order)
+    render.show_list(render.pages(fetch, "units", limit), units_table, order=unit_order)
 
 
 @app.command(help="Show one unit.")
 def unit(id: Annotated[str, typer.Argument(help="the unit's id")]) -> None:
     found = _stub().GetUnit(pb.GetUnitRequest(id=id)).unit
-    kit.show(found, lambda: units_table([found]))
+    render.show(found, lambda: units_table([found]))
 
 
 @app.command(help="Report a unit's status (a crew's radio call).")
 def status(
     id: Annotated[str, typer.Argument(help="the unit's id")],
-    status: Annotated[str, kit.enum_argument(common_pb2.UnitStatus, "UNIT_STATUS_",
-                                             "its new status", exclude=["assigned"])],
+    status: Annotated[str, choices.enum_argument(common_pb2.UnitStatus, "UNIT_STATUS_",
+                                                 "its new status", exclude=["assigned"])],
     at: Annotated[str | None, typer.Option(
         metavar="TIME", help="when it happened (ISO-8601; without a zone, in the city's "
         "zone; default now)")] = None,
 ) -> None:
     request = pb.UpdateUnitStatusRequest(
-        id=id, status=kit.enum_value(common_pb2.UnitStatus, "UNIT_STATUS_", status))  # type: ignore[arg-type]
+        id=id, status=choices.enum_value(common_pb2.UnitStatus, "UNIT_STATUS_", status))  # type: ignore[arg-type]
     if at:
-        request.occurred_at.CopyFrom(kit.timestamp(at))
+        request.occurred_at.CopyFrom(times.timestamp(at))
     u = _stub().UpdateUnitStatus(request).unit
-    kit.show(u, lambda: units_table([u]))
+    render.show(u, lambda: units_table([u]))
 
 
 cli_depots.add_commands(app, _stub, DEPARTMENTS)
@@ -115,4 +116,4 @@ cli_fleet.add_commands(app, _stub)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    kit.run(app, "resources", argv)
+    run(app, "resources", argv)

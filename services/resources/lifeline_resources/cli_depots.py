@@ -5,7 +5,7 @@ from collections.abc import Callable, Sequence
 from typing import Annotated
 
 import typer
-from lifeline.cli import kit
+from lifeline.cli import choices, render, times
 from lifeline.common.v1 import common_pb2
 from lifeline.resources.v1 import resources_pb2 as pb
 from lifeline.resources.v1 import resources_pb2_grpc
@@ -31,16 +31,16 @@ def _materials(texts: Sequence[str] | None) -> list[pb.Material]:
 
 
 def depots_table(depots: Sequence[pb.Depot]) -> Table:
-    grid = kit.table("depot", "department", "position", "material", "unit", "available",
-                     "reserved", "consumed")
+    grid = render.table("depot", "department", "position", "material", "unit", "available",
+                        "reserved", "consumed")
     for d in depots:
         where = f"{d.position.lat:.5f},{d.position.lon:.5f}"
         for s in d.stock:
-            kit.add_row(grid, d.id, d.department, where, s.material, s.unit,
-                        kit.cell(s.available, "bold red" if not s.available else None),
-                        s.reserved, s.consumed)
+            render.add_row(grid, d.id, d.department, where, s.material, s.unit,
+                           render.cell(s.available, "bold red" if not s.available else None),
+                           s.reserved, s.consumed)
         if not d.stock:
-            kit.add_row(grid, d.id, d.department, where, "", "", "", "", "")
+            render.add_row(grid, d.id, d.department, where, "", "", "", "", "")
     return grid
 
 
@@ -51,7 +51,7 @@ def add_commands(app: typer.Typer, stub: Stub,
     app.add_typer(depot, name="depot")
 
     def _show(found: pb.Depot) -> None:
-        kit.show(found, lambda: depots_table([found]))
+        render.show(found, lambda: depots_table([found]))
 
     @depot.command("register", help="Register a depot with its opening stock.")
     def register(
@@ -64,7 +64,7 @@ def add_commands(app: typer.Typer, stub: Stub,
             metavar="NAME=QUANTITY:UNIT", help="opening stock, e.g. sandbags=3000:bag")
         ] = None,
         name: Annotated[str, typer.Option(help="what people call it")] = "",
-        new_names: Annotated[bool, typer.Option("--new-names", help=kit.NEW_NAMES_HELP)
+        new_names: Annotated[bool, typer.Option("--new-names", help=choices.NEW_NAMES_HELP)
                              ] = False,
     ) -> None:
         _show(stub().RegisterDepot(pb.RegisterDepotRequest(
@@ -75,14 +75,14 @@ def add_commands(app: typer.Typer, stub: Stub,
     @depot.command("list", help="List depots and their stock, every page.")
     def list_(
         department: Annotated[str, typer.Option(help="only this department's depots")] = "",
-        limit: Annotated[int, typer.Option(min=0, help=kit.LIMIT_HELP)] = 0,
+        limit: Annotated[int, typer.Option(min=0, help=render.LIMIT_HELP)] = 0,
     ) -> None:
         def fetch(token: str) -> tuple[Sequence[pb.Depot], str]:
             answer = stub().ListDepots(pb.ListDepotsRequest(department=department,
-                                                             page=kit.page(token)))
+                                                             page=render.page(token)))
             return answer.depots, answer.next_page_token
-        kit.show_list(kit.pages(fetch, "depots", limit), depots_table,
-                      order=lambda d: (d.department, d.id))
+        render.show_list(render.pages(fetch, "depots", limit), depots_table,
+                         order=lambda d: (d.department, d.id))
 
     @depot.command("show", help="Show one depot and its stock.")
     def show(id: Depot) -> None:
@@ -97,22 +97,22 @@ def add_commands(app: typer.Typer, stub: Stub,
     ) -> None:
         request = pb.RestockDepotRequest(id=id, materials=_materials(materials))
         if at:
-            request.occurred_at.CopyFrom(kit.timestamp(at))
+            request.occurred_at.CopyFrom(times.timestamp(at))
         _show(stub().RestockDepot(request).depot)
 
     @app.command(help="Report materials an incident consumed or returned.")
     def use(
         depot: Depot,
         incident: Annotated[str, typer.Argument(help="the incident's id")],
-        use: Annotated[str, kit.enum_argument(pb.MaterialUse, "MATERIAL_USE_",
-                                              "consumed or returned")],
+        use: Annotated[str, choices.enum_argument(pb.MaterialUse, "MATERIAL_USE_",
+                                                  "consumed or returned")],
         materials: Annotated[list[str], typer.Argument(
             metavar="NAME=QUANTITY:UNIT", help="what, e.g. sandbags=150:bag")],
         at: At = None,
     ) -> None:
         request = pb.ReportMaterialUseRequest(
             depot_id=depot, incident_id=incident, materials=_materials(materials),
-            use=kit.enum_value(pb.MaterialUse, "MATERIAL_USE_", use))  # type: ignore[arg-type]
+            use=choices.enum_value(pb.MaterialUse, "MATERIAL_USE_", use))  # type: ignore[arg-type]
         if at:
-            request.occurred_at.CopyFrom(kit.timestamp(at))
+            request.occurred_at.CopyFrom(times.timestamp(at))
         _show(stub().ReportMaterialUse(request).depot)

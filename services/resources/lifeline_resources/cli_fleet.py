@@ -5,7 +5,7 @@ from collections.abc import Callable, Sequence
 from typing import Annotated
 
 import typer
-from lifeline.cli import kit
+from lifeline.cli import choices, render
 from lifeline.common.v1 import common_pb2
 from lifeline.resources.v1 import resources_pb2 as pb
 from lifeline.resources.v1 import resources_pb2_grpc
@@ -26,12 +26,12 @@ def need(text: str) -> pb.UnitNeed:
 
 def assignments(rows: Sequence[pb.Assignment]) -> Table:
     """One line per unit sent, then one per unit passed over, indented under it."""
-    grid = kit.table("rank", "unit", "kind", "eta", "distance", "from / why not")
+    grid = render.table("rank", "unit", "kind", "eta", "distance", "from / why not")
     for a in rows:
-        kit.add_row(grid, a.rank, a.unit_id, a.unit_kind, f"{a.eta_seconds / 60:.1f} min",
-                    f"{a.distance_km:.2f} km", a.origin)
+        render.add_row(grid, a.rank, a.unit_id, a.unit_kind, f"{a.eta_seconds / 60:.1f} min",
+                       f"{a.distance_km:.2f} km", a.origin)
         for p in a.passed_over:
-            kit.add_row(grid, "", f"  not {p.unit_id}", "", "", "", p.reason, style="dim")
+            render.add_row(grid, "", f"  not {p.unit_id}", "", "", "", p.reason, style="dim")
     return grid
 
 
@@ -53,13 +53,13 @@ def add_commands(app: typer.Typer, stub: Stub) -> None:
     ) -> None:
         answer = stub().RecommendUnits(pb.RecommendUnitsRequest(
             location=common_pb2.GeoPoint(lat=lat, lon=lon), needs=[need(n) for n in needs]))
-        kit.show(answer, lambda: _explained(answer.recommended, answer.shortfalls))
+        render.show(answer, lambda: _explained(answer.recommended, answer.shortfalls))
 
     @app.command(help="Why an answered resource request sent the units it did.")
     def explain(request: Annotated[str, typer.Argument(
             help="the request id (on the incident's resources_requested)")]) -> None:
         answer = stub().GetRequest(pb.GetRequestRequest(id=request)).answer
-        kit.show(answer, lambda: _explained(answer.assignments, answer.shortfalls))
+        render.show(answer, lambda: _explained(answer.assignments, answer.shortfalls))
 
     @app.command("close-road", help="Close a segment of the loaded road graph.")
     def close_road(
@@ -69,13 +69,13 @@ def add_commands(app: typer.Typer, stub: Stub) -> None:
     ) -> None:
         closed = stub().CloseRoad(pb.CloseRoadRequest(segment_id=segment, reason=reason)
                                   ).segment
-        kit.show(closed, lambda: f"road {closed.id} closed: {closed.reason}")
+        render.show(closed, lambda: f"road {closed.id} closed: {closed.reason}")
 
     @app.command("reopen-road", help="Open a closed segment again.")
     def reopen_road(segment: Annotated[str, typer.Argument(
             help="the segment id in the road graph")]) -> None:
         opened = stub().ReopenRoad(pb.ReopenRoadRequest(segment_id=segment)).segment
-        kit.show(opened, lambda: f"road {opened.id} open")
+        render.show(opened, lambda: f"road {opened.id} open")
 
     @app.command(help="Coverage requirements, gaps first, and the move-ups suggested.")
     def coverage(gaps: Annotated[bool, typer.Option(
@@ -83,26 +83,26 @@ def add_commands(app: typer.Typer, stub: Stub) -> None:
         listed = stub().ListCoverage(pb.ListCoverageRequest(gaps_only=gaps)).coverage
 
         def people(found: list[pb.Coverage]) -> Table:
-            grid = kit.table("requirement", "kind", "covering", "within", "", "move-up")
+            grid = render.table("requirement", "kind", "covering", "within", "", "move-up")
             for c in found:
                 move = c.move_up
                 suggested = (f"{move.id}: {move.unit_id} ({move.eta_seconds / 60:.1f} min) "
-                             + kit.enum_label(pb.MoveUpStatus, move.status,
-                                              "MOVE_UP_STATUS_").lower() if move.id else "")
-                kit.add_row(grid, c.requirement_id, c.unit_kind, f"{c.covering}/{c.minimum}",
-                            f"{c.within_seconds / 60:g} min",
-                            kit.cell("GAP", "bold white on red") if c.gap else "met",
-                            suggested)
+                             + choices.enum_label(pb.MoveUpStatus, move.status,
+                                                  "MOVE_UP_STATUS_").lower() if move.id else "")
+                render.add_row(grid, c.requirement_id, c.unit_kind, f"{c.covering}/{c.minimum}",
+                               f"{c.within_seconds / 60:g} min",
+                               render.cell("GAP", "bold white on red") if c.gap else "met",
+                               suggested)
             return grid
-        kit.show_list(listed, people, order=lambda c: (not c.gap, c.requirement_id))
+        render.show_list(listed, people, order=lambda c: (not c.gap, c.requirement_id))
 
     def decide(accept: bool, move_up: str, reason: str) -> None:
         request = pb.MoveUpDecisionRequest(move_up_id=move_up, reason=reason)
         answer = (stub().AcceptMoveUp if accept else stub().DeclineMoveUp)(request).coverage
         move = answer.move_up
         verb = "accepted: moves to" if accept else "declined: stays; the gap at"
-        kit.show(answer, lambda: f"move-up {move.id} {verb} "
-                 f"{answer.name or answer.requirement_id} ({move.unit_id})")
+        render.show(answer, lambda: f"move-up {move.id} {verb} "
+                    f"{answer.name or answer.requirement_id} ({move.unit_id})")
 
     @app.command("accept-moveup", help="Move the suggested unit's station to the gap.")
     def accept_moveup(

@@ -17,7 +17,7 @@ from lifeline.common.v1 import common_pb2
 from lifeline.edge import check_location, check_name
 from lifeline.errors import InvalidArgument, RuleViolation
 from lifeline.events import Cause, ProtoAggregate, event_of, from_timestamp, meta_of, stable_id
-from lifeline.incident.model import DEPLOYED
+from lifeline.incident.phases import DEPLOYED
 from lifeline.resources.v1 import resources_pb2 as pb
 
 U = common_pb2.UnitStatus

@@ -9,17 +9,12 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Recording, Tracking
+from lifeline.encoding import StoredRows, replay_rows
 from lifeline.errors import AlreadyExists, InvalidArgument
-from lifeline.events import (
-    Cause,
-    ProtoAggregate,
-    StoredRows,
-    from_timestamp,
-    meta_of,
-    replay_rows,
-    stable_id,
-)
-from lifeline.incident.model import OPEN, IncidentState, parse_incident_id, state_name
+from lifeline.events import Cause, ProtoAggregate, from_timestamp, meta_of, stable_id
+from lifeline.incident.aggregate import parse_incident_id
+from lifeline.incident.phases import OPEN, state_name
+from lifeline.incident.state import IncidentState
 from lifeline.incident.v1 import incident_pb2
 from lifeline.plans import PlanLibrary, default_library
 from lifeline.review.v1 import review_pb2 as pb

@@ -10,10 +10,11 @@ from typing import Annotated, Any
 import grpc
 import typer
 from google.protobuf import json_format
-from lifeline.cli import kit, views
+from lifeline.cli import choices, connection, errors, render, times, views
+from lifeline.cli.app import run, service_app
 from lifeline.events import from_json, meta_of
 from lifeline.incident import text
-from lifeline.incident.model import grade_name
+from lifeline.incident.phases import grade_name
 from lifeline.incident.v1 import incident_pb2
 from lifeline.review.v1 import review_pb2 as pb
 from lifeline.review.v1 import review_pb2_grpc
@@ -23,7 +24,7 @@ from rich.text import Text
 
 from lifeline_review import chain
 
-app = kit.service_app("review", "Replay and evaluate incident histories.")
+app = service_app("review", "Replay and evaluate incident histories.")
 history_app = typer.Typer(help="An incident's events: show, export (NDJSON), import, verify "
                                "(its hash chain, offline).", no_args_is_help=True)
 revision_app = typer.Typer(help="Plan revisions (预案修订): propose one with its evidence, "
@@ -40,7 +41,7 @@ FieldTime = Annotated[str, typer.Option(
 
 
 def _stub() -> review_pb2_grpc.ReviewServiceStub:
-    return review_pb2_grpc.ReviewServiceStub(kit.connect("review"))
+    return review_pb2_grpc.ReviewServiceStub(connection.connect("review"))
 
 
 def _events(incident: str) -> list[incident_pb2.IncidentEvent]:
@@ -50,7 +51,7 @@ def _events(incident: str) -> list[incident_pb2.IncidentEvent]:
 @history_app.command("show", help="An incident's events, in order (--json: a JSON array, "
                                   "--ndjson: one event a line).")
 def history_show(incident: Incident) -> None:
-    kit.show_list(_events(incident), views.history_table)
+    render.show_list(_events(incident), views.history_table)
 
 
 @history_app.command("export", help="Write an incident's history as NDJSON (one "
@@ -68,16 +69,16 @@ def history_export(
             sys.stdout.write(_exported(event))
         return
     count = 0
-    with output.open("w") as file, kit.progress(f"exporting {incident}", None) as advance:
+    with output.open("w") as file, render.progress(f"exporting {incident}", None) as advance:
         for event in _stub().GetIncidentHistory(
                 pb.GetIncidentHistoryRequest(incident_id=incident)):
             file.write(_exported(event))
             count += 1
             advance(1)
-    if kit.wants_json():
-        kit.print_json({"incidentId": incident, "events": count, "file": str(output)})
+    if render.wants_json():
+        render.print_json({"incidentId": incident, "events": count, "file": str(output)})
     else:
-        kit.emit(f"wrote {count} events to {output}")
+        render.emit(f"wrote {count} events to {output}")
 
 
 def _exported(event: incident_pb2.IncidentEvent) -> str:
@@ -93,7 +94,7 @@ def read_history(path: Path) -> tuple[list[incident_pb2.IncidentEvent], list[int
     try:
         lines = path.read_text().splitlines()
     except OSError as error:
-        kit.fail(f"cannot read {path}: {error.strerror}")
+        errors.fail(f"cannot read {path}: {error.strerror}")
     numbers = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -104,7 +105,7 @@ def read_history(path: Path) -> tuple[list[incident_pb2.IncidentEvent], list[int
             events.append(event)
         except (ValueError, json_format.ParseError) as error:
             after = f" (after event {meta_of(events[-1]).sequence})" if events else ""
-            kit.fail(f"{path}:{number}: not an incident event{after}: {error}")
+            errors.fail(f"{path}:{number}: not an incident event{after}: {error}")
         numbers.append(number)
     return events, numbers
 
@@ -114,20 +115,20 @@ def read_history(path: Path) -> tuple[list[incident_pb2.IncidentEvent], list[int
 def history_verify(path: History) -> None:
     events, numbers = read_history(path)
     if not events:
-        kit.fail(f"{path}: no events")
+        errors.fail(f"{path}: no events")
     if not any(e.chain_digest for e in events):
-        kit.fail(f"{path}: carries no hash chain (exported before histories carried one); it "
-                 "cannot be verified")
+        errors.fail(f"{path}: carries no hash chain (exported before histories carried one); it "
+                    "cannot be verified")
     broken = chain.first_break(events)
     if broken is not None:
-        kit.fail(f"{path}:{numbers[broken.index]}: {broken}")
+        errors.fail(f"{path}:{numbers[broken.index]}: {broken}")
     incident = meta_of(events[0]).aggregate_id
-    if kit.wants_json():
-        kit.print_json({"file": str(path), "events": len(events), "incidentId": incident,
-                        "chainHolds": True, "head": events[-1].chain_digest})
+    if render.wants_json():
+        render.print_json({"file": str(path), "events": len(events), "incidentId": incident,
+                           "chainHolds": True, "head": events[-1].chain_digest})
     else:
-        kit.emit(f"{path}: {len(events)} events of incident {incident}, chain holds; head "
-                 f"{events[-1].chain_digest}")
+        render.emit(f"{path}: {len(events)} events of incident {incident}, chain holds; head "
+                    f"{events[-1].chain_digest}")
 
 
 @history_app.command("import", help="Import an exported history (every event checked; "
@@ -135,30 +136,30 @@ def history_verify(path: History) -> None:
 def history_import(path: History) -> None:
     events, numbers = read_history(path)
     try:
-        with kit.progress(f"importing {len(events)} events", None):
+        with render.progress(f"importing {len(events)} events", None):
             answer = _stub().ImportHistory(pb.ImportHistoryRequest(events=events))
     except grpc.RpcError as error:
         detail = error.details() or ""
         found = re.match(r"events\[(\d+)\]", detail)
         if error.code() == grpc.StatusCode.INVALID_ARGUMENT and found:
-            kit.fail(f"{path}:{numbers[int(found.group(1))]}: {detail}")
+            errors.fail(f"{path}:{numbers[int(found.group(1))]}: {detail}")
         raise
     chained = "chain verified" if answer.chain_verified else "no hash chain to verify"
-    kit.show(answer, lambda: f"imported {answer.events} events of incident "
-             f"{answer.original_incident_id} ({text.state_name(answer.state.state)}) as "
-             f"{answer.incident_id}; sha256 {answer.digest[:16]}…; {chained}")
+    render.show(answer, lambda: f"imported {answer.events} events of incident "
+                f"{answer.original_incident_id} ({text.state_name(answer.state.state)}) as "
+                f"{answer.incident_id}; sha256 {answer.digest[:16]}…; {chained}")
 
 
 @app.command(help="Each event of an incident with the state after it.")
 def replay(incident: Incident) -> None:
     steps = list(_stub().ReplayIncident(pb.ReplayIncidentRequest(incident_id=incident)))
-    kit.show_list(steps, views.replay_table)
+    render.show_list(steps, views.replay_table)
 
 
 @app.command(help="Phase durations and order measures of an incident, in field time.")
 def evaluate(incident: Incident) -> None:
     e = _stub().EvaluateIncident(pb.EvaluateIncidentRequest(incident_id=incident)).evaluation
-    kit.show(e, lambda: views.evaluation_table(e))
+    render.show(e, lambda: views.evaluation_table(e))
 
 
 def _took(d: Any) -> str:
@@ -167,7 +168,7 @@ def _took(d: Any) -> str:
 
 
 def _timestamp_or_none(value: str | None) -> Any:
-    return kit.timestamp(value) if value else None
+    return times.timestamp(value) if value else None
 
 
 @app.command(help="Measures across incidents: p50/p90/max per phase, within the plan's "
@@ -178,15 +179,15 @@ def report(
         "(ISO-8601)")] = None,
     opened_before: Annotated[str | None, typer.Option(
         "--before", metavar="TIME", help="incidents opened before this field time")] = None,
-    category: Annotated[list[str] | None, kit.enum_option(
+    category: Annotated[list[str] | None, choices.enum_option(
         incident_pb2.Category, "CATEGORY_", "a category (repeatable)", "--category")] = None,
     hazard: Annotated[list[str] | None, typer.Option(help="hazard type (repeatable)")] = None,
-    grade: Annotated[list[str] | None, kit.enum_option(
+    grade: Annotated[list[str] | None, choices.enum_option(
         incident_pb2.Grade, "GRADE_", "a grade (repeatable)", "--grade")] = None,
     cell: Annotated[list[str] | None, typer.Option(
         help="H3 grid cell (repeatable: a district)")] = None,
     plan: Annotated[list[str] | None, typer.Option(help="plan id (repeatable)")] = None,
-    origin: Annotated[str | None, kit.enum_option(
+    origin: Annotated[str | None, choices.enum_option(
         pb.HistoryOrigin, "HISTORY_ORIGIN_", "live or imported histories", "--origin")
     ] = None,
     html: Annotated[Path | None, typer.Option(
@@ -197,14 +198,14 @@ def report(
                      ] = "Lifeline: evaluation across incidents",
 ) -> None:
     f = pb.IncidentFilter(hazards=hazard or [], grid_cells=cell or [], plan_ids=plan or [])
-    f.grades.extend(kit.enum_value(incident_pb2.Grade, "GRADE_", g) for g in grade or [])  # type: ignore[misc]
-    f.categories.extend(kit.enum_value(incident_pb2.Category, "CATEGORY_", c)  # type: ignore[misc]
+    f.grades.extend(choices.enum_value(incident_pb2.Grade, "GRADE_", g) for g in grade or [])  # type: ignore[misc]
+    f.categories.extend(choices.enum_value(incident_pb2.Category, "CATEGORY_", c)  # type: ignore[misc]
                         for c in category or [])
-    f.origin = kit.enum_value(pb.HistoryOrigin, "HISTORY_ORIGIN_", origin)  # type: ignore[assignment]
+    f.origin = choices.enum_value(pb.HistoryOrigin, "HISTORY_ORIGIN_", origin)  # type: ignore[assignment]
     if opened_from:
-        f.opened_from.CopyFrom(kit.timestamp(opened_from))
+        f.opened_from.CopyFrom(times.timestamp(opened_from))
     if opened_before:
-        f.opened_before.CopyFrom(kit.timestamp(opened_before))
+        f.opened_before.CopyFrom(times.timestamp(opened_before))
     stub = _stub()
     e = stub.EvaluateIncidents(pb.EvaluateIncidentsRequest(
         filter=f, include_incidents=bool(html))).evaluation
@@ -214,25 +215,26 @@ def report(
         history = _events(incident) if incident else []
         html.write_text(report_html(e, title, history))
         e.ClearField("evaluations")
-        kit.note(f"wrote {html}")
-    kit.show(e, lambda: _report_view(e))
+        errors.note(f"wrote {html}")
+    render.show(e, lambda: _report_view(e))
 
 
 def _report_view(e: pb.IncidentsEvaluation) -> Group:
-    phases = kit.table("phase", "incidents", "p50", "p90", "max")
+    phases = render.table("phase", "incidents", "p50", "p90", "max")
     for p in (*e.phases, *e.software):
         if p.count:
-            kit.add_row(phases, p.phase, p.count, _took(p.p50), _took(p.p90), _took(p.max))
-    departments = kit.table("department", "orders", "ack p50", "ack p90", "closed",
-                            "closure rate", "overdue")
+            render.add_row(phases, p.phase, p.count, _took(p.p50), _took(p.p90), _took(p.max))
+    departments = render.table("department", "orders", "ack p50", "ack p90", "closed",
+                               "closure rate", "overdue")
     for d in e.departments:
-        kit.add_row(departments, d.department, d.orders_issued,
-                    text.duration(d.acknowledgement_p50), text.duration(d.acknowledgement_p90),
-                    d.orders_closed, f"{d.closure_rate:.0%}",
-                    kit.cell(d.orders_overdue, "red" if d.orders_overdue else None))
-    units = kit.table("unit kind", "assigned", "short")
+        render.add_row(departments, d.department, d.orders_issued,
+                       text.duration(d.acknowledgement_p50), text.duration(d.acknowledgement_p90),
+                       d.orders_closed, f"{d.closure_rate:.0%}",
+                       render.cell(d.orders_overdue, "red" if d.orders_overdue else None))
+    units = render.table("unit kind", "assigned", "short")
     for u in e.units:
-        kit.add_row(units, u.unit_kind, u.assigned, kit.cell(u.short, "red" if u.short else None))
+        render.add_row(units, u.unit_kind, u.assigned,
+                       render.cell(u.short, "red" if u.short else None))
     parts: list[Table | Text] = [
         Text(f"{e.incidents} incidents; within the plan's response-time target: "
              f"{e.within_target} of {e.with_target} ({e.percent_within_target:.1f}%); never "
@@ -240,9 +242,9 @@ def _report_view(e: pb.IncidentsEvaluation) -> Group:
              f"({e.warnings_confirmed} confirmed, {e.warnings_dismissed} false alarms)\n"),
         phases, departments, units]
     if e.materials:
-        materials = kit.table("material", "reserved")
+        materials = render.table("material", "reserved")
         for m in e.materials:
-            kit.add_row(materials, m.name, f"{m.quantity:g} {m.unit}")
+            render.add_row(materials, m.name, f"{m.quantity:g} {m.unit}")
         parts.append(materials)
     return Group(*parts)
 
@@ -250,49 +252,49 @@ def _report_view(e: pb.IncidentsEvaluation) -> Group:
 @app.command("as-of", help="One incident as it stood at a field time.")
 def as_of(incident: Incident, at: FieldTime) -> None:
     answer = _stub().GetIncidentAsOf(pb.GetIncidentAsOfRequest(
-        incident_id=incident, as_of=kit.timestamp(at)))
+        incident_id=incident, as_of=times.timestamp(at)))
     if not answer.HasField("state"):
-        kit.show(answer, lambda: f"incident {incident} had not opened by {at}")
+        render.show(answer, lambda: f"incident {incident} had not opened by {at}")
         return
 
     def people() -> Table:
         v = answer.state
-        grid = kit.table("field", "value", caption=kit.times_caption())
+        grid = render.table("field", "value", caption=times.times_caption())
         for row in (
             ["state", text.state_name(v.state)], ["grade", grade_name(v.grade)],
             ["events by then", f"{answer.events} of {answer.events_total}"],
             ["units deployed", ", ".join(u.unit_id for u in v.units if not u.released) or "-"],
             ["orders open", ", ".join(o.id for o in v.orders if o.status in views.OPEN_ORDERS)
              or "-"],
-            ["last step (field time)", kit.when(v.updated_at)],
+            ["last step (field time)", times.when(v.updated_at)],
         ):
-            kit.add_row(grid, *row)
+            render.add_row(grid, *row)
         return grid
-    kit.show(answer, people)
+    render.show(answer, people)
 
 
 @app.command(help="Active incidents and committed units at a field time.")
 def city(
     at: FieldTime,
-    origin: Annotated[str | None, kit.enum_option(
+    origin: Annotated[str | None, choices.enum_option(
         pb.HistoryOrigin, "HISTORY_ORIGIN_", "live or imported histories (default: live)",
         "--origin")] = None,
 ) -> None:
-    request = pb.GetCityAsOfRequest(as_of=kit.timestamp(at))
-    request.origin = kit.enum_value(pb.HistoryOrigin, "HISTORY_ORIGIN_", origin)  # type: ignore[assignment]
+    request = pb.GetCityAsOfRequest(as_of=times.timestamp(at))
+    request.origin = choices.enum_value(pb.HistoryOrigin, "HISTORY_ORIGIN_", origin)  # type: ignore[assignment]
     answer = _stub().GetCityAsOf(request)
 
     def people() -> Group:
         committed: dict[str, list[str]] = {}
         for unit in answer.committed_units:
             committed.setdefault(unit.incident_id, []).append(unit.unit_id)
-        grid = kit.table("incident", "state", "hazard", "grade", "cell", "units")
+        grid = render.table("incident", "state", "hazard", "grade", "cell", "units")
         for v in sorted(answer.active_incidents, key=lambda v: (v.grade or 9, v.id)):
-            kit.add_row(grid, v.id, text.state_name(v.state), v.hazard_type or v.hazard,
-                        grade_name(v.grade), v.grid_cell, len(committed.get(v.id, [])))
+            render.add_row(grid, v.id, text.state_name(v.state), v.hazard_type or v.hazard,
+                           grade_name(v.grade), v.grid_cell, len(committed.get(v.id, [])))
         return Group(Text(f"as of {at}: {len(answer.active_incidents)} active incidents, "
                           f"{len(answer.committed_units)} units committed\n"), grid)
-    kit.show(answer, people)
+    render.show(answer, people)
 
 
 @app.command(help="Sandbox rehearsal: recorded or generated demand against the plans and "
@@ -333,18 +335,18 @@ def rehearse(
             spec = demand.DemandSpec()
             files = sorted(histories.glob("*.ndjson"))
             if not files:
-                kit.fail(f"no *.ndjson histories in {histories}")
+                errors.fail(f"no *.ndjson histories in {histories}")
             calls = demand.calls_from_histories(read_history(f)[0] for f in files)
         fleet = demand.Fleet.load(units) if units else demand.default_fleet(spec)
         base = rehearsal.baseline(fleet, PlanLibrary.load(plans) if plans else None)
         variants = [base, *(rehearsal.variant(f"variant {n}", base, v)
                             for n, v in enumerate(variant or [], start=1))]
     except (OSError, ValueError) as error:
-        kit.fail(str(error))
+        errors.fail(str(error))
     if write_fleet:
         write_fleet.write_text(base.fleet.dumps())
     outcomes = []
-    with kit.progress(f"rehearsing {len(calls)} incidents", len(variants)) as advance:
+    with render.progress(f"rehearsing {len(calls)} incidents", len(variants)) as advance:
         for v in variants:
             outcomes += rehearsal.rehearse(calls, [v], speed, include_incidents=bool(html))
             advance(1)
@@ -356,13 +358,13 @@ def rehearse(
             last.evaluation, f"Rehearsal of {len(calls)} incidents: {last.variant.name}"))
         for o in outcomes:
             o.evaluation.ClearField("evaluations")
-        kit.note(f"wrote {html}")
-    if kit.wants_json():
-        kit.print_json([{"variant": o.variant.name, "evaluation": kit.as_dict(o.evaluation)}
-                        for o in outcomes])
+        errors.note(f"wrote {html}")
+    if render.wants_json():
+        render.print_json([{"variant": o.variant.name, "evaluation": render.as_dict(o.evaluation)}
+                           for o in outcomes])
         return
 
-    grid = kit.table("measure", *(o.variant.name for o in outcomes))
+    grid = render.table("measure", *(o.variant.name for o in outcomes))
     for name, value in (
         ("incidents", lambda o: o.evaluation.incidents),
         ("response time p50", lambda o: text.duration(o.phase("response_time").p50)),
@@ -375,8 +377,8 @@ def rehearse(
         ("declared -> contained p90",
          lambda o: text.duration(o.phase("declared_to_contained").p90)),
     ):
-        kit.add_row(grid, name, *(value(o) for o in outcomes))
-    kit.emit(grid)
+        render.add_row(grid, name, *(value(o) for o in outcomes))
+    render.emit(grid)
 
 
 def _finding(text_: str) -> pb.Finding:
@@ -393,25 +395,25 @@ def _finding(text_: str) -> pb.Finding:
 
 
 def _revision_table(r: pb.PlanRevision) -> Table:
-    grid = kit.table("field", "value", caption=kit.times_caption())
+    grid = render.table("field", "value", caption=times.times_caption())
     for row in (
         ["revision", r.id], ["plan", f"{r.plan_id} v{r.from_version} -> v{r.to_version}"],
-        ["status", kit.enum_label(pb.PlanRevisionStatus, r.status,
-                                  "PLAN_REVISION_STATUS_").lower()],
-        ["proposed", f"{r.proposed_by} at {kit.when(r.proposed_at)}: {r.reason}"],
+        ["status", choices.enum_label(pb.PlanRevisionStatus, r.status,
+                                      "PLAN_REVISION_STATUS_").lower()],
+        ["proposed", f"{r.proposed_by} at {times.when(r.proposed_at)}: {r.reason}"],
         ["evidence", ", ".join(r.incident_ids) or "-"],
         *[[f"finding {f.measure}", f"{f.observed:g} against {f.target:g} {f.unit}"]
           for f in r.findings],
-        ["decided", f"{r.decided_by} at {kit.when(r.decided_at)}: {r.decision_reason}"
+        ["decided", f"{r.decided_by} at {times.when(r.decided_at)}: {r.decision_reason}"
          if r.decided_by else "-"],
         ["content sha256", r.content_hash],
     ):
-        kit.add_row(grid, *row)
+        render.add_row(grid, *row)
     return grid
 
 
 def _show_revision(r: pb.PlanRevision) -> None:
-    kit.show(r, lambda: _revision_table(r))
+    render.show(r, lambda: _revision_table(r))
 
 
 Reason = Annotated[str, typer.Option(help="why (kept with the revision)")]
@@ -433,7 +435,7 @@ def revision_propose(
     try:
         plan_toml = file.read_bytes()
     except OSError as error:
-        kit.fail(f"--file: cannot read {file}: {error.strerror}")
+        errors.fail(f"--file: cannot read {file}: {error.strerror}")
     _show_revision(_stub().ProposePlanRevision(pb.ProposePlanRevisionRequest(
         plan_id=plan, plan_toml=plan_toml, reason=reason, incident_ids=incident or [],
         findings=[_finding(f) for f in finding or []])))
@@ -465,50 +467,51 @@ def revision_export(
 ) -> None:
     answer = _stub().GetPlanRevision(pb.GetPlanRevisionRequest(revision_id=revision))
     if answer.status != pb.PLAN_REVISION_STATUS_ACCEPTED:
-        kit.fail(f"revision {answer.id} is not accepted; only an accepted revision becomes "
-                 "the plan's next version")
+        errors.fail(f"revision {answer.id} is not accepted; only an accepted revision becomes "
+                    "the plan's next version")
     output.write_bytes(answer.plan_toml)
-    kit.show(answer, lambda: f"wrote {answer.plan_id} v{answer.to_version} to {output}; "
-             "dispatch loads it as the plan in force when it next starts with that plans "
-             "folder")
+    render.show(answer, lambda: f"wrote {answer.plan_id} v{answer.to_version} to {output}; "
+                "dispatch loads it as the plan in force when it next starts with that plans "
+                "folder")
 
 
 @app.command(help="List plan revisions, every page: proposed first.")
 def revisions(
     plan: Annotated[str, typer.Option(help="only this plan's revisions")] = "",
-    limit: Annotated[int, typer.Option(min=0, help=kit.LIMIT_HELP)] = 0,
+    limit: Annotated[int, typer.Option(min=0, help=render.LIMIT_HELP)] = 0,
 ) -> None:
     def fetch(token: str) -> tuple[Sequence[pb.PlanRevision], str]:
         answer = _stub().ListPlanRevisions(pb.ListPlanRevisionsRequest(plan_id=plan,
-                                                                        page=kit.page(token)))
+                                                                        page=render.page(token)))
         return answer.revisions, answer.next_page_token
 
     def people(found: list[pb.PlanRevision]) -> Table:
-        grid = kit.table("revision", "plan", "versions", "status", "proposed by", "reason")
+        grid = render.table("revision", "plan", "versions", "status", "proposed by", "reason")
         for r in found:
-            kit.add_row(grid, r.id, r.plan_id, f"{r.from_version} -> {r.to_version}",
-                        kit.enum_label(pb.PlanRevisionStatus, r.status,
-                                       "PLAN_REVISION_STATUS_").lower(), r.proposed_by, r.reason)
+            render.add_row(grid, r.id, r.plan_id, f"{r.from_version} -> {r.to_version}",
+                           choices.enum_label(pb.PlanRevisionStatus, r.status,
+                                              "PLAN_REVISION_STATUS_").lower(),
+                           r.proposed_by, r.reason)
         return grid
-    kit.show_list(kit.pages(fetch, "revisions", limit), people,
-                  order=lambda r: (r.status != pb.PLAN_REVISION_STATUS_PROPOSED,
-                                   -r.proposed_at.seconds, r.id))
+    render.show_list(render.pages(fetch, "revisions", limit), people,
+                     order=lambda r: (r.status != pb.PLAN_REVISION_STATUS_PROPOSED,
+                                      -r.proposed_at.seconds, r.id))
 
 
 @app.command(help="List the histories review keeps, every page: active incidents first.")
-def histories(limit: Annotated[int, typer.Option(min=0, help=kit.LIMIT_HELP)] = 0) -> None:
+def histories(limit: Annotated[int, typer.Option(min=0, help=render.LIMIT_HELP)] = 0) -> None:
     def fetch(token: str) -> tuple[Sequence[pb.HistorySummary], str]:
-        answer = _stub().ListHistories(pb.ListHistoriesRequest(page=kit.page(token)))
+        answer = _stub().ListHistories(pb.ListHistoriesRequest(page=render.page(token)))
         return answer.histories, answer.next_page_token
 
     def people(found: list[pb.HistorySummary]) -> Table:
-        grid = kit.table("incident", "events", "state")
+        grid = render.table("incident", "events", "state")
         for h in found:
-            kit.add_row(grid, h.incident_id, h.events, text.state_name(h.state))
+            render.add_row(grid, h.incident_id, h.events, text.state_name(h.state))
         return grid
-    kit.show_list(kit.pages(fetch, "histories", limit), people,
-                  order=lambda h: (views.ACTIVE_ORDER.get(h.state, 9), h.incident_id))
+    render.show_list(render.pages(fetch, "histories", limit), people,
+                     order=lambda h: (views.ACTIVE_ORDER.get(h.state, 9), h.incident_id))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    kit.run(app, "review", argv)
+    run(app, "review", argv)

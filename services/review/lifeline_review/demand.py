@@ -28,10 +28,10 @@ from typing import Any
 import h3
 from lifeline.common.v1 import common_pb2
 from lifeline.events import Cause, event_of, from_timestamp, meta_of
-from lifeline.incident.model import Incident
+from lifeline.incident.aggregate import Incident
+from lifeline.incident.response import response_for
 from lifeline.incident.v1 import incident_pb2 as ipb
 from lifeline.plans import PlanLibrary, default_library
-from lifeline_dispatch.domain import response_for
 
 U = common_pb2.UnitStatus
 #: Xuhui, Shanghai: the centre of the generated grid (H3 resolution 8).

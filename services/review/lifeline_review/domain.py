@@ -15,7 +15,8 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from lifeline.errors import InvalidArgument, RuleViolation
 from lifeline.events import Cause, ProtoAggregate, event_of, from_timestamp, meta_of, stable_id
-from lifeline.incident.model import CLOSED_ORDER, IncidentState
+from lifeline.incident.phases import CLOSED_ORDER
+from lifeline.incident.state import IncidentState
 from lifeline.incident.v1 import incident_pb2
 from lifeline.plans import Plan, PlanError, load_plan
 from lifeline.review.v1 import review_pb2 as pb

@@ -17,7 +17,8 @@ from typing import Any
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from lifeline.events import from_timestamp
-from lifeline.incident.model import CLOSED_ORDER, IncidentState
+from lifeline.incident.phases import CLOSED_ORDER
+from lifeline.incident.state import IncidentState
 from lifeline.review.v1 import review_pb2 as pb
 
 #: Field-time phases (Evaluation's fields), in the order an incident reaches them.

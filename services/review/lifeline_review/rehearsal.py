@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lifeline.incident.model import IncidentState
+from lifeline.incident.state import IncidentState
 from lifeline.plans import PlanLibrary, default_library
 from lifeline.review.v1 import review_pb2 as pb
 

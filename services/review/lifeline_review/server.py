@@ -10,7 +10,7 @@ from google.protobuf.message import Message
 from lifeline.edge import cause_of
 from lifeline.errors import InvalidArgument
 from lifeline.events import from_timestamp
-from lifeline.incident.model import IncidentState
+from lifeline.incident.state import IncidentState
 from lifeline.incident.v1 import incident_pb2
 from lifeline.review.v1 import review_pb2 as pb
 from lifeline.review.v1 import review_pb2_grpc

@@ -1,13 +1,46 @@
-"""What dispatch takes from the emergency plans: what an incident of a grade needs."""
+"""What the plan in force says an incident of one grade needs, as the Incident takes it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from lifeline.errors import InvalidArgument
-from lifeline.incident.model import PlanOrder, Response
 from lifeline.incident.v1 import incident_pb2 as pb
 from lifeline.plans import PlanLibrary
 
-TIERS = {"city": pb.ORDER_TIER_CITY, "district": pb.ORDER_TIER_DISTRICT,
+
+@dataclass(frozen=True)
+class PlanOrder:
+    """An order the plan gives at a grade."""
+
+    id: str
+    department: str
+    tier: int
+    instruction: str
+    life_safety: bool
+    ack_minutes: int
+    complete_minutes: int
+
+
+@dataclass(frozen=True)
+class Response:
+    """What the plan in force says an incident of one grade needs."""
+
+    units: Sequence[pb.UnitRequirement]
+    plan_id: str = ""
+    plan_version: int = 0
+    content_hash: str = ""
+    response_time_target_minutes: int = 0
+    notify: Sequence[str] = ()
+    materials: Sequence[pb.Material] = ()
+    orders: Sequence[PlanOrder] = ()
+
+    def count(self, unit_kind: str) -> int:
+        return sum(u.count for u in self.units if u.unit_kind == unit_kind)
+
+
+_TIERS = {"city": pb.ORDER_TIER_CITY, "district": pb.ORDER_TIER_DISTRICT,
          "community": pb.ORDER_TIER_COMMUNITY}
 
 
@@ -24,5 +57,5 @@ def response_for(plans: PlanLibrary, hazard_type: str, grade: int) -> Response:
         response_time_target_minutes=spec.response_time_target_minutes, notify=spec.notify,
         materials=[pb.Material(name=m.name, quantity=m.quantity, unit=m.unit)
                    for m in spec.materials],
-        orders=[PlanOrder(o.id, o.department, TIERS[o.tier], o.instruction, o.life_safety,
+        orders=[PlanOrder(o.id, o.department, _TIERS[o.tier], o.instruction, o.life_safety,
                           o.ack_minutes, o.complete_minutes) for o in spec.orders])
