@@ -15,8 +15,9 @@ from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.runtime import Runtime
 from lifeline.validation import MAX_SKEW
 
-from lifeline_monitor import alarms, cap, inbox
+from lifeline_monitor import alarms, inbox
 from lifeline_monitor.application import MonitorApp
+from lifeline_monitor.cap import decode, feed, intake
 
 Ctx = grpc.aio.ServicerContext
 
@@ -57,13 +58,13 @@ class AlertingServicer:
     async def GetCapAlerts(self, request: pb.GetCapAlertsRequest, context: Ctx
                            ) -> pb.GetCapAlertsResponse:
         required(request, "warning_id")
-        alerts = await self.rt.read(lambda: cap.alerts_for(self.app, request.warning_id))
+        alerts = await self.rt.read(lambda: feed.alerts_for(self.app, request.warning_id))
         return pb.GetCapAlertsResponse(alerts=alerts)
 
     async def ImportCapAlert(self, request: pb.ImportCapAlertRequest, context: Ctx
                              ) -> pb.ImportCapAlertResponse:
         resolution = self.app.grid_resolution
-        incoming = cap.parse(request.xml, resolution)
+        incoming = decode.parse(request.xml, resolution)
         if incoming.sent > self.rt.now() + MAX_SKEW:
             raise InvalidArgument("xml", f"sent: {incoming.sent.isoformat()} is in the future "
                                          f"(this service's clock reads {self.rt.now():%H:%M})")
@@ -75,8 +76,8 @@ class AlertingServicer:
             lambda: self._imported(incoming, resolution, cause),
             lambda answer: answer)
 
-    def _imported(self, incoming: cap.Incoming, resolution: int, cause: Cause
+    def _imported(self, incoming: decode.Incoming, resolution: int, cause: Cause
                   ) -> tuple[pb.ImportCapAlertResponse, list[Recording]]:
-        answer, changed = cap.import_alert(self.app, incoming, resolution, cause,
-                                           self.rt.now())
+        answer, changed = intake.import_alert(self.app, incoming, resolution, cause,
+                                              self.rt.now())
         return answer, self.app.record(*changed)
