@@ -8,7 +8,7 @@ from datetime import datetime
 
 import grpc
 from eventsourcing.persistence import Recording
-from lifeline.edge import acting, check_name, required
+from lifeline.edge import acting, cause_of, check_enum, check_name, required
 from lifeline.errors import InvalidArgument
 from lifeline.events import Cause
 from lifeline.monitor.v1 import monitor_pb2 as pb
@@ -81,3 +81,42 @@ class AlertingServicer:
         answer, changed = intake.import_alert(self.app, incoming, resolution, cause,
                                               self.rt.now())
         return answer, self.app.record(*changed)
+
+    async def ListCapAlerts(self, request: pb.ListCapAlertsRequest, context: Ctx
+                            ) -> pb.ListCapAlertsResponse:
+        check_enum("status", pb.CapAlertStatus, request.status, optional=True)
+        status = pb.CapAlertStatus.Name(request.status) if request.status else ""
+        alerts, token = await self.rt.views.page(
+            "cap_alert", pb.ImportedCapAlert, page_size=request.page.page_size,
+            page_token=request.page.page_token, status=status)
+        return pb.ListCapAlertsResponse(alerts=alerts, next_page_token=token)
+
+    async def PlaceCapAlert(self, request: pb.PlaceCapAlertRequest, context: Ctx
+                            ) -> pb.PlaceCapAlertResponse:
+        required(request, "sender")
+        required(request, "identifier")
+        cause = cause_of(self.rt.clock, reason="placed by hand")
+        sender, identifier = request.sender, request.identifier
+        districts, cells = list(request.districts), list(request.grid_cells)
+        resolution = self.app.grid_resolution
+
+        def placed() -> tuple[pb.PlaceCapAlertResponse, list[Recording]]:
+            answer, changed = intake.place(self.app, sender, identifier, districts, cells,
+                                           resolution, cause, self.rt.now())
+            return answer, self.app.record(*changed)
+
+        return await self.rt.command(placed, lambda answer: answer)
+
+    async def DismissCapAlert(self, request: pb.DismissCapAlertRequest, context: Ctx
+                              ) -> pb.DismissCapAlertResponse:
+        required(request, "sender")
+        required(request, "identifier")
+        cause = cause_of(self.rt.clock, reason=request.reason[:1000])
+        sender, identifier, reason = request.sender, request.identifier, request.reason
+
+        def dismissed() -> tuple[pb.DismissCapAlertResponse, list[Recording]]:
+            answer, changed = intake.dismiss(self.app, sender, identifier, reason, cause,
+                                             self.rt.now())
+            return answer, self.app.record(*changed)
+
+        return await self.rt.command(dismissed, lambda answer: answer)

@@ -10,15 +10,31 @@ from typing import Any
 from lifeline.common.v1 import common_pb2
 from lifeline.edge import NAME
 from lifeline.errors import InvalidArgument, RuleViolation
-from lxml import etree
 
-from lifeline_monitor.cap.geometry import covered
+from lifeline_monitor.cap.geometry import MAX_CELLS, area_cells
 from lifeline_monitor.cap.mapping import HAZARDS, SEVERITY_LEVEL
-from lifeline_monitor.cap.schema import NS, _parser, check
+from lifeline_monitor.cap.schema import NS, check, read
 
 L = common_pb2.WarningLevel
-#: An imported document's bound (the edge refuses bytes fields above 64 KiB too).
-MAX_XML_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Area:
+    desc: str
+    #: Every geocode given, (valueName, value), H3 included.
+    geocodes: tuple[tuple[str, str], ...]
+    #: The H3 cells its polygons, circles and H3 geocodes cover.
+    cells: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Info:
+    language: str
+    event: str
+    hazard: str
+    level: int
+    headline: str
+    areas: tuple[Area, ...]
 
 
 @dataclass(frozen=True)
@@ -29,65 +45,92 @@ class Incoming:
     status: str
     msg_type: str
     references: tuple[tuple[str, str], ...]
-    hazard: str
-    level: int
-    headline: str
-    cells: tuple[str, ...]
+    infos: tuple[Info, ...]
     expires: datetime | None
+
+    @property
+    def hazard(self) -> str:
+        return self.infos[0].hazard if self.infos else ""
+
+    @property
+    def level(self) -> int:
+        return max((i.level for i in self.infos), default=L.WARNING_LEVEL_NONE)
+
+    @property
+    def headline(self) -> str:
+        return self.infos[0].headline if self.infos else ""
+
+    @property
+    def cells(self) -> tuple[str, ...]:
+        """Every cell its areas' shapes cover, in order, once."""
+        return tuple(dict.fromkeys(c for i in self.infos for a in i.areas for c in a.cells))
+
+
+def _text(parent: Any, name: str) -> str:
+    found = parent.find(f"{{{NS}}}{name}")
+    return (found.text or "").strip() if found is not None else ""
 
 
 def parse(xml: bytes, resolution: int) -> Incoming:
-    """Read and check an alert (INVALID_ARGUMENT naming what is wrong)."""
-    if not xml.strip():
-        raise InvalidArgument("xml", "is required: a CAP 1.2 alert document")
-    if len(xml) > MAX_XML_BYTES:
-        raise InvalidArgument("xml", f"at most {MAX_XML_BYTES // 1024} KiB ({len(xml)} bytes)")
-    try:
-        root = etree.fromstring(xml, _parser())
-    except etree.XMLSyntaxError as error:
-        raise InvalidArgument("xml", f"not well-formed XML: {str(error)[:200]}") from None
+    """Read and check an alert (INVALID_ARGUMENT naming what is wrong). An area that names
+    no cell is kept with its description and geocodes: placing it is the intake's job."""
+    root = read(xml)
     if root.tag != f"{{{NS}}}alert":
         raise InvalidArgument("xml", f"the root element must be <alert> in {NS}, not "
                                      f"{str(root.tag)[:80]}")
     check(root)
-
-    def text(parent: Any, name: str) -> str:
-        found = parent.find(f"{{{NS}}}{name}")
-        return (found.text or "").strip() if found is not None else ""
-
-    status, msg_type = text(root, "status"), text(root, "msgType")
+    status, msg_type = _text(root, "status"), _text(root, "msgType")
     if status not in ("Actual", "Exercise"):
         raise RuleViolation("cap-actual-alerts", f"a {status} alert raises no warning "
                                                  "(only Actual and Exercise do)")
     if msg_type not in ("Alert", "Update", "Cancel"):
         raise RuleViolation("cap-alert-update-cancel", f"msgType {msg_type} is not taken "
                                                        "(Alert, Update and Cancel are)")
-    references = tuple((r.split(",")[0], r.split(",")[1]) for r in text(
+    references = tuple((r.split(",")[0], r.split(",")[1]) for r in _text(
         root, "references").split() if r.count(",") == 2)
-    infos = root.findall(f"{{{NS}}}info")
-    if not infos and msg_type != "Cancel":
+    elements = root.findall(f"{{{NS}}}info")
+    if not elements and msg_type != "Cancel":
         raise InvalidArgument("xml", "info: an Alert or Update needs at least one <info>")
-    hazard, level, headline, cells, expires = "", L.WARNING_LEVEL_NONE, "", [], None
-    if infos:
-        info = infos[0]
-        hazard = hazard_of(info)
-        level = SEVERITY_LEVEL[text(info, "severity")]
-        headline = text(info, "headline")[:200]
-        if text(info, "expires"):
-            expires = datetime.fromisoformat(text(info, "expires"))
-        cells = covered(info, resolution)
-        if not cells and msg_type != "Cancel":
-            raise InvalidArgument("xml", "area: covers no cell (give a polygon, circle or "
-                                         "H3 geocode)")
-    return Incoming(identifier=text(root, "identifier"), sender=text(root, "sender"),
-                    sent=datetime.fromisoformat(text(root, "sent")), status=status,
-                    msg_type=msg_type, references=references, hazard=hazard, level=level,
-                    headline=headline, cells=tuple(cells), expires=expires)
+    named = [hazard_of(e) for e in elements]
+    # An info in another language whose event is no name is the same hazard as the first
+    # info that names one.
+    fallback = next((h for h in named if h), None)
+    infos: list[Info] = []
+    expires: datetime | None = None
+    total = 0
+    for number, element in enumerate(elements, start=1):
+        hazard = named[number - 1] or fallback
+        if hazard is None:
+            event = _text(element, "event")
+            raise InvalidArgument("xml", f"info[{number}]/event: {event[:40]!r} is not a "
+                                         "hazard name (give an eventCode lifeline:hazard)")
+        areas = []
+        for index, area in enumerate(element.findall(f"{{{NS}}}area"), start=1):
+            where = f"info[{number}]/area[{index}]"
+            cells = area_cells(area, resolution, where)
+            total += len(cells)
+            if total > MAX_CELLS:
+                raise InvalidArgument("xml", f"{where}: the alert covers more than "
+                                             f"{MAX_CELLS} cells")
+            codes = tuple((_text(g, "valueName")[:64], _text(g, "value")[:64])
+                          for g in area.findall(f"{{{NS}}}geocode"))
+            areas.append(Area(_text(area, "areaDesc")[:300], codes, tuple(cells)))
+        if _text(element, "expires") and expires is None:
+            expires = datetime.fromisoformat(_text(element, "expires"))
+        infos.append(Info(language=_text(element, "language")[:35] or "en-US",
+                          event=_text(element, "event")[:200], hazard=hazard,
+                          level=SEVERITY_LEVEL[_text(element, "severity")],
+                          headline=_text(element, "headline")[:200], areas=tuple(areas)))
+    return Incoming(identifier=_text(root, "identifier"), sender=_text(root, "sender"),
+                    sent=datetime.fromisoformat(_text(root, "sent")), status=status,
+                    msg_type=msg_type, references=references, infos=tuple(infos),
+                    expires=expires)
 
 
 def hazard_of(info: Any) -> str:
     """The eventCode `lifeline:hazard` if given, else the event's name in `HAZARDS`
-    (case and spaces aside), else the event itself written as a name."""
+    (case and spaces aside), else the event itself written as a name; "" when the event
+    is no name (another language's script)."""
     for code in info.findall(f"{{{NS}}}eventCode"):
         if (code.findtext(f"{{{NS}}}valueName") or "").strip() == "lifeline:hazard":
             value = (code.findtext(f"{{{NS}}}value") or "").strip()
@@ -97,7 +140,8 @@ def hazard_of(info: Any) -> str:
     for hazard, mapped in HAZARDS.items():
         if mapped.event.lower() == event.lower():
             return hazard
-    return _name("event", event.lower().replace(" ", "_").replace("-", "_"))
+    written = event.lower().replace(" ", "_").replace("-", "_")
+    return written if NAME.match(written) and len(written) <= 64 else ""
 
 
 def _name(element: str, value: str) -> str:

@@ -1,9 +1,11 @@
 """A warning as one CAP 1.2 alert: `info` from the hazard and colour (`mapping`), `area` the
-warning's H3 cell as its boundary polygon and an `H3` geocode; checked against the OASIS
+warning's H3 cell as its boundary polygon, its district's administrative geocodes and an `H3`
+geocode; checked against the OASIS
 schema before it leaves."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,8 +28,10 @@ def identifier_of(warning_id: str, sequence: int) -> str:
 
 
 def alert(warning: pb.Warning, msg_type: str, sequence: int, sent: datetime,
-          previous: pb.CapAlert | None, note: str = "") -> pb.CapAlert:
-    """One CAP alert for the warning as it stands after one of its events."""
+          previous: pb.CapAlert | None, note: str = "",
+          geocodes: Sequence[pb.Geocode] = ()) -> pb.CapAlert:
+    """One CAP alert for the warning as it stands after one of its events; geocodes: the
+    administrative codes of the cell's district, written on its area before the H3 cell."""
     identifier = identifier_of(warning.id, sequence)
     hazard = HAZARDS.get(warning.hazard, OTHER)
     colour = CLEARED if msg_type == "Cancel" else COLOURS.get(warning.level, CLEARED)
@@ -89,9 +93,11 @@ def alert(warning: pb.Warning, msg_type: str, sequence: int, sent: datetime,
     add(area, "areaDesc", where)
     if grid.is_cell(warning.grid_cell):
         add(area, "polygon", polygon_of(warning.grid_cell))
-    geocode = add(area, "geocode")
-    add(geocode, "valueName", "H3")
-    add(geocode, "value", warning.grid_cell)
+    for name, value in [*((g.value_name, g.value) for g in geocodes),
+                        ("H3", warning.grid_cell)]:
+        geocode = add(area, "geocode")
+        add(geocode, "valueName", name)
+        add(geocode, "value", value)
     xml = etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
     check(root)
     return pb.CapAlert(identifier=identifier, msg_type=msg_type, sent=to_timestamp(sent),

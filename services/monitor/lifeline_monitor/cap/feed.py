@@ -14,6 +14,7 @@ from lifeline.events import Cause, ProtoAggregate, event_of, from_timestamp, sta
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.store import ServiceApplication
 
+from lifeline_monitor import grid
 from lifeline_monitor.cap.encode import alert
 from lifeline_monitor.cap.mapping import MSG_TYPES
 from lifeline_monitor.domain import HazardWatch, watch_id_of
@@ -59,6 +60,14 @@ def changed(warning: pb.Warning | None, field: str, event: Any
     return after, MSG_TYPES[field], note
 
 
+def geocodes_of(app: ServiceApplication, warning: pb.Warning) -> list[pb.Geocode]:
+    """The administrative codes of the warning's district, as the grid holds them now."""
+    if not warning.responsible.district:
+        return []
+    district = app.find(grid.District, grid.district_id_of(warning.responsible.district))
+    return list(district.view.geocodes) if district is not None else []
+
+
 def published(app: ServiceApplication, field: str, event: Any, cause: Cause, now: datetime
               ) -> list[Any]:
     """A warning event came by: publish its CAP alert, built from the one before."""
@@ -68,7 +77,7 @@ def published(app: ServiceApplication, field: str, event: Any, cause: Cause, now
         return []
     warning, msg_type, note = moved
     made = alert(warning, msg_type, event.meta.sequence, from_timestamp(event.meta.occurred_at),
-                 feed.last if feed is not None else None, note)
+                 feed.last if feed is not None else None, note, geocodes_of(app, warning))
     message = pb.CapAlertPublished(warning_id=event.warning_id, alert=made, warning=warning)
     if feed is None:
         return [CapFeed.start(feed_id_of(event.warning_id), "published", message, cause, now)]
@@ -95,7 +104,7 @@ def alerts_for(app: ServiceApplication, warning_id: str) -> list[pb.CapAlert]:
         warning, msg_type, note = moved
         alerts.append(alert(warning, msg_type, event.meta.sequence,
                             from_timestamp(event.meta.occurred_at),
-                            alerts[-1] if alerts else None, note))
+                            alerts[-1] if alerts else None, note, geocodes_of(app, warning)))
     if not alerts:
         raise NotFound("warning", warning_id)
     return alerts

@@ -17,21 +17,23 @@ from lifeline_monitor.cap.schema import NS
 MAX_CELLS = 2000
 
 
-def covered(info: Any, resolution: int) -> list[str]:
-    """The cells at the grid's resolution an info's areas cover (overlap)."""
+def area_cells(area: Any, resolution: int, where: str) -> list[str]:
+    """The cells at the grid's resolution one <area> covers (overlap): its polygons,
+    circles and H3 geocodes (an H3 value that is no cell names no cell)."""
     found: dict[str, None] = {}
-    for number, area in enumerate(info.findall(f"{{{NS}}}area")):
-        where = f"info/area[{number + 1}]"
-        for polygon in area.findall(f"{{{NS}}}polygon"):
-            found.update(dict.fromkeys(_polygon_cells(polygon.text or "", resolution, where)))
-        for circle in area.findall(f"{{{NS}}}circle"):
-            found.update(dict.fromkeys(_circle_cells(circle.text or "", resolution, where)))
-        for geocode in area.findall(f"{{{NS}}}geocode"):
-            if (geocode.findtext(f"{{{NS}}}valueName") or "").strip().upper() == "H3":
-                value = (geocode.findtext(f"{{{NS}}}value") or "").strip().lower()
+    for polygon in area.findall(f"{{{NS}}}polygon"):
+        found.update(dict.fromkeys(_polygon_cells(polygon.text or "", resolution, where)))
+    for circle in area.findall(f"{{{NS}}}circle"):
+        found.update(dict.fromkeys(_circle_cells(circle.text or "", resolution, where)))
+    for geocode in area.findall(f"{{{NS}}}geocode"):
+        if (geocode.findtext(f"{{{NS}}}valueName") or "").strip().upper() == "H3":
+            value = (geocode.findtext(f"{{{NS}}}value") or "").strip().lower()
+            if grid.is_cell(value):
                 found.update(dict.fromkeys(_h3_cells(value, resolution, where)))
         if len(found) > MAX_CELLS:
-            raise InvalidArgument("xml", f"{where}: covers more than {MAX_CELLS} cells")
+            break
+    if len(found) > MAX_CELLS:
+        raise InvalidArgument("xml", f"{where}: covers more than {MAX_CELLS} cells")
     return list(found)
 
 
@@ -101,8 +103,6 @@ def _circle_cells(text: str, resolution: int, where: str) -> list[str]:
 
 
 def _h3_cells(value: str, resolution: int, where: str) -> list[str]:
-    if not grid.is_cell(value):
-        raise InvalidArgument("xml", f"{where}/geocode: {value[:20]!r} is not an H3 cell")
     found = h3.get_resolution(value)
     if found > resolution:
         return [str(h3.cell_to_parent(value, resolution))]

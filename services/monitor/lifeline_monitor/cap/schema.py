@@ -1,8 +1,14 @@
-"""The OASIS CAP 1.2 schema (shipped beside this package) and the hardened parser every
-document from outside goes through."""
+"""The hardened parser every CAP document from outside goes through, and the OASIS CAP 1.2
+schema (shipped beside this package) it is checked against.
+
+A document is data, never instructions to the parser: no DTD is loaded, no entity is
+resolved, nothing is fetched from the network, the tree is bounded in size and depth, and a
+document that carries a DOCTYPE at all (where entities are declared: an external entity
+reads files, nested internal ones expand into gigabytes) is refused before it is parsed."""
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime
 from functools import cache
@@ -13,6 +19,11 @@ from lifeline.errors import InvalidArgument
 from lxml import etree
 
 NS = "urn:oasis:names:tc:emergency:cap:1.2"
+#: An imported document's bound (the edge refuses bytes fields above 64 KiB too).
+MAX_XML_BYTES = 64 * 1024
+#: Elements nested deeper than this are refused (an alert's deepest, a geocode's value, is 4).
+MAX_DEPTH = 16
+DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
 
 
 @cache
@@ -36,9 +47,49 @@ def schema() -> etree.XMLSchema:
 
 
 def _parser() -> etree.XMLParser:
-    # No DTDs, no entities, no network: an alert is data, never instructions to the parser.
     return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                           huge_tree=False, remove_comments=True)
+                           dtd_validation=False, huge_tree=False, remove_comments=True,
+                           remove_pis=True)
+
+
+def _has_doctype(xml: bytes) -> bool:
+    # Dropping NULs makes UTF-16 and UTF-32 spellings of the ASCII keyword visible too.
+    return DOCTYPE.search(xml) is not None or DOCTYPE.search(xml.replace(b"\0", b"")) is not None
+
+
+def _depth(root: Any) -> int:
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        element, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in element)
+    return deepest
+
+
+def read(xml: bytes) -> Any:
+    """The root element of a document from outside, or INVALID_ARGUMENT naming the rule it
+    breaks (size, DOCTYPE, well-formedness, depth)."""
+    if not xml.strip():
+        raise InvalidArgument("xml", "is required: a CAP 1.2 alert document")
+    if len(xml) > MAX_XML_BYTES:
+        raise InvalidArgument("xml", f"at most {MAX_XML_BYTES // 1024} KiB ({len(xml)} bytes)")
+    if _has_doctype(xml):
+        raise InvalidArgument("xml", "a DOCTYPE is refused (no DTDs or entities in a CAP "
+                                     "alert): send the alert without it")
+    try:
+        root = etree.fromstring(xml, _parser())
+    except etree.XMLSyntaxError as error:
+        raise InvalidArgument("xml", f"not well-formed XML: {str(error)[:200]}") from None
+    tree = root.getroottree()
+    info = tree.docinfo
+    if info.internalDTD is not None or info.system_url or info.public_id:
+        raise InvalidArgument("xml", "a DOCTYPE is refused (no DTDs or entities in a CAP "
+                                     "alert): send the alert without it")
+    depth = _depth(root)
+    if depth > MAX_DEPTH:
+        raise InvalidArgument("xml", f"nested {depth} elements deep; a CAP alert needs at "
+                                     f"most {MAX_DEPTH}")
+    return root
 
 
 def cap_time(when: datetime) -> str:
