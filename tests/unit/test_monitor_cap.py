@@ -102,8 +102,8 @@ def test_the_appendix_style_alerts_parse_onto_the_cells_they_cover() -> None:
     (b"<!DOCTYPE a [<!ENTITY e SYSTEM 'file:///etc/passwd'>]><a>&e;</a>", "DOCTYPE"),
     (b" " * (65 * 1024), "is required"),
     (b"<a>" + b"x" * (65 * 1024) + b"</a>", "64 KiB"),
-    ((DATA / "earthquake_circle.xml").read_bytes().replace(b" 1.0<", b" 150<"),
-     "circle: covers more than 2000 cells"),
+    ((DATA / "earthquake_circle.xml").read_bytes().replace(b" 1.0<", b" 2500<"),
+     "circle: radius must be 0 to 2000 km"),
 ])
 def test_an_invalid_alert_is_refused_naming_the_element(document: bytes, names: str) -> None:
     with pytest.raises(InvalidArgument, match=names):

@@ -137,6 +137,20 @@ def test_an_alert_addressed_to_xuhuis_code_reaches_every_cell_of_the_district() 
     assert kept.status == S.CAP_ALERT_STATUS_PLACED
 
 
+def test_an_area_too_wide_to_fill_reaches_the_grid_cells_inside_it() -> None:
+    store = city()
+    felt = (DATA / "earthquake_circle.xml").read_bytes().replace(b" 1.0<", b" 150<")
+    incoming = decode.parse(felt, 8)
+    assert incoming.cells == () and len(incoming.infos[0].areas[0].wide) == 1
+    answer, _ = intake.import_alert(store, incoming, 8, cause(), START)  # type: ignore[arg-type]
+    assert sorted(answer.grid_cells) == XUHUI_CELLS
+    california = decode.parse((DATA / "oasis_a2_thunderstorm.xml").read_bytes().replace(
+        b"38.47,-120.14 38.34,-119.95 38.52,-119.74 38.62,-119.89 38.47,-120.14",
+        b"42,-124 32,-124 32,-114 42,-114 42,-124"), 8)
+    assert california.infos[0].areas[0].wide
+    assert intake.import_alert(store, california, 8, cause(), START)[0].unplaced  # type: ignore[arg-type]
+
+
 def test_an_update_naming_no_place_keeps_its_chains_cells_and_a_cancel_ends_it() -> None:
     store = city()
     take(store, "xuhui_geocode_alert.xml")

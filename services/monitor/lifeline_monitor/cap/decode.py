@@ -11,7 +11,7 @@ from lifeline.common.v1 import common_pb2
 from lifeline.edge import NAME
 from lifeline.errors import InvalidArgument, RuleViolation
 
-from lifeline_monitor.cap.geometry import MAX_CELLS, area_cells
+from lifeline_monitor.cap.geometry import MAX_CELLS, Ring, area_cells
 from lifeline_monitor.cap.mapping import HAZARDS, SEVERITY_LEVEL
 from lifeline_monitor.cap.schema import NS, check, read
 
@@ -25,6 +25,8 @@ class Area:
     geocodes: tuple[tuple[str, str], ...]
     #: The H3 cells its polygons, circles and H3 geocodes cover.
     cells: tuple[str, ...]
+    #: Its shapes too wide to fill with cells, as rings.
+    wide: tuple[Ring, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,14 +109,12 @@ def parse(xml: bytes, resolution: int) -> Incoming:
         areas = []
         for index, area in enumerate(element.findall(f"{{{NS}}}area"), start=1):
             where = f"info[{number}]/area[{index}]"
-            cells = area_cells(area, resolution, where)
-            total += len(cells)
-            if total > MAX_CELLS:
-                raise InvalidArgument("xml", f"{where}: the alert covers more than "
-                                             f"{MAX_CELLS} cells")
+            covered = area_cells(area, resolution, where, MAX_CELLS - total)
+            total += len(covered.cells)
             codes = tuple((_text(g, "valueName")[:64], _text(g, "value")[:64])
                           for g in area.findall(f"{{{NS}}}geocode"))
-            areas.append(Area(_text(area, "areaDesc")[:300], codes, tuple(cells)))
+            areas.append(Area(_text(area, "areaDesc")[:300], codes, covered.cells,
+                              covered.wide))
         if _text(element, "expires") and expires is None:
             expires = datetime.fromisoformat(_text(element, "expires"))
         infos.append(Info(language=_text(element, "language")[:35] or "en-US",

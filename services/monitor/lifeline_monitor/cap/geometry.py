@@ -1,10 +1,12 @@
 """The H3 cells at the grid's resolution an alert's areas cover: polygons, circles and H3
-geocodes, bounded before H3 is asked."""
+geocodes, filled while they are small; a wider shape is kept as its ring, for the grid's
+cells to be tested against."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import h3
@@ -13,28 +15,71 @@ from lifeline.errors import InvalidArgument
 from lifeline_monitor import grid
 from lifeline_monitor.cap.schema import NS
 
-#: Cells one imported alert may cover (a district at resolution 8 is a few hundred).
+#: Cells one imported alert's shapes are filled with, at most; a shape wider than what is
+#: left is kept as its ring and the grid's cells are tested against it instead.
 MAX_CELLS = 2000
+#: The widest circle taken (an earthquake's felt area, a tsunami's reach).
+MAX_RADIUS_KM = 2000
+Ring = tuple[tuple[float, float], ...]
 
 
-def area_cells(area: Any, resolution: int, where: str) -> list[str]:
+@dataclass(frozen=True)
+class Covered:
+    cells: tuple[str, ...]
+    #: Shapes too wide to fill with cells (lat, lon rings).
+    wide: tuple[Ring, ...]
+
+
+def area_cells(area: Any, resolution: int, where: str, budget: int = MAX_CELLS) -> Covered:
     """The cells at the grid's resolution one <area> covers (overlap): its polygons,
-    circles and H3 geocodes (an H3 value that is no cell names no cell)."""
+    circles and H3 geocodes (an H3 value that is no cell names no cell); a shape that
+    would take more than budget cells is kept whole instead."""
     found: dict[str, None] = {}
+    wide: list[Ring] = []
+
+    def add(ring: Ring, name: str) -> None:
+        cells = _shape_cells(ring, resolution, f"{where}/{name}", budget - len(found))
+        if cells is None:
+            wide.append(ring)
+        else:
+            found.update(dict.fromkeys(cells))
+
     for polygon in area.findall(f"{{{NS}}}polygon"):
-        found.update(dict.fromkeys(_polygon_cells(polygon.text or "", resolution, where)))
+        add(_polygon(polygon.text or "", f"{where}/polygon"), "polygon")
     for circle in area.findall(f"{{{NS}}}circle"):
-        found.update(dict.fromkeys(_circle_cells(circle.text or "", resolution, where)))
+        centre, ring = _circle(circle.text or "", f"{where}/circle")
+        if ring:
+            add(ring, "circle")
+        else:
+            found[str(h3.latlng_to_cell(*centre, resolution))] = None
     for geocode in area.findall(f"{{{NS}}}geocode"):
         if (geocode.findtext(f"{{{NS}}}valueName") or "").strip().upper() == "H3":
             value = (geocode.findtext(f"{{{NS}}}value") or "").strip().lower()
-            if grid.is_cell(value):
-                found.update(dict.fromkeys(_h3_cells(value, resolution, where)))
-        if len(found) > MAX_CELLS:
-            break
-    if len(found) > MAX_CELLS:
-        raise InvalidArgument("xml", f"{where}: covers more than {MAX_CELLS} cells")
-    return list(found)
+            if not grid.is_cell(value):
+                continue
+            coarse = h3.get_resolution(value)
+            if coarse > resolution:
+                found[str(h3.cell_to_parent(value, resolution))] = None
+            elif 7 ** (resolution - coarse) > budget - len(found):
+                wide.append(tuple(h3.cell_to_boundary(value)))
+            else:
+                found.update(dict.fromkeys(str(c) for c in
+                                           h3.cell_to_children(value, resolution)))
+    return Covered(tuple(found), tuple(wide))
+
+
+def inside(rings: Sequence[Ring], cells: Sequence[str]) -> set[str]:
+    """The cells whose centres lie in any of the rings."""
+    if not rings or not cells:
+        return set()
+    from matplotlib.path import Path  # only wide areas need it
+
+    centres = [h3.cell_to_latlng(c) for c in cells]
+    found: set[str] = set()
+    for ring in rings:
+        hits = Path(ring, closed=False).contains_points(centres)
+        found.update(c for c, hit in zip(cells, hits, strict=True) if hit)
+    return found
 
 
 def _points(text: str, where: str) -> list[tuple[float, float]]:
@@ -59,53 +104,43 @@ def _area_km2(points: Sequence[tuple[float, float]]) -> float:
                    in zip(xy, xy[1:] + xy[:1], strict=True))) / 2
 
 
-def _shape_cells(points: Sequence[tuple[float, float]], resolution: int, where: str
-                 ) -> list[str]:
-    # Refused before H3 is asked: a continent-sized polygon would take seconds to fill.
-    if _area_km2(points) / h3.average_hexagon_area(resolution, "km^2") > MAX_CELLS:
-        raise InvalidArgument("xml", f"{where}: covers more than {MAX_CELLS} cells")
+def _shape_cells(points: Sequence[tuple[float, float]], resolution: int, where: str,
+                 budget: int) -> list[str] | None:
+    """The cells a ring overlaps, or None when it is wider than budget cells (estimated
+    before H3 is asked: a continent-sized polygon would take seconds to fill)."""
+    if _area_km2(points) / h3.average_hexagon_area(resolution, "km^2") > budget:
+        return None
     try:
         shape = h3.LatLngPoly(list(points))
         cells = h3.h3shape_to_cells_experimental(shape, resolution, contain="overlap")
     except (ValueError, h3.H3BaseException) as error:
         raise InvalidArgument("xml", f"{where}: not a usable area ({error})") from None
-    if len(cells) > MAX_CELLS:
-        raise InvalidArgument("xml", f"{where}: covers more than {MAX_CELLS} cells")
+    if len(cells) > budget:
+        return None
     return sorted(str(c) for c in cells)
 
 
-def _polygon_cells(text: str, resolution: int, where: str) -> list[str]:
-    points = _points(text, f"{where}/polygon")
+def _polygon(text: str, where: str) -> Ring:
+    points = _points(text, where)
     if len(points) < 4 or points[0] != points[-1]:
-        raise InvalidArgument("xml", f"{where}/polygon: at least four points, the first "
-                                     "repeated last")
-    return _shape_cells(points[:-1], resolution, f"{where}/polygon")
+        raise InvalidArgument("xml", f"{where}: at least four points, the first repeated last")
+    return tuple(points[:-1])
 
 
-def _circle_cells(text: str, resolution: int, where: str) -> list[str]:
-    here = f"{where}/circle"
+def _circle(text: str, where: str) -> tuple[tuple[float, float], Ring]:
+    """The centre, and a 36-sided polygon around the circle (its sides within 0.4% of the
+    radius; none for radius 0)."""
     try:
         centre, radius_text = text.split()
         radius = float(radius_text)
     except ValueError:
-        raise InvalidArgument("xml", f"{here}: 'lat,lon radius-km'") from None
-    (lat, lon), = _points(centre, here)
-    if not 0 <= radius <= 200:
-        raise InvalidArgument("xml", f"{here}: radius must be 0 to 200 km")
+        raise InvalidArgument("xml", f"{where}: 'lat,lon radius-km'") from None
+    (lat, lon), = _points(centre, where)
+    if not 0 <= radius <= MAX_RADIUS_KM:
+        raise InvalidArgument("xml", f"{where}: radius must be 0 to {MAX_RADIUS_KM} km")
     if radius == 0:
-        return [str(h3.latlng_to_cell(lat, lon, resolution))]
-    # A 36-sided polygon around the circle (its sides within 0.4% of the radius).
+        return (lat, lon), ()
     dlat = radius / 111.32
     dlon = radius / (111.32 * max(math.cos(math.radians(lat)), 1e-6))
-    ring = [(lat + dlat * math.sin(a), lon + dlon * math.cos(a))
-            for a in (2 * math.pi * i / 36 for i in range(36))]
-    return _shape_cells(ring, resolution, here)
-
-
-def _h3_cells(value: str, resolution: int, where: str) -> list[str]:
-    found = h3.get_resolution(value)
-    if found > resolution:
-        return [str(h3.cell_to_parent(value, resolution))]
-    if 7 ** (resolution - found) > MAX_CELLS:
-        raise InvalidArgument("xml", f"{where}/geocode: covers more than {MAX_CELLS} cells")
-    return sorted(str(c) for c in h3.cell_to_children(value, resolution))
+    return (lat, lon), tuple((lat + dlat * math.sin(a), lon + dlon * math.cos(a))
+                             for a in (2 * math.pi * i / 36 for i in range(36)))

@@ -2,7 +2,8 @@
 not place.
 
 An alert is placed on the cells of the city's grid its areas reach: the grid cells its
-polygons, circles and H3 geocodes cover, and every cell of the districts its
+polygons, circles and H3 geocodes cover (a shape too wide to fill: the grid cells whose
+centres lie in it), and every cell of the districts its
 administrative geocodes name. There it is a warning source, one key in each cell watch's
 `sensor_levels` (`cap:<sender>/<identifier>` of the first alert of its chain), at each
 info's colour for that info's hazard. An alert that reaches no cell (only an `areaDesc`,
@@ -27,7 +28,7 @@ from lifeline.store import ServiceApplication
 from lifeline_monitor import grid
 from lifeline_monitor.cap import geocodes
 from lifeline_monitor.cap.decode import Incoming
-from lifeline_monitor.cap.geometry import MAX_CELLS
+from lifeline_monitor.cap.geometry import MAX_CELLS, inside
 from lifeline_monitor.cap.model import CapAlertAggregate, alert_id_of
 from lifeline_monitor.domain import HazardWatch, watch_id_of
 from lifeline_monitor.escalation import Notification, notification_id_of
@@ -45,11 +46,13 @@ def placement(index: pb.GridIndex | None, incoming: Incoming) -> list[list[str]]
     if index is None:
         return [[] for _ in incoming.infos]
     known = {c for d in index.districts for c in d.cells}
+    ordered = sorted(known)
     placed = []
     for info in incoming.infos:
         cells: dict[str, None] = {}
         for area in info.areas:
             cells.update(dict.fromkeys(c for c in area.cells if c in known))
+            cells.update(dict.fromkeys(sorted(inside(area.wide, ordered))))
             for district in geocodes.districts_named(index, area.geocodes):
                 cells.update(dict.fromkeys(district.cells))
         placed.append(sorted(cells))
