@@ -88,6 +88,8 @@ def test_the_specifications_four_examples_import_and_the_unplaced_wait_for_the_d
     assert {"hsas@dhs.gov,43b080713727", "KSTO@NWS.NOAA.GOV,KSTO1055887203",
             "trinet@caltech.edu,TRI13970876.2", "KARO@CLETS.DOJ.CA.GOV,KAR0-0306112239-SW"} \
         <= listed
+    shown = cli(city, "cap", "list", "--unplaced")
+    assert shown.returncode == 0 and "unplaced" in shown.stdout, shown.stderr
     amber = next(a for a in unplaced if a["identifier"] == "KAR0-0306112239-SW")
     assert [i["language"] for i in amber["infos"]] == ["en-US", "es-US"]
     waiting = wait_until(lambda: [n for n in inbox(city, DUTY) if n["warningId"] ==

@@ -27,7 +27,7 @@ from lifeline.store import ServiceApplication
 
 from lifeline_monitor import grid
 from lifeline_monitor.cap import geocodes
-from lifeline_monitor.cap.decode import Incoming
+from lifeline_monitor.cap.decode import Incoming, Info
 from lifeline_monitor.cap.geometry import MAX_CELLS, inside
 from lifeline_monitor.cap.model import CapAlertAggregate, alert_id_of
 from lifeline_monitor.domain import HazardWatch, watch_id_of
@@ -59,7 +59,7 @@ def placement(index: pb.GridIndex | None, incoming: Incoming) -> list[list[str]]
     return placed
 
 
-def targets_of(parts: Iterable[tuple[str, int, Iterable[str]]]) -> list[pb.CapTarget]:
+def folded(parts: Iterable[tuple[str, int, Iterable[str]]]) -> list[pb.CapTarget]:
     """(hazard, colour, cells) folded into targets: the worst colour per cell and hazard."""
     levels: dict[tuple[str, str], int] = {}
     for hazard, level, cells in parts:
@@ -99,14 +99,14 @@ def import_alert(app: ServiceApplication, incoming: Incoming, resolution: int, c
                                                       "imported before")
     index = grid.grid_index(app)
     placed = placement(index, incoming)
-    own = targets_of((i.hazard, i.level, cells) for i, cells in zip(incoming.infos, placed,
+    own = folded((i.hazard, i.level, cells) for i, cells in zip(incoming.infos, placed,
                                                                     strict=True))
     standing = previous is not None and previous.status == S.CAP_ALERT_STATUS_PLACED
     before = list(previous.view.targets) if previous is not None and standing else []
     if incoming.msg_type == "Cancel":
         after: list[pb.CapTarget] = []
     elif not own and before:  # an Update that names no place keeps its chain's cells
-        after = targets_of((i.hazard, i.level, _cells(before)) for i in incoming.infos)
+        after = folded((i.hazard, i.level, _cells(before)) for i in incoming.infos)
     else:
         after = own
     unplaced = incoming.msg_type != "Cancel" and not after
@@ -139,9 +139,9 @@ def import_alert(app: ServiceApplication, incoming: Incoming, resolution: int, c
     return answer, changed
 
 
-def _info(info: Any, cells: list[str]) -> pb.CapInfo:
+def _info(info: Info, cells: list[str]) -> pb.CapInfo:
     return pb.CapInfo(language=info.language, event=info.event, hazard=info.hazard,
-                      level=info.level, headline=info.headline,
+                      level=info.level, headline=info.headline,  # type: ignore[arg-type]
                       area_descs=[a.desc for a in info.areas if a.desc],
                       geocodes=[pb.Geocode(value_name=n, value=v)
                                 for a in info.areas for n, v in a.geocodes],
@@ -239,7 +239,7 @@ def place(app: ServiceApplication, sender: str, identifier: str, districts: Sequ
         raise InvalidArgument("districts", "the districts named have no cells in the grid")
     if len(chosen) > MAX_CELLS:
         raise InvalidArgument("grid_cells", f"at most {MAX_CELLS} cells")
-    targets = targets_of((i.hazard, i.level, chosen) for i in alert.view.infos)
+    targets = folded((i.hazard, i.level, chosen) for i in alert.view.infos)
     answer = pb.PlaceCapAlertResponse()
     changed = _moved(app, alert.view.source, [], targets, cause.occurred_at,
                      f"CAP alert {identifier} from {sender} placed by {cause.actor}", cause,
