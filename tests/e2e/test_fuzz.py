@@ -32,6 +32,7 @@ from lifeline.resources.v1 import resources_pb2, resources_pb2_grpc
 from lifeline.scenario import wait_until
 
 from tests.e2e.test_identity import SERVICE_OF
+from tests.unit.test_monitor_cap_intake import HOSTILE
 from tests.unit.test_roles import SERVICES
 
 pytestmark = pytest.mark.e2e
@@ -46,12 +47,14 @@ MIB = 1 << 20
 #: How long a generated request listens to a server stream before leaving.
 FOLLOW_SECONDS = 0.2
 #: CAP alerts in the style of the specification's appendix, and each also with a value
-#: the schema refuses.
+#: the schema refuses; documents with a DOCTYPE (entities internal and external, billion
+#: laughs) and nested past the bound.
 CAP_DOCUMENTS = [variant for path in sorted(
     (Path(__file__).resolve().parents[1] / "data" / "cap").glob("*.xml"))
     for document in [path.read_bytes()]
     for variant in (document, document.replace(b"<status>Actual<", b"<status>Real<"),
-                    document.replace(b"<scope>Public<", b"<scope>Everyone<"))]
+                    document.replace(b"<scope>Public<", b"<scope>Everyone<"))] + [
+    *HOSTILE.values(), b"<alert>" + b"<a>" * 300 + b"</a>" * 300 + b"</alert>"]
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from lifeline.views import ViewRow
 
 from lifeline_monitor import escalation, grid, outcomes
 from lifeline_monitor.alarms import MAX_SHELVING
+from lifeline_monitor.cap import model as cap_model
 from lifeline_monitor.domain import HazardWatch, Sensor, level_name, watch_id_of
 from lifeline_monitor.engine import Columns, Engine, Step, Tracked
 
@@ -274,4 +275,6 @@ def rows_for(aggregate: ProtoAggregate) -> list[ViewRow]:
                         category=w.hazard, lat=w.location.lat, lon=w.location.lon)]
     if isinstance(aggregate, outcomes.Outcome):
         return outcomes.rows_for(aggregate)
+    if isinstance(aggregate, cap_model.CapAlertAggregate):
+        return cap_model.rows_for(aggregate)
     return escalation.rows_for(aggregate)

@@ -9,8 +9,9 @@ from lifeline.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from lifeline.plans import default_library
 from lifeline.runtime import Runtime
 
-from lifeline_monitor import cap, coupling, escalation, outcomes, readings
+from lifeline_monitor import coupling, escalation, outcomes, readings
 from lifeline_monitor.application import MonitorApp, rows_for
+from lifeline_monitor.cap import feed
 from lifeline_monitor.server import MonitorServicer
 
 EXPIRE_EVERY_SECONDS = 1.0
@@ -35,7 +36,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
     field = FieldClock(app.engine.observed)
     coupling.subscribe(runtime, app, rules, also=escalation.follow(
         runtime, field, chains.warning_moved,
-        lambda name, event, cause, now: cap.published(app, name, event, cause, now)))
+        lambda name, event, cause, now: feed.published(app, name, event, cause, now)))
     servicer.field_now = escalation.field_clock(runtime, field, app.engine.frame_now)
     escalation.watch(runtime, chains, servicer.field_now)
 

@@ -190,6 +190,8 @@ def load_grid(file: Annotated[str, typer.Argument(help="the grid file, e.g. "
         for start in range(0, max(len(cells), 1), REPEATED_DEFAULT):
             part = pb.LoadGridRequest(districts=request.districts if start == 0 else [],
                                       cells=cells[start:start + REPEATED_DEFAULT])
+            if start == 0 and request.HasField("city"):
+                part.city.CopyFrom(request.city)
             done = _stub().LoadGrid(part)
             answer.districts_changed += done.districts_changed
             answer.cells_changed += done.cells_changed

@@ -1,6 +1,6 @@
 """lifeline-monitor's commands for what reaches people and agencies: `inbox --party P
-[--follow]` (then `ack WARNING_ID`), `escalation WARNING_ID`, `cap WARNING_ID` and
-`cap import FILE|-`."""
+[--follow]` (then `ack WARNING_ID`), `escalation WARNING_ID`, `cap WARNING_ID`,
+`cap import FILE|-`, `cap list [--unplaced]`, `cap place` and `cap dismiss`."""
 
 import sys
 from collections.abc import Callable, Sequence
@@ -70,25 +70,59 @@ def add_commands(app: typer.Typer, stub: Stub) -> None:
         found = stub().GetEscalation(pb.GetEscalationRequest(warning_id=warning)).escalation
         render.show(found, lambda: render.describe(found))
 
-    @app.command(help="A warning as a CAP 1.2 alert (`cap WARNING_ID`), or take another "
-                      "agency's alert in (`cap import FILE`, - for stdin).")
+    @app.command(help="A warning as a CAP 1.2 alert (`cap WARNING_ID`); another agency's "
+                      "alert taken in (`cap import FILE`, - for stdin); imported alerts "
+                      "(`cap list [--unplaced]`); an unplaced one placed (`cap place "
+                      "SENDER,IDENTIFIER --district D | --cell H3`) or dismissed (`cap "
+                      "dismiss SENDER,IDENTIFIER --reason R`).")
     def cap(
-        target: Annotated[str, typer.Argument(metavar="WARNING_ID|import",
-                                              help="the warning, or `import`")],
-        file: Annotated[str | None, typer.Argument(
-            help="with import: the CAP XML file, - for standard input")] = None,
+        target: Annotated[str, typer.Argument(
+            metavar="WARNING_ID|import|list|place|dismiss",
+            help="the warning, or what to do with imported alerts")],
+        what: Annotated[str | None, typer.Argument(
+            metavar="[FILE|SENDER,IDENTIFIER]",
+            help="import: the CAP XML file (- for standard input); place, dismiss: the "
+                 "alert as `cap list` shows it")] = None,
         all_: Annotated[bool, typer.Option("--all", help="every alert of the warning, in "
                                                          "order")] = False,
+        unplaced: Annotated[bool, typer.Option(help="list: only the alerts waiting to be "
+                                                    "placed or dismissed")] = False,
+        district: Annotated[list[str] | None, typer.Option(
+            help="place: a district of the grid (repeat for more)")] = None,
+        cell: Annotated[list[str] | None, typer.Option(
+            help="place: an H3 cell of the grid (repeat for more)")] = None,
+        reason: Annotated[str, typer.Option(help="dismiss: why it is not the city's "
+                                                 "concern")] = "",
     ) -> None:
         if target == "import":
-            if not file:
+            if not what:
                 raise typer.BadParameter("cap import FILE (or - for standard input)")
             try:
-                xml = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+                xml = sys.stdin.buffer.read() if what == "-" else Path(what).read_bytes()
             except OSError as error:
-                errors.fail(f"cannot read {file}: {error.strerror}")
+                errors.fail(f"cannot read {what}: {error.strerror}")
             answer = stub().ImportCapAlert(pb.ImportCapAlertRequest(xml=xml))
             render.show(answer, lambda: render.describe(answer))
+            return
+        if target == "list":
+            status = pb.CAP_ALERT_STATUS_UNPLACED if unplaced else 0
+            found = stub().ListCapAlerts(pb.ListCapAlertsRequest(status=status))  # type: ignore[arg-type]
+            render.show_list(found.alerts, imported_table)
+            return
+        if target in ("place", "dismiss"):
+            sender, _, identifier = (what or "").partition(",")
+            if not sender or not identifier:
+                raise typer.BadParameter(f"cap {target} SENDER,IDENTIFIER (as `cap list` "
+                                         "shows it)")
+            if target == "place":
+                placed = stub().PlaceCapAlert(pb.PlaceCapAlertRequest(
+                    sender=sender, identifier=identifier, districts=district or [],
+                    grid_cells=cell or []))
+                render.show(placed, lambda: render.describe(placed))
+                return
+            dismissed = stub().DismissCapAlert(pb.DismissCapAlertRequest(
+                sender=sender, identifier=identifier, reason=reason))
+            render.show(dismissed.alert, lambda: render.describe(dismissed.alert))
             return
         alerts = stub().GetCapAlerts(pb.GetCapAlertsRequest(warning_id=target)).alerts
         chosen: Sequence[pb.CapAlert] = alerts if all_ or render.wants_json() else alerts[-1:]
@@ -96,3 +130,17 @@ def add_commands(app: typer.Typer, stub: Stub) -> None:
             render.show_list(chosen, lambda _: "")
         else:
             render.emit("\n".join(a.xml.decode() for a in chosen).rstrip())
+
+
+def imported_table(alerts: Sequence[pb.ImportedCapAlert]) -> Table:
+    grid = render.table("alert", "type", "status", "hazard", "level", "where", "headline",
+                     caption=times.times_caption())
+    for a in alerts:
+        cells = sorted({c for t in a.targets for c in t.grid_cells})
+        where = (f"{len(cells)} cells" if cells
+                 else "; ".join(d for i in a.infos for d in i.area_descs)[:60] or "-")
+        render.add_row(grid, f"{a.sender},{a.identifier}", a.msg_type,
+                    choices.enum_label(pb.CapAlertStatus, a.status, "CAP_ALERT_STATUS_").lower()
+                    + (f" ({a.duty_party})" if a.status == pb.CAP_ALERT_STATUS_UNPLACED
+                       else ""), a.hazard, render.level_cell(a.level), where, a.headline[:60])
+    return grid

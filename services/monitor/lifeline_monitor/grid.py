@@ -11,7 +11,9 @@ within the field's figures (500 to 1,200 people per officer) at resolution 9; a 
 wants that grain sets 9 and loads its grid at 9.
 
 Districts and cells are aggregates of their own, defined (and redefined) by `LoadGrid`; a
-load that changes nothing records nothing.
+load that changes nothing records nothing. A district may carry administrative codes
+(CAP geocodes such as GB/T 2260 310104); the grid index (one aggregate) keeps each
+district's codes and cells and the city's duty party, which is where CAP alerts are placed.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from lifeline.edge import check_location, check_name
 from lifeline.errors import InvalidArgument
 from lifeline.events import Cause, ProtoAggregate, event_of, stable_id
 from lifeline.monitor.v1 import monitor_pb2 as pb
+
+from lifeline_monitor.cap import geocodes
 
 if TYPE_CHECKING:
     from lifeline.store import ServiceApplication
@@ -152,7 +156,72 @@ class Cell(ProtoAggregate):
         return True
 
 
-def _district(index: int, given: pb.District) -> pb.District:
+def grid_index_id() -> UUID:
+    return stable_id("grid-index")
+
+
+class GridIndex(ProtoAggregate):
+    """The city and each district's codes and cells, in one place (for CAP placement)."""
+
+    EVENT_TYPE = pb.GridIndexEvent
+
+    def when(self, wrapper: Message) -> None:
+        _, event = event_of(wrapper)
+        self.view = pb.GridIndex()
+        self.view.CopyFrom(event.index)
+
+
+def grid_index(app: ServiceApplication) -> pb.GridIndex | None:
+    found = app.find(GridIndex, grid_index_id())
+    return found.view if found is not None else None
+
+
+def _indexed(before: pb.GridIndex | None, city: pb.City | None,
+             districts: Sequence[pb.District], cells: Sequence[pb.GridCell]) -> pb.GridIndex:
+    """The index after a load: its districts' codes replaced, its cells moved to theirs."""
+    places: dict[str, pb.DistrictPlace] = {}
+    if before is not None:
+        for place in before.districts:
+            places[place.district] = pb.DistrictPlace()
+            places[place.district].CopyFrom(place)
+    for district in districts:
+        place = places.setdefault(district.id, pb.DistrictPlace(district=district.id))
+        del place.geocodes[:]
+        place.geocodes.extend(district.geocodes)
+    moved = {c.cell for c in cells}
+    for place in places.values():
+        kept = [c for c in place.cells if c not in moved]
+        del place.cells[:]
+        place.cells.extend(kept)
+    for cell in cells:
+        places.setdefault(cell.district, pb.DistrictPlace(district=cell.district)) \
+            .cells.append(cell.cell)
+    index = pb.GridIndex(districts=[places[k] for k in sorted(places)])
+    for place in index.districts:
+        place.cells.sort()
+    if city is not None:
+        index.city.CopyFrom(city)
+    elif before is not None:
+        index.city.CopyFrom(before.city)
+    return index
+
+
+def _city(given: pb.City) -> pb.City:
+    if given.duty_party:
+        check_name("city.duty_party", given.duty_party)
+    for n, name in enumerate(given.geocode_names):
+        _code_text(f"city.geocode_names[{n}]", name)
+    city = pb.City()
+    city.CopyFrom(given)
+    return city
+
+
+def _code_text(field: str, value: str) -> None:
+    if not value.strip() or len(value) > 64 or not value.isprintable():
+        raise InvalidArgument(field, "1 to 64 printable characters")
+
+
+def _district(index: int, given: pb.District, schemes: set[str]) -> pb.District:
     where = f"districts[{index}]"
     if not given.id.strip():
         raise InvalidArgument(f"{where}.id", "is required")
@@ -168,6 +237,13 @@ def _district(index: int, given: pb.District) -> pb.District:
         hazards.add(entry.hazard)
         for m, department in enumerate(entry.departments):
             check_name(f"{field}.departments[{m}]", department)
+    for n, code in enumerate(given.geocodes):
+        field = f"{where}.geocodes[{n}]"
+        _code_text(f"{field}.value_name", code.value_name)
+        _code_text(f"{field}.value", code.value)
+        if geocodes.scheme(code.value_name) not in schemes:
+            raise InvalidArgument(f"{field}.value_name", f"{code.value_name!r} is not a "
+                                  "geocode name the city knows (city.geocode_names)")
     district = pb.District()
     district.CopyFrom(given)
     return district
@@ -195,15 +271,19 @@ def _cell(index: int, given: pb.GridCell, resolution: int) -> pb.GridCell:
 
 
 def load_grid(app: ServiceApplication, districts: Sequence[pb.District],
-              cells: Sequence[pb.GridCell], resolution: int, cause: Cause, now: datetime
-              ) -> tuple[pb.LoadGridResponse, list[Any]]:
+              cells: Sequence[pb.GridCell], resolution: int, cause: Cause, now: datetime,
+              city: pb.City | None = None) -> tuple[pb.LoadGridResponse, list[Any]]:
     """Define or redefine districts and cells, all or nothing. A cell's district must be
     in the same load or loaded before."""
-    if not districts and not cells:
+    if not districts and not cells and city is None:
         raise InvalidArgument("cells", "give at least one district or cell")
+    before = grid_index(app)
+    city = _city(city) if city is not None else None
+    names = (city or (before.city if before is not None else pb.City())).geocode_names
+    schemes = geocodes.known(names)
     wanted_districts: dict[str, pb.District] = {}
     for index, given in enumerate(districts):
-        district = _district(index, given)
+        district = _district(index, given, schemes)
         if district.id in wanted_districts:
             raise InvalidArgument(f"districts[{index}].id", f"{district.id!r} is given twice")
         wanted_districts[district.id] = district
@@ -234,6 +314,14 @@ def load_grid(app: ServiceApplication, districts: Sequence[pb.District],
     answer = pb.LoadGridResponse(districts_changed=districts_changed,
                                  cells_changed=len(changed) - districts_changed,
                                  resolution=resolution)
+    after = _indexed(before, city, list(wanted_districts.values()), list(wanted_cells.values()))
+    kept = app.find(GridIndex, grid_index_id())
+    if kept is None:
+        changed.append(GridIndex.start(grid_index_id(), "indexed",
+                                       pb.GridIndexed(index=after), cause, now))
+    elif after != before:
+        kept.record("indexed", pb.GridIndexed(index=after), cause, now)
+        changed.append(kept)
     return answer, app.record(*changed)
 
 
@@ -288,11 +376,20 @@ def read_grid_file(path: str | Path) -> pb.LoadGridRequest:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise GridFileError(path, "(file)", str(error)) from None
-    unknown = set(data) - {"districts", "cells"}
+    unknown = set(data) - {"city", "districts", "cells"}
     if unknown:
         raise GridFileError(path, sorted(unknown)[0], "unknown key; a grid file has "
-                                                      "[[districts]] and [[cells]]")
+                                                      "[city], [[districts]] and [[cells]]")
     request = pb.LoadGridRequest()
+    city = data.get("city")
+    if city is not None:
+        if not isinstance(city, dict):
+            raise GridFileError(path, "city", "a table: duty_party, geocode_names")
+        names = city.get("geocode_names", [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise GridFileError(path, "city.geocode_names", "a list of geocode value names")
+        request.city.CopyFrom(pb.City(duty_party=_text(path, city, "duty_party", "city"),
+                                      geocode_names=names))
     for index, entry in enumerate(_tables(path, data, "districts")):
         where = f"districts[{index}]"
         departments = entry.get("departments", {})
@@ -306,6 +403,11 @@ def read_grid_file(path: str | Path) -> pb.LoadGridRequest:
                 raise GridFileError(path, f"{where}.departments.{hazard}",
                                     "a list of department names")
             district.departments.add(hazard=hazard, departments=names)
+        codes = entry.get("geocodes", {})
+        if not isinstance(codes, dict) or not all(isinstance(v, str) for v in codes.values()):
+            raise GridFileError(path, f"{where}.geocodes",
+                                'a table: value name = "code" (e.g. "GB/T 2260" = "310104")')
+        district.geocodes.extend(pb.Geocode(value_name=k, value=v) for k, v in codes.items())
     for index, entry in enumerate(_tables(path, data, "cells")):
         where = f"cells[{index}]"
         cell = request.cells.add(

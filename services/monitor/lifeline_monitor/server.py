@@ -179,7 +179,8 @@ class MonitorServicer(AlertingServicer, monitor_pb2_grpc.MonitorServiceServicer)
         cause = cause_of(self.rt.clock)
         return await self.rt.command(
             lambda: grid.load_grid(self.app, request.districts, request.cells,
-                                   self.app.grid_resolution, cause, self.rt.now()),
+                                   self.app.grid_resolution, cause, self.rt.now(),
+                                   request.city if request.HasField("city") else None),
             lambda answer: answer)
 
     async def GetCell(self, request: pb.GetCellRequest, context: Ctx) -> pb.GetCellResponse:

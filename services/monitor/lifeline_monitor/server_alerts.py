@@ -8,15 +8,16 @@ from datetime import datetime
 
 import grpc
 from eventsourcing.persistence import Recording
-from lifeline.edge import acting, check_name, required
+from lifeline.edge import acting, cause_of, check_enum, check_name, required
 from lifeline.errors import InvalidArgument
 from lifeline.events import Cause
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.runtime import Runtime
 from lifeline.validation import MAX_SKEW
 
-from lifeline_monitor import alarms, cap, inbox
+from lifeline_monitor import alarms, inbox
 from lifeline_monitor.application import MonitorApp
+from lifeline_monitor.cap import decode, feed, intake
 
 Ctx = grpc.aio.ServicerContext
 
@@ -57,13 +58,13 @@ class AlertingServicer:
     async def GetCapAlerts(self, request: pb.GetCapAlertsRequest, context: Ctx
                            ) -> pb.GetCapAlertsResponse:
         required(request, "warning_id")
-        alerts = await self.rt.read(lambda: cap.alerts_for(self.app, request.warning_id))
+        alerts = await self.rt.read(lambda: feed.alerts_for(self.app, request.warning_id))
         return pb.GetCapAlertsResponse(alerts=alerts)
 
     async def ImportCapAlert(self, request: pb.ImportCapAlertRequest, context: Ctx
                              ) -> pb.ImportCapAlertResponse:
         resolution = self.app.grid_resolution
-        incoming = cap.parse(request.xml, resolution)
+        incoming = decode.parse(request.xml, resolution)
         if incoming.sent > self.rt.now() + MAX_SKEW:
             raise InvalidArgument("xml", f"sent: {incoming.sent.isoformat()} is in the future "
                                          f"(this service's clock reads {self.rt.now():%H:%M})")
@@ -75,8 +76,47 @@ class AlertingServicer:
             lambda: self._imported(incoming, resolution, cause),
             lambda answer: answer)
 
-    def _imported(self, incoming: cap.Incoming, resolution: int, cause: Cause
+    def _imported(self, incoming: decode.Incoming, resolution: int, cause: Cause
                   ) -> tuple[pb.ImportCapAlertResponse, list[Recording]]:
-        answer, changed = cap.import_alert(self.app, incoming, resolution, cause,
-                                           self.rt.now())
+        answer, changed = intake.import_alert(self.app, incoming, resolution, cause,
+                                              self.rt.now())
         return answer, self.app.record(*changed)
+
+    async def ListCapAlerts(self, request: pb.ListCapAlertsRequest, context: Ctx
+                            ) -> pb.ListCapAlertsResponse:
+        check_enum("status", pb.CapAlertStatus, request.status, optional=True)
+        status = pb.CapAlertStatus.Name(request.status) if request.status else ""
+        alerts, token = await self.rt.views.page(
+            "cap_alert", pb.ImportedCapAlert, page_size=request.page.page_size,
+            page_token=request.page.page_token, status=status)
+        return pb.ListCapAlertsResponse(alerts=alerts, next_page_token=token)
+
+    async def PlaceCapAlert(self, request: pb.PlaceCapAlertRequest, context: Ctx
+                            ) -> pb.PlaceCapAlertResponse:
+        required(request, "sender")
+        required(request, "identifier")
+        cause = cause_of(self.rt.clock, reason="placed by hand")
+        sender, identifier = request.sender, request.identifier
+        districts, cells = list(request.districts), list(request.grid_cells)
+        resolution = self.app.grid_resolution
+
+        def placed() -> tuple[pb.PlaceCapAlertResponse, list[Recording]]:
+            answer, changed = intake.place(self.app, sender, identifier, districts, cells,
+                                           resolution, cause, self.rt.now())
+            return answer, self.app.record(*changed)
+
+        return await self.rt.command(placed, lambda answer: answer)
+
+    async def DismissCapAlert(self, request: pb.DismissCapAlertRequest, context: Ctx
+                              ) -> pb.DismissCapAlertResponse:
+        required(request, "sender")
+        required(request, "identifier")
+        cause = cause_of(self.rt.clock, reason=request.reason[:1000])
+        sender, identifier, reason = request.sender, request.identifier, request.reason
+
+        def dismissed() -> tuple[pb.DismissCapAlertResponse, list[Recording]]:
+            answer, changed = intake.dismiss(self.app, sender, identifier, reason, cause,
+                                             self.rt.now())
+            return answer, self.app.record(*changed)
+
+        return await self.rt.command(dismissed, lambda answer: answer)

@@ -155,6 +155,40 @@ ESCALATION_STATUS_ENDED: EscalationStatus.ValueType  # 4
 """The warning was cleared."""
 Global___EscalationStatus: _TypeAlias = EscalationStatus  # noqa: Y015
 
+class _CapAlertStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CapAlertStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CapAlertStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CAP_ALERT_STATUS_UNSPECIFIED: _CapAlertStatus.ValueType  # 0
+    CAP_ALERT_STATUS_PLACED: _CapAlertStatus.ValueType  # 1
+    """On the cells its area (or a person) placed it: its warnings stand there."""
+    CAP_ALERT_STATUS_UNPLACED: _CapAlertStatus.ValueType  # 2
+    """Its area names no place the city knows: waits for the duty party."""
+    CAP_ALERT_STATUS_DISMISSED: _CapAlertStatus.ValueType  # 3
+    """A person decided it is not the city's concern."""
+    CAP_ALERT_STATUS_UPDATED: _CapAlertStatus.ValueType  # 4
+    """A later alert of its chain (an Update) stands instead."""
+    CAP_ALERT_STATUS_CANCELLED: _CapAlertStatus.ValueType  # 5
+    """Cancelled by its sender (a Cancel message is itself CANCELLED)."""
+
+class CapAlertStatus(_CapAlertStatus, metaclass=_CapAlertStatusEnumTypeWrapper):
+    """How an imported alert stands."""
+
+CAP_ALERT_STATUS_UNSPECIFIED: CapAlertStatus.ValueType  # 0
+CAP_ALERT_STATUS_PLACED: CapAlertStatus.ValueType  # 1
+"""On the cells its area (or a person) placed it: its warnings stand there."""
+CAP_ALERT_STATUS_UNPLACED: CapAlertStatus.ValueType  # 2
+"""Its area names no place the city knows: waits for the duty party."""
+CAP_ALERT_STATUS_DISMISSED: CapAlertStatus.ValueType  # 3
+"""A person decided it is not the city's concern."""
+CAP_ALERT_STATUS_UPDATED: CapAlertStatus.ValueType  # 4
+"""A later alert of its chain (an Update) stands instead."""
+CAP_ALERT_STATUS_CANCELLED: CapAlertStatus.ValueType  # 5
+"""Cancelled by its sender (a Cancel message is itself CANCELLED)."""
+Global___CapAlertStatus: _TypeAlias = CapAlertStatus  # noqa: Y015
+
 @_typing.final
 class Thresholds(_message.Message):
     """The reading at which each colour starts. Must be ordered blue..red in the
@@ -605,12 +639,20 @@ class District(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     DUTY_OFFICER_FIELD_NUMBER: _builtins.int
     DEPARTMENTS_FIELD_NUMBER: _builtins.int
+    GEOCODES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Caller-chosen, stable id (for example "xuhui")."""
     name: _builtins.str
     duty_officer: _builtins.str
     @_builtins.property
     def departments(self) -> _containers.RepeatedCompositeFieldContainer[Global___HazardDepartments]: ...
+    @_builtins.property
+    def geocodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Geocode]:
+        """Its administrative codes (e.g. GB/T 2260 "310104" for Xuhui): a CAP alert whose area
+        names one of them reaches the district's cells, and CAP out writes them on every area.
+        Each under a value name the city knows (City.geocode_names).
+        """
+
     def __init__(
         self,
         *,
@@ -618,14 +660,71 @@ class District(_message.Message):
         name: _builtins.str = ...,
         duty_officer: _builtins.str = ...,
         departments: _abc.Iterable[Global___HazardDepartments] | None = ...,
+        geocodes: _abc.Iterable[Global___Geocode] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["departments", b"departments", "duty_officer", b"duty_officer", "id", b"id", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["departments", b"departments", "duty_officer", b"duty_officer", "geocodes", b"geocodes", "id", b"id", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___District: _TypeAlias = District  # noqa: Y015
+
+@_typing.final
+class Geocode(_message.Message):
+    """A place's code in one coding scheme, as CAP writes a geocode: valueName and value."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUE_NAME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    value_name: _builtins.str
+    value: _builtins.str
+    def __init__(
+        self,
+        *,
+        value_name: _builtins.str = ...,
+        value: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["value", b"value", "value_name", b"value_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Geocode: _TypeAlias = Geocode  # noqa: Y015
+
+@_typing.final
+class City(_message.Message):
+    """The city as a whole, for CAP alerts from other agencies."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DUTY_PARTY_FIELD_NUMBER: _builtins.int
+    GEOCODE_NAMES_FIELD_NUMBER: _builtins.int
+    duty_party: _builtins.str
+    """The party (a duty post) an alert the grid cannot place is routed to, for a person to
+    place or dismiss it (default: city-emergency-office).
+    """
+    @_builtins.property
+    def geocode_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The geocode value names that are administrative division codes its districts carry
+        (default: GB/T 2260, SAME, FIPS6, UGC).
+        """
+
+    def __init__(
+        self,
+        *,
+        duty_party: _builtins.str = ...,
+        geocode_names: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duty_party", b"duty_party", "geocode_names", b"geocode_names"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___City: _TypeAlias = City  # noqa: Y015
 
 @_typing.final
 class HazardDepartments(_message.Message):
@@ -1388,9 +1487,109 @@ class CellDefined(_message.Message):
 Global___CellDefined: _TypeAlias = CellDefined  # noqa: Y015
 
 @_typing.final
-class CellEvent(_message.Message):
-    """Events of one cell of the grid."""
+class GridIndex(_message.Message):
+    """Events of one cell of the grid.
+    Where CAP alerts can be placed: the city and each district's codes and cells, kept by
+    LoadGrid (lifeline.monitor.grid_index.indexed).
+    """
 
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CITY_FIELD_NUMBER: _builtins.int
+    DISTRICTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def city(self) -> Global___City: ...
+    @_builtins.property
+    def districts(self) -> _containers.RepeatedCompositeFieldContainer[Global___DistrictPlace]: ...
+    def __init__(
+        self,
+        *,
+        city: Global___City | None = ...,
+        districts: _abc.Iterable[Global___DistrictPlace] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["city", b"city"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["city", b"city", "districts", b"districts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GridIndex: _TypeAlias = GridIndex  # noqa: Y015
+
+@_typing.final
+class DistrictPlace(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISTRICT_FIELD_NUMBER: _builtins.int
+    GEOCODES_FIELD_NUMBER: _builtins.int
+    CELLS_FIELD_NUMBER: _builtins.int
+    district: _builtins.str
+    @_builtins.property
+    def geocodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Geocode]: ...
+    @_builtins.property
+    def cells(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        district: _builtins.str = ...,
+        geocodes: _abc.Iterable[Global___Geocode] | None = ...,
+        cells: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cells", b"cells", "district", b"district", "geocodes", b"geocodes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DistrictPlace: _TypeAlias = DistrictPlace  # noqa: Y015
+
+@_typing.final
+class GridIndexed(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def index(self) -> Global___GridIndex: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        index: Global___GridIndex | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GridIndexed: _TypeAlias = GridIndexed  # noqa: Y015
+
+@_typing.final
+class GridIndexEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEXED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def indexed(self) -> Global___GridIndexed: ...
+    def __init__(
+        self,
+        *,
+        indexed: Global___GridIndexed | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "indexed", b"indexed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "indexed", b"indexed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["indexed"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___GridIndexEvent: _TypeAlias = GridIndexEvent  # noqa: Y015
+
+@_typing.final
+class CellEvent(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DEFINED_FIELD_NUMBER: _builtins.int
@@ -1952,19 +2151,27 @@ class LoadGridRequest(_message.Message):
 
     DISTRICTS_FIELD_NUMBER: _builtins.int
     CELLS_FIELD_NUMBER: _builtins.int
+    CITY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def districts(self) -> _containers.RepeatedCompositeFieldContainer[Global___District]: ...
     @_builtins.property
     def cells(self) -> _containers.RepeatedCompositeFieldContainer[Global___GridCell]: ...
+    @_builtins.property
+    def city(self) -> Global___City:
+        """Optional: whom unplaced CAP alerts reach and which geocode names the city knows (kept
+        from an earlier load when absent).
+        """
+
     def __init__(
         self,
         *,
         districts: _abc.Iterable[Global___District] | None = ...,
         cells: _abc.Iterable[Global___GridCell] | None = ...,
+        city: Global___City | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["city", b"city"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cells", b"cells", "districts", b"districts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cells", b"cells", "city", b"city", "districts", b"districts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2926,11 +3133,18 @@ class ImportCapAlertResponse(_message.Message):
     WARNING_IDS_FIELD_NUMBER: _builtins.int
     DUPLICATE_FIELD_NUMBER: _builtins.int
     GRID_CELLS_FIELD_NUMBER: _builtins.int
+    UNPLACED_FIELD_NUMBER: _builtins.int
+    DUTY_PARTY_FIELD_NUMBER: _builtins.int
     identifier: _builtins.str
     sender: _builtins.str
     msg_type: _builtins.str
     duplicate: _builtins.bool
     """True: this identifier and sender were imported before; nothing changed."""
+    unplaced: _builtins.bool
+    """Its area names no place the city's grid knows: kept, and routed to `duty_party` to
+    place or dismiss (PlaceCapAlert, DismissCapAlert).
+    """
+    duty_party: _builtins.str
     @_builtins.property
     def warning_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The warnings it raised, moved or cleared."""
@@ -2948,14 +3162,324 @@ class ImportCapAlertResponse(_message.Message):
         warning_ids: _abc.Iterable[_builtins.str] | None = ...,
         duplicate: _builtins.bool = ...,
         grid_cells: _abc.Iterable[_builtins.str] | None = ...,
+        unplaced: _builtins.bool = ...,
+        duty_party: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "grid_cells", b"grid_cells", "identifier", b"identifier", "msg_type", b"msg_type", "sender", b"sender", "warning_ids", b"warning_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "duty_party", b"duty_party", "grid_cells", b"grid_cells", "identifier", b"identifier", "msg_type", b"msg_type", "sender", b"sender", "unplaced", b"unplaced", "warning_ids", b"warning_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ImportCapAlertResponse: _TypeAlias = ImportCapAlertResponse  # noqa: Y015
+
+@_typing.final
+class CapInfo(_message.Message):
+    """One <info> of an imported alert (an alert in several languages has one per language)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    HAZARD_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    HEADLINE_FIELD_NUMBER: _builtins.int
+    AREA_DESCS_FIELD_NUMBER: _builtins.int
+    GEOCODES_FIELD_NUMBER: _builtins.int
+    GRID_CELLS_FIELD_NUMBER: _builtins.int
+    language: _builtins.str
+    event: _builtins.str
+    hazard: _builtins.str
+    level: _common_pb2.WarningLevel.ValueType
+    headline: _builtins.str
+    @_builtins.property
+    def area_descs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Each area's areaDesc."""
+
+    @_builtins.property
+    def geocodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Geocode]:
+        """Every geocode its areas give."""
+
+    @_builtins.property
+    def grid_cells(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The cells of the city's grid its areas reach (empty: it names no known place)."""
+
+    def __init__(
+        self,
+        *,
+        language: _builtins.str = ...,
+        event: _builtins.str = ...,
+        hazard: _builtins.str = ...,
+        level: _common_pb2.WarningLevel.ValueType = ...,
+        headline: _builtins.str = ...,
+        area_descs: _abc.Iterable[_builtins.str] | None = ...,
+        geocodes: _abc.Iterable[Global___Geocode] | None = ...,
+        grid_cells: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["area_descs", b"area_descs", "event", b"event", "geocodes", b"geocodes", "grid_cells", b"grid_cells", "hazard", b"hazard", "headline", b"headline", "language", b"language", "level", b"level"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CapInfo: _TypeAlias = CapInfo  # noqa: Y015
+
+@_typing.final
+class CapTarget(_message.Message):
+    """What an alert puts on cells: one hazard at one colour."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HAZARD_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    GRID_CELLS_FIELD_NUMBER: _builtins.int
+    hazard: _builtins.str
+    level: _common_pb2.WarningLevel.ValueType
+    @_builtins.property
+    def grid_cells(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        hazard: _builtins.str = ...,
+        level: _common_pb2.WarningLevel.ValueType = ...,
+        grid_cells: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grid_cells", b"grid_cells", "hazard", b"hazard", "level", b"level"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CapTarget: _TypeAlias = CapTarget  # noqa: Y015
+
+@_typing.final
+class ImportedCapAlert(_message.Message):
+    """An imported alert as it now stands."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SENDER_FIELD_NUMBER: _builtins.int
+    IDENTIFIER_FIELD_NUMBER: _builtins.int
+    MSG_TYPE_FIELD_NUMBER: _builtins.int
+    SENT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    HAZARD_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    HEADLINE_FIELD_NUMBER: _builtins.int
+    INFOS_FIELD_NUMBER: _builtins.int
+    TARGETS_FIELD_NUMBER: _builtins.int
+    REFERENCES_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    DUTY_PARTY_FIELD_NUMBER: _builtins.int
+    DECIDED_BY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SUPERSEDED_BY_FIELD_NUMBER: _builtins.int
+    sender: _builtins.str
+    identifier: _builtins.str
+    msg_type: _builtins.str
+    status: Global___CapAlertStatus.ValueType
+    hazard: _builtins.str
+    """The first info's hazard and headline; the worst colour of its infos."""
+    level: _common_pb2.WarningLevel.ValueType
+    headline: _builtins.str
+    source: _builtins.str
+    """The warning source its cells carry (the first alert of its chain)."""
+    duty_party: _builtins.str
+    """Whom it was routed to while unplaced."""
+    decided_by: _builtins.str
+    """Who placed or dismissed it, and why (dismissed)."""
+    reason: _builtins.str
+    superseded_by: _builtins.str
+    """The alert of its chain that updated or cancelled it."""
+    @_builtins.property
+    def sent(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def infos(self) -> _containers.RepeatedCompositeFieldContainer[Global___CapInfo]: ...
+    @_builtins.property
+    def targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___CapTarget]:
+        """Where it stands (PLACED), or stood."""
+
+    @_builtins.property
+    def references(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The alerts it updates or cancels (sender,identifier)."""
+
+    def __init__(
+        self,
+        *,
+        sender: _builtins.str = ...,
+        identifier: _builtins.str = ...,
+        msg_type: _builtins.str = ...,
+        sent: _timestamp_pb2.Timestamp | None = ...,
+        status: Global___CapAlertStatus.ValueType = ...,
+        hazard: _builtins.str = ...,
+        level: _common_pb2.WarningLevel.ValueType = ...,
+        headline: _builtins.str = ...,
+        infos: _abc.Iterable[Global___CapInfo] | None = ...,
+        targets: _abc.Iterable[Global___CapTarget] | None = ...,
+        references: _abc.Iterable[_builtins.str] | None = ...,
+        source: _builtins.str = ...,
+        duty_party: _builtins.str = ...,
+        decided_by: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        superseded_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sent", b"sent"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decided_by", b"decided_by", "duty_party", b"duty_party", "hazard", b"hazard", "headline", b"headline", "identifier", b"identifier", "infos", b"infos", "level", b"level", "msg_type", b"msg_type", "reason", b"reason", "references", b"references", "sender", b"sender", "sent", b"sent", "source", b"source", "status", b"status", "superseded_by", b"superseded_by", "targets", b"targets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportedCapAlert: _TypeAlias = ImportedCapAlert  # noqa: Y015
+
+@_typing.final
+class ListCapAlertsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    status: Global___CapAlertStatus.ValueType
+    """Optional filter."""
+    @_builtins.property
+    def page(self) -> _common_pb2.PageRequest: ...
+    def __init__(
+        self,
+        *,
+        page: _common_pb2.PageRequest | None = ...,
+        status: Global___CapAlertStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCapAlertsRequest: _TypeAlias = ListCapAlertsRequest  # noqa: Y015
+
+@_typing.final
+class ListCapAlertsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def alerts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImportedCapAlert]: ...
+    def __init__(
+        self,
+        *,
+        alerts: _abc.Iterable[Global___ImportedCapAlert] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCapAlertsResponse: _TypeAlias = ListCapAlertsResponse  # noqa: Y015
+
+@_typing.final
+class PlaceCapAlertRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SENDER_FIELD_NUMBER: _builtins.int
+    IDENTIFIER_FIELD_NUMBER: _builtins.int
+    DISTRICTS_FIELD_NUMBER: _builtins.int
+    GRID_CELLS_FIELD_NUMBER: _builtins.int
+    sender: _builtins.str
+    identifier: _builtins.str
+    @_builtins.property
+    def districts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Where: districts of the grid (all their cells), and/or H3 cells at the grid's resolution."""
+
+    @_builtins.property
+    def grid_cells(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        sender: _builtins.str = ...,
+        identifier: _builtins.str = ...,
+        districts: _abc.Iterable[_builtins.str] | None = ...,
+        grid_cells: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["districts", b"districts", "grid_cells", b"grid_cells", "identifier", b"identifier", "sender", b"sender"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlaceCapAlertRequest: _TypeAlias = PlaceCapAlertRequest  # noqa: Y015
+
+@_typing.final
+class PlaceCapAlertResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERT_FIELD_NUMBER: _builtins.int
+    WARNING_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def alert(self) -> Global___ImportedCapAlert: ...
+    @_builtins.property
+    def warning_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The warnings it raised or moved."""
+
+    def __init__(
+        self,
+        *,
+        alert: Global___ImportedCapAlert | None = ...,
+        warning_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "warning_ids", b"warning_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlaceCapAlertResponse: _TypeAlias = PlaceCapAlertResponse  # noqa: Y015
+
+@_typing.final
+class DismissCapAlertRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SENDER_FIELD_NUMBER: _builtins.int
+    IDENTIFIER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    sender: _builtins.str
+    identifier: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        sender: _builtins.str = ...,
+        identifier: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identifier", b"identifier", "reason", b"reason", "sender", b"sender"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DismissCapAlertRequest: _TypeAlias = DismissCapAlertRequest  # noqa: Y015
+
+@_typing.final
+class DismissCapAlertResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def alert(self) -> Global___ImportedCapAlert: ...
+    def __init__(
+        self,
+        *,
+        alert: Global___ImportedCapAlert | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DismissCapAlertResponse: _TypeAlias = DismissCapAlertResponse  # noqa: Y015
 
 @_typing.final
 class CapAlertImported(_message.Message):
@@ -2974,6 +3498,10 @@ class CapAlertImported(_message.Message):
     HEADLINE_FIELD_NUMBER: _builtins.int
     EXPIRES_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
+    INFOS_FIELD_NUMBER: _builtins.int
+    TARGETS_FIELD_NUMBER: _builtins.int
+    UNPLACED_FIELD_NUMBER: _builtins.int
+    DUTY_PARTY_FIELD_NUMBER: _builtins.int
     identifier: _builtins.str
     sender: _builtins.str
     msg_type: _builtins.str
@@ -2982,6 +3510,9 @@ class CapAlertImported(_message.Message):
     headline: _builtins.str
     source: _builtins.str
     """The warning source its cells carry: the first alert of its chain of updates."""
+    unplaced: _builtins.bool
+    """Its area names no place the city knows; routed to duty_party."""
+    duty_party: _builtins.str
     @_builtins.property
     def meta(self) -> _common_pb2.EventMeta: ...
     @_builtins.property
@@ -2992,6 +3523,14 @@ class CapAlertImported(_message.Message):
 
     @_builtins.property
     def expires(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def infos(self) -> _containers.RepeatedCompositeFieldContainer[Global___CapInfo]:
+        """Each <info> as given (languages kept)."""
+
+    @_builtins.property
+    def targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___CapTarget]:
+        """Where it stands: one hazard and colour on cells each (empty: unplaced or a Cancel)."""
+
     def __init__(
         self,
         *,
@@ -3006,14 +3545,101 @@ class CapAlertImported(_message.Message):
         headline: _builtins.str = ...,
         expires: _timestamp_pb2.Timestamp | None = ...,
         source: _builtins.str = ...,
+        infos: _abc.Iterable[Global___CapInfo] | None = ...,
+        targets: _abc.Iterable[Global___CapTarget] | None = ...,
+        unplaced: _builtins.bool = ...,
+        duty_party: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expires", b"expires", "meta", b"meta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires", b"expires", "grid_cells", b"grid_cells", "hazard", b"hazard", "headline", b"headline", "identifier", b"identifier", "level", b"level", "meta", b"meta", "msg_type", b"msg_type", "references", b"references", "sender", b"sender", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duty_party", b"duty_party", "expires", b"expires", "grid_cells", b"grid_cells", "hazard", b"hazard", "headline", b"headline", "identifier", b"identifier", "infos", b"infos", "level", b"level", "meta", b"meta", "msg_type", b"msg_type", "references", b"references", "sender", b"sender", "source", b"source", "targets", b"targets", "unplaced", b"unplaced"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CapAlertImported: _TypeAlias = CapAlertImported  # noqa: Y015
+
+@_typing.final
+class CapAlertPlaced(_message.Message):
+    """A person put an unplaced alert on districts or cells."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    DISTRICTS_FIELD_NUMBER: _builtins.int
+    TARGETS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def districts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___CapTarget]: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        districts: _abc.Iterable[_builtins.str] | None = ...,
+        targets: _abc.Iterable[Global___CapTarget] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["districts", b"districts", "meta", b"meta", "targets", b"targets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CapAlertPlaced: _TypeAlias = CapAlertPlaced  # noqa: Y015
+
+@_typing.final
+class CapAlertDismissed(_message.Message):
+    """A person decided an unplaced alert is not the city's concern."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CapAlertDismissed: _TypeAlias = CapAlertDismissed  # noqa: Y015
+
+@_typing.final
+class CapAlertSuperseded(_message.Message):
+    """A later alert of its chain took its place (Update) or ended it (Cancel)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    IDENTIFIER_FIELD_NUMBER: _builtins.int
+    MSG_TYPE_FIELD_NUMBER: _builtins.int
+    identifier: _builtins.str
+    msg_type: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        identifier: _builtins.str = ...,
+        msg_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identifier", b"identifier", "meta", b"meta", "msg_type", b"msg_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CapAlertSuperseded: _TypeAlias = CapAlertSuperseded  # noqa: Y015
 
 @_typing.final
 class CapAlertEvent(_message.Message):
@@ -3022,18 +3648,30 @@ class CapAlertEvent(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     IMPORTED_FIELD_NUMBER: _builtins.int
+    PLACED_FIELD_NUMBER: _builtins.int
+    DISMISSED_FIELD_NUMBER: _builtins.int
+    SUPERSEDED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def imported(self) -> Global___CapAlertImported: ...
+    @_builtins.property
+    def placed(self) -> Global___CapAlertPlaced: ...
+    @_builtins.property
+    def dismissed(self) -> Global___CapAlertDismissed: ...
+    @_builtins.property
+    def superseded(self) -> Global___CapAlertSuperseded: ...
     def __init__(
         self,
         *,
         imported: Global___CapAlertImported | None = ...,
+        placed: Global___CapAlertPlaced | None = ...,
+        dismissed: Global___CapAlertDismissed | None = ...,
+        superseded: Global___CapAlertSuperseded | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "imported", b"imported"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dismissed", b"dismissed", "event", b"event", "imported", b"imported", "placed", b"placed", "superseded", b"superseded"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "imported", b"imported"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dismissed", b"dismissed", "event", b"event", "imported", b"imported", "placed", b"placed", "superseded", b"superseded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["imported"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["imported", "placed", "dismissed", "superseded"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 

@@ -132,6 +132,21 @@ class MonitorServiceStub:
                 request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ImportCapAlertRequest.SerializeToString,
                 response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ImportCapAlertResponse.FromString,
                 _registered_method=True)
+        self.ListCapAlerts = channel.unary_unary(
+                '/lifeline.monitor.v1.MonitorService/ListCapAlerts',
+                request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ListCapAlertsRequest.SerializeToString,
+                response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ListCapAlertsResponse.FromString,
+                _registered_method=True)
+        self.PlaceCapAlert = channel.unary_unary(
+                '/lifeline.monitor.v1.MonitorService/PlaceCapAlert',
+                request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.PlaceCapAlertRequest.SerializeToString,
+                response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.PlaceCapAlertResponse.FromString,
+                _registered_method=True)
+        self.DismissCapAlert = channel.unary_unary(
+                '/lifeline.monitor.v1.MonitorService/DismissCapAlert',
+                request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.DismissCapAlertRequest.SerializeToString,
+                response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.DismissCapAlertResponse.FromString,
+                _registered_method=True)
         self.WatchWarnings = channel.unary_stream(
                 '/lifeline.monitor.v1.MonitorService/WatchWarnings',
                 request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.WatchWarningsRequest.SerializeToString,
@@ -274,6 +289,27 @@ class MonitorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListCapAlerts(self, request, context):
+        """Imported CAP alerts as they stand (filter UNPLACED: what waits for the duty party).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PlaceCapAlert(self, request, context):
+        """Put an unplaced alert on districts or cells: its warnings are raised there.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DismissCapAlert(self, request, context):
+        """Decide that an unplaced alert is not the city's concern (with a reason).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchWarnings(self, request, context):
         """A live view for a duty desk: every warning not cleared (active or acknowledged), then
         one message saying so (`caught_up`), then each warning as it now is whenever it is
@@ -391,6 +427,21 @@ def add_MonitorServiceServicer_to_server(servicer, server):
                     servicer.ImportCapAlert,
                     request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ImportCapAlertRequest.FromString,
                     response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ImportCapAlertResponse.SerializeToString,
+            ),
+            'ListCapAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCapAlerts,
+                    request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ListCapAlertsRequest.FromString,
+                    response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ListCapAlertsResponse.SerializeToString,
+            ),
+            'PlaceCapAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlaceCapAlert,
+                    request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.PlaceCapAlertRequest.FromString,
+                    response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.PlaceCapAlertResponse.SerializeToString,
+            ),
+            'DismissCapAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.DismissCapAlert,
+                    request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.DismissCapAlertRequest.FromString,
+                    response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.DismissCapAlertResponse.SerializeToString,
             ),
             'WatchWarnings': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchWarnings,
@@ -918,6 +969,87 @@ class MonitorService:
             '/lifeline.monitor.v1.MonitorService/ImportCapAlert',
             lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ImportCapAlertRequest.SerializeToString,
             lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ImportCapAlertResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCapAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.monitor.v1.MonitorService/ListCapAlerts',
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ListCapAlertsRequest.SerializeToString,
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.ListCapAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlaceCapAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.monitor.v1.MonitorService/PlaceCapAlert',
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.PlaceCapAlertRequest.SerializeToString,
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.PlaceCapAlertResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DismissCapAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.monitor.v1.MonitorService/DismissCapAlert',
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.DismissCapAlertRequest.SerializeToString,
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.DismissCapAlertResponse.FromString,
             options,
             channel_credentials,
             insecure,
