@@ -16,7 +16,10 @@ from lifeline.monitor.v1 import monitor_pb2_grpc
 from rich.table import Table
 
 COLUMNS = ("", "warning", "level", "where", "step", "channel", "notified", "ack by",
-           "status")
+           "status", "delivery")
+OUTCOME = {pb.DELIVERY_OUTCOME_DELIVERED: "delivered", pb.DELIVERY_OUTCOME_FAILED: "failed",
+           pb.DELIVERY_OUTCOME_FELL_BACK: "fell back",
+           pb.DELIVERY_OUTCOME_DEAD_LETTERED: "dead letter"}
 Stub = Callable[[], monitor_pb2_grpc.MonitorServiceStub]
 
 
@@ -33,7 +36,19 @@ def _row(n: pb.PartyNotification, now: datetime) -> list[Any]:
             kit.when(n.notified_at),
             kit.when(n.ack_deadline) if n.HasField("ack_deadline") else "-",
             kit.enum_label(pb.NotificationStatus, n.status, "NOTIFICATION_STATUS_").lower()
-            + (f" by {n.acknowledged_by}" if n.acknowledged_by else "")]
+            + (f" by {n.acknowledged_by}" if n.acknowledged_by else "")
+            + (f" via {n.acknowledged_via}" if n.acknowledged_via else ""),
+            deliveries(n)]
+
+
+def deliveries(n: pb.PartyNotification) -> str:
+    """The latest notification's attempts, in order: `webhook failed (HTTP 500); webhook
+    fell back -> email; email delivered`."""
+    parts = [f"{a.channel} {OUTCOME.get(a.outcome, '?')}"
+             + (f" ({a.reason})" if a.outcome == pb.DELIVERY_OUTCOME_FAILED else "")
+             + (f" -> {a.next_channel}" if a.next_channel else "")
+             for a in n.deliveries if a.round == n.times_notified]
+    return "; ".join(parts)
 
 
 def inbox_table(notifications: Sequence[pb.PartyNotification]) -> Table:
@@ -45,7 +60,8 @@ def inbox_table(notifications: Sequence[pb.PartyNotification]) -> Table:
 
 
 def add_commands(app: typer.Typer, stub: Stub) -> None:
-    @app.command(help="What waits for a party (overdue first); then `ack WARNING_ID`.")
+    @app.command(help="What waits for a party (overdue first), with each delivery attempt "
+                      "through its channels; then `ack WARNING_ID`.")
     def inbox(
         party: Annotated[str, typer.Option(help="a grid officer, duty officer or department")],
         all_: Annotated[bool, typer.Option("--all", help="also what was acknowledged or "
