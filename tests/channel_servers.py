@@ -14,12 +14,12 @@ import secrets
 import socket
 import ssl
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 import uvicorn
@@ -32,6 +32,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -92,7 +94,6 @@ class WebhookReceiver:
     behaviour: Behaviour = field(default_factory=Behaviour)
     received: list[Received] = field(default_factory=list)
     tries: int = 0
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.http = HttpServer(Starlette(routes=[Route("/hook", self.hook, methods=["POST"])]))
@@ -116,7 +117,6 @@ class WebhookReceiver:
         except WebhookVerificationError:
             data, verified = None, False
         self.received.append(Received(dict(request.headers), body, verified, data))
-        self.arrived.set()
         return Response(status_code=204 if verified else 401)
 
 
@@ -129,7 +129,9 @@ class _Sink:
             return "451 4.3.0 mailbox temporarily unavailable"
         if self.owner.behaviour.mode == "slow":
             await asyncio.sleep(self.owner.behaviour.delay)
-        mail = message_from_bytes(envelope.content or b"", policy=policy.default)
+        content = envelope.content or b""
+        mail = message_from_bytes(content if isinstance(content, bytes) else content.encode(),
+                                  policy=policy.default)
         assert isinstance(mail, EmailMessage)
         with self.owner.lock:
             self.owner.mails.append((session.ssl is not None, list(envelope.rcpt_tos), mail))
@@ -201,6 +203,22 @@ class SmsProvider:
         prefix = "CA" if calls else "SM"
         return JSONResponse({"sid": prefix + secrets.token_hex(16), "status": "queued",
                              "to": form["To"], "from": form.get("From", "")}, 201)
+
+
+class Background:
+    """An event loop in a thread of its own, for servers that synchronous tests use."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(30)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
 
 
 @contextlib.asynccontextmanager

@@ -44,6 +44,9 @@ class ChannelSpec:
     #: webhook: the Standard Webhooks secret (whsec_...), and json or cap.
     secret: str = ""
     format: str = "json"
+    #: Sent as well, whatever the others do (a copy to a chat room, a mail beside the
+    #: pager); the others are tried in order until one delivers.
+    also: bool = False
 
 
 @dataclass(frozen=True)
@@ -209,7 +212,8 @@ def parse_channels(data: dict[str, Any]) -> Channels:
             if fmt not in FORMATS:
                 raise ChannelsError(f"{here}.format", f"one of {', '.join(FORMATS)}")
             specs.append(ChannelSpec(kind, to, _retry(channel, retry, here),
-                                     _secret(channel, "secret", here), fmt))
+                                     _secret(channel, "secret", here), fmt,
+                                     bool(channel.get("also", False))))
         parties[str(raw["id"])] = tuple(specs)
     return Channels(parties, smtp, gateway, ack)
 

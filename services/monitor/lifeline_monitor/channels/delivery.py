@@ -180,11 +180,19 @@ class Deliveries:
             return await self.rt.write(lambda: record_attempt(
                 self.app, n.warning_id, n.party, attempt, cause, self.rt.now()))
 
+        def outgoing(channel: Channel) -> Outgoing:
+            return self.outgoing(n, channel.spec.kind)
+
+        # The fallback order, and each channel sent as well on its own.
+        orders = [[c for c in channels if not c.spec.also],
+                  *([c] for c in channels if c.spec.also)]
         async with self.slots:
-            try:
-                await deliver(channels, lambda c: self.outgoing(n, c.spec.kind), record)
-            except Exception:
-                log.exception("delivery of %s to %s stopped", n.warning_id, n.party)
+            results = await asyncio.gather(*(deliver(order, outgoing, record)
+                                             for order in orders if order),
+                                           return_exceptions=True)
+        for failure in results:
+            if isinstance(failure, BaseException):
+                log.error("delivery of %s to %s stopped: %s", n.warning_id, n.party, failure)
 
     async def run(self) -> None:
         """Follow the notifications until the service stops."""
