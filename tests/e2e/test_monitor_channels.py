@@ -83,7 +83,7 @@ def world(databases: Databases) -> Iterator[World]:
         "retry": retry,
         "smtp": {"host": "127.0.0.1", "port": smtp.port, "ca_file": smtp.ca_file,
                  "sender": "Lifeline <alerts@xuhui.example>"},
-        "ack": {"secret": "a test secret of the drill"},
+        "ack": {"secret": "the drill signs its acknowledgement links with this"},
         "parties": [
             {"id": "li-wei", "channels": [
                 {"kind": "webhook", "url": hook.url, "secret": hook.secret},

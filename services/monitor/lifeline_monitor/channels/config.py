@@ -12,6 +12,8 @@ from typing import Any
 
 KINDS = ("webhook", "chat", "email", "sms", "voice")
 FORMATS = ("json", "cap")
+#: The shortest acknowledgement-link secret taken, in bytes.
+MIN_SECRET = 32
 #: What a gateway's request template may say.
 PLACEHOLDERS = frozenset({"to", "text", "ack_url", "keyword", "warning_id"})
 
@@ -182,7 +184,11 @@ def parse_channels(data: dict[str, Any]) -> Channels:
             headers={str(k): str(v) for k, v in raw.get("headers", {}).items()},
             inbound_secret=_secret(raw, "inbound_secret", "gateway"))
     ack_raw = data.get("ack", {})
-    ack = Acknowledgement(secret=_secret(ack_raw, "secret", "ack"),
+    secret = _secret(ack_raw, "secret", "ack")
+    if secret and len(secret.encode()) < MIN_SECRET:
+        raise ChannelsError("ack.secret", f"at least {MIN_SECRET} bytes (HMAC-SHA256's key "
+                                          "length), e.g. from `openssl rand -base64 32`")
+    ack = Acknowledgement(secret=secret,
                           base_url=str(ack_raw.get("base_url", "")).rstrip("/"),
                           link_minutes=_number(ack_raw, "link_minutes", 24 * 60, 1,
                                                7 * 24 * 60, "ack"))
