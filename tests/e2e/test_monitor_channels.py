@@ -14,11 +14,13 @@ requiring STARTTLS. The district's duty post holds the Xujiahui cell (the grid n
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
 import shutil
 import tempfile
+import time as clock
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -37,8 +39,10 @@ from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2_grpc
 from lifeline.scenario import wait_until
 from lifeline_monitor import grid, rosters
+from lifeline_monitor.channels.links import Links
+from standardwebhooks.webhooks import Webhook
 
-from tests.channel_servers import Background, SmtpSink, WebhookReceiver
+from tests.channel_servers import Background, SmsProvider, SmtpSink, WebhookReceiver
 from tests.conftest import Databases
 
 pytestmark = pytest.mark.e2e
@@ -49,6 +53,10 @@ XUJIAHUI = common_pb2.GeoPoint(lat=31.1955, lon=121.4373)
 HENGSHAN = common_pb2.GeoPoint(lat=31.2045, lon=121.4478)
 STADIUM = common_pb2.GeoPoint(lat=31.1830, lon=121.4370)
 CAOXI = common_pb2.GeoPoint(lat=31.1760, lon=121.4330)
+LONGHUA = common_pb2.GeoPoint(lat=31.1700, lon=121.4500)
+LINK_KEY = "the drill signs its acknowledgement links with this"
+INBOUND = "whsec_" + base64.b64encode(b"the gateway signs replies with this").decode()
+HE_JING_SMS = "+86 139 0000 0002"
 S = pb.EscalationStatus
 OUTCOME = pb.DeliveryOutcome
 #: Field days in the past (field times may not lie ahead of the service's clock).
@@ -74,8 +82,9 @@ class World:
 def world(databases: Databases) -> Iterator[World]:
     state = Path(tempfile.mkdtemp(prefix="lifeline-channels-"))
     servers = Background()
-    hook, down_hook = WebhookReceiver(), WebhookReceiver()
+    hook, down_hook, provider = WebhookReceiver(), WebhookReceiver(), SmsProvider()
     servers.run(hook.http.start())
+    servers.run(provider.http.start())
     smtp = SmtpSink(state / "smtp-certs")
     smtp.start()
     retry = {"tries": 3, "backoff": 0.05, "max_backoff": 0.2, "timeout": 2}
@@ -83,7 +92,10 @@ def world(databases: Databases) -> Iterator[World]:
         "retry": retry,
         "smtp": {"host": "127.0.0.1", "port": smtp.port, "ca_file": smtp.ca_file,
                  "sender": "Lifeline <alerts@xuhui.example>"},
-        "ack": {"secret": "the drill signs its acknowledgement links with this"},
+        "ack": {"secret": LINK_KEY},
+        "gateway": {"sms_url": provider.url("Messages"), "username": provider.sid,
+                    "password": provider.token, "inbound_secret": INBOUND,
+                    "sms": {"To": "$to", "From": "+8610110", "Body": "$text"}},
         "parties": [
             {"id": "li-wei", "channels": [
                 {"kind": "webhook", "url": hook.url, "secret": hook.secret},
@@ -91,7 +103,8 @@ def world(databases: Databases) -> Iterator[World]:
             # Her webhook is down until the test brings it up: mail is the fallback.
             {"id": "he-jing", "channels": [
                 {"kind": "webhook", "url": down_hook.url, "secret": down_hook.secret},
-                {"kind": "email", "to": "he.jing@xuhui.example"}]},
+                {"kind": "email", "to": "he.jing@xuhui.example"},
+                {"kind": "sms", "to": HE_JING_SMS}]},
         ]}
     (state / "channels.toml").write_text(_toml(channels))
     stack = Stack(state, nats_url=os.environ.get("NATS_URL") or None,
@@ -116,6 +129,7 @@ def world(databases: Databases) -> Iterator[World]:
         smtp.stop()
         servers.run(hook.http.stop())
         servers.run(down_hook.http.stop())
+        servers.run(provider.http.stop())
         servers.close()
         shutil.rmtree(state, ignore_errors=True)
 
@@ -276,6 +290,41 @@ def test_a_dead_webhook_falls_back_to_mail_and_nothing_comes_twice_when_it_recov
     mails = [m.get_body(("plain",)).get_content()  # type: ignore[union-attr]
              for m in world.smtp.to("he.jing@xuhui.example")]
     assert len([m for m in mails if warning_id in m]) == 1
+
+
+def test_a_link_for_another_person_or_expired_changes_nothing_and_an_sms_reply_acks(
+        world: World) -> None:
+    sensor(world, "wl-longhua", LONGHUA)
+    warning_id = read(world, "wl-longhua", 55, field(DAY, 11))  # he-jing holds the post
+    notification(world, "he-jing", warning_id, lambda n: delivered(n) == ["webhook"])
+    level = common_pb2.WARNING_LEVEL_RED
+    links = Links(LINK_KEY, 60)
+    base = re.search(r"Acknowledge: (\S+)/ack/", world.smtp.to("he.jing@xuhui.example")[0]
+                     .get_body(("plain",)).get_content()).group(1)  # type: ignore[union-attr]
+    expired = Links(LINK_KEY, 1, lambda: clock.time() - 3600)
+    with httpx.Client(timeout=TIMEOUT) as web:
+        other = web.post(f"{base}/ack/{links.token(warning_id, 'li-wei', level, 'email')}")
+        old = web.post(f"{base}/ack/{expired.token(warning_id, 'he-jing', level, 'email')}")
+        assert (other.status_code, old.status_code) == (403, 410)
+        assert "not for anyone notified" in other.text
+        assert world.monitor.GetEscalation(pb.GetEscalationRequest(
+            warning_id=warning_id), timeout=TIMEOUT).escalation.status == \
+            S.ESCALATION_STATUS_RUNNING
+
+        reply = f"From={HE_JING_SMS.replace(' ', '')}&Body=ACK+" \
+                f"{links.code(warning_id, 'he-jing')}".encode().replace(b"+86", b"%2B86")
+        now = datetime.now(UTC)
+        headers = {"webhook-id": "in-1", "webhook-timestamp": str(int(now.timestamp())),
+                   "webhook-signature": Webhook(INBOUND).sign("in-1", now, reply),
+                   "content-type": "application/x-www-form-urlencoded"}
+        answer = web.post(f"{base}/sms/inbound", content=reply, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"acknowledged": True, "warning_id": warning_id, "by": "he-jing"}
+    chain = wait_until(lambda: (lambda c: c if c.status == S.ESCALATION_STATUS_ACKNOWLEDGED
+                                else None)(world.monitor.GetEscalation(
+                                    pb.GetEscalationRequest(warning_id=warning_id),
+                                    timeout=TIMEOUT).escalation), "the chain stopped", TIMEOUT)
+    assert (chain.acknowledged_by, chain.acknowledged_via) == ("he-jing", "sms")
 
 
 def stream(world: World, prefix: str) -> list[tuple[str, bytes]]:
