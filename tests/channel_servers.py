@@ -14,6 +14,7 @@ import secrets
 import socket
 import ssl
 import threading
+import time
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -83,6 +84,16 @@ class Received:
     body: bytes
     verified: bool
     data: Any = None
+    #: time.perf_counter() when it arrived (one clock for the whole process).
+    at: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class Mail:
+    over_tls: bool
+    recipients: list[str]
+    message: EmailMessage
+    at: float = field(default_factory=time.perf_counter)
 
 
 @dataclass
@@ -134,7 +145,7 @@ class _Sink:
                                   policy=policy.default)
         assert isinstance(mail, EmailMessage)
         with self.owner.lock:
-            self.owner.mails.append((session.ssl is not None, list(envelope.rcpt_tos), mail))
+            self.owner.mails.append(Mail(session.ssl is not None, list(envelope.rcpt_tos), mail))
         return "250 OK"
 
 
@@ -148,7 +159,7 @@ class SmtpSink:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(certs / "server.pem", certs / "server.key")
         self.behaviour = Behaviour()
-        self.mails: list[tuple[bool, list[str], EmailMessage]] = []
+        self.mails: list[Mail] = []
         self.lock = threading.Lock()
         self.port = free_port()
         self.controller = Controller(_Sink(self), hostname="127.0.0.1", port=self.port,
@@ -162,7 +173,7 @@ class SmtpSink:
 
     def to(self, address: str) -> list[EmailMessage]:
         with self.lock:
-            return [m for _, rcpt, m in self.mails if address in rcpt]
+            return [m.message for m in self.mails if address in m.recipients]
 
 
 class SmsProvider:

@@ -108,8 +108,9 @@ async def test_a_mail_goes_over_starttls_with_text_html_and_the_link(smtp: SmtpS
     tls = ssl.create_default_context(cafile=smtp.ca_file)
     spec = ChannelSpec("email", "li.wei@xuhui.example", FAST)
     await Email(spec, channels.smtp, tls).send(outgoing())
-    [(over_tls, rcpt, mail)] = smtp.mails
-    assert over_tls and rcpt == ["li.wei@xuhui.example"]
+    [sent] = smtp.mails
+    assert sent.over_tls and sent.recipients == ["li.wei@xuhui.example"]
+    mail = sent.message
     assert mail["Subject"] == "[RED] urban flooding at Xujiahui underpass"
     text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     html = mail.get_body(("html",)).get_content()  # type: ignore[union-attr]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -30,6 +30,16 @@ DEFAULT_ZONE = "Asia/Shanghai"
 MAX_SHIFTS = 48
 MAX_COVER = timedelta(days=31)
 MAX_POSTS_PER_LOAD = 1000
+
+
+#: The times a roster answers for (a shift's arithmetic must not run off the calendar).
+EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def check_time(field: str, when: datetime) -> datetime:
+    if not EARLIEST <= when < LATEST:
+        raise InvalidArgument(field, f"a time from {EARLIEST:%Y} to {LATEST:%Y}")
+    return when
 
 
 def post_id_of(post: str) -> UUID:

@@ -28,7 +28,7 @@ class RosterServicer:
     def _at(self, request: pb.GetRosterRequest | pb.SwapDutyRequest) -> datetime:
         """The request's time, else now on the field clock."""
         if request.HasField("at"):
-            return from_timestamp(request.at)
+            return rosters.check_time("at", from_timestamp(request.at))
         return self._field_now() or self.rt.now()
 
     async def _posts(self) -> list[pb.Post]:
@@ -79,7 +79,8 @@ class RosterServicer:
         for name in ("starts_at", "ends_at"):
             if not request.HasField(name):
                 raise InvalidArgument(name, "is required")
-        starts, ends = from_timestamp(request.starts_at), from_timestamp(request.ends_at)
+        starts = rosters.check_time("starts_at", from_timestamp(request.starts_at))
+        ends = rosters.check_time("ends_at", from_timestamp(request.ends_at))
         cause = cause_of(self.rt.clock, occurred_at=request.starts_at,
                          reason=request.reason or f"{request.by} covers {request.post}")
         return await self.rt.command(

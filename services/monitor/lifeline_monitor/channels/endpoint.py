@@ -192,4 +192,5 @@ class Endpoint:
         config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False,
                                 limit_concurrency=200, timeout_keep_alive=5)
         self.server = QuietServer(config)
+        log.info("acknowledgement endpoint on %s", self.url)
         await self.server.serve(sockets=[self.socket])
