@@ -6,7 +6,6 @@ UNKNOWN, nothing stalls, no process restarts, and a refused request writes nothi
 from __future__ import annotations
 
 import base64
-import json
 import os
 import random
 import re
@@ -462,7 +461,7 @@ def test_hostile_http_to_the_acknowledgement_endpoint_never_breaks_it_nor_writes
         odd = jwt.encode({"w": 1, "p": [], "l": "x", "jti": 2, "aud": "lifeline-monitor-ack",
                           "exp": 10**12}, LINK_KEY, "HS256")  # signed, but nonsense inside
         form = f"From=%2B{FZ_NUMBER[1:]}&Body=ACK+{code}".encode()
-        requests: list[tuple[str, str, bytes, dict[str, str]]] = [
+        requests: list[tuple[str, str, bytes | list[bytes], dict[str, str]]] = [
             ("POST", valid, b"", {}),  # replayed
             ("POST", valid, b"", {}),
             ("GET", valid, b"", {}),
@@ -472,7 +471,7 @@ def test_hostile_http_to_the_acknowledgement_endpoint_never_breaks_it_nor_writes
             ("POST", f"{base}/ack/{jwt.encode({'w': warning.id}, LINK_KEY, 'HS256')}", b"", {}),
             ("POST", f"{base}/ack/{odd}", b"", {}),
             ("POST", valid, b"x" * (MAX_BODY + 1), {}),
-            ("POST", valid, b"x" * (4 * MAX_BODY), {"content-length": "5"}),
+            ("POST", valid, [b"x" * MAX_BODY] * 4, {}),  # chunked, no length declared
             ("POST", f"{base}/sms/inbound", form, reply(form, "whsec_" + base64.b64encode(
                 b"forged").decode())),
             ("POST", f"{base}/sms/inbound", form, reply(form, age=3600)),  # replayed late
@@ -493,10 +492,10 @@ def test_hostile_http_to_the_acknowledgement_endpoint_never_breaks_it_nor_writes
                                                     reply(junk)])))
         answers = []
         for method, url, body, headers in requests:
-            answer = web.request(method, url, content=body, headers=headers)
+            answer = web.request(method, url, headers=headers,
+                                 content=iter(body) if isinstance(body, list) else body)
             answers.append((method, url[len(base):][:40], answer.status_code))
             assert answer.status_code < 500, (method, url, answer.text[:200])
-    assert [a for a in answers[:3]] == [("POST", a[1], 409) for a in answers[:2]] + [
-        ("GET", answers[2][1], 200)]
-    assert json.dumps(answers).count('"POST"') > 50
+    assert [code for _, _, code in answers[:3]] == [409, 409, 200]  # replays; a GET shows
+    assert [a for a in answers if a[2] < 400] == [answers[2]]  # nothing else got through
     assert ledger.count() == before, "a refused acknowledgement or reply wrote events"
