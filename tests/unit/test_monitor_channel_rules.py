@@ -11,9 +11,11 @@ import jwt
 import pytest
 from lifeline.events import Cause
 from lifeline.monitor.v1 import monitor_pb2 as pb
+from lifeline_monitor.channels.adapters import DeliveryFailed
 from lifeline_monitor.channels.config import ChannelsError, ChannelSpec, Retry, parse_channels
-from lifeline_monitor.channels.delivery import backoff, finished, ordered
+from lifeline_monitor.channels.delivery import backoff, deliver, finished, ordered
 from lifeline_monitor.channels.links import AUDIENCE, LinkRefused, Links
+from lifeline_monitor.channels.message import Outgoing
 from lifeline_monitor.escalation.model import Notification
 
 KEY = "a link key of at least thirty-two bytes"
@@ -88,3 +90,32 @@ def test_a_notification_keeps_its_attempts_and_the_outcome_of_its_latest_round()
         warning_id="c/h/1", party="li-wei")), cause, at)
     assert n.view.times_notified == 2 and len(n.view.deliveries) == 1
     assert n.view.delivery == pb.DELIVERY_OUTCOME_UNSPECIFIED and not finished(n.view)
+
+
+class Failing:
+    """A channel whose every try fails."""
+
+    def __init__(self, kind: str) -> None:
+        self.spec, self.tries = ChannelSpec(kind, "x", Retry(tries=3, backoff=0)), 0
+
+    @property
+    def target(self) -> str:
+        return "x"
+
+    async def send(self, outgoing: Outgoing) -> None:
+        self.tries += 1
+        raise DeliveryFailed("HTTP 503")
+
+
+async def test_delivery_stops_once_the_notification_no_longer_waits() -> None:
+    first, second = Failing("webhook"), Failing("sms")
+    kept: list[str] = []
+
+    async def record(attempt: pb.DeliveryAttempt) -> bool:
+        kept.append(pb.DeliveryOutcome.Name(attempt.outcome))
+        return len(kept) < 2  # acknowledged meanwhile, after the second try failed
+
+    outgoing = Outgoing(pb.PartyNotification(), "", "", "", datetime.now(UTC))
+    assert not await deliver([first, second], lambda _: outgoing, record)
+    assert (first.tries, second.tries) == (2, 0)
+    assert kept == ["DELIVERY_OUTCOME_FAILED", "DELIVERY_OUTCOME_FAILED"]

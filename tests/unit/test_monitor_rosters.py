@@ -121,3 +121,24 @@ def test_a_step_naming_a_post_notifies_its_holder_then_and_says_the_post() -> No
     with pytest.raises(policy.PolicyError, match="post:<area>/<name>"):
         policy.parse_policies({"policies": [{"id": "x", "steps": [
             {"notify": ["post:Xuhui Duty"], "channel": "app"}]}]})
+
+
+def test_a_vacant_post_is_notified_as_itself() -> None:
+    store = Store()
+    liaison = pb.Post(id="fire/liaison", shifts=[pb.Shift(holder="sun-hao", starts="09:00",
+                                                          ends="17:00")])
+    rosters.load_roster(store, [liaison], cause(DAY), DAY)  # type: ignore[arg-type]
+    policies = policy.parse_policies({"policies": [{"id": "p", "steps": [
+        {"notify": ["post:fire/liaison"], "channel": "phone"}]}]})
+    chain = chains.Chains(store, policies,  # type: ignore[arg-type]
+                          lambda post, at: rosters.holder(store, post, at))  # type: ignore[arg-type]
+    raised = pb.WarningRaised(warning_id="88309b96dbfffff/building_fire/1",
+                              hazard="building_fire", grid_cell="88309b96dbfffff",
+                              level=L.WARNING_LEVEL_RED, responsible=RESPONSIBLE)
+    store.record(*chain.warning_moved("raised", raised, cause(local(3)), DAY))  # 03:00
+    [n] = [e.notified.notification for _, e in store.events
+           if e.WhichOneof("event") == "notified"]
+    assert (n.party, n.post) == ("fire/liaison", "fire/liaison")
+    rosters.check_inbox("party", "fire/liaison")
+    with pytest.raises(InvalidArgument, match="party"):
+        rosters.check_inbox("party", "fire/liaison/x")

@@ -61,6 +61,14 @@ def check_party(field: str, party: str) -> None:
         check_name(field, party)
 
 
+def check_inbox(field: str, party: str) -> None:
+    """Whose inbox: a party's name, or a post's id (a vacant post's notifications)."""
+    if "/" in party:
+        check_post(field, party)
+    else:
+        check_name(field, party)
+
+
 class DutyPost(ProtoAggregate):
     """One post: its shifts, and the swaps and covers recorded against them."""
 

@@ -109,12 +109,14 @@ async def deliver(channels: Sequence[Channel], outgoing_for: Callable[[Channel],
             if attempt < retry.tries:
                 await sleep(backoff(retry, attempt, jitter))
         following = channels[index + 1] if index + 1 < len(channels) else None
-        await record(pb.DeliveryAttempt(
+        still_waiting = await record(pb.DeliveryAttempt(
             channel=channel.spec.kind, target=channel.target, attempt=retry.tries,
             outcome=OUTCOME.DELIVERY_OUTCOME_FELL_BACK if following else
             OUTCOME.DELIVERY_OUTCOME_DEAD_LETTERED,
             reason=f"{retry.tries} tries failed, the last: {reason}"[:200],
             next_channel=following.spec.kind if following else "", round=n.times_notified))
+        if not still_waiting:
+            return False
     return False
 
 
