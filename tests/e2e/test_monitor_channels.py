@@ -19,6 +19,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import time as clock
 from collections.abc import Iterator
@@ -160,6 +162,20 @@ def _toml(data: dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cli(world: World, *args: str, json_: bool = True) -> str:
+    """`lifeline-monitor ...` as a duty desk runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIFELINE_")}
+    env.update({"LIFELINE_MONITOR_ADDR": world.stack.address("monitor"),
+                "LIFELINE_STATE_DIR": "/nonexistent", "COLUMNS": "200",
+                "LIFELINE_TOKEN": world.stack.token("duty-desk", "operator", "viewer"),
+                "LIFELINE_TLS_CA": str(world.stack.authority.ca_file)})  # type: ignore[union-attr]
+    done = subprocess.run([str(Path(sys.executable).parent / "lifeline-monitor"),
+                           *(["--json"] if json_ else []), *args], env=env,
+                          capture_output=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout.decode()
+
+
 def sensor(world: World, sensor_id: str, where: common_pb2.GeoPoint) -> None:
     world.monitor.RegisterSensor(pb.RegisterSensorRequest(
         id=sensor_id, kind="water_level", hazard="urban_flooding", location=where,
@@ -197,10 +213,13 @@ def test_a_roster_swap_at_eight_makes_the_0805_warning_reach_the_new_holder(
     before = world.monitor.GetRoster(pb.GetRosterRequest(
         post="xuhui/duty-officer", at=to_timestamp(field(SWAP_DAY, 8, 5))), timeout=TIMEOUT)
     assert before.on_duty[0].holder == "li-wei"
-    swapped = world.monitor.SwapDuty(pb.SwapDutyRequest(
-        post="xuhui/duty-officer", to="he-jing", at=to_timestamp(field(SWAP_DAY, 8)),
-        reason="li-wei called in sick"), timeout=TIMEOUT).on_duty
-    assert (swapped.holder, swapped.by) == ("he-jing", "swap")
+    swapped = json.loads(cli(world, "roster", "swap", "xuhui/duty-officer", "--to",
+                             "he-jing", "--at", field(SWAP_DAY, 8).isoformat(),
+                             "--reason", "li-wei called in sick"))
+    assert (swapped["holder"], swapped["by"]) == ("he-jing", "swap")
+    shown = cli(world, "roster", "show", "--at", field(SWAP_DAY, 8, 5).isoformat(), json_=False)
+    assert any(all(word in line for word in ("xuhui/duty-officer", "he-jing", "swap"))
+               for line in shown.splitlines()), shown
     sensor(world, "wl-stadium", STADIUM)
     warning_id = read(world, "wl-stadium", 55, field(SWAP_DAY, 8, 5))
     n = notification(world, "he-jing", warning_id, lambda n: True)
@@ -278,6 +297,8 @@ def test_a_dead_webhook_falls_back_to_mail_and_nothing_comes_twice_when_it_recov
                      ("email", 1, "DELIVERY_OUTCOME_DELIVERED")]
     assert n.deliveries[0].reason == "connection refused"
     assert OUTCOME.Name(n.delivery) == "DELIVERY_OUTCOME_DELIVERED"
+    shown = " ".join(cli(world, "inbox", "--party", "he-jing", json_=False).split())
+    assert "webhook failed x3 (connection refused) -> email delivered" in shown, shown
 
     world.servers.run(world.down_hook.http.start())  # the endpoint recovers
     # A later warning reaches the recovered webhook: the marker that it would have seen more.

@@ -17,9 +17,6 @@ from rich.table import Table
 
 COLUMNS = ("", "warning", "level", "where", "step", "channel", "notified", "ack by",
            "status", "delivery")
-OUTCOME = {pb.DELIVERY_OUTCOME_DELIVERED: "delivered", pb.DELIVERY_OUTCOME_FAILED: "failed",
-           pb.DELIVERY_OUTCOME_FELL_BACK: "fell back",
-           pb.DELIVERY_OUTCOME_DEAD_LETTERED: "dead letter"}
 Stub = Callable[[], monitor_pb2_grpc.MonitorServiceStub]
 
 
@@ -42,13 +39,26 @@ def _row(n: pb.PartyNotification, now: datetime) -> list[Any]:
 
 
 def deliveries(n: pb.PartyNotification) -> str:
-    """The latest notification's attempts, in order: `webhook failed (HTTP 500); webhook
-    fell back -> email; email delivered`."""
-    parts = [f"{a.channel} {OUTCOME.get(a.outcome, '?')}"
-             + (f" ({a.reason})" if a.outcome == pb.DELIVERY_OUTCOME_FAILED else "")
-             + (f" -> {a.next_channel}" if a.next_channel else "")
-             for a in n.deliveries if a.round == n.times_notified]
-    return "; ".join(parts)
+    """The latest notification's tries, per channel in order: `webhook failed x3 (connection
+    refused) -> email delivered`."""
+    parts: list[str] = []
+    failed: dict[str, tuple[int, str]] = {}
+    for a in (a for a in n.deliveries if a.round == n.times_notified):
+        if a.outcome == pb.DELIVERY_OUTCOME_FAILED:
+            count, _ = failed.get(a.channel, (0, ""))
+            failed[a.channel] = (count + 1, a.reason)
+            continue
+        count, reason = failed.pop(a.channel, (0, ""))
+        tried = f"{a.channel} failed x{count} ({reason})" if count else a.channel
+        if a.outcome == pb.DELIVERY_OUTCOME_DELIVERED:
+            parts.append(f"{a.channel} delivered" if not count else f"{tried}, then delivered")
+        elif a.outcome == pb.DELIVERY_OUTCOME_FELL_BACK:
+            parts.append(tried)
+        else:
+            parts.append(f"{tried}: dead letter")
+    parts += [f"{channel} failed x{count} ({reason})" for channel, (count, reason)
+              in failed.items()]  # still trying
+    return " -> ".join(parts)
 
 
 def inbox_table(notifications: Sequence[pb.PartyNotification]) -> Table:
