@@ -119,3 +119,19 @@ async def test_delivery_stops_once_the_notification_no_longer_waits() -> None:
     assert not await deliver([first, second], lambda _: outgoing, record)
     assert (first.tries, second.tries) == (2, 0)
     assert kept == ["DELIVERY_OUTCOME_FAILED", "DELIVERY_OUTCOME_FAILED"]
+
+
+async def test_every_channel_failing_ends_in_a_dead_letter_after_each_ones_tries() -> None:
+    first, second = Failing("webhook"), Failing("email")
+    kept: list[tuple[str, str, str]] = []
+
+    async def record(attempt: pb.DeliveryAttempt) -> bool:
+        kept.append((attempt.channel, pb.DeliveryOutcome.Name(attempt.outcome)[17:],
+                     attempt.next_channel))
+        return True
+
+    outgoing = Outgoing(pb.PartyNotification(), "", "", "", datetime.now(UTC))
+    assert not await deliver([first, second], lambda _: outgoing, record)
+    assert (first.tries, second.tries) == (3, 3)
+    assert kept == [("webhook", "FAILED", "")] * 3 + [("webhook", "FELL_BACK", "email")] + \
+        [("email", "FAILED", "")] * 3 + [("email", "DEAD_LETTERED", "")]
