@@ -92,6 +92,7 @@ def test_a_roster_is_checked_and_loading_it_again_changes_nothing() -> None:
     for bad, field in (
             (pb.Post(id="Xuhui duty"), "posts[0].id"),
             (pb.Post(id="xuhui/duty", time_zone="Mars/Olympus"), "posts[0].time_zone"),
+            (pb.Post(id="xuhui/duty", time_zone="Asia"), "posts[0].time_zone"),
             (pb.Post(id="xuhui/duty", shifts=[pb.Shift(holder="li-wei", starts="8:00",
                                                        ends="20:00")]),
              "posts[0].shifts[0].starts")):

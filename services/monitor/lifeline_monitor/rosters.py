@@ -136,7 +136,7 @@ def _post(index: int, given: pb.Post) -> pb.Post:
     zone = given.time_zone or DEFAULT_ZONE
     try:
         ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "Asia" is a folder: IsADirectoryError
         raise InvalidArgument(f"{where}.time_zone", f"{zone[:40]!r} is not an IANA time zone "
                                                     "(e.g. Asia/Shanghai)") from None
     if len(given.shifts) > MAX_SHIFTS:

@@ -10,7 +10,7 @@ from datetime import datetime
 import grpc
 from lifeline.edge import cause_of, required
 from lifeline.errors import InvalidArgument
-from lifeline.events import from_timestamp
+from lifeline.events import Cause, from_timestamp
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.runtime import Runtime
 
@@ -30,6 +30,12 @@ class RosterServicer:
         if request.HasField("at"):
             return rosters.check_time("at", from_timestamp(request.at))
         return self._field_now() or self.rt.now()
+
+    def _recorded(self, reason: str) -> Cause:
+        """A swap or cover happens when it is recorded (field time), whenever it takes
+        effect: it may be planned ahead."""
+        return replace(cause_of(self.rt.clock, reason=reason),
+                       occurred_at=self._field_now() or self.rt.now())
 
     async def _posts(self) -> list[pb.Post]:
         found: list[pb.Post] = []
@@ -66,8 +72,7 @@ class RosterServicer:
         required(request, "post")
         required(request, "to")
         at = self._at(request)
-        cause = replace(cause_of(self.rt.clock, reason=request.reason
-                                 or f"{request.to} takes over {request.post}"), occurred_at=at)
+        cause = self._recorded(request.reason or f"{request.to} takes over {request.post}")
         return await self.rt.command(
             lambda: rosters.swap(self.app, request.post, request.to, at, cause, self.rt.now()),
             lambda on: pb.SwapDutyResponse(on_duty=on))
@@ -81,8 +86,7 @@ class RosterServicer:
                 raise InvalidArgument(name, "is required")
         starts = rosters.check_time("starts_at", from_timestamp(request.starts_at))
         ends = rosters.check_time("ends_at", from_timestamp(request.ends_at))
-        cause = cause_of(self.rt.clock, occurred_at=request.starts_at,
-                         reason=request.reason or f"{request.by} covers {request.post}")
+        cause = self._recorded(request.reason or f"{request.by} covers {request.post}")
         return await self.rt.command(
             lambda: rosters.cover(self.app, request.post, request.by, starts, ends, cause,
                                   self.rt.now()),
