@@ -5,6 +5,7 @@ the backoff between tries, the channels file's checks, and the acknowledgement l
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from uuid import uuid4
 
 import jwt
@@ -12,7 +13,14 @@ import pytest
 from lifeline.events import Cause
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline_monitor.channels.adapters import DeliveryFailed
-from lifeline_monitor.channels.config import ChannelsError, ChannelSpec, Retry, parse_channels
+from lifeline_monitor.channels.config import (
+    Channels,
+    ChannelsError,
+    ChannelSpec,
+    Retry,
+    from_env,
+    parse_channels,
+)
 from lifeline_monitor.channels.delivery import backoff, deliver, finished, ordered
 from lifeline_monitor.channels.links import AUDIENCE, LinkRefused, Links
 from lifeline_monitor.channels.message import Outgoing
@@ -135,3 +143,23 @@ async def test_every_channel_failing_ends_in_a_dead_letter_after_each_ones_tries
     assert (first.tries, second.tries) == (3, 3)
     assert kept == [("webhook", "FAILED", "")] * 3 + [("webhook", "FELL_BACK", "email")] + \
         [("email", "FAILED", "")] * 3 + [("email", "DEAD_LETTERED", "")]
+
+
+def test_a_bad_channels_file_or_listen_address_stops_monitor_in_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LIFELINE_ACK_LISTEN", raising=False)
+    monkeypatch.delenv("LIFELINE_CHANNELS", raising=False)
+    assert from_env() == (Channels(), "127.0.0.1:0")  # no file: inboxes only
+    bad = tmp_path / "channels.toml"
+    bad.write_text('[[parties]]\nid = "a"\nchannels = [{ kind = "fax", to = "1" }]\n')
+    monkeypatch.setenv("LIFELINE_CHANNELS", str(bad))
+    with pytest.raises(SystemExit, match=r"LIFELINE_CHANNELS: channels: parties\[0\]"
+                                         r"\.channels\[0\]\.kind: one of webhook"):
+        from_env()
+    monkeypatch.setenv("LIFELINE_CHANNELS", str(tmp_path / "missing.toml"))
+    with pytest.raises(SystemExit, match=r"missing\.toml"):
+        from_env()
+    monkeypatch.delenv("LIFELINE_CHANNELS")
+    monkeypatch.setenv("LIFELINE_ACK_LISTEN", "8080")
+    with pytest.raises(SystemExit, match="LIFELINE_ACK_LISTEN must be host:port"):
+        from_env()
