@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 from eventsourcing.persistence import Recording
-from lifeline.errors import LifelineError
+from lifeline.errors import LifelineError, Unavailable
 from lifeline.events import Cause, to_timestamp
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.store import ServiceApplication
@@ -211,5 +211,7 @@ class Deliveries:
                 async for change in watch.changes(after=position):
                     assert isinstance(change.doc, pb.PartyNotification)
                     self.offer(change.doc)
+            except Unavailable:
+                return  # the service is stopping
             except LifelineError as error:
                 log.warning("deliveries: %s; following again", error)
