@@ -29,7 +29,7 @@ from lifeline_monitor.channels.links import Claim, LinkRefused, Links
 from lifeline_monitor.channels.message import COLOUR
 
 log = logging.getLogger(__name__)
-#: Inbound bodies larger than this are refused unread.
+#: Inbound bodies larger than this are refused (413), read no further.
 MAX_BODY = 16 * 1024
 REPLY = re.compile(r"^\s*ack\s+(\d{6})\s*$", re.IGNORECASE)
 
