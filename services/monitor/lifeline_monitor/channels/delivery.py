@@ -170,9 +170,9 @@ class Deliveries:
     async def _deliver(self, n: pb.PartyNotification) -> None:
         assert self.slots is not None
         # Resumed after a restart: the channels that already fell through stay skipped.
-        done = {a.channel for a in n.deliveries if a.round == n.times_notified
+        done = {(a.channel, a.target) for a in n.deliveries if a.round == n.times_notified
                 and a.outcome == OUTCOME.DELIVERY_OUTCOME_FELL_BACK}
-        channels = [c for c in self.adapters(n) if c.spec.kind not in done]
+        channels = [c for c in self.adapters(n) if (c.spec.kind, c.target) not in done]
 
         async def record(attempt: pb.DeliveryAttempt) -> bool:
             at = self.field_now() or self.rt.now()
