@@ -65,6 +65,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/replay.py
 	$(BIN)/python bench/city_day.py
+	$(BIN)/python bench/delivery.py
 
 clean:
 	rm -rf $(VENV) .lifeline .pytest_cache .mypy_cache .ruff_cache

@@ -135,3 +135,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         depth = Path(str(item.path)).parent.name
         if depth in _DEPTHS:
             item.add_marker(_DEPTHS[depth])
+
+
+@pytest.fixture(autouse=True)
+def _settings_read_afresh() -> Iterator[None]:
+    """A test that changes the environment leaves no settings read from it behind."""
+    yield
+    from lifeline import settings
+
+    settings.load.cache_clear()

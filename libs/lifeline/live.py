@@ -148,6 +148,18 @@ class LiveViews:
         finally:
             self.forget(watch, ended)
 
+    @contextlib.contextmanager
+    def following(self, *kinds: str, what: str, max_pending: int = MAX_PENDING
+                  ) -> Iterator[Watch]:
+        """A watch of these view kinds for the length of the block, for work of the service
+        itself (no caller: monitor's deliveries follow its notifications this way)."""
+        watch = Watch(what, kinds, max_pending)
+        self._watches.add(watch)
+        try:
+            yield watch
+        finally:
+            self.forget(watch, "ended")
+
     def forget(self, watch: Watch, why: str) -> None:
         """Stop feeding a watch; logged once, whichever way it ends first."""
         if watch in self._watches:

@@ -162,6 +162,14 @@ class Environment(BaseSettings):
         "", CLI, "the city's time zone (IANA, e.g. `Asia/Shanghai`): field times in tables, "
         "and times typed without a zone (else `--tz`; unset: UTC)")
 
+    # ---- delivery channels (monitor) ----
+    channels: str = _var(
+        "", "monitor", "the delivery channels file (TOML: each party's webhook, chat, mail and "
+        "SMS/voice gateway channels, in order; see docs/channels.md); unset: the inbox only")
+    ack_listen: str = _var(
+        "127.0.0.1:0", "monitor", "host:port of monitor's acknowledgement endpoint (signed "
+        "links, SMS replies); port 0 takes a free one")
+
     # ---- the console ----
     console_listen: str = _var(
         "127.0.0.1:8443", "the console", "host:port the web console serves HTTPS on")

@@ -5,7 +5,12 @@ UNKNOWN, nothing stalls, no process restarts, and a refused request writes nothi
 
 from __future__ import annotations
 
+import base64
+import os
 import random
+import re
+import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -17,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
+import jwt
 import psycopg
 import pytest
 from google.protobuf import symbol_database
@@ -30,7 +37,11 @@ from lifeline.identity.roles import RoleMatrix
 from lifeline.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from lifeline.resources.v1 import resources_pb2, resources_pb2_grpc
 from lifeline.scenario import wait_until
+from lifeline_monitor.channels.endpoint import MAX_BODY
+from lifeline_monitor.channels.links import Links
+from standardwebhooks.webhooks import Webhook
 
+from tests.conftest import Databases
 from tests.e2e.test_identity import SERVICE_OF
 from tests.unit.test_monitor_cap_intake import HOSTILE
 from tests.unit.test_roles import SERVICES
@@ -57,9 +68,41 @@ CAP_DOCUMENTS = [variant for path in sorted(
     *HOSTILE.values(), b"<alert>" + b"<a>" * 300 + b"</a>" * 300 + b"</alert>"]
 
 
+#: The fuzz stack's acknowledgement-link key and SMS gateway secret (so the test can sign
+#: links and replies, valid or not, the way monitor and the gateway do).
+LINK_KEY = "the fuzz stack signs acknowledgement links with this"
+INBOUND = "whsec_" + base64.b64encode(b"the fuzz gateway signs replies").decode()
+FZ_NUMBER = "+8613800000009"
+
+
 @pytest.fixture(scope="module")
-def stack(module_stack: Stack) -> Stack:
-    return module_stack
+def stack(databases: Databases) -> Iterator[Stack]:
+    """A stack as `lifeline up` runs it, with delivery channels configured: an SMS gateway
+    (nothing listens where it points: deliveries fail and are recorded) and its inbound
+    webhook, so the acknowledgement endpoint's every door is open to the fuzzer."""
+    state = Path(tempfile.mkdtemp(prefix="lifeline-fuzz-"))
+    (state / "channels.toml").write_text(f"""
+[retry]
+tries = 1
+timeout = 1
+[ack]
+secret = "{LINK_KEY}"
+[gateway]
+sms_url = "http://127.0.0.1:9/messages"
+sms = {{ To = "$to", Body = "$text" }}
+inbound_secret = "{INBOUND}"
+[[parties]]
+id = "fz-officer"
+channels = [{{ kind = "sms", to = "{FZ_NUMBER}" }}]
+""")
+    started = Stack(state, nats_url=os.environ.get("NATS_URL") or None,
+                    database_url=databases.create(),
+                    extra_env={"LIFELINE_CHANNELS": str(state / "channels.toml")})
+    try:
+        yield started.start()
+    finally:
+        started.stop()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -367,3 +410,95 @@ def test_a_huge_or_nul_value_in_any_write_is_refused_naming_the_field(
             action=dispatch_pb2.Action(occurred_at=to_timestamp(datetime.now(UTC)))),
             timeout=TIMEOUT)
         assert time.monotonic() - started < 1.0, (method.name, path)
+
+
+def endpoint_of(stack: Stack) -> str:
+    """Where monitor's acknowledgement endpoint listens (it says so in its log)."""
+    log = stack.state_dir / "logs" / "monitor.log"
+    return wait_until(lambda: next(iter(re.findall(r"acknowledgement endpoint on (\S+)",
+                                                   log.read_text())), None),
+                      "monitor's acknowledgement endpoint", TIMEOUT)
+
+
+def test_hostile_http_to_the_acknowledgement_endpoint_never_breaks_it_nor_writes(
+        stack: Stack, channels: dict[str, grpc.Channel]) -> None:
+    """Forged and replayed links, links for someone not notified, oversized and garbage
+    bodies, forged and hostile gateway replies: each a 4xx, none writes an event."""
+    monitor = monitor_pb2_grpc.MonitorServiceStub(channels["monitor"])
+    where = common_pb2.GeoPoint(lat=31.25, lon=121.35)
+    monitor.LoadGrid(monitor_pb2.LoadGridRequest(
+        districts=[monitor_pb2.District(id="fz-district", duty_officer="fz-duty")],
+        cells=[monitor_pb2.GridCell(location=where, district="fz-district",
+                                    grid_officer="fz-officer")]), timeout=TIMEOUT)
+    monitor.RegisterSensor(monitor_pb2.RegisterSensorRequest(
+        id="fz-http", kind="rainfall", hazard="urban_flooding", unit_of_measure="mm/h",
+        location=where, thresholds=monitor_pb2.Thresholds(blue=1, yellow=2, orange=3, red=4),
+        direction=monitor_pb2.DIRECTION_HIGHER_IS_WORSE), timeout=TIMEOUT)
+    warning = monitor.IngestReadingBatch(monitor_pb2.IngestReadingBatchRequest(readings=[
+        monitor_pb2.Reading(sensor_id="fz-http", value=9,
+                            measured_at=to_timestamp(datetime.now(UTC)))]),
+        timeout=TIMEOUT).warnings[0]
+    red = common_pb2.WARNING_LEVEL_RED
+    links = Links(LINK_KEY, 60)
+    base = endpoint_of(stack)
+    ledger = Ledger(stack.database_url or "")
+    wait_until(lambda: monitor.ListInbox(monitor_pb2.ListInboxRequest(party="fz-officer"),
+                                         timeout=TIMEOUT).notifications, "the notification",
+               TIMEOUT)
+    valid = f"{base}/ack/{links.token(warning.id, 'fz-officer', red, 'sms')}"
+    with httpx.Client(timeout=TIMEOUT) as web:
+        ledger.quiet()
+        assert web.post(valid).status_code == 200  # the one write: then replays
+        before = ledger.quiet()
+        generate = random.Random(24)
+        forged_key = "a key that is not monitor's, yet long enough"
+        now = datetime.now(UTC)
+
+        def reply(body: bytes, secret: str = INBOUND, age: int = 0) -> dict[str, str]:
+            stamp = datetime.fromtimestamp(now.timestamp() - age, UTC)
+            return {"webhook-id": "fz", "webhook-timestamp": str(int(stamp.timestamp())),
+                    "webhook-signature": Webhook(secret).sign("fz", stamp, body)}
+
+        code = links.code(warning.id, "fz-officer")
+        forged = Links(forged_key, 60).token(warning.id, "fz-officer", red, "email")
+        odd = jwt.encode({"w": 1, "p": [], "l": "x", "jti": 2, "aud": "lifeline-monitor-ack",
+                          "exp": 10**12}, LINK_KEY, "HS256")  # signed, but nonsense inside
+        form = f"From=%2B{FZ_NUMBER[1:]}&Body=ACK+{code}".encode()
+        requests: list[tuple[str, str, bytes | list[bytes], dict[str, str]]] = [
+            ("POST", valid, b"", {}),  # replayed
+            ("POST", valid, b"", {}),
+            ("GET", valid, b"", {}),
+            ("POST", f"{base}/ack/{links.token(warning.id, 'not-notified', red, 'sms')}",
+             b"", {}),
+            ("POST", f"{base}/ack/{forged}", b"", {}),
+            ("POST", f"{base}/ack/{jwt.encode({'w': warning.id}, LINK_KEY, 'HS256')}", b"", {}),
+            ("POST", f"{base}/ack/{odd}", b"", {}),
+            ("POST", valid, b"x" * (MAX_BODY + 1), {}),
+            ("POST", valid, [b"x" * MAX_BODY] * 4, {}),  # chunked, no length declared
+            ("POST", f"{base}/sms/inbound", form, reply(form, "whsec_" + base64.b64encode(
+                b"forged").decode())),
+            ("POST", f"{base}/sms/inbound", form, reply(form, age=3600)),  # replayed late
+            ("POST", f"{base}/sms/inbound", form, {}),
+            ("POST", f"{base}/sms/inbound", b"x" * (MAX_BODY + 1), reply(b"x")),
+            ("POST", f"{base}/sms/inbound", b"\xff\xfe{", reply(b"\xff\xfe{")),
+            ("POST", f"{base}/sms/inbound", b'{"from": [1], "text": {}}',
+             {**reply(b'{"from": [1], "text": {}}'), "content-type": "application/json"}),
+            ("POST", f"{base}/sms/inbound", form, {**reply(form), "webhook-id": "other"}),
+            ("POST", f"{base}/sms/inbound", form, reply(form)),  # already acknowledged
+        ]
+        for _ in range(100):
+            junk = generate.randbytes(generate.choice([0, 10, 300, 3000]))
+            path = generate.choice(["/ack/", "/ack/a.b.c", "/sms/inbound", "/ack/" + "%" * 50,
+                                    "/ack/" + base64.urlsafe_b64encode(junk[:60]).decode()])
+            requests.append((generate.choice(["GET", "POST", "PUT", "DELETE"]), base + path,
+                             junk, generate.choice([{}, {"content-type": "application/json"},
+                                                    reply(junk)])))
+        answers = []
+        for method, url, body, headers in requests:
+            answer = web.request(method, url, headers=headers,
+                                 content=iter(body) if isinstance(body, list) else body)
+            answers.append((method, url[len(base):][:40], answer.status_code))
+            assert answer.status_code < 500, (method, url, answer.text[:200])
+    assert [code for _, _, code in answers[:3]] == [409, 409, 200]  # replays; a GET shows
+    assert [a for a in answers if a[2] < 400] == [answers[2]]  # nothing else got through
+    assert ledger.count() == before, "a refused acknowledgement or reply wrote events"

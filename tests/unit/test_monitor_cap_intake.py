@@ -20,7 +20,7 @@ from lifeline_monitor.cap import decode, encode, feed, geocodes, intake
 from lifeline_monitor.cap.model import CapAlertAggregate, alert_id_of
 from lifeline_monitor.cap.schema import NS
 from lifeline_monitor.domain import HazardWatch, watch_id_of
-from lifeline_monitor.escalation import Notification, notification_id_of
+from lifeline_monitor.escalation.model import Notification, notification_id_of
 from lxml import etree
 
 from tests.unit.test_monitor_cap import oasis

@@ -16,8 +16,8 @@ from lifeline.common.v1 import common_pb2
 from lifeline.events import Cause, ProtoAggregate, event_of, from_timestamp, meta_of
 from lifeline.identity.nats import party_permissions
 from lifeline.monitor.v1 import monitor_pb2 as pb
-from lifeline_monitor import escalation as esc
 from lifeline_monitor.domain import HazardWatch, Sensor
+from lifeline_monitor.escalation import chains, model, policy
 
 L = common_pb2.WarningLevel
 S = pb.EscalationStatus
@@ -55,7 +55,7 @@ class World:
     def __init__(self) -> None:
         self.clock = SimulationClock(START)
         self.store = Store()
-        self.chains = esc.Chains(self.store, esc.load_policies())  # type: ignore[arg-type]
+        self.chains = chains.Chains(self.store, policy.load_policies())  # type: ignore[arg-type]
         sensor = Sensor.register(pb.RegisterSensorRequest(
             id="wl-xjh", kind="water_level", hazard="urban_flooding", location=XUJIAHUI,
             unit_of_measure="cm", direction=pb.DIRECTION_HIGHER_IS_WORSE,
@@ -114,7 +114,7 @@ class World:
 
     def chain(self) -> pb.Escalation:
         assert self.watch is not None
-        found = self.store.find(esc.Escalation, esc.escalation_id_of(self.watch.warning.id))
+        found = self.store.find(model.Escalation, model.escalation_id_of(self.watch.warning.id))
         return found.view  # type: ignore[no-any-return]
 
 
@@ -192,15 +192,15 @@ def test_a_cleared_warning_withdraws_what_waits_and_blue_does_not_escalate() -> 
 
 
 def test_policies_are_checked_when_loaded() -> None:
-    policies = esc.load_policies()
+    policies = policy.load_policies()
     assert policies.for_hazard("gas_leak").id == "life_safety"
     assert policies.for_hazard("urban_flooding").id == "default"
     assert policies.deadlines[L.WARNING_LEVEL_RED] == 5
-    with pytest.raises(esc.PolicyError, match=r"policies\[0\].steps\[0\].channel"):
-        esc.parse_policies({"policies": [{"id": "x", "steps": [
+    with pytest.raises(policy.PolicyError, match=r"policies\[0\].steps\[0\].channel"):
+        policy.parse_policies({"policies": [{"id": "x", "steps": [
             {"notify": ["grid_officer"], "channel": "pigeon"}]}]})
-    with pytest.raises(esc.PolicyError, match="repeat"):
-        esc.parse_policies({"policies": [{"id": "x", "repeat": 9, "steps": [
+    with pytest.raises(policy.PolicyError, match="repeat"):
+        policy.parse_policies({"policies": [{"id": "x", "repeat": 9, "steps": [
             {"notify": ["grid_officer"], "channel": "sms"}]}]})
 
 
@@ -209,5 +209,18 @@ def test_a_party_may_subscribe_to_exactly_its_own_notifications() -> None:
     assert "lifeline.monitor.notification.wang-fang.>" in allowed
     assert not any(s.startswith("lifeline.monitor.warning") or s == "lifeline.>"
                    for s in allowed)
-    assert esc.notification_subject("a.b", "notified") == \
+    assert model.notification_subject("a.b", "notified") == \
         "lifeline.monitor.notification.a~b.notified"
+
+
+def test_histories_stored_before_the_split_still_find_their_aggregates() -> None:
+    from eventsourcing.utils import resolve_topic
+    from lifeline_monitor.cap.feed import CapFeed
+    from lifeline_monitor.cap.model import CapAlertAggregate
+    from lifeline_monitor.escalation.model import Escalation, Notification
+
+    for topic, cls in [("lifeline_monitor.escalation:Notification", Notification),
+                       ("lifeline_monitor.escalation:Escalation", Escalation),
+                       ("lifeline_monitor.cap:CapFeed", CapFeed),
+                       ("lifeline_monitor.cap:CapAlertAggregate", CapAlertAggregate)]:
+        assert resolve_topic(topic) is cls

@@ -113,7 +113,10 @@ def test_no_code_reads_the_environment_behind_the_settings_back() -> None:
     readers = re.compile(r"os\.environ\b(?!\})|os\.getenv|getenv\(")
     # devstack hands its children the environment; a terminal's width is not a setting.
     allowed = {"libs/lifeline/devstack.py": "{**os.environ",
-               "libs/lifeline/cli/render.py": 'os.environ.get("COLUMNS")'}
+               "libs/lifeline/cli/render.py": 'os.environ.get("COLUMNS")',
+               # secrets a city's channels file names by their variable (`password_env`)
+               "services/monitor/lifeline_monitor/channels/config.py":
+                   "os.environ.get(str(variable)"}
     found = []
     for path in [*ROOT.glob("libs/lifeline/**/*.py"), *ROOT.glob("services/*/lifeline_*/**/*.py")]:
         name = str(path.relative_to(ROOT))

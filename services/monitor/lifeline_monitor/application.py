@@ -21,11 +21,12 @@ from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.store import CopyingRepository, ServiceApplication
 from lifeline.views import ViewRow
 
-from lifeline_monitor import escalation, grid, outcomes
+from lifeline_monitor import grid, outcomes, rosters
 from lifeline_monitor.alarms import MAX_SHELVING
 from lifeline_monitor.cap import model as cap_model
 from lifeline_monitor.domain import HazardWatch, Sensor, level_name, watch_id_of
 from lifeline_monitor.engine import Columns, Engine, Step, Tracked
+from lifeline_monitor.escalation import wiring
 
 MAX_READINGS_PER_CALL = 10_000
 
@@ -277,4 +278,6 @@ def rows_for(aggregate: ProtoAggregate) -> list[ViewRow]:
         return outcomes.rows_for(aggregate)
     if isinstance(aggregate, cap_model.CapAlertAggregate):
         return cap_model.rows_for(aggregate)
-    return escalation.rows_for(aggregate)
+    if isinstance(aggregate, rosters.DutyPost):
+        return rosters.rows_for(aggregate)
+    return wiring.rows_for(aggregate)

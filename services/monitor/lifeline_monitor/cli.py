@@ -12,7 +12,7 @@ from lifeline.monitor.v1 import monitor_pb2_grpc
 from lifeline.validation import REPEATED_DEFAULT
 from rich.table import Table
 
-from lifeline_monitor import cli_alarms, cli_alerts, grid
+from lifeline_monitor import cli_alarms, cli_alerts, cli_rosters, grid
 
 app = service_app("monitor", "Sensors, readings and graded warnings.")
 
@@ -259,6 +259,7 @@ def watch(hazard: Hazard = "") -> None:
 
 cli_alarms.add_commands(app, _stub)
 cli_alerts.add_commands(app, _stub)
+cli_rosters.add_commands(app, _stub)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

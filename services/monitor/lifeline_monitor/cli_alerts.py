@@ -16,7 +16,7 @@ from lifeline.monitor.v1 import monitor_pb2_grpc
 from rich.table import Table
 
 COLUMNS = ("", "warning", "level", "where", "step", "channel", "notified", "ack by",
-           "status")
+           "status", "delivery")
 Stub = Callable[[], monitor_pb2_grpc.MonitorServiceStub]
 
 
@@ -33,7 +33,32 @@ def _row(n: pb.PartyNotification, now: datetime) -> list[Any]:
             times.when(n.notified_at),
             times.when(n.ack_deadline) if n.HasField("ack_deadline") else "-",
             choices.enum_label(pb.NotificationStatus, n.status, "NOTIFICATION_STATUS_").lower()
-            + (f" by {n.acknowledged_by}" if n.acknowledged_by else "")]
+            + (f" by {n.acknowledged_by}" if n.acknowledged_by else "")
+            + (f" via {n.acknowledged_via}" if n.acknowledged_via else ""),
+            deliveries(n)]
+
+
+def deliveries(n: pb.PartyNotification) -> str:
+    """The latest notification's tries, per channel in order: `webhook failed x3 (connection
+    refused) -> email delivered`."""
+    parts: list[str] = []
+    failed: dict[str, tuple[int, str]] = {}
+    for a in (a for a in n.deliveries if a.round == n.times_notified):
+        if a.outcome == pb.DELIVERY_OUTCOME_FAILED:
+            count, _ = failed.get(a.channel, (0, ""))
+            failed[a.channel] = (count + 1, a.reason)
+            continue
+        count, reason = failed.pop(a.channel, (0, ""))
+        tried = f"{a.channel} failed x{count} ({reason})" if count else a.channel
+        if a.outcome == pb.DELIVERY_OUTCOME_DELIVERED:
+            parts.append(f"{a.channel} delivered" if not count else f"{tried}, then delivered")
+        elif a.outcome == pb.DELIVERY_OUTCOME_FELL_BACK:
+            parts.append(tried)
+        else:
+            parts.append(f"{tried}: dead letter")
+    parts += [f"{channel} failed x{count} ({reason})" for channel, (count, reason)
+              in failed.items()]  # still trying
+    return " -> ".join(parts)
 
 
 def inbox_table(notifications: Sequence[pb.PartyNotification]) -> Table:
@@ -45,7 +70,8 @@ def inbox_table(notifications: Sequence[pb.PartyNotification]) -> Table:
 
 
 def add_commands(app: typer.Typer, stub: Stub) -> None:
-    @app.command(help="What waits for a party (overdue first); then `ack WARNING_ID`.")
+    @app.command(help="What waits for a party (overdue first), with each delivery attempt "
+                      "through its channels; then `ack WARNING_ID`.")
     def inbox(
         party: Annotated[str, typer.Option(help="a grid officer, duty officer or department")],
         all_: Annotated[bool, typer.Option("--all", help="also what was acknowledged or "

@@ -35,6 +35,7 @@ from lifeline.events import Cause, ProtoAggregate, event_of, stable_id
 from lifeline.monitor.v1 import monitor_pb2 as pb
 
 from lifeline_monitor.cap import geocodes
+from lifeline_monitor.rosters import check_party
 
 if TYPE_CHECKING:
     from lifeline.store import ServiceApplication
@@ -227,7 +228,7 @@ def _district(index: int, given: pb.District, schemes: set[str]) -> pb.District:
         raise InvalidArgument(f"{where}.id", "is required")
     check_name(f"{where}.id", given.id)
     if given.duty_officer:
-        check_name(f"{where}.duty_officer", given.duty_officer)
+        check_party(f"{where}.duty_officer", given.duty_officer)
     hazards: set[str] = set()
     for n, entry in enumerate(given.departments):
         field = f"{where}.departments[{n}]"
@@ -262,7 +263,7 @@ def _cell(index: int, given: pb.GridCell, resolution: int) -> pb.GridCell:
         raise InvalidArgument(f"{where}.district", "is required")
     check_name(f"{where}.district", given.district)
     if given.grid_officer:
-        check_name(f"{where}.grid_officer", given.grid_officer)
+        check_party(f"{where}.grid_officer", given.grid_officer)
     for n, asset in enumerate(given.assets):
         check_name(f"{where}.assets[{n}]", asset)
     return pb.GridCell(cell=cell, location=centre_of(cell), name=given.name,

@@ -17,6 +17,7 @@ from lifeline_monitor import alarms, grid, outcomes
 from lifeline_monitor.application import MAX_READINGS_PER_CALL, MonitorApp
 from lifeline_monitor.readings import checked_readings
 from lifeline_monitor.server_alerts import AlertingServicer
+from lifeline_monitor.server_rosters import RosterServicer
 
 Ctx = grpc.aio.ServicerContext
 #: What a watch's snapshot holds: the warnings not cleared.
@@ -24,7 +25,8 @@ NOT_CLEARED = [pb.WarningStatus.Name(pb.WARNING_STATUS_ACTIVE),
                pb.WarningStatus.Name(pb.WARNING_STATUS_ACKNOWLEDGED)]
 
 
-class MonitorServicer(AlertingServicer, monitor_pb2_grpc.MonitorServiceServicer):
+class MonitorServicer(AlertingServicer, RosterServicer,
+                      monitor_pb2_grpc.MonitorServiceServicer):
     #: The hazards monitor knows (set by bootstrap).
     names: names.Catalog
 

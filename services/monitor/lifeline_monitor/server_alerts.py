@@ -8,7 +8,7 @@ from datetime import datetime
 
 import grpc
 from eventsourcing.persistence import Recording
-from lifeline.edge import acting, cause_of, check_enum, check_name, required
+from lifeline.edge import acting, cause_of, check_enum, required
 from lifeline.errors import InvalidArgument
 from lifeline.events import Cause
 from lifeline.monitor.v1 import monitor_pb2 as pb
@@ -18,6 +18,7 @@ from lifeline.validation import MAX_SKEW
 from lifeline_monitor import alarms, inbox
 from lifeline_monitor.application import MonitorApp
 from lifeline_monitor.cap import decode, feed, intake
+from lifeline_monitor.rosters import check_inbox as check_party
 
 Ctx = grpc.aio.ServicerContext
 
@@ -35,14 +36,14 @@ class AlertingServicer:
     async def ListInbox(self, request: pb.ListInboxRequest, context: Ctx
                         ) -> pb.ListInboxResponse:
         required(request, "party")
-        check_name("party", request.party)
+        check_party("party", request.party)
         found = await inbox.notifications(self.rt.views, request.party, request.include_done)
         return inbox.ordered(found, self._field_now())
 
     async def FollowInbox(self, request: pb.FollowInboxRequest, context: Ctx
                           ) -> AsyncIterator[pb.PartyNotification]:
         required(request, "party")
-        check_name("party", request.party)
+        check_party("party", request.party)
         seconds = alarms.seconds("duration", request.duration, 0.001,
                                  inbox.MAX_FOLLOW_SECONDS) or inbox.MAX_FOLLOW_SECONDS
         async for notification in inbox.follow(self.rt.views, request.party, seconds,

@@ -189,6 +189,40 @@ CAP_ALERT_STATUS_CANCELLED: CapAlertStatus.ValueType  # 5
 """Cancelled by its sender (a Cancel message is itself CANCELLED)."""
 Global___CapAlertStatus: _TypeAlias = CapAlertStatus  # noqa: Y015
 
+class _DeliveryOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DeliveryOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeliveryOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DELIVERY_OUTCOME_UNSPECIFIED: _DeliveryOutcome.ValueType  # 0
+    DELIVERY_OUTCOME_DELIVERED: _DeliveryOutcome.ValueType  # 1
+    """The channel accepted it (HTTP 2xx, the SMTP server took the mail, the gateway took it)."""
+    DELIVERY_OUTCOME_FAILED: _DeliveryOutcome.ValueType  # 2
+    """This try failed (reason says why); another try or channel may follow."""
+    DELIVERY_OUTCOME_FELL_BACK: _DeliveryOutcome.ValueType  # 3
+    """The channel's last try failed: the next channel of the party is tried (next_channel)."""
+    DELIVERY_OUTCOME_DEAD_LETTERED: _DeliveryOutcome.ValueType  # 4
+    """Every channel of the party failed: kept as a dead letter, the notification still waits
+    in the inbox.
+    """
+
+class DeliveryOutcome(_DeliveryOutcome, metaclass=_DeliveryOutcomeEnumTypeWrapper):
+    """---- Delivery channels ----"""
+
+DELIVERY_OUTCOME_UNSPECIFIED: DeliveryOutcome.ValueType  # 0
+DELIVERY_OUTCOME_DELIVERED: DeliveryOutcome.ValueType  # 1
+"""The channel accepted it (HTTP 2xx, the SMTP server took the mail, the gateway took it)."""
+DELIVERY_OUTCOME_FAILED: DeliveryOutcome.ValueType  # 2
+"""This try failed (reason says why); another try or channel may follow."""
+DELIVERY_OUTCOME_FELL_BACK: DeliveryOutcome.ValueType  # 3
+"""The channel's last try failed: the next channel of the party is tried (next_channel)."""
+DELIVERY_OUTCOME_DEAD_LETTERED: DeliveryOutcome.ValueType  # 4
+"""Every channel of the party failed: kept as a dead letter, the notification still waits
+in the inbox.
+"""
+Global___DeliveryOutcome: _TypeAlias = DeliveryOutcome  # noqa: Y015
+
 @_typing.final
 class Thresholds(_message.Message):
     """The reading at which each colour starts. Must be ordered blue..red in the
@@ -2520,6 +2554,10 @@ class PartyNotification(_message.Message):
     CELL_NAME_FIELD_NUMBER: _builtins.int
     DISTRICT_FIELD_NUMBER: _builtins.int
     POLICY_FIELD_NUMBER: _builtins.int
+    POST_FIELD_NUMBER: _builtins.int
+    DELIVERIES_FIELD_NUMBER: _builtins.int
+    DELIVERY_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_VIA_FIELD_NUMBER: _builtins.int
     warning_id: _builtins.str
     party: _builtins.str
     """Who is notified: a person (grid officer, duty officer) or a department."""
@@ -2541,6 +2579,14 @@ class PartyNotification(_message.Message):
     district: _builtins.str
     policy: _builtins.str
     """The escalation policy."""
+    post: _builtins.str
+    """The duty post the party was notified as holder of (e.g. xuhui/duty-officer), if any."""
+    delivery: Global___DeliveryOutcome.ValueType
+    """How the latest notification's delivery ended: DELIVERED, DEAD_LETTERED, or
+    unspecified while it is under way (or the party has no channel configured).
+    """
+    acknowledged_via: _builtins.str
+    """The channel the acknowledgement came through (email, sms, webhook...; empty: the API)."""
     @_builtins.property
     def location(self) -> _common_pb2.GeoPoint: ...
     @_builtins.property
@@ -2555,6 +2601,10 @@ class PartyNotification(_message.Message):
 
     @_builtins.property
     def acknowledged_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryAttempt]:
+        """Every delivery attempt through the party's channels, in order (the latest 50)."""
+
     def __init__(
         self,
         *,
@@ -2578,10 +2628,14 @@ class PartyNotification(_message.Message):
         cell_name: _builtins.str = ...,
         district: _builtins.str = ...,
         policy: _builtins.str = ...,
+        post: _builtins.str = ...,
+        deliveries: _abc.Iterable[Global___DeliveryAttempt] | None = ...,
+        delivery: Global___DeliveryOutcome.ValueType = ...,
+        acknowledged_via: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ack_deadline", b"ack_deadline", "acknowledged_at", b"acknowledged_at", "evidence", b"evidence", "location", b"location", "notified_at", b"notified_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack_deadline", b"ack_deadline", "acknowledged_at", b"acknowledged_at", "acknowledged_by", b"acknowledged_by", "cell_name", b"cell_name", "channel", b"channel", "district", b"district", "evidence", b"evidence", "grid_cell", b"grid_cell", "hazard", b"hazard", "level", b"level", "location", b"location", "notified_at", b"notified_at", "party", b"party", "policy", b"policy", "role", b"role", "round", b"round", "status", b"status", "step", b"step", "times_notified", b"times_notified", "warning_id", b"warning_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack_deadline", b"ack_deadline", "acknowledged_at", b"acknowledged_at", "acknowledged_by", b"acknowledged_by", "acknowledged_via", b"acknowledged_via", "cell_name", b"cell_name", "channel", b"channel", "deliveries", b"deliveries", "delivery", b"delivery", "district", b"district", "evidence", b"evidence", "grid_cell", b"grid_cell", "hazard", b"hazard", "level", b"level", "location", b"location", "notified_at", b"notified_at", "party", b"party", "policy", b"policy", "post", b"post", "role", b"role", "round", b"round", "status", b"status", "step", b"step", "times_notified", b"times_notified", "warning_id", b"warning_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2623,10 +2677,13 @@ class NotificationAcknowledged(_message.Message):
     WARNING_ID_FIELD_NUMBER: _builtins.int
     PARTY_FIELD_NUMBER: _builtins.int
     BY_FIELD_NUMBER: _builtins.int
+    VIA_FIELD_NUMBER: _builtins.int
     warning_id: _builtins.str
     party: _builtins.str
     by: _builtins.str
     """Who acknowledged (this party or another); when is meta.occurred_at."""
+    via: _builtins.str
+    """The channel it came through (email, sms...; empty: the API)."""
     @_builtins.property
     def meta(self) -> _common_pb2.EventMeta: ...
     def __init__(
@@ -2636,10 +2693,11 @@ class NotificationAcknowledged(_message.Message):
         warning_id: _builtins.str = ...,
         party: _builtins.str = ...,
         by: _builtins.str = ...,
+        via: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "meta", b"meta", "party", b"party", "warning_id", b"warning_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "meta", b"meta", "party", b"party", "via", b"via", "warning_id", b"warning_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2682,24 +2740,28 @@ class NotificationEvent(_message.Message):
     NOTIFIED_FIELD_NUMBER: _builtins.int
     ACKNOWLEDGED_FIELD_NUMBER: _builtins.int
     WITHDRAWN_FIELD_NUMBER: _builtins.int
+    DELIVERY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def notified(self) -> Global___WarningNotified: ...
     @_builtins.property
     def acknowledged(self) -> Global___NotificationAcknowledged: ...
     @_builtins.property
     def withdrawn(self) -> Global___NotificationWithdrawn: ...
+    @_builtins.property
+    def delivery(self) -> Global___DeliveryRecorded: ...
     def __init__(
         self,
         *,
         notified: Global___WarningNotified | None = ...,
         acknowledged: Global___NotificationAcknowledged | None = ...,
         withdrawn: Global___NotificationWithdrawn | None = ...,
+        delivery: Global___DeliveryRecorded | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "event", b"event", "notified", b"notified", "withdrawn", b"withdrawn"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "delivery", b"delivery", "event", b"event", "notified", b"notified", "withdrawn", b"withdrawn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "event", b"event", "notified", b"notified", "withdrawn", b"withdrawn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "delivery", b"delivery", "event", b"event", "notified", b"notified", "withdrawn", b"withdrawn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["notified", "acknowledged", "withdrawn"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["notified", "acknowledged", "withdrawn", "delivery"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -2724,6 +2786,7 @@ class Escalation(_message.Message):
     NOTIFIED_FIELD_NUMBER: _builtins.int
     RESTARTS_FIELD_NUMBER: _builtins.int
     ACKNOWLEDGED_BY_NOTIFIED_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_VIA_FIELD_NUMBER: _builtins.int
     warning_id: _builtins.str
     policy: _builtins.str
     level: _common_pb2.WarningLevel.ValueType
@@ -2737,6 +2800,8 @@ class Escalation(_message.Message):
     """How many times a worse colour restarted it."""
     acknowledged_by_notified: _builtins.bool
     """Whether who acknowledged had been notified."""
+    acknowledged_via: _builtins.str
+    """The channel the acknowledgement came through (empty: the API)."""
     @_builtins.property
     def next_due(self) -> _timestamp_pb2.Timestamp:
         """When the next step falls due (unset: none)."""
@@ -2765,10 +2830,11 @@ class Escalation(_message.Message):
         notified: _abc.Iterable[_builtins.str] | None = ...,
         restarts: _builtins.int = ...,
         acknowledged_by_notified: _builtins.bool = ...,
+        acknowledged_via: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at", "next_due", b"next_due", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at", "acknowledged_by", b"acknowledged_by", "acknowledged_by_notified", b"acknowledged_by_notified", "level", b"level", "next_due", b"next_due", "notified", b"notified", "policy", b"policy", "restarts", b"restarts", "round", b"round", "started_at", b"started_at", "status", b"status", "step", b"step", "warning_id", b"warning_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at", "acknowledged_by", b"acknowledged_by", "acknowledged_by_notified", b"acknowledged_by_notified", "acknowledged_via", b"acknowledged_via", "level", b"level", "next_due", b"next_due", "notified", b"notified", "policy", b"policy", "restarts", b"restarts", "round", b"round", "started_at", b"started_at", "status", b"status", "step", b"step", "warning_id", b"warning_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2858,10 +2924,13 @@ class EscalationStopped(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     BY_FIELD_NUMBER: _builtins.int
     BY_NOTIFIED_PARTY_FIELD_NUMBER: _builtins.int
+    VIA_FIELD_NUMBER: _builtins.int
     warning_id: _builtins.str
     status: Global___EscalationStatus.ValueType
     by: _builtins.str
     by_notified_party: _builtins.bool
+    via: _builtins.str
+    """The channel the acknowledgement came through (empty: the API)."""
     @_builtins.property
     def meta(self) -> _common_pb2.EventMeta: ...
     def __init__(
@@ -2872,10 +2941,11 @@ class EscalationStopped(_message.Message):
         status: Global___EscalationStatus.ValueType = ...,
         by: _builtins.str = ...,
         by_notified_party: _builtins.bool = ...,
+        via: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "by_notified_party", b"by_notified_party", "meta", b"meta", "status", b"status", "warning_id", b"warning_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "by_notified_party", b"by_notified_party", "meta", b"meta", "status", b"status", "via", b"via", "warning_id", b"warning_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -3737,3 +3807,520 @@ class CapFeedEvent(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___CapFeedEvent: _TypeAlias = CapFeedEvent  # noqa: Y015
+
+@_typing.final
+class DeliveryAttempt(_message.Message):
+    """One attempt to reach a party through one of its channels."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    NEXT_CHANNEL_FIELD_NUMBER: _builtins.int
+    channel: _builtins.str
+    """webhook, chat, email, sms, voice."""
+    target: _builtins.str
+    """Where, with the address partly hidden (host of a URL, a masked address or number)."""
+    attempt: _builtins.int
+    """The try on this channel (1-based)."""
+    outcome: Global___DeliveryOutcome.ValueType
+    reason: _builtins.str
+    """Why it failed (refused, timed out, HTTP 500, ...)."""
+    round: _builtins.int
+    """Which notification of the party it delivers (PartyNotification.times_notified)."""
+    next_channel: _builtins.str
+    """FELL_BACK: the channel tried next."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        channel: _builtins.str = ...,
+        target: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        outcome: Global___DeliveryOutcome.ValueType = ...,
+        reason: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        round: _builtins.int = ...,
+        next_channel: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "attempt", b"attempt", "channel", b"channel", "next_channel", b"next_channel", "outcome", b"outcome", "reason", b"reason", "round", b"round", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliveryAttempt: _TypeAlias = DeliveryAttempt  # noqa: Y015
+
+@_typing.final
+class DeliveryRecorded(_message.Message):
+    """A delivery attempt's outcome (published on lifeline.monitor.notification.<party>.delivery)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    WARNING_ID_FIELD_NUMBER: _builtins.int
+    PARTY_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    warning_id: _builtins.str
+    party: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def attempt(self) -> Global___DeliveryAttempt: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        warning_id: _builtins.str = ...,
+        party: _builtins.str = ...,
+        attempt: Global___DeliveryAttempt | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "meta", b"meta", "party", b"party", "warning_id", b"warning_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliveryRecorded: _TypeAlias = DeliveryRecorded  # noqa: Y015
+
+@_typing.final
+class Shift(_message.Message):
+    """---- Duty rosters ----
+
+    A daily shift: who holds the post from `starts` to `ends` (HH:MM in the post's time
+    zone; ends before starts: the shift runs past midnight).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLDER_FIELD_NUMBER: _builtins.int
+    STARTS_FIELD_NUMBER: _builtins.int
+    ENDS_FIELD_NUMBER: _builtins.int
+    holder: _builtins.str
+    starts: _builtins.str
+    ends: _builtins.str
+    def __init__(
+        self,
+        *,
+        holder: _builtins.str = ...,
+        starts: _builtins.str = ...,
+        ends: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ends", b"ends", "holder", b"holder", "starts", b"starts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Shift: _TypeAlias = Shift  # noqa: Y015
+
+@_typing.final
+class DutyOverride(_message.Message):
+    """Someone holds a post for a while in place of the shift's holder."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLDER_FIELD_NUMBER: _builtins.int
+    STARTS_AT_FIELD_NUMBER: _builtins.int
+    ENDS_AT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    REPLACES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    holder: _builtins.str
+    kind: _builtins.str
+    """swap (a handover for the rest of a shift) or cover."""
+    replaces: _builtins.str
+    """Whom it replaces (swap: the holder on shift at starts_at)."""
+    reason: _builtins.str
+    by: _builtins.str
+    """Who recorded it."""
+    @_builtins.property
+    def starts_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ends_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        holder: _builtins.str = ...,
+        starts_at: _timestamp_pb2.Timestamp | None = ...,
+        ends_at: _timestamp_pb2.Timestamp | None = ...,
+        kind: _builtins.str = ...,
+        replaces: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ends_at", b"ends_at", "starts_at", b"starts_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "ends_at", b"ends_at", "holder", b"holder", "kind", b"kind", "reason", b"reason", "replaces", b"replaces", "starts_at", b"starts_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DutyOverride: _TypeAlias = DutyOverride  # noqa: Y015
+
+@_typing.final
+class Post(_message.Message):
+    """A duty post (e.g. xuhui/duty-officer, fire/liaison) and its shifts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    SHIFTS_FIELD_NUMBER: _builtins.int
+    OVERRIDES_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    name: _builtins.str
+    time_zone: _builtins.str
+    """IANA time zone of the shifts (default Asia/Shanghai)."""
+    @_builtins.property
+    def shifts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Shift]: ...
+    @_builtins.property
+    def overrides(self) -> _containers.RepeatedCompositeFieldContainer[Global___DutyOverride]:
+        """Swaps and covers recorded, oldest first (not part of a definition)."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
+        shifts: _abc.Iterable[Global___Shift] | None = ...,
+        overrides: _abc.Iterable[Global___DutyOverride] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "name", b"name", "overrides", b"overrides", "shifts", b"shifts", "time_zone", b"time_zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Post: _TypeAlias = Post  # noqa: Y015
+
+@_typing.final
+class OnDuty(_message.Message):
+    """Who holds a post at a time."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POST_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    HOLDER_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    NEXT_HOLDER_FIELD_NUMBER: _builtins.int
+    post: _builtins.str
+    name: _builtins.str
+    holder: _builtins.str
+    """Empty: nobody (the post is vacant then)."""
+    by: _builtins.str
+    """shift, swap or cover."""
+    next_holder: _builtins.str
+    """Who takes over at `until`."""
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """From when to when this holder holds it (the handovers around the time asked)."""
+
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        post: _builtins.str = ...,
+        name: _builtins.str = ...,
+        holder: _builtins.str = ...,
+        by: _builtins.str = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+        next_holder: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "holder", b"holder", "name", b"name", "next_holder", b"next_holder", "post", b"post", "since", b"since", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OnDuty: _TypeAlias = OnDuty  # noqa: Y015
+
+@_typing.final
+class PostDefined(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    POST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def post(self) -> Global___Post: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        post: Global___Post | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "post", b"post"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "post", b"post"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PostDefined: _TypeAlias = PostDefined  # noqa: Y015
+
+@_typing.final
+class DutyOverridden(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    POST_FIELD_NUMBER: _builtins.int
+    OVERRIDE_FIELD_NUMBER: _builtins.int
+    post: _builtins.str
+    @_builtins.property
+    def meta(self) -> _common_pb2.EventMeta: ...
+    @_builtins.property
+    def override(self) -> Global___DutyOverride: ...
+    def __init__(
+        self,
+        *,
+        meta: _common_pb2.EventMeta | None = ...,
+        post: _builtins.str = ...,
+        override: Global___DutyOverride | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "override", b"override"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "override", b"override", "post", b"post"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DutyOverridden: _TypeAlias = DutyOverridden  # noqa: Y015
+
+@_typing.final
+class PostEvent(_message.Message):
+    """Events of one duty post."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEFINED_FIELD_NUMBER: _builtins.int
+    OVERRIDDEN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def defined(self) -> Global___PostDefined: ...
+    @_builtins.property
+    def overridden(self) -> Global___DutyOverridden: ...
+    def __init__(
+        self,
+        *,
+        defined: Global___PostDefined | None = ...,
+        overridden: Global___DutyOverridden | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["defined", b"defined", "event", b"event", "overridden", b"overridden"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["defined", b"defined", "event", b"event", "overridden", b"overridden"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["defined", "overridden"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___PostEvent: _TypeAlias = PostEvent  # noqa: Y015
+
+@_typing.final
+class GetRosterRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POST_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    post: _builtins.str
+    """One post (empty: every post)."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """When (default: now on the field clock)."""
+
+    def __init__(
+        self,
+        *,
+        post: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "post", b"post"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRosterRequest: _TypeAlias = GetRosterRequest  # noqa: Y015
+
+@_typing.final
+class GetRosterResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ON_DUTY_FIELD_NUMBER: _builtins.int
+    POSTS_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def on_duty(self) -> _containers.RepeatedCompositeFieldContainer[Global___OnDuty]: ...
+    @_builtins.property
+    def posts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Post]: ...
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        on_duty: _abc.Iterable[Global___OnDuty] | None = ...,
+        posts: _abc.Iterable[Global___Post] | None = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "on_duty", b"on_duty", "posts", b"posts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRosterResponse: _TypeAlias = GetRosterResponse  # noqa: Y015
+
+@_typing.final
+class LoadRosterRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POSTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def posts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Post]: ...
+    def __init__(
+        self,
+        *,
+        posts: _abc.Iterable[Global___Post] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["posts", b"posts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoadRosterRequest: _TypeAlias = LoadRosterRequest  # noqa: Y015
+
+@_typing.final
+class LoadRosterResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POSTS_CHANGED_FIELD_NUMBER: _builtins.int
+    posts_changed: _builtins.int
+    def __init__(
+        self,
+        *,
+        posts_changed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["posts_changed", b"posts_changed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoadRosterResponse: _TypeAlias = LoadRosterResponse  # noqa: Y015
+
+@_typing.final
+class SwapDutyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POST_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    post: _builtins.str
+    to: _builtins.str
+    """Who takes the post over."""
+    reason: _builtins.str
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """From when (default: now on the field clock); until the shift then on ends."""
+
+    def __init__(
+        self,
+        *,
+        post: _builtins.str = ...,
+        to: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "post", b"post", "reason", b"reason", "to", b"to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SwapDutyRequest: _TypeAlias = SwapDutyRequest  # noqa: Y015
+
+@_typing.final
+class SwapDutyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ON_DUTY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def on_duty(self) -> Global___OnDuty: ...
+    def __init__(
+        self,
+        *,
+        on_duty: Global___OnDuty | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["on_duty", b"on_duty"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["on_duty", b"on_duty"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SwapDutyResponse: _TypeAlias = SwapDutyResponse  # noqa: Y015
+
+@_typing.final
+class CoverDutyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POST_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    STARTS_AT_FIELD_NUMBER: _builtins.int
+    ENDS_AT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    post: _builtins.str
+    by: _builtins.str
+    reason: _builtins.str
+    @_builtins.property
+    def starts_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ends_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        post: _builtins.str = ...,
+        by: _builtins.str = ...,
+        starts_at: _timestamp_pb2.Timestamp | None = ...,
+        ends_at: _timestamp_pb2.Timestamp | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ends_at", b"ends_at", "starts_at", b"starts_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "ends_at", b"ends_at", "post", b"post", "reason", b"reason", "starts_at", b"starts_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CoverDutyRequest: _TypeAlias = CoverDutyRequest  # noqa: Y015
+
+@_typing.final
+class CoverDutyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ON_DUTY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def on_duty(self) -> Global___OnDuty: ...
+    def __init__(
+        self,
+        *,
+        on_duty: Global___OnDuty | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["on_duty", b"on_duty"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["on_duty", b"on_duty"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CoverDutyResponse: _TypeAlias = CoverDutyResponse  # noqa: Y015

@@ -152,6 +152,26 @@ class MonitorServiceStub:
                 request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.WatchWarningsRequest.SerializeToString,
                 response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.WatchWarningsResponse.FromString,
                 _registered_method=True)
+        self.GetRoster = channel.unary_unary(
+                '/lifeline.monitor.v1.MonitorService/GetRoster',
+                request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetRosterRequest.SerializeToString,
+                response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetRosterResponse.FromString,
+                _registered_method=True)
+        self.LoadRoster = channel.unary_unary(
+                '/lifeline.monitor.v1.MonitorService/LoadRoster',
+                request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.LoadRosterRequest.SerializeToString,
+                response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.LoadRosterResponse.FromString,
+                _registered_method=True)
+        self.SwapDuty = channel.unary_unary(
+                '/lifeline.monitor.v1.MonitorService/SwapDuty',
+                request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.SwapDutyRequest.SerializeToString,
+                response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.SwapDutyResponse.FromString,
+                _registered_method=True)
+        self.CoverDuty = channel.unary_unary(
+                '/lifeline.monitor.v1.MonitorService/CoverDuty',
+                request_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.CoverDutyRequest.SerializeToString,
+                response_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.CoverDutyResponse.FromString,
+                _registered_method=True)
         self.ListKnownNames = channel.unary_unary(
                 '/lifeline.monitor.v1.MonitorService/ListKnownNames',
                 request_serializer=lifeline_dot_common_dot_v1_dot_names__pb2.ListKnownNamesRequest.SerializeToString,
@@ -321,11 +341,40 @@ class MonitorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ListKnownNames(self, request, context):
+    def GetRoster(self, request, context):
         """The hazards monitor knows: the emergency plans', the coupled-risk rules', those of
         registered sensors (and those the city configures). RegisterSensor(s) refuses another
         with the closest known names, unless the request says `new_names`.
+        The duty roster: who holds each post at a time (default: now on the field clock).
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoadRoster(self, request, context):
+        """Define or redefine posts and their shifts, all or nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SwapDuty(self, request, context):
+        """From a time on, another person holds a post in place of the one on shift, until that
+        shift ends (a handover).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CoverDuty(self, request, context):
+        """A person holds a post for a while, whoever is on shift.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListKnownNames(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -447,6 +496,26 @@ def add_MonitorServiceServicer_to_server(servicer, server):
                     servicer.WatchWarnings,
                     request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.WatchWarningsRequest.FromString,
                     response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.WatchWarningsResponse.SerializeToString,
+            ),
+            'GetRoster': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRoster,
+                    request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetRosterRequest.FromString,
+                    response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetRosterResponse.SerializeToString,
+            ),
+            'LoadRoster': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadRoster,
+                    request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.LoadRosterRequest.FromString,
+                    response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.LoadRosterResponse.SerializeToString,
+            ),
+            'SwapDuty': grpc.unary_unary_rpc_method_handler(
+                    servicer.SwapDuty,
+                    request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.SwapDutyRequest.FromString,
+                    response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.SwapDutyResponse.SerializeToString,
+            ),
+            'CoverDuty': grpc.unary_unary_rpc_method_handler(
+                    servicer.CoverDuty,
+                    request_deserializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.CoverDutyRequest.FromString,
+                    response_serializer=lifeline_dot_monitor_dot_v1_dot_monitor__pb2.CoverDutyResponse.SerializeToString,
             ),
             'ListKnownNames': grpc.unary_unary_rpc_method_handler(
                     servicer.ListKnownNames,
@@ -1077,6 +1146,114 @@ class MonitorService:
             '/lifeline.monitor.v1.MonitorService/WatchWarnings',
             lifeline_dot_monitor_dot_v1_dot_monitor__pb2.WatchWarningsRequest.SerializeToString,
             lifeline_dot_monitor_dot_v1_dot_monitor__pb2.WatchWarningsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRoster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.monitor.v1.MonitorService/GetRoster',
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetRosterRequest.SerializeToString,
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.GetRosterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadRoster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.monitor.v1.MonitorService/LoadRoster',
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.LoadRosterRequest.SerializeToString,
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.LoadRosterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SwapDuty(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.monitor.v1.MonitorService/SwapDuty',
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.SwapDutyRequest.SerializeToString,
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.SwapDutyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CoverDuty(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.monitor.v1.MonitorService/CoverDuty',
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.CoverDutyRequest.SerializeToString,
+            lifeline_dot_monitor_dot_v1_dot_monitor__pb2.CoverDutyResponse.FromString,
             options,
             channel_credentials,
             insecure,

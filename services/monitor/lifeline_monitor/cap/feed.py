@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.utils import register_topic
 from google.protobuf.message import Message
 from lifeline.errors import InvalidArgument, NotFound
 from lifeline.events import Cause, ProtoAggregate, event_of, from_timestamp, stable_id
@@ -108,3 +109,7 @@ def alerts_for(app: ServiceApplication, warning_id: str) -> list[pb.CapAlert]:
     if not alerts:
         raise NotFound("warning", warning_id)
     return alerts
+
+
+# Histories stored before this module was split name the old module.
+register_topic("lifeline_monitor.cap:CapFeed", CapFeed)

@@ -31,7 +31,7 @@ from lifeline_monitor.cap.decode import Incoming, Info
 from lifeline_monitor.cap.geometry import MAX_CELLS, inside
 from lifeline_monitor.cap.model import CapAlertAggregate, alert_id_of
 from lifeline_monitor.domain import HazardWatch, watch_id_of
-from lifeline_monitor.escalation import Notification, notification_id_of
+from lifeline_monitor.escalation.model import Notification, notification_id_of
 
 L = common_pb2.WarningLevel
 S = pb.CapAlertStatus

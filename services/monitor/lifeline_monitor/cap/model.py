@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from eventsourcing.utils import register_topic
 from google.protobuf.message import Message
 from lifeline.common.v1 import common_pb2
 from lifeline.events import ProtoAggregate, event_of, meta_of, stable_id
@@ -72,3 +73,7 @@ def rows_for(aggregate: CapAlertAggregate) -> list[ViewRow]:
     view = aggregate.view
     return [ViewRow("cap_alert", f"{view.sender}|{view.identifier}", view,
                     status=S.Name(view.status), category=view.duty_party)]
+
+
+# Histories stored before this module was split name the old module.
+register_topic("lifeline_monitor.cap:CapAlertAggregate", CapAlertAggregate)
