@@ -66,4 +66,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/responsiveness.py
 
 clean:
-	rm -rf $(VENV) .lifeline .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .lifeline .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov
