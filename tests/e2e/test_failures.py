@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -174,9 +173,9 @@ def test_a_poison_message_is_parked_while_the_next_incidents_events_flow(
 
 def test_what_a_killed_consumer_held_reaches_its_replacement_at_once(
         make_stack: StackFactory) -> None:
-    """Review dies holding dispatch's events unacknowledged (ack_wait is a minute here);
-    the review that starts next takes them over at once rather than waiting the minute."""
-    stack = make_stack({"LIFELINE_ACK_WAIT_SECONDS": "60"})
+    """Review dies holding dispatch's events unacknowledged (ack_wait is ten minutes here);
+    the review that starts next takes them over at once rather than waiting them out."""
+    stack = make_stack({"LIFELINE_ACK_WAIT_SECONDS": "600"})
     officer = stack.token("officer-li", "operator")
     dispatch = dispatch_pb2_grpc.DispatchServiceStub(stack.channel("dispatch", officer))
     reader = review_pb2_grpc.ReviewServiceStub(stack.channel("review", officer))
@@ -196,7 +195,6 @@ def test_what_a_killed_consumer_held_reaches_its_replacement_at_once(
         return len(held)
 
     assert asyncio.run(take_and_die()) >= 1
-    started = time.monotonic()
     stack.restart_service("review")
 
     def kept() -> bool:
@@ -206,5 +204,5 @@ def test_what_a_killed_consumer_held_reaches_its_replacement_at_once(
         except grpc.RpcError:
             return False
 
-    wait_until(kept, "the replacement to keep the incident", timeout=50)
-    assert time.monotonic() - started < 20  # not the minute of ack_wait
+    # A restart however slow the machine, and far short of ack_wait.
+    wait_until(kept, "the replacement to keep the incident", timeout=120)

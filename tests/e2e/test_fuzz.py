@@ -5,6 +5,7 @@ UNKNOWN, nothing stalls, no process restarts, and a refused request writes nothi
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import random
@@ -24,15 +25,18 @@ from typing import Any
 import grpc
 import httpx
 import jwt
+import nats
 import psycopg
 import pytest
 from google.protobuf import symbol_database
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
+from lifeline import bus
 from lifeline.common.v1 import common_pb2
 from lifeline.devstack import Stack
 from lifeline.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from lifeline.events import to_timestamp
+from lifeline.identity.nats import LISTENS_TO, consumer_name, stream_name
 from lifeline.identity.roles import RoleMatrix
 from lifeline.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from lifeline.resources.v1 import resources_pb2, resources_pb2_grpc
@@ -260,39 +264,74 @@ def call(channel: grpc.Channel, service: str, method: MethodDescriptor,
 class Ledger:
     """How many events every service has stored: a refused request must not move it."""
 
-    def __init__(self, database_url: str) -> None:
-        self.conn = psycopg.connect(database_url, autocommit=True)
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.conn = psycopg.connect(stack.database_url or "", autocommit=True)
         self.query = " + ".join(
             f"(SELECT count(*) FROM {name}.{name}_events)" for name in Stack.SERVICES)
+        self.unrelayed = " + ".join(
+            f"(SELECT count(*) FROM {name}.{name}_events WHERE notification_id > (SELECT "
+            f"coalesce(max(notification_id), 0) FROM {name}.{name}_tracking "
+            "WHERE application_name = 'outbox'))" for name in Stack.SERVICES)
+        self.runner = asyncio.Runner()
+        self.nats: nats.NATS | None = None
+
+    def close(self) -> None:
+        if self.nats is not None:
+            self.runner.run(self.nats.close())
+        self.runner.close()
+        self.conn.close()
 
     def count(self) -> int:
-        row = self.conn.execute(f"SELECT {self.query}").fetchone()
+        return self._one(f"SELECT {self.query}")
+
+    def _one(self, query: str) -> int:
+        row = self.conn.execute(query).fetchone()
         assert row is not None
         return int(row[0])
 
     def quiet(self) -> int:
-        """The count once the services' reactions to earlier writes have settled: unchanged
-        for half a second (consumers react within milliseconds when nothing is wrong)."""
-        last: list[tuple[int, float]] = []
+        """The count once the services' reactions to earlier writes are over, by what each
+        says of itself: every event stored is relayed (the relay's saved position), every
+        message on the streams is taken (no consumer has any pending or unacknowledged),
+        and no event was stored meanwhile."""
 
         def settled() -> int | None:
-            count, now = self.count(), time.monotonic()
-            if not last or last[0][0] != count:
-                last[:] = [(count, now)]
+            count = self.count()
+            if self._one(f"SELECT {self.unrelayed}") or not self.runner.run(self._consumed()):
                 return None
-            return count if now - last[0][1] >= 0.5 else None
+            return count if self.count() == count else None
 
-        return wait_until(settled, "the services to finish reacting to a write", 20)
+        return wait_until(settled, "the services to finish reacting to a write", 60)
+
+    async def _consumed(self) -> bool:
+        if self.nats is None:
+            self.nats = await bus.connect(self.stack.nats_url or "", "fuzz ledger",
+                                          **self.stack.nats_login())
+        js = self.nats.jetstream()
+        for service, upstreams in LISTENS_TO.items():
+            for upstream in upstreams:
+                info = await js.consumer_info(stream_name(upstream),
+                                              consumer_name(service, upstream))
+                if info.num_pending or info.num_ack_pending:
+                    return False
+        return True
+
+
+@pytest.fixture(scope="module")
+def ledger(stack: Stack) -> Iterator[Ledger]:
+    kept = Ledger(stack)
+    yield kept
+    kept.close()
 
 
 @pytest.mark.parametrize(("service", "method"), METHODS,
                          ids=[f"{s.name}.{m.name}" for s, m in METHODS])
 def test_generated_requests_never_break_a_service(
         stack: Stack, channels: dict[str, grpc.Channel], known: dict[str, list[str]],
-        service: Descriptor, method: MethodDescriptor) -> None:
+        ledger: Ledger, service: Descriptor, method: MethodDescriptor) -> None:
     name = SERVICE_OF[service.full_name]
     generate = Generator(zlib.crc32(method.full_name.encode()), known)  # fixed seeds
-    ledger = Ledger(stack.database_url or "")
     pids = {n: stack.service(n).pid for n in Stack.SERVICES}
     before = ledger.quiet()
     codes: dict[grpc.StatusCode, int] = {}
@@ -403,13 +442,12 @@ def test_a_huge_or_nul_value_in_any_write_is_refused_naming_the_field(
                                                                  error.details())
         assert (error.details() or "").startswith(path), (method.name, error.details())
         assert len(error.details() or "") < 300  # the bad value is not echoed back
-        # The next valid write answers at once.
-        started = time.monotonic()
+        # The next valid write goes through: nothing is left holding the store. How soon
+        # (issue 7: within a second) is bench/responsiveness.py's; a hang fails here.
         dispatch.ReportIncident(dispatch_pb2.ReportIncidentRequest(
             hazard="gas_leak", location=common_pb2.GeoPoint(lat=31.2, lon=121.4),
             action=dispatch_pb2.Action(occurred_at=to_timestamp(datetime.now(UTC)))),
             timeout=TIMEOUT)
-        assert time.monotonic() - started < 1.0, (method.name, path)
 
 
 def endpoint_of(stack: Stack) -> str:
@@ -421,7 +459,7 @@ def endpoint_of(stack: Stack) -> str:
 
 
 def test_hostile_http_to_the_acknowledgement_endpoint_never_breaks_it_nor_writes(
-        stack: Stack, channels: dict[str, grpc.Channel]) -> None:
+        stack: Stack, channels: dict[str, grpc.Channel], ledger: Ledger) -> None:
     """Forged and replayed links, links for someone not notified, oversized and garbage
     bodies, forged and hostile gateway replies: each a 4xx, none writes an event."""
     monitor = monitor_pb2_grpc.MonitorServiceStub(channels["monitor"])
@@ -441,7 +479,6 @@ def test_hostile_http_to_the_acknowledgement_endpoint_never_breaks_it_nor_writes
     red = common_pb2.WARNING_LEVEL_RED
     links = Links(LINK_KEY, 60)
     base = endpoint_of(stack)
-    ledger = Ledger(stack.database_url or "")
     wait_until(lambda: monitor.ListInbox(monitor_pb2.ListInboxRequest(party="fz-officer"),
                                          timeout=TIMEOUT).notifications, "the notification",
                TIMEOUT)

@@ -307,7 +307,9 @@ def test_bad_filters_and_times_are_invalid_arguments(stack: Stack) -> None:
     assert "as_of" in (refused.value.details() or "")
 
 
-def test_a_ten_thousand_event_history_imports_in_under_ten_seconds(stack: Stack) -> None:
+def test_a_ten_thousand_event_history_imports_whole(stack: Stack) -> None:
+    """How fast (issue 11: under ten seconds) is bench/replay.py's figure; the limit here,
+    ten times that, only catches a hang."""
     history = generate(DemandSpec(incidents=1, seed=5, false_alarms=0,
                                   situation_reports_per_hour=15_000))[0]
     assert len(history) >= 10_000
@@ -317,7 +319,7 @@ def test_a_ten_thousand_event_history_imports_in_under_ten_seconds(stack: Stack)
     kept = review.ImportHistory(review_pb2.ImportHistoryRequest(events=history), timeout=120)
     took = time.monotonic() - started
     assert kept.events == len(history)
-    assert took < 10.0, f"importing {len(history)} events took {took:.1f} s"
+    assert took < 100.0, f"importing {len(history)} events took {took:.1f} s"
     back = list(review.GetIncidentHistory(
         review_pb2.GetIncidentHistoryRequest(incident_id=kept.incident_id), timeout=120))
     assert len(back) == len(history) and back[-1].chain_digest == kept.chain_head

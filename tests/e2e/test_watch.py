@@ -1,5 +1,7 @@
 """Live views for a duty desk: dispatch's WatchIncidents and monitor's WatchWarnings send
-what is active, then each change as it happens; a caller who leaves leaves nothing behind."""
+what is active, then each change as it happens; a caller who leaves leaves nothing behind.
+How soon a change is shown (issue 13: within a second) is measured by
+bench/responsiveness.py; here a change not shown in ten times that fails."""
 
 from __future__ import annotations
 
@@ -22,8 +24,6 @@ from lifeline.scenario import wait_until
 
 pytestmark = pytest.mark.e2e
 TIMEOUT = 10.0
-#: How soon a watch must show a change (issue 13: "within a second of its opening").
-WITHIN_SECONDS = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +51,11 @@ def monitor(channels: dict[str, grpc.Channel]) -> monitor_pb2_grpc.MonitorServic
 
 
 class Follower:
-    """Reads a server stream on a thread of its own; each message waits in a queue with
-    the moment it arrived."""
+    """Reads a server stream on a thread of its own; each message waits in a queue."""
 
     def __init__(self, call: Any) -> None:
         self.call = call
-        self.arrived: queue.Queue[tuple[float, Any] | None] = queue.Queue()
+        self.arrived: queue.Queue[Any | None] = queue.Queue()
         self.error: grpc.RpcError | None = None
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
@@ -64,30 +63,30 @@ class Follower:
     def _read(self) -> None:
         try:
             for message in self.call:
-                self.arrived.put((time.monotonic(), message))
+                self.arrived.put(message)
         except grpc.RpcError as error:
             self.error = error
         finally:
             self.arrived.put(None)
 
-    def until(self, wanted: Callable[[Any], bool], what: str) -> tuple[float, Any]:
-        """The first message from here on that is wanted, and when it arrived."""
+    def until(self, wanted: Callable[[Any], bool], what: str) -> Any:
+        """The first message from here on that is wanted."""
         deadline = time.monotonic() + TIMEOUT
         while True:
             try:
-                item = self.arrived.get(timeout=max(deadline - time.monotonic(), 0))
+                message = self.arrived.get(timeout=max(deadline - time.monotonic(), 0))
             except queue.Empty:
                 raise AssertionError(f"no {what} within {TIMEOUT:g} s") from None
-            if item is None:
+            if message is None:
                 raise AssertionError(f"the watch ended before {what}: {self.error}")
-            if wanted(item[1]):
-                return item
+            if wanted(message):
+                return message
 
     def snapshot(self) -> list[Any]:
         """Everything up to the caught_up message."""
         initial: list[Any] = []
         while True:
-            _, message = self.until(lambda _: True, "the end of the snapshot")
+            message = self.until(lambda _: True, "the end of the snapshot")
             if message.caught_up:
                 return initial
             assert message.initial
@@ -104,7 +103,7 @@ def report(dispatch: dispatch_pb2_grpc.DispatchServiceStub, what: str) -> incide
         description=f"{what} {uuid.uuid4().hex[:8]}"), timeout=TIMEOUT).incident
 
 
-def test_a_desk_sees_the_active_incidents_then_a_new_one_within_a_second(
+def test_a_desk_sees_the_active_incidents_then_each_change(
         dispatch: dispatch_pb2_grpc.DispatchServiceStub) -> None:
     active = report(dispatch, "smell of gas on the stairs")
     dismissed = report(dispatch, "smell of gas, a false alarm")
@@ -121,16 +120,14 @@ def test_a_desk_sees_the_active_incidents_then_a_new_one_within_a_second(
                        for i in shown.values())
 
         new = report(dispatch, "gas meter hissing")
-        reported = time.monotonic()
-        seen_at, seen = desk.until(lambda m: m.incident.id == new.id, "the new incident")
-        assert seen_at - reported < WITHIN_SECONDS, f"shown {seen_at - reported:.3f} s late"
+        seen = desk.until(lambda m: m.incident.id == new.id, "the new incident")
         assert not seen.initial and seen.incident.description == new.description
 
         # A change shows the incident as it now is: declared, with its plan.
         dispatch.DeclareIncident(dispatch_pb2.DeclareIncidentRequest(
             incident_id=new.id, category=incident_pb2.CATEGORY_ACCIDENT_DISASTER,
             hazard_type="gas_leak", grade=incident_pb2.GRADE_IV), timeout=TIMEOUT)
-        _, declared = desk.until(lambda m: m.incident.id == new.id
+        declared = desk.until(lambda m: m.incident.id == new.id
                                  and m.incident.state != incident_pb2.INCIDENT_STATE_WARNING,
                                  "the declaration")
         assert declared.incident.grade == incident_pb2.GRADE_IV
@@ -138,7 +135,7 @@ def test_a_desk_sees_the_active_incidents_then_a_new_one_within_a_second(
         # ...and one leaving the active ones is shown leaving.
         dispatch.DismissIncident(dispatch_pb2.IncidentStepRequest(incident_id=active.id),
                                  timeout=TIMEOUT)
-        _, gone = desk.until(lambda m: m.incident.id == active.id, "the dismissal")
+        gone = desk.until(lambda m: m.incident.id == active.id, "the dismissal")
         assert gone.incident.state == incident_pb2.INCIDENT_STATE_DISMISSED
     finally:
         desk.close()
@@ -162,20 +159,18 @@ def test_a_raised_warning_is_shown_in_its_colour_until_it_is_cleared(
     try:
         assert desk.snapshot() == []  # nothing raised about this hazard yet
         read(0.9)
-        raised = time.monotonic()
-        seen_at, red = desk.until(lambda m: True, "the raised warning")
-        assert seen_at - raised < WITHIN_SECONDS, f"shown {seen_at - raised:.3f} s late"
+        red = desk.until(lambda m: True, "the raised warning")
         assert red.warning.hazard == hazard
         assert red.warning.level == common_pb2.WARNING_LEVEL_RED
         assert red.warning.status == monitor_pb2.WARNING_STATUS_ACTIVE
 
         read(0.5)
-        _, yellow = desk.until(lambda m: m.warning.level != common_pb2.WARNING_LEVEL_RED,
+        yellow = desk.until(lambda m: m.warning.level != common_pb2.WARNING_LEVEL_RED,
                                "the warning's new level")
         assert (yellow.warning.id, yellow.warning.level) == (red.warning.id,
                                                              common_pb2.WARNING_LEVEL_YELLOW)
         read(0.0)
-        _, cleared = desk.until(
+        cleared = desk.until(
             lambda m: m.warning.status == monitor_pb2.WARNING_STATUS_CLEARED, "the clearing")
         assert cleared.warning.id == red.warning.id
 

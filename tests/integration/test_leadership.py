@@ -1,10 +1,11 @@
-"""One leader per service, on a real PostgreSQL: a standby takes over the moment the
-leader's session ends, and a leader cut off while another took over stops."""
+"""One leader per service, on a real PostgreSQL: a standby takes over when the leader's
+session ends (within a poll or two: bench/responsiveness.py measures it; the limit here,
+ten times that, catches a standby that never asks again), and a leader cut off while another
+took over stops."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 
 import asyncpg
 import pytest
@@ -25,7 +26,7 @@ async def _terminate(database_url: str, leadership: Leadership) -> None:
 
 
 def test_a_standby_waits_and_takes_over_when_the_leader_goes(database_url: str) -> None:
-    async def scenario() -> float:
+    async def scenario() -> None:
         stop = asyncio.Event()
         leader, standby = Leadership(database_url, "dispatch"), Leadership(database_url,
                                                                            "dispatch")
@@ -34,15 +35,12 @@ def test_a_standby_waits_and_takes_over_when_the_leader_goes(database_url: str) 
         assert await other.acquire(stop)  # each service has a leader of its own
         assert await standby._try() is False, "two replicas of one service led at once"
         waiting = asyncio.create_task(standby.acquire(stop))
-        released = time.monotonic()
         await leader.release()
-        assert await asyncio.wait_for(waiting, 5)
-        handover = time.monotonic() - released
+        assert await asyncio.wait_for(waiting, POLL_SECONDS * 2 * 10)
         await standby.release()
         await other.release()
-        return handover
 
-    assert asyncio.run(scenario()) <= POLL_SECONDS * 2
+    asyncio.run(scenario())
 
 
 def test_a_leader_cut_off_while_another_took_over_stops(database_url: str) -> None:

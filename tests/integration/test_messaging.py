@@ -29,6 +29,7 @@ from lifeline.parking import Parking, parking_id
 from lifeline.store import ServiceApplication
 from lifeline_review.application import ReviewApp
 from lifeline_review.demand import DemandSpec, generate
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 NOW = datetime(2026, 7, 20, 8, 0, tzinfo=UTC)
@@ -181,10 +182,8 @@ async def test_a_lingering_follower_gathers_writes_and_a_waiter_ends_the_wait(
     try:
         open_incident(app, "w-linger-1")
         open_incident(app, "w-linger-2")
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        await follower.wait_for(2, timeout=5)
-        assert loop.time() - started < 5
+        # Ended by the waiter: well within the linger, however slow the machine.
+        await follower.wait_for(2, timeout=follower.linger / 2)
         assert follower.seen == [[1, 2]]
     finally:
         follower.stopping.set()
@@ -559,7 +558,7 @@ async def test_events_only_tracked_are_recorded_with_the_next_write_and_survive_
 async def test_a_replacement_takes_what_a_dead_consumer_held_without_waiting_out_ack_wait(
         nats_url: str, database_url: str) -> None:
     """A consumer killed while holding messages (unacknowledged) would have them back only
-    after ack_wait (30 s here); its replacement takes them over at once."""
+    after ack_wait (ten minutes here); its replacement takes them over at once."""
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     upstream = Ledger(database_url)
@@ -572,19 +571,17 @@ async def test_a_replacement_takes_what_a_dead_consumer_held_without_waiting_out
     dead = await nats.connect(nats_url)
     dead_js = dead.jetstream()
     await dead_js.add_consumer("LIFELINE_LEDGER", nats.js.api.ConsumerConfig(
-        durable_name="keeper", ack_policy=nats.js.api.AckPolicy.EXPLICIT, ack_wait=30,
+        durable_name="keeper", ack_policy=nats.js.api.AckPolicy.EXPLICIT, ack_wait=600,
         filter_subjects=["lifeline.ledger.incident.>"]))
     held = await (await dead_js.pull_subscribe_bind("keeper", "LIFELINE_LEDGER")).fetch(5)
     assert len(held) == 5
     await dead.close()
 
-    keeper = Keeper(js, database_url, ack_wait=30)
-    started = asyncio.get_running_loop().time()
+    keeper = Keeper(js, database_url, ack_wait=600)
     keeper.start()
     try:
-        await keeper.until_complete(incident, timeout=10)
-        taken_in = asyncio.get_running_loop().time() - started
-        assert taken_in < 5, f"took {taken_in:.1f}s: waited out ack_wait"
+        # A takeover however slow the machine, and far short of ack_wait.
+        await keeper.until_complete(incident, timeout=120)
     finally:
         await keeper.stop()
         upstream.close()
@@ -612,13 +609,20 @@ async def test_a_lingering_consumer_takes_a_burst_after_it_in_one_batch(
     await js.publish(*events[0][:2], headers=events[0][2])
     keeper = Keeper(js, database_url, linger=1.0)
     handled_at: list[float] = []
-    handle = keeper.inbox.handle
+    gathered: list[int] = []  # what each linger took in, after the batch it waited with
+    handle, gather = keeper.inbox.handle, keeper.inbox._gather
 
     async def timed(subject: str, wrapper: Message, tracking: Tracking) -> None:
         handled_at.append(asyncio.get_running_loop().time())
         await handle(subject, wrapper, tracking)
 
+    async def counted(room: int) -> list[Msg]:
+        more = await gather(room)
+        gathered.append(len(more))
+        return more
+
     keeper.inbox.handle = timed
+    keeper.inbox._gather = counted  # type: ignore[method-assign]
     keeper.start()
     try:
         # The first is fetched and held, lingering; the rest of the burst follows.
@@ -631,7 +635,7 @@ async def test_a_lingering_consumer_takes_a_burst_after_it_in_one_batch(
         await keeper.until_complete(incident)
         assert len(handled_at) == len(events)
         assert min(handled_at) >= burst_ended  # nothing handled while the burst came
-        assert max(handled_at) - min(handled_at) < 1.0  # all in the one lingered batch
+        assert gathered[0] == len(events) - 1  # all in the one lingered batch
     finally:
         await keeper.stop()
         upstream.close()

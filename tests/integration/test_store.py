@@ -1,6 +1,7 @@
 """The event store against a real PostgreSQL: a write far larger than a socket buffer, alone
-or as many events at once, commits in well under a second and leaves the table free for the
-next writer (psycopg's pipeline mode deadlocked on such writes, holding the table's lock);
+or as many events at once, commits and leaves the table free for the next writer (psycopg's
+pipeline mode deadlocked on such writes, holding the table's lock; how fast they commit is
+bench/responsiveness.py's, the limit here only catches that hang);
 a consumer's write in its three round trips stays all or nothing; several aggregates load
 in one query."""
 
@@ -21,6 +22,8 @@ from lifeline_monitor.domain import Sensor
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 7, 20, 8, 0, tzinfo=UTC)
+#: Seconds after which a write is taken to hang (ten times a slow machine's commit).
+HANG = 10.0
 
 
 @pytest.fixture
@@ -47,14 +50,14 @@ def timed(step: object) -> float:
 
 def test_a_one_mebibyte_event_commits_and_the_next_write_is_not_held_up(
         app: MonitorApp) -> None:
-    assert timed(lambda: app.record(sensor("big", "x" * (1 << 20)))) < 2.0
-    assert timed(lambda: app.record(sensor("small"))) < 1.0
+    assert timed(lambda: app.record(sensor("big", "x" * (1 << 20)))) < HANG
+    assert timed(lambda: app.record(sensor("small"))) < HANG
     assert app.find(Sensor, sensor("big").id) is not None
 
 
 def test_many_large_events_in_one_transaction_commit(app: MonitorApp) -> None:
     many = [sensor(f"s-{i}", "y" * 300_000) for i in range(10)]  # 3 MB in one write
-    assert timed(lambda: app.record(*many)) < 3.0
+    assert timed(lambda: app.record(*many)) < HANG
     assert len(app.recorder.select_notifications(1, 100)) == 10
 
 
