@@ -74,6 +74,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/city_day.py
 	$(BIN)/python bench/delivery.py
 	$(BIN)/python bench/responsiveness.py
+	$(BIN)/python bench/console.py
 
 clean:
 	rm -rf $(VENV) .lifeline .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov
