@@ -1,6 +1,6 @@
 // A crew's phone: its unit's assignment, destination and route, status in one tap, and the
 // phone's position shared with resources like any vehicle's report.
-import { LivePicture, act, el, signedIn, state, unitStatus, words } from "/static/common.js";
+import { LivePicture, act, el, getJSON, signedIn, state, unitStatus, words } from "/static/common.js";
 
 const L = window.L;
 const picker = document.getElementById("unit");
@@ -82,6 +82,13 @@ async function start() {
   document.getElementById("on-scene").addEventListener("click", () => setStatus("UNIT_STATUS_ON_SCENE"));
   document.getElementById("available").addEventListener("click", () => setStatus("UNIT_STATUS_AVAILABLE"));
   document.getElementById("share").addEventListener("click", (e) => toggleSharing(e.target));
+  const base = await getJSON("/api/basemap");
+  routeMap.setView(base.centre, 14);  // Leaflet draws nothing on a map without a view
+  if (base.tiles) L.tileLayer(base.tiles, { maxZoom: 19 }).addTo(routeMap);
+  for (const road of base.roads.features) {
+    L.polyline(road.geometry.coordinates.map(([lon, lat]) => [lat, lon]),
+      { color: "#9aa5b1", weight: 4 }).bindTooltip(road.properties.name).addTo(routeMap);
+  }
   live = new LivePicture({
     onSnapshot: render, onChanges: render,
     onConnection: (up) => {
