@@ -119,7 +119,10 @@ def test_a_fresh_install_starts_the_stack_and_plays_the_demo(installed: Path,
         status = json.loads(run([installed / "lifeline", "status", "--json"],
                                 cwd=elsewhere, env=env))
         health = {row["component"]: row["health"] for row in status}
-        assert all(health.get(s) == "SERVING" for s in SERVICES), status
+        assert all(health.get(s) == "SERVING" for s in (*SERVICES, "console")), status
+        link = run([installed / "lifeline", "login-link", "--role", "viewer"], cwd=elsewhere,
+                   env=env)
+        assert re.fullmatch(r"https://127\.0\.0\.1:\d+/signin#token=[\w.-]+\n", link), link
     finally:
         run([installed / "lifeline", "down"], cwd=elsewhere, env=env, timeout=120)
 
