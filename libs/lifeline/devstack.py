@@ -146,10 +146,16 @@ def console_health(url: str, ca_pem: bytes | None, timeout: float = 1.0) -> str:
     context = ssl.create_default_context(cadata=ca_pem.decode() if ca_pem else None)
     try:
         with urllib.request.urlopen(f"{url}/healthz", timeout=timeout, context=context) as resp:
-            status: str = json.loads(resp.read())["status"]
-            return status
-    except (OSError, urllib.error.URLError, ValueError, KeyError):
+            body = resp.read()
+    except urllib.error.HTTPError as refused:  # 503 while its watches connect
+        body = refused.read()
+    except (OSError, urllib.error.URLError):
         return "UNREACHABLE"
+    try:
+        status: str = json.loads(body)["status"]
+    except (ValueError, KeyError):
+        return "UNREACHABLE"
+    return status
 
 
 def check_health(address: str, ca_pem: bytes | None, timeout: float = 1.0) -> str:

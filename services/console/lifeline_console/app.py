@@ -224,7 +224,10 @@ async def _forward(console: Console, action: actions.Action, body: Any, session:
 async def health(request: Request) -> Response:
     feeds = request.app.state.console.picture.things["feed"]
     live = all(f.get("state") == "live" for f in feeds.values()) and len(feeds) == 3
-    return JSONResponse({"status": "SERVING" if live else "CONNECTING", "feeds": feeds})
+    # 503 until every watch is live, so a readiness probe reading the status code alone
+    # sends no one to a console with half a picture.
+    return JSONResponse({"status": "SERVING" if live else "CONNECTING", "feeds": feeds},
+                        status_code=200 if live else 503)
 
 
 def page(name: str) -> Callable[[Request], Awaitable[Response]]:
