@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
-from lifeline.edge import cause_of, check_location, check_name, required
+from lifeline.edge import cause_of, check_location, check_name, required, time_field
 from lifeline.errors import InvalidArgument, NotFound
-from lifeline.events import from_timestamp, to_timestamp
+from lifeline.events import to_timestamp
 from lifeline.resources.v1 import resources_pb2 as pb
 from lifeline.runtime import Runtime
 
@@ -37,8 +37,8 @@ class FleetRpcs:
                 if not report.HasField("position"):
                     raise InvalidArgument(f"{where}.position", "is required")
                 check_location(f"{where}.position", report.position)
-                at = (from_timestamp(report.measured_at) if report.HasField("measured_at")
-                      else self.rt.now())
+                at = (time_field(report, "measured_at", field=f"{where}.measured_at")
+                      or self.rt.now())
                 taken = self.app.fleet.report_position(
                     report.unit_id, (report.position.lat, report.position.lon), at)
                 if taken is None:

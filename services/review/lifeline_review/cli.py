@@ -1,6 +1,5 @@
 """lifeline-review: replay and evaluate incident histories, for evaluators."""
 
-import json
 import re
 import sys
 from collections.abc import Sequence
@@ -11,6 +10,7 @@ import grpc
 import typer
 from google.protobuf import json_format
 from lifeline.cli import kit, views
+from lifeline.documents import load_json
 from lifeline.events import from_json, meta_of
 from lifeline.incident import text
 from lifeline.incident.model import grade_name
@@ -99,7 +99,7 @@ def read_history(path: Path) -> tuple[list[incident_pb2.IncidentEvent], list[int
         if not line.strip():
             continue
         try:
-            event = from_json(json.loads(line), incident_pb2.IncidentEvent, strict=True)
+            event = from_json(load_json(line), incident_pb2.IncidentEvent, strict=True)
             assert isinstance(event, incident_pb2.IncidentEvent)
             events.append(event)
         except (ValueError, json_format.ParseError) as error:
