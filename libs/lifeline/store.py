@@ -36,8 +36,9 @@ from eventsourcing.postgres import PostgresAggregateRecorder, PostgresProcessRec
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from lifeline.errors import Conflict, NotFound
+from lifeline.errors import Abandoned, Conflict, NotFound
 from lifeline.events import ProtoMapper, StoredRows, fold, replay_rows
+from lifeline.idempotency import Attempt
 
 A = TypeVar("A", bound=Aggregate)
 _collecting: ContextVar[list[Aggregate] | None] = ContextVar("lifeline_collecting",
@@ -133,8 +134,16 @@ class StoreRecorder(PostgresProcessRecorder):
             # notify-queue lock at every commit (no latency change measured without it).
             first.extend(locks)
         inline = sum(len(e.state) for e in stored_events) <= INLINE_MAX_BYTES
+        attempt: Attempt | None = kwargs.get("attempt")
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             self._check_has_multi_row_tracking_table(curs)
+            if attempt is not None:
+                # Only while the caller waits (the pool may have held this thread through
+                # an outage), and PostgreSQL cancels the transaction once it no longer does.
+                left = attempt.remaining()
+                if left is not None:
+                    first.insert(1, sql.SQL("SET LOCAL statement_timeout = {}").format(
+                        sql.Literal(max(1, int(left * 1000)))))
             try:
                 ids: Sequence[int] = []
                 if inline:
@@ -151,6 +160,14 @@ class StoreRecorder(PostgresProcessRecorder):
                                                                         stored_events)
                         ids = self._fetch_ids_after_insert_events(curs, stored_events) or []
                     curs.execute("COMMIT", prepare=False)
+            except psycopg.errors.QueryCanceled:
+                with contextlib.suppress(Exception):
+                    curs.execute("ROLLBACK", prepare=False)
+                if attempt is None:
+                    raise
+                attempt.abandon()
+                raise Abandoned("the call's deadline passed during its write; nothing was "
+                                "written") from None
             except psycopg.errors.DivisionByZero:
                 with contextlib.suppress(Exception):
                     curs.execute("ROLLBACK", prepare=False)
@@ -210,8 +227,8 @@ def eventsourcing_env(database_url: str, schema: str) -> dict[str, str]:
         "POSTGRES_CONNECT_TIMEOUT": "2",
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "5",
         # No ping before every use of a pooled connection: it doubled the round trips of
-        # every read and write. The runtime checks the pool once when the database comes
-        # back after an outage (`discard_broken_connections`).
+        # every read and write. The runtime renews the pool when the database comes back
+        # after an outage (`renew_pool`).
         # Consumers track a row per upstream event they took, keyed by the event's identity
         # (application_name "<upstream>/<aggregate id>", notification_id its version): the
         # highest version per aggregate orders them, membership recognises a repeat, and a
@@ -297,17 +314,36 @@ class ServiceApplication(Application):
         assert isinstance(self.recorder, ProcessRecorder)
         return self.recorder
 
-    def discard_broken_connections(self) -> None:
-        """Test the idle pooled connections and replace those an outage broke."""
+    def probe_write(self) -> None:
+        """Take a connection from the writers' pool and commit a transaction that holds a
+        transaction id: what every write needs (a server in recovery or read-only fails)."""
         recorder = self.process_recorder
         assert isinstance(recorder, PostgresProcessRecorder)
-        recorder.datastore.pool.check()
+        with recorder.datastore.transaction(commit=True) as cursor:
+            cursor.execute("SELECT pg_current_xact_id()")
+
+    def renew_pool(self) -> None:
+        """Replace the writers' pool by a fresh one of the same settings (the library's
+        factory makes it from the application's environment)."""
+        recorder = self.process_recorder
+        assert isinstance(recorder, PostgresProcessRecorder)
+        datastore = recorder.datastore
+        fresh: Any = type(self.factory)(self.factory.env)
+        old, datastore.pool = datastore.pool, fresh.datastore.pool
+        old.close(timeout=0)
 
     def on_recorded(self, listener: Callable[[Sequence[Notification]], None]) -> None:
         """Call listener(the notifications written) after every write that wrote events
         (it wakes the relay and the projector, in the writer's thread)."""
         with self._listeners_lock:
             self._listeners.append(listener)
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[Any]:
+        """One command's decide, write and commit as one block (`Runtime.command` runs each
+        attempt in one): an application keeping state in memory holds it here (monitor's
+        alarm engine); the others need nothing."""
+        yield None
 
     @contextlib.contextmanager
     def collecting(self) -> Iterator[list[Aggregate]]:
@@ -332,9 +368,10 @@ class ServiceApplication(Application):
         finally:
             _tracked_by.reset(token)
 
-    def record(self, *aggregates: Aggregate | None,
-               tracking: Tracking | None = None) -> list[Recording]:
-        """Write the aggregates' new events, and the tracking position, in one transaction."""
+    def record(self, *aggregates: Aggregate | None, tracking: Tracking | None = None,
+               attempt: Attempt | None = None) -> list[Recording]:
+        """Write the aggregates' new events, and the tracking position, in one transaction;
+        a caller's command only while its `attempt` stands."""
         riders = _tracked_by.get()
         if riders is not None and tracking is not None:
             aggregates, tracking = (*aggregates, *riders()), None
@@ -344,7 +381,7 @@ class ServiceApplication(Application):
             collected.extend(a for a in aggregates if a is not None)
             return []
         processing = ProcessingEvent[UUID](tracking)
-        processing.collect_events(*aggregates)
+        processing.collect_events(*aggregates, **({"attempt": attempt} if attempt else {}))
         try:
             recordings = self._record(processing)
         except IntegrityError as error:
