@@ -161,9 +161,7 @@ class Runtime:
             # No await between finding the key free and taking it.
             while (earlier := self._attempts.get(key.aggregate_id)) is not None \
                     and not earlier.done():
-                await self._outcome(earlier, "an earlier attempt with this idempotency-key "
-                                             "is still waiting for the database; retry with "
-                                             "the same key", retrieve_only=True)
+                await self._wait_out(earlier)
         task = asyncio.ensure_future(asyncio.to_thread(retry_conflicts, run))
         if key is not None:
             claimed = key.aggregate_id
@@ -190,23 +188,29 @@ class Runtime:
         return await self._outcome(asyncio.ensure_future(asyncio.to_thread(fn)),
                                    "the database stopped answering; retry shortly")
 
+    async def _wait_out(self, earlier: asyncio.Future[Any]) -> None:
+        """Wait until an earlier attempt with the same key has ended, however it ended (its
+        outcome was its own caller's answer); UNAVAILABLE while it waits on a database
+        known to be down."""
+        try:
+            await self._outcome(earlier, "an earlier attempt with this idempotency-key is "
+                                         "still waiting for the database; retry with the "
+                                         "same key")
+        except Exception:
+            if not earlier.done():
+                raise
+
     async def _outcome(self, task: asyncio.Future[T], when_down: str,
-                       attempt: idempotency.Attempt | None = None, *,
-                       retrieve_only: bool = False) -> T:
+                       attempt: idempotency.Attempt | None = None) -> T:
         """Wait for task (running off the event loop); while the database is known to be
         down, stop waiting for it (the library's own retries would hold the caller for a
         minute) and answer UNAVAILABLE. A slow but reachable database is waited for. A task
         left behind (UNAVAILABLE, or the caller gone) has its attempt abandoned, and its
-        outcome retrieved, never logged as unretrieved. retrieve_only: the outcome is not
-        this caller's (an earlier attempt): only wait for it to end."""
+        outcome retrieved, never logged as unretrieved."""
         try:
             while True:
                 done, _ = await asyncio.wait({task}, timeout=BACKEND_CHECK_SECONDS / 2)
                 if done:
-                    if retrieve_only:
-                        with contextlib.suppress(Exception):
-                            task.result()
-                        return None  # type: ignore[return-value]
                     return task.result()
                 if self.backend_down is not None:
                     raise Unavailable(when_down)

@@ -135,18 +135,22 @@ def _check_count(path: str, count: int, name: str) -> None:
 
 
 def _check_timestamp(ts: Message, path: str, now: datetime) -> None:
-    check_time(path.removesuffix("."), ts)
+    _check_range(path.removesuffix("."), ts)
 
 
-def check_time(field: str, ts: Message) -> datetime:
-    """A request's google.protobuf.Timestamp as a datetime, or INVALID_ARGUMENT naming the
-    field: the one conversion of a caller's time (the walk and every servicer use it)."""
+def _check_range(field: str, ts: Message) -> None:
     seconds, nanos = ts.seconds, ts.nanos  # type: ignore[attr-defined]
     if not MIN_SECONDS <= seconds <= MAX_SECONDS:
         raise InvalidArgument(field, f"outside the time range this service accepts "
                                      f"(years {EARLIEST.year} to {LATEST.year})")
     if not 0 <= nanos <= 999_999_999:
         raise InvalidArgument(field, "nanos must be within 0..999999999")
+
+
+def check_time(field: str, ts: Message) -> datetime:
+    """A request's google.protobuf.Timestamp as a datetime, or INVALID_ARGUMENT naming the
+    field: the one conversion of a caller's time (its range is the walk's)."""
+    _check_range(field, ts)
     return ts.ToDatetime(tzinfo=UTC)  # type: ignore[attr-defined]
 
 
