@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from google.protobuf.message import Message
@@ -10,8 +11,9 @@ from google.protobuf.message import Message
 from lifeline.clock import Clock
 from lifeline.common.v1.common_pb2 import GeoPoint
 from lifeline.errors import InvalidArgument, PermissionDenied
-from lifeline.events import Cause, from_timestamp
+from lifeline.events import Cause
 from lifeline.identity import ANONYMOUS, caller
+from lifeline.validation import check_time
 
 
 def acting(named: str = "") -> tuple[str, str]:
@@ -32,7 +34,7 @@ def cause_of(clock: Clock, *, actor: str = "", occurred_at: Message | None = Non
     else the clock's now."""
     when = clock.now()
     if occurred_at is not None and occurred_at.ByteSize():
-        when = from_timestamp(occurred_at)  # type: ignore[arg-type]
+        when = check_time("occurred_at", occurred_at)
     name, via = acting(actor)
     return Cause(actor=name, via=via, occurred_at=when, reason=reason)
 
@@ -60,6 +62,14 @@ def check_name(field: str, value: str) -> None:
     if not NAME.match(value):
         raise InvalidArgument(field, f"{value!r} may hold only letters, digits, '_', '.', "
                                      "':' and '-'")
+
+
+def time_field(request: Message, name: str, *, field: str = "") -> datetime | None:
+    """The request's timestamp field `name` as a datetime (None when unset), checked as the
+    edge checks every caller's time; `field` names it in an error (default: name)."""
+    if not request.HasField(name):
+        return None
+    return check_time(field or name, getattr(request, name))
 
 
 def required(request: Message, *fields: str) -> None:

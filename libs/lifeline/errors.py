@@ -53,6 +53,13 @@ class Unavailable(LifelineError):
     code = "UNAVAILABLE"
 
 
+class Abandoned(LifelineError):
+    """A command's attempt whose caller was answered without it (its deadline passed, or
+    the database went down meanwhile): it wrote nothing, and never will."""
+
+    code = "DEADLINE_EXCEEDED"
+
+
 class ResourceExhausted(LifelineError):
     """The caller asked for more than the service keeps for it (a watch that fell behind)."""
 

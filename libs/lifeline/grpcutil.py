@@ -178,7 +178,8 @@ def _admit(guard: Guard | None, method: str, context: grpc.aio.ServicerContext,
     if isinstance(request, Message):
         key = next((v for k, v in metadata if k == idempotency.HEADER), None)
         idempotency.admit(identity.name, method, key if isinstance(key, str) or key is None
-                          else key.decode(errors="replace"), request)
+                          else key.decode(errors="replace"), request,
+                          context.time_remaining())
 
 
 def _unary(behaviour: Any, method: str, guard: Guard | None) -> Any:

@@ -5,12 +5,18 @@ nothing, the same key with another request is refused.
 The first answer is kept as a `ClientRequest` aggregate written in the same transaction as
 the events the request caused, so "it happened" and "this is what was answered" cannot part.
 Keys are per caller: one caller's key never reaches another caller's answer.
+
+An `Attempt` is one try of a command: it commits only while its caller still waits for it
+(the call's deadline, and the runtime's abandoning it when it answers without it), so a
+retry never meets an earlier attempt committing behind its back.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import threading
+import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 from uuid import UUID
@@ -19,7 +25,7 @@ from eventsourcing.domain import Aggregate
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import Message
 
-from lifeline.errors import InvalidArgument
+from lifeline.errors import Abandoned, InvalidArgument
 from lifeline.events import stable_id
 
 HEADER = "idempotency-key"
@@ -39,6 +45,7 @@ class RequestKey:
 
 
 _pending: ContextVar[RequestKey | None] = ContextVar("lifeline_request_key", default=None)
+_deadline: ContextVar[float | None] = ContextVar("lifeline_call_deadline", default=None)
 
 
 def pending() -> RequestKey | None:
@@ -46,8 +53,41 @@ def pending() -> RequestKey | None:
     return _pending.get()
 
 
-def admit(caller: str, method: str, key: str | None, request: Message) -> None:
-    """Check the call's key (if any) and make it current."""
+class Attempt:
+    """One try of a caller's command, handed to the write that would commit it."""
+
+    def __init__(self, deadline: float | None = None) -> None:
+        #: time.monotonic() past which the caller no longer waits (None: no deadline).
+        self.deadline = deadline
+        self._abandoned = threading.Event()
+
+    @classmethod
+    def of_call(cls) -> Attempt:
+        """An attempt of the call being served, with its deadline."""
+        return cls(_deadline.get())
+
+    def abandon(self) -> None:
+        """The caller was answered without this attempt: it must not commit."""
+        self._abandoned.set()
+
+    def remaining(self) -> float | None:
+        """Seconds the caller still waits (None: no deadline); Abandoned if none left."""
+        if self._abandoned.is_set():
+            raise Abandoned("the caller was answered before this attempt could write; "
+                            "nothing was written")
+        if self.deadline is None:
+            return None
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise Abandoned("the call's deadline passed before its write; nothing was "
+                            "written")
+        return left
+
+
+def admit(caller: str, method: str, key: str | None, request: Message,
+          time_remaining: float | None = None) -> None:
+    """Check the call's key (if any) and make it and the call's deadline current."""
+    _deadline.set(None if time_remaining is None else time.monotonic() + time_remaining)
     if key is None:
         return
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():

@@ -25,6 +25,7 @@ import jsonschema  # type: ignore[import-untyped,unused-ignore]
 from jsonschema import ValidationError  # type: ignore[import-untyped,unused-ignore]
 
 from lifeline import settings as environment
+from lifeline.documents import TooDeep, load_toml
 from lifeline.incident.v1 import incident_pb2
 
 #: The shipped plans: package data (shipped/plans links to plans/ in the source tree).
@@ -145,11 +146,13 @@ def load_plan(path: Path) -> Plan:
     except OSError as e:
         raise PlanError(path, "(file)", f"cannot read: {e.strerror or e}") from e
     try:
-        doc = tomllib.loads(data.decode("utf-8"))
+        doc = load_toml(data.decode("utf-8"))
     except UnicodeDecodeError as e:
         raise PlanError(path, "(file)", f"not UTF-8 text: {e}") from e
     except tomllib.TOMLDecodeError as e:
         raise PlanError(path, "(file)", f"invalid TOML: {e}") from e
+    except TooDeep as e:
+        raise PlanError(path, "(file)", str(e)) from e
     errors = sorted(_validator().iter_errors(doc), key=lambda e: _error_order(doc, e))
     if errors:
         field, problem = _explain(errors[0])

@@ -10,10 +10,11 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from uuid import UUID
 
 from eventsourcing.persistence import Recording
 from google.protobuf.message import Message
@@ -23,7 +24,7 @@ from nats.aio.client import Client as NATS
 from lifeline import bus, heap, idempotency, parking, parking_servicer
 from lifeline.clock import Clock, SystemClock
 from lifeline.config import Settings
-from lifeline.errors import Unavailable
+from lifeline.errors import LifelineError, Unavailable
 from lifeline.follow import LogFollower, retry_forever
 from lifeline.grpcutil import Authenticator, Server, health_probe
 from lifeline.identity.nats import LISTENS_TO, consumer_name
@@ -38,6 +39,13 @@ T = TypeVar("T")
 R = TypeVar("R", bound=Message)
 READ_MODEL_WAIT_SECONDS = 5.0
 BACKEND_CHECK_SECONDS = 0.5
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """Take a left-behind task's outcome, so that its failure is not logged as unretrieved
+    (its caller was answered already)."""
+    if not task.cancelled():
+        task.exception()
 
 
 class Runtime:
@@ -61,6 +69,8 @@ class Runtime:
         self.port = 0
         self._consumers: list[dict[str, Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        #: The attempt running for each idempotency key claimed (its ClientRequest id).
+        self._attempts: dict[UUID, asyncio.Future[Any]] = {}
         self.nc: NATS | None = None
         self.inboxes: list[bus.Inbox] = []
         self._repeating: list[tuple[str, float, Callable[[], Awaitable[None]]]] = []
@@ -117,26 +127,51 @@ class Runtime:
     async def command(self, step: Callable[[], tuple[T, list[Recording]]],
                       answer: Callable[[T], R]) -> R:
         """A caller's command: run step, build the answer, and write both at once, so that
-        a retry with the same idempotency key gets this answer and writes nothing."""
+        a retry with the same idempotency key gets this answer and writes nothing.
+
+        A key is claimed for the attempt's whole run: a retry arriving while an earlier
+        attempt with its key still runs waits for that attempt, then finds its answer. An
+        attempt commits only while its caller waits (`idempotency.Attempt`)."""
         key = idempotency.pending()
+        attempt = idempotency.Attempt.of_call()
 
-        def attempt() -> tuple[R, list[Recording]]:
-            if key is not None:
-                earlier = self.app.find(idempotency.ClientRequest, key.aggregate_id)
-                if earlier is not None:
-                    first: R = earlier.answer_to(key)  # type: ignore[assignment]
+        def first_answer() -> R | None:
+            assert key is not None
+            earlier = self.app.find(idempotency.ClientRequest, key.aggregate_id)
+            return None if earlier is None else earlier.answer_to(key)  # type: ignore[return-value]
+
+        def run() -> tuple[R, list[Recording]]:
+            if key is not None and (first := first_answer()) is not None:
+                return first, []
+            try:
+                with self.app.writing():
+                    with self.app.collecting() as changed:
+                        result, _ = step()
+                    response = answer(result)
+                    if key is not None:
+                        changed.append(idempotency.ClientRequest.answered(key, response))
+                    return response, self.app.record(*changed, attempt=attempt)
+            except LifelineError:
+                # An earlier attempt may have committed between the look-up and the step's
+                # reads (from another process): its answer, not a refusal of its own effect.
+                if key is not None and (first := first_answer()) is not None:
                     return first, []
-            with self.app.collecting() as changed:
-                result, _ = step()
-            response = answer(result)
-            if key is not None:
-                changed.append(idempotency.ClientRequest.answered(key, response))
-            return response, self.app.record(*changed)
+                raise
 
-        response, recordings = await self._answered(
-            lambda: retry_conflicts(attempt),
-            "the database stopped answering; the command may or may not have happened: "
-            "retry with the same idempotency-key")
+        if key is not None:
+            # No await between finding the key free and taking it.
+            while (earlier := self._attempts.get(key.aggregate_id)) is not None \
+                    and not earlier.done():
+                await self._wait_out(earlier)
+        task = asyncio.ensure_future(asyncio.to_thread(retry_conflicts, run))
+        if key is not None:
+            claimed = key.aggregate_id
+            self._attempts[claimed] = task
+            task.add_done_callback(lambda t: self._attempts.pop(claimed)
+                                   if self._attempts.get(claimed) is t else None)
+        response, recordings = await self._outcome(
+            task, "the database stopped answering; the command may or may not have happened: "
+                  "retry with the same idempotency-key", attempt)
         if recordings:
             # Callers read their own writes; but the command has committed, so a slow read
             # model must not turn its answer into a failure.
@@ -151,20 +186,40 @@ class Runtime:
         return self.clock.now()
 
     async def read(self, fn: Callable[[], T]) -> T:
-        return await self._answered(fn, "the database stopped answering; retry shortly")
+        return await self._outcome(asyncio.ensure_future(asyncio.to_thread(fn)),
+                                   "the database stopped answering; retry shortly")
 
-    async def _answered(self, fn: Callable[[], T], when_down: str) -> T:
-        """Run fn off the event loop; while the database is known to be down, stop waiting
-        for it (the library's own retries would hold the caller for a minute) and answer
-        UNAVAILABLE. A slow but reachable database is waited for."""
-        task = asyncio.ensure_future(asyncio.to_thread(fn))
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=BACKEND_CHECK_SECONDS / 2)
-            if done:
-                return task.result()
-            if self.backend_down is not None:
-                task.add_done_callback(lambda t: t.exception())  # retrieved, not logged
-                raise Unavailable(when_down)
+    async def _wait_out(self, earlier: asyncio.Future[Any]) -> None:
+        """Wait until an earlier attempt with the same key has ended, however it ended (its
+        outcome was its own caller's answer); UNAVAILABLE while it waits on a database
+        known to be down."""
+        try:
+            await self._outcome(earlier, "an earlier attempt with this idempotency-key is "
+                                         "still waiting for the database; retry with the "
+                                         "same key")
+        except Exception:
+            if not earlier.done():
+                raise
+
+    async def _outcome(self, task: asyncio.Future[T], when_down: str,
+                       attempt: idempotency.Attempt | None = None) -> T:
+        """Wait for task (running off the event loop); while the database is known to be
+        down, stop waiting for it (the library's own retries would hold the caller for a
+        minute) and answer UNAVAILABLE. A slow but reachable database is waited for. A task
+        left behind (UNAVAILABLE, or the caller gone) has its attempt abandoned, and its
+        outcome retrieved, never logged as unretrieved."""
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=BACKEND_CHECK_SECONDS / 2)
+                if done:
+                    return task.result()
+                if self.backend_down is not None:
+                    raise Unavailable(when_down)
+        finally:
+            if not task.done():
+                if attempt is not None:
+                    attempt.abandon()
+                task.add_done_callback(_retrieved)
 
     # ---- life cycle ----
 
@@ -189,18 +244,33 @@ class Runtime:
         self.relay = bus.OutboxRelay(self.app, js, s.service)
         self.inboxes = [bus.Inbox(self.app, js, **c) for c in self._consumers]
         for worker in self._workers():
-            self._tasks.append(asyncio.create_task(worker.run()))
+            self._background(worker.run())
         for name, seconds, step in self._repeating:
-            self._tasks.append(asyncio.create_task(self._repeat(name, seconds, step)))
-        self._tasks.append(asyncio.create_task(self._watch_backends()))
+            self._background(self._repeat(name, seconds, step))
+        self._background(self._watch_backends())
         if self.leadership is not None:
-            self._tasks.append(asyncio.create_task(self._hold_leadership()))
+            self._background(self._hold_leadership())
         tls = None
         if sec.tls_cert:
             tls = (Path(sec.tls_key).read_bytes(), Path(sec.tls_cert).read_bytes())
         self.port = await self.server.start(s.listen, tls, sec.health_listen)
         log.info("lifeline-%s serving on port %d", s.service, self.port)
         return self.port
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run work for the service's life; if it ever fails, say so at once (and stop
+        the service: a supervisor restarts it whole), rather than when it is stopped."""
+        task = asyncio.create_task(work)
+        task.add_done_callback(self._ended)
+        self._tasks.append(task)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self._stopping.is_set():
+            return
+        error = task.exception()
+        if error is not None:
+            log.error("background task %s failed: %r; stopping", task.get_coro(), error)
+            self.halt(exit_code=1)
 
     async def _repeat(self, name: str, seconds: float,
                       step: Callable[[], Awaitable[None]]) -> None:
@@ -229,9 +299,8 @@ class Runtime:
                 database = (f"PostgreSQL is unreachable ({type(error).__name__})"
                             if failed >= 2 else self.backend_down)
             if database is None and self.backend_down is not None:
-                # Back after an outage: the pool's idle connections died with the server.
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(self.app.discard_broken_connections)
+                # Back after an outage: serving again only once a write commits.
+                database = await self._probe_writes()
             nats_ok = self.nc is not None and self.nc.is_connected
             serving = database is None and nats_ok
             if database != self.backend_down or serving != self.server.serving:
@@ -241,6 +310,21 @@ class Runtime:
             await self.server.set_serving(serving)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), BACKEND_CHECK_SECONDS)
+
+    async def _probe_writes(self) -> str | None:
+        """After an outage: a fresh pool for the application's writes (the old one's
+        connections died with the server, and its reconnections back off further apart the
+        longer the outage lasted), then None once a write through it commits, else why
+        not."""
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.app.renew_pool)
+        probe = asyncio.ensure_future(asyncio.to_thread(self.app.probe_write))
+        done, _ = await asyncio.wait({probe}, timeout=BACKEND_CHECK_SECONDS * 4)
+        if not done:
+            probe.add_done_callback(_retrieved)
+            return "PostgreSQL takes no writes yet (timeout)"
+        error = probe.exception()
+        return None if error is None else f"PostgreSQL takes no writes yet ({type(error).__name__})"
 
     async def _hold_leadership(self) -> None:
         assert self.leadership is not None

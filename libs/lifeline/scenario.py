@@ -178,18 +178,14 @@ class Player:
 
     def play(self, scenario: Scenario,
              after_step: Callable[[int, Step], None] | None = None, speed: float = 0) -> str:
-        """Set the scene, play every step, wait for review to hold the whole history.
-
-        after_step(index, step) runs after each step: tests use it to break things mid-way.
-        With a speed, field time runs that many times faster than the wall clock (a demo a
-        person watches on the console); without, as fast as the services answer."""
+        """Set the scene, play every step (after_step runs after each: tests break things),
+        wait for review's whole history; `speed`: field time that many times the clock's."""
         clock = SimulationClock(scenario.start)
         self.setup(scenario)
-        began, furthest = time.monotonic(), timedelta(0)
+        began, furthest = time.monotonic(), 0.0
         for index, step in enumerate(scenario.steps):
-            furthest = max(furthest, step.at)
-            if speed > 0:
-                time.sleep(max(0.0, began + furthest.total_seconds() / speed - time.monotonic()))
+            furthest = max(furthest, step.at.total_seconds() / speed if speed else 0)
+            time.sleep(max(0.0, began + furthest - time.monotonic()))
             clock.set(scenario.start + step.at)
             self.run_step(step, clock.now())
             if after_step is not None:

@@ -8,12 +8,11 @@ a redelivered, republished or replayed message changes nothing.
 from __future__ import annotations
 
 import contextlib
-import copy
 import itertools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -21,7 +20,6 @@ from eventsourcing.application import (
     AggregateNotFoundError,
     Application,
     ProcessingEvent,
-    Repository,
 )
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
@@ -37,9 +35,10 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from lifeline import settings as environment
-from lifeline.encoding import ProtoMapper, StoredRows, replay_rows
-from lifeline.errors import Conflict, NotFound
+from lifeline.errors import Abandoned, Conflict, NotFound
 from lifeline.events import fold, keep_trace_context
+from lifeline.idempotency import Attempt
+from lifeline.repository import CopyingRepository
 from lifeline.tracing import current_context
 
 A = TypeVar("A", bound=Aggregate)
@@ -135,8 +134,16 @@ class StoreRecorder(PostgresProcessRecorder):
             # notify-queue lock at every commit (no latency change measured without it).
             first.extend(locks)
         inline = sum(len(e.state) for e in stored_events) <= INLINE_MAX_BYTES
+        attempt: Attempt | None = kwargs.get("attempt")
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             self._check_has_multi_row_tracking_table(curs)
+            if attempt is not None:
+                # Only while the caller waits (the pool may have held this thread through
+                # an outage), and PostgreSQL cancels the transaction once it no longer does.
+                left = attempt.remaining()
+                if left is not None:
+                    first.insert(1, sql.SQL("SET LOCAL statement_timeout = {}").format(
+                        sql.Literal(max(1, int(left * 1000)))))
             try:
                 ids: Sequence[int] = []
                 if inline:
@@ -153,6 +160,14 @@ class StoreRecorder(PostgresProcessRecorder):
                                                                         stored_events)
                         ids = self._fetch_ids_after_insert_events(curs, stored_events) or []
                     curs.execute("COMMIT", prepare=False)
+            except psycopg.errors.QueryCanceled:
+                with contextlib.suppress(Exception):
+                    curs.execute("ROLLBACK", prepare=False)
+                if attempt is None:
+                    raise
+                attempt.abandon()
+                raise Abandoned("the call's deadline passed during its write; nothing was "
+                                "written") from None
             except psycopg.errors.DivisionByZero:
                 with contextlib.suppress(Exception):
                     curs.execute("ROLLBACK", prepare=False)
@@ -215,8 +230,8 @@ def eventsourcing_env(database_url: str, schema: str) -> dict[str, str]:
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT":
             str(pool.postgres_idle_in_transaction_session_timeout),
         # No ping before every use of a pooled connection: it doubled the round trips of
-        # every read and write. The runtime checks the pool once when the database comes
-        # back after an outage (`discard_broken_connections`).
+        # every read and write. The runtime renews the pool when the database comes back
+        # after an outage (`renew_pool`).
         # Consumers track a row per upstream event they took, keyed by the event's identity
         # (application_name "<upstream>/<aggregate id>", notification_id its version): the
         # highest version per aggregate orders them, membership recognises a repeat, and a
@@ -228,58 +243,6 @@ def eventsourcing_env(database_url: str, schema: str) -> dict[str, str]:
         "CREATE_TABLE": "y",
         "AGGREGATE_CACHE_MAXSIZE": "1000",
     }
-
-
-class CopyingRepository(Repository[UUID]):
-    """The library's repository, but a cached aggregate is copied under the lock it is
-    fast-forwarded under. The library copies it after releasing that lock, so a copy taken
-    while another thread (the projector, a consumer) fast-forwards the same aggregate could
-    hold two moments at once: a dict that changed size mid-copy, or an incident whose
-    version is from before an event and whose state is from after it."""
-
-    @classmethod
-    def taking_over(cls, library: Repository[UUID]) -> Self:
-        """This repository with the library's one's settings, cache and locks (as the
-        library's application made it from its environment)."""
-        repository = cls.__new__(cls)
-        repository.__dict__.update(library.__dict__)
-        return repository
-
-    def get(self, aggregate_id: UUID, *, version: int | None = None,
-            projector_func: Any = fold, fastforward_skipping: bool = False,
-            deepcopy_from_cache: bool = True) -> Any:
-        aggregate = super().get(aggregate_id, version=version, projector_func=projector_func,
-                                fastforward_skipping=fastforward_skipping,
-                                deepcopy_from_cache=False)
-        if self.cache and version is None and deepcopy_from_cache and self.deepcopy_from_cache:
-            return self.copied(aggregate_id, aggregate)
-        return aggregate
-
-    def _reconstruct_aggregate(self, aggregate_id: UUID, version: int | None,
-                               projector_func: Any) -> Any:
-        """An aggregate's whole history, folded as `replay_rows` folds a history across
-        incidents (no domain event per row; equal to the library's fold, property-tested):
-        review reads one long history at a time, and a service reads each aggregate so once
-        before its cache holds it."""
-        mapper = self.event_store.mapper
-        if version is not None or self.snapshot_store is not None \
-                or projector_func is not fold or not isinstance(mapper, ProtoMapper):
-            return super()._reconstruct_aggregate(aggregate_id, version, projector_func)
-        stored = self.event_store.recorder.select_events(aggregate_id)
-        if not stored:
-            raise AggregateNotFoundError(f"Aggregate {aggregate_id!r} not found.")
-        return replay_rows(mapper, StoredRows(
-            aggregate_id, [s.originator_version for s in stored], [s.topic for s in stored],
-            [s.state for s in stored]))
-
-    def copied(self, aggregate_id: UUID, cached: Any) -> Any:
-        """A copy of a cached aggregate, taken while nobody fast-forwards it."""
-        lock = self._use_fastforward_lock(aggregate_id)
-        try:
-            with lock:
-                return copy.deepcopy(cached)
-        finally:
-            self._disuse_fastforward_lock(aggregate_id)
 
 
 class ServiceApplication(Application):
@@ -303,17 +266,36 @@ class ServiceApplication(Application):
         assert isinstance(self.recorder, ProcessRecorder)
         return self.recorder
 
-    def discard_broken_connections(self) -> None:
-        """Test the idle pooled connections and replace those an outage broke."""
+    def probe_write(self) -> None:
+        """Take a connection from the writers' pool and commit a transaction that holds a
+        transaction id: what every write needs (a server in recovery or read-only fails)."""
         recorder = self.process_recorder
         assert isinstance(recorder, PostgresProcessRecorder)
-        recorder.datastore.pool.check()
+        with recorder.datastore.transaction(commit=True) as cursor:
+            cursor.execute("SELECT pg_current_xact_id()")
+
+    def renew_pool(self) -> None:
+        """Replace the writers' pool by a fresh one of the same settings (the library's
+        factory makes it from the application's environment)."""
+        recorder = self.process_recorder
+        assert isinstance(recorder, PostgresProcessRecorder)
+        datastore = recorder.datastore
+        fresh: Any = type(self.factory)(self.factory.env)
+        old, datastore.pool = datastore.pool, fresh.datastore.pool
+        old.close(timeout=0)
 
     def on_recorded(self, listener: Callable[[Sequence[Notification]], None]) -> None:
         """Call listener(the notifications written) after every write that wrote events
         (it wakes the relay and the projector, in the writer's thread)."""
         with self._listeners_lock:
             self._listeners.append(listener)
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[Any]:
+        """One command's decide, write and commit as one block (`Runtime.command` runs each
+        attempt in one): an application keeping state in memory holds it here (monitor's
+        alarm engine); the others need nothing."""
+        yield None
 
     @contextlib.contextmanager
     def collecting(self) -> Iterator[list[Aggregate]]:
@@ -338,9 +320,10 @@ class ServiceApplication(Application):
         finally:
             _tracked_by.reset(token)
 
-    def record(self, *aggregates: Aggregate | None,
-               tracking: Tracking | None = None) -> list[Recording]:
-        """Write the aggregates' new events, and the tracking position, in one transaction."""
+    def record(self, *aggregates: Aggregate | None, tracking: Tracking | None = None,
+               attempt: Attempt | None = None) -> list[Recording]:
+        """Write the aggregates' new events, and the tracking position, in one transaction;
+        a caller's command only while its `attempt` stands."""
         riders = _tracked_by.get()
         if riders is not None and tracking is not None:
             aggregates, tracking = (*aggregates, *riders()), None
@@ -350,7 +333,7 @@ class ServiceApplication(Application):
             collected.extend(a for a in aggregates if a is not None)
             return []
         processing = ProcessingEvent[UUID](tracking)
-        processing.collect_events(*aggregates)
+        processing.collect_events(*aggregates, **({"attempt": attempt} if attempt else {}))
         try:
             recordings = self._record(processing)
         except IntegrityError as error:

@@ -38,8 +38,12 @@ REPEATED_DEFAULT = 1_000
 #: Field times a caller may give; not further ahead of this service's clock than the skew.
 FIELD_TIMES = {"occurred_at", "measured_at"}
 MAX_SKEW = timedelta(seconds=environment.load().max_clock_skew_seconds)
-# google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
-MIN_SECONDS, MAX_SECONDS = -62135596800, 253402300799
+#: Times a caller may send: google.protobuf.Timestamp's range (years 1 to 9999) less a year
+#: at each end, so that what a service adds to or takes from a time (a deadline, a window,
+#: the skew) is still a datetime.
+EARLIEST = datetime(2, 1, 1, tzinfo=UTC)
+LATEST = datetime(9998, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+MIN_SECONDS, MAX_SECONDS = math.floor(EARLIEST.timestamp()), math.floor(LATEST.timestamp())
 TIMESTAMP = "google.protobuf.Timestamp"
 DURATION = "google.protobuf.Duration"
 ALLOWED_IN_TEXT = {"\n", "\t"}
@@ -137,12 +141,23 @@ def _check_count(path: str, count: int, name: str) -> None:
 
 
 def _check_timestamp(ts: Message, path: str, now: datetime) -> None:
+    _check_range(path.removesuffix("."), ts)
+
+
+def _check_range(field: str, ts: Message) -> None:
     seconds, nanos = ts.seconds, ts.nanos  # type: ignore[attr-defined]
-    where = path.removesuffix(".")
     if not MIN_SECONDS <= seconds <= MAX_SECONDS:
-        raise InvalidArgument(where, "outside the valid time range (years 1 to 9999)")
+        raise InvalidArgument(field, f"outside the time range this service accepts "
+                                     f"(years {EARLIEST.year} to {LATEST.year})")
     if not 0 <= nanos <= 999_999_999:
-        raise InvalidArgument(where, "nanos must be within 0..999999999")
+        raise InvalidArgument(field, "nanos must be within 0..999999999")
+
+
+def check_time(field: str, ts: Message) -> datetime:
+    """A request's google.protobuf.Timestamp as a datetime, or INVALID_ARGUMENT naming the
+    field: the one conversion of a caller's time (its range is the walk's)."""
+    _check_range(field, ts)
+    return ts.ToDatetime(tzinfo=UTC)  # type: ignore[attr-defined]
 
 
 def _check_not_future(ts: Message, path: str, now: datetime) -> None:

@@ -1,7 +1,9 @@
 """Hostile input against the running services: requests generated from the message
-descriptors (fixed seed, at least 200 per RPC of the four services), raw garbage bytes, and
-a 1 MiB value or a NUL in every string field of every write. Nothing answers INTERNAL or
-UNKNOWN, nothing stalls, no process restarts, and a refused request writes nothing."""
+descriptors (fixed seed, at least 200 per RPC of the four services), raw garbage bytes, a
+1 MiB value or a NUL in every string field of every write, the first and last instants
+protobuf allows (and one beyond) in every timestamp field of every RPC, and documents nested
+a thousand deep. Nothing answers INTERNAL or UNKNOWN, nothing stalls, no process restarts,
+and a refused request writes nothing."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import pytest
 from google.protobuf import symbol_database
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from lifeline import bus
 from lifeline.common.v1 import common_pb2
 from lifeline.devstack import Stack
@@ -40,6 +43,7 @@ from lifeline.identity.nats import LISTENS_TO, consumer_name, stream_name
 from lifeline.identity.roles import RoleMatrix
 from lifeline.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from lifeline.resources.v1 import resources_pb2, resources_pb2_grpc
+from lifeline.review.v1 import review_pb2, review_pb2_grpc
 from lifeline.scenario import wait_until
 from lifeline_monitor.channels.endpoint import MAX_BODY
 from lifeline_monitor.channels.links import Links
@@ -77,6 +81,14 @@ CAP_DOCUMENTS = [variant for path in sorted(
 LINK_KEY = "the fuzz stack signs acknowledgement links with this"
 INBOUND = "whsec_" + base64.b64encode(b"the fuzz gateway signs replies").decode()
 FZ_NUMBER = "+8613800000009"
+#: google.protobuf.Timestamp's first and last instants, then one step beyond each.
+EDGE_TIMES = [(-62135596800, 0), (253402300799, 999_999_999), (-62135596801, 0),
+              (253402300800, 0)]
+#: Plan files of 2 KB nested a thousand deep: arrays, inline tables, dotted keys, a header.
+DEEP_TOML = [b"a = " + b"[" * 1000 + b"]" * 1000,
+             b"a = " + b"{b = " * 1000 + b"1" + b"}" * 1000,
+             b"a" + b".a" * 1000 + b" = 1",
+             b"[" + b"a." * 1000 + b"a]\n"]
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +148,8 @@ def known(channels: dict[str, grpc.Channel]) -> dict[str, list[str]]:
     incident = dispatch.ReportIncident(dispatch_pb2.ReportIncidentRequest(
         hazard="gas_leak", location=where), timeout=TIMEOUT).incident
     return {"id": ["fz-sensor", "fz-unit", incident.id, "O-1", "T-1"],
-            "hazard": ["urban_flooding", "gas_leak"], "kind": ["rainfall", "ambulance"]}
+            "hazard": ["urban_flooding", "gas_leak"], "kind": ["rainfall", "ambulance"],
+            "plan": ["urban_flooding", "gas_leak"]}
 
 
 class Generator:
@@ -183,6 +196,9 @@ class Generator:
     def timestamp(self) -> Message:
         ts = self.database.GetSymbol("google.protobuf.Timestamp")()
         now = int(time.time())
+        if self.random.random() < 0.3:
+            ts.seconds, ts.nanos = self.random.choice(EDGE_TIMES)
+            return ts
         ts.seconds = self.random.choice([0, -1, now, now - 7200, now + 10**6, 253402300800,
                                          -62135596801, 10**12, -10**12])
         ts.nanos = self.random.choice([0, 5, -1, 10**9, 999_999_999, -(2**31)])
@@ -210,6 +226,8 @@ class Generator:
         if kind == FieldDescriptor.TYPE_BYTES:
             if field.name == "xml" and r.random() < 0.5:  # well-formed, valid or not
                 return r.choice(CAP_DOCUMENTS)
+            if field.name == "plan_toml" and r.random() < 0.5:
+                return r.choice(DEEP_TOML)
             return r.randbytes(r.choice([0, 10, 1000]))
         unsigned = kind in (FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_UINT64,
                             FieldDescriptor.TYPE_FIXED32, FieldDescriptor.TYPE_FIXED64)
@@ -539,3 +557,97 @@ def test_hostile_http_to_the_acknowledgement_endpoint_never_breaks_it_nor_writes
     assert [code for _, _, code in answers[:3]] == [409, 409, 200]  # replays; a GET shows
     assert [a for a in answers if a[2] < 400] == [answers[2]]  # nothing else got through
     assert ledger.count() == before, "a refused acknowledgement or reply wrote events"
+
+
+def timestamp_paths(descriptor: Descriptor, depth: int = 0) -> Iterator[list[FieldDescriptor]]:
+    """The fields leading to every google.protobuf.Timestamp of a message, nested and in
+    repeated fields too."""
+    for field in descriptor.fields:
+        if field.type != FieldDescriptor.TYPE_MESSAGE or field.message_type.GetOptions().map_entry:
+            continue
+        if field.message_type.full_name == "google.protobuf.Timestamp":
+            yield [field]
+        elif depth < 4 and field.message_type.full_name.startswith("lifeline."):
+            for path in timestamp_paths(field.message_type, depth + 1):
+                yield [field, *path]
+
+
+def with_time(request: Message, path: list[FieldDescriptor], seconds: int, nanos: int
+              ) -> Message:
+    """A copy of request with the timestamp at path set (a repeated field gains an item)."""
+    changed = type(request)()
+    changed.CopyFrom(request)
+    target: Any = changed
+    for field in path:
+        target = getattr(target, field.name)
+        if field.is_repeated:
+            target = target.add()
+    target.seconds, target.nanos = seconds, nanos
+    return changed
+
+
+TIMED = [(s, m, paths) for s, m in METHODS
+         for paths in [list(timestamp_paths(m.input_type))] if paths]
+
+
+@pytest.mark.parametrize(("service", "method", "paths"), TIMED,
+                         ids=[f"{s.name}.{m.name}" for s, m, _ in TIMED])
+def test_range_edge_times_in_every_timestamp_field_never_break_a_service(
+        stack: Stack, channels: dict[str, grpc.Channel], known: dict[str, list[str]],
+        service: Descriptor, method: MethodDescriptor,
+        paths: list[list[FieldDescriptor]], ledger: Ledger) -> None:
+    """Every timestamp field of the request at each edge, alone and in generated requests
+    around it: accepted or refused INVALID_ARGUMENT, never INTERNAL (an as_of of
+    9999-12-31T23:59:59.999999999Z once overflowed a datetime)."""
+    name = SERVICE_OF[service.full_name]
+    generate = Generator(zlib.crc32(method.full_name.encode()) + 2, known)
+    before = ledger.quiet()
+    asked = 0
+    for path in paths:
+        bases = [generate.message(method.input_type) for _ in range(3)]
+        for base in [type(bases[0])(), *bases]:
+            for seconds, nanos in EDGE_TIMES:
+                request = with_time(base, path, seconds, nanos)
+                code = call(channels[name], service.full_name, method, request)
+                asked += 1
+                where = ".".join(f.name for f in path)
+                assert code not in BROKEN, (method.full_name, where, code, request)
+                after = ledger.count()
+                if code != grpc.StatusCode.OK:
+                    assert after == before, f"{method.name} refused ({code}) yet wrote events"
+                elif after != before:
+                    before = ledger.quiet()
+    assert asked == len(paths) * 4 * len(EDGE_TIMES)
+
+
+@pytest.mark.parametrize("rpc", ["GetCityAsOf", "GetIncidentAsOf"])
+def test_the_city_as_of_the_end_of_time_is_refused_naming_the_field(
+        channels: dict[str, grpc.Channel], known: dict[str, list[str]], rpc: str) -> None:
+    review = review_pb2_grpc.ReviewServiceStub(channels["review"])
+    request_type = getattr(review_pb2, f"{rpc}Request")
+    last = request_type(as_of=Timestamp(seconds=253402300799, nanos=999_999_999))
+    with pytest.raises(grpc.RpcError) as caught:
+        getattr(review, rpc)(last, timeout=TIMEOUT)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (caught.value.details() or "").startswith("as_of: outside the time range"), \
+        caught.value.details()
+    # The last instant accepted answers.
+    if rpc == "GetCityAsOf":
+        accepted = review.GetCityAsOf(review_pb2.GetCityAsOfRequest(
+            as_of=Timestamp(seconds=253370764799, nanos=999_999_999)), timeout=TIMEOUT)
+        assert isinstance(accepted, review_pb2.GetCityAsOfResponse)
+
+
+@pytest.mark.parametrize("document", DEEP_TOML, ids=["arrays", "inline tables",
+                                                     "dotted keys", "table header"])
+def test_a_plan_nested_a_thousand_deep_is_refused_and_writes_nothing(
+        stack: Stack, channels: dict[str, grpc.Channel], document: bytes,
+        ledger: Ledger) -> None:
+    review = review_pb2_grpc.ReviewServiceStub(channels["review"])
+    before = ledger.quiet()
+    with pytest.raises(grpc.RpcError) as caught:
+        review.ProposePlanRevision(review_pb2.ProposePlanRevisionRequest(
+            plan_id="urban_flooding", plan_toml=document, reason="deeper"), timeout=TIMEOUT)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "nested deeper than 32 levels" in (caught.value.details() or "")
+    assert ledger.count() == before

@@ -8,6 +8,7 @@ import asyncio
 import ssl
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -289,6 +290,31 @@ def test_a_retried_declaration_is_recorded_once(stack: Stack) -> None:
     version = first.incident.version
     events = history(stack, incident.id, version)
     assert [event_of(e)[0] for e in events].count("declared") == 1
+
+
+def test_the_same_declaration_sent_twice_at_once_is_answered_alike(stack: Stack) -> None:
+    """A retry sent while the first attempt is still in flight (a client that gave up
+    waiting too early) waits for it and gets its answer, never the rule's refusal of the
+    declaration the first attempt made."""
+    chief = dispatch_as(stack, "chief-qian", "operator", "commander")
+    incidents = [chief.ReportIncident(report_request(), timeout=TIMEOUT).incident
+                 for _ in range(8)]
+
+    def declare_twice(incident_id: str) -> list[Any]:
+        declare = dispatch_pb2.DeclareIncidentRequest(
+            incident_id=incident_id, category=incident_pb2.CATEGORY_ACCIDENT_DISASTER,
+            hazard_type="gas_leak", grade=incident_pb2.GRADE_IV)
+        key = [("idempotency-key", str(uuid.uuid4()))]
+        sent = [chief.DeclareIncident.future(declare, metadata=key, timeout=TIMEOUT)
+                for _ in range(2)]
+        return [future.result() for future in sent]
+
+    with ThreadPoolExecutor(4) as callers:
+        answers = list(callers.map(declare_twice, [i.id for i in incidents]))
+    for first, again in answers:
+        assert again == first
+        events = history(stack, first.incident.id, first.incident.version)
+        assert [event_of(e)[0] for e in events].count("declared") == 1
 
 
 # ---- imports kept apart ----

@@ -8,6 +8,8 @@ silences a sensor with a reason until it runs out."""
 from __future__ import annotations
 
 import itertools
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -98,11 +100,47 @@ def test_a_chattering_sensor_raises_one_warning_and_one_incident(rig: Rig,
     assert len(incidents) == 1
 
 
-def test_without_rules_the_same_chatter_raises_a_warning_each_time(rig: Rig) -> None:
-    sensor = rig.register("chatter-bare", deadband=0.0)
+def test_with_every_rule_off_the_same_chatter_raises_a_warning_each_time(rig: Rig) -> None:
+    sensor = rig.register("chatter-bare", deadband=0.0, off_delay=Duration())
     for minute in range(6):
         rig.read(sensor.id, 10.2 if minute % 2 == 0 else 9.8, minute)
     assert len(rig.warnings(sensor)) == 3  # what the rules above prevent
+
+
+@pytest.mark.parametrize("call", ["IngestReadingBatch", "IngestReadings"])
+def test_ten_thousand_flaps_without_rules_are_one_warning_and_other_writes_go_on(
+        rig: Rig, call: str) -> None:
+    """One sensor flapping between none and blue 10,000 times in one call, registered
+    without rules (its kind's defaults hold the warning through the flapping): one
+    warning, one incident, and a registration sent meanwhile answers within a second."""
+    sensor = rig.register(f"flap-{call}")
+    readings = [pb.Reading(sensor_id=sensor.id, value=15.0 if i % 2 == 0 else 0.0,
+                           measured_at=to_timestamp(START + timedelta(seconds=i)))
+                for i in range(10_000)]
+
+    def flap() -> None:
+        if call == "IngestReadingBatch":
+            rig.monitor.IngestReadingBatch(pb.IngestReadingBatchRequest(readings=readings),
+                                           timeout=60)
+        else:
+            rig.monitor.IngestReadings(iter(pb.IngestReadingsRequest(reading=r)
+                                            for r in readings), timeout=60)
+
+    waits: list[float] = []
+    with ThreadPoolExecutor(1) as caller:
+        flapping = caller.submit(flap)
+        while not waits or not flapping.done():
+            started = time.monotonic()
+            rig.register(f"beside-{call}-{len(waits)}")
+            waits.append(time.monotonic() - started)
+        flapping.result()
+    assert max(waits) < 1.0, waits
+
+    warnings = rig.warnings(sensor)
+    assert len(warnings) == 1, [w.id for w in warnings]
+    incidents = wait_until(lambda: rig.incidents_for({warnings[0].id}),
+                           "dispatch to open the incident for the warning")
+    assert len(incidents) == 1
 
 
 def test_a_silent_sensor_raises_a_fault_at_its_interval_and_clears_on_its_next_reading(

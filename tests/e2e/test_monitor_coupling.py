@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from lifeline.common.v1 import common_pb2
 from lifeline.devstack import Stack
 from lifeline.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
@@ -62,7 +63,8 @@ def test_a_coupled_risk_is_raised_from_neighbouring_cells_and_cleared_with_them(
             id=sensor_id, kind=kind, hazard=hazard, location=where, unit_of_measure=unit,
             direction=pb.DIRECTION_HIGHER_IS_WORSE, thresholds=pb.Thresholds(
                 blue=thresholds[0], yellow=thresholds[1], orange=thresholds[2],
-                red=thresholds[3])), timeout=TIMEOUT)
+                red=thresholds[3]),
+            rules=pb.AlarmRules(off_delay=Duration())), timeout=TIMEOUT)  # one reading clears
 
     def read(sensor_id: str, value: float) -> pb.Warning:
         return monitor.IngestReadingBatch(pb.IngestReadingBatchRequest(readings=[

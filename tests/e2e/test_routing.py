@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from lifeline.common.v1 import common_pb2
 from lifeline.devstack import Stack
 from lifeline.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
@@ -190,7 +191,8 @@ def test_a_flooding_warning_at_the_underpass_closes_it_and_its_clearing_reopens_
         id="level-underpass", kind="water_level", hazard="urban_flooding",
         unit_of_measure="m", location=UNDERPASS,
         thresholds=monitor_pb2.Thresholds(blue=0.10, yellow=0.25, orange=0.40, red=0.60),
-        direction=monitor_pb2.DIRECTION_HIGHER_IS_WORSE))
+        direction=monitor_pb2.DIRECTION_HIGHER_IS_WORSE,
+        rules=monitor_pb2.AlarmRules(off_delay=Duration())))  # one reading clears
 
     def read(value: float) -> None:
         gateway.IngestReadingBatch(monitor_pb2.IngestReadingBatchRequest(readings=[

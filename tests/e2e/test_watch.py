@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from lifeline.common.v1 import common_pb2
 from lifeline.devstack import Stack
 from lifeline.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
@@ -149,7 +150,9 @@ def test_a_raised_warning_is_shown_in_its_colour_until_it_is_cleared(
         id=sensor_id, kind="water_level", hazard=hazard, unit_of_measure="m",
         location=common_pb2.GeoPoint(lat=31.2, lon=121.4),
         thresholds=monitor_pb2.Thresholds(blue=0.2, yellow=0.4, orange=0.6, red=0.8),
-        direction=monitor_pb2.DIRECTION_HIGHER_IS_WORSE, new_names=True), timeout=TIMEOUT)
+        direction=monitor_pb2.DIRECTION_HIGHER_IS_WORSE, new_names=True,
+        rules=monitor_pb2.AlarmRules(off_delay=Duration())),  # each reading moves it down
+        timeout=TIMEOUT)
 
     def read(value: float) -> None:
         monitor.IngestReadingBatch(monitor_pb2.IngestReadingBatchRequest(

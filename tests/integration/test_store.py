@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
 from eventsourcing.persistence import Tracking
 from lifeline.common.v1 import common_pb2
+from lifeline.errors import Abandoned
 from lifeline.events import Cause
+from lifeline.idempotency import Attempt
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.store import AlreadyTaken, NotNext
 from lifeline_monitor.application import MonitorApp
@@ -33,12 +36,16 @@ def app(database_url: str) -> Iterator[MonitorApp]:
     application.close()
 
 
-def sensor(sensor_id: str, unit: str = "mm/h") -> Sensor:
-    return Sensor.register(pb.RegisterSensorRequest(
+def request(sensor_id: str, unit: str = "mm/h") -> pb.RegisterSensorRequest:
+    return pb.RegisterSensorRequest(
         id=sensor_id, kind="rainfall", hazard="urban_flooding", unit_of_measure=unit,
         location=common_pb2.GeoPoint(lat=31.2, lon=121.4),
         thresholds=pb.Thresholds(blue=1, yellow=2, orange=3, red=4),
-        direction=pb.DIRECTION_HIGHER_IS_WORSE), Cause("test", NOW), NOW)
+        direction=pb.DIRECTION_HIGHER_IS_WORSE)
+
+
+def sensor(sensor_id: str, unit: str = "mm/h") -> Sensor:
+    return Sensor.register(request(sensor_id, unit), Cause("test", NOW), NOW)
 
 
 def timed(step: object) -> float:
@@ -114,3 +121,37 @@ def test_many_aggregates_load_in_one_query_as_the_repository_shows_them(
         assert found[aggregate_id].view == shown.view  # type: ignore[attr-defined]
     assert found[cached.id].version == 2
     assert found[cached.id] is not app.repository.cache.get(cached.id)  # a copy
+
+
+def test_monitor_still_takes_writes_after_a_command_fails_between_deciding_and_writing(
+        app: MonitorApp) -> None:
+    """A caller's command decides in monitor's engine, then fails before its write (its
+    answer could not be built): the engine is put back and its lock is free, so another
+    thread's write goes through (the lock was once released only by the next write of the
+    thread that took it)."""
+    app.register_sensor(request("gauge"), Cause("test", NOW), NOW)
+    with pytest.raises(RuntimeError, match="answer"), app.writing(), app.collecting():
+        app.ingest([pb.Reading(sensor_id="gauge", value=3.5)], "gateway", NOW)
+        raise RuntimeError("the answer could not be built")
+    assert app.engine.sensors["gauge"].state.level == 1  # none: nothing was committed
+    with ThreadPoolExecutor(1) as other:
+        registered = other.submit(app.register_sensor, request("beside"),
+                                  Cause("test", NOW), NOW).result(timeout=10)
+    assert registered[0].id == "beside"
+    answer, _ = app.ingest([pb.Reading(sensor_id="gauge", value=3.5)], "gateway", NOW)
+    assert [w.level for w in answer.warnings] == [common_pb2.WARNING_LEVEL_ORANGE]
+
+
+def test_an_attempt_whose_caller_left_writes_nothing(app: MonitorApp) -> None:
+    """A command's write after its caller was answered without it (UNAVAILABLE during an
+    outage, or its deadline passed) is refused whole, never committed later."""
+    left = Attempt()
+    left.abandon()
+    with pytest.raises(Abandoned):
+        app.record(sensor("abandoned"), attempt=left)
+    with pytest.raises(Abandoned):
+        app.record(sensor("too-late"), attempt=Attempt(deadline=time.monotonic() - 0.1))
+    app.record(sensor("in-time"), attempt=Attempt(deadline=time.monotonic() + 10))
+    assert app.find(Sensor, sensor("abandoned").id) is None
+    assert app.find(Sensor, sensor("too-late").id) is None
+    assert app.find(Sensor, sensor("in-time").id) is not None

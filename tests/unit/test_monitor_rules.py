@@ -113,6 +113,14 @@ def test_kind_defaults_fill_what_a_registration_leaves_out() -> None:
     assert (rules.valid_min, rules.valid_max) == (0, 500)
     assert rules.deadband == 1.0
     assert rules.expected_interval == 0
+    assert (rules.on_delay, rules.off_delay) == (0, 300)
+
+
+def test_a_kind_not_listed_still_gets_the_off_delay_of_every_kind() -> None:
+    unknown = request()
+    unknown.kind = "tide_gauge"
+    rules = rules_of(pb.Sensor(thresholds=unknown.thresholds, rules=effective_rules(unknown)))
+    assert rules.off_delay == 300 and rules.deadband == 0
 
 
 def test_a_registration_overrides_its_kind() -> None:
@@ -245,6 +253,27 @@ def test_several_sensors_in_one_cell_are_one_warning_and_a_shelved_one_leaves_it
 
 def test_a_warning_raised_and_cleared_within_one_call_is_still_recorded() -> None:
     rig = Rig()
-    rig.register("a", deadband=0)
+    rig.register("a", deadband=0, off_delay=Duration())  # no off-delay: one reading clears
     rig.read(("a", 55, 0), ("a", 1, 1), ("a", 12, 2))
     assert rig.names() == ["raised", "cleared", "raised"]
+
+
+@pytest.mark.parametrize("spacing", [0, 1, 60, 3600], ids=lambda s: f"{s}s apart")
+def test_a_sensor_flapping_across_blue_without_rules_is_one_warning(spacing: int) -> None:
+    """10,000 readings between none and blue, however far apart in field time (0: all at
+    the same instant): the kind's default off-delay holds the warning raised by the first
+    crossing, so the flapping is one situation, not five thousand."""
+    rig = Rig()
+    rig.register("flap")
+    step = Step()
+    batch = [pb.Reading(sensor_id="flap", value=15.0 if i % 2 == 0 else 0.0,
+                        measured_at=to_timestamp(T0 + timedelta(seconds=i * spacing)))
+             for i in range(10_000)]
+    rig.engine.ingest(batch, step, T0)
+    for aggregate in rig.engine.flush(step, "gateway", T0):
+        for event in aggregate.collect_events():
+            rig.events.append(event_of(type(aggregate).decode(event.payload)))
+    assert rig.names() == ["raised"]
+    # Once the value stays below for the off-delay, the warning clears.
+    rig.read(("flap", 0.0, 10_000 * spacing / 60 + 1), ("flap", 0.0, 10_000 * spacing / 60 + 7))
+    assert rig.names() == ["cleared"]

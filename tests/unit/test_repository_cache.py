@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
-from lifeline.store import CopyingRepository
+from lifeline.repository import CopyingRepository
 
 
 class Directory(Aggregate):

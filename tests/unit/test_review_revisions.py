@@ -60,6 +60,22 @@ def test_a_plan_file_dispatch_could_not_load_is_refused_naming_the_field(
     assert refused.value.field == field
 
 
+#: 2 KB that make a recursive parser (or what reads its result) run out of stack.
+DEEP_TOML = {
+    "arrays": b"a = " + b"[" * 1000 + b"]" * 1000,
+    "inline tables": b"a = " + b"{b = " * 1000 + b"1" + b"}" * 1000,
+    "dotted keys": b"a" + b".a" * 1000 + b" = 1",
+    "table header": b"[" + b"a." * 1000 + b"a]\n",
+}
+
+
+@pytest.mark.parametrize("shape", DEEP_TOML)
+def test_a_plan_file_nested_too_deep_is_refused(shape: str) -> None:
+    with pytest.raises(InvalidArgument, match="nested deeper than 32 levels") as refused:
+        propose(revised() + b"\n" + DEEP_TOML[shape])
+    assert refused.value.field == "plan_toml: (file)"
+
+
 def test_a_proposal_without_a_reason_is_refused() -> None:
     with pytest.raises(InvalidArgument, match="reason"):
         propose(revised(), reason=" ")

@@ -46,16 +46,16 @@ def effective_rules(req: pb.RegisterSensorRequest) -> pb.AlarmRules:
             raise InvalidArgument("rules.deadband", "must be zero or more")
         out.deadband = given.deadband
     else:
-        out.deadband = kind.deadband.get(unit, 0.0) if kind else 0.0
+        out.deadband = kind.deadband.get(unit, 0.0)
     for name in ("on_delay", "off_delay"):
         if given.HasField(name):
             getattr(out, name).CopyFrom(duration(seconds(f"rules.{name}", getattr(given, name))))
-        elif kind and getattr(kind, name):
+        elif getattr(kind, name):
             getattr(out, name).CopyFrom(duration(getattr(kind, name)))
     if given.HasField("expected_interval"):
         out.expected_interval.CopyFrom(duration(seconds(
             "rules.expected_interval", given.expected_interval, MIN_INTERVAL, MAX_INTERVAL)))
-    elif kind and kind.expected_interval:
+    elif kind.expected_interval:
         out.expected_interval.CopyFrom(duration(kind.expected_interval))
     if len(given.rate) > 4:
         raise InvalidArgument("rules.rate", "at most one rate per colour (4)")
@@ -74,7 +74,7 @@ def effective_rules(req: pb.RegisterSensorRequest) -> pb.AlarmRules:
         if not (math.isfinite(low) and math.isfinite(high) and low < high):
             raise InvalidArgument("rules.valid_range", "must have min < max")
         out.valid_range.CopyFrom(given.valid_range)
-    elif kind and unit in kind.valid_range:
+    elif unit in kind.valid_range:
         low, high = kind.valid_range[unit]
         out.valid_range.CopyFrom(pb.ValidRange(min=low, max=high))
     return out

@@ -17,8 +17,10 @@ from lifeline import names
 from lifeline import settings as environment
 from lifeline.errors import AlreadyExists, InvalidArgument, NotFound, RuleViolation
 from lifeline.events import Cause, ProtoAggregate
+from lifeline.idempotency import Attempt
 from lifeline.monitor.v1 import monitor_pb2 as pb
-from lifeline.store import CopyingRepository, ServiceApplication
+from lifeline.repository import CopyingRepository
+from lifeline.store import ServiceApplication
 from lifeline.views import ViewRow
 
 from lifeline_monitor import grid, outcomes, rosters
@@ -43,7 +45,8 @@ class MonitorApp(ServiceApplication):
             observed = environment.load().field_clock == "observed"
         self.engine = Engine(observed, lambda cell, hazard: grid.responsible_for(self, cell,
                                                                                  hazard))
-        # One lock from deciding to committing: the engine's memory is what was committed.
+        # Held from deciding to committing (`writing`): the engine's memory is what was
+        # committed.
         self._engine_lock = threading.RLock()
         self._local = threading.local()
         self.engine.fold(self._rebuild())
@@ -78,62 +81,45 @@ class MonitorApp(ServiceApplication):
             return None
 
     @contextlib.contextmanager
-    def deciding(self) -> Iterator[Step]:
-        """Hold the engine from deciding until the write that follows (the next `record`
-        of this thread) committed or failed; put back what a failed step touched."""
-        self._engine_lock.acquire()
-        step = Step()
-        self._local.step = step
-        try:
-            yield step
-        except BaseException:
-            self._local.step = None
-            self.engine.rollback(step, self._stored)
-            self._engine_lock.release()
-            raise
-
-    @contextlib.contextmanager
-    def collecting(self) -> Iterator[list[Aggregate]]:
-        self._local.deferring = getattr(self._local, "deferring", 0) + 1
-        try:
-            with super().collecting() as collected:
-                yield collected
-        finally:
-            self._local.deferring -= 1
-
-    def record(self, *aggregates: Aggregate | None,
-               tracking: Tracking | None = None) -> list[Recording]:
-        if getattr(self._local, "deferring", 0):
-            return super().record(*aggregates, tracking=tracking)
-        step: Step | None = getattr(self._local, "step", None)
-        self._local.step = None
+    def writing(self) -> Iterator[Step]:
+        """Decide, write and commit in one block under the engine lock, so the engine's
+        memory is what was committed: a failure anywhere in the block puts back what its
+        step touched. A block inside another (a use case inside a caller's command, whose
+        answer is written with it) is part of the outer one's step."""
         with self._engine_lock:
+            outer: Step | None = getattr(self._local, "step", None)
+            if outer is not None:
+                yield outer
+                return
+            step = self._local.step = Step()
             try:
-                if tracking is None and not any(a is not None and a.pending_events
-                                                for a in aggregates):
-                    recordings: list[Recording] = []  # a step that changed nothing writes nothing
-                else:
-                    recordings = super().record(*aggregates, tracking=tracking)
+                yield step
             except BaseException:
-                if step is not None:
-                    self.engine.rollback(step, self._stored)
-                    self._engine_lock.release()
+                self.engine.rollback(step, self._stored)
                 raise
-            self.engine.adopt(aggregates)
-            if step is not None:
-                self._engine_lock.release()
+            finally:
+                self._local.step = None
+
+    def record(self, *aggregates: Aggregate | None, tracking: Tracking | None = None,
+               attempt: Attempt | None = None) -> list[Recording]:
+        with self.writing() as step:
+            if tracking is None and not any(a is not None and a.pending_events
+                                            for a in aggregates):
+                return []  # a step that changed nothing writes nothing
+            recordings = super().record(*aggregates, tracking=tracking, attempt=attempt)
+            self.engine.adopt(aggregates, step)
             return recordings
 
     # ---- use cases ----
 
     def register_sensor(self, req: pb.RegisterSensorRequest, cause: Cause, now: datetime
                         ) -> tuple[pb.Sensor, list[Recording]]:
-        with self.deciding() as step:
+        with self.writing() as step:
             if req.id in self.engine.sensors:
                 raise AlreadyExists("sensor", req.id)
             sensor = Sensor.register(grid.placed(req, self.grid_resolution), cause, now)
             self.engine.add(sensor, step)
-        return sensor.view, self.record(sensor)
+            return sensor.view, self.record(sensor)
 
     def sensor_names(self) -> dict[int, set[str]]:
         """The hazards registered sensors watch (lifeline.names)."""
@@ -144,7 +130,7 @@ class MonitorApp(ServiceApplication):
         """Many at once, all or none; those already registered are left as they are."""
         answer = pb.RegisterSensorsResponse()
         added: list[Sensor] = []
-        with self.deciding() as step:
+        with self.writing() as step:
             seen: set[str] = set()
             for index, req in enumerate(reqs):
                 if req.id in self.engine.sensors or req.id in seen:
@@ -160,7 +146,7 @@ class MonitorApp(ServiceApplication):
             for sensor in added:
                 self.engine.add(sensor, step)
             answer.registered = len(added)
-        return answer, self.record(*added)
+            return answer, self.record(*added)
 
     def ingest(self, readings: Sequence[pb.Reading], actor: str, now: datetime,
                columns: Columns | None = None
@@ -169,22 +155,23 @@ class MonitorApp(ServiceApplication):
         moved and the faults they raised or cleared. columns: as the edge read them."""
         if len(readings) > MAX_READINGS_PER_CALL:
             raise InvalidArgument("readings", f"at most {MAX_READINGS_PER_CALL} per call")
-        with self.deciding() as step:
+        with self.writing() as step:
             self.engine.ingest(readings, step, now, columns)
             self.engine.expire(now, step)
             changed = self.engine.flush(step, actor, now)
-        answer = pb.IngestReadingsResponse(
-            accepted=len(readings), late=sum(step.late_count.values()), bad_quality=step.bad,
-            warnings=[w.warning for w in changed if isinstance(w, HazardWatch)],
-            faults=step.faults)
-        return answer, self.record(*changed)
+            answer = pb.IngestReadingsResponse(
+                accepted=len(readings), late=sum(step.late_count.values()),
+                bad_quality=step.bad,
+                warnings=[w.warning for w in changed if isinstance(w, HazardWatch)],
+                faults=step.faults)
+            return answer, self.record(*changed)
 
     def expire(self, actor: str, now: datetime) -> tuple[int, list[Recording]]:
         """Time passed: stale sensors' faults, shelving that ran out."""
-        with self.deciding() as step:
+        with self.writing() as step:
             self.engine.expire(now, step)
             changed = self.engine.flush(step, actor, now)
-        return len(changed), self.record(*changed)
+            return len(changed), self.record(*changed)
 
     def shelve(self, sensor_id: str, seconds: float, cause: Cause, now: datetime
                ) -> tuple[pb.Sensor, list[Recording]]:
@@ -193,24 +180,24 @@ class MonitorApp(ServiceApplication):
         if not 0 < seconds <= MAX_SHELVING:
             raise InvalidArgument("duration", f"must be more than 0 and at most "
                                               f"{MAX_SHELVING // 3600} h")
-        with self.deciding() as step:
+        with self.writing() as step:
             tracked = self._tracked(sensor_id)
             until = cause.occurred_at.timestamp() + seconds
             self.engine.now = now
             self.engine.shelve(tracked, until, cause, step)
             changed = self.engine.flush(step, cause.actor, now)
-        return tracked.sensor.view, self.record(*changed)
+            return tracked.sensor.view, self.record(*changed)
 
     def unshelve(self, sensor_id: str, cause: Cause, now: datetime
                  ) -> tuple[pb.Sensor, list[Recording]]:
-        with self.deciding() as step:
+        with self.writing() as step:
             tracked = self._tracked(sensor_id)
             if tracked.shelved_until is None:
                 raise RuleViolation("unshelve-shelved", f"sensor {sensor_id} is not shelved")
             self.engine.now = now
             self.engine.unshelve(tracked, cause, step)
             changed = self.engine.flush(step, cause.actor, now)
-        return tracked.sensor.view, self.record(*changed)
+            return tracked.sensor.view, self.record(*changed)
 
     def _tracked(self, sensor_id: str) -> Tracked:
         tracked = self.engine.sensors.get(sensor_id)

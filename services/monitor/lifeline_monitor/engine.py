@@ -4,8 +4,8 @@ late readings kept, and the warnings that sensors' levels raise, move and clear:
 per watch per call, naming the readings that moved it).
 
 The state is rebuilt from the sensors' and watches' events on start. The application holds
-one lock from deciding to committing (`MonitorApp`), so the state in memory is always what
-was committed: a write that fails puts back what the step touched.
+one lock from deciding to committing (`MonitorApp.writing`), so the state in memory is
+always what was committed: a write that fails puts back what the step touched.
 
 Time: on-delay, off-delay and rate of change run on the readings' field time (measured_at).
 Staleness and shelving run on the service's field clock: in drills and replays
@@ -377,8 +377,10 @@ class Engine:
             else:
                 self.watches[watch_id] = fresh
 
-    def adopt(self, aggregates: Sequence[Any]) -> None:
-        """Aggregates written by others (acknowledgements, outcomes, compound warnings)."""
+    def adopt(self, aggregates: Sequence[Any], step: Step) -> None:
+        """Aggregates written by others (acknowledgements, outcomes, compound warnings), as
+        part of step (put back with it if its write fails)."""
         for aggregate in aggregates:
             if isinstance(aggregate, HazardWatch):
                 self.watches[aggregate.id] = aggregate
+                step.watches.add(aggregate.id)

@@ -181,14 +181,22 @@ class KindDefaults:
     expected_interval: float = 0.0
 
 
+#: The kinds.toml table every kind starts from.
+EVERY_KIND = "*"
+
+
 @cache
 def kind_defaults() -> dict[str, KindDefaults]:
     text = resources.files("lifeline_monitor").joinpath("kinds.toml").read_text("utf-8")
-    return {kind: _defaults(kind, spec) for kind, spec in tomllib.loads(text).items()}
+    specs = tomllib.loads(text)
+    base = specs.get(EVERY_KIND, {})
+    return {kind: _defaults(kind, {**base, **spec}) for kind, spec in specs.items()}
 
 
-def defaults_for(kind: str) -> KindDefaults | None:
-    return kind_defaults().get(kind)
+def defaults_for(kind: str) -> KindDefaults:
+    """What a sensor of kind gets where its registration leaves a rule out."""
+    known = kind_defaults()
+    return known.get(kind) or known[EVERY_KIND]
 
 
 def _defaults(kind: str, spec: dict[str, Any]) -> KindDefaults:

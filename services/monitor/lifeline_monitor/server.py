@@ -55,7 +55,10 @@ class MonitorServicer(AlertingServicer, RosterServicer,
 
     async def IngestReadings(self, request_iterator: AsyncIterator[pb.IngestReadingsRequest],
                              context: Ctx) -> pb.IngestReadingsResponse:
-        readings: list[pb.Reading] = []
+        # Gathered into a batch's container, as IngestReadingBatch receives them: a list of
+        # 10,000 message objects kept the collector busy under the engine's lock.
+        batch = pb.IngestReadingBatchRequest()
+        readings = batch.readings
         async for item in request_iterator:
             readings.append(item.reading)
             if len(readings) > MAX_READINGS_PER_CALL:

@@ -13,6 +13,7 @@ from eventsourcing.persistence import Recording, Tracking
 from lifeline.common.v1 import common_pb2
 from lifeline.errors import AlreadyExists, NotFound, RuleViolation
 from lifeline.events import Cause, ProtoAggregate
+from lifeline.idempotency import Attempt
 from lifeline.identity import Identity
 from lifeline.incident.v1 import incident_pb2
 from lifeline.resources.v1 import resources_pb2 as pb
@@ -70,11 +71,11 @@ class ResourcesApp(Stockroom, ServiceApplication):
         #: The city's coverage requirements (LIFELINE_COVERAGE), checked after each change.
         self.requirements: list[Requirement] = list(requirements)
 
-    def record(self, *aggregates: Aggregate | None,
-               tracking: Tracking | None = None) -> list[Recording]:
+    def record(self, *aggregates: Aggregate | None, tracking: Tracking | None = None,
+               attempt: Attempt | None = None) -> list[Recording]:
         """Write, then show the fleet index what its units became at once (the projector
         would too, a moment later), so the next choice and coverage check see it."""
-        recordings = super().record(*aggregates, tracking=tracking)
+        recordings = super().record(*aggregates, tracking=tracking, attempt=attempt)
         if recordings:
             for aggregate in aggregates:
                 if isinstance(aggregate, Unit):

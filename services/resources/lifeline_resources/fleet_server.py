@@ -8,9 +8,9 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import Message
-from lifeline.edge import cause_of, check_location, check_name, required
+from lifeline.edge import cause_of, check_location, check_name, required, time_field
 from lifeline.errors import InvalidArgument, NotFound
-from lifeline.events import from_timestamp, to_timestamp
+from lifeline.events import to_timestamp
 from lifeline.identity import caller
 from lifeline.live import IN_MEMORY
 from lifeline.resources.v1 import resources_pb2 as pb
@@ -49,8 +49,8 @@ class FleetRpcs:
                 check_location(f"{where}.position", report.position)
                 if who.scope and (unit := self.app.fleet.get(report.unit_id)) is not None:
                     who.require_department(unit.department, f"unit {report.unit_id}")
-                at = (from_timestamp(report.measured_at) if report.HasField("measured_at")
-                      else self.rt.now())
+                at = (time_field(report, "measured_at", field=f"{where}.measured_at")
+                      or self.rt.now())
                 taken = self.app.fleet.report_position(
                     report.unit_id, (report.position.lat, report.position.lon), at)
                 if taken is None:

@@ -1,6 +1,5 @@
 """lifeline-review: replay and evaluate incident histories, for evaluators."""
 
-import json
 import re
 import sys
 from collections.abc import Sequence
@@ -12,6 +11,7 @@ import typer
 from google.protobuf import json_format
 from lifeline.cli import choices, connection, errors, render, times, views
 from lifeline.cli.app import run, service_app
+from lifeline.documents import load_json
 from lifeline.events import from_json, meta_of
 from lifeline.incident import text
 from lifeline.incident.phases import grade_name
@@ -100,7 +100,7 @@ def read_history(path: Path) -> tuple[list[incident_pb2.IncidentEvent], list[int
         if not line.strip():
             continue
         try:
-            event = from_json(json.loads(line), incident_pb2.IncidentEvent, strict=True)
+            event = from_json(load_json(line), incident_pb2.IncidentEvent, strict=True)
             assert isinstance(event, incident_pb2.IncidentEvent)
             events.append(event)
         except (ValueError, json_format.ParseError) as error:

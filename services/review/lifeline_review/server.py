@@ -7,9 +7,8 @@ from datetime import datetime
 
 import grpc
 from google.protobuf.message import Message
-from lifeline.edge import cause_of
+from lifeline.edge import cause_of, time_field
 from lifeline.errors import InvalidArgument
-from lifeline.events import from_timestamp
 from lifeline.incident.state import IncidentState
 from lifeline.incident.v1 import incident_pb2
 from lifeline.review.v1 import review_pb2 as pb
@@ -34,15 +33,16 @@ def _imported(history: IncidentHistory, chain_verified: bool) -> pb.ImportHistor
 
 
 def _required_time(request: Message, name: str) -> datetime:
-    if not request.HasField(name):
+    when = time_field(request, name)
+    if when is None:
         raise InvalidArgument(name, "is required (a field time)")
-    return from_timestamp(getattr(request, name))
+    return when
 
 
 def incident_filter(f: pb.IncidentFilter) -> IncidentFilter:
     """The request's filter as plain values."""
-    opened_from = from_timestamp(f.opened_from) if f.HasField("opened_from") else None
-    opened_before = from_timestamp(f.opened_before) if f.HasField("opened_before") else None
+    opened_from = time_field(f, "opened_from", field="filter.opened_from")
+    opened_before = time_field(f, "opened_before", field="filter.opened_before")
     if opened_from is not None and opened_before is not None and opened_before <= opened_from:
         raise InvalidArgument("filter.opened_before", "must be after filter.opened_from")
     return IncidentFilter(
