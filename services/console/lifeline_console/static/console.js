@@ -28,6 +28,19 @@ const layers = {
 const drawn = { warning: new Map(), incident: new Map(), unit: new Map(), line: new Map(),
   road: new Map(), depot: new Map(), coverage: new Map() };
 const roadLines = new Map();
+// The units serving each incident, so an incident that moves redraws only their lines.
+const serving = new Map();
+const servingOf = new Map();
+function serve(unitId, incidentId) {
+  const before = servingOf.get(unitId);
+  if (before === incidentId) return;
+  serving.get(before)?.delete(unitId);
+  servingOf.set(unitId, incidentId);
+  if (incidentId) {
+    if (!serving.has(incidentId)) serving.set(incidentId, new Set());
+    serving.get(incidentId).add(unitId);
+  }
+}
 let live = null;
 let selected = null;
 let travelling = false;
@@ -95,8 +108,11 @@ function drawIncident(key, incident) {
   if (!at) return;
   const marker = L.circleMarker(at, { className: `incident grade-${grade(incident)}`, radius: 11,
     color: "#111", weight: 3, fillColor: "#fff", fillOpacity: 0.9 });
+  // Declared incidents keep their label on the map; one only warned of shows it on hover
+  // (a storm's hundreds of warned cells would bury the map in labels).
   marker.bindTooltip(`${grade(incident)} · ${words(incident.hazard, "")} · ${state(incident)}`,
-    { permanent: true, direction: "right", className: "incident-label" });
+    { permanent: incident.state !== "INCIDENT_STATE_WARNING", direction: "right",
+      className: "incident-label" });
   marker.on("click", () => select(key));
   put("incident", layers.incidents, key, marker);
   seen(`incident:${key}`);
@@ -105,6 +121,7 @@ function drawIncident(key, incident) {
 function drawUnit(key, unit) {
   const at = unit && (latlng(unit.position) || latlng(unit.home));
   if (!unit || !at) {
+    serve(key, undefined);
     put("unit", layers.units, key, null);
     return put("line", layers.lines, key, null);
   }
@@ -117,6 +134,7 @@ function drawUnit(key, unit) {
       color: colour, fillColor: colour, fillOpacity: 0.9, weight: 1 })
       .bindTooltip(`${unit.id} (${words(unit.kind, "")}, ${unitStatus(unit.status)})`));
   }
+  serve(key, unit.incident_id);
   const incident = unit.incident_id && live.things.incident?.get(unit.incident_id);
   const target = incident && latlng(incident.location);
   put("line", layers.lines, key, target
@@ -300,23 +318,27 @@ async function renderTimeline(incident, tries = 10) {
 
 function select(key) {
   selected = key;
-  schedule(true);
+  schedule("board", "detail");
 }
 
+// What a frame redraws: only the panels whose things changed (a moving unit redraws no
+// panel, so a fleet on the move leaves the board alone).
+const dirty = new Set();
 let pending = null;
-let detailToo = false;
-function schedule(detail = false) {
-  detailToo ||= detail;
-  if (pending) return;
+function schedule(...panels) {
+  for (const panel of panels) dirty.add(panel);
+  if (pending || !dirty.size) return;
   pending = requestAnimationFrame(() => {
     pending = null;
-    if (!travelling) renderBoard([...(live.things.incident?.values() ?? [])]);
-    renderWarnings([...(live.things.warning?.values() ?? [])]);
-    if (detailToo && !travelling) renderDetail();
-    detailToo = false;
-    renderFeeds();
+    if (dirty.has("board") && !travelling) renderBoard([...(live.things.incident?.values() ?? [])]);
+    if (dirty.has("warnings")) renderWarnings([...(live.things.warning?.values() ?? [])]);
+    if (dirty.has("detail") && !travelling) renderDetail();
+    if (dirty.has("feeds")) renderFeeds();
+    dirty.clear();
   });
 }
+
+const PANELS = { incident: ["board"], warning: ["warnings"], feed: ["feeds"] };
 
 function renderFeeds() {
   const feeds = [...(live.things.feed?.values() ?? [])];
@@ -329,7 +351,7 @@ function redrawAll(things) {
     for (const [key] of drawn[kind]) if (!things[kind]?.has(key)) draw(key, null);
     for (const [key, doc] of things[kind] ?? []) draw(key, doc);
   }
-  schedule(true);
+  schedule("board", "warnings", "detail", "feeds");
   // When the first whole picture was drawn (ms after the page began loading): what a
   // person waits after opening the console, as bench/console.py reads it.
   requestAnimationFrame(() => { window.lifelineFirstPicture ??= performance.now(); });
@@ -414,7 +436,7 @@ function setTravel(on) {
     stopPlaying();
     map.removeLayer(layers.past);
     document.getElementById("as-of-label").textContent = "";
-    schedule(true);
+    schedule("board", "detail");
   }
 }
 
@@ -455,17 +477,16 @@ async function start() {
   live = new LivePicture({
     onSnapshot: redrawAll,
     onChanges: (changes) => {
-      let detail = false;
       for (const change of changes) {
         DRAW[change.kind]?.(change.key, change.doc);
-        detail ||= change.kind === "incident" && change.key === selected;
+        schedule(...(PANELS[change.kind] ?? []));
+        if (change.kind === "incident" && change.key === selected) schedule("detail");
         if (change.kind === "incident" && change.doc) {
-          for (const unit of live.things.unit?.values() ?? []) {
-            if (unit.incident_id === change.key) drawUnit(unit.id, unit);
+          for (const unit of serving.get(change.key) ?? []) {
+            drawUnit(unit, live.things.unit?.get(unit));
           }
         }
       }
-      schedule(detail);
     },
     onConnection: (up) => {
       document.getElementById("lost").hidden = up;
