@@ -57,6 +57,8 @@ class Console:
         self.token = token.read_text().strip() if token else ""
         self.channels: dict[str, grpc.aio.Channel] = {}
         self.feeds: Feeds | None = None
+        #: Whether every watch has been live at least once (the first whole picture).
+        self.ready = False
 
     async def start(self) -> None:
         """Channels and watches live in the running event loop (grpc.aio's rule)."""
@@ -223,11 +225,14 @@ async def _forward(console: Console, action: actions.Action, body: Any, session:
 
 async def health(request: Request) -> Response:
     feeds = request.app.state.console.picture.things["feed"]
+    console: Console = request.app.state.console
     live = all(f.get("state") == "live" for f in feeds.values()) and len(feeds) == 3
-    # 503 until every watch is live, so a readiness probe reading the status code alone
-    # sends no one to a console with half a picture.
+    console.ready = console.ready or live
+    # 503 until the first whole picture, so a readiness probe reading the code alone sends no
+    # one to an empty console; later a broken watch keeps it in service (the page says what
+    # is missing, and shows the rest).
     return JSONResponse({"status": "SERVING" if live else "CONNECTING", "feeds": feeds},
-                        status_code=200 if live else 503)
+                        status_code=200 if console.ready else 503)
 
 
 def page(name: str) -> Callable[[Request], Awaitable[Response]]:
