@@ -10,11 +10,15 @@ every file a setting names mounted, and the console wired to the services and no
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
+import time
 import tomllib
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,8 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from lifeline.identity.dev import DevAuthority
+from lifeline.processes import free_port, poll_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -382,3 +388,50 @@ def test_the_console_is_reached_on_https_and_reaches_only_the_services_and_dns(
     for protocol in ("UDP", "TCP"):
         assert allowed(policies, "egress", pods[CONSOLE], dns, 53, protocol, "kube-system")
     assert not allowed(policies, "egress", pods[CONSOLE], dns, 53, "UDP", "elsewhere")
+
+
+def test_the_console_starts_with_the_environment_it_is_given_and_answers_its_probe(
+        variants: dict[str, list[Object]], tmp_path: Path) -> None:
+    """console.yaml's environment and mounted files, with /etc/lifeline under tmp_path and a
+    free loopback port: the console starts, and /healthz answers 200 over HTTPS while it
+    cannot reach the services (no cluster DNS here), which is what readiness relies on."""
+    objects = variants["ha"]
+    deployment, container = console(objects)
+    env = environment(objects, container)
+    authority = DevAuthority(tmp_path / "authority").ensure()
+    authority.console_env()   # writes its viewer token
+    tls = authority.tls_dir
+    made = {"tls.crt": tls / "server.pem", "tls.key": tls / "server.key",
+            "ca.crt": authority.ca_file, "signing.pub": authority.public_key,
+            "token": authority.console_token_file}
+    root = tmp_path / "etc-lifeline"
+    for path in mounted_files(objects, deployment["spec"]["template"], container):
+        file = root / path.removeprefix("/etc/lifeline/")
+        file.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(made[file.name], file)
+    listen = f"127.0.0.1:{free_port()}"
+    run = {k: v for k, v in os.environ.items() if not k.startswith("LIFELINE_")}   # coverage
+    run |= {k: v.replace("/etc/lifeline", str(root)) for k, v in env.items()}
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("lifeline-console")), "serve"],
+                            env={**run, "LIFELINE_CONSOLE_LISTEN": listen},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    context = ssl.create_default_context(cafile=authority.ca_file)
+    answers: list[tuple[int, dict[str, Any]]] = []
+
+    def probe() -> bool:
+        try:
+            with urllib.request.urlopen(f"https://{listen}/healthz", timeout=2,
+                                        context=context) as answer:
+                answers.append((answer.status, json.loads(answer.read())))
+                return True
+        except OSError:
+            return proc.poll() is not None
+
+    try:
+        assert poll_until(time.monotonic() + 60, probe, interval=0.2)
+    finally:
+        proc.terminate()
+        _, errors = proc.communicate(timeout=30)
+    assert answers, f"the console exited with {proc.returncode}: {errors}"
+    status, body = answers[0]
+    assert (status, body["status"]) == (200, "CONNECTING")
