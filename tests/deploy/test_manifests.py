@@ -4,7 +4,8 @@ are refused), and the CloudNativePG objects against a hand-written schema of the
 (cnpg-v1.schema.json). Then what an operator relies on: limits and probes everywhere, a
 disruption budget per workload, NATS and PostgreSQL reachable only from the services, the
 databases the services are pointed at actually exist, the image and user the Dockerfile makes,
-every file a setting names mounted, and the console wired to the services and nothing else.
+every file a setting names mounted, and the console wired to the services and nothing else
+and starting with what it is given.
 """
 
 from __future__ import annotations
