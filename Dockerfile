@@ -1,5 +1,6 @@
-# One image for the four services. `docker run IMAGE dispatch` runs `lifeline-dispatch serve`
-# (likewise monitor, resources, review), configured by the environment (README, Configuration).
+# One image for the four services and the web console. `docker run IMAGE dispatch` runs
+# `lifeline-dispatch serve` (likewise monitor, resources, review, console), configured by the
+# environment (docs/configuration.md).
 # Build: docker build -t lifeline:0.1.0 .   (deploy/README.md has the rest)
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -40,7 +41,8 @@ COPY deploy/docker/entrypoint.sh /usr/local/bin/lifeline-entrypoint
 USER 10001:10001
 WORKDIR /tmp
 VOLUME ["/tmp"]
-# gRPC (TLS) and plaintext health checking for probes (LIFELINE_LISTEN, LIFELINE_HEALTH_LISTEN).
-EXPOSE 50051 8086
+# A service's gRPC (TLS) and plaintext health checking for probes (LIFELINE_LISTEN,
+# LIFELINE_HEALTH_LISTEN); the console's HTTPS (LIFELINE_CONSOLE_LISTEN).
+EXPOSE 50051 8086 8443
 ENTRYPOINT ["lifeline-entrypoint"]
 CMD []

@@ -1,15 +1,15 @@
 #!/bin/sh
-# The image's entrypoint: `IMAGE monitor|dispatch|resources|review [serve options]` runs
-# `lifeline-<service> serve`; any other command (e.g. `lifeline-dispatch list`) runs as given.
+# The image's entrypoint: `IMAGE monitor|dispatch|resources|review|console [serve options]`
+# runs `lifeline-<name> serve`; any other command (e.g. `lifeline-dispatch list`) runs as given.
 set -eu
 case "${1:-}" in
-  monitor | dispatch | resources | review)
+  monitor | dispatch | resources | review | console)
     service="$1"
     shift
     exec "lifeline-$service" serve "$@"
     ;;
   "")
-    echo "usage: IMAGE monitor|dispatch|resources|review, or a command such as lifeline-dispatch --help" >&2
+    echo "usage: IMAGE monitor|dispatch|resources|review|console, or a command such as lifeline-dispatch --help" >&2
     exit 64
     ;;
   *)

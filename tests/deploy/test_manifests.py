@@ -3,16 +3,23 @@ object validates against the Kubernetes schemas (kubernetes-validate, strict: un
 are refused), and the CloudNativePG objects against a hand-written schema of the fields used
 (cnpg-v1.schema.json). Then what an operator relies on: limits and probes everywhere, a
 disruption budget per workload, NATS and PostgreSQL reachable only from the services, the
-databases the services are pointed at actually exist, the image and user the Dockerfile makes.
+databases the services are pointed at actually exist, the image and user the Dockerfile makes,
+every file a setting names mounted, and the console wired to the services and nothing else
+and starting with what it is given.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import ssl
 import subprocess
 import sys
+import time
 import tomllib
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +29,8 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from lifeline.identity.dev import DevAuthority
+from lifeline.processes import free_port, poll_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -30,6 +39,7 @@ KUBECTL = Path(sys.executable).with_name("kubectl")
 KUBERNETES_VERSION = "1.30.0"
 CNPG_SCHEMA = json.loads((Path(__file__).with_name("cnpg-v1.schema.json")).read_text())
 SERVICES = ("monitor", "dispatch", "resources", "review")
+CONSOLE = "lifeline-console"
 Object = dict[str, Any]
 
 
@@ -137,24 +147,40 @@ def matches(selector: Object, labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
 
 
-def ingress_allowed(policies: list[Object], source: dict[str, str], target: dict[str, str],
-                    port: int) -> bool:
-    """NetworkPolicy semantics for two pods of the lifeline namespace."""
-    namespace = {"kubernetes.io/metadata.name": "lifeline"}
-    selecting = [p for p in policies if matches(p["spec"]["podSelector"], target)
-                 and "Ingress" in p["spec"]["policyTypes"]]
+def is_peer(peer: Object, labels: dict[str, str], namespace: str | None) -> bool:
+    """Whether a policy peer selects a pod with these labels in this namespace (None: an
+    address outside the cluster, which only an ipBlock could select; none is used here)."""
+    assert "ipBlock" not in peer, "ipBlock peers are not understood here"
+    if namespace is None:
+        return False
+    in_namespace = (matches(peer["namespaceSelector"], {"kubernetes.io/metadata.name": namespace})
+                    if "namespaceSelector" in peer else namespace == "lifeline")
+    return in_namespace and matches(peer.get("podSelector", {}), labels)
+
+
+def allowed(policies: list[Object], direction: str, pod: dict[str, str], peer: dict[str, str],
+            port: int, protocol: str = "TCP", peer_namespace: str | None = "lifeline") -> bool:
+    """NetworkPolicy semantics, one direction, for a pod of the lifeline namespace and a peer
+    (the source of Ingress, the destination of Egress)."""
+    policy_type, key = {"ingress": ("Ingress", "from"), "egress": ("Egress", "to")}[direction]
+    selecting = [p for p in policies if matches(p["spec"]["podSelector"], pod)
+                 and policy_type in p["spec"]["policyTypes"]]
     if not selecting:
         return True
     for policy in selecting:
-        for rule in policy["spec"].get("ingress", []):
-            ports = [p["port"] for p in rule.get("ports", [])]
-            peers = rule.get("from")
-            peer_ok = peers is None or any(
-                matches(peer.get("namespaceSelector", {}), namespace)
-                and matches(peer.get("podSelector", {}), source) for peer in peers)
-            if peer_ok and (not ports or port in ports):
+        for rule in policy["spec"].get(direction, []):
+            ports = [(p["port"], p.get("protocol", "TCP")) for p in rule.get("ports", [])]
+            peers = rule.get(key)
+            peer_ok = peers is None or any(is_peer(p, peer, peer_namespace) for p in peers)
+            if peer_ok and (not ports or (port, protocol) in ports):
                 return True
     return False
+
+
+def ingress_allowed(policies: list[Object], source: dict[str, str], target: dict[str, str],
+                    port: int) -> bool:
+    """NetworkPolicy semantics for two pods of the lifeline namespace."""
+    return allowed(policies, "ingress", target, source, port)
 
 
 @pytest.mark.parametrize("variant", ["ha", "small-cluster"])
@@ -188,12 +214,14 @@ def test_a_disruption_budget_covers_every_replicated_workload(
     assert not uncovered, f"no PodDisruptionBudget for {uncovered}"
 
 
-def test_the_services_run_the_image_the_dockerfile_builds(
+def test_the_services_and_the_console_run_the_image_the_dockerfile_builds(
         variants: dict[str, list[Object]]) -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     dockerfile = (ROOT / "Dockerfile").read_text()
     (user,) = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("USER ")]
     uid, gid = map(int, user.split(":"))
+    (exposed,) = re.findall(r"^EXPOSE ([\d ]+)$", dockerfile, re.MULTILINE)
+    workloads = set()
     for obj, template in pod_templates(variants["ha"]):
         if not obj["metadata"]["name"].startswith("lifeline-"):
             continue
@@ -206,6 +234,10 @@ def test_the_services_run_the_image_the_dockerfile_builds(
         assert (context["runAsUser"], context["runAsGroup"]) == (uid, gid)
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+        ports = {str(p["containerPort"]) for p in container["ports"]}
+        assert ports <= set(exposed.split()), f"{name(obj)}: ports {ports}, EXPOSE {exposed}"
+        workloads.add(obj["metadata"]["name"])
+    assert workloads == {f"lifeline-{s}" for s in SERVICES} | {CONSOLE}
 
 
 def test_the_city_data_component_gives_resources_its_road_graph_and_coverage(
@@ -228,3 +260,179 @@ def test_the_city_data_component_gives_resources_its_road_graph_and_coverage(
     (plain,) = [d for d in of_kind(variants["ha"], "Deployment")
                 if d["metadata"]["name"] == "lifeline-resources"]
     assert "env" not in plain["spec"]["template"]["spec"]["containers"][0]
+
+
+def environment(objects: list[Object], container: Object) -> dict[str, str]:
+    """A container's environment: its ConfigMaps' and Secrets' variables, then its own
+    (those taken from elsewhere, valueFrom, as empty)."""
+    sources = {(o["kind"], o["metadata"]["name"]): o.get("data") or o.get("stringData") or {}
+               for o in of_kind(objects, "ConfigMap", "Secret")}
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        kind, ref = (("ConfigMap", source["configMapRef"]) if "configMapRef" in source
+                     else ("Secret", source["secretRef"]))
+        env |= sources[(kind, ref["name"])]
+    return env | {e["name"]: e.get("value", "") for e in container.get("env", [])}
+
+
+def mounted_files(objects: list[Object], template: Object, container: Object) -> set[str]:
+    """The paths of the files a container's Secret and ConfigMap volumes put in it."""
+    keys = {(o["kind"], o["metadata"]["name"]): set(o.get("data") or o.get("stringData") or {})
+            for o in of_kind(objects, "ConfigMap", "Secret")}
+
+    def files(kind: str, source: Object) -> set[str]:
+        names = keys[(kind, source.get("secretName") or source["name"])]
+        if "items" not in source:
+            return names
+        assert {i["key"] for i in source["items"]} <= names, f"{source}: a key it lacks"
+        return {i["path"] for i in source["items"]}
+
+    volumes = {v["name"]: v for v in template["spec"].get("volumes", [])}
+    found = set()
+    for mount in container.get("volumeMounts", []):
+        volume = volumes.get(mount["name"], {})   # else a StatefulSet's volume claim
+        assert "subPath" not in mount, "subPath mounts are not understood here"
+        sources = volume.get("projected", {}).get("sources", [volume])
+        for source in sources:
+            for field, kind in (("secret", "Secret"), ("configMap", "ConfigMap")):
+                if field in source:
+                    found |= {f"{mount['mountPath']}/{f}" for f in files(kind, source[field])}
+    return found
+
+
+def named_files(env: dict[str, str]) -> set[str]:
+    """The files settings name (paths under /etc, where configuration is mounted; some
+    settings take a comma-separated list)."""
+    return {path.strip() for value in env.values() for path in value.split(",")
+            if path.strip().startswith("/etc/")}
+
+
+@pytest.mark.parametrize("variant", ["ha", "small-cluster", "city-data"])
+def test_every_file_a_setting_names_is_mounted(variants: dict[str, list[Object]],
+                                              variant: str) -> None:
+    objects = variants[variant]
+    missing = []
+    for obj, template in pod_templates(objects):
+        for container in template["spec"]["containers"]:
+            env = environment(objects, container)
+            absent = named_files(env) - mounted_files(objects, template, container)
+            missing += [f"{name(obj)} {container['name']}: {path}" for path in sorted(absent)]
+    assert not missing, "\n".join(missing)
+
+
+def console(objects: list[Object]) -> tuple[Object, Object]:
+    (deployment,) = [d for d in of_kind(objects, "Deployment") if d["metadata"]["name"] == CONSOLE]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return deployment, container
+
+
+@pytest.mark.parametrize("variant", ["ha", "small-cluster", "city-data"])
+def test_the_console_watches_each_service_and_is_given_only_what_it_reads(
+        variants: dict[str, list[Object]], variant: str) -> None:
+    objects = variants[variant]
+    deployment, container = console(objects)
+    template = deployment["spec"]["template"]
+    env = environment(objects, container)
+    services = {s["metadata"]["name"]: s for s in of_kind(objects, "Service")}
+    for service in SERVICES:
+        target = re.fullmatch(r"dns:///([\w-]+)\.lifeline\.svc:(\d+)",
+                              env[f"LIFELINE_{service.upper()}_ADDR"])
+        assert target, env[f"LIFELINE_{service.upper()}_ADDR"]
+        spec = services[target[1]]["spec"]
+        assert spec["selector"] == {"app.kubernetes.io/name": f"lifeline-{service}"}
+        assert spec["clusterIP"] == "None"   # headless: every replica, the leader answers
+        assert {"port": int(target[2]), "targetPort": "grpc"}.items() <= spec["ports"][0].items()
+    assert env["LIFELINE_TLS_CA"].endswith("/ca.crt")
+    # No database or NATS credentials, and not the services' private key: the files its
+    # settings name are the only ones it is given.
+    assert not {"DATABASE_URL", "LIFELINE_NATS_USER", "LIFELINE_NATS_PASSWORD"} & set(env)
+    assert mounted_files(objects, template, container) == named_files(env)
+
+
+def test_the_console_serves_https_on_its_port_probed_at_healthz(
+        variants: dict[str, list[Object]]) -> None:
+    objects = variants["ha"]
+    deployment, container = console(objects)
+    env = environment(objects, container)
+    (port,) = container["ports"]
+    assert env["LIFELINE_CONSOLE_LISTEN"] == f"0.0.0.0:{port['containerPort']}"
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": port["name"],
+                                               "scheme": "HTTPS"}, probe
+    (service,) = [s for s in of_kind(objects, "Service") if s["metadata"]["name"] == CONSOLE]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"][0]["targetPort"] == port["name"]
+    # Sessions are in each replica's memory: a browser must keep reaching the same one.
+    if deployment["spec"]["replicas"] > 1:
+        assert service["spec"]["sessionAffinity"] == "ClientIP"
+
+
+@pytest.mark.parametrize("variant", ["ha", "small-cluster"])
+def test_the_console_is_reached_on_https_and_reaches_only_the_services_and_dns(
+        variants: dict[str, list[Object]], variant: str) -> None:
+    objects = variants[variant]
+    policies = of_kind(objects, "NetworkPolicy")
+    pods = {obj["metadata"]["name"]: t["metadata"]["labels"] for obj, t in pod_templates(objects)}
+    _, container = console(objects)
+    (port,) = [p["containerPort"] for p in container["ports"]]
+    stranger = {"app.kubernetes.io/name": "debug-shell"}
+    assert allowed(policies, "ingress", pods[CONSOLE], stranger, port, peer_namespace=None)
+    assert not allowed(policies, "ingress", pods[CONSOLE], stranger, 8086)
+    for service in SERVICES:
+        assert allowed(policies, "egress", pods[CONSOLE], pods[f"lifeline-{service}"], 50051)
+        assert not allowed(policies, "egress", pods[CONSOLE], pods[f"lifeline-{service}"], 8086)
+    assert not allowed(policies, "egress", pods[CONSOLE], pods["nats"], 4222)
+    assert not allowed(policies, "egress", pods[CONSOLE], {"app.kubernetes.io/name": "postgres"},
+                       5432)
+    assert not allowed(policies, "egress", pods[CONSOLE], stranger, 443, peer_namespace=None)
+    dns = {"k8s-app": "kube-dns"}
+    for protocol in ("UDP", "TCP"):
+        assert allowed(policies, "egress", pods[CONSOLE], dns, 53, protocol, "kube-system")
+    assert not allowed(policies, "egress", pods[CONSOLE], dns, 53, "UDP", "elsewhere")
+
+
+def test_the_console_starts_with_the_environment_it_is_given_and_answers_its_probe(
+        variants: dict[str, list[Object]], tmp_path: Path) -> None:
+    """console.yaml's environment and mounted files, with /etc/lifeline under tmp_path and a
+    free loopback port: the console starts, and /healthz answers 200 over HTTPS while it
+    cannot reach the services (no cluster DNS here), which is what readiness relies on."""
+    objects = variants["ha"]
+    deployment, container = console(objects)
+    env = environment(objects, container)
+    authority = DevAuthority(tmp_path / "authority").ensure()
+    authority.console_env()   # writes its viewer token
+    tls = authority.tls_dir
+    made = {"tls.crt": tls / "server.pem", "tls.key": tls / "server.key",
+            "ca.crt": authority.ca_file, "signing.pub": authority.public_key,
+            "token": authority.console_token_file}
+    root = tmp_path / "etc-lifeline"
+    for path in mounted_files(objects, deployment["spec"]["template"], container):
+        file = root / path.removeprefix("/etc/lifeline/")
+        file.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(made[file.name], file)
+    listen = f"127.0.0.1:{free_port()}"
+    run = {k: v for k, v in os.environ.items() if not k.startswith("LIFELINE_")}   # coverage
+    run |= {k: v.replace("/etc/lifeline", str(root)) for k, v in env.items()}
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("lifeline-console")), "serve"],
+                            env={**run, "LIFELINE_CONSOLE_LISTEN": listen},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    context = ssl.create_default_context(cafile=authority.ca_file)
+    answers: list[tuple[int, dict[str, Any]]] = []
+
+    def probe() -> bool:
+        try:
+            with urllib.request.urlopen(f"https://{listen}/healthz", timeout=2,
+                                        context=context) as answer:
+                answers.append((answer.status, json.loads(answer.read())))
+                return True
+        except OSError:
+            return proc.poll() is not None
+
+    try:
+        assert poll_until(time.monotonic() + 60, probe, interval=0.2)
+    finally:
+        proc.terminate()
+        _, errors = proc.communicate(timeout=30)
+    assert answers, f"the console exited with {proc.returncode}: {errors}"
+    status, body = answers[0]
+    assert (status, body["status"]) == (200, "CONNECTING")
