@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import tomllib
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -356,9 +357,12 @@ def test_the_console_serves_https_on_its_port_probed_at_healthz(
     env = environment(objects, container)
     (port,) = container["ports"]
     assert env["LIFELINE_CONSOLE_LISTEN"] == f"0.0.0.0:{port['containerPort']}"
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/healthz", "port": port["name"],
-                                               "scheme": "HTTPS"}, probe
+    # Ready once /healthz says the first picture is whole; alive while it listens (services
+    # being away must not restart it).
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"],
+                                                      "scheme": "HTTPS"}
+    for probe in ("startupProbe", "livenessProbe"):
+        assert container[probe]["tcpSocket"] == {"port": port["name"]}, probe
     (service,) = [s for s in of_kind(objects, "Service") if s["metadata"]["name"] == CONSOLE]
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert service["spec"]["ports"][0]["targetPort"] == port["name"]
@@ -394,8 +398,8 @@ def test_the_console_is_reached_on_https_and_reaches_only_the_services_and_dns(
 def test_the_console_starts_with_the_environment_it_is_given_and_answers_its_probe(
         variants: dict[str, list[Object]], tmp_path: Path) -> None:
     """console.yaml's environment and mounted files, with /etc/lifeline under tmp_path and a
-    free loopback port: the console starts, and /healthz answers 200 over HTTPS while it
-    cannot reach the services (no cluster DNS here), which is what readiness relies on."""
+    free loopback port: the console starts, and /healthz answers over HTTPS, 503 while it
+    cannot reach the services (no cluster DNS here): not ready before its first picture."""
     objects = variants["ha"]
     deployment, container = console(objects)
     env = environment(objects, container)
@@ -425,6 +429,9 @@ def test_the_console_starts_with_the_environment_it_is_given_and_answers_its_pro
                                         context=context) as answer:
                 answers.append((answer.status, json.loads(answer.read())))
                 return True
+        except urllib.error.HTTPError as refused:
+            answers.append((refused.code, json.loads(refused.read())))
+            return True
         except OSError:
             return proc.poll() is not None
 
@@ -435,4 +442,4 @@ def test_the_console_starts_with_the_environment_it_is_given_and_answers_its_pro
         _, errors = proc.communicate(timeout=30)
     assert answers, f"the console exited with {proc.returncode}: {errors}"
     status, body = answers[0]
-    assert (status, body["status"]) == (200, "CONNECTING")
+    assert (status, body["status"]) == (503, "CONNECTING")
