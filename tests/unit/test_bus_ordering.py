@@ -135,3 +135,20 @@ def test_what_was_handed_back_does_not_count_as_taken() -> None:
     taken.received(3, 5)
     taken.settled(3)
     assert taken.floor == 5  # on the safe side: 8 counts again once a later one settles
+
+
+def test_after_saying_what_it_took_the_floor_waits_for_the_refill_below_it() -> None:
+    """A durable recreated on a refilled stream said 10; newer events (20, 21) come before
+    the republished 11..19: until the stream holds everything after 10 and the inbox caught
+    up, the floor stays at 10, or a second loss would skip what is still to come."""
+    taken = TakenUpTo(floor=10)
+    assert taken.say() == 10
+    for sequence, position in ((1, 20), (2, 21)):
+        taken.received(sequence, position)
+        taken.settled(sequence)
+    assert taken.floor == 10
+    taken.received(3, 11)
+    assert taken.floor == 10
+    taken.settled(3)
+    taken.caught_up()
+    assert taken.floor == 21

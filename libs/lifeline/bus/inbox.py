@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -115,6 +116,9 @@ class Inbox:
         self.ordering = Ordering(early_wait)
         self.taken: TakenUpTo | None = None  # read from the store at the first subscribe
         self._saved_taken = 0
+        #: When the upstream stream was first seen holding everything after what the
+        #: durable said.
+        self._refilled_at: float | None = None
         self._holding: dict[int, Msg] = {}  # stream sequence -> message not yet settled
         self.desk = ParkingDesk(app, consumer, upstream, now, self._reapply)
         self._deferred: dict[tuple[str, int], Delivery] = {}  # tracked, not yet written
@@ -143,11 +147,11 @@ class Inbox:
             durable_name=self.consumer, ack_policy=api.AckPolicy.EXPLICIT,
             deliver_policy=api.DeliverPolicy.ALL, filter_subjects=self.subjects,
             ack_wait=self.ack_wait, max_ack_pending=1024,
-            metadata={streams.TAKEN: str(self.taken.floor)},
+            metadata={streams.TAKEN: str(self.taken.say())},
         )
         stream = stream_name(self.upstream)
         try:
-            await self.js.stream_info(stream)
+            info = await self.js.stream_info(stream)
         except NotFoundError:
             raise RuntimeError(f"stream {stream} does not exist (yet): lifeline-"
                                f"{self.upstream} creates it when it starts, and again "
@@ -157,6 +161,8 @@ class Inbox:
             await self._take_over(stream, config)
         # Creates it, finds it as it was, or updates its filter, ack_wait and what it took.
         await self.js.add_consumer(stream, config)
+        self._refilled_at = None
+        self._holds_after(info)
         return await self.js.pull_subscribe_bind(durable=self.consumer, stream=stream)
 
     async def _take_over(self, stream: str, config: api.ConsumerConfig) -> None:
@@ -184,6 +190,7 @@ class Inbox:
             # Short pulls without idle heartbeats: nats-py re-sends the remaining expiry with
             # the same heartbeat, which the server refuses once the expiry gets short; a 1 s
             # pull bounds any stall after a broker restart just as well.
+            fetched_at = time.monotonic()
             messages = await self._sub.fetch(self.batch, timeout=1.0)
         except TimeoutError:
             messages = []
@@ -191,6 +198,10 @@ class Inbox:
             self._sub = None  # the consumer is gone (a fresh broker, a lost stream): again
             self._forget()
             raise
+        caught_up = not messages or not messages[-1].metadata.num_pending
+        if caught_up and self._refilled_at is not None and self._refilled_at < fetched_at:
+            assert self.taken is not None
+            self.taken.caught_up()
         try:
             self._hold(messages)
             if messages and self.linger and len(messages) < self.batch:
@@ -268,7 +279,24 @@ class Inbox:
             for msg in list(self._holding.values()):
                 with contextlib.suppress(Exception):
                     await msg.in_progress()
+            with contextlib.suppress(Exception):  # the broker is down: look next time
+                await self._look_for_refill()
             await self._save_taken()
+
+    async def _look_for_refill(self) -> None:
+        """Until the upstream stream holds everything after what the durable said, look."""
+        if self._refilled_at is None and self.taken is not None and self.taken.said is not None:
+            self._holds_after(await self.js.stream_info(stream_name(self.upstream)))
+
+    def _holds_after(self, info: api.StreamInfo) -> None:
+        """Note when the stream first holds everything after what the durable said; a
+        fetch after that which finds nothing more behind it lifts the floor again. A
+        stream that does not say is taken to hold everything (its relay says it before
+        it publishes)."""
+        said = self.taken.said if self.taken is not None else None
+        holds_from = streams.holds_from(info) or 0
+        if said is not None and holds_from <= said:
+            self._refilled_at = time.monotonic()
 
     async def _save_taken(self) -> None:
         floor = self.taken.floor if self.taken is not None else 0

@@ -169,18 +169,33 @@ class Ordering:
 
 class TakenUpTo:
     """How far in the upstream's outbox (the relay's positions, carried in a header) this
-    inbox has taken everything it received: messages come in stream order, so that is
-    just below the oldest one still held, else the newest one settled. Announced when the
-    inbox recreates its durable, so that the upstream's relay republishes what a lost
-    stream took with it."""
+    inbox has taken everything: messages come in stream order, so that is just below the
+    oldest one still held, else the newest one settled.
+
+    Said when the inbox (re)creates its durable, so that the upstream's relay republishes
+    what a lost stream took with it. From then until the stream holds everything after
+    what it said (the relay's refill done) and the inbox caught up with it, what it
+    settled may lie above a gap the refill still fills: the floor stays where it was said.
+    """
 
     def __init__(self, floor: int = 0) -> None:
         self._held: dict[int, int] = {}  # stream sequence -> position
         self._newest = floor
+        self.said: int | None = None  # what the durable said, until the stream caught up
 
     @property
     def floor(self) -> int:
-        return min(self._held.values()) - 1 if self._held else self._newest
+        found = min(self._held.values()) - 1 if self._held else self._newest
+        return found if self.said is None else min(found, self.said)
+
+    def say(self) -> int:
+        """The floor, as a newly created durable says it."""
+        self.said = self.floor
+        return self.said
+
+    def caught_up(self) -> None:
+        """The stream holds everything after what was said, and all of it was received."""
+        self.said = None
 
     def received(self, sequence: int, position: int | None) -> None:
         if position is not None:
