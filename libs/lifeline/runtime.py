@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 from grpc_health.v1.health import aio as health_aio
 from nats.aio.client import Client as NATS
 
-from lifeline import bus, heap, idempotency, parking
+from lifeline import bus, heap, idempotency, outbox, parking
 from lifeline.clock import Clock, SystemClock
 from lifeline.config import Settings
 from lifeline.errors import Unavailable
@@ -55,6 +55,7 @@ class Runtime:
                              ready=lambda: self.backend_down,
                              reflection=settings.security.reflection)
         parking.register(self)  # every service answers ListParked/RetryParked/DiscardParked
+        outbox.register(self)  # and Republish
         #: Server-streaming watches of the read model, fed by the projector.
         self.live = LiveViews(settings.service)
         self.port = 0
@@ -185,7 +186,7 @@ class Runtime:
                                     password=sec.nats_password, ca_file=sec.nats_ca)
         js = self.nc.jetstream()
         await bus.ensure_stream(js, s.service, s.stream_replicas)
-        self.relay = bus.OutboxRelay(self.app, js, s.service)
+        self.relay = bus.OutboxRelay(self.app, js, s.service, replicas=s.stream_replicas)
         self.inboxes = [bus.Inbox(self.app, js, **c) for c in self._consumers]
         for worker in self._workers():
             self._tasks.append(asyncio.create_task(worker.run()))

@@ -171,6 +171,48 @@ def migrate_events(
             store.close()
 
 
+@app.command(help="Publish a service's events to its NATS stream again, from an outbox "
+                  "position on: after rebuilding a NATS cluster or restoring a stream. The "
+                  "running service's relay does it, before newer events; consumers "
+                  "recognise what they already took. Needs a token with the admin role.")
+def republish(
+    service: Annotated[str, typer.Option(help="whose events: monitor, dispatch, resources or "
+                                              "review")],
+    from_position: Annotated[int, typer.Option(
+        "--from", metavar="POSITION", min=0,
+        help="the first outbox position (a notification id); default: from the start")] = 0,
+    addr: Annotated[str | None, typer.Option(
+        metavar="HOST:PORT", help="the service's address (default: $LIFELINE_<SERVICE>_ADDR, "
+        "else `lifeline up`'s)")] = None,
+    token: Annotated[str | None, typer.Option(
+        help="bearer token (default: $LIFELINE_TOKEN, else `lifeline up`'s)")] = None,
+    ca: Annotated[str | None, typer.Option(
+        metavar="FILE", help="CA certificate to trust (default: $LIFELINE_TLS_CA, else "
+        "`lifeline up`'s)")] = None,
+) -> None:
+    import grpc
+
+    from lifeline.common.v1 import parking_pb2, parking_pb2_grpc
+
+    if service not in devstack.Stack.SERVICES:
+        kit.fail(f"unknown service {service!r}; one of {', '.join(devstack.Stack.SERVICES)}")
+    address = kit.service_address(service, addr)
+    with grpc.secure_channel(address, kit.credentials(token, ca)) as channel:
+        try:
+            answer = parking_pb2_grpc.OutboxServiceStub(channel).Republish(
+                parking_pb2.RepublishRequest(from_position=from_position), timeout=10)
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.UNAVAILABLE:
+                kit.fail(f"cannot reach lifeline-{service} at {address} ({error.details()})")
+            kit.fail(f"{error.code().name.lower()}: {kit.one_line(error.details() or '')}")
+    if answer.through_position < answer.from_position:
+        kit.emit(f"{service} has no events from position {answer.from_position} on: "
+                 "nothing to republish")
+    else:
+        kit.emit(f"republishing {service}'s events {answer.from_position}.."
+                 f"{answer.through_position} to {answer.stream}")
+
+
 @app.command(help="Play a scenario on a fresh stack, print its replay and evaluation, stop "
                   "everything.")
 def demo(scenario: Annotated[Path | None, typer.Option(
