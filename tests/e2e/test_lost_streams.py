@@ -11,7 +11,6 @@ import random
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -71,44 +70,43 @@ def nothing_parked(stack: Stack) -> None:
 
 def test_each_services_stream_lost_three_times_mid_flood_is_refilled_without_a_restart(
         make_stack: StackFactory) -> None:
-    started = time.monotonic()
     expected = reference_kinds(make_stack())
-    undisturbed = time.monotonic() - started  # an upper bound of one play
     stack = make_stack()
+    scenario = Scenario.load(FLOOD)
     pids = {name: stack.service(name).pid for name in Stack.SERVICES}
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
-    # Two random moments per service within the play, besides one after a given step.
-    moments = sorted((rng.uniform(0.05, 0.8) * undisturbed, service)
-                     for service in Stack.SERVICES for _ in range(2))
+    # Besides once after a given step: twice each at a random moment inside a random step
+    # (a timer started after the step before it ends).
+    inside: dict[int, list[tuple[float, str]]] = {}
+    for service in Stack.SERVICES:
+        for index in rng.sample(range(3, len(scenario.steps) - 3), 2):
+            inside.setdefault(index, []).append((rng.uniform(0.0, 0.4), service))
     deleted: list[tuple[str, str]] = []
-    play_started = threading.Event()
-    stop = threading.Event()
+    timers: list[threading.Timer] = []
 
-    def at_random_moments() -> None:
-        play_started.wait()
-        begin = time.monotonic()
-        for at, service in moments:
-            if stop.wait(max(0.0, begin + at - time.monotonic())):
-                return
-            if delete_stream(stack, service):
-                deleted.append((service, f"at {at:.1f}s"))
+    def delete(service: str, when: str) -> None:
+        # A stream deleted a moment ago may not be back yet: wait for it, then delete it.
+        wait_until(lambda: stream_exists(stack, service) and delete_stream(stack, service),
+                   f"{service}'s stream to come back", timeout=30)
+        deleted.append((service, when))
 
     def after_step(index: int, step: Step) -> None:
-        play_started.set()
         for service, after in AFTER_STEP.items():
             first = (service, "after a step") not in deleted
-            if step.do == after and first and index > 2 and delete_stream(stack, service):
-                deleted.append((service, "after a step"))
+            if step.do == after and first and index > 2:
+                delete(service, "after a step")
+        for delay, service in inside.get(index, []):
+            timer = threading.Timer(delay, delete, (service, f"{delay:.2f}s after step {index}"))
+            timer.start()
+            timers.append(timer)
 
-    chaos = threading.Thread(target=at_random_moments, daemon=True)
-    chaos.start()
     player = Player(stack.addresses(), stack, say=lambda _: None, timeout=60)
     try:
-        player.play(Scenario.load(FLOOD), after_step=after_step)
+        player.play(scenario, after_step=after_step)
     finally:
-        stop.set()
-        chaos.join()
+        for timer in timers:
+            timer.join()
     note = f"(seed {seed}, deletions {deleted})"
     for service in Stack.SERVICES:
         assert sum(1 for s, _ in deleted if s == service) == 3, f"{service} {note}"

@@ -116,6 +116,7 @@ class Inbox:
         self.ordering = Ordering(early_wait)
         self.taken: TakenUpTo | None = None  # read from the store at the first subscribe
         self._saved_taken = 0
+        self._saving_taken: asyncio.Task[None] | None = None
         #: When the upstream stream was first seen holding everything after what the
         #: durable said.
         self._refilled_at: float | None = None
@@ -130,7 +131,10 @@ class Inbox:
             await retry_forever(f"consumer {self.consumer}", self._step, self.stopping)
         finally:
             beat.cancel()
-            await asyncio.gather(beat, return_exceptions=True)
+            if self._saving_taken is not None:
+                self._saving_taken.cancel()
+            await asyncio.gather(beat, *[t for t in (self._saving_taken,) if t],
+                                 return_exceptions=True)
 
     @property
     def _taken_name(self) -> str:
@@ -281,7 +285,9 @@ class Inbox:
                     await msg.in_progress()
             with contextlib.suppress(Exception):  # the broker is down: look next time
                 await self._look_for_refill()
-            await self._save_taken()
+            if self._saving_taken is None or self._saving_taken.done():
+                # Beside the heartbeat: a store that hangs must not hold the in-progress acks.
+                self._saving_taken = asyncio.create_task(self._save_taken())
 
     async def _look_for_refill(self) -> None:
         """Until the upstream stream holds everything after what the durable said, look."""

@@ -65,6 +65,8 @@ class OutboxRelay(LogFollower):
         self._refill: tuple[int, int] | None = None
         self._back_to: int | None = None  # where the next step goes back to
         self.refills = 0  # how many times this relay went back (tests, logs)
+        #: Per consumer, the position up to which it was seen to have taken everything.
+        self._took: dict[str, int] = {}
 
     async def load_position(self) -> int:
         return await asyncio.to_thread(self.app.process_recorder.max_tracking_id, "outbox") or 0
@@ -159,15 +161,26 @@ class OutboxRelay(LogFollower):
             self.republish(self._refill[0])
 
     async def _serve_consumers(self) -> None:
+        upto = self._upto()
+        consumers = await self.js.consumers_info(self.stream)
         floor = self._holds_from if self._refill is None else self._refill[0]
-        for consumer in await self.js.consumers_info(self.stream):
-            taken = streams.taken(consumer)
-            if taken is not None and taken < floor:
+        for consumer in consumers:
+            said = streams.taken(consumer)
+            if said is None:
+                continue  # not an inbox (a notified party's own consumer)
+            taken = max(said, self._took.get(consumer.name, 0))
+            if taken < floor:
                 log.warning("%s: consumer %s took events up to %d, %s holds them from %d "
                             "on: republishing", self.name, consumer.name, taken,
                             self.stream, floor + 1)
                 self.republish(taken)
                 floor = taken
+            elif self._refill is None and not (consumer.num_pending or
+                                               consumer.num_ack_pending or
+                                               consumer.num_redelivered):
+                # Nothing left for it in a stream that holds all it needs: it took every
+                # event it wants up to here (its own floor only counts the ones it wants).
+                self._took[consumer.name] = upto
 
     async def _say_holds_from(self, position: int) -> None:
         self._holds_from = position
