@@ -75,8 +75,10 @@ class OutboxRelay(LogFollower):
 
     def republish(self, after: int) -> tuple[int, int]:
         """Republish every event after this position (the next step goes back there);
-        the range it will cover."""
+        the range it will cover (nothing when after is not below what it published)."""
         upto = self._upto()
+        if after >= upto:
+            return after, upto
         low = after if self._refill is None else min(after, self._refill[0])
         self._refill = (low, max(upto, self._refill[1] if self._refill else 0))
         self._back_to = after if self._back_to is None else min(self._back_to, after)
@@ -215,9 +217,13 @@ class OutboxRelay(LogFollower):
             ):
                 acks.append(await self.js.publish_async(
                     subject, wrapper.SerializeToString(), headers=headers))
-        # Only what JetStream confirmed counts as relayed.
+        # Only what JetStream confirmed counts as relayed. Every answer is taken, so that
+        # a stream gone mid-batch leaves no failed acknowledgement unretrieved.
         if acks:
-            await asyncio.wait_for(asyncio.gather(*acks), 10)
+            answers = await asyncio.wait_for(asyncio.gather(*acks, return_exceptions=True), 10)
+            failed = next((a for a in answers if isinstance(a, BaseException)), None)
+            if failed is not None:
+                raise failed
         self._confirmed = notifications[-1].id
         if self._refill is None and (self._saving is None or self._saving.done()):
             self._saving = asyncio.create_task(self._save_soon())
