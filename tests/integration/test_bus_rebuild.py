@@ -154,3 +154,35 @@ async def test_an_operators_republish_goes_out_again_in_order_through_the_relay(
     assert relay.republish(2) == (2, 4)
     await eventually(lambda: relay._refill is None)
     assert await ids_in_stream(js) == [f"{incident.id}/3", f"{incident.id}/4"]
+
+
+async def test_a_purged_stream_is_refilled_once_the_broker_forgets_the_message_ids(
+        js: JetStreamContext, database_url: str) -> None:  # noqa: F811
+    """A purge keeps the consumers' durables and the broker's memory of message ids: the
+    relay notices the stream holds fewer messages than it stored, and republishes what
+    the consumers had not taken once a republish is no longer dropped as a duplicate."""
+    upstream = Ledger(database_url)
+    window = 0.5
+    await bus.ensure_stream(js, "ledger", duplicate_window=window)
+    relay = bus.OutboxRelay(upstream, js, "ledger", duplicate_window=window)
+    relay_task = asyncio.create_task(relay.run())
+    keeper = Keeper(js, database_url, max_attempts=1000)
+    keeper.start()
+    try:
+        taken = open_incident(upstream, "w-1")
+        await keeper.until_complete(taken)
+        pending = open_incident(upstream, "w-2")
+        grow(upstream, pending, 1)
+        keeper.poisoned.add(str(pending.id))  # in the stream, not yet in the keeper
+        await eventually(lambda: relay.position == 3)
+        await js.purge_stream(STREAM)
+        keeper.poisoned.clear()
+        await keeper.until_complete(taken, pending, timeout=20)  # each event once
+        assert relay.refills == 1
+        assert keeper.inbox.parked == 0
+    finally:
+        relay.stopping.set()
+        relay_task.cancel()
+        await asyncio.gather(relay_task, return_exceptions=True)
+        await keeper.stop()
+        upstream.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -67,6 +68,10 @@ class OutboxRelay(LogFollower):
         self.refills = 0  # how many times this relay went back (tests, logs)
         #: Per consumer, the position up to which it was seen to have taken everything.
         self._took: dict[str, int] = {}
+        #: How many messages the stream should hold (as first seen, plus each new one it
+        #: stored since); fewer means some were removed (a purge), noticed at that time.
+        self._stored = 0
+        self._shortened: float | None = None
 
     async def load_position(self) -> int:
         return await asyncio.to_thread(self.app.process_recorder.max_tracking_id, "outbox") or 0
@@ -149,16 +154,37 @@ class OutboxRelay(LogFollower):
                 said = upto if not info.state.messages else 0
                 info = await streams.say_holds_from(self.js, info, said)
             self._created, self._holds_from = info.created, said
+            self._stored = info.state.messages
         elif info.created != self._created:
             log.warning("%s: stream %s was recreated; republishing what its consumers had "
                         "not taken", self.name, self.stream)
             info = await streams.say_holds_from(self.js, info, upto)
             self._lost(info, upto)
+        elif info.state.messages < self._stored:
+            self._stored = info.state.messages
+            if self._shortened is None:
+                log.warning("%s: stream %s holds fewer messages than it stored (purged?); "
+                            "republishing what its consumers had not taken once its "
+                            "duplicate window has passed", self.name, self.stream)
+                self._shortened = time.monotonic() + (info.config.duplicate_window or 0)
+        if self._shortened is not None and time.monotonic() >= self._shortened:
+            self._shortened = None
+            await self._refill_purged()
         await self._serve_consumers()
+
+    async def _refill_purged(self) -> None:
+        """A purge left the durables in place, with what they said when they were made:
+        republish from the oldest of that (or of what they were seen to take), or from the
+        start when no inbox reads the stream."""
+        said = [max(taken, self._took.get(c.name, 0))
+                for c in await self.js.consumers_info(self.stream)
+                if (taken := streams.taken(c)) is not None]
+        self.republish(min(said, default=0))
 
     def _lost(self, info: api.StreamInfo, upto: int) -> None:
         """The stream holds nothing this relay published before upto."""
         self._created, self._holds_from = info.created, upto
+        self._stored, self._shortened = info.state.messages, None
         if self._refill is not None:  # a refill cut short starts over
             self.republish(self._refill[0])
 
@@ -177,9 +203,9 @@ class OutboxRelay(LogFollower):
                             self.stream, floor + 1)
                 self.republish(taken)
                 floor = taken
-            elif self._refill is None and not (consumer.num_pending or
-                                               consumer.num_ack_pending or
-                                               consumer.num_redelivered):
+            elif self._refill is None and self._shortened is None and not (
+                    consumer.num_pending or consumer.num_ack_pending or
+                    consumer.num_redelivered):
                 # Nothing left for it in a stream that holds all it needs: it took every
                 # event it wants up to here (its own floor only counts the ones it wants).
                 self._took[consumer.name] = upto
@@ -224,6 +250,8 @@ class OutboxRelay(LogFollower):
             failed = next((a for a in answers if isinstance(a, BaseException)), None)
             if failed is not None:
                 raise failed
+            self._stored += sum(1 for a in answers
+                                if isinstance(a, api.PubAck) and not a.duplicate)
         self._confirmed = notifications[-1].id
         if self._refill is None and (self._saving is None or self._saving.done()):
             self._saving = asyncio.create_task(self._save_soon())
