@@ -1,4 +1,4 @@
-"""NATS JetStream: one stream per service, an outbox relay out, durable consumers in.
+"""The bus: NATS JetStream between the services, an outbox relay out, inboxes in.
 
 Outbox (`relay`): the relay follows the application's notification log in order and
 publishes each event with `Nats-Msg-Id` = the event's identity; only after JetStream

@@ -1,5 +1,4 @@
-"""The inbox: a durable pull consumer that applies each upstream aggregate's events in
-version order, exactly once, recognised by their identity; what keeps failing is parked.
+"""The inbox: a durable consumer applying each upstream aggregate's events once, in order.
 
 What a handler does with a message is written in the same transaction as the message's
 event identity (upstream aggregate id and version), never its stream position, so a

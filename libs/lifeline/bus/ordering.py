@@ -1,7 +1,8 @@
-"""What an inbox knows about order: per upstream aggregate, the last version taken, the
-early events waiting for their predecessor, the attempts of failing ones; and how far in
-the upstream's outbox everything received was taken. Plain state, no I/O: the inbox asks
-the store and the broker, this decides.
+"""The inbox's ordering state: what to do with each delivery, decided without I/O.
+
+Per upstream aggregate: the last version taken, the early events waiting for their
+predecessor, the attempts of failing ones; and how far in the upstream's outbox
+everything received was taken. The inbox asks the store and the broker; this decides.
 """
 
 from __future__ import annotations

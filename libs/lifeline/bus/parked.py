@@ -1,6 +1,7 @@
-"""An inbox's parking desk: it parks what the inbox cannot apply (with the message's
-identity in the same transaction) and applies it again, oldest first, when an operator
-asks."""
+"""The inbox's parking desk: parks what cannot be applied, applies it again on request.
+
+A message is parked with its identity in the same transaction; an operator's retry
+applies the waiting ones oldest first."""
 
 from __future__ import annotations
 

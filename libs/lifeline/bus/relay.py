@@ -1,5 +1,7 @@
-"""The outbox relay: publishes a service's events to its stream in notification order, and
-refills the stream from the store when the stream was lost or a consumer lost what it held.
+"""The outbox relay: publishes the service's events to its stream, and refills it.
+
+Events go out in notification order; the stream is refilled from the store when it was
+lost or a consumer lost what it held.
 
 Only what JetStream acknowledged counts as relayed. The stream says (in its metadata) from
 which outbox position it holds everything; each consumer says, when it creates its durable,

@@ -1,5 +1,7 @@
-"""NATS connections and JetStream streams: one stream per service, what it says about
-itself (which of its service's outbox it holds), and what a consumer says it took."""
+"""NATS connections and JetStream streams, and what streams and durables say of themselves.
+
+One stream per service; it says which of its service's outbox it holds, and each
+consumer's durable says how far it took it."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""How Lifeline's events are named and labelled on NATS: subjects, headers, and the event
-identity a consumer reads back from a message."""
+"""How events are named and labelled on NATS: subjects, headers, event identity.
+
+The event identity is what a consumer reads back from a message."""
 
 from __future__ import annotations
 
