@@ -67,6 +67,7 @@ class OutboxRelay(LogFollower):
         #: A refill under way: republishing from low (exclusive) up to high.
         self._refill: tuple[int, int] | None = None
         self._back_to: int | None = None  # where the next step goes back to
+        self._sending = 0  # the last position of the batch going out
         self.refills = 0  # how many times this relay went back (tests, logs)
         #: Per consumer, the position up to which it was seen to have taken everything.
         self._took: dict[str, int] = {}
@@ -94,8 +95,9 @@ class OutboxRelay(LogFollower):
         return after, upto
 
     def _upto(self) -> int:
-        """The furthest position this relay has published."""
-        return max(self.position or 0, self._refill[1] if self._refill else 0)
+        """The furthest position this relay has published, or is publishing: a stream lost
+        while a batch goes out may hold its end and not its beginning."""
+        return max(self.position or 0, self._refill[1] if self._refill else 0, self._sending)
 
     async def run(self) -> None:
         """Relay, and beside it look at the stream every STREAM_CHECK_SECONDS (at once
@@ -139,6 +141,7 @@ class OutboxRelay(LogFollower):
 
     async def check(self) -> None:
         """Look at the stream and its consumers; recreate, take as new, or go back."""
+        stored = self._stored  # what the stream holds by now, whatever goes out meanwhile
         try:
             info: api.StreamInfo | None = await self.js.stream_info(self.stream)
         except NotFoundError:
@@ -162,8 +165,8 @@ class OutboxRelay(LogFollower):
                         "not taken", self.name, self.stream)
             info = await streams.say_holds_from(self.js, info, upto)
             self._lost(info, upto)
-        elif info.state.messages < self._stored:
-            self._stored = info.state.messages
+        elif info.state.messages < stored:
+            self._stored -= stored - info.state.messages
             if self._shortened is None:
                 log.warning("%s: stream %s holds fewer messages than it stored (purged?); "
                             "republishing what its consumers had not taken once its "
@@ -222,6 +225,7 @@ class OutboxRelay(LogFollower):
     # ---- publishing ----
 
     async def handle(self, notifications: Sequence[Notification]) -> None:
+        self._sending = notifications[-1].id
         acks = []
         for notification in notifications:
             event = self.app.mapper.to_domain_event(notification)
