@@ -186,3 +186,41 @@ async def test_a_purged_stream_is_refilled_once_the_broker_forgets_the_message_i
         await asyncio.gather(relay_task, return_exceptions=True)
         await keeper.stop()
         upstream.close()
+
+
+async def test_a_stream_lost_while_its_service_was_down_is_refilled_when_it_starts(
+        js: JetStreamContext, database_url: str) -> None:  # noqa: F811
+    """The whole service down, its stream lost meanwhile (a NATS volume lost): at start it
+    recreates the stream empty, sees that is not what it filled, and refills what the
+    consumer (down too) had not taken, once the consumer says so."""
+    upstream = Ledger(database_url)
+    await bus.ensure_stream(js, "ledger")
+    relay = bus.OutboxRelay(upstream, js, "ledger")
+    relay_task = asyncio.create_task(relay.run())
+    first = Keeper(js, database_url)
+    first.start()
+    incident = open_incident(upstream, "w-1")
+    await first.until_complete(incident)
+    await eventually(lambda: first.inbox._saved_taken >= 1, 5)
+    await first.stop()
+    grow(upstream, incident, 2)
+    await eventually(lambda: relay.position == 3)
+    relay.stopping.set()
+    relay_task.cancel()
+    await asyncio.gather(relay_task, return_exceptions=True)
+
+    await js.delete_stream(STREAM)
+    await bus.ensure_stream(js, "ledger")  # as the service's start does
+    again = bus.OutboxRelay(upstream, js, "ledger")
+    again_task = asyncio.create_task(again.run())
+    second = Keeper(js, database_url)
+    second.start()
+    try:
+        await second.until_complete(incident, timeout=20)
+        assert await ids_in_stream(js) == [f"{incident.id}/2", f"{incident.id}/3"]
+    finally:
+        again.stopping.set()
+        again_task.cancel()
+        await asyncio.gather(again_task, return_exceptions=True)
+        await second.stop()
+        upstream.close()
