@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 from grpc_health.v1.health import aio as health_aio
 from nats.aio.client import Client as NATS
 
-from lifeline import bus, heap, idempotency, parking, parking_servicer
+from lifeline import bus, heap, idempotency, outbox, parking, parking_servicer
 from lifeline.clock import Clock, SystemClock
 from lifeline.config import Settings
 from lifeline.errors import LifelineError, Unavailable
@@ -62,8 +62,9 @@ class Runtime:
         self.server = Server(Authenticator.configured(settings.security),
                              ready=lambda: self.backend_down,
                              reflection=settings.security.reflection)
-        # Every service answers ListParked/RetryParked/DiscardParked.
+        # Every service answers ListParked/RetryParked/DiscardParked, and Republish.
         parking_servicer.register(self.server, self)
+        outbox.register(self)
         #: Server-streaming watches of the read model, fed by the projector.
         self.live = LiveViews(settings.service)
         self.port = 0
@@ -241,7 +242,7 @@ class Runtime:
                                     password=sec.nats_password, ca_file=sec.nats_ca)
         js = self.nc.jetstream()
         await bus.ensure_stream(js, s.service, s.stream_replicas)
-        self.relay = bus.OutboxRelay(self.app, js, s.service)
+        self.relay = bus.OutboxRelay(self.app, js, s.service, replicas=s.stream_replicas)
         self.inboxes = [bus.Inbox(self.app, js, **c) for c in self._consumers]
         for worker in self._workers():
             self._background(worker.run())

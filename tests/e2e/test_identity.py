@@ -42,7 +42,8 @@ SERVICE_OF = {"lifeline.monitor.v1.MonitorService": "monitor",
               "lifeline.resources.v1.ResourcesService": "resources",
               "lifeline.review.v1.ReviewService": "review",
               # Every service serves it; its role checks are the same everywhere.
-              "lifeline.common.v1.ParkingService": "dispatch"}
+              "lifeline.common.v1.ParkingService": "dispatch",
+              "lifeline.common.v1.OutboxService": "dispatch"}
 
 
 @pytest.fixture(scope="module")

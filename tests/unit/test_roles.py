@@ -24,7 +24,8 @@ SERVICES = [dispatch_pb2.DESCRIPTOR.services_by_name["DispatchService"],
             resources_pb2.DESCRIPTOR.services_by_name["ResourcesService"],
             review_pb2.DESCRIPTOR.services_by_name["ReviewService"],
             # Served by all four; tests call it on one of them (test_identity.SERVICE_OF).
-            parking_pb2.DESCRIPTOR.services_by_name["ParkingService"]]
+            parking_pb2.DESCRIPTOR.services_by_name["ParkingService"],
+            parking_pb2.DESCRIPTOR.services_by_name["OutboxService"]]
 ALL_RPCS = sorted(f"/{s.full_name}/{m.name}" for s in SERVICES for m in s.methods)
 MATRIX = RoleMatrix.load()
 

@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from lifeline import devstack, processes
-from lifeline.cli import errors, render, session, times
+from lifeline.cli import connection, errors, render, session, times
 from lifeline.cli.app import run
 from lifeline.cli.connection import environment
 from lifeline.identity.dev import DevAuthority, local_user
@@ -206,6 +206,48 @@ def migrate_events(
             render.emit(f"{service}: {reencode_json_rows(store)} events rewritten in binary")
         finally:
             store.close()
+
+
+@app.command(help="Publish a service's events to its NATS stream again, from an outbox "
+                  "position on: after rebuilding a NATS cluster or restoring a stream. The "
+                  "running service's relay does it, before newer events; consumers "
+                  "recognise what they already took. Needs a token with the admin role.")
+def republish(
+    service: Annotated[str, typer.Option(help="whose events: monitor, dispatch, resources or "
+                                              "review")],
+    from_position: Annotated[int, typer.Option(
+        "--from", metavar="POSITION", min=0,
+        help="the first outbox position (a notification id); default: from the start")] = 0,
+    addr: Annotated[str | None, typer.Option(
+        metavar="HOST:PORT", help="the service's address (default: $LIFELINE_<SERVICE>_ADDR, "
+        "else `lifeline up`'s)")] = None,
+    token: Annotated[str | None, typer.Option(
+        help="bearer token (default: $LIFELINE_TOKEN, else `lifeline up`'s)")] = None,
+    ca: Annotated[str | None, typer.Option(
+        metavar="FILE", help="CA certificate to trust (default: $LIFELINE_TLS_CA, else "
+        "`lifeline up`'s)")] = None,
+) -> None:
+    import grpc
+
+    from lifeline.common.v1 import parking_pb2, parking_pb2_grpc
+
+    if service not in devstack.Stack.SERVICES:
+        errors.fail(f"unknown service {service!r}; one of {', '.join(devstack.Stack.SERVICES)}")
+    address = connection.service_address(service, addr)
+    with grpc.secure_channel(address, connection.credentials(token, ca)) as channel:
+        try:
+            answer = parking_pb2_grpc.OutboxServiceStub(channel).Republish(
+                parking_pb2.RepublishRequest(from_position=from_position), timeout=10)
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.UNAVAILABLE:
+                errors.fail(f"cannot reach lifeline-{service} at {address} ({error.details()})")
+            errors.fail(f"{error.code().name.lower()}: {errors.one_line(error.details() or '')}")
+    if answer.through_position < answer.from_position:
+        render.emit(f"{service} has no events from position {answer.from_position} on: "
+                 "nothing to republish")
+    else:
+        render.emit(f"republishing {service}'s events {answer.from_position}.."
+                 f"{answer.through_position} to {answer.stream}")
 
 
 @app.command(help="Play a scenario on a fresh stack, print its replay and evaluation, stop "

@@ -75,7 +75,8 @@ class DevAuthority:
         if not self.users_file.exists():
             self.users_file.parent.mkdir(parents=True, exist_ok=True)
             users = {name: secrets.token_urlsafe(24)
-                     for name in [*natsauth.LISTENS_TO, natsauth.OBSERVER]}
+                     for name in [*natsauth.LISTENS_TO, natsauth.OBSERVER,
+                                  natsauth.STREAM_ADMIN]}
             write_private(self.users_file, json.dumps(users, indent=2).encode())
         write_private(self.token_file, self.token(
             local_user(), LOCAL_USER_ROLES, ttl=timedelta(days=7)).encode())

@@ -22,6 +22,9 @@ LISTENS_TO: dict[str, tuple[str, ...]] = {
 #: A read-only user for operators' tools, tests and benchmarks: watches events, reads
 #: streams, publishes nothing.
 OBSERVER = "observer"
+#: An operator's user on a development stack: may manage every stream (and so delete one,
+#: as an operator's mistake would; the tests do).
+STREAM_ADMIN = "stream-admin"
 
 
 def stream_name(service: str) -> str:
@@ -40,7 +43,9 @@ def inbox_prefix(user: str) -> str:
 def service_permissions(service: str) -> dict[str, Any]:
     own = stream_name(service)
     publish = [f"lifeline.{service}.>", "$JS.API.INFO", f"$JS.API.STREAM.INFO.{own}",
-               f"$JS.API.STREAM.CREATE.{own}", f"$JS.API.STREAM.UPDATE.{own}"]
+               f"$JS.API.STREAM.CREATE.{own}", f"$JS.API.STREAM.UPDATE.{own}",
+               # The relay reads what each consumer of its stream says it took.
+               f"$JS.API.CONSUMER.LIST.{own}"]
     for upstream in LISTENS_TO[service]:
         stream, consumer = stream_name(upstream), consumer_name(service, upstream)
         publish += [f"$JS.API.STREAM.INFO.{stream}",
@@ -54,6 +59,11 @@ def service_permissions(service: str) -> dict[str, Any]:
                     f"$JS.ACK.{stream}.{consumer}.>"]
     return {"publish": {"allow": publish},
             "subscribe": {"allow": [f"{inbox_prefix(service)}.>"]}}
+
+
+def stream_admin_permissions() -> dict[str, Any]:
+    return {"publish": {"allow": ["$JS.API.>"]},
+            "subscribe": {"allow": [f"{inbox_prefix(STREAM_ADMIN)}.>"]}}
 
 
 def observer_permissions() -> dict[str, Any]:
@@ -92,8 +102,9 @@ def server_config(*, passwords: dict[str, str], tls_cert: str = "", tls_key: str
     """A nats-server configuration (its JSON-compatible syntax): a user per service plus
     the observer, a user per notified party given (party -> password), and TLS when a
     certificate is given. JetStream is set on the command line."""
+    special = {OBSERVER: observer_permissions, STREAM_ADMIN: stream_admin_permissions}
     users = [{"user": name, "password": password,
-              "permissions": observer_permissions() if name == OBSERVER
+              "permissions": special[name]() if name in special
               else service_permissions(name)}
              for name, password in passwords.items()]
     users += [{"user": party_user(party), "password": password,

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from lifeline.common.v1 import common_pb2 as lifeline_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n lifeline/common/v1/parking.proto\x12\x12lifeline.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1flifeline/common/v1/common.proto\"B\n\x11ListParkedRequest\x12-\n\x04page\x18\x01 \x01(\x0b\x32\x1f.lifeline.common.v1.PageRequest\"\\\n\x12ListParkedResponse\x12-\n\x08parkings\x18\x01 \x03(\x0b\x32\x1b.lifeline.common.v1.Parking\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\x12RetryParkedRequest\x12\n\n\x02id\x18\x01 \x01(\t\"T\n\x13RetryParkedResponse\x12,\n\x07parking\x18\x01 \x01(\x0b\x32\x1b.lifeline.common.v1.Parking\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\r\"2\n\x14\x44iscardParkedRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"`\n\x15\x44iscardParkedResponse\x12,\n\x07parking\x18\x01 \x01(\x0b\x32\x1b.lifeline.common.v1.Parking\x12\x19\n\x11\x64iscarded_version\x18\x02 \x01(\x04\"\xb0\x01\n\x07Parking\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x02 \x01(\t\x12\x10\n\x08upstream\x18\x03 \x01(\t\x12\x1d\n\x15upstream_aggregate_id\x18\x04 \x01(\t\x12\x32\n\x07waiting\x18\x05 \x03(\x0b\x32!.lifeline.common.v1.ParkedMessage\x12\x0f\n\x07retried\x18\x06 \x01(\r\x12\x11\n\tdiscarded\x18\x07 \x01(\r\"\x96\x02\n\rParkedMessage\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x14\n\x0cmessage_type\x18\x03 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12?\n\x07headers\x18\x05 \x03(\x0b\x32..lifeline.common.v1.ParkedMessage.HeadersEntry\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\r\x12-\n\tparked_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb3\x01\n\rMessageParked\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x10\n\x08\x63onsumer\x18\x02 \x01(\t\x12\x10\n\x08upstream\x18\x03 \x01(\t\x12\x1d\n\x15upstream_aggregate_id\x18\x04 \x01(\t\x12\x32\n\x07message\x18\x05 \x01(\x0b\x32!.lifeline.common.v1.ParkedMessage\"T\n\x14ParkedMessageRetried\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x0f\n\x07version\x18\x02 \x01(\x04\"`\n\x11ParkedRetryFailed\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"V\n\x16ParkedMessageDiscarded\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x0f\n\x07version\x18\x02 \x01(\x04\"\x89\x02\n\x0cParkingEvent\x12\x33\n\x06parked\x18\x01 \x01(\x0b\x32!.lifeline.common.v1.MessageParkedH\x00\x12;\n\x07retried\x18\x02 \x01(\x0b\x32(.lifeline.common.v1.ParkedMessageRetriedH\x00\x12=\n\x0cretry_failed\x18\x03 \x01(\x0b\x32%.lifeline.common.v1.ParkedRetryFailedH\x00\x12?\n\tdiscarded\x18\x04 \x01(\x0b\x32*.lifeline.common.v1.ParkedMessageDiscardedH\x00\x42\x07\n\x05\x65vent2\xb3\x02\n\x0eParkingService\x12[\n\nListParked\x12%.lifeline.common.v1.ListParkedRequest\x1a&.lifeline.common.v1.ListParkedResponse\x12^\n\x0bRetryParked\x12&.lifeline.common.v1.RetryParkedRequest\x1a\'.lifeline.common.v1.RetryParkedResponse\x12\x64\n\rDiscardParked\x12(.lifeline.common.v1.DiscardParkedRequest\x1a).lifeline.common.v1.DiscardParkedResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n lifeline/common/v1/parking.proto\x12\x12lifeline.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1flifeline/common/v1/common.proto\")\n\x10RepublishRequest\x12\x15\n\rfrom_position\x18\x01 \x01(\x04\"T\n\x11RepublishResponse\x12\x15\n\rfrom_position\x18\x01 \x01(\x04\x12\x18\n\x10through_position\x18\x02 \x01(\x04\x12\x0e\n\x06stream\x18\x03 \x01(\t\"B\n\x11ListParkedRequest\x12-\n\x04page\x18\x01 \x01(\x0b\x32\x1f.lifeline.common.v1.PageRequest\"\\\n\x12ListParkedResponse\x12-\n\x08parkings\x18\x01 \x03(\x0b\x32\x1b.lifeline.common.v1.Parking\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\x12RetryParkedRequest\x12\n\n\x02id\x18\x01 \x01(\t\"T\n\x13RetryParkedResponse\x12,\n\x07parking\x18\x01 \x01(\x0b\x32\x1b.lifeline.common.v1.Parking\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\r\"2\n\x14\x44iscardParkedRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"`\n\x15\x44iscardParkedResponse\x12,\n\x07parking\x18\x01 \x01(\x0b\x32\x1b.lifeline.common.v1.Parking\x12\x19\n\x11\x64iscarded_version\x18\x02 \x01(\x04\"\xb0\x01\n\x07Parking\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x02 \x01(\t\x12\x10\n\x08upstream\x18\x03 \x01(\t\x12\x1d\n\x15upstream_aggregate_id\x18\x04 \x01(\t\x12\x32\n\x07waiting\x18\x05 \x03(\x0b\x32!.lifeline.common.v1.ParkedMessage\x12\x0f\n\x07retried\x18\x06 \x01(\r\x12\x11\n\tdiscarded\x18\x07 \x01(\r\"\x96\x02\n\rParkedMessage\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x14\n\x0cmessage_type\x18\x03 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12?\n\x07headers\x18\x05 \x03(\x0b\x32..lifeline.common.v1.ParkedMessage.HeadersEntry\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\r\x12-\n\tparked_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb3\x01\n\rMessageParked\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x10\n\x08\x63onsumer\x18\x02 \x01(\t\x12\x10\n\x08upstream\x18\x03 \x01(\t\x12\x1d\n\x15upstream_aggregate_id\x18\x04 \x01(\t\x12\x32\n\x07message\x18\x05 \x01(\x0b\x32!.lifeline.common.v1.ParkedMessage\"T\n\x14ParkedMessageRetried\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x0f\n\x07version\x18\x02 \x01(\x04\"`\n\x11ParkedRetryFailed\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"V\n\x16ParkedMessageDiscarded\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.lifeline.common.v1.EventMeta\x12\x0f\n\x07version\x18\x02 \x01(\x04\"\x89\x02\n\x0cParkingEvent\x12\x33\n\x06parked\x18\x01 \x01(\x0b\x32!.lifeline.common.v1.MessageParkedH\x00\x12;\n\x07retried\x18\x02 \x01(\x0b\x32(.lifeline.common.v1.ParkedMessageRetriedH\x00\x12=\n\x0cretry_failed\x18\x03 \x01(\x0b\x32%.lifeline.common.v1.ParkedRetryFailedH\x00\x12?\n\tdiscarded\x18\x04 \x01(\x0b\x32*.lifeline.common.v1.ParkedMessageDiscardedH\x00\x42\x07\n\x05\x65vent2\xb3\x02\n\x0eParkingService\x12[\n\nListParked\x12%.lifeline.common.v1.ListParkedRequest\x1a&.lifeline.common.v1.ListParkedResponse\x12^\n\x0bRetryParked\x12&.lifeline.common.v1.RetryParkedRequest\x1a\'.lifeline.common.v1.RetryParkedResponse\x12\x64\n\rDiscardParked\x12(.lifeline.common.v1.DiscardParkedRequest\x1a).lifeline.common.v1.DiscardParkedResponse2i\n\rOutboxService\x12X\n\tRepublish\x12$.lifeline.common.v1.RepublishRequest\x1a%.lifeline.common.v1.RepublishResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,34 +35,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PARKEDMESSAGE_HEADERSENTRY']._loaded_options = None
   _globals['_PARKEDMESSAGE_HEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_LISTPARKEDREQUEST']._serialized_start=122
-  _globals['_LISTPARKEDREQUEST']._serialized_end=188
-  _globals['_LISTPARKEDRESPONSE']._serialized_start=190
-  _globals['_LISTPARKEDRESPONSE']._serialized_end=282
-  _globals['_RETRYPARKEDREQUEST']._serialized_start=284
-  _globals['_RETRYPARKEDREQUEST']._serialized_end=316
-  _globals['_RETRYPARKEDRESPONSE']._serialized_start=318
-  _globals['_RETRYPARKEDRESPONSE']._serialized_end=402
-  _globals['_DISCARDPARKEDREQUEST']._serialized_start=404
-  _globals['_DISCARDPARKEDREQUEST']._serialized_end=454
-  _globals['_DISCARDPARKEDRESPONSE']._serialized_start=456
-  _globals['_DISCARDPARKEDRESPONSE']._serialized_end=552
-  _globals['_PARKING']._serialized_start=555
-  _globals['_PARKING']._serialized_end=731
-  _globals['_PARKEDMESSAGE']._serialized_start=734
-  _globals['_PARKEDMESSAGE']._serialized_end=1012
-  _globals['_PARKEDMESSAGE_HEADERSENTRY']._serialized_start=966
-  _globals['_PARKEDMESSAGE_HEADERSENTRY']._serialized_end=1012
-  _globals['_MESSAGEPARKED']._serialized_start=1015
-  _globals['_MESSAGEPARKED']._serialized_end=1194
-  _globals['_PARKEDMESSAGERETRIED']._serialized_start=1196
-  _globals['_PARKEDMESSAGERETRIED']._serialized_end=1280
-  _globals['_PARKEDRETRYFAILED']._serialized_start=1282
-  _globals['_PARKEDRETRYFAILED']._serialized_end=1378
-  _globals['_PARKEDMESSAGEDISCARDED']._serialized_start=1380
-  _globals['_PARKEDMESSAGEDISCARDED']._serialized_end=1466
-  _globals['_PARKINGEVENT']._serialized_start=1469
-  _globals['_PARKINGEVENT']._serialized_end=1734
-  _globals['_PARKINGSERVICE']._serialized_start=1737
-  _globals['_PARKINGSERVICE']._serialized_end=2044
+  _globals['_REPUBLISHREQUEST']._serialized_start=122
+  _globals['_REPUBLISHREQUEST']._serialized_end=163
+  _globals['_REPUBLISHRESPONSE']._serialized_start=165
+  _globals['_REPUBLISHRESPONSE']._serialized_end=249
+  _globals['_LISTPARKEDREQUEST']._serialized_start=251
+  _globals['_LISTPARKEDREQUEST']._serialized_end=317
+  _globals['_LISTPARKEDRESPONSE']._serialized_start=319
+  _globals['_LISTPARKEDRESPONSE']._serialized_end=411
+  _globals['_RETRYPARKEDREQUEST']._serialized_start=413
+  _globals['_RETRYPARKEDREQUEST']._serialized_end=445
+  _globals['_RETRYPARKEDRESPONSE']._serialized_start=447
+  _globals['_RETRYPARKEDRESPONSE']._serialized_end=531
+  _globals['_DISCARDPARKEDREQUEST']._serialized_start=533
+  _globals['_DISCARDPARKEDREQUEST']._serialized_end=583
+  _globals['_DISCARDPARKEDRESPONSE']._serialized_start=585
+  _globals['_DISCARDPARKEDRESPONSE']._serialized_end=681
+  _globals['_PARKING']._serialized_start=684
+  _globals['_PARKING']._serialized_end=860
+  _globals['_PARKEDMESSAGE']._serialized_start=863
+  _globals['_PARKEDMESSAGE']._serialized_end=1141
+  _globals['_PARKEDMESSAGE_HEADERSENTRY']._serialized_start=1095
+  _globals['_PARKEDMESSAGE_HEADERSENTRY']._serialized_end=1141
+  _globals['_MESSAGEPARKED']._serialized_start=1144
+  _globals['_MESSAGEPARKED']._serialized_end=1323
+  _globals['_PARKEDMESSAGERETRIED']._serialized_start=1325
+  _globals['_PARKEDMESSAGERETRIED']._serialized_end=1409
+  _globals['_PARKEDRETRYFAILED']._serialized_start=1411
+  _globals['_PARKEDRETRYFAILED']._serialized_end=1507
+  _globals['_PARKEDMESSAGEDISCARDED']._serialized_start=1509
+  _globals['_PARKEDMESSAGEDISCARDED']._serialized_end=1595
+  _globals['_PARKINGEVENT']._serialized_start=1598
+  _globals['_PARKINGEVENT']._serialized_end=1863
+  _globals['_PARKINGSERVICE']._serialized_start=1866
+  _globals['_PARKINGSERVICE']._serialized_end=2173
+  _globals['_OUTBOXSERVICE']._serialized_start=2175
+  _globals['_OUTBOXSERVICE']._serialized_end=2280
 # @@protoc_insertion_point(module_scope)

@@ -24,6 +24,53 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class RepublishRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_POSITION_FIELD_NUMBER: _builtins.int
+    from_position: _builtins.int
+    """The first outbox position to republish (a notification id); 0: from the start."""
+    def __init__(
+        self,
+        *,
+        from_position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_position", b"from_position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RepublishRequest: _TypeAlias = RepublishRequest  # noqa: Y015
+
+@_typing.final
+class RepublishResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_POSITION_FIELD_NUMBER: _builtins.int
+    THROUGH_POSITION_FIELD_NUMBER: _builtins.int
+    STREAM_FIELD_NUMBER: _builtins.int
+    from_position: _builtins.int
+    """The outbox positions the relay republishes, first to last (last < first: nothing)."""
+    through_position: _builtins.int
+    stream: _builtins.str
+    """The JetStream stream they go to, e.g. "LIFELINE_DISPATCH"."""
+    def __init__(
+        self,
+        *,
+        from_position: _builtins.int = ...,
+        through_position: _builtins.int = ...,
+        stream: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_position", b"from_position", "stream", b"stream", "through_position", b"through_position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RepublishResponse: _TypeAlias = RepublishResponse  # noqa: Y015
+
+@_typing.final
 class ListParkedRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -195,3 +195,87 @@ class ParkingService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class OutboxServiceStub:
+    """A service's outbox on NATS. Its stream is a cache of the events in its store: the relay
+    refills it by itself when the stream is lost; an operator rebuilding a cluster (or
+    restoring a stream from a backup) asks for a republish here. Every service serves it.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Republish = channel.unary_unary(
+                '/lifeline.common.v1.OutboxService/Republish',
+                request_serializer=lifeline_dot_common_dot_v1_dot_parking__pb2.RepublishRequest.SerializeToString,
+                response_deserializer=lifeline_dot_common_dot_v1_dot_parking__pb2.RepublishResponse.FromString,
+                _registered_method=True)
+
+
+class OutboxServiceServicer:
+    """A service's outbox on NATS. Its stream is a cache of the events in its store: the relay
+    refills it by itself when the stream is lost; an operator rebuilding a cluster (or
+    restoring a stream from a backup) asks for a republish here. Every service serves it.
+    """
+
+    def Republish(self, request, context):
+        """Publish the service's events again, in order, from an outbox position on, with their
+        original message ids: the broker drops those it still holds, consumers recognise the
+        rest by identity. Answers at once; the relay works through them before newer events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_OutboxServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Republish': grpc.unary_unary_rpc_method_handler(
+                    servicer.Republish,
+                    request_deserializer=lifeline_dot_common_dot_v1_dot_parking__pb2.RepublishRequest.FromString,
+                    response_serializer=lifeline_dot_common_dot_v1_dot_parking__pb2.RepublishResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'lifeline.common.v1.OutboxService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('lifeline.common.v1.OutboxService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class OutboxService:
+    """A service's outbox on NATS. Its stream is a cache of the events in its store: the relay
+    refills it by itself when the stream is lost; an operator rebuilding a cluster (or
+    restoring a stream from a backup) asks for a republish here. Every service serves it.
+    """
+
+    @staticmethod
+    def Republish(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.common.v1.OutboxService/Republish',
+            lifeline_dot_common_dot_v1_dot_parking__pb2.RepublishRequest.SerializeToString,
+            lifeline_dot_common_dot_v1_dot_parking__pb2.RepublishResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
