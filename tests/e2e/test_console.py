@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from lifeline.common.v1 import common_pb2
 from lifeline.devstack import Stack
@@ -291,3 +292,47 @@ def test_the_time_slider_shows_the_flood_as_it_was(browser: Browser, make_stack:
     expect(page.locator(f"#board tr[data-incident='{incident_id}']")).to_contain_text(
         "responding")
     page.screenshot(path=str(tmp_path / "past.png"))
+
+
+def test_hostile_requests_to_the_console_get_a_clear_refusal_and_change_nothing(
+        stack: Stack, tmp_path: Path) -> None:
+    assert stack.console is not None and stack.ca_pem is not None
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(stack.ca_pem)
+    base = stack.console.url
+    with httpx.Client(base_url=base, verify=str(ca), timeout=30) as web:
+        assert web.post("/api/actions/acknowledge-order", json={}).status_code == 401
+        assert web.post("/api/signin", json={"token": "not.a.token"}).status_code == 401
+        assert web.post("/api/signin", content=b"\xff{").status_code == 400
+        signed = web.post("/api/signin", json={"token": stack.token("fuzz", "operator")})
+        assert signed.status_code == 200
+        cookie = signed.headers["set-cookie"]
+        assert all(flag in cookie for flag in ("HttpOnly", "Secure", "SameSite=strict"))
+        csrf = signed.json()["csrf"]
+        headers = {"X-CSRF-Token": csrf}
+        answers = {
+            "no csrf": web.post("/api/actions/dismiss-incident", json={}),
+            "foreign origin": web.post("/api/actions/dismiss-incident", json={},
+                                       headers={**headers, "Origin": "https://evil.example"}),
+            "unknown action": web.post("/api/actions/drop-tables", json={}, headers=headers),
+            "not json": web.post("/api/actions/dismiss-incident", content=b"{", headers=headers),
+            "not an object": web.post("/api/actions/dismiss-incident", json=[1],
+                                      headers=headers),
+            "unknown field": web.post("/api/actions/dismiss-incident",
+                                      json={"incident_id": "x", "evil": 1}, headers=headers),
+            "oversized": web.post("/api/actions/dismiss-incident",
+                                  content=b" " * (65 * 1024), headers=headers),
+            "no such incident": web.post("/api/actions/dismiss-incident",
+                                         json={"incident_id": "nope"}, headers=headers),
+            "bad time": web.get("/api/city", params={"as_of": "yesterday"}),
+            "end of time": web.get("/api/city", params={"as_of": "9999-12-31T23:59:59Z"}),
+            "odd history": web.get("/api/incidents/%00%ff/history"),
+        }
+    codes = {name: answer.status_code for name, answer in answers.items()}
+    assert codes == {"no csrf": 403, "foreign origin": 403, "unknown action": 404,
+                     "not json": 400, "not an object": 400, "unknown field": 400,
+                     "oversized": 413, "no such incident": codes["no such incident"],
+                     "bad time": 400, "end of time": 400, "odd history": codes["odd history"]}
+    assert codes["no such incident"] in (400, 404)
+    assert 400 <= codes["odd history"] < 500
+    assert "evil" in answers["unknown field"].json()["message"]
