@@ -76,6 +76,16 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
         return await self.rt.command(
             lambda: self.app.report(request, cause, self.rt.now()), _answer)
 
+    async def ReportIncidents(self, request: pb.ReportIncidentsRequest, context: Ctx
+                              ) -> pb.ReportIncidentsResponse:
+        reports = []
+        for index, report in enumerate(request.reports):
+            self.names.check(f"reports[{index}].hazard", names.HAZARD, report.hazard)
+            reports.append((report, self._cause(report.action)))
+        return await self.rt.command(
+            lambda: self.app.report_many(reports, self.rt.now()),
+            lambda incidents: pb.ReportIncidentsResponse(incidents=incidents))
+
     async def DeclareIncident(self, request: pb.DeclareIncidentRequest, context: Ctx
                               ) -> pb.IncidentResponse:
         self.names.check("hazard_type", names.HAZARD, request.hazard_type)
