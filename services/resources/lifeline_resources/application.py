@@ -96,11 +96,12 @@ class ResourcesApp(Stockroom, ServiceApplication):
         the call) are left as they are and named in the answer."""
         if len(reqs) > MAX_UNITS_PER_CALL:
             raise InvalidArgument("units", f"at most {MAX_UNITS_PER_CALL} per call")
-        stored = self.find_many([unit_id_of(req.id) for req in reqs])
+        ids = [unit_id_of(req.id) for req in reqs]
+        stored = self.find_many(ids)
         answer = pb.RegisterUnitsResponse()
         added: dict[str, Unit] = {}
         for index, req in enumerate(reqs):
-            if req.id in added or isinstance(stored.get(unit_id_of(req.id)), Unit):
+            if req.id in added or isinstance(stored.get(ids[index]), Unit):
                 answer.existing.append(req.id)
                 continue
             try:
