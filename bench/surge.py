@@ -126,9 +126,17 @@ async def measure(stack: Stack, dsn: str, args: argparse.Namespace) -> dict[str,
     }
     seconds = {}
     for name, run in runs.items():
+        behind = read_model_behind(stack)
         seconds[name] = await run()
-        print(f"  {name}: {seconds[name]:.2f} s", flush=True)
+        print(f"  {name}: {seconds[name]:.2f} s ({read_model_behind(stack) - behind} "
+              "\"read model behind\" log lines)", flush=True)
     return seconds
+
+
+def read_model_behind(stack: Stack) -> int:
+    """How often the services answered before their read model had the write."""
+    logs = [stack.state_dir / "logs" / f"{name}.log" for name in ("dispatch", "resources")]
+    return sum(log.read_text().count("read model behind") for log in logs if log.exists())
 
 
 def main() -> None:
