@@ -70,6 +70,11 @@ def test_a_call_takers_queue_is_reported_in_one_call(stack: Stack) -> None:
 
     refused(lambda: dispatch_as(stack, "auditor", "viewer").ReportIncidents(
         queue, timeout=TIMEOUT), grpc.StatusCode.PERMISSION_DENIED)
+    # An operator acts only as itself: the report naming someone else is named.
+    refused(lambda: dispatch_as(stack, "officer-li", "operator").ReportIncidents(
+        queue, timeout=TIMEOUT), grpc.StatusCode.PERMISSION_DENIED,
+        "reports[1].action.actor: 'officer-li' may act only as itself")
+    assert all_incidents(stack) == before + 3
 
 
 def test_a_fleet_is_registered_in_one_call(stack: Stack) -> None:
