@@ -75,6 +75,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/delivery.py
 	$(BIN)/python bench/responsiveness.py
 	$(BIN)/python bench/console.py
+	$(BIN)/python bench/surge.py
 
 clean:
 	rm -rf $(VENV) .lifeline .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov

@@ -33,7 +33,8 @@ TEXT_FIELDS = {"description": 2000, "reason": 1000, "instruction": 2000, "text":
 #: Everything else a string holds is a name or an id: ids, kinds, hazards, departments...
 NAME_LENGTH = 128
 #: Repeated fields: at most this many items, unless named here.
-REPEATED_LIMITS = {"readings": 10_000, "events": 100_000, "sensors": 10_000}
+REPEATED_LIMITS = {"readings": 10_000, "events": 100_000, "sensors": 10_000,
+                   "units": 10_000}
 REPEATED_DEFAULT = 1_000
 #: Field times a caller may give; not further ahead of this service's clock than the skew.
 FIELD_TIMES = {"occurred_at", "measured_at"}

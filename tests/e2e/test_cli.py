@@ -440,7 +440,8 @@ def test_active_and_worst_incidents_come_first(env: dict[str, str]) -> None:
 # ---- resources ----
 
 
-def test_resources_commands_as_tables_and_json(env: dict[str, str], stack: Stack) -> None:
+def test_resources_commands_as_tables_and_json(env: dict[str, str], stack: Stack,
+                                               tmp_path: Path) -> None:
     unit, other, depot = f"pump-{tag()}", f"pump-{tag()}", f"depot-{tag()}"
     registered = table(env, "resources", "register", unit, "--kind", "pump_truck",
                        "--department", "water", "--lat", LAT, "--lon", LON, "--crew", "3")
@@ -457,6 +458,15 @@ def test_resources_commands_as_tables_and_json(env: dict[str, str], stack: Stack
     assert "OUT_OF_SERVICE" in table(env, "resources", "status", unit, "out_of_service")[1]
     back = as_json(env, "resources", "status", unit, "available", message=resources_pb2.Unit)
     assert back["status"] == "UNIT_STATUS_AVAILABLE"
+
+    fleet = tmp_path / "fleet.csv"
+    fleet.write_text("id,kind,department,lat,lon,capabilities,crew\n"
+                     f"{unit},pump_truck,water,{LAT},{LON},,3\n"
+                     f"imported-{tag()},ambulance,medical,{LAT},{LON},rescue_team;pump_truck,2\n")
+    assert table(env, "resources", "import-units", str(fleet))[1].split() == ["1", "1"]
+    imported = as_json(env, "resources", "import-units", str(fleet),
+                       message=resources_pb2.RegisterUnitsResponse)
+    assert imported["registered"] == 0 and len(imported["existing"]) == 2
 
     made = table(env, "resources", "depot", "register", depot, "sandbags=900:bag",
                  "--department", "water", "--lat", LAT, "--lon", LON, "--name", "Store")

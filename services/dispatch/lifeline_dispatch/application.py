@@ -24,6 +24,19 @@ from lifeline.store import ServiceApplication
 from lifeline.views import ViewRow
 
 Result = tuple[pb.Incident, list[Recording]]
+#: ReportIncidents: a call-taking system's queue, in calls of at most this many.
+MAX_REPORTS_PER_CALL = 1_000
+
+
+def _reported(req: dispatch_pb2.ReportIncidentRequest, cause: Cause, now: datetime
+              ) -> Incident:
+    if not req.hazard.strip():
+        raise InvalidArgument("hazard", "is required")
+    if not req.HasField("location"):
+        raise InvalidArgument("location", "is required")
+    check_location("location", req.location)
+    return Incident.report(uuid4(), req.hazard, req.location, req.description,
+                           req.reporter or cause.actor, "", cause, now)
 
 
 class DispatchApp(ServiceApplication):
@@ -40,14 +53,23 @@ class DispatchApp(ServiceApplication):
 
     def report(self, req: dispatch_pb2.ReportIncidentRequest, cause: Cause, now: datetime
                ) -> Result:
-        if not req.hazard.strip():
-            raise InvalidArgument("hazard", "is required")
-        if not req.HasField("location"):
-            raise InvalidArgument("location", "is required")
-        check_location("location", req.location)
-        incident = Incident.report(uuid4(), req.hazard, req.location, req.description,
-                                   req.reporter or cause.actor, "", cause, now)
+        incident = _reported(req, cause, now)
         return incident.view, self.record(incident)
+
+    def report_many(self, reports: Sequence[tuple[dispatch_pb2.ReportIncidentRequest, Cause]],
+                    now: datetime) -> tuple[list[pb.Incident], list[Recording]]:
+        """A call-taking system's queue: each report checked as `report` checks it, all
+        or none, in one write; the incidents in the reports' order."""
+        if len(reports) > MAX_REPORTS_PER_CALL:
+            raise InvalidArgument("reports", f"at most {MAX_REPORTS_PER_CALL} per call")
+        incidents = []
+        for index, (req, cause) in enumerate(reports):
+            try:
+                incidents.append(_reported(req, cause, now))
+            except InvalidArgument as error:
+                problem = str(error).removeprefix(f"{error.field}: ")
+                raise InvalidArgument(f"reports[{index}].{error.field}", problem) from None
+        return [i.view for i in incidents], self.record(*incidents)
 
     def declare(self, req: dispatch_pb2.DeclareIncidentRequest, cause: Cause, now: datetime
                 ) -> Result:

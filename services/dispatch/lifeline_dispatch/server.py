@@ -12,7 +12,7 @@ from lifeline.common.v1 import names_pb2
 from lifeline.dispatch.v1 import dispatch_pb2 as pb
 from lifeline.dispatch.v1 import dispatch_pb2_grpc
 from lifeline.edge import cause_of, check_enum, required
-from lifeline.errors import InvalidArgument
+from lifeline.errors import InvalidArgument, PermissionDenied
 from lifeline.events import Cause
 from lifeline.identity import caller
 from lifeline.incident.aggregate import Incident
@@ -75,6 +75,19 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
         cause = self._cause(request.action)
         return await self.rt.command(
             lambda: self.app.report(request, cause, self.rt.now()), _answer)
+
+    async def ReportIncidents(self, request: pb.ReportIncidentsRequest, context: Ctx
+                              ) -> pb.ReportIncidentsResponse:
+        reports = []
+        for index, report in enumerate(request.reports):
+            self.names.check(f"reports[{index}].hazard", names.HAZARD, report.hazard)
+            try:
+                reports.append((report, self._cause(report.action)))
+            except PermissionDenied as error:  # the one report that names another actor
+                raise PermissionDenied(f"reports[{index}].action.{error}") from None
+        return await self.rt.command(
+            lambda: self.app.report_many(reports, self.rt.now()),
+            lambda incidents: pb.ReportIncidentsResponse(incidents=incidents))
 
     async def DeclareIncident(self, request: pb.DeclareIncidentRequest, context: Ctx
                               ) -> pb.IncidentResponse:

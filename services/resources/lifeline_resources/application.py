@@ -11,7 +11,7 @@ import h3
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Recording, Tracking
 from lifeline.common.v1 import common_pb2
-from lifeline.errors import AlreadyExists, NotFound, RuleViolation
+from lifeline.errors import AlreadyExists, InvalidArgument, NotFound, RuleViolation
 from lifeline.events import Cause, ProtoAggregate
 from lifeline.idempotency import Attempt
 from lifeline.identity import Identity
@@ -46,6 +46,8 @@ from lifeline_resources.roads import RoadNetwork
 from lifeline_resources.stock import Stockroom
 
 LEVELS = common_pb2.WarningLevel
+#: RegisterUnits: a city's whole fleet fits in one call.
+MAX_UNITS_PER_CALL = 10_000
 
 
 def fleet_unit(view: pb.Unit, version: int = 0) -> FleetUnit:
@@ -88,6 +90,28 @@ class ResourcesApp(Stockroom, ServiceApplication):
             raise AlreadyExists("unit", req.id)
         unit = Unit.register(req, cause, now)
         return unit.view, self.record(unit)
+
+    def register_units(self, reqs: Sequence[pb.RegisterUnitRequest], cause: Cause,
+                       now: datetime) -> tuple[pb.RegisterUnitsResponse, list[Recording]]:
+        """Many at once, all or none, in one write; those already registered (or twice in
+        the call) are left as they are and named in the answer."""
+        if len(reqs) > MAX_UNITS_PER_CALL:
+            raise InvalidArgument("units", f"at most {MAX_UNITS_PER_CALL} per call")
+        ids = [unit_id_of(req.id) for req in reqs]
+        stored = self.find_many(ids)
+        answer = pb.RegisterUnitsResponse()
+        added: dict[str, Unit] = {}
+        for index, req in enumerate(reqs):
+            if req.id in added or isinstance(stored.get(ids[index]), Unit):
+                answer.existing.append(req.id)
+                continue
+            try:
+                added[req.id] = Unit.register(req, cause, now)
+            except InvalidArgument as error:
+                problem = str(error).removeprefix(f"{error.field}: ")
+                raise InvalidArgument(f"units[{index}].{error.field}", problem) from None
+        answer.registered = len(added)
+        return answer, self.record(*added.values())
 
     def get_unit(self, unit_id: str) -> Unit:
         return self.load(Unit, unit_id_of(unit_id), "unit", unit_id)

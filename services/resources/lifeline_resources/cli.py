@@ -1,10 +1,12 @@
 """lifeline-resources: the fleet of response units, for duty officers and crews."""
 
-from collections.abc import Sequence
+import csv
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from lifeline.cli import choices, connection, render, times
+from lifeline.cli import choices, connection, errors, render, times
 from lifeline.cli.app import run, service_app
 from lifeline.common.v1 import common_pb2, names_pb2
 from lifeline.resources.v1 import resources_pb2 as pb
@@ -19,6 +21,8 @@ app = service_app("resources", "Response units: where they are, whom they serve.
 #: Committed units first (on scene, en route, assigned), then free ones, then out of service.
 STATUS_ORDER = {common_pb2.UNIT_STATUS_ON_SCENE: 0, common_pb2.UNIT_STATUS_EN_ROUTE: 1,
                 common_pb2.UNIT_STATUS_ASSIGNED: 2}
+#: Units per RegisterUnits call when importing a file.
+IMPORT_CHUNK = 5_000
 STATUS_STYLES = {"ON_SCENE": "bold red", "EN_ROUTE": "bold yellow", "ASSIGNED": "yellow",
                  "AVAILABLE": "green", "AVAILABLE_ON_ROAD": "green",
                  "OUT_OF_SERVICE": "dim"}
@@ -67,6 +71,58 @@ def register(
         id=id, kind=kind, department=department, home=common_pb2.GeoPoint(lat=lat, lon=lon),
         capabilities=capability or [], crew_size=crew, new_names=new_names)).unit
     render.show(unit, lambda: units_table([unit]))
+
+
+@app.command("import-units", help="Register the units of a CSV file, in batches (those "
+                                    "already registered are counted, left as they are).")
+def import_units(
+    file: Annotated[Path, typer.Argument(
+        help="CSV with a header row: id, kind, department, lat, lon, and optionally "
+             "capabilities (separated by ';') and crew")],
+    new_names: Annotated[bool, typer.Option("--new-names", help=choices.NEW_NAMES_HELP)] = False,
+) -> None:
+    answer = pb.RegisterUnitsResponse()
+    batch: list[pb.RegisterUnitRequest] = []
+
+    def send(advance: Callable[[float], None]) -> None:
+        done = _stub().RegisterUnits(pb.RegisterUnitsRequest(units=batch), timeout=600)
+        answer.registered += done.registered
+        answer.existing.extend(done.existing)
+        advance(len(batch))
+        batch.clear()
+
+    with render.progress("registering units", None) as advance:
+        try:
+            with file.open(newline="", encoding="utf-8") as rows:
+                for line, row in enumerate(csv.DictReader(rows), start=2):
+                    batch.append(_unit(row, line, new_names))
+                    if len(batch) == IMPORT_CHUNK:
+                        send(advance)
+        except (OSError, ValueError, KeyError) as error:
+            errors.fail(f"{file}: {error}")
+        if batch:
+            send(advance)
+
+    def people() -> Table:
+        grid = render.table("registered", "already registered")
+        render.add_row(grid, answer.registered, len(answer.existing))
+        return grid
+    render.show(answer, people)
+
+
+def _unit(row: dict[str, str], line: int, new_names: bool) -> pb.RegisterUnitRequest:
+    missing = [c for c in ("id", "kind", "department", "lat", "lon") if not row.get(c)]
+    if missing:
+        raise ValueError(f"line {line}: {', '.join(missing)} missing")
+    try:
+        home = common_pb2.GeoPoint(lat=float(row["lat"]), lon=float(row["lon"]))
+        crew = int(row.get("crew") or 0)
+    except ValueError:
+        raise ValueError(f"line {line}: lat, lon and crew must be numbers") from None
+    capabilities = [c.strip() for c in (row.get("capabilities") or "").split(";") if c.strip()]
+    return pb.RegisterUnitRequest(id=row["id"], kind=row["kind"], department=row["department"],
+                                  home=home, capabilities=capabilities, crew_size=crew,
+                                  new_names=new_names)
 
 
 @app.command(help="List units, every page: committed first (on scene, en route, "

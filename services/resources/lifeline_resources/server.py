@@ -29,19 +29,40 @@ class ResourcesServicer(DepotRpcs, FleetRpcs, resources_pb2_grpc.ResourcesServic
 
     async def RegisterUnit(self, request: pb.RegisterUnitRequest, context: Ctx
                            ) -> pb.RegisterUnitResponse:
-        known, new = self.names.in_registry(), request.new_names
-        self.names.check("kind", names.UNIT_KIND, request.kind, new_names=new, registered=known)
-        for index, capability in enumerate(request.capabilities):
-            self.names.check(f"capabilities[{index}]", names.UNIT_KIND, capability,
-                             new_names=new, registered=known)
-        self.names.check("department", names.DEPARTMENT, request.department, new_names=new,
-                         registered=known)
+        self._check_names("", request, self.names.in_registry())
         cause = cause_of(self.rt.clock)
         answer = await self.rt.command(
             lambda: self.app.register_unit(request, cause, self.rt.now()),
             lambda unit: pb.RegisterUnitResponse(unit=unit))
         await self.coverage_changed()
         return answer
+
+    async def RegisterUnits(self, request: pb.RegisterUnitsRequest, context: Ctx
+                            ) -> pb.RegisterUnitsResponse:
+        known = self.names.in_registry()
+        for index, unit in enumerate(request.units):
+            self._check_names(f"units[{index}].", unit, known)
+            # A name one unit brings in is known to those after it.
+            known.setdefault(names.UNIT_KIND, set()).update((unit.kind, *unit.capabilities))
+            known.setdefault(names.DEPARTMENT, set()).add(unit.department)
+        cause = cause_of(self.rt.clock)
+        answer = await self.rt.command(
+            lambda: self.app.register_units(request.units, cause, self.rt.now()),
+            lambda answer: answer)
+        if answer.registered:
+            await self.coverage_changed()
+        return answer
+
+    def _check_names(self, where: str, request: pb.RegisterUnitRequest,
+                     known: names.Names) -> None:
+        new = request.new_names
+        self.names.check(f"{where}kind", names.UNIT_KIND, request.kind, new_names=new,
+                         registered=known)
+        for index, capability in enumerate(request.capabilities):
+            self.names.check(f"{where}capabilities[{index}]", names.UNIT_KIND, capability,
+                             new_names=new, registered=known)
+        self.names.check(f"{where}department", names.DEPARTMENT, request.department,
+                         new_names=new, registered=known)
 
     async def GetUnit(self, request: pb.GetUnitRequest, context: Ctx) -> pb.GetUnitResponse:
         unit = await self.rt.views.require("unit", request.id, pb.Unit)

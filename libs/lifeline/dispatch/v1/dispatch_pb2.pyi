@@ -493,6 +493,52 @@ class ReportIncidentRequest(_message.Message):
 Global___ReportIncidentRequest: _TypeAlias = ReportIncidentRequest  # noqa: Y015
 
 @_typing.final
+class ReportIncidentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reports(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReportIncidentRequest]:
+        """At most 1,000 per call. A refused one refuses the call, named by its index
+        (`reports[3].location`), and nothing is reported.
+        """
+
+    def __init__(
+        self,
+        *,
+        reports: _abc.Iterable[Global___ReportIncidentRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reports", b"reports"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportIncidentsRequest: _TypeAlias = ReportIncidentsRequest  # noqa: Y015
+
+@_typing.final
+class ReportIncidentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCIDENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def incidents(self) -> _containers.RepeatedCompositeFieldContainer[_incident_pb2.Incident]:
+        """One per report, in the request's order."""
+
+    def __init__(
+        self,
+        *,
+        incidents: _abc.Iterable[_incident_pb2.Incident] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["incidents", b"incidents"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportIncidentsResponse: _TypeAlias = ReportIncidentsResponse  # noqa: Y015
+
+@_typing.final
 class DeclareIncidentRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

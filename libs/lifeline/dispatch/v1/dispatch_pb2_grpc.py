@@ -40,6 +40,11 @@ class DispatchServiceStub:
                 request_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ReportIncidentRequest.SerializeToString,
                 response_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
                 _registered_method=True)
+        self.ReportIncidents = channel.unary_unary(
+                '/lifeline.dispatch.v1.DispatchService/ReportIncidents',
+                request_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ReportIncidentsRequest.SerializeToString,
+                response_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ReportIncidentsResponse.FromString,
+                _registered_method=True)
         self.DeclareIncident = channel.unary_unary(
                 '/lifeline.dispatch.v1.DispatchService/DeclareIncident',
                 request_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.DeclareIncidentRequest.SerializeToString,
@@ -167,6 +172,14 @@ class DispatchServiceServicer:
 
     def ReportIncident(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportIncidents(self, request, context):
+        """Many reports at once (a call-taking system's queue), all or none, in one write: each
+        checked as ReportIncident checks it; the answer holds the incidents in request order.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -337,6 +350,11 @@ def add_DispatchServiceServicer_to_server(servicer, server):
                     request_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ReportIncidentRequest.FromString,
                     response_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.SerializeToString,
             ),
+            'ReportIncidents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportIncidents,
+                    request_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ReportIncidentsRequest.FromString,
+                    response_serializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ReportIncidentsResponse.SerializeToString,
+            ),
             'DeclareIncident': grpc.unary_unary_rpc_method_handler(
                     servicer.DeclareIncident,
                     request_deserializer=lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.DeclareIncidentRequest.FromString,
@@ -485,6 +503,33 @@ class DispatchService:
             '/lifeline.dispatch.v1.DispatchService/ReportIncident',
             lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ReportIncidentRequest.SerializeToString,
             lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.IncidentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportIncidents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.dispatch.v1.DispatchService/ReportIncidents',
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ReportIncidentsRequest.SerializeToString,
+            lifeline_dot_dispatch_dot_v1_dot_dispatch__pb2.ReportIncidentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -656,6 +656,55 @@ class RegisterUnitResponse(_message.Message):
 Global___RegisterUnitResponse: _TypeAlias = RegisterUnitResponse  # noqa: Y015
 
 @_typing.final
+class RegisterUnitsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNITS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def units(self) -> _containers.RepeatedCompositeFieldContainer[Global___RegisterUnitRequest]:
+        """At most 10,000 per call. A refused one refuses the call, named by its index
+        (`units[3].kind`), and nothing is registered.
+        """
+
+    def __init__(
+        self,
+        *,
+        units: _abc.Iterable[Global___RegisterUnitRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["units", b"units"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterUnitsRequest: _TypeAlias = RegisterUnitsRequest  # noqa: Y015
+
+@_typing.final
+class RegisterUnitsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGISTERED_FIELD_NUMBER: _builtins.int
+    EXISTING_FIELD_NUMBER: _builtins.int
+    registered: _builtins.int
+    @_builtins.property
+    def existing(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids already registered (or twice in the call), left unchanged."""
+
+    def __init__(
+        self,
+        *,
+        registered: _builtins.int = ...,
+        existing: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["existing", b"existing", "registered", b"registered"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterUnitsResponse: _TypeAlias = RegisterUnitsResponse  # noqa: Y015
+
+@_typing.final
 class GetUnitRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

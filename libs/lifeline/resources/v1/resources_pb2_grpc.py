@@ -47,6 +47,11 @@ class ResourcesServiceStub:
                 request_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RegisterUnitRequest.SerializeToString,
                 response_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RegisterUnitResponse.FromString,
                 _registered_method=True)
+        self.RegisterUnits = channel.unary_unary(
+                '/lifeline.resources.v1.ResourcesService/RegisterUnits',
+                request_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RegisterUnitsRequest.SerializeToString,
+                response_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RegisterUnitsResponse.FromString,
+                _registered_method=True)
         self.GetUnit = channel.unary_unary(
                 '/lifeline.resources.v1.ResourcesService/GetUnit',
                 request_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.GetUnitRequest.SerializeToString,
@@ -150,6 +155,14 @@ class ResourcesServiceServicer:
 
     def RegisterUnit(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterUnits(self, request, context):
+        """Register many units at once (a fleet's bulk load), all or none, in one write; those
+        already registered are left as they are and named in the answer.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -283,6 +296,11 @@ def add_ResourcesServiceServicer_to_server(servicer, server):
                     servicer.RegisterUnit,
                     request_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RegisterUnitRequest.FromString,
                     response_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RegisterUnitResponse.SerializeToString,
+            ),
+            'RegisterUnits': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterUnits,
+                    request_deserializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RegisterUnitsRequest.FromString,
+                    response_serializer=lifeline_dot_resources_dot_v1_dot_resources__pb2.RegisterUnitsResponse.SerializeToString,
             ),
             'GetUnit': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUnit,
@@ -426,6 +444,33 @@ class ResourcesService:
             '/lifeline.resources.v1.ResourcesService/RegisterUnit',
             lifeline_dot_resources_dot_v1_dot_resources__pb2.RegisterUnitRequest.SerializeToString,
             lifeline_dot_resources_dot_v1_dot_resources__pb2.RegisterUnitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterUnits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lifeline.resources.v1.ResourcesService/RegisterUnits',
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.RegisterUnitsRequest.SerializeToString,
+            lifeline_dot_resources_dot_v1_dot_resources__pb2.RegisterUnitsResponse.FromString,
             options,
             channel_credentials,
             insecure,
