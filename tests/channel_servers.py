@@ -60,8 +60,11 @@ class HttpServer:
         self.server = QuietServer(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
                                                  lifespan="off", log_level="warning"))
         self.task = asyncio.create_task(self.server.serve())
-        while not self.server.started:
-            await asyncio.sleep(0.01)
+        deadline = asyncio.get_running_loop().time() + 30
+        while not self.server.started:  # uvicorn says nothing else when it listens
+            if self.task.done() or asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"the test server on port {self.port} did not start")
+            await asyncio.sleep(0.01)  # the poll interval, bounded above
 
     async def stop(self) -> None:
         if self.server is not None and self.task is not None:
@@ -117,7 +120,7 @@ class WebhookReceiver:
         self.tries += 1
         body = await request.body()
         if self.behaviour.mode == "slow":
-            await asyncio.sleep(self.behaviour.delay)
+            await asyncio.sleep(self.behaviour.delay)  # the point: a slow server
         if self.behaviour.mode == "fail":
             return Response("broken", 500)
         try:
@@ -139,7 +142,7 @@ class _Sink:
         if self.owner.behaviour.mode == "fail":
             return "451 4.3.0 mailbox temporarily unavailable"
         if self.owner.behaviour.mode == "slow":
-            await asyncio.sleep(self.owner.behaviour.delay)
+            await asyncio.sleep(self.owner.behaviour.delay)  # the point: a slow server
         content = envelope.content or b""
         mail = message_from_bytes(content if isinstance(content, bytes) else content.encode(),
                                   policy=policy.default)
@@ -197,7 +200,7 @@ class SmsProvider:
 
     async def create(self, request: Request) -> Response:
         if self.behaviour.mode == "slow":
-            await asyncio.sleep(self.behaviour.delay)
+            await asyncio.sleep(self.behaviour.delay)  # the point: a slow server
         if self.behaviour.mode == "fail":
             return JSONResponse({"code": 20500, "message": "Internal Server Error",
                                  "status": 500}, 500)
