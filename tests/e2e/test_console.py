@@ -312,6 +312,8 @@ def test_hostile_requests_to_the_console_get_a_clear_refusal_and_change_nothing(
         headers = {"X-CSRF-Token": csrf}
         answers = {
             "no csrf": web.post("/api/actions/dismiss-incident", json={}),
+            "odd csrf": web.post("/api/actions/dismiss-incident", json={},
+                                 headers={"X-CSRF-Token": b"\xff\xfe"}),
             "foreign origin": web.post("/api/actions/dismiss-incident", json={},
                                        headers={**headers, "Origin": "https://evil.example"}),
             "unknown action": web.post("/api/actions/drop-tables", json={}, headers=headers),
@@ -329,7 +331,7 @@ def test_hostile_requests_to_the_console_get_a_clear_refusal_and_change_nothing(
             "odd history": web.get("/api/incidents/%00%ff/history"),
         }
     codes = {name: answer.status_code for name, answer in answers.items()}
-    assert codes == {"no csrf": 403, "foreign origin": 403, "unknown action": 404,
+    assert codes == {"no csrf": 403, "odd csrf": 403, "foreign origin": 403, "unknown action": 404,
                      "not json": 400, "not an object": 400, "unknown field": 400,
                      "oversized": 413, "no such incident": codes["no such incident"],
                      "bad time": 400, "end of time": 400, "odd history": codes["odd history"]}

@@ -93,8 +93,8 @@ def signed_in(handler: Callable[[Request, Session], Awaitable[Response]]
             origin = request.headers.get("origin")
             if origin and urlsplit(origin).netloc != request.url.netloc:
                 return error(403, "PERMISSION_DENIED", f"requests from {origin} are refused")
-            if not secrets.compare_digest(request.headers.get("x-csrf-token", ""),
-                                          session.csrf):
+            given = request.headers.get("x-csrf-token", "").encode()  # bytes: any header
+            if not secrets.compare_digest(given, session.csrf.encode()):
                 return error(403, "PERMISSION_DENIED",
                              "missing or wrong X-CSRF-Token: reload the page")
         return await handler(request, session)
