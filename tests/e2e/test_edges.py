@@ -420,6 +420,12 @@ def test_a_repeated_crossing_raises_one_warning_and_one_incident(api: Clients) -
                                       timeout=TIMEOUT).warnings
     assert [w.id for w in listed] == [warning.id]
     assert listed[0].status == monitor_pb2.WARNING_STATUS_ACTIVE
+    # The list is the read model, a moment behind the incident itself: once it shows the
+    # level change too, a second incident for the warning would be listed as well.
+    shown = wait_until(lambda: [i for i in all_incidents(api) if i.warning_id == warning.id
+                                and i.warning_level == common_pb2.WARNING_LEVEL_YELLOW] or None,
+                       "the incident list to show the level change")
+    assert len(shown) == 1
     assert sum(1 for i in all_incidents(api) if i.warning_id == warning.id) == 1
 
 
