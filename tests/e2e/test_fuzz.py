@@ -320,7 +320,9 @@ class Ledger:
                 return None
             return count if self.count() == count else None
 
-        return wait_until(settled, "the services to finish reacting to a write", 60)
+        # Bounded above the inbox's wait for an early message's missing versions (30 s),
+        # after which it is parked and the consumer is idle again.
+        return wait_until(settled, "the services to finish reacting to a write", 120)
 
     async def _consumed(self) -> bool:
         if self.nats is None:
