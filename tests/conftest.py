@@ -107,10 +107,12 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-sync"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's Chromium under Playwright. In CI a missing browser fails the run; on a
-    developer's machine its tests are skipped, saying why."""
+    developer's machine its tests are skipped, saying why. One module at a time: while
+    Playwright's sync API runs, its event loop runs in this thread, and the asyncio code of
+    the tests after it could not start one of its own."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         if os.environ.get("CI"):
