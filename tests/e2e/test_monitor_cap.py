@@ -148,10 +148,13 @@ def test_a_placed_alert_raises_its_warnings_where_the_duty_party_put_it(
 @pytest.mark.parametrize("document", HOSTILE.values(), ids=HOSTILE.keys())
 def test_a_document_with_a_doctype_is_refused_and_writes_nothing(
         city: Stack, monitor: monitor_pb2_grpc.MonitorServiceStub, document: bytes) -> None:
-    ledger = Ledger(city.database_url or "")
-    before = ledger.quiet()
-    with pytest.raises(grpc.RpcError) as refused:
-        monitor.ImportCapAlert(pb.ImportCapAlertRequest(xml=document), timeout=TIMEOUT)
-    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "DOCTYPE is refused" in (refused.value.details() or "")
-    assert ledger.count() == before
+    ledger = Ledger(city)
+    try:
+        before = ledger.quiet()
+        with pytest.raises(grpc.RpcError) as refused:
+            monitor.ImportCapAlert(pb.ImportCapAlertRequest(xml=document), timeout=TIMEOUT)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "DOCTYPE is refused" in (refused.value.details() or "")
+        assert ledger.count() == before
+    finally:
+        ledger.close()
