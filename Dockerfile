@@ -42,7 +42,8 @@ USER 10001:10001
 WORKDIR /tmp
 VOLUME ["/tmp"]
 # A service's gRPC (TLS) and plaintext health checking for probes (LIFELINE_LISTEN,
-# LIFELINE_HEALTH_LISTEN); the console's HTTPS (LIFELINE_CONSOLE_LISTEN).
-EXPOSE 50051 8086 8443
+# LIFELINE_HEALTH_LISTEN); monitor's acknowledgement endpoint (LIFELINE_ACK_LISTEN, behind
+# the ingress); the console's HTTPS (LIFELINE_CONSOLE_LISTEN).
+EXPOSE 50051 8086 8087 8443
 ENTRYPOINT ["lifeline-entrypoint"]
 CMD []

@@ -371,6 +371,33 @@ def test_the_console_serves_https_on_its_port_probed_at_healthz(
         assert service["spec"]["sessionAffinity"] == "ClientIP"
 
 
+
+@pytest.mark.parametrize("variant", ["ha", "small-cluster"])
+def test_monitors_acknowledgement_endpoint_is_reachable_from_the_ingress_only(
+        variants: dict[str, list[Object]], variant: str) -> None:
+    """The links in messages and the SMS gateway's replies reach monitor's endpoint through
+    the ingress controller: the Service, the port it listens on, and nobody else let in."""
+    objects = variants[variant]
+    (deployment,) = [d for d in of_kind(objects, "Deployment")
+                     if d["metadata"]["name"] == "lifeline-monitor"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env = environment(objects, container)
+    assert env["LIFELINE_ACK_LISTEN"] == f"0.0.0.0:{ports['ack']}"
+    (service,) = [s for s in of_kind(objects, "Service")
+                  if s["metadata"]["name"] == "lifeline-monitor-ack"]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["ack"]
+    policies = of_kind(objects, "NetworkPolicy")
+    pod = deployment["spec"]["template"]["metadata"]["labels"]
+    controller = {"app.kubernetes.io/name": "ingress-nginx"}
+    assert allowed(policies, "ingress", pod, controller, ports["ack"],
+                   peer_namespace="ingress-nginx")
+    for stranger, namespace in ((controller, "elsewhere"), ({"app": "debug-shell"}, "lifeline"),
+                                (controller, None)):
+        assert not allowed(policies, "ingress", pod, stranger, ports["ack"],
+                           peer_namespace=namespace), (stranger, namespace)
+
 @pytest.mark.parametrize("variant", ["ha", "small-cluster"])
 def test_the_console_is_reached_on_https_and_reaches_only_the_services_and_dns(
         variants: dict[str, list[Object]], variant: str) -> None:
