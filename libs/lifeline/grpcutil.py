@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -219,12 +219,33 @@ async def health_probe(listen: str, health: Any) -> grpc.aio.Server:
     return probe
 
 
+class UnaryTracing(grpc.aio.ServerInterceptor):
+    """OpenTelemetry's server spans, for calls that answer once. A stream's span would be
+    held across its `yield`s, and when its caller goes away the stream is closed in another
+    context, where the instrumentation logs an ERROR traceback for every watch that ends
+    (opentelemetry-python-contrib#2357); a watch lasting a shift is no useful span either."""
+
+    def __init__(self, tracer_provider: Any = None) -> None:
+        self.traced = aio_server_interceptor(tracer_provider=tracer_provider)
+
+    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]],
+                                details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        if handler is None or handler.response_streaming:
+            return handler
+
+        async def found(_details: grpc.HandlerCallDetails) -> Any:
+            return handler
+
+        return await self.traced.intercept_service(found, details)
+
+
 class Server:
     """A grpc.aio server with health checking, reflection, tracing and error mapping."""
 
     def __init__(self, guard: Guard, *, ready: Callable[[], str | None] = lambda: None,
                  reflection: bool = True) -> None:
-        self.server = grpc.aio.server(interceptors=[aio_server_interceptor(),
+        self.server = grpc.aio.server(interceptors=[UnaryTracing(),
                                                     EdgeInterceptor(guard, ready)])
         self.serving = True
         self.reflection = reflection

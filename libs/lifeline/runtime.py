@@ -217,10 +217,10 @@ class Runtime:
                 if self.backend_down is not None:
                     raise Unavailable(when_down)
         finally:
-            if not task.done():
-                if attempt is not None:
-                    attempt.abandon()
-                task.add_done_callback(_retrieved)
+            if not task.done() and attempt is not None:
+                attempt.abandon()
+            # Also when it ended just as its caller went away: nobody else takes its outcome.
+            task.add_done_callback(_retrieved)
 
     # ---- life cycle ----
 
