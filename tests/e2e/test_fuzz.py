@@ -653,3 +653,12 @@ def test_a_plan_nested_a_thousand_deep_is_refused_and_writes_nothing(
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "nested deeper than 32 levels" in (caught.value.details() or "")
     assert ledger.count() == before
+
+
+def test_nothing_the_fuzzer_sent_left_an_error_in_a_services_log(stack: Stack) -> None:
+    """Last in the module: every refusal above was an answer, not a fault an operator would
+    find in the logs (an unretrieved failure, a traceback from a watch its caller dropped)."""
+    errors = {name: [line for line in stack.service(name).log_path.read_text(
+                  errors="replace").splitlines() if f" {name} ERROR " in line]
+              for name in Stack.SERVICES}
+    assert not any(errors.values()), {n: lines[:3] for n, lines in errors.items() if lines}
