@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Test files run side by side on this many pytest-xdist workers (a file stays on one worker, so
+# a module's stack is started once).
+WORKERS ?= 2
 
 .PHONY: run test imports proto docs lint typecheck check bench clean lock check-upgrades
 
@@ -40,7 +43,7 @@ run: $(STAMP)
 # the suite's.
 test: $(STAMP) imports
 	rm -f .coverage .coverage.*
-	$(BIN)/coverage run -m pytest -q; status=$$?; \
+	$(BIN)/coverage run -m pytest -q -n $(WORKERS) --dist loadfile; status=$$?; \
 	$(BIN)/coverage combine -q && \
 	$(BIN)/coverage report --sort=cover | awk 'NR <= 17 || /^TOTAL/'; \
 	exit $$status

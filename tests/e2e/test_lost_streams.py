@@ -110,11 +110,11 @@ def test_each_services_stream_lost_three_times_mid_flood_is_refilled_without_a_r
     note = f"(seed {seed}, deletions {deleted})"
     for service in Stack.SERVICES:
         assert sum(1 for s, _ in deleted if s == service) == 3, f"{service} {note}"
-    assert_complete(player, stack, expected)
     for service in Stack.SERVICES:  # the last deletion may be a moment ago
         wait_until(lambda s=service: stream_exists(stack, s),  # type: ignore[misc]
                    f"{service}'s stream to be recreated {note}", timeout=10)
         assert stack.service(service).pid == pids[service], f"{service} restarted {note}"
+    assert_complete(player, stack, expected)
     nothing_parked(stack)
     player.close()
     # The same stack, to save starting another: an operator's republish.
