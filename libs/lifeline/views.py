@@ -20,7 +20,7 @@ from eventsourcing.persistence import Notification
 from google.protobuf.message import Message
 
 from lifeline.errors import InvalidArgument, NotFound
-from lifeline.events import ProtoAggregate, fold
+from lifeline.events import ProtoAggregate
 from lifeline.follow import LogFollower
 from lifeline.store import ServiceApplication
 
@@ -83,15 +83,23 @@ class Views:
         return int(value or 0)
 
     async def save(self, rows: Sequence[ViewRow], position: int) -> None:
+        """Write a batch of views in one statement (a thing written twice in the batch: its
+        last row), and the position they are as of."""
+        latest = {(r.kind, r.key): r for r in rows}.values()
+        columns = list(zip(*((r.kind, r.key, r.status, r.category, r.lat, r.lon,
+                              r.doc.SerializeToString(), r.due, r.field_offset)
+                             for r in latest), strict=True)) or [()] * 9
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.executemany(
+            await conn.execute(
                 f"""INSERT INTO {self.table} (kind, key, status, category, lat, lon, doc, due,
                                               field_offset)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                    ON CONFLICT (kind, key) DO UPDATE SET status = $3, category = $4,
-                    lat = $5, lon = $6, doc = $7, due = $8, field_offset = $9""",
-                [(r.kind, r.key, r.status, r.category, r.lat, r.lon, r.doc.SerializeToString(),
-                  r.due, r.field_offset) for r in rows])
+                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                                         $5::float8[], $6::float8[], $7::bytea[],
+                                         $8::timestamptz[], $9::interval[])
+                    ON CONFLICT (kind, key) DO UPDATE SET status = EXCLUDED.status,
+                    category = EXCLUDED.category, lat = EXCLUDED.lat, lon = EXCLUDED.lon,
+                    doc = EXCLUDED.doc, due = EXCLUDED.due,
+                    field_offset = EXCLUDED.field_offset""", *map(list, columns))
             await conn.execute(
                 f"""INSERT INTO {self.positions} VALUES ('projector', $1)
                     ON CONFLICT (name) DO UPDATE SET position = GREATEST(
@@ -211,10 +219,8 @@ class Projector(LogFollower):
             self.saved(rows, notifications[-1].id)  # live watches (lifeline.live)
 
     def _rows(self, ids: list[Any]) -> list[ViewRow]:
-        rows: list[ViewRow] = []
-        for aggregate_id in ids:
-            aggregate: Any = self.app.repository.get(UUID(str(aggregate_id)),
-                                                     projector_func=fold)
-            if isinstance(aggregate, ProtoAggregate):  # not the internal request records
-                rows.extend(self.rows_for(aggregate))
-        return rows
+        """The views of these aggregates as they are now, read in one round trip."""
+        found = self.app.find_many([UUID(str(i)) for i in ids])
+        return [row for aggregate in found.values()
+                if isinstance(aggregate, ProtoAggregate)  # not the internal request records
+                for row in self.rows_for(aggregate)]
