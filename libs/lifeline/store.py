@@ -12,6 +12,7 @@ import itertools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -37,6 +38,7 @@ from psycopg.conninfo import conninfo_to_dict
 from lifeline import settings as environment
 from lifeline.errors import Abandoned, Conflict, NotFound
 from lifeline.events import fold, keep_trace_context
+from lifeline.groupcommit import GroupCommit, Separately
 from lifeline.idempotency import Attempt
 from lifeline.repository import CopyingRepository
 from lifeline.tracing import current_context
@@ -77,9 +79,23 @@ class AlreadyTaken(Exception):
     nothing was written; not a conflict to retry."""
 
 
+@dataclass
+class Write:
+    """One `insert_events` call: the events, the consumer's tracking rows, and the caller's
+    attempt (commands)."""
+    events: Sequence[StoredEvent]
+    tracking: Tracking | None
+    also: AlsoTracking | None
+    attempt: Attempt | None
+
+    @property
+    def size(self) -> int:
+        return sum(len(e.state) for e in self.events)
+
+
 class StoreRecorder(PostgresProcessRecorder):
     """The library's recorder, writing without psycopg's pipeline mode, in one round trip
-    (three for a large write).
+    (three for a large write), and committing concurrent writes together.
 
     In pipeline mode a statement larger than the socket's send buffer (a 1 MiB field, a
     long imported history) deadlocks: the client waits for results while the server still
@@ -90,8 +106,16 @@ class StoreRecorder(PostgresProcessRecorder):
     Here a write of up to INLINE_MAX_BYTES of events is one simple-protocol query (BEGIN,
     tracking rows, lock timeout, lock, the events as literals, COMMIT; every value quoted by
     psycopg); a larger one sends the small statements as one query, then the events with
-    their parameters, then COMMIT. No retry loop either: an outage is answered at once
-    (UNAVAILABLE), and the caller retries with its idempotency key."""
+    their parameters, then COMMIT. Writes that arrive while another commits are committed
+    together (`lifeline.groupcommit`): one transaction and one table lock for the group.
+    No retry loop either: an outage is answered at once (UNAVAILABLE), and the caller
+    retries with its idempotency key."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.group_commit: GroupCommit[Write, Sequence[int]] = GroupCommit(
+            self._write_alone, self._write_together,
+            joins=lambda w: w.size <= INLINE_MAX_BYTES)
 
     @property
     def insert_tracking_if_new(self) -> sql.Composed:
@@ -108,51 +132,70 @@ class StoreRecorder(PostgresProcessRecorder):
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any
                       ) -> Sequence[int] | None:
-        tracking: Tracking | None = kwargs.get("tracking")
-        also = _also_tracking.get()
-        first: list[sql.Composable] = [sql.SQL("BEGIN")]
-        guarded = tracking is not None and also is not None and also.first == tracking
-        if tracking is not None:
-            if guarded:
-                # Fails (division by zero) if a later version of the aggregate was taken.
-                first.append(sql.SQL(
-                    "SELECT 1 / (NOT EXISTS (SELECT 1 FROM {}.{} WHERE application_name = {} "
-                    "AND notification_id > {}))::int").format(
-                    sql.Identifier(self.datastore.schema),
-                    sql.Identifier(self.tracking_table_name),
-                    sql.Literal(tracking.application_name),
-                    sql.Literal(tracking.notification_id)))
-            first.append(self._tracking_rows([tracking], if_new=False))
-            if also is not None and also.rows:
-                # Another instance may have taken some already: theirs stand.
-                first.append(self._tracking_rows(also.rows, if_new=True))
+        write = Write(stored_events, kwargs.get("tracking"), _also_tracking.get(),
+                      kwargs.get("attempt"))
+        ids = self.group_commit.commit(write)
+        if write.tracking is not None and write.also is not None and write.also.rows:
+            write.also.written = True
+        return ids
+
+    def _before_events(self, write: Write) -> list[sql.Composable]:
+        """A write's statements before its events: the tracking guard and rows."""
+        tracking, also = write.tracking, write.also
+        if tracking is None:
+            return []
+        statements: list[sql.Composable] = []
+        if also is not None and also.first == tracking:
+            # Fails (division by zero) if a later version of the aggregate was taken.
+            statements.append(sql.SQL(
+                "SELECT 1 / (NOT EXISTS (SELECT 1 FROM {}.{} WHERE application_name = {} "
+                "AND notification_id > {}))::int").format(
+                sql.Identifier(self.datastore.schema),
+                sql.Identifier(self.tracking_table_name),
+                sql.Literal(tracking.application_name),
+                sql.Literal(tracking.notification_id)))
+        statements.append(self._tracking_rows([tracking], if_new=False))
+        if also is not None and also.rows:
+            # Another instance may have taken some already: theirs stand.
+            statements.append(self._tracking_rows(also.rows, if_new=True))
+        return statements
+
+    def _lock(self) -> list[sql.Composable]:
+        locks: list[sql.Composable] = [s for s in self.lock_table_statements
+                                       if isinstance(s, sql.Composable)]
+        assert len(locks) == len(self.lock_table_statements), "the table lock is composed"
+        # No NOTIFY: nothing here LISTENs (followers are woken in process, and poll for
+        # other processes' writes). It would also take PostgreSQL's cluster-wide
+        # notify-queue lock at every commit.
+        return locks
+
+    @staticmethod
+    def _timeout(seconds: float | None) -> list[sql.Composable]:
+        # Only while the caller waits (the pool may have held this thread through an
+        # outage), and PostgreSQL cancels the transaction once it no longer does.
+        if seconds is None:
+            return []
+        return [sql.SQL("SET LOCAL statement_timeout = {}").format(
+            sql.Literal(max(1, int(seconds * 1000))))]
+
+    def _write_alone(self, write: Write) -> Sequence[int]:
+        stored_events, tracking, attempt = write.events, write.tracking, write.attempt
+        left = attempt.remaining() if attempt is not None else None
+        first: list[sql.Composable] = [sql.SQL("BEGIN"), *self._timeout(left),
+                                       *self._before_events(write)]
         if stored_events:
-            locks = [s for s in self.lock_table_statements if isinstance(s, sql.Composable)]
-            assert len(locks) == len(self.lock_table_statements), "the table lock is composed"
-            # No NOTIFY: nothing here LISTENs (followers are woken in process, and poll
-            # for other processes' writes). It would also take PostgreSQL's cluster-wide
-            # notify-queue lock at every commit (no latency change measured without it).
-            first.extend(locks)
-        inline = sum(len(e.state) for e in stored_events) <= INLINE_MAX_BYTES
-        attempt: Attempt | None = kwargs.get("attempt")
+            first.extend(self._lock())
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             self._check_has_multi_row_tracking_table(curs)
-            if attempt is not None:
-                # Only while the caller waits (the pool may have held this thread through
-                # an outage), and PostgreSQL cancels the transaction once it no longer does.
-                left = attempt.remaining()
-                if left is not None:
-                    first.insert(1, sql.SQL("SET LOCAL statement_timeout = {}").format(
-                        sql.Literal(max(1, int(left * 1000)))))
             try:
                 ids: Sequence[int] = []
-                if inline:
+                if write.size <= INLINE_MAX_BYTES:
                     # The whole write as one simple query, COMMIT included: one round trip.
                     if stored_events:
                         first.append(self._insert_inline(stored_events))
                     curs.execute(sql.SQL("; ").join([*first, sql.SQL("COMMIT")]),
                                  prepare=False)
-                    ids = _returned_ids(curs) if stored_events else []
+                    ids = _returned_ids(curs, stored_events) if stored_events else []
                 else:
                     curs.execute(sql.SQL("; ").join(first), prepare=False)  # a simple query
                     if stored_events:
@@ -161,27 +204,55 @@ class StoreRecorder(PostgresProcessRecorder):
                         ids = self._fetch_ids_after_insert_events(curs, stored_events) or []
                     curs.execute("COMMIT", prepare=False)
             except psycopg.errors.QueryCanceled:
-                with contextlib.suppress(Exception):
-                    curs.execute("ROLLBACK", prepare=False)
+                _roll_back(curs)
                 if attempt is None:
                     raise
                 attempt.abandon()
                 raise Abandoned("the call's deadline passed during its write; nothing was "
                                 "written") from None
             except psycopg.errors.DivisionByZero:
-                with contextlib.suppress(Exception):
-                    curs.execute("ROLLBACK", prepare=False)
+                _roll_back(curs)
                 assert tracking is not None
                 raise NotNext(f"{tracking.application_name} version {tracking.notification_id}"
                               " is not the next: a later version was taken") from None
             except BaseException:
-                with contextlib.suppress(Exception):
-                    curs.execute("ROLLBACK", prepare=False)
+                _roll_back(curs)
                 raise
-        if tracking is not None and also is not None and also.rows:
-            also.written = True
         return ids
 
+    def _write_together(self, writes: Sequence[Write]) -> list[Sequence[int]]:
+        """Several writes in one transaction, or `Separately` with nothing written."""
+        try:
+            remaining = [left for w in writes if w.attempt is not None
+                         and (left := w.attempt.remaining()) is not None]
+        except Abandoned:
+            raise Separately from None  # that one fails alone
+        events = [e for w in writes for e in w.events]
+        statements: list[sql.Composable] = [
+            sql.SQL("BEGIN"), *self._timeout(min(remaining, default=None)),
+            *(s for w in writes for s in self._before_events(w))]
+        if events:
+            statements.extend([*self._lock(), self._insert_inline(events)])
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            self._check_has_multi_row_tracking_table(curs)
+            try:
+                curs.execute(sql.SQL("; ").join([*statements, sql.SQL("COMMIT")]),
+                             prepare=False)
+                ids = _returned_ids(curs, events) if events else []
+            except psycopg.Error as error:
+                _roll_back(curs)
+                if error.sqlstate is not None:  # the server refused it: nothing committed
+                    raise Separately from error
+                raise
+            except BaseException:
+                _roll_back(curs)
+                raise
+        split: list[Sequence[int]] = []
+        at = 0
+        for write in writes:
+            split.append(ids[at:at + len(write.events)])
+            at += len(write.events)
+        return split
 
     def _insert_inline(self, stored_events: Sequence[StoredEvent]) -> sql.Composed:
         """The events as an INSERT of literal values (quoted by psycopg), for a simple query."""
@@ -190,9 +261,15 @@ class StoreRecorder(PostgresProcessRecorder):
                 sql.Literal(e.originator_id), sql.Literal(e.originator_version),
                 sql.Literal(e.topic), sql.Literal(e.state)) for e in stored_events)
         return sql.SQL("INSERT INTO {}.{} (originator_id, originator_version, topic, state) "
-                       "VALUES {} RETURNING notification_id").format(
+                       "VALUES {} RETURNING originator_id, originator_version, "
+                       "notification_id").format(
             sql.Identifier(self.datastore.schema), sql.Identifier(self.events_table_name),
             rows)
+
+
+def _roll_back(curs: Any) -> None:
+    with contextlib.suppress(Exception):
+        curs.execute("ROLLBACK", prepare=False)
 
 
 #: A write whose events' stored bytes stay under this goes as one simple query, its events
@@ -200,13 +277,15 @@ class StoreRecorder(PostgresProcessRecorder):
 INLINE_MAX_BYTES = 64 * 1024
 
 
-def _returned_ids(curs: Any) -> list[int]:
-    """The notification ids the INSERT of a multi-statement simple query returned."""
-    while True:
-        if curs.description and curs.description[0].name == "notification_id":
-            return [row["notification_id"] for row in curs.fetchall()]
+def _returned_ids(curs: Any, events: Sequence[StoredEvent]) -> list[int]:
+    """The notification ids the INSERT of a multi-statement simple query returned, in the
+    order of `events`."""
+    while not (curs.description and curs.description[0].name == "originator_id"):
         if not curs.nextset():
             raise RuntimeError("the write's INSERT returned no notification ids")
+    ids = {(str(row["originator_id"]), row["originator_version"]): row["notification_id"]
+           for row in curs.fetchall()}
+    return [ids[(str(e.originator_id), e.originator_version)] for e in events]
 
 
 def eventsourcing_env(database_url: str, schema: str) -> dict[str, str]:
