@@ -18,7 +18,6 @@ import statistics
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -68,15 +67,15 @@ class City:
         print(f"{count} warnings raised in {time.perf_counter() - started:.1f} s", flush=True)
 
     def grow_fleet(self, size: int) -> None:
+        """The fleet grown to `size` units, registered in one RegisterUnits call."""
         started = time.perf_counter()
-
-        def register(n: int) -> None:
+        units = []
+        for n in range(self.fleet, size):
             kind, department = KINDS[n % len(KINDS)]
-            self.resources.RegisterUnit(resources_pb2.RegisterUnitRequest(
+            units.append(resources_pb2.RegisterUnitRequest(
                 id=f"unit-{n}", kind=kind, department=department, home=where(n)))
-
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(register, range(self.fleet, size)))
+        self.resources.RegisterUnits(resources_pb2.RegisterUnitsRequest(units=units),
+                                     timeout=600)
         print(f"fleet of {size} units ({size - self.fleet} registered in "
               f"{time.perf_counter() - started:.1f} s)", flush=True)
         self.fleet = size

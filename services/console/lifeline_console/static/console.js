@@ -463,6 +463,9 @@ play.addEventListener("click", () => {
 // ---- start ----
 
 async function start() {
+  // The base map is asked for beside who is signed in, not after.
+  const basemap = getJSON("/api/basemap");
+  basemap.catch(() => {});  // signed out: signedIn() takes the person to the sign-in page
   const who = await signedIn();
   if (!who) return;
   document.getElementById("who").textContent =
@@ -471,7 +474,7 @@ async function start() {
     await fetch("/api/signout", { method: "POST", headers: { "X-CSRF-Token": who.csrf } });
     location.assign("/signin");
   });
-  const base = await getJSON("/api/basemap");
+  const base = await basemap;
   for (const cell of base.cells) baseCells.set(cell.cell, cell.outline);
   drawBase(base);
   live = new LivePicture({
