@@ -7,10 +7,12 @@ in one query."""
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from eventsourcing.persistence import Tracking
@@ -19,7 +21,7 @@ from lifeline.errors import Abandoned
 from lifeline.events import Cause
 from lifeline.idempotency import Attempt
 from lifeline.monitor.v1 import monitor_pb2 as pb
-from lifeline.store import AlreadyTaken, NotNext
+from lifeline.store import AlreadyTaken, NotNext, ServiceApplication, StoreRecorder
 from lifeline_monitor.application import MonitorApp
 from lifeline_monitor.domain import Sensor
 
@@ -32,6 +34,19 @@ HANG = 10.0
 @pytest.fixture
 def app(database_url: str) -> Iterator[MonitorApp]:
     application = MonitorApp(database_url)
+    yield application
+    application.close()
+
+
+class Plain(ServiceApplication):
+    """A service's application with no lock of its own around its writes (monitor's engine
+    lock lets one write at a time reach the store)."""
+    name = "plain"
+
+
+@pytest.fixture
+def plain(database_url: str) -> Iterator[ServiceApplication]:
+    application = Plain(database_url)
     yield application
     application.close()
 
@@ -155,3 +170,82 @@ def test_an_attempt_whose_caller_left_writes_nothing(app: MonitorApp) -> None:
     assert app.find(Sensor, sensor("abandoned").id) is None
     assert app.find(Sensor, sensor("too-late").id) is None
     assert app.find(Sensor, sensor("in-time").id) is not None
+
+
+def queued_behind_a_held_lock(app: ServiceApplication, writes: list[Callable[[], object]]
+                              ) -> list[object]:
+    """Run the writes at once while another session holds the events table's lock: the
+    first waits for it inside its transaction, the others queue behind that commit; then
+    let go. What each write returned or raised, in order."""
+    recorder = app.process_recorder
+    assert isinstance(recorder, StoreRecorder)
+    table = f"{recorder.datastore.schema}.{recorder.events_table_name}"
+
+    def outcome(write: Callable[[], object]) -> object:
+        try:
+            return write()
+        except Exception as error:
+            return error
+
+    def until(condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + HANG
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.01)
+
+    with recorder.datastore.get_connection() as holder, \
+            ThreadPoolExecutor(len(writes)) as pool:
+        holder.execute("BEGIN")
+        holder.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+        def someone_waits_for_it() -> bool:
+            row: Any = holder.execute("SELECT count(*) AS n FROM pg_locks WHERE NOT granted"
+                                      ).fetchone()
+            return bool(row["n"])
+
+        first = pool.submit(outcome, writes[0])
+        until(someone_waits_for_it, "the first write did not wait for the lock")
+        rest = [pool.submit(outcome, w) for w in writes[1:]]
+        until(lambda: recorder.group_commit.waiting == len(writes) - 1,
+              "the writes did not queue behind the first")
+        holder.execute("COMMIT")
+        return [first.result(), *(f.result() for f in rest)]
+
+
+def test_writes_sent_during_a_commit_are_committed_together_each_with_its_own_ids(
+        plain: ServiceApplication) -> None:
+    app = plain
+    sensors = [sensor(f"together-{i}") for i in range(12)]
+    answers = queued_behind_a_held_lock(app, [functools.partial(app.record, s)
+                                              for s in sensors])
+    recorder = app.process_recorder
+    assert isinstance(recorder, StoreRecorder)
+    assert recorder.group_commit.grouped == 11  # all but the first, in one transaction
+    stored = {n.id: n.originator_id for n in recorder.select_notifications(1, 100)}
+    for s, recordings in zip(sensors, answers, strict=True):
+        assert isinstance(recordings, list) and len(recordings) == 1
+        assert stored[recordings[0].notification.id] == s.id  # its own id, not a neighbour's
+
+
+@pytest.mark.parametrize("refused", ["repeat", "caller left"])
+def test_a_write_refused_in_a_group_fails_alone_and_its_neighbours_commit(
+        plain: ServiceApplication, refused: str) -> None:
+    """One write of the group repeats a tracking row already taken (the server refuses the
+    group's transaction), or its caller has left: it is refused as it would be alone, and
+    nothing of it is written, while every other write of the group commits."""
+    app = plain
+    app.track([Tracking("dispatch/incident-1", 1)])
+    left = Attempt()
+    left.abandon()
+    sensors = [sensor(f"neighbour-{i}") for i in range(6)]
+
+    def write(i: int) -> object:
+        if i != 3:
+            return app.record(sensors[i])
+        if refused == "repeat":
+            return app.record(sensors[i], tracking=Tracking("dispatch/incident-1", 1))
+        return app.record(sensors[i], attempt=left)
+
+    answers = queued_behind_a_held_lock(app, [functools.partial(write, i) for i in range(6)])
+    assert isinstance(answers[3], AlreadyTaken if refused == "repeat" else Abandoned)
+    for i, s in enumerate(sensors):
+        assert (app.find(Sensor, s.id) is not None) == (i != 3), s.id
