@@ -3,7 +3,8 @@ or as many events at once, commits and leaves the table free for the next writer
 pipeline mode deadlocked on such writes, holding the table's lock; how fast they commit is
 bench/responsiveness.py's, the limit here only catches that hang);
 a consumer's write in its three round trips stays all or nothing; several aggregates load
-in one query."""
+in one query; writes sent while another commits share one transaction, and one refused
+among them fails alone."""
 
 from __future__ import annotations
 
