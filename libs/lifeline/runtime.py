@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -32,12 +33,23 @@ from lifeline.leadership import Leadership, LostLeadership
 from lifeline.live import LiveViews
 from lifeline.store import ServiceApplication, retry_conflicts
 from lifeline.tracing import setup_tracing
-from lifeline.views import Projector, RowsFor, Views, create_pool
+from lifeline.views import (
+    Projector,
+    RowsFor,
+    Stored,
+    Views,
+    create_pool,
+    stored,
+    versioned,
+    write_through,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R", bound=Message)
 READ_MODEL_WAIT_SECONDS = 5.0
+#: "read model behind" is said at most once in this many seconds, with how often.
+BEHIND_LOG_SECONDS = 10.0
 BACKEND_CHECK_SECONDS = 0.5
 
 
@@ -82,6 +94,7 @@ class Runtime:
         self.exit_code = 0
         #: The lock this process leads by (serve_forever takes it before building).
         self.leadership: Leadership | None = None
+        self._behind, self._behind_said = 0, 0.0
 
     # ---- wiring, called by a service's bootstrap ----
 
@@ -141,9 +154,9 @@ class Runtime:
             earlier = self.app.find(idempotency.ClientRequest, key.aggregate_id)
             return None if earlier is None else earlier.answer_to(key)  # type: ignore[return-value]
 
-        def run() -> tuple[R, list[Recording]]:
+        def run() -> tuple[R, list[Recording], list[Stored]]:
             if key is not None and (first := first_answer()) is not None:
-                return first, []
+                return first, [], []
             try:
                 with self.app.writing():
                     with self.app.collecting() as changed:
@@ -151,37 +164,58 @@ class Runtime:
                     response = answer(result)
                     if key is not None:
                         changed.append(idempotency.ClientRequest.answered(key, response))
-                    return response, self.app.record(*changed, attempt=attempt)
+                    recordings = self.app.record(*changed, attempt=attempt)
+                    # The views as committed, taken before the block lets others change them.
+                    return response, recordings, stored(versioned(self.rows_for, changed))
             except LifelineError:
                 # An earlier attempt may have committed between the look-up and the step's
                 # reads (from another process): its answer, not a refusal of its own effect.
                 if key is not None and (first := first_answer()) is not None:
-                    return first, []
+                    return first, [], []
                 raise
+
+        def run_and_show() -> tuple[R, list[Recording], bool]:
+            response, recordings, rows = retry_conflicts(run)
+            return response, recordings, bool(recordings) and self._show(rows)
 
         if key is not None:
             # No await between finding the key free and taking it.
             while (earlier := self._attempts.get(key.aggregate_id)) is not None \
                     and not earlier.done():
                 await self._wait_out(earlier)
-        task = asyncio.ensure_future(asyncio.to_thread(retry_conflicts, run))
+        task = asyncio.ensure_future(asyncio.to_thread(run_and_show))
         if key is not None:
             claimed = key.aggregate_id
             self._attempts[claimed] = task
             task.add_done_callback(lambda t: self._attempts.pop(claimed)
                                    if self._attempts.get(claimed) is t else None)
-        response, recordings = await self._outcome(
+        response, recordings, shown = await self._outcome(
             task, "the database stopped answering; the command may or may not have happened: "
                   "retry with the same idempotency-key", attempt)
-        if recordings:
+        if recordings and not shown:
             # Callers read their own writes; but the command has committed, so a slow read
             # model must not turn its answer into a failure.
             try:
                 await self.projector.wait_for(max(r.notification.id for r in recordings),
                                               READ_MODEL_WAIT_SECONDS)
             except TimeoutError:
-                log.warning("read model behind after a committed command; answering anyway")
+                self._behind += 1
+                if time.monotonic() >= self._behind_said + BEHIND_LOG_SECONDS:
+                    log.warning("read model behind after %d committed command(s); answered "
+                                "anyway", self._behind)
+                    self._behind, self._behind_said = 0, time.monotonic()
         return response
+
+    def _show(self, rows: list[Stored]) -> bool:
+        """Write a command's own views at once, so that its caller reads its write without
+        waiting for the projector (which writes them again, never going back a version);
+        False if that failed (then the caller waits for the projector)."""
+        try:
+            write_through(self.app, self.views.table, rows)
+        except Exception as error:
+            log.debug("a command's views were left to the projector: %s", error)
+            return False
+        return True
 
     def now(self) -> datetime:
         return self.clock.now()

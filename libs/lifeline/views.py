@@ -9,7 +9,7 @@ a caller always reads its own writes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -17,6 +17,7 @@ from uuid import UUID
 
 import asyncpg
 from eventsourcing.persistence import Notification
+from eventsourcing.postgres import PostgresProcessRecorder
 from google.protobuf.message import Message
 
 from lifeline.errors import InvalidArgument, NotFound
@@ -45,6 +46,46 @@ class ViewRow:
     field_offset: timedelta = timedelta(0)
 
 
+#: A view row as written: its columns, the doc serialized, and the version of the aggregate
+#: it shows (a row is never replaced by one showing an older version).
+Stored = tuple[str, str, str, str, float | None, float | None, bytes, datetime | None,
+               timedelta, int]
+
+
+def versioned(rows_for: RowsFor, aggregates: Iterable[object]) -> list[tuple[ViewRow, int]]:
+    """The view rows of these aggregates as they are now, each with its aggregate's version
+    (the internal request records, which are not ProtoAggregates, have none)."""
+    return [(row, a.version) for a in aggregates if isinstance(a, ProtoAggregate)
+            for row in rows_for(a)]
+
+
+def stored(rows: Iterable[tuple[ViewRow, int]]) -> list[Stored]:
+    return [(r.kind, r.key, r.status, r.category, r.lat, r.lon, r.doc.SerializeToString(),
+             r.due, r.field_offset, version) for r, version in rows]
+
+
+def upsert(table: str, parameter: Callable[[int], str]) -> str:
+    """One statement writing a batch of `Stored` rows (as ten arrays, one per column);
+    `parameter(n)` spells the n-th placeholder ($n for asyncpg, %s for psycopg)."""
+    types = ("text", "text", "text", "text", "float8", "float8", "bytea", "timestamptz",
+             "interval", "bigint")
+    arrays = ", ".join(f"{parameter(n)}::{t}[]" for n, t in enumerate(types, 1))
+    return f"""INSERT INTO {table} (kind, key, status, category, lat, lon, doc, due,
+                                    field_offset, version)
+        SELECT * FROM unnest({arrays})
+        ON CONFLICT (kind, key) DO UPDATE SET status = EXCLUDED.status,
+        category = EXCLUDED.category, lat = EXCLUDED.lat, lon = EXCLUDED.lon,
+        doc = EXCLUDED.doc, due = EXCLUDED.due, field_offset = EXCLUDED.field_offset,
+        version = EXCLUDED.version
+        WHERE {table}.version IS NULL OR {table}.version <= EXCLUDED.version"""
+
+
+def columns(rows: Sequence[Stored]) -> list[list[Any]]:
+    """Rows as the ten arrays `upsert` takes (a thing twice in the batch: its last row)."""
+    latest = {(r[0], r[1]): r for r in rows}.values()
+    return [list(c) for c in zip(*latest, strict=True)] or [[] for _ in range(10)]
+
+
 RowsFor = Callable[[ProtoAggregate], Sequence[ViewRow]]
 
 
@@ -54,6 +95,17 @@ async def create_pool(database_url: str) -> asyncpg.Pool:
                                      command_timeout=10)
     assert pool is not None
     return pool
+
+
+def write_through(app: ServiceApplication, table: str, rows: Sequence[Stored]) -> None:
+    """Write these view rows now, from a writer's thread, on the application's own
+    connections (what `Views.save` does for the projector, without its position)."""
+    if not rows:
+        return
+    recorder = app.process_recorder
+    assert isinstance(recorder, PostgresProcessRecorder)
+    with recorder.datastore.get_connection() as conn:
+        conn.execute(upsert(table, lambda _: "%s"), columns(rows), prepare=False)
 
 
 class Views:
@@ -71,6 +123,7 @@ class Views:
                 CREATE INDEX IF NOT EXISTS view_by_status ON {self.table} (kind, status, category);
                 ALTER TABLE {self.table} ADD COLUMN IF NOT EXISTS due timestamptz,
                     ADD COLUMN IF NOT EXISTS field_offset interval;
+                ALTER TABLE {self.table} ADD COLUMN IF NOT EXISTS version bigint;
                 CREATE INDEX IF NOT EXISTS view_due ON {self.table} (kind, due)
                     WHERE due IS NOT NULL;
                 CREATE TABLE IF NOT EXISTS {self.positions} (
@@ -82,24 +135,10 @@ class Views:
                 f"SELECT position FROM {self.positions} WHERE name = 'projector'")
         return int(value or 0)
 
-    async def save(self, rows: Sequence[ViewRow], position: int) -> None:
-        """Write a batch of views in one statement (a thing written twice in the batch: its
-        last row), and the position they are as of."""
-        latest = {(r.kind, r.key): r for r in rows}.values()
-        columns = list(zip(*((r.kind, r.key, r.status, r.category, r.lat, r.lon,
-                              r.doc.SerializeToString(), r.due, r.field_offset)
-                             for r in latest), strict=True)) or [()] * 9
+    async def save(self, rows: Sequence[Stored], position: int) -> None:
+        """Write a batch of views in one statement, and the position they are as of."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                f"""INSERT INTO {self.table} (kind, key, status, category, lat, lon, doc, due,
-                                              field_offset)
-                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                                         $5::float8[], $6::float8[], $7::bytea[],
-                                         $8::timestamptz[], $9::interval[])
-                    ON CONFLICT (kind, key) DO UPDATE SET status = EXCLUDED.status,
-                    category = EXCLUDED.category, lat = EXCLUDED.lat, lon = EXCLUDED.lon,
-                    doc = EXCLUDED.doc, due = EXCLUDED.due,
-                    field_offset = EXCLUDED.field_offset""", *map(list, columns))
+            await conn.execute(upsert(self.table, lambda n: f"${n}"), *columns(rows))
             await conn.execute(
                 f"""INSERT INTO {self.positions} VALUES ('projector', $1)
                     ON CONFLICT (name) DO UPDATE SET position = GREATEST(
@@ -214,13 +253,11 @@ class Projector(LogFollower):
     async def handle(self, notifications: Sequence[Notification]) -> None:
         ids = list(dict.fromkeys(n.originator_id for n in notifications))
         rows = await asyncio.to_thread(self._rows, ids)
-        await self.views.save(rows, notifications[-1].id)
+        await self.views.save(stored(rows), notifications[-1].id)
         if self.saved is not None:
-            self.saved(rows, notifications[-1].id)  # live watches (lifeline.live)
+            self.saved([row for row, _ in rows], notifications[-1].id)  # live watches
 
-    def _rows(self, ids: list[Any]) -> list[ViewRow]:
+    def _rows(self, ids: list[Any]) -> list[tuple[ViewRow, int]]:
         """The views of these aggregates as they are now, read in one round trip."""
-        found = self.app.find_many([UUID(str(i)) for i in ids])
-        return [row for aggregate in found.values()
-                if isinstance(aggregate, ProtoAggregate)  # not the internal request records
-                for row in self.rows_for(aggregate)]
+        return versioned(self.rows_for,
+                         self.app.find_many([UUID(str(i)) for i in ids]).values())
