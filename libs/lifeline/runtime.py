@@ -100,11 +100,14 @@ class Runtime:
 
     def consume(self, upstream: str, subjects: Sequence[str],
                 message_types: Sequence[type[Message]], handle: bus.Handler,
-                handles: Sequence[str] | None = None, linger: float = 0.0) -> None:
+                handles: Sequence[str] | None = None, linger: float = 0.0,
+                lanes: int = bus.LANES) -> None:
         """Consume upstream's events on subjects (every event subject of the aggregates
         listened to, so each aggregate's versions arrive without gaps); handle is called
         for those in handles (all when None), the others are only tracked. A consumer off
-        the dispatch path lingers: each batch waits that long for the rest of its burst."""
+        the dispatch path lingers: each batch waits that long for the rest of its burst.
+        Up to `lanes` upstream aggregates are handled side by side (1: one at a time, for
+        a handler whose choices must see each other's, as resources' unit assignment)."""
         service = self.settings.service
         if upstream not in LISTENS_TO[service]:
             raise ValueError(f"{service} does not listen to {upstream} in "
@@ -112,7 +115,7 @@ class Runtime:
         self._consumers.append({
             "consumer": consumer_name(service, upstream), "upstream": upstream,
             "subjects": subjects, "handle": handle, "handles": handles, "now": self.now,
-            "ack_wait": self.settings.ack_wait, "linger": linger,
+            "ack_wait": self.settings.ack_wait, "linger": linger, "lanes": lanes,
             "message_types": {t.DESCRIPTOR.full_name: t for t in message_types},
         })
 

@@ -19,6 +19,7 @@ streams and what they and their consumers say).
 from lifeline.bus.inbox import (
                                 ACK_WAIT_SECONDS,
                                 HEARTBEAT_SECONDS,
+                                LANES,
                                 MAX_ATTEMPTS,
                                 OFF_PATH_LINGER_SECONDS,
                                 Handler,
@@ -37,7 +38,7 @@ from lifeline.bus.subjects import (
 
 __all__ = [
     "ACK_WAIT_SECONDS", "DUPLICATE_WINDOW_SECONDS", "EARLY_WAIT_SECONDS", "HEARTBEAT_SECONDS",
-    "MAX_ATTEMPTS", "MAX_EARLY", "OFF_PATH_LINGER_SECONDS", "POSITION_HEADER",
+    "LANES", "MAX_ATTEMPTS", "MAX_EARLY", "OFF_PATH_LINGER_SECONDS", "POSITION_HEADER",
     "SAVE_POSITION_SECONDS", "SCHEMA_HEADER", "SCHEMA_VERSION", "STREAM_CHECK_SECONDS",
     "TYPE_HEADER", "Delivery", "Handler", "Inbox", "OutboxRelay", "connect", "ensure_stream",
     "subject_for",

@@ -61,6 +61,16 @@ MAX_ATTEMPTS = 5
 #: its burst: a declaration publishes a dozen events at once, and handling them while
 #: dispatch and resources still act on the same burst delayed the unit assignment.
 OFF_PATH_LINGER_SECONDS = 0.25
+#: How many upstream aggregates of a fetched batch a consumer takes side by side (each
+#: aggregate's events still one after another, in version order).
+LANES = 16
+
+
+def lane_of(msg: Msg) -> str:
+    """The upstream aggregate a message belongs to, as the relay names it in Nats-Msg-Id
+    (one shared lane for messages that do not say)."""
+    aggregate_id, _, _ = (msg.headers or {}).get("Nats-Msg-Id", "").rpartition("/")
+    return aggregate_id
 
 
 class Inbox:
@@ -96,6 +106,7 @@ class Inbox:
                  handles: Collection[str] | None = None, batch: int = 64,
                  max_attempts: int = MAX_ATTEMPTS, early_wait: float = EARLY_WAIT_SECONDS,
                  ack_wait: float = ACK_WAIT_SECONDS, linger: float = 0.0,
+                 lanes: int = LANES,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.app, self.js = app, js
         self.consumer, self.upstream, self.subjects = consumer, upstream, list(subjects)
@@ -107,6 +118,8 @@ class Inbox:
         #: (0: at once). For a consumer off the dispatch path: its work then comes after
         #: the burst's dispatch, not in its way, and in one batch.
         self.linger = linger
+        #: How many upstream aggregates of a fetched batch are taken side by side.
+        self.lanes = lanes
         self.now = now
         self.stopping = asyncio.Event()
         self._sub: Any = None
@@ -209,8 +222,7 @@ class Inbox:
             self._hold(messages)
             if messages and self.linger and len(messages) < self.batch:
                 messages += await self._gather(self.batch - len(messages))
-            for msg in messages:
-                await self._offer(msg)
+            await self._offer_side_by_side(messages)
             await self._expire_early()
             await self._write_deferred()
         except Exception:
@@ -221,6 +233,27 @@ class Inbox:
                     await msg.nak(delay=0.5)
             self._forget()
             raise
+
+    async def _offer_side_by_side(self, messages: Sequence[Msg]) -> None:
+        """Each upstream aggregate's messages in order; up to `lanes` aggregates side by
+        side, so that their writes share transactions (`lifeline.groupcommit`)."""
+        lanes: dict[str, list[Msg]] = {}
+        for msg in messages:
+            lanes.setdefault(lane_of(msg), []).append(msg)
+        if self.lanes == 1 or len(lanes) == 1:
+            for msg in messages:
+                await self._offer(msg)
+            return
+        room = asyncio.Semaphore(self.lanes)
+
+        async def lane(queued: list[Msg]) -> None:
+            async with room:
+                for msg in queued:
+                    await self._offer(msg)
+
+        async with asyncio.TaskGroup() as group:  # one failing cancels the others
+            for queued in lanes.values():
+                group.create_task(lane(queued))
 
     def _hold(self, messages: Sequence[Msg]) -> None:
         assert self.taken is not None
@@ -265,12 +298,15 @@ class Inbox:
                                     [d.tracking for d in self._deferred.values()])
             await self._settle_deferred()
 
-    async def _settle_deferred(self) -> None:
-        deferred = list(self._deferred.values())
-        self._deferred.clear()
-        for delivery in deferred:
-            await self._settle(delivery.msg)
-        self.processed += len(deferred)
+    async def _settle_deferred(self, written: dict[tuple[str, int], Delivery] | None = None
+                               ) -> None:
+        """Acknowledge deferred deliveries whose tracking rows were written (all, or those
+        `written`), each once: another lane's write may have taken the same rows."""
+        for ident in list(self._deferred if written is None else written):
+            delivery = self._deferred.pop(ident, None)
+            if delivery is not None:
+                await self._settle(delivery.msg)
+                self.processed += 1
 
     async def _heartbeat(self) -> None:
         """Tell JetStream we still work on what we hold, so a short ack_wait redelivers
@@ -430,12 +466,13 @@ class Inbox:
                 return True
             self.ordering.unparked(delivery.key)
         wrapper = delivery.message_type.FromString(delivery.msg.data)
-        with self.app.also_tracking([d.tracking for d in self._deferred.values()],
+        riding = dict(self._deferred)  # another lane may defer more meanwhile
+        with self.app.also_tracking([d.tracking for d in riding.values()],
                                     delivery.tracking if delivery.first else None) as also:
             await self._handle(delivery.msg.subject, wrapper, delivery.msg.headers or {},
                                delivery.tracking)
         if also.written:
-            await self._settle_deferred()
+            await self._settle_deferred(riding)
         return False
 
     async def _handle(self, subject: str, wrapper: Message, headers: dict[str, str],

@@ -56,7 +56,9 @@ def subscribe(rt: Runtime, app: ResourcesApp) -> None:
         else:
             await rt.write(lambda: (None, app.record(tracking=tracking)))
 
-    rt.consume("dispatch", SUBJECTS, [incident_pb2.IncidentEvent], handle, HANDLED)
+    # One request at a time: each choice of units sees the one before it (side by side,
+    # requests near each other would race for the same nearest units and retry).
+    rt.consume("dispatch", SUBJECTS, [incident_pb2.IncidentEvent], handle, HANDLED, lanes=1)
 
     async def on_warning(subject: str, wrapper: Message, tracking: Tracking) -> None:
         field, event = event_of(wrapper)
