@@ -26,7 +26,7 @@ from lifeline.follow import LogFollower
 from lifeline.incident.aggregate import Incident
 from lifeline.incident.v1 import incident_pb2
 from lifeline.parking import Parking, parking_id
-from lifeline.store import ServiceApplication
+from lifeline.store import ServiceApplication, StoreRecorder
 from lifeline_review.application import ReviewApp
 from lifeline_review.demand import DemandSpec, generate
 from nats.aio.msg import Msg
@@ -480,6 +480,37 @@ async def test_a_poison_message_is_parked_while_other_incidents_flow_then_retrie
         relay.stopping.set()
         relay_task.cancel()
         await asyncio.gather(relay_task, return_exceptions=True)
+        await keeper.stop()
+        upstream.close()
+
+
+async def test_a_batch_taken_side_by_side_commits_its_neighbours_and_parks_only_the_poison(
+        js: JetStreamContext, database_url: str) -> None:
+    """Thirty incidents' events wait in the stream and arrive in one fetched batch: the
+    consumer takes the incidents side by side, their writes share transactions, each
+    history is complete and in order, and the one poisoned incident alone is parked."""
+    upstream = Ledger(database_url)
+    await bus.ensure_stream(js, "ledger")
+    incidents = [open_incident(upstream, f"w-batch-{n}") for n in range(30)]
+    for incident in incidents:
+        grow(upstream, incident, 2)
+    relay = bus.OutboxRelay(upstream, js, "ledger")
+    last = upstream.recorder.max_notification_id()
+    await run_until(relay, lambda: relay.position == last)
+    keeper = Keeper(js, database_url, max_attempts=2, batch=128)
+    poisoned = incidents[7]
+    keeper.poisoned.add(str(poisoned.id))
+    keeper.start()
+    try:
+        await keeper.until_complete(*(i for i in incidents if i is not poisoned))
+        await eventually(lambda: keeper.inbox.parked >= 3, 15)
+        parking = keeper.app.find(Parking, parking_id("keeper", str(poisoned.id)))
+        assert parking is not None and [m.version for m in parking.waiting] == [1, 2, 3]
+        assert keeper.sequences(poisoned) == []
+        recorder = keeper.app.process_recorder
+        assert isinstance(recorder, StoreRecorder)
+        assert recorder.group_commit.grouped > 0, "the incidents' writes were not shared"
+    finally:
         await keeper.stop()
         upstream.close()
 
