@@ -47,6 +47,7 @@ from lifeline.review.v1 import review_pb2, review_pb2_grpc
 from lifeline.scenario import wait_until
 from lifeline_monitor.channels.endpoint import MAX_BODY
 from lifeline_monitor.channels.links import Links
+from nats.js.errors import NotFoundError
 from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import Databases
@@ -331,8 +332,11 @@ class Ledger:
         js = self.nats.jetstream()
         for service, upstreams in LISTENS_TO.items():
             for upstream in upstreams:
-                info = await js.consumer_info(stream_name(upstream),
-                                              consumer_name(service, upstream))
+                try:
+                    info = await js.consumer_info(stream_name(upstream),
+                                                  consumer_name(service, upstream))
+                except NotFoundError:  # not made yet, or being made again on a takeover
+                    return False
                 if info.num_pending or info.num_ack_pending:
                     return False
         return True
