@@ -94,11 +94,16 @@ class LogFollower(ABC):
     async def run(self) -> None:
         await retry_forever(self.name, self._step, self.stopping)
 
-    async def wait_for(self, notification_id: int, timeout: float = 10.0) -> None:
-        """Wait until this follower has handled the given notification."""
+    def hurry(self, notification_id: int) -> None:
+        """Handle everything up to this notification without lingering (someone's live
+        view waits for it)."""
         if (self.position or 0) < notification_id:
             self._wanted_upto = max(self._wanted_upto, notification_id)
             self._wanted.set()
+
+    async def wait_for(self, notification_id: int, timeout: float = 10.0) -> None:
+        """Wait until this follower has handled the given notification."""
+        self.hurry(notification_id)
         async with self._advanced:
             await asyncio.wait_for(self._advanced.wait_for(
                 lambda: (self.position or 0) >= notification_id), timeout)

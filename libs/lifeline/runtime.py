@@ -195,7 +195,10 @@ class Runtime:
         response, recordings, shown = await self._outcome(
             task, "the database stopped answering; the command may or may not have happened: "
                   "retry with the same idempotency-key", attempt)
-        if recordings and not shown:
+        if recordings and shown:
+            # Watches (the console's picture) see it from the projector: no lingering.
+            self.projector.hurry(max(r.notification.id for r in recordings))
+        elif recordings:
             # Callers read their own writes; but the command has committed, so a slow read
             # model must not turn its answer into a failure.
             try:

@@ -174,7 +174,7 @@ async def test_a_lingering_follower_gathers_writes_and_a_waiter_ends_the_wait(
         database_url: str) -> None:
     """The projector lingers on what nobody waits for (a consumer's write), gathering the
     writes that follow into one batch; a caller waiting to read its own write ends the
-    linger at once."""
+    linger at once, and so does a command hurrying it."""
     app = Ledger(database_url)
     follower = Batches(app)
     follower.linger = 30.0
@@ -185,6 +185,11 @@ async def test_a_lingering_follower_gathers_writes_and_a_waiter_ends_the_wait(
         # Ended by the waiter: well within the linger, however slow the machine.
         await follower.wait_for(2, timeout=follower.linger / 2)
         assert follower.seen == [[1, 2]]
+        # A command that showed its own views only hurries the follower (a live view
+        # waits for it): the linger ends all the same.
+        open_incident(app, "w-linger-3")
+        follower.hurry(3)
+        await eventually(lambda: follower.seen == [[1, 2], [3]], follower.linger / 2)
     finally:
         follower.stopping.set()
         task.cancel()
