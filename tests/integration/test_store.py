@@ -39,19 +39,6 @@ def app(database_url: str) -> Iterator[MonitorApp]:
     application.close()
 
 
-class Plain(ServiceApplication):
-    """A service's application with no lock of its own around its writes (monitor's engine
-    lock lets one write at a time reach the store)."""
-    name = "plain"
-
-
-@pytest.fixture
-def plain(database_url: str) -> Iterator[ServiceApplication]:
-    application = Plain(database_url)
-    yield application
-    application.close()
-
-
 def request(sensor_id: str, unit: str = "mm/h") -> pb.RegisterSensorRequest:
     return pb.RegisterSensorRequest(
         id=sensor_id, kind="rainfall", hazard="urban_flooding", unit_of_measure=unit,

@@ -4,7 +4,7 @@ writes last."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from lifeline.common.v1 import common_pb2
@@ -14,19 +14,8 @@ from lifeline.views import ViewRow, Views, create_pool, stored, write_through
 pytestmark = pytest.mark.integration
 
 
-class Plain(ServiceApplication):
-    name = "plain"
-
-
 @pytest.fixture
-def app(database_url: str) -> Iterator[ServiceApplication]:
-    application = Plain(database_url)
-    yield application
-    application.close()
-
-
-@pytest.fixture
-async def views(database_url: str, app: ServiceApplication) -> AsyncIterator[Views]:
+async def views(database_url: str, plain: ServiceApplication) -> AsyncIterator[Views]:
     pool = await create_pool(database_url)
     views = Views(pool, "plain")
     await views.setup()
@@ -40,7 +29,8 @@ def row(key: str, lat: float, status: str = "ok") -> ViewRow:
 
 
 async def test_a_view_never_goes_back_to_an_older_version(
-        app: ServiceApplication, views: Views) -> None:
+        plain: ServiceApplication, views: Views) -> None:
+    app = plain
     # A command shows version 3 at once; the projector, behind, writes version 2 after it.
     write_through(app, views.table, stored([(row("a", 3.0), 3), (row("b", 1.0), 1)]))
     await views.save(stored([(row("a", 2.0), 2), (row("b", 2.0), 2)]), position=7)
@@ -54,8 +44,9 @@ async def test_a_view_never_goes_back_to_an_older_version(
     assert await views.position() == 8
 
 
-async def test_rows_with_empty_columns_are_written(app: ServiceApplication,
+async def test_rows_with_empty_columns_are_written(plain: ServiceApplication,
                                                    views: Views) -> None:
-    write_through(app, views.table, stored([(ViewRow("place", "bare", common_pb2.GeoPoint()), 1)]))
+    bare = ViewRow("place", "bare", common_pb2.GeoPoint())  # no status, place or deadline
+    write_through(plain, views.table, stored([(bare, 1)]))
     await views.save([], position=1)
     assert await views.get("place", "bare", common_pb2.GeoPoint) == common_pb2.GeoPoint()
