@@ -91,11 +91,6 @@ class Callers:
             return channel(stack.address(service), client_credentials(
                 stack.ca_pem, stack.token(f"bench-{service}", *roles)))
 
-        # The watches carry their token themselves: the channel's interceptor adds it to
-        # unary calls only (as the console's feeds do).
-        self.watching = (("authorization",
-                          f"Bearer {stack.token('bench-watch', 'commander', 'operator')}"),)
-
         self.dispatch = dispatch_pb2_grpc.DispatchServiceStub(connect("dispatch", "call-taker"))
         self.commander = dispatch_pb2_grpc.DispatchServiceStub(
             connect("dispatch", "commander", "operator"))
@@ -149,7 +144,7 @@ class Callers:
 
         async def watch() -> None:
             async for change in self.commander.WatchIncidents(
-                    dispatch_pb2.WatchIncidentsRequest(), metadata=self.watching):
+                    dispatch_pb2.WatchIncidentsRequest()):
                 incident = change.incident
                 if incident.id in sent and incident.units and incident.id not in first:
                     first[incident.id] = time.perf_counter()
@@ -191,7 +186,7 @@ class Callers:
 
         async def watch() -> None:
             async for change in self.commander.WatchIncidents(
-                    dispatch_pb2.WatchIncidentsRequest(), metadata=self.watching):
+                    dispatch_pb2.WatchIncidentsRequest()):
                 if change.incident.warning_id and change.incident.id not in seen:
                     seen[change.incident.id] = time.perf_counter()
                     if len(seen) == len(points):

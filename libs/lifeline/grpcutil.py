@@ -339,9 +339,8 @@ class TokenCredentials(grpc.ChannelCredentials):
         self.base, self.token = base, token
 
 
-class _Bearer(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor,
-              grpc.aio.StreamUnaryClientInterceptor, grpc.aio.StreamStreamClientInterceptor):
-    """Adds `authorization: Bearer <token>` to every call's metadata."""
+class _Bearer:
+    """Adds `authorization: Bearer <token>` to a call's metadata."""
 
     def __init__(self, token: str) -> None:
         self.header = ("authorization", f"Bearer {token}")
@@ -351,9 +350,29 @@ class _Bearer(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientIn
         metadata = grpc.aio.Metadata(*(details.metadata or ()), self.header)
         return await continuation(details._replace(metadata=metadata), request)
 
-    # gRPC calls each positionally; the stubs name the stream's argument differently.
-    intercept_unary_unary = intercept_unary_stream = _with_token  # type: ignore[assignment]
-    intercept_stream_unary = intercept_stream_stream = _with_token  # type: ignore[assignment]
+
+# One interceptor per kind of call: grpc.aio files an interceptor under the first kind it
+# is an instance of only, so one object of all four kinds would see unary calls alone.
+class _BearerUnaryUnary(_Bearer, grpc.aio.UnaryUnaryClientInterceptor):
+    intercept_unary_unary = _Bearer._with_token  # type: ignore[assignment]
+
+
+class _BearerUnaryStream(_Bearer, grpc.aio.UnaryStreamClientInterceptor):
+    intercept_unary_stream = _Bearer._with_token  # type: ignore[assignment]
+
+
+class _BearerStreamUnary(_Bearer, grpc.aio.StreamUnaryClientInterceptor):
+    intercept_stream_unary = _Bearer._with_token  # type: ignore[assignment]
+
+
+class _BearerStreamStream(_Bearer, grpc.aio.StreamStreamClientInterceptor):
+    intercept_stream_stream = _Bearer._with_token  # type: ignore[assignment]
+
+
+def bearer(token: str) -> list[grpc.aio.ClientInterceptor]:
+    """Interceptors adding the bearer token to every call, of every kind."""
+    return [kind(token) for kind in (_BearerUnaryUnary, _BearerUnaryStream,
+                                     _BearerStreamUnary, _BearerStreamStream)]
 
 
 def channel(address: str, credentials: grpc.ChannelCredentials,
@@ -361,7 +380,7 @@ def channel(address: str, credentials: grpc.ChannelCredentials,
     """A client channel that carries the caller's trace context in gRPC metadata (to
     one address, or to every replica's: see channel_options)."""
     if isinstance(credentials, TokenCredentials):
-        interceptors = [_Bearer(credentials.token), *interceptors]
+        interceptors = [*bearer(credentials.token), *interceptors]
         credentials = credentials.base
     return grpc.aio.secure_channel(address, credentials,
                                    options=channel_options(address, retry=False),
