@@ -106,8 +106,7 @@ class Runtime:
         listened to, so each aggregate's versions arrive without gaps); handle is called
         for those in handles (all when None), the others are only tracked. A consumer off
         the dispatch path lingers: each batch waits that long for the rest of its burst.
-        Up to `lanes` upstream aggregates are handled side by side (1: one at a time, for
-        a handler whose choices must see each other's, as resources' unit assignment)."""
+        Up to `lanes` upstream aggregates are handled side by side (1: one at a time)."""
         service = self.settings.service
         if upstream not in LISTENS_TO[service]:
             raise ValueError(f"{service} does not listen to {upstream} in "

@@ -502,7 +502,7 @@ async def test_a_batch_taken_side_by_side_commits_its_neighbours_and_parks_only_
     relay = bus.OutboxRelay(upstream, js, "ledger")
     last = upstream.recorder.max_notification_id()
     await run_until(relay, lambda: relay.position == last)
-    keeper = Keeper(js, database_url, max_attempts=2, batch=128)
+    keeper = Keeper(js, database_url, max_attempts=2, batch=128, lanes=16)
     poisoned = incidents[7]
     keeper.poisoned.add(str(poisoned.id))
     keeper.start()

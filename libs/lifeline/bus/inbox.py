@@ -61,9 +61,11 @@ MAX_ATTEMPTS = 5
 #: its burst: a declaration publishes a dozen events at once, and handling them while
 #: dispatch and resources still act on the same burst delayed the unit assignment.
 OFF_PATH_LINGER_SECONDS = 0.25
-#: How many upstream aggregates of a fetched batch a consumer takes side by side (each
-#: aggregate's events still one after another, in version order).
-LANES = 16
+#: How many upstream aggregates of a fetched batch a consumer takes side by side by default
+#: (each aggregate's events still one after another, in version order). One: with 16, a
+#: stream lost while a consumer held early messages was refilled short about one run in
+#: eight under load (tests/integration/test_bus_rebuild.py), cause not yet found.
+LANES = 1
 
 
 def lane_of(msg: Msg) -> str:
