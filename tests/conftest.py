@@ -137,28 +137,13 @@ def browser() -> Iterator[Any]:
 _DEPTHS = {"unit": "unit", "integration": "integration", "e2e": "e2e", "deploy": "slow"}
 
 
-#: The files that take longest, longest first: they start first, so that on `make test`'s
-#: workers a long file does not begin while the others run out of work.
-LONGEST_FIRST = ("e2e/test_fuzz.py", "e2e/test_failures.py", "deploy/test_wheel.py",
-                 "e2e/test_replicas.py", "e2e/test_console.py", "e2e/test_cli.py",
-                 "e2e/test_lost_streams.py", "e2e/test_outages.py")
-
-
-def _started_at(item: pytest.Item) -> int:
-    path = Path(str(item.path)).as_posix()
-    return next((n for n, name in enumerate(LONGEST_FIRST) if path.endswith(name)),
-                len(LONGEST_FIRST))
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Each test carries the marker of its folder, so `pytest -m unit` runs exactly the unit
-    tests (no servers) and `-m integration` / `-m e2e` what starts real ones; the longest
-    files come first."""
+    tests (no servers) and `-m integration` / `-m e2e` what starts real ones."""
     for item in items:
         depth = Path(str(item.path)).parent.name
         if depth in _DEPTHS:
             item.add_marker(_DEPTHS[depth])
-    items.sort(key=_started_at)  # stable: each file's tests keep their order
 
 
 @pytest.fixture(autouse=True)
