@@ -179,7 +179,7 @@ def queued_behind_a_held_lock(app: ServiceApplication, writes: list[Callable[[],
         deadline = time.monotonic() + HANG
         while not condition():
             assert time.monotonic() < deadline, what
-            time.sleep(0.01)
+            time.sleep(0.01)  # the poll interval of a wait bounded by HANG
 
     with recorder.datastore.get_connection() as holder, \
             ThreadPoolExecutor(len(writes)) as pool:

@@ -28,10 +28,12 @@ from opentelemetry import propagate, trace
 from lifeline.bus import streams
 from lifeline.bus.ordering import (
     EARLY_WAIT_SECONDS,
+    LANES,
     Delivery,
     Ordering,
     TakenUpTo,
     Verdict,
+    lane_of,
     verdict,
 )
 from lifeline.bus.parked import ParkingDesk
@@ -61,20 +63,6 @@ MAX_ATTEMPTS = 5
 #: its burst: a declaration publishes a dozen events at once, and handling them while
 #: dispatch and resources still act on the same burst delayed the unit assignment.
 OFF_PATH_LINGER_SECONDS = 0.25
-#: How many upstream aggregates of a fetched batch a consumer takes side by side by default
-#: (each aggregate's events still one after another, in version order). One: with 16, a
-#: stream lost while a consumer held early messages was refilled short about one run in
-#: eight under load (tests/integration/test_bus_rebuild.py), cause not yet found.
-LANES = 1
-
-
-def lane_of(msg: Msg) -> str:
-    """The upstream aggregate a message belongs to, as the relay names it in Nats-Msg-Id
-    (one shared lane for messages that do not say)."""
-    aggregate_id, _, _ = (msg.headers or {}).get("Nats-Msg-Id", "").rpartition("/")
-    return aggregate_id
-
-
 class Inbox:
     """A durable pull consumer applying each upstream aggregate's events in version order,
     exactly once, recognised by their identity.
@@ -241,7 +229,7 @@ class Inbox:
         side, so that their writes share transactions (`lifeline.groupcommit`)."""
         lanes: dict[str, list[Msg]] = {}
         for msg in messages:
-            lanes.setdefault(lane_of(msg), []).append(msg)
+            lanes.setdefault(lane_of(msg.headers), []).append(msg)
         if self.lanes == 1 or len(lanes) == 1:
             for msg in messages:
                 await self._offer(msg)
