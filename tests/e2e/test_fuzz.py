@@ -315,17 +315,27 @@ class Ledger:
         message on the streams is taken (no consumer has any pending or unacknowledged),
         and no event was stored meanwhile."""
 
+        waiting = ["nothing yet"]
+
         def settled() -> int | None:
             count = self.count()
-            if self._one(f"SELECT {self.unrelayed}") or not self.runner.run(self._consumed()):
+            if unrelayed := self._one(f"SELECT {self.unrelayed}"):
+                waiting[0] = f"{unrelayed} events not relayed"
+                return None
+            if busy := self.runner.run(self._busy()):
+                waiting[0] = busy
                 return None
             return count if self.count() == count else None
 
         # Bounded above the inbox's wait for an early message's missing versions (30 s),
         # after which it is parked and the consumer is idle again.
-        return wait_until(settled, "the services to finish reacting to a write", 120)
+        try:
+            return wait_until(settled, "the services to finish reacting to a write", 120)
+        except TimeoutError as error:
+            raise TimeoutError(f"{error}; last seen: {waiting[0]}") from None
 
-    async def _consumed(self) -> bool:
+    async def _busy(self) -> str | None:
+        """The first consumer still at work (or not made yet), or None."""
         if self.nats is None:
             self.nats = await bus.connect(self.stack.nats_url or "", "fuzz ledger",
                                           **self.stack.nats_login())
@@ -336,10 +346,11 @@ class Ledger:
                     info = await js.consumer_info(stream_name(upstream),
                                                   consumer_name(service, upstream))
                 except NotFoundError:  # not made yet, or being made again on a takeover
-                    return False
+                    return f"no consumer {service} on {upstream} yet"
                 if info.num_pending or info.num_ack_pending:
-                    return False
-        return True
+                    return (f"{service} on {upstream}: {info.num_pending} pending, "
+                            f"{info.num_ack_pending} unacknowledged")
+        return None
 
 
 @pytest.fixture(scope="module")

@@ -136,6 +136,7 @@ class OutboxRelay(LogFollower):
             low, high = self._refill
             self._refill = None
             await self._say_holds_from(min(low, self._holds_from))
+            self._save_later()  # nothing was saved while it went back
             log.info("%s: republished events %d..%d to %s", self.name, low + 1, high,
                      self.stream)
 
@@ -259,6 +260,9 @@ class OutboxRelay(LogFollower):
             self._stored += sum(1 for a in answers
                                 if isinstance(a, api.PubAck) and not a.duplicate)
         self._confirmed = notifications[-1].id
+        self._save_later()
+
+    def _save_later(self) -> None:
         if self._refill is None and (self._saving is None or self._saving.done()):
             self._saving = asyncio.create_task(self._save_soon())
 
