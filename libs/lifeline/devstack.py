@@ -416,6 +416,8 @@ def stop_from_state(state_dir: Path) -> list[str]:
     services: dict[str, Any] = state.get("services", {})
     pids = {f"{n}{f' replica {i + 1}' if i else ''}": (n, r.get("pid"))
             for n, s in services.items() for i, r in enumerate(s.get("replicas", [s]))}
+    if console := state.get("console"):
+        pids["console"] = ("console", console.get("pid"))
     running = {k: p for k, (n, p) in pids.items()
                if is_running(p) and cmdline_has(p, f"lifeline_{n}")}
     terminate_pids(list(running.values()), timeout=10)

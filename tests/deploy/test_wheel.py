@@ -115,6 +115,7 @@ def test_a_fresh_install_starts_the_stack_and_plays_the_demo(installed: Path,
                                                   "xuhui.toml")))
 
     run([installed / "lifeline", "up"], cwd=elsewhere, env=env, timeout=120)
+    stopped = ""
     try:
         status = json.loads(run([installed / "lifeline", "status", "--json"],
                                 cwd=elsewhere, env=env))
@@ -124,7 +125,10 @@ def test_a_fresh_install_starts_the_stack_and_plays_the_demo(installed: Path,
                    env=env)
         assert re.fullmatch(r"https://127\.0\.0\.1:\d+/signin#token=[\w.-]+\n", link), link
     finally:
-        run([installed / "lifeline", "down"], cwd=elsewhere, env=env, timeout=120)
+        stopped = run([installed / "lifeline", "down"], cwd=elsewhere, env=env, timeout=120)
+    # Every process it started, the console included.
+    assert all(f"stopped {name}" in stopped for name in (*SERVICES, "console", "nats",
+                                                          "postgres")), stopped
 
     demo = run([installed / "lifeline", "demo"], cwd=elsewhere, env=env, timeout=240)
     assert "declared urban_flooding grade III" in demo, demo
