@@ -195,7 +195,9 @@ class OutboxRelay(LogFollower):
             self.republish(self._refill[0])
 
     async def _serve_consumers(self) -> None:
-        upto = self._upto()
+        # In the stream before the consumers are asked (a batch still going out is not:
+        # a consumer with nothing pending has not taken what the stream does not hold yet).
+        published = self.position or 0
         consumers = await self.js.consumers_info(self.stream)
         floor = self._holds_from if self._refill is None else self._refill[0]
         for consumer in consumers:
@@ -214,7 +216,7 @@ class OutboxRelay(LogFollower):
                     consumer.num_redelivered):
                 # Nothing left for it in a stream that holds all it needs: it took every
                 # event it wants up to here (its own floor only counts the ones it wants).
-                self._took[consumer.name] = upto
+                self._took[consumer.name] = published
 
     async def _say_holds_from(self, position: int) -> None:
         self._holds_from = position
