@@ -14,9 +14,11 @@ class Security:
 
     tls_cert: str = ""
     tls_key: str = ""
-    #: PEM file of token-signing public keys, or a JWKS URL; neither means auth is off.
+    #: PEM file of token-signing public keys and/or a JWKS URL; neither means auth is off.
     auth_keys: str = ""
     jwks_url: str = ""
+    jwks_issuer: str = "lifeline"
+    jwks_audience: str = "lifeline"
     roles_file: str = ""
     reflection: bool = True
     #: A plaintext port serving health checking only, for probes that cannot do TLS.
@@ -34,7 +36,8 @@ class Security:
         env = environment.load()
         security = cls(
             tls_cert=env.tls_cert, tls_key=env.tls_key, auth_keys=env.auth_keys,
-            jwks_url=env.auth_jwks_url, roles_file=env.roles, reflection=env.reflection,
+            jwks_url=env.auth_jwks_url, jwks_issuer=env.auth_jwks_issuer,
+            jwks_audience=env.auth_jwks_audience, roles_file=env.roles, reflection=env.reflection,
             health_listen=env.health_listen, nats_user=env.nats_user,
             nats_password=env.nats_password, nats_ca=env.nats_ca)
         # Secure by default: running without TLS or without authentication is a choice

@@ -66,10 +66,9 @@ class Authenticator:
     @classmethod
     def configured(cls, security: Security) -> Authenticator:
         verifier = None
-        if security.auth_keys:
-            verifier = TokenVerifier.from_file(Path(security.auth_keys))
-        elif security.jwks_url:
-            verifier = TokenVerifier(jwks_url=security.jwks_url)
+        if security.auth_on:
+            verifier = TokenVerifier.configured(security.auth_keys, security.jwks_url,
+                                                security.jwks_issuer, security.jwks_audience)
         matrix = RoleMatrix.load(Path(security.roles_file or DEFAULT_MATRIX))
         return cls(verifier, matrix)
 

@@ -97,7 +97,16 @@ class Environment(BaseSettings):
     auth_keys: str = _var(
         "", SERVICE, "PEM file of the Ed25519 public keys that sign callers' tokens (several "
         "for rotation)")
-    auth_jwks_url: str = _var("", SERVICE, "or: the identity provider's JWKS URL")
+    auth_jwks_url: str = _var(
+        "", f"{SERVICE}, the console", "and/or: the JWKS URL of the city's identity provider, "
+        "whose tokens (signed with a `kid`) carry `roles` and, for a department, "
+        "`department` claims")
+    auth_jwks_issuer: str = _var(
+        "lifeline", f"{SERVICE}, the console", "the `iss` the identity provider's tokens "
+        "must carry (its issuer URL)")
+    auth_jwks_audience: str = _var(
+        "lifeline", f"{SERVICE}, the console", "the `aud` they must carry (the console's "
+        "client id, when people sign in to the console through the provider)")
     auth: Literal["on", "off"] = _var(
         "on", SERVICE, "`off` accepts every caller as `anonymous` (explicit; for experiments "
         "only); otherwise `LIFELINE_AUTH_KEYS` or `LIFELINE_AUTH_JWKS_URL` is required")
@@ -176,6 +185,15 @@ class Environment(BaseSettings):
     console_token_file: Path | None = _var(
         None, "the console", "a file holding the console's own token (role viewer), with which "
         "it watches the services for the picture; people act with their own")
+    console_oidc_issuer: str = _var(
+        "", "the console", "the issuer URL of an OpenID Connect provider to sign in with "
+        "(unset: sign-in by token or link only); set `LIFELINE_AUTH_JWKS_*` to the same "
+        "provider, on the services too")
+    console_oidc_client_id: str = _var(
+        "lifeline-console", "the console", "the console's client id at that provider")
+    console_oidc_client_secret_file: Path | None = _var(
+        None, "the console", "a file holding the console's client secret there (unset: a "
+        "public client, the code flow with PKCE alone)")
     console_tiles: str = _var(
         "", "the console", "a raster tile URL of the city's own tile server "
         "(`https://tiles.example/{z}/{x}/{y}.png`); unset: the city's roads and grid only")

@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import grpc
 from lifeline.errors import Unauthenticated
@@ -21,12 +21,12 @@ from lifeline.settings import Environment
 from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lifeline_console import actions, basemap
+from lifeline_console import actions, basemap, oidc
 from lifeline_console.feeds import Feeds
 from lifeline_console.picture import Change, Picture
 from lifeline_console.sessions import COOKIE, Session, Sessions
@@ -45,10 +45,17 @@ class Console:
     def __init__(self, settings: Environment) -> None:
         self.settings = settings
         self.picture = Picture()
-        if not settings.auth_keys:
-            raise ValueError("LIFELINE_AUTH_KEYS: the console needs the public keys that "
-                             "sign people's tokens")
-        self.sessions = Sessions(TokenVerifier.from_file(Path(settings.auth_keys)))
+        if not settings.auth_keys and not settings.auth_jwks_url:
+            raise ValueError("LIFELINE_AUTH_KEYS or LIFELINE_AUTH_JWKS_URL: the console "
+                             "needs the keys that sign people's tokens")
+        self.sessions = Sessions(TokenVerifier.configured(
+            settings.auth_keys, settings.auth_jwks_url, settings.auth_jwks_issuer,
+            settings.auth_jwks_audience))
+        secret = settings.console_oidc_client_secret_file
+        self.provider = oidc.Provider(
+            settings.console_oidc_issuer, settings.console_oidc_client_id,
+            secret.read_text().strip() if secret else "") \
+            if settings.console_oidc_issuer else None
         self.matrix = RoleMatrix.load()
         files = [Path(f) for f in settings.console_basemap] or basemap.shipped()
         self.basemap = basemap.load(files, settings.grid_resolution)
@@ -127,10 +134,63 @@ async def sign_in(request: Request) -> Response:
         return error(refused.status, refused.code, refused.message)
     except Unauthenticated as refused:
         return error(401, "UNAUTHENTICATED", str(refused))
-    response = JSONResponse(me_of(console, session))
+    return _open_session(console, session, JSONResponse(me_of(console, session)))
+
+
+def _open_session(console: Console, session: Session, response: Response) -> Response:
     response.set_cookie(COOKIE, session.id, max_age=int(session.expires_at - time.time()),
                         httponly=True, secure=True, samesite="strict", path="/")
     return response
+
+
+async def sign_in_methods(request: Request) -> Response:
+    provider = request.app.state.console.provider
+    return JSONResponse({"provider": provider.issuer if provider else None})
+
+
+def _next_page(wanted: str | None) -> str:
+    """Only a page of this console (no other site, no scheme-relative URL)."""
+    return wanted if wanted and wanted.startswith("/") and not wanted.startswith("//") else "/"
+
+
+async def oidc_start(request: Request) -> Response:
+    provider: oidc.Provider | None = request.app.state.console.provider
+    if provider is None:
+        return error(404, "NOT_FOUND", "no identity provider is configured "
+                                       "(LIFELINE_CONSOLE_OIDC_ISSUER)")
+    try:
+        url, state = await provider.start(str(request.url_for("oidc_callback")),
+                                          _next_page(request.query_params.get("next")))
+    except Unauthenticated as refused:
+        return error(503, "UNAVAILABLE", str(refused))
+    response = RedirectResponse(url, status_code=303)
+    # Lax: the provider sends the browser back with a top-level GET from its own site.
+    response.set_cookie(oidc.STATE_COOKIE, state, max_age=oidc.PENDING_SECONDS,
+                        httponly=True, secure=True, samesite="lax", path="/signin/oidc")
+    return response
+
+
+async def oidc_callback(request: Request) -> Response:
+    console: Console = request.app.state.console
+    provider = console.provider
+    if provider is None:
+        return error(404, "NOT_FOUND", "no identity provider is configured")
+    query = request.query_params
+    try:
+        if "error" in query:
+            raise Unauthenticated(f"the identity provider said {query['error'][:60]}: "
+                                  f"{query.get('error_description', '')[:200]}")
+        token, pending = await provider.finish(
+            str(request.url_for("oidc_callback")), query.get("state", ""),
+            query.get("code", ""), request.cookies.get(oidc.STATE_COOKIE, ""))
+        session = console.sessions.sign_in(token, from_link=False, nonce=pending.nonce)
+    except Unauthenticated as refused:
+        return RedirectResponse(f"/signin?{urlencode({'problem': str(refused)})}",
+                                status_code=303)
+    response = RedirectResponse(pending.next, status_code=303)
+    response.delete_cookie(oidc.STATE_COOKIE, path="/signin/oidc", secure=True, httponly=True,
+                           samesite="lax")
+    return _open_session(console, session, response)
 
 
 def me_of(console: Console, session: Session) -> dict[str, Any]:
@@ -291,7 +351,10 @@ def create_app(settings: Environment) -> Starlette:
         Route("/responder", page("responder.html")),
         Route("/signin", page("signin.html")),
         Route("/healthz", health),
+        Route("/signin/oidc", oidc_start),
+        Route("/signin/oidc/callback", oidc_callback, name="oidc_callback"),
         Route("/api/signin", sign_in, methods=["POST"]),
+        Route("/api/signin/methods", sign_in_methods),
         Route("/api/signout", sign_out, methods=["POST"]),
         Route("/api/me", me),
         Route("/api/basemap", base),

@@ -46,12 +46,15 @@ class Sessions:
         #: Tokens that opened a session, until they expire: none opens a second.
         self._used: dict[str, float] = {}
 
-    def sign_in(self, token: str, *, from_link: bool) -> Session:
-        """A session for the token's holder; Unauthenticated saying why not."""
+    def sign_in(self, token: str, *, from_link: bool, nonce: str | None = None) -> Session:
+        """A session for the token's holder; Unauthenticated saying why not. An identity
+        provider's ID token carries the nonce its sign-in was started with."""
         claims = self.verifier.verify(token)
         now = time.time()
         if from_link and now - float(claims.get("iat", 0)) > LINK_SECONDS:
             raise Unauthenticated("this sign-in link has expired; ask for a new one")
+        if nonce is not None and claims.get("nonce") != nonce:
+            raise Unauthenticated("the identity provider's answer is not for this sign-in")
         self._forget_expired(now)
         used = hashlib.sha256(token.encode()).hexdigest()
         if used in self._used:

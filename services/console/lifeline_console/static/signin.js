@@ -26,3 +26,14 @@ form.addEventListener("submit", (event) => {
   event.preventDefault();
   signIn(document.getElementById("token").value.trim(), false);
 });
+
+// A city's identity provider, when the console is configured with one; a sign-in it
+// refused comes back here saying why.
+const problemSaid = new URLSearchParams(location.search).get("problem");
+if (problemSaid) problem.textContent = problemSaid;
+fetch("/api/signin/methods").then((answer) => answer.json()).then(({ provider }) => {
+  if (!provider) return;
+  document.getElementById("provider-link").href = `/signin/oidc?${new URLSearchParams({ next })}`;
+  document.getElementById("provider-link").title = provider;
+  document.getElementById("provider").hidden = false;
+});
