@@ -24,6 +24,7 @@ from lifeline.common.v1 import common_pb2
 from lifeline.devstack import Stack, check_health
 from lifeline.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from lifeline.incident.v1 import incident_pb2
+from lifeline.processes import log_tail
 from lifeline.review.v1 import review_pb2, review_pb2_grpc
 from lifeline.scenario import wait_until
 
@@ -44,6 +45,19 @@ def own_postgres_stack() -> Iterator[Stack]:
     finally:
         stack.stop()
         shutil.rmtree(state, ignore_errors=True)
+
+
+def every_service_says(stack: Stack, health: str, timeout: float) -> None:
+    """Wait for each service's health to read so; fail with the last lines of its log."""
+    for name in Stack.SERVICES:
+        try:
+            wait_until(lambda name=name: check_health(  # type: ignore[misc]
+                stack.address(name), stack.ca_pem) == health, f"{name} to say {health}",
+                timeout)
+        except TimeoutError as error:
+            said = check_health(stack.address(name), stack.ca_pem)
+            raise TimeoutError(f"{error} (it says {said}); its log ends:\n"
+                               f"{log_tail(stack.service(name).log_path, 40)}") from None
 
 
 def answer_code(call: object) -> grpc.StatusCode:
@@ -74,14 +88,10 @@ def test_postgres_down_is_unavailable_and_everything_recovers(
     wait_until(unavailable, "GetIncident to answer UNAVAILABLE", timeout=HANG)
     assert answer_code(lambda: officer.ReportIncident(REPORT, timeout=HANG)) == \
         grpc.StatusCode.UNAVAILABLE
-    for name in Stack.SERVICES:
-        wait_until(lambda name=name: check_health(stack.address(name), stack.ca_pem)  # type: ignore[misc]
-                   == "NOT_SERVING", f"{name} to report NOT_SERVING", timeout=HANG)
+    every_service_says(stack, "NOT_SERVING", HANG)
 
     stack.postgres.start()
-    for name in Stack.SERVICES:
-        wait_until(lambda name=name: check_health(stack.address(name), stack.ca_pem)  # type: ignore[misc]
-                   == "SERVING", f"{name} to serve again", timeout=20)
+    every_service_says(stack, "SERVING", 20)
     after = wait_until(lambda: _report(officer), "a write to succeed again", timeout=10)
     reader = review_pb2_grpc.ReviewServiceStub(stack.channel("review", stack.token(
         "auditor", "viewer")))
@@ -173,9 +183,7 @@ def test_commands_retried_through_an_outage_get_their_first_answer(
         running += [clients.submit(r.run) for r in late]
         threading.Event().wait(OUTAGE_SECONDS)  # the outage itself
         stack.postgres.start()
-        for name in Stack.SERVICES:
-            wait_until(lambda name=name: check_health(stack.address(name), stack.ca_pem)  # type: ignore[misc]
-                       == "SERVING", f"{name} to serve again", timeout=60)
+        every_service_says(stack, "SERVING", 60)
         serving = time.monotonic()
         started = time.monotonic()
         commander.GetIncident(dispatch_pb2.GetIncidentRequest(incident_id=incidents[0].id),
