@@ -186,21 +186,25 @@ def fire_order(stack: Stack) -> tuple[str, str]:
     return incident_id, order.id
 
 
-def test_a_fire_liaison_acknowledges_a_fire_order_and_the_record_names_them(
-        browser: Browser, stack: Stack) -> None:
-    incident_id, order_id = fire_order(stack)
-    page = open_as(browser, stack, "liaison-zhao", "department", department="fire")
+def acknowledge(page: Page, stack: Stack, incident_id: str, order_id: str) -> str:
+    """Acknowledge the order from the page; who review's history records as having done it."""
     page.locator(f"#board tr[data-incident='{incident_id}']").click()
     order = page.locator(f"#detail li[data-order='{order_id}']")
     order.get_by_role("button", name="Acknowledge").click()
     expect(order).to_contain_text("acknowledged")
-
     review = stub(stack, "review", "evaluator", "evaluator")
     events = wait_until(lambda: [e for e in review.GetIncidentHistory(
         review_pb2.GetIncidentHistoryRequest(incident_id=incident_id))
         if e.WhichOneof("event") == "order_acknowledged"] or None,
         "the acknowledgement in review's history")
-    assert events[0].order_acknowledged.meta.actor == "liaison-zhao"
+    return str(events[0].order_acknowledged.meta.actor)
+
+
+def test_a_fire_liaison_acknowledges_a_fire_order_and_the_record_names_them(
+        browser: Browser, stack: Stack) -> None:
+    incident_id, order_id = fire_order(stack)
+    page = open_as(browser, stack, "liaison-zhao", "department", department="fire")
+    assert acknowledge(page, stack, incident_id, order_id) == "liaison-zhao"
     expect(page.locator("#timeline")).to_contain_text("order acknowledged — liaison-zhao")
 
 

@@ -10,13 +10,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from lifeline.devstack import Stack
-from lifeline.review.v1 import review_pb2
-from lifeline.scenario import wait_until
 from oidc_provider_mock import run_server_in_thread
 from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import Databases
-from tests.e2e.test_console import fire_order, stub
+from tests.e2e.test_console import acknowledge, fire_order
 
 CLIENT_ID = "lifeline-console"
 
@@ -63,16 +61,7 @@ def test_a_fire_liaison_signs_in_at_the_provider_and_the_record_names_them(
     expect(page.locator("#connection")).to_have_text("live")
     expect(page.locator("#who")).to_contain_text("chief-li")
 
-    page.locator(f"#board tr[data-incident='{incident_id}']").click()
-    order = page.locator(f"#detail li[data-order='{order_id}']")
-    order.get_by_role("button", name="Acknowledge").click()
-    expect(order).to_contain_text("acknowledged")
-    review = stub(stack, "review", "evaluator", "evaluator")
-    events = wait_until(lambda: [e for e in review.GetIncidentHistory(
-        review_pb2.GetIncidentHistoryRequest(incident_id=incident_id))
-        if e.WhichOneof("event") == "order_acknowledged"] or None,
-        "the acknowledgement in review's history")
-    assert events[0].order_acknowledged.meta.actor == "chief-li"
+    assert acknowledge(page, stack, incident_id, order_id) == "chief-li"
 
 
 def test_a_person_the_provider_gives_no_roles_is_told_and_not_signed_in(

@@ -91,8 +91,8 @@ async def test_each_webhook_fault_is_a_failed_try_with_its_reason(
         client: httpx.AsyncClient, fault: str, reason: str) -> None:
     receiver = WebhookReceiver()
     url = f"http://127.0.0.1:{free_port()}/hook" if fault == "refused" else receiver.url
-    receiver.behaviour.mode, receiver.behaviour.delay = fault, 2.0
-    spec = ChannelSpec("webhook", url, Retry(tries=1, timeout=0.3), receiver.secret)
+    receiver.behaviour.mode, receiver.behaviour.delay = fault, 4.0
+    spec = ChannelSpec("webhook", url, Retry(tries=1, timeout=1.5), receiver.secret)
     async with running(receiver.http):
         with pytest.raises(DeliveryFailed, match=reason):
             await Webhook(spec, client).send(outgoing())
@@ -161,7 +161,8 @@ async def test_gateway_faults_bad_credentials_500_slow_and_refused(
         client: httpx.AsyncClient) -> None:
     provider = SmsProvider()
     config = gateway_config(provider)
-    spec = ChannelSpec("sms", "+8613800000001", Retry(tries=1, timeout=0.3))
+    # A timeout no answer comes near even on a loaded machine, and a gateway slower still.
+    spec = ChannelSpec("sms", "+8613800000001", Retry(tries=1, timeout=1.5))
     async with running(provider.http):
         wrong = dict(config["gateway"], password="wrong")
         with pytest.raises(DeliveryFailed, match="HTTP 401"):
@@ -171,7 +172,7 @@ async def test_gateway_faults_bad_credentials_500_slow_and_refused(
         provider.behaviour.mode = "fail"
         with pytest.raises(DeliveryFailed, match="HTTP 500"):
             await GatewayMessage(spec, gateway, client).send(outgoing())  # type: ignore[arg-type]
-        provider.behaviour.mode, provider.behaviour.delay = "slow", 2.0
+        provider.behaviour.mode, provider.behaviour.delay = "slow", 4.0
         with pytest.raises(DeliveryFailed, match="timed out"):
             await GatewayMessage(spec, gateway, client).send(outgoing())  # type: ignore[arg-type]
     with pytest.raises(DeliveryFailed, match="connection refused"):
