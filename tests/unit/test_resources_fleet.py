@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from lifeline.errors import InvalidArgument
 from lifeline_resources import roads as roads_module
-from lifeline_resources.fleet import Fleet, FleetUnit, Point, distance_km
+from lifeline_resources.fleet import MAX_PASSED_OVER, Fleet, FleetUnit, Point, distance_km
 from lifeline_resources.roads import RoadNetwork
 
 NOW = datetime(2026, 7, 20, 8, 0, tzinfo=UTC)
@@ -45,6 +45,14 @@ def test_the_nearest_found_cell_by_cell_are_the_nearest_of_the_whole_fleet() -> 
         assert [c.unit.id for c in found] == [u.id for u in truth]
         assert all(not c.unit.available and c.distance_km < found[-1].distance_km
                    for c in busy)
+        # The busy ones reported are the nearest (all that a choice reports passed over).
+        nearer = sorted((u for u in units if kind in u.kinds and not u.available
+                         and u.id not in exclude and found
+                         and distance_km(u.home, place) < found[-1].distance_km),
+                        key=lambda u: (distance_km(u.home, place), u.id))
+        reported = sorted(busy, key=lambda c: (c.distance_km, c.unit.id))
+        assert [c.unit.id for c in reported[:MAX_PASSED_OVER]] == \
+            [u.id for u in nearer[:MAX_PASSED_OVER]]
 
 
 def test_a_fleet_smaller_than_asked_gives_all_it_has_and_an_empty_kind_nothing() -> None:

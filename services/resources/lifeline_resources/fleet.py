@@ -208,8 +208,9 @@ class Fleet:
     def nearest(self, kind: str, place: Point, count: int, now: datetime,
                 exclude: Collection[str] = ()) -> tuple[list[Candidate], list[Candidate]]:
         """The `count` available units of a kind nearest to place by straight line (fewer if
-        the fleet has fewer), and the unavailable ones found nearer than the last of them.
-        Units in `exclude` count as unavailable and are not reported."""
+        the fleet has fewer), and the nearest few unavailable ones found nearer than the last
+        of them (enough for `Choice.passed_over`). Units in `exclude` count as unavailable
+        and are not reported."""
         with self._lock:
             by_cell = self._index.cells.get(kind, {})
             total = self._index.available.get(kind, 0)  # an upper bound, with exclusions
@@ -256,7 +257,10 @@ class Fleet:
         def candidate(f: tuple[float, str, FleetUnit, Point, str]) -> Candidate:
             return Candidate(f[2], kind, f[3], f[4], distance_km(f[3], place))
 
-        passed = sorted(f for f in busy if f[0] < limit and f[1] not in exclude)
+        # Only the nearest few are ever reported (MAX_PASSED_OVER, by exact distance): in a
+        # surge, most of the units near an incident are busy, and each would cost a Candidate.
+        passed = heapq.nsmallest(2 * MAX_PASSED_OVER,
+                                 (f for f in busy if f[0] < limit and f[1] not in exclude))
         chosen = sorted((candidate(f) for f in nearest), key=lambda c: (c.distance_km, c.unit.id))
         return chosen, [candidate(f) for f in passed]
 
