@@ -6,6 +6,7 @@ against the provider's keys, and the record names the provider's `sub`."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pytest
@@ -40,11 +41,11 @@ def stack(databases: Databases, provider: str, tmp_path_factory: pytest.TempPath
         yield running
 
 
-def at_provider(browser: Browser, stack: Stack, sub: str) -> Page:
+def at_provider(browser: Browser, stack: Stack, sub: str, after: str = "/") -> Page:
     """A fresh browser on the console's sign-in page, sent on to the provider's form."""
     assert stack.console is not None
     page = browser.new_context(ignore_https_errors=True).new_page()
-    page.goto(f"{stack.console.url}/signin")
+    page.goto(f"{stack.console.url}/signin?{urlencode({'next': after})}")
     page.get_by_role("link", name="Sign in with your organisation's account").click()
     page.locator("input[name=sub]").first.fill(sub)
     return page
@@ -88,3 +89,21 @@ def test_a_callback_not_started_in_this_browser_opens_nothing(stack: Stack) -> N
     assert answer.status_code == 303
     assert "not+started+in+this+browser" in answer.headers["location"]
     assert "lifeline_session" not in answer.headers.get("set-cookie", "")
+
+
+@pytest.mark.parametrize("elsewhere", ["//elsewhere.example/", "/\\elsewhere.example/",
+                                       "https://elsewhere.example/"])
+def test_no_sign_in_sends_the_browser_on_to_another_site(
+        browser: Browser, stack: Stack, provider: str, elsewhere: str) -> None:
+    """An open redirect would let a phishing link wear the console's address."""
+    assert stack.console is not None
+    httpx.put(f"{provider}/users/chief-li", json={
+        "roles": ["viewer"], "department": "fire"}).raise_for_status()
+    by_provider = at_provider(browser, stack, "chief-li", after=elsewhere)
+    by_provider.get_by_role("button", name="Authorize").click()
+    by_link = browser.new_context(ignore_https_errors=True).new_page()
+    link = stack.sign_in_link("duty-li", "viewer")
+    by_link.goto(link.replace("/signin#", f"/signin?{urlencode({'next': elsewhere})}#"))
+    for page in (by_provider, by_link):
+        expect(page.locator("#connection")).to_have_text("live")
+        assert urlsplit(page.url).netloc == urlsplit(stack.console.url).netloc, page.url

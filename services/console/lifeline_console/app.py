@@ -149,8 +149,10 @@ async def sign_in_methods(request: Request) -> Response:
 
 
 def _next_page(wanted: str | None) -> str:
-    """Only a page of this console (no other site, no scheme-relative URL)."""
-    return wanted if wanted and wanted.startswith("/") and not wanted.startswith("//") else "/"
+    """Only a page of this console: no other site, and no `//` or `/\\` (which browsers
+    read as another site's address)."""
+    return wanted if wanted and wanted[:1] == "/" and wanted[1:2] not in ("/", "\\") \
+        else "/"
 
 
 async def oidc_start(request: Request) -> Response:

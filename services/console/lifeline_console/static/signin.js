@@ -11,7 +11,8 @@ async function signIn(token, link) {
     body: JSON.stringify({ token, link }),
   });
   if (answer.ok) {
-    location.replace(next.startsWith("/") && !next.startsWith("//") ? next : "/");
+    // Only a page of this console: browsers read "//x" and "/\x" as another site's address.
+    location.replace(/^\/(?![\/\\])/.test(next) ? next : "/");
     return;
   }
   problem.textContent = (await answer.json()).message;
