@@ -90,10 +90,6 @@ class TokenVerifier:
         self._cache_size = cache_size
 
     @classmethod
-    def from_file(cls, path: Path) -> TokenVerifier:
-        return cls(_public_keys(path))
-
-    @classmethod
     def configured(cls, keys_file: str, jwks_url: str, issuer: str = ISSUER,
                    audience: str = AUDIENCE) -> TokenVerifier:
         """Lifeline's own keys, an identity provider's JWKS, or both."""

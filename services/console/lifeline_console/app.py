@@ -134,10 +134,10 @@ async def sign_in(request: Request) -> Response:
         return error(refused.status, refused.code, refused.message)
     except Unauthenticated as refused:
         return error(401, "UNAUTHENTICATED", str(refused))
-    return _open_session(console, session, JSONResponse(me_of(console, session)))
+    return _open_session(session, JSONResponse(me_of(console, session)))
 
 
-def _open_session(console: Console, session: Session, response: Response) -> Response:
+def _open_session(session: Session, response: Response) -> Response:
     response.set_cookie(COOKIE, session.id, max_age=int(session.expires_at - time.time()),
                         httponly=True, secure=True, samesite="strict", path="/")
     return response
@@ -192,7 +192,7 @@ async def oidc_callback(request: Request) -> Response:
     response = RedirectResponse(pending.next, status_code=303)
     response.delete_cookie(oidc.STATE_COOKIE, path="/signin/oidc", secure=True, httponly=True,
                            samesite="lax")
-    return _open_session(console, session, response)
+    return _open_session(session, response)
 
 
 def me_of(console: Console, session: Session) -> dict[str, Any]:
