@@ -317,7 +317,7 @@ class Ledger:
 
         waiting = ["nothing yet"]
 
-        def settled() -> int | None:
+        def settled() -> list[int] | None:  # a list: a count of 0 is settled too
             count = self.count()
             if unrelayed := self._one(f"SELECT {self.unrelayed}"):
                 waiting[0] = f"{unrelayed} events not relayed"
@@ -325,12 +325,12 @@ class Ledger:
             if busy := self.runner.run(self._busy()):
                 waiting[0] = busy
                 return None
-            return count if self.count() == count else None
+            return [count] if self.count() == count else None
 
         # Bounded above the inbox's wait for an early message's missing versions (30 s),
         # after which it is parked and the consumer is idle again.
         try:
-            return wait_until(settled, "the services to finish reacting to a write", 120)
+            return wait_until(settled, "the services to finish reacting to a write", 120)[0]
         except TimeoutError as error:
             raise TimeoutError(f"{error}; last seen: {waiting[0]}") from None
 
