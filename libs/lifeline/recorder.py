@@ -81,11 +81,6 @@ class StoreRecorder(PostgresProcessRecorder):
             self._write_alone, self._write_together,
             joins=lambda w: w.size <= INLINE_MAX_BYTES)
 
-    @property
-    def insert_tracking_if_new(self) -> sql.Composed:
-        return sql.SQL("INSERT INTO {}.{} VALUES (%s, %s) ON CONFLICT DO NOTHING").format(
-            sql.Identifier(self.datastore.schema), sql.Identifier(self.tracking_table_name))
-
     def _tracking_rows(self, rows: Sequence[Tracking], if_new: bool) -> sql.Composed:
         values = sql.SQL(", ").join(
             sql.SQL("({}, {})").format(sql.Literal(t.application_name),

@@ -37,8 +37,8 @@ class Pending:
 
 class Provider:
     def __init__(self, issuer: str, client_id: str, client_secret: str = "") -> None:
-        self.issuer, self.client_id, self.client_secret = issuer.rstrip("/"), client_id, \
-            client_secret
+        self.issuer = issuer.rstrip("/")
+        self.client_id, self.client_secret = client_id, client_secret
         self._metadata: dict[str, Any] | None = None
         self._pending: dict[str, Pending] = {}
 
