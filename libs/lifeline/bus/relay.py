@@ -197,8 +197,11 @@ class OutboxRelay(LogFollower):
     async def _serve_consumers(self) -> None:
         # In the stream before the consumers are asked (a batch still going out is not:
         # a consumer with nothing pending has not taken what the stream does not hold yet).
-        published = self.position or 0
+        published, stored = self.position or 0, self._stored
         consumers = await self.js.consumers_info(self.stream)
+        # A consumer with nothing pending in a stream purged just before it was asked took
+        # nothing: only a stream still whole after the answer vouches for it.
+        whole = await self._still_holds(stored)
         floor = self._holds_from if self._refill is None else self._refill[0]
         for consumer in consumers:
             said = streams.taken(consumer)
@@ -211,12 +214,20 @@ class OutboxRelay(LogFollower):
                             self.stream, floor + 1)
                 self.republish(taken)
                 floor = taken
-            elif self._refill is None and self._shortened is None and not (
+            elif whole and self._refill is None and self._shortened is None and not (
                     consumer.num_pending or consumer.num_ack_pending or
                     consumer.num_redelivered):
                 # Nothing left for it in a stream that holds all it needs: it took every
                 # event it wants up to here (its own floor only counts the ones it wants).
                 self._took[consumer.name] = published
+
+    async def _still_holds(self, stored: int) -> bool:
+        """Whether the stream this relay filled still holds the `stored` messages."""
+        try:
+            info = await self.js.stream_info(self.stream)
+        except NotFoundError:
+            return False
+        return info.created == self._created and info.state.messages >= stored
 
     async def _say_holds_from(self, position: int) -> None:
         self._holds_from = position
