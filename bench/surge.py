@@ -5,7 +5,8 @@
 PostgreSQL (transactions/s). Then the same reports through ReportIncidents, in batches
 (reports/s). Then a fleet of 9,900 units registered one by one (16 calls at a time, as
 bench/assignment_latency.py grows its fleet) beside one RegisterUnits call of 9,900 more.
-Then a disaster: 1,000 incidents declared at once against a fleet of 6,000 units (declare
+Then a disaster: 1,000 incidents across the city declared at once against a fleet of
+6,000 units over the same city (declare
 -> first unit assigned, as the incident watch shows it, beside one incident declared on the
 idle system), and 5,000 cells turning red in one reading batch (until every incident is
 opened, beside 5,000 raw INSERT transactions and 5,000 JetStream publishes).
@@ -37,7 +38,16 @@ from lifeline.incident.v1 import incident_pb2
 from lifeline.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from lifeline.resources.v1 import resources_pb2, resources_pb2_grpc
 
-WHERE = common_pb2.GeoPoint(lat=31.2304, lon=121.4737)
+#: The city the fleet covers (south-west corner, and its size in degrees).
+SOUTH, WEST, TALL, WIDE = 30.0, 120.0, 0.45, 0.52
+
+
+def spread(n: int, a: int, b: int) -> common_pb2.GeoPoint:
+    """The n-th of points scattered evenly over the city (a, b: primes of the scatter)."""
+    return common_pb2.GeoPoint(lat=SOUTH + (n * a % 10007) / 10007 * TALL,
+                               lon=WEST + (n * b % 10009) / 10009 * WIDE)
+
+
 #: Kinds and departments the shipped plans know (a gas leak of grade IV asks for a gas
 #: repair crew and a police car).
 FLEET_MIX = (("ambulance", "medical"), ("fire_engine", "fire"), ("police_car", "police"),
@@ -45,7 +55,7 @@ FLEET_MIX = (("ambulance", "medical"), ("fire_engine", "fire"), ("police_car", "
 
 
 def report(n: int) -> dispatch_pb2.ReportIncidentRequest:
-    return dispatch_pb2.ReportIncidentRequest(hazard="gas_leak", location=WHERE,
+    return dispatch_pb2.ReportIncidentRequest(hazard="gas_leak", location=spread(n, 4001, 6007),
                                               description=f"surge call {n}")
 
 
@@ -53,8 +63,7 @@ def unit(prefix: str, n: int) -> resources_pb2.RegisterUnitRequest:
     kind, department = FLEET_MIX[n % len(FLEET_MIX)]
     return resources_pb2.RegisterUnitRequest(
         id=f"{prefix}-{n}", kind=kind, department=department,
-        home=common_pb2.GeoPoint(lat=30.0 + (n * 7919 % 10007) / 10007 * 0.45,
-                                 lon=120.0 + (n * 104729 % 10009) / 10009 * 0.52))
+        home=spread(n, 7919, 104729))
 
 
 async def concurrently(callers: int, items: int, one: Callable[[int], Awaitable[object]]
