@@ -4,12 +4,12 @@ command or a consumer's effects in one round trip and concurrent writes in one t
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from contextvars import ContextVar
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import StoredEvent, Tracking
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresProcessRecorder
 from psycopg import sql
@@ -18,19 +18,22 @@ from lifeline.errors import Abandoned
 from lifeline.groupcommit import GroupCommit, Separately
 from lifeline.idempotency import Attempt
 
-_also_tracking: ContextVar[AlsoTracking | None] = ContextVar("lifeline_also_tracking",
-                                                             default=None)
 
+@dataclass
+class Taking:
+    """A consumer's write of one upstream event, handed by its inbox down to `record`: the
+    event's tracking row (`row`); the rows of earlier events it only tracks (it does not
+    react to them), written in the same transaction rather than one transaction each
+    (`written` says whether a write took them); `first`, when the inbox took the event as
+    the first of its aggregate without asking the store, so the write refuses it
+    (`NotNext`) if a later version was taken before; and `riders`, aggregates a parked
+    message applied again writes in place of its row (see `ServiceApplication.record`)."""
 
-class AlsoTracking:
-    """Tracking rows of upstream events a consumer only tracks (it does not react to them),
-    written with the next tracked write in the same transaction rather than one
-    transaction each; `written` says whether one took them. `first`: a tracking row the
-    consumer took as the first of its aggregate without asking the store; the write
-    refuses it (`NotNext`) if a later version of the aggregate was taken before."""
-
-    def __init__(self, rows: Sequence[Tracking], first: Tracking | None = None) -> None:
-        self.rows, self.written, self.first = list(rows), False, first
+    row: Tracking
+    also: Sequence[Tracking] = ()
+    first: bool = False
+    riders: Callable[[], Sequence[Aggregate]] | None = None
+    written: bool = False
 
 
 class NotNext(Exception):
@@ -45,11 +48,11 @@ class AlreadyTaken(Exception):
 
 @dataclass
 class Write:
-    """One `insert_events` call: the events, the consumer's tracking rows, and the caller's
-    attempt (commands)."""
+    """One `insert_events` call: the events, the consumer's tracking row and what its
+    taking adds to it, and the caller's attempt (commands)."""
     events: Sequence[StoredEvent]
     tracking: Tracking | None
-    also: AlsoTracking | None
+    taking: Taking | None
     attempt: Attempt | None
 
     @property
@@ -91,20 +94,20 @@ class StoreRecorder(PostgresProcessRecorder):
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any
                       ) -> Sequence[int] | None:
-        write = Write(stored_events, kwargs.get("tracking"), _also_tracking.get(),
+        write = Write(stored_events, kwargs.get("tracking"), kwargs.get("taking"),
                       kwargs.get("attempt"))
         ids = self.group_commit.commit(write)
-        if write.tracking is not None and write.also is not None and write.also.rows:
-            write.also.written = True
+        if write.tracking is not None and write.taking is not None and write.taking.also:
+            write.taking.written = True
         return ids
 
     def _before_events(self, write: Write) -> list[sql.Composable]:
         """A write's statements before its events: the tracking guard and rows."""
-        tracking, also = write.tracking, write.also
+        tracking, taking = write.tracking, write.taking
         if tracking is None:
             return []
         statements: list[sql.Composable] = []
-        if also is not None and also.first == tracking:
+        if taking is not None and taking.first:
             # Fails (division by zero) if a later version of the aggregate was taken.
             statements.append(sql.SQL(
                 "SELECT 1 / (NOT EXISTS (SELECT 1 FROM {}.{} WHERE application_name = {} "
@@ -114,9 +117,9 @@ class StoreRecorder(PostgresProcessRecorder):
                 sql.Literal(tracking.application_name),
                 sql.Literal(tracking.notification_id)))
         statements.append(self._tracking_rows([tracking], if_new=False))
-        if also is not None and also.rows:
+        if taking is not None and taking.also:
             # Another instance may have taken some already: theirs stand.
-            statements.append(self._tracking_rows(also.rows, if_new=True))
+            statements.append(self._tracking_rows(taking.also, if_new=True))
         return statements
 
     def _lock(self) -> list[sql.Composable]:

@@ -38,20 +38,17 @@ from lifeline import settings as environment
 from lifeline.errors import Conflict, NotFound
 from lifeline.events import fold, keep_trace_context
 from lifeline.idempotency import Attempt
-from lifeline.recorder import (  # noqa: F401 - NotNext is the store's to name too
+from lifeline.recorder import (  # noqa: F401 - NotNext and Taking are the store's to name too
     AlreadyTaken,
-    AlsoTracking,
     NotNext,
     StoreRecorder,
-    _also_tracking,
+    Taking,
 )
 from lifeline.repository import CopyingRepository
 from lifeline.tracing import current_context
 
 A = TypeVar("A", bound=Aggregate)
 _collecting: ContextVar[list[Aggregate] | None] = ContextVar("lifeline_collecting", default=None)
-_tracked_by: ContextVar[Callable[[], Sequence[Aggregate]] | None] = ContextVar(
-    "lifeline_tracked_by", default=None)
 T = TypeVar("T")
 
 
@@ -160,32 +157,24 @@ class ServiceApplication(Application):
         finally:
             _collecting.reset(token)
 
-    @contextlib.contextmanager
-    def tracked_by(self, riders: Callable[[], Sequence[Aggregate]]) -> Iterator[None]:
-        """Within this block, a consumer's write records riders() in place of its tracking
-        row, in the same transaction. A parked message applied again on retry was tracked
-        when it was parked; the parking's own `retried` event (riders() builds it afresh on
-        each attempt) is what makes the retry happen once."""
-        token = _tracked_by.set(riders)
-        try:
-            yield
-        finally:
-            _tracked_by.reset(token)
-
-    def record(self, *aggregates: Aggregate | None, tracking: Tracking | None = None,
+    def record(self, *aggregates: Aggregate | None, taking: Taking | None = None,
                attempt: Attempt | None = None) -> list[Recording]:
-        """Write the aggregates' new events, and the tracking position, in one transaction;
-        a caller's command only while its `attempt` stands."""
-        riders = _tracked_by.get()
-        if riders is not None and tracking is not None:
-            aggregates, tracking = (*aggregates, *riders()), None
+        """Write the aggregates' new events, and a consumer's tracking of what it is taking,
+        in one transaction; a caller's command only while its `attempt` stands. A parked
+        message applied again (a taking with riders) was tracked when it was parked: the
+        parking's own `retried` event, which riders() builds afresh on each attempt, is
+        written in place of its tracking row and makes the retry happen once."""
+        tracking = None if taking is None else taking.row
+        if taking is not None and taking.riders is not None:
+            aggregates, tracking, taking = (*aggregates, *taking.riders()), None, None
         collected = _collecting.get()
         if collected is not None:
             assert tracking is None, "a consumer's write is never deferred"
             collected.extend(a for a in aggregates if a is not None)
             return []
         processing = ProcessingEvent[UUID](tracking)
-        processing.collect_events(*aggregates, **({"attempt": attempt} if attempt else {}))
+        processing.collect_events(*aggregates, **({"attempt": attempt} if attempt else {}),
+                                  **({"taking": taking} if taking else {}))
         try:
             recordings = self._record(processing)
         except IntegrityError as error:
@@ -208,18 +197,6 @@ class ServiceApplication(Application):
         diag = getattr(error.__cause__, "diag", None)
         table = getattr(self.process_recorder, "tracking_table_name", None)
         return diag is not None and table is not None and diag.table_name == table
-
-    @contextlib.contextmanager
-    def also_tracking(self, rows: Sequence[Tracking], first: Tracking | None = None
-                      ) -> Iterator[AlsoTracking]:
-        """Within this block, the next write with a tracking row also writes these (and
-        refuses `first` if it is not the next of its aggregate; see AlsoTracking)."""
-        also = AlsoTracking(rows, first)
-        token = _also_tracking.set(also)
-        try:
-            yield also
-        finally:
-            _also_tracking.reset(token)
 
     def track(self, rows: Sequence[Tracking]) -> None:
         """Write tracking rows alone, in one statement (those already there stand)."""

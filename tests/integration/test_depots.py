@@ -15,7 +15,7 @@ from lifeline.events import Cause
 from lifeline.identity import ANONYMOUS
 from lifeline.incident.v1 import incident_pb2
 from lifeline.resources.v1 import resources_pb2 as pb
-from lifeline.store import retry_conflicts
+from lifeline.store import Taking, retry_conflicts
 from lifeline_resources.application import ResourcesApp
 from lifeline_resources.depots import Depot, depot_id_of
 from lifeline_resources.domain import ResourceRequest, request_id_of
@@ -59,7 +59,7 @@ def test_concurrent_requests_and_reports_never_take_stock_below_zero(
         def answer(n: int) -> None:
             app = (first, second)[n % 2]
             until_written(lambda: app.answer_request(request(n), CAUSE, NOW,
-                                                     Tracking(f"dispatch/incident-{n}", 1)))
+                                                     Taking(Tracking(f"dispatch/incident-{n}", 1))))
 
         def use(n: int) -> None:
             # Each incident that got bags reports some consumed while others still ask.

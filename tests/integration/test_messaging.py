@@ -26,7 +26,7 @@ from lifeline.follow import LogFollower
 from lifeline.incident.aggregate import Incident
 from lifeline.incident.v1 import incident_pb2
 from lifeline.parking import Parking, parking_id
-from lifeline.store import ServiceApplication, StoreRecorder
+from lifeline.store import ServiceApplication, StoreRecorder, Taking
 from lifeline_review.application import ReviewApp
 from lifeline_review.demand import DemandSpec, generate
 from nats.aio.msg import Msg
@@ -231,9 +231,9 @@ def test_tracking_refuses_repeats_in_either_order(database_url: str) -> None:
     an older message processed after a newer one is not mistaken for a repeat."""
     app = Ledger(database_url)
     newer, older = Tracking("LIFELINE_MONITOR", 7), Tracking("LIFELINE_MONITOR", 3)
-    app.record(open_incident_pending(app, "w-7"), tracking=newer)
+    app.record(open_incident_pending(app, "w-7"), taking=Taking(newer))
     assert not app.is_processed(older)
-    app.record(open_incident_pending(app, "w-3"), tracking=older)
+    app.record(open_incident_pending(app, "w-3"), taking=Taking(older))
     assert app.is_processed(older) and app.is_processed(newer)
     app.close()
 
@@ -259,11 +259,11 @@ async def test_redelivered_messages_change_nothing(js: JetStreamContext,
     downstream = Copier(database_url)
     handled: list[str] = []
 
-    async def handle(subject: str, wrapper: Message, tracking: Tracking) -> None:
+    async def handle(subject: str, wrapper: Message, taking: Taking) -> None:
         assert isinstance(wrapper, incident_pb2.IncidentEvent)
         copy = Incident.open_for_warning(f"copy-{wrapper.opened.warning_id}", "x", 1,
                                          common_pb2.GeoPoint(), "", Cause("copier", NOW), NOW)
-        await asyncio.to_thread(downstream.record, copy, tracking=tracking)
+        await asyncio.to_thread(downstream.record, copy, taking=taking)
         handled.append(wrapper.opened.warning_id)
 
     def inbox(name: str) -> bus.Inbox:
@@ -323,11 +323,11 @@ class Keeper:
         self.app = ReviewApp(database_url)
         self.poisoned: set[str] = set()
 
-        async def handle(subject: str, wrapper: Message, tracking: Tracking) -> None:
+        async def handle(subject: str, wrapper: Message, taking: Taking) -> None:
             assert isinstance(wrapper, incident_pb2.IncidentEvent)
             if meta_of(wrapper).aggregate_id in self.poisoned:
                 raise ValueError("poison: this handler cannot take it")
-            await asyncio.to_thread(self.app.keep, wrapper, NOW, tracking)
+            await asyncio.to_thread(self.app.keep, wrapper, NOW, taking)
 
         self.inbox = bus.Inbox(self.app, js, consumer="keeper", upstream="ledger",
                                subjects=["lifeline.ledger.incident.>"],
@@ -659,9 +659,9 @@ async def test_a_lingering_consumer_takes_a_burst_after_it_in_one_batch(
     gathered: list[int] = []  # what each linger took in, after the batch it waited with
     handle, gather = keeper.inbox.handle, keeper.inbox._gather
 
-    async def timed(subject: str, wrapper: Message, tracking: Tracking) -> None:
+    async def timed(subject: str, wrapper: Message, taking: Taking) -> None:
         handled_at.append(asyncio.get_running_loop().time())
-        await handle(subject, wrapper, tracking)
+        await handle(subject, wrapper, taking)
 
     async def counted(room: int) -> list[Msg]:
         more = await gather(room)

@@ -10,6 +10,7 @@ from lifeline.common.v1 import common_pb2
 from lifeline.events import Cause
 from lifeline.incident.v1 import incident_pb2
 from lifeline.resources.v1 import resources_pb2
+from lifeline.store import Taking
 from lifeline_resources.application import ResourcesApp
 from lifeline_resources.domain import ResourceRequest, request_id_of
 
@@ -38,7 +39,7 @@ def test_units_the_index_still_shows_free_are_passed_over_not_counted_short(
             app.register_unit(resources_pb2.RegisterUnitRequest(
                 id=f"A-{n}", kind="ambulance", department="medical",
                 home=common_pb2.GeoPoint(lat=31.2 + n * 0.01, lon=121.4)), CAUSE, NOW)
-        app.answer_request(request("first", 4), CAUSE, NOW, Tracking("dispatch/first", 1))
+        app.answer_request(request("first", 4), CAUSE, NOW, Taking(Tracking("dispatch/first", 1)))
         assert [a.unit_id for a in answer(app, "first").assignments] == [
             "A-0", "A-1", "A-2", "A-3"]
         # The index lags: it still shows the four nearest as available.
@@ -46,7 +47,7 @@ def test_units_the_index_still_shows_free_are_passed_over_not_counted_short(
             known = app.fleet.get(f"A-{n}")
             assert known is not None and not known.available
             app.fleet.upsert(replace(known, available=True, status="AVAILABLE", version=0))
-        app.answer_request(request("second", 2), CAUSE, NOW, Tracking("dispatch/second", 1))
+        app.answer_request(request("second", 2), CAUSE, NOW, Taking(Tracking("dispatch/second", 1)))
         second = answer(app, "second")
         assert [a.unit_id for a in second.assignments] == ["A-4", "A-5"]
         assert not second.shortfalls

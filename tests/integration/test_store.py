@@ -22,7 +22,7 @@ from lifeline.errors import Abandoned
 from lifeline.events import Cause
 from lifeline.idempotency import Attempt
 from lifeline.monitor.v1 import monitor_pb2 as pb
-from lifeline.store import AlreadyTaken, NotNext, ServiceApplication, StoreRecorder
+from lifeline.store import AlreadyTaken, NotNext, ServiceApplication, StoreRecorder, Taking
 from lifeline_monitor.application import MonitorApp
 from lifeline_monitor.domain import Sensor
 
@@ -76,16 +76,17 @@ def test_a_consumer_write_is_all_or_nothing_and_a_repeat_is_refused(app: Monitor
     still refuses the whole write (as a repeat, not a conflict to retry), and the
     tracked-only rows riding along are written with it or not at all."""
     first = Tracking("dispatch/incident-1", 1)
-    with app.also_tracking([Tracking("dispatch/incident-2", 1)]) as also:
-        app.record(sensor("one"), tracking=first)
-    assert also.written
+    taking = Taking(first, [Tracking("dispatch/incident-2", 1)])
+    app.record(sensor("one"), taking=taking)
+    assert taking.written
     assert app.inbox_position("dispatch/incident-2", 1) == (1, True)
-    with pytest.raises(AlreadyTaken), \
-            app.also_tracking([Tracking("dispatch/incident-3", 1)]):
-        app.record(sensor("two"), tracking=first)  # the same upstream event again
+    again = Taking(first, [Tracking("dispatch/incident-3", 1)])  # the same upstream event
+    with pytest.raises(AlreadyTaken):
+        app.record(sensor("two"), taking=again)
+    assert not again.written
     assert app.find(Sensor, sensor("two").id) is None
     assert app.inbox_position("dispatch/incident-3", 1) == (0, False)
-    app.record(sensor("three"), tracking=Tracking("dispatch/incident-1", 2))  # table free
+    app.record(sensor("three"), taking=Taking(Tracking("dispatch/incident-1", 2)))
     app.track([Tracking("dispatch/incident-4", 1), Tracking("dispatch/incident-2", 1)])
     assert app.inbox_position("dispatch/incident-4", 1) == (1, True)
 
@@ -97,13 +98,12 @@ def test_a_first_taken_unasked_is_refused_when_a_later_version_was_taken(
     gap), so the straggler is never applied after it."""
     app.track([Tracking("dispatch/incident-9", 2)])
     straggler = Tracking("dispatch/incident-9", 1)
-    with pytest.raises(NotNext, match="incident-9 version 1 is not the next"), \
-            app.also_tracking([Tracking("dispatch/incident-8", 1)], first=straggler):
-        app.record(sensor("late"), tracking=straggler)
+    with pytest.raises(NotNext, match="incident-9 version 1 is not the next"):
+        app.record(sensor("late"), taking=Taking(straggler, [Tracking("dispatch/incident-8", 1)],
+                                                 first=True))
     assert app.find(Sensor, sensor("late").id) is None
     assert app.inbox_position("dispatch/incident-8", 1) == (0, False)
-    with app.also_tracking([], first=Tracking("dispatch/incident-7", 1)):
-        app.record(sensor("new"), tracking=Tracking("dispatch/incident-7", 1))
+    app.record(sensor("new"), taking=Taking(Tracking("dispatch/incident-7", 1), first=True))
     assert app.inbox_position("dispatch/incident-7", 1) == (1, True)
 
 
@@ -230,7 +230,7 @@ def test_a_write_refused_in_a_group_fails_alone_and_its_neighbours_commit(
         if i != 3:
             return app.record(sensors[i])
         if refused == "repeat":
-            return app.record(sensors[i], tracking=Tracking("dispatch/incident-1", 1))
+            return app.record(sensors[i], taking=Taking(Tracking("dispatch/incident-1", 1)))
         return app.record(sensors[i], attempt=left)
 
     answers = queued_behind_a_held_lock(app, [functools.partial(write, i) for i in range(6)])

@@ -41,7 +41,7 @@ class Store:
         found = self.aggregates.get(aggregate_id)
         return found if isinstance(found, cls) else None
 
-    def record(self, *aggregates: ProtoAggregate, tracking: Any = None) -> list[Any]:
+    def record(self, *aggregates: ProtoAggregate, taking: Any = None) -> list[Any]:
         for aggregate in aggregates:
             for event in aggregate.collect_events():
                 wrapper = event.payload

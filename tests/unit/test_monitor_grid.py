@@ -36,7 +36,7 @@ class Store:
         found = self.aggregates.get(aggregate_id)
         return found if isinstance(found, cls) else None
 
-    def record(self, *aggregates: Aggregate, tracking: object = None) -> list[Any]:
+    def record(self, *aggregates: Aggregate, taking: object = None) -> list[Any]:
         for aggregate in aggregates:
             aggregate.collect_events()
             self.aggregates[aggregate.id] = aggregate

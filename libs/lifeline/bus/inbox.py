@@ -43,12 +43,12 @@ from lifeline.events import Cause
 from lifeline.follow import retry_forever
 from lifeline.identity.nats import stream_name
 from lifeline.parking import parking_id
-from lifeline.store import ServiceApplication, retry_conflicts
+from lifeline.store import ServiceApplication, Taking, retry_conflicts
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
-Handler = Callable[[str, Message, Tracking], Awaitable[None]]
+Handler = Callable[[str, Message, Taking], Awaitable[None]]
 
 #: JetStream redelivers a message nobody acknowledged within this long. Short, so that the
 #: messages a killed consumer held reach its replacement within seconds; a live consumer
@@ -457,31 +457,30 @@ class Inbox:
             self.ordering.unparked(delivery.key)
         wrapper = delivery.message_type.FromString(delivery.msg.data)
         riding = dict(self._deferred)  # another lane may defer more meanwhile
-        with self.app.also_tracking([d.tracking for d in riding.values()],
-                                    delivery.tracking if delivery.first else None) as also:
-            await self._handle(delivery.msg.subject, wrapper, delivery.msg.headers or {},
-                               delivery.tracking)
-        if also.written:
+        taking = Taking(delivery.tracking, [d.tracking for d in riding.values()],
+                        first=delivery.first)
+        await self._handle(delivery.msg.subject, wrapper, delivery.msg.headers or {}, taking)
+        if taking.written:
             await self._settle_deferred(riding)
         return False
 
     async def _handle(self, subject: str, wrapper: Message, headers: dict[str, str],
-                      tracking: Tracking) -> None:
+                      taking: Taking) -> None:
         token = otel_context.attach(propagate.extract(headers))
         try:
             with tracer.start_as_current_span(f"consume {subject}",
                                               kind=trace.SpanKind.CONSUMER):
-                await self.handle(subject, wrapper, tracking)
+                await self.handle(subject, wrapper, taking)
         finally:
             otel_context.detach(token)
 
     # ---- parking ----
 
-    async def _reapply(self, head: parking_pb2.ParkedMessage, tracking: Tracking) -> None:
+    async def _reapply(self, head: parking_pb2.ParkedMessage, taking: Taking) -> None:
         message_type = self.message_types.get(head.message_type)
         if message_type is not None and (self.handles is None or head.subject in self.handles):
             await self._handle(head.subject, message_type.FromString(head.data),
-                               dict(head.headers), tracking)
+                               dict(head.headers), taking)
 
     async def _park(self, delivery: Delivery, error: str, attempts: int) -> None:
         self.ordering.parked(delivery.key)

@@ -18,10 +18,10 @@ from lifeline.common.v1 import parking_pb2
 from lifeline.errors import RuleViolation
 from lifeline.events import Cause
 from lifeline.parking import Parking, parking_id
-from lifeline.store import ServiceApplication, retry_conflicts
+from lifeline.store import ServiceApplication, Taking, retry_conflicts
 
 #: Applies a parked message again (or only tracks it, when it is not for the handler).
-Reapply = Callable[[parking_pb2.ParkedMessage, Tracking], Awaitable[None]]
+Reapply = Callable[[parking_pb2.ParkedMessage, Taking], Awaitable[None]]
 
 
 class ParkingDesk:
@@ -55,7 +55,7 @@ class ParkingDesk:
         message = self._message(delivery, f"parked behind version {head.version}", 0)
         Parking.park(parking, self.consumer, self.upstream, delivery.aggregate_id, message,
                      self._cause(), self.now())
-        self.app.record(parking, tracking=delivery.tracking)
+        self.app.record(parking, taking=Taking(delivery.tracking))
         return True
 
     async def park(self, delivery: Delivery, error: str, attempts: int) -> None:
@@ -66,7 +66,7 @@ class ParkingDesk:
             found = self.app.find(Parking, parking_id(self.consumer, delivery.aggregate_id))
             parking = Parking.park(found, self.consumer, self.upstream, delivery.aggregate_id,
                                    message, self._cause(), self.now())
-            self.app.record(parking, tracking=delivery.tracking)
+            self.app.record(parking, taking=Taking(delivery.tracking))
 
         await asyncio.to_thread(retry_conflicts, step)
 
@@ -104,12 +104,11 @@ class ParkingDesk:
 
         tracking = Tracking(f"{self.upstream}/{parking.view.upstream_aggregate_id}",
                             head.version)
+        taking = Taking(tracking, riders=riders)
         try:
-            with self.app.tracked_by(riders):
-                await self.reapply(head, tracking)
-                if not rode:  # the handler wrote nothing: record the retry by itself
-                    await asyncio.to_thread(retry_conflicts,
-                                            lambda: self.app.record(tracking=tracking))
+            await self.reapply(head, taking)
+            if not rode:  # the handler wrote nothing: record the retry by itself
+                await asyncio.to_thread(retry_conflicts, lambda: self.app.record(taking=taking))
         except RuleViolation as violation:
             if violation.rule == "retry-once":
                 return None  # another retry applied it meanwhile

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from uuid import uuid4
 
-from eventsourcing.persistence import Recording, Tracking
+from eventsourcing.persistence import Recording
 from lifeline.common.v1 import common_pb2
 from lifeline.dispatch.v1 import dispatch_pb2
 from lifeline.edge import check_enum, check_location
@@ -20,7 +20,7 @@ from lifeline.incident.v1 import incident_pb2 as pb
 from lifeline.monitor.v1 import monitor_pb2
 from lifeline.plans import PlanLibrary, default_library
 from lifeline.resources.v1 import resources_pb2
-from lifeline.store import ServiceApplication
+from lifeline.store import ServiceApplication, Taking
 from lifeline.views import ViewRow
 
 Result = tuple[pb.Incident, list[Recording]]
@@ -108,26 +108,26 @@ class DispatchApp(ServiceApplication):
     # ---- reactions to other services' events (NATS) ----
 
     def open_for_warning(self, event: monitor_pb2.WarningRaised, cause: Cause, now: datetime,
-                         tracking: Tracking) -> list[Recording]:
+                         taking: Taking) -> list[Recording]:
         # The id is derived from the warning, so however often it is delivered: one incident.
         if self.find(Incident, incident_id_for_warning(event.warning_id)) is not None:
-            return self.record(tracking=tracking)
+            return self.record(taking=taking)
         incident = Incident.open_for_warning(event.warning_id, event.hazard, event.level,
                                              event.location, event.grid_cell, cause, now)
-        return self.record(incident, tracking=tracking)
+        return self.record(incident, taking=taking)
 
     def warning_moved(self, warning_id: str, level: int, cause: Cause, now: datetime,
-                      tracking: Tracking) -> list[Recording]:
+                      taking: Taking) -> list[Recording]:
         incident = self.find(Incident, incident_id_for_warning(warning_id))
         if incident is not None:
             if level == common_pb2.WARNING_LEVEL_NONE:
                 incident.clear_warning(cause, now)
             else:
                 incident.change_warning_level(level, cause, now)
-        return self.record(incident, tracking=tracking)
+        return self.record(incident, taking=taking)
 
     def request_answered(self, answer: resources_pb2.RequestAnswered, cause: Cause,
-                         now: datetime, tracking: Tracking) -> list[Recording]:
+                         now: datetime, taking: Taking) -> list[Recording]:
         incident = self.find(Incident, parse_incident_id(answer.incident_id))
         if incident is not None:
             for a in answer.assignments:
@@ -142,10 +142,10 @@ class DispatchApp(ServiceApplication):
             for m in answer.material_shortfalls:
                 incident.record_material_shortfall(answer.request_id, pb.Material(
                     name=m.material, quantity=m.missing, unit=m.unit), cause, now)
-        return self.record(incident, tracking=tracking)
+        return self.record(incident, taking=taking)
 
     def material_used(self, report: resources_pb2.MaterialsConsumed, consumed: bool,
-                      cause: Cause, now: datetime, tracking: Tracking) -> list[Recording]:
+                      cause: Cause, now: datetime, taking: Taking) -> list[Recording]:
         """A depot's department reported what the incident consumed or brought back."""
         try:
             incident = self.find(Incident, parse_incident_id(report.incident_id))
@@ -155,17 +155,17 @@ class DispatchApp(ServiceApplication):
             for m in report.materials:
                 incident.record_material_use(report.depot_id, pb.Material(
                     name=m.name, quantity=m.quantity, unit=m.unit), consumed, cause, now)
-        return self.record(incident, tracking=tracking)
+        return self.record(incident, taking=taking)
 
     def unit_reported(self, incident_id: str, unit_id: str, status: int, cause: Cause,
-                      now: datetime, tracking: Tracking) -> list[Recording]:
+                      now: datetime, taking: Taking) -> list[Recording]:
         incident = self.find(Incident, parse_incident_id(incident_id)) if incident_id else None
         if incident is not None:
             if status == common_pb2.UNIT_STATUS_AVAILABLE:
                 incident.release_unit(unit_id, cause, now)
             else:
                 incident.report_unit_status(unit_id, status, cause, now)
-        return self.record(incident, tracking=tracking)
+        return self.record(incident, taking=taking)
 
 
 def rows_for(aggregate: ProtoAggregate) -> list[ViewRow]:

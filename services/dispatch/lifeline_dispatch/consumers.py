@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eventsourcing.persistence import Recording, Tracking
+from eventsourcing.persistence import Recording
 from google.protobuf.message import Message
 from lifeline.clock import FieldClock
 from lifeline.common.v1 import common_pb2
@@ -10,6 +10,7 @@ from lifeline.events import Cause, event_of, from_timestamp
 from lifeline.monitor.v1 import monitor_pb2
 from lifeline.resources.v1 import resources_pb2
 from lifeline.runtime import Runtime
+from lifeline.store import Taking
 
 from lifeline_dispatch.application import DispatchApp
 
@@ -35,7 +36,7 @@ def cause_from(meta: common_pb2.EventMeta, correlation_id: str = "") -> Cause:
 
 
 def subscribe(rt: Runtime, app: DispatchApp, field_clock: FieldClock) -> None:
-    async def on_warning(subject: str, wrapper: Message, tracking: Tracking) -> None:
+    async def on_warning(subject: str, wrapper: Message, taking: Taking) -> None:
         field, event = event_of(wrapper)
         cause = cause_from(event.meta, correlation_id=event.warning_id)
         field_clock.observe(cause.occurred_at)
@@ -43,13 +44,13 @@ def subscribe(rt: Runtime, app: DispatchApp, field_clock: FieldClock) -> None:
         def step() -> tuple[None, list[Recording]]:
             now = rt.now()
             if field == "raised":
-                return None, app.open_for_warning(event, cause, now, tracking)
+                return None, app.open_for_warning(event, cause, now, taking)
             level = common_pb2.WARNING_LEVEL_NONE if field == "cleared" else event.level
-            return None, app.warning_moved(event.warning_id, level, cause, now, tracking)
+            return None, app.warning_moved(event.warning_id, level, cause, now, taking)
 
         await rt.write(step)
 
-    async def on_resources(subject: str, wrapper: Message, tracking: Tracking) -> None:
+    async def on_resources(subject: str, wrapper: Message, taking: Taking) -> None:
         field, event = event_of(wrapper)
         cause = cause_from(event.meta)
         field_clock.observe(cause.occurred_at)
@@ -57,14 +58,14 @@ def subscribe(rt: Runtime, app: DispatchApp, field_clock: FieldClock) -> None:
         def step() -> tuple[None, list[Recording]]:
             now = rt.now()
             if field == "answered":
-                return None, app.request_answered(event, cause, now, tracking)
+                return None, app.request_answered(event, cause, now, taking)
             if field in ("consumed", "returned"):
                 return None, app.material_used(event, field == "consumed", cause, now,
-                                               tracking)
+                                               taking)
             status = (common_pb2.UNIT_STATUS_AVAILABLE if field == "released"
                       else event.status)
             return None, app.unit_reported(event.incident_id, event.unit_id, status, cause, now,
-                                           tracking)
+                                           taking)
 
         await rt.write(step)
 

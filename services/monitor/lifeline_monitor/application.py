@@ -12,7 +12,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import Recording, Tracking
+from eventsourcing.persistence import Recording
 from lifeline import names
 from lifeline import settings as environment
 from lifeline.errors import AlreadyExists, InvalidArgument, NotFound, RuleViolation
@@ -20,7 +20,7 @@ from lifeline.events import Cause, ProtoAggregate
 from lifeline.idempotency import Attempt
 from lifeline.monitor.v1 import monitor_pb2 as pb
 from lifeline.repository import CopyingRepository
-from lifeline.store import ServiceApplication
+from lifeline.store import ServiceApplication, Taking
 from lifeline.views import ViewRow
 
 from lifeline_monitor import grid, outcomes, rosters
@@ -100,13 +100,13 @@ class MonitorApp(ServiceApplication):
             finally:
                 self._local.step = None
 
-    def record(self, *aggregates: Aggregate | None, tracking: Tracking | None = None,
+    def record(self, *aggregates: Aggregate | None, taking: Taking | None = None,
                attempt: Attempt | None = None) -> list[Recording]:
         with self.writing() as step:
-            if tracking is None and not any(a is not None and a.pending_events
+            if taking is None and not any(a is not None and a.pending_events
                                             for a in aggregates):
                 return []  # a step that changed nothing writes nothing
-            recordings = super().record(*aggregates, tracking=tracking, attempt=attempt)
+            recordings = super().record(*aggregates, taking=taking, attempt=attempt)
             self.engine.adopt(aggregates, step)
             return recordings
 

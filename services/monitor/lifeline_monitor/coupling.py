@@ -25,13 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eventsourcing.persistence import Recording, Tracking
+from eventsourcing.persistence import Recording
 from google.protobuf.message import Message
 from lifeline import settings as environment
 from lifeline.common.v1 import common_pb2
 from lifeline.edge import NAME
 from lifeline.events import Cause, event_of, from_timestamp
 from lifeline.monitor.v1 import monitor_pb2 as pb
+from lifeline.store import Taking
 
 from lifeline_monitor import grid
 from lifeline_monitor.domain import HazardWatch, watch_id_of
@@ -200,12 +201,12 @@ def anchors(rule: Rule, hazard: str, cell: str) -> set[str]:
 
 
 def warning_moved(app: ServiceApplication, rules: Sequence[Rule], hazard: str, cell: str,
-                  cause: Cause, now: Any, tracking: Tracking | None = None,
+                  cause: Cause, now: Any, taking: Taking | None = None,
                   also: Sequence[Any] = ()) -> list[Recording]:
     """A warning on hazard in cell was raised, moved or cleared: bring the compound
     warnings it could feed up to date (recorded with `also`)."""
     if not grid.is_cell(cell):
-        return app.record(*also, tracking=tracking)
+        return app.record(*also, taking=taking)
     picture = Picture(app)
     changed: list[HazardWatch] = []
     for rule in rules:
@@ -225,7 +226,7 @@ def warning_moved(app: ServiceApplication, rules: Sequence[Rule], hazard: str, c
                                       lambda a=anchor, h=rule.hazard:  # type: ignore[misc]
                                       grid.responsible_for(app, a, h), step, now):
                 changed.append(watch)
-    return app.record(*changed, *also, tracking=tracking)
+    return app.record(*changed, *also, taking=taking)
 
 
 def subscribe(rt: Runtime, app: ServiceApplication, rules: Sequence[Rule],
@@ -234,7 +235,7 @@ def subscribe(rt: Runtime, app: ServiceApplication, rules: Sequence[Rule],
     warning event that moved them, so a redelivery changes nothing."""
     watched = {c.hazard for rule in rules for c in rule.conditions}
 
-    async def on_warning(subject: str, wrapper: Message, tracking: Tracking) -> None:
+    async def on_warning(subject: str, wrapper: Message, taking: Taking) -> None:
         field, event = event_of(wrapper)
         meta = event.meta
         parts = event.warning_id.split("/")
@@ -245,7 +246,7 @@ def subscribe(rt: Runtime, app: ServiceApplication, rules: Sequence[Rule],
                       correlation_id=event.warning_id,
                       causation_id=f"{meta.aggregate_id}/{meta.sequence}")
         await rt.write(lambda: (None, warning_moved(
-            app, judged, hazard, cell, cause, rt.now(), tracking,
+            app, judged, hazard, cell, cause, rt.now(), taking,
             also(field, event) if also is not None else ())))
 
     rt.consume("monitor", WARNING_SUBJECTS, [pb.WarningEvent], on_warning, WARNING_HANDLED)

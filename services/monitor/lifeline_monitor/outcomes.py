@@ -16,13 +16,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from eventsourcing.persistence import Recording, Tracking
+from eventsourcing.persistence import Recording
 from google.protobuf.message import Message
 from lifeline.bus import OFF_PATH_LINGER_SECONDS
 from lifeline.common.v1 import common_pb2
 from lifeline.events import Cause, ProtoAggregate, event_of, from_timestamp, meta_of, stable_id
 from lifeline.incident.v1 import incident_pb2
 from lifeline.monitor.v1 import monitor_pb2 as pb
+from lifeline.store import Taking
 from lifeline.views import ViewRow, Views
 
 from lifeline_monitor.domain import HazardWatch, watch_id_of
@@ -89,20 +90,20 @@ def sensors_behind(app: ServiceApplication, warning_id: str) -> list[str]:
 
 
 def incident_moved(app: ServiceApplication, field: str, event: Any, cause: Cause,
-                   now: datetime, tracking: Tracking) -> list[Recording]:
+                   now: datetime, taking: Taking) -> list[Recording]:
     """Dispatch opened, declared or dismissed an incident."""
     incident_id = event.meta.aggregate_id
     outcome = app.find(Outcome, outcome_id_of(incident_id))
     if field == "opened":
         if outcome is None and event.warning_id:
-            return app.record(Outcome.await_for(event, cause, now), tracking=tracking)
-        return app.record(tracking=tracking)
+            return app.record(Outcome.await_for(event, cause, now), taking=taking)
+        return app.record(taking=taking)
     if outcome is None:  # a reported incident: no warning to mark
-        return app.record(tracking=tracking)
+        return app.record(taking=taking)
     sensors = sensors_behind(app, outcome.view.warning_id)
     if outcome.decide(DECISIONS[field], sensors, cause, now):
-        return app.record(outcome, tracking=tracking)
-    return app.record(tracking=tracking)
+        return app.record(outcome, taking=taking)
+    return app.record(taking=taking)
 
 
 def cause_from(meta: common_pb2.EventMeta) -> Cause:
@@ -113,11 +114,11 @@ def cause_from(meta: common_pb2.EventMeta) -> Cause:
 
 
 def subscribe(rt: Runtime, app: ServiceApplication) -> None:
-    async def on_incident(subject: str, wrapper: Message, tracking: Tracking) -> None:
+    async def on_incident(subject: str, wrapper: Message, taking: Taking) -> None:
         field, event = event_of(wrapper)
         cause = cause_from(event.meta)
         await rt.write(lambda: (None, incident_moved(app, field, event, cause, rt.now(),
-                                                     tracking)))
+                                                     taking)))
 
     rt.consume("dispatch", DISPATCH_SUBJECTS, [incident_pb2.IncidentEvent], on_incident,
                DISPATCH_HANDLED, linger=OFF_PATH_LINGER_SECONDS)

@@ -9,7 +9,7 @@ from uuid import UUID
 
 import h3
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import Recording, Tracking
+from eventsourcing.persistence import Recording
 from lifeline.common.v1 import common_pb2
 from lifeline.errors import AlreadyExists, InvalidArgument, NotFound, RuleViolation
 from lifeline.events import Cause, ProtoAggregate
@@ -17,7 +17,7 @@ from lifeline.idempotency import Attempt
 from lifeline.identity import Identity
 from lifeline.incident.v1 import incident_pb2
 from lifeline.resources.v1 import resources_pb2 as pb
-from lifeline.store import ServiceApplication
+from lifeline.store import ServiceApplication, Taking
 from lifeline.views import ViewRow
 
 from lifeline_resources.coverage import (
@@ -73,11 +73,11 @@ class ResourcesApp(Stockroom, ServiceApplication):
         #: The city's coverage requirements (LIFELINE_COVERAGE), checked after each change.
         self.requirements: list[Requirement] = list(requirements)
 
-    def record(self, *aggregates: Aggregate | None, tracking: Tracking | None = None,
+    def record(self, *aggregates: Aggregate | None, taking: Taking | None = None,
                attempt: Attempt | None = None) -> list[Recording]:
         """Write, then show the fleet index what its units became at once (the projector
         would too, a moment later), so the next choice and coverage check see it."""
-        recordings = super().record(*aggregates, tracking=tracking, attempt=attempt)
+        recordings = super().record(*aggregates, taking=taking, attempt=attempt)
         if recordings:
             for aggregate in aggregates:
                 if isinstance(aggregate, Unit):
@@ -124,7 +124,7 @@ class ResourcesApp(Stockroom, ServiceApplication):
         return unit.view, self.record(unit)
 
     def answer_request(self, event: incident_pb2.ResourcesRequested, cause: Cause,
-                       now: datetime, tracking: Tracking) -> tuple[None, list[Recording]]:
+                       now: datetime, taking: Taking) -> tuple[None, list[Recording]]:
         """Assign, for each kind asked for, the available units that would arrive first;
         record what is missing."""
         request_id = request_id_of(event.request_id)
@@ -142,7 +142,7 @@ class ResourcesApp(Stockroom, ServiceApplication):
         loaded = self.find_many([request_id, *(unit_id_of(u) for u in sorted(likely)),
                                  *([DIRECTORY_ID] if wants_stock else [])])
         if isinstance(loaded.get(request_id), ResourceRequest):
-            return None, self.record(tracking=tracking)
+            return None, self.record(taking=taking)
         incident_id = event.meta.aggregate_id
         taken: dict[str, Unit] = {}
         assignments: list[pb.Assignment] = []
@@ -162,7 +162,7 @@ class ResourcesApp(Stockroom, ServiceApplication):
                                               shortfalls, cause, now, materials.reservations,
                                               materials.shortfalls)
         return None, self.record(*taken.values(), *materials.depots, request,
-                                 tracking=tracking)
+                                 taking=taking)
 
     def _assign(self, kind: str, count: int, place: Point, now: datetime,
                 taken: dict[str, Unit], assign: Callable[[Unit], None],
@@ -231,7 +231,7 @@ class ResourcesApp(Stockroom, ServiceApplication):
         return road.view, self.record(road)
 
     def warning_moved(self, warning_id: str, level: int, cause: Cause, now: datetime,
-                      tracking: Tracking) -> tuple[None, list[Recording]]:
+                      taking: Taking) -> tuple[None, list[Recording]]:
         """A warning raised, moved or cleared (NONE): close the segments of the road graph
         that close on its hazard and run through its cell while it is bad enough; reopen
         those it closed when it is not. An operator's closure is left as it is."""
@@ -252,7 +252,7 @@ class ResourcesApp(Stockroom, ServiceApplication):
                         road.view.warning_id == warning_id:
                     road.reopen(cause, now)
                     changed.append(road)
-        return None, self.record(*changed, tracking=tracking)
+        return None, self.record(*changed, taking=taking)
 
     def _road_network(self) -> RoadNetwork:
         if self.roads is None:
@@ -303,10 +303,10 @@ class ResourcesApp(Stockroom, ServiceApplication):
         return watch.view, self.record(moved, watch)
 
     def release(self, unit_ids: Sequence[str], incident_id: str, cause: Cause, now: datetime,
-                tracking: Tracking) -> tuple[None, list[Recording]]:
+                taking: Taking) -> tuple[None, list[Recording]]:
         units = [u for u in (self.find(Unit, unit_id_of(i)) for i in unit_ids) if u is not None]
         changed = [u for u in units if u.release(incident_id, cause, now)]
-        return None, self.record(*changed, tracking=tracking)
+        return None, self.record(*changed, taking=taking)
 
 
 def assignment(candidate: Candidate, choice: Choice, refused: list[tuple[str, str]],

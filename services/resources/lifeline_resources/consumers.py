@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from eventsourcing.persistence import Tracking
 from google.protobuf.message import Message
 from lifeline.common.v1 import common_pb2
 from lifeline.events import Cause, event_of, from_timestamp
 from lifeline.incident.v1 import incident_pb2
 from lifeline.monitor.v1 import monitor_pb2
 from lifeline.runtime import Runtime
+from lifeline.store import Taking
 
 from lifeline_resources.application import ResourcesApp
 
@@ -39,35 +39,35 @@ def subscribe(rt: Runtime, app: ResourcesApp) -> None:
         if app.requirements:
             await rt.write(lambda: app.check_coverage(cause, rt.now()))
 
-    async def handle(subject: str, wrapper: Message, tracking: Tracking) -> None:
+    async def handle(subject: str, wrapper: Message, taking: Taking) -> None:
         field, event = event_of(wrapper)
         cause = cause_from(event.meta)
         if field == "resources_requested":
-            await rt.write(lambda: app.answer_request(event, cause, rt.now(), tracking))
+            await rt.write(lambda: app.answer_request(event, cause, rt.now(), taking))
             await check_coverage(cause)
         elif field == "unit_released":
             await rt.write(lambda: app.release([event.unit_id], event.meta.aggregate_id, cause,
-                                               rt.now(), tracking))
+                                               rt.now(), taking))
             await check_coverage(cause)
         elif field == "closed":
             # What the incident was not reported to have consumed goes back to stock.
             await rt.write(lambda: app.return_reserved(event.meta.aggregate_id, cause,
-                                                       rt.now(), tracking))
+                                                       rt.now(), taking))
         else:
-            await rt.write(lambda: (None, app.record(tracking=tracking)))
+            await rt.write(lambda: (None, app.record(taking=taking)))
 
     # One request at a time: each choice of units sees the one before it (side by side,
     # requests near each other would race for the same nearest units and retry).
     rt.consume("dispatch", SUBJECTS, [incident_pb2.IncidentEvent], handle, HANDLED, lanes=1)
 
-    async def on_warning(subject: str, wrapper: Message, tracking: Tracking) -> None:
+    async def on_warning(subject: str, wrapper: Message, taking: Taking) -> None:
         field, event = event_of(wrapper)
         level = common_pb2.WARNING_LEVEL_NONE if field == "cleared" else event.level
         cause = Cause(actor="resources", occurred_at=from_timestamp(event.meta.occurred_at),
                       correlation_id=event.warning_id,
                       causation_id=f"{event.meta.aggregate_id}/{event.meta.sequence}")
         await rt.write(lambda: app.warning_moved(event.warning_id, level, cause, rt.now(),
-                                                 tracking))
+                                                 taking))
 
     # Warnings close the road segments that flood (or burn, or collapse) with them.
     rt.consume("monitor", WARNING_SUBJECTS, [monitor_pb2.WarningEvent], on_warning,

@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from eventsourcing.persistence import Recording, Tracking
+from eventsourcing.persistence import Recording
 from lifeline.errors import AlreadyExists, InvalidArgument
 from lifeline.events import Cause
 from lifeline.identity import Identity
 from lifeline.incident.v1 import incident_pb2
 from lifeline.resources.v1 import resources_pb2 as pb
-from lifeline.store import ServiceApplication
+from lifeline.store import ServiceApplication, Taking
 
 from lifeline_resources.depots import (
     DIRECTORY_ID,
@@ -82,11 +82,11 @@ class Stockroom(ServiceApplication):
                                cause, now)
 
     def return_reserved(self, incident_id: str, cause: Cause, now: datetime,
-                        tracking: Tracking) -> tuple[None, list[Recording]]:
+                        taking: Taking) -> tuple[None, list[Recording]]:
         """The incident closed: whatever it still holds in any depot goes back to stock."""
         directory = self.find(DepotDirectory, DIRECTORY_ID)
         ids = list(directory.positions) if directory is not None else []
         depots = [d for d in (self.find(Depot, depot_id_of(i)) for i in ids) if d is not None]
         cause = replace(cause, reason=CLOSED_REASON)
         returned = [d for d in depots if d.return_all(incident_id, cause, now)]
-        return None, self.record(*returned, tracking=tracking)
+        return None, self.record(*returned, taking=taking)

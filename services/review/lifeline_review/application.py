@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import Recording, Tracking
+from eventsourcing.persistence import Recording
 from lifeline.encoding import StoredRows, replay_rows
 from lifeline.errors import AlreadyExists, InvalidArgument
 from lifeline.events import Cause, ProtoAggregate, from_timestamp, meta_of, stable_id
@@ -18,7 +18,7 @@ from lifeline.incident.state import IncidentState
 from lifeline.incident.v1 import incident_pb2
 from lifeline.plans import PlanLibrary, default_library
 from lifeline.review.v1 import review_pb2 as pb
-from lifeline.store import ServiceApplication
+from lifeline.store import ServiceApplication, Taking
 from lifeline.validation import quote
 from lifeline.views import ViewRow
 from psycopg import sql
@@ -41,7 +41,7 @@ class ReviewApp(ServiceApplication):
     name = "review"
 
     def keep(self, event: incident_pb2.IncidentEvent, now: datetime,
-             tracking: Tracking | None) -> list[Recording]:
+             taking: Taking | None) -> list[Recording]:
         meta = meta_of(event)
         cause = Cause(actor="review", occurred_at=from_timestamp(meta.occurred_at),
                       correlation_id=meta.correlation_id,
@@ -54,7 +54,7 @@ class ReviewApp(ServiceApplication):
             history = IncidentHistory.begin(event, cause, now)
         else:
             history.append(event, cause, now)
-        return self.record(history, tracking=tracking)
+        return self.record(history, taking=taking)
 
     def import_history(self, events: list[incident_pb2.IncidentEvent], cause: Cause,
                        now: datetime) -> tuple[IncidentHistory, list[Recording]]:

@@ -7,10 +7,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from eventsourcing.persistence import Recording, Tracking
+from eventsourcing.persistence import Recording
 from lifeline.events import Cause, ProtoAggregate, from_timestamp, to_timestamp
 from lifeline.monitor.v1 import monitor_pb2 as pb
-from lifeline.store import ServiceApplication
+from lifeline.store import ServiceApplication, Taking
 
 from lifeline_monitor.domain import HazardWatch, watch_id_of
 from lifeline_monitor.escalation.model import (
@@ -224,7 +224,7 @@ class Chains:
             changed.append(notification)
         return changed
 
-    def record(self, aggregates: Sequence[ProtoAggregate], tracking: Tracking | None = None
+    def record(self, aggregates: Sequence[ProtoAggregate], taking: Taking | None = None
                ) -> list[Recording]:
-        return self.app.record(*aggregates, tracking=tracking)
+        return self.app.record(*aggregates, taking=taking)
 
