@@ -38,16 +38,18 @@ class Host(Protocol):
     """What the servicer takes from the service's runtime (its views and consumers exist
     once the service has started)."""
 
-    app: ServiceApplication
     clock: Clock
     views: Views
+
+    @property
+    def app(self) -> ServiceApplication: ...
 
     @property
     def inboxes(self) -> Sequence[Consumer]: ...
 
     def now(self) -> datetime: ...
 
-    async def command(self, step: Callable[[], tuple[T, list[Recording]]],
+    async def command(self, step: Callable[[ServiceApplication], tuple[T, list[Recording]]],
                       answer: Callable[[T], R]) -> R: ...
 
 
@@ -89,10 +91,10 @@ class ParkingServicer(parking_pb2_grpc.ParkingServiceServicer):
         ident = _parking_uuid(request.id)
         cause = cause_of(self.rt.clock, reason=request.reason or "discarded")
 
-        def step() -> tuple[tuple[Parking, int], Any]:
-            parking = self.rt.app.load(Parking, ident, "parking", request.id)
+        def step(app: ServiceApplication) -> tuple[tuple[Parking, int], Any]:
+            parking = app.load(Parking, ident, "parking", request.id)
             version = parking.discard_head(cause, self.rt.now())
-            return (parking, version), self.rt.app.record(parking)
+            return (parking, version), app.record(parking)
 
         # A command: a client's retry with the same idempotency key discards once.
         return await self.rt.command(step, lambda done: pb.DiscardParkedResponse(

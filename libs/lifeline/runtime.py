@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from eventsourcing.persistence import Recording
@@ -47,6 +47,7 @@ from lifeline.views import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R", bound=Message)
+App = TypeVar("App", bound=ServiceApplication)
 READ_MODEL_WAIT_SECONDS = 5.0
 #: "read model behind" is said at most once in this many seconds, with how often.
 BEHIND_LOG_SECONDS = 10.0
@@ -60,10 +61,10 @@ def _retrieved(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-class Runtime:
+class Runtime(Generic[App]):
     """What a service's servicer and consumers share."""
 
-    def __init__(self, settings: Settings, app: ServiceApplication, rows_for: RowsFor,
+    def __init__(self, settings: Settings, app: App, rows_for: RowsFor,
                  clock: Clock | None = None) -> None:
         # Every service keeps a row per parking of its consumers, for ListParked.
         self.settings, self.app = settings, app
@@ -140,10 +141,11 @@ class Runtime:
             await self.projector.wait_for(max(r.notification.id for r in recordings))
         return result
 
-    async def command(self, step: Callable[[], tuple[T, list[Recording]]],
+    async def command(self, step: Callable[[App], tuple[T, list[Recording]]],
                       answer: Callable[[T], R]) -> R:
-        """A caller's command: run step, build the answer, and write both at once, so that
-        a retry with the same idempotency key gets this answer and writes nothing.
+        """A caller's command: run step on the application's deferring view (its writes are
+        collected, not made), build the answer, and write both at once, so that a retry
+        with the same idempotency key gets this answer and writes nothing.
 
         A key is claimed for the attempt's whole run: a retry arriving while an earlier
         attempt with its key still runs waits for that attempt, then finds its answer. An
@@ -161,8 +163,9 @@ class Runtime:
                 return first, [], []
             try:
                 with self.app.writing():
-                    with self.app.collecting() as changed:
-                        result, _ = step()
+                    view = self.app.deferring()
+                    result, _ = step(view)
+                    changed = view.deferred or []
                     response = answer(result)
                     if key is not None:
                         changed.append(idempotency.ClientRequest.answered(key, response))

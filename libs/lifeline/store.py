@@ -8,11 +8,11 @@ a redelivered, republished or replayed message changes nothing.
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -48,7 +48,6 @@ from lifeline.repository import CopyingRepository
 from lifeline.tracing import current_context
 
 A = TypeVar("A", bound=Aggregate)
-_collecting: ContextVar[list[Aggregate] | None] = ContextVar("lifeline_collecting", default=None)
 T = TypeVar("T")
 
 
@@ -96,6 +95,9 @@ def eventsourcing_env(database_url: str, schema: str) -> dict[str, str]:
 
 class ServiceApplication(Application):
     """Base of the four services' applications."""
+
+    #: A command's view of the application collects its writes here (`deferring`).
+    deferred: list[Aggregate] | None = None
 
     def construct_repository(self) -> CopyingRepository:
         return CopyingRepository.taking_over(super().construct_repository())
@@ -146,16 +148,17 @@ class ServiceApplication(Application):
         alarm engine); the others need nothing."""
         yield None
 
-    @contextlib.contextmanager
-    def collecting(self) -> Iterator[list[Aggregate]]:
-        """Within this block, `record` collects aggregates instead of writing them, so the
-        caller can add its own (an idempotency record) and write everything at once."""
-        collected: list[Aggregate] = []
-        token = _collecting.set(collected)
-        try:
-            yield collected
-        finally:
-            _collecting.reset(token)
+    def deferring(self) -> Self:
+        """This application as one caller's command sees it: its `record` collects the
+        aggregates in `deferred` instead of writing them, so the runtime writes them at
+        once with the command's answer (`Runtime.command` hands the view to the step)."""
+        view = copy.copy(self)
+        view.deferred = []
+        return view
+
+    def close(self) -> None:
+        if self.deferred is None:  # not a command's view: it shares the application's pools
+            super().close()
 
     def record(self, *aggregates: Aggregate | None, taking: Taking | None = None,
                attempt: Attempt | None = None) -> list[Recording]:
@@ -167,10 +170,9 @@ class ServiceApplication(Application):
         tracking = None if taking is None else taking.row
         if taking is not None and taking.riders is not None:
             aggregates, tracking, taking = (*aggregates, *taking.riders()), None, None
-        collected = _collecting.get()
-        if collected is not None:
+        if self.deferred is not None:
             assert tracking is None, "a consumer's write is never deferred"
-            collected.extend(a for a in aggregates if a is not None)
+            self.deferred.extend(a for a in aggregates if a is not None)
             return []
         processing = ProcessingEvent[UUID](tracking)
         processing.collect_events(*aggregates, **({"attempt": attempt} if attempt else {}),

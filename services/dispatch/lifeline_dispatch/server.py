@@ -49,7 +49,7 @@ def _own_order(order_id: str, step: Step) -> Step:
 
 
 class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
-    def __init__(self, runtime: Runtime, app: DispatchApp, field: FieldClock) -> None:
+    def __init__(self, runtime: Runtime[DispatchApp], app: DispatchApp, field: FieldClock) -> None:
         self.rt, self.app, self.field = runtime, app, field
         # Dispatch's names are the plans' (and the city's configured ones).
         self.names = names.Catalog(
@@ -66,7 +66,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
                    command: Step
                    ) -> pb.IncidentResponse:
         cause = self._cause(action)
-        return await self.rt.command(lambda: self.app.act(
+        return await self.rt.command(lambda app: app.act(
             incident_id, lambda incident: command(incident, cause, self.rt.now())), _answer)
 
     async def ReportIncident(self, request: pb.ReportIncidentRequest, context: Ctx
@@ -74,7 +74,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
         self.names.check("hazard", names.HAZARD, request.hazard)
         cause = self._cause(request.action)
         return await self.rt.command(
-            lambda: self.app.report(request, cause, self.rt.now()), _answer)
+            lambda app: app.report(request, cause, self.rt.now()), _answer)
 
     async def ReportIncidents(self, request: pb.ReportIncidentsRequest, context: Ctx
                               ) -> pb.ReportIncidentsResponse:
@@ -86,7 +86,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
             except PermissionDenied as error:  # the one report that names another actor
                 raise PermissionDenied(f"reports[{index}].action.{error}") from None
         return await self.rt.command(
-            lambda: self.app.report_many(reports, self.rt.now()),
+            lambda app: app.report_many(reports, self.rt.now()),
             lambda incidents: pb.ReportIncidentsResponse(incidents=incidents))
 
     async def DeclareIncident(self, request: pb.DeclareIncidentRequest, context: Ctx
@@ -94,12 +94,12 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
         self.names.check("hazard_type", names.HAZARD, request.hazard_type)
         cause = self._cause(request.action)
         return await self.rt.command(
-            lambda: self.app.declare(request, cause, self.rt.now()), _answer)
+            lambda app: app.declare(request, cause, self.rt.now()), _answer)
 
     async def RegradeIncident(self, request: pb.RegradeIncidentRequest, context: Ctx
                               ) -> pb.IncidentResponse:
         cause = self._cause(request.action)
-        return await self.rt.command(lambda: self.app.regrade(
+        return await self.rt.command(lambda app: app.regrade(
             request.incident_id, request.grade, cause, self.rt.now()), _answer)
 
     async def DismissIncident(self, request: pb.IncidentStepRequest, context: Ctx

@@ -59,7 +59,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
     return runtime
 
 
-def channels(runtime: Runtime, app: MonitorApp, field_now: Callable[[], datetime | None]
+def channels(runtime: Runtime[MonitorApp], app: MonitorApp, field_now: Callable[[], datetime | None]
              ) -> None:
     """Deliveries through parties' channels, and the endpoint acknowledgements come back
     to (its own listen address, a free loopback port unless LIFELINE_ACK_LISTEN says)."""
@@ -73,7 +73,7 @@ def channels(runtime: Runtime, app: MonitorApp, field_now: Callable[[], datetime
     async def acknowledge(claim: Claim) -> pb.Warning:
         at = field_now() or runtime.now()
         return await runtime.command(
-            lambda: acknowledging.acknowledge(app, claim, at, runtime.now()),
+            lambda view: acknowledging.acknowledge(view, claim, at, runtime.now()),
             lambda warning: warning)
 
     async def waiting(party: str) -> list[pb.PartyNotification]:

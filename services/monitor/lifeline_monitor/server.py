@@ -30,7 +30,7 @@ class MonitorServicer(AlertingServicer, RosterServicer,
     #: The hazards monitor knows (set by bootstrap).
     names: names.Catalog
 
-    def __init__(self, runtime: Runtime, app: MonitorApp) -> None:
+    def __init__(self, runtime: Runtime[MonitorApp], app: MonitorApp) -> None:
         self.rt, self.app = runtime, app
 
     async def RegisterSensor(self, request: pb.RegisterSensorRequest, context: Ctx
@@ -38,7 +38,7 @@ class MonitorServicer(AlertingServicer, RosterServicer,
         self.names.check("hazard", names.HAZARD, request.hazard, new_names=request.new_names)
         cause = cause_of(self.rt.clock)
         return await self.rt.command(
-            lambda: self.app.register_sensor(request, cause, self.rt.now()),
+            lambda app: app.register_sensor(request, cause, self.rt.now()),
             lambda sensor: pb.RegisterSensorResponse(sensor=sensor))
 
     async def GetSensor(self, request: pb.GetSensorRequest, context: Ctx) -> pb.GetSensorResponse:
@@ -76,7 +76,7 @@ class MonitorServicer(AlertingServicer, RosterServicer,
         actor, _ = acting()
         columns = checked_readings(readings)
         return await self.rt.command(
-            lambda: self.app.ingest(readings, actor, self.rt.now(), columns),
+            lambda app: app.ingest(readings, actor, self.rt.now(), columns),
             lambda answer: answer)
 
     async def RegisterSensors(self, request: pb.RegisterSensorsRequest, context: Ctx
@@ -88,7 +88,7 @@ class MonitorServicer(AlertingServicer, RosterServicer,
             known[names.HAZARD].add(sensor.hazard)  # a new one is known to those after it
         cause = cause_of(self.rt.clock)
         return await self.rt.command(
-            lambda: self.app.register_sensors(request.sensors, cause, self.rt.now()),
+            lambda app: app.register_sensors(request.sensors, cause, self.rt.now()),
             lambda answer: answer)
 
     async def ShelveSensor(self, request: pb.ShelveSensorRequest, context: Ctx
@@ -100,7 +100,7 @@ class MonitorServicer(AlertingServicer, RosterServicer,
         cause = cause_of(self.rt.clock, actor=request.actor, occurred_at=request.occurred_at,
                          reason=request.reason)
         return await self.rt.command(
-            lambda: self.app.shelve(request.id, seconds, cause, self.rt.now()),
+            lambda app: app.shelve(request.id, seconds, cause, self.rt.now()),
             lambda sensor: pb.ShelveSensorResponse(sensor=self.app.live(sensor)))
 
     async def UnshelveSensor(self, request: pb.UnshelveSensorRequest, context: Ctx
@@ -109,7 +109,7 @@ class MonitorServicer(AlertingServicer, RosterServicer,
         cause = cause_of(self.rt.clock, actor=request.actor, occurred_at=request.occurred_at,
                          reason=request.reason or "unshelved by an operator")
         return await self.rt.command(
-            lambda: self.app.unshelve(request.id, cause, self.rt.now()),
+            lambda app: app.unshelve(request.id, cause, self.rt.now()),
             lambda sensor: pb.UnshelveSensorResponse(sensor=self.app.live(sensor)))
 
     async def GetWarning(self, request: pb.GetWarningRequest, context: Ctx
@@ -177,13 +177,13 @@ class MonitorServicer(AlertingServicer, RosterServicer,
         required(request, "id")
         cause = cause_of(self.rt.clock, actor=request.actor, occurred_at=request.occurred_at)
         return await self.rt.command(
-            lambda: self.app.acknowledge(request.id, cause, self.rt.now()),
+            lambda app: app.acknowledge(request.id, cause, self.rt.now()),
             lambda warning: pb.AcknowledgeWarningResponse(warning=warning))
 
     async def LoadGrid(self, request: pb.LoadGridRequest, context: Ctx) -> pb.LoadGridResponse:
         cause = cause_of(self.rt.clock)
         return await self.rt.command(
-            lambda: grid.load_grid(self.app, request.districts, request.cells,
+            lambda app: grid.load_grid(app, request.districts, request.cells,
                                    self.app.grid_resolution, cause, self.rt.now(),
                                    request.city if request.HasField("city") else None),
             lambda answer: answer)

@@ -24,7 +24,7 @@ Ctx = grpc.aio.ServicerContext
 
 
 class AlertingServicer:
-    rt: Runtime
+    rt: Runtime[MonitorApp]
     app: MonitorApp
     #: Now on the field clock escalation steps fall due on (set by bootstrap).
     field_now: Callable[[], datetime | None]
@@ -74,14 +74,13 @@ class AlertingServicer:
         cause = Cause(actor=actor, via=incoming.sender[:128], occurred_at=incoming.sent,
                       reason=f"CAP alert from {incoming.sender}"[:1000])
         return await self.rt.command(
-            lambda: self._imported(incoming, resolution, cause),
+            lambda app: self._imported(app, incoming, resolution, cause),
             lambda answer: answer)
 
-    def _imported(self, incoming: decode.Incoming, resolution: int, cause: Cause
-                  ) -> tuple[pb.ImportCapAlertResponse, list[Recording]]:
-        answer, changed = intake.import_alert(self.app, incoming, resolution, cause,
-                                              self.rt.now())
-        return answer, self.app.record(*changed)
+    def _imported(self, app: MonitorApp, incoming: decode.Incoming, resolution: int,
+                  cause: Cause) -> tuple[pb.ImportCapAlertResponse, list[Recording]]:
+        answer, changed = intake.import_alert(app, incoming, resolution, cause, self.rt.now())
+        return answer, app.record(*changed)
 
     async def ListCapAlerts(self, request: pb.ListCapAlertsRequest, context: Ctx
                             ) -> pb.ListCapAlertsResponse:
@@ -101,10 +100,10 @@ class AlertingServicer:
         districts, cells = list(request.districts), list(request.grid_cells)
         resolution = self.app.grid_resolution
 
-        def placed() -> tuple[pb.PlaceCapAlertResponse, list[Recording]]:
-            answer, changed = intake.place(self.app, sender, identifier, districts, cells,
+        def placed(app: MonitorApp) -> tuple[pb.PlaceCapAlertResponse, list[Recording]]:
+            answer, changed = intake.place(app, sender, identifier, districts, cells,
                                            resolution, cause, self.rt.now())
-            return answer, self.app.record(*changed)
+            return answer, app.record(*changed)
 
         return await self.rt.command(placed, lambda answer: answer)
 
@@ -115,9 +114,9 @@ class AlertingServicer:
         cause = cause_of(self.rt.clock, reason=request.reason[:1000])
         sender, identifier, reason = request.sender, request.identifier, request.reason
 
-        def dismissed() -> tuple[pb.DismissCapAlertResponse, list[Recording]]:
-            answer, changed = intake.dismiss(self.app, sender, identifier, reason, cause,
+        def dismissed(app: MonitorApp) -> tuple[pb.DismissCapAlertResponse, list[Recording]]:
+            answer, changed = intake.dismiss(app, sender, identifier, reason, cause,
                                              self.rt.now())
-            return answer, self.app.record(*changed)
+            return answer, app.record(*changed)
 
         return await self.rt.command(dismissed, lambda answer: answer)

@@ -21,7 +21,7 @@ Ctx = grpc.aio.ServicerContext
 
 
 class RosterServicer:
-    rt: Runtime
+    rt: Runtime[MonitorApp]
     app: MonitorApp
     _field_now: Callable[[], datetime | None]
 
@@ -64,7 +64,7 @@ class RosterServicer:
                          ) -> pb.LoadRosterResponse:
         cause = cause_of(self.rt.clock)
         return await self.rt.command(
-            lambda: rosters.load_roster(self.app, request.posts, cause, self.rt.now()),
+            lambda app: rosters.load_roster(app, request.posts, cause, self.rt.now()),
             lambda answer: answer)
 
     async def SwapDuty(self, request: pb.SwapDutyRequest, context: Ctx
@@ -74,7 +74,7 @@ class RosterServicer:
         at = self._at(request)
         cause = self._recorded(request.reason or f"{request.to} takes over {request.post}")
         return await self.rt.command(
-            lambda: rosters.swap(self.app, request.post, request.to, at, cause, self.rt.now()),
+            lambda app: rosters.swap(app, request.post, request.to, at, cause, self.rt.now()),
             lambda on: pb.SwapDutyResponse(on_duty=on))
 
     async def CoverDuty(self, request: pb.CoverDutyRequest, context: Ctx
@@ -88,6 +88,6 @@ class RosterServicer:
         ends = rosters.check_time("ends_at", from_timestamp(request.ends_at))
         cause = self._recorded(request.reason or f"{request.by} covers {request.post}")
         return await self.rt.command(
-            lambda: rosters.cover(self.app, request.post, request.by, starts, ends, cause,
+            lambda app: rosters.cover(app, request.post, request.by, starts, ends, cause,
                                   self.rt.now()),
             lambda on: pb.CoverDutyResponse(on_duty=on))

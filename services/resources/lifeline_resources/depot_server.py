@@ -15,7 +15,7 @@ Ctx = grpc.aio.ServicerContext
 
 
 class DepotRpcs:
-    rt: Runtime
+    rt: Runtime[ResourcesApp]
     app: ResourcesApp
     #: The unit kinds and departments resources knows (set by bootstrap).
     names: names.Catalog
@@ -26,7 +26,7 @@ class DepotRpcs:
                          new_names=request.new_names)
         cause = cause_of(self.rt.clock)
         return await self.rt.command(
-            lambda: self.app.register_depot(request, cause, self.rt.now()),
+            lambda app: app.register_depot(request, cause, self.rt.now()),
             lambda depot: pb.RegisterDepotResponse(depot=depot))
 
     async def GetDepot(self, request: pb.GetDepotRequest, context: Ctx) -> pb.GetDepotResponse:
@@ -45,7 +45,7 @@ class DepotRpcs:
         required(request, "id")
         cause = cause_of(self.rt.clock, occurred_at=request.occurred_at)
         return await self.rt.command(
-            lambda: self.app.restock(request.id, request.materials, cause, self.rt.now()),
+            lambda app: app.restock(request.id, request.materials, cause, self.rt.now()),
             lambda depot: pb.RestockDepotResponse(depot=depot))
 
     async def ReportMaterialUse(self, request: pb.ReportMaterialUseRequest, context: Ctx
@@ -54,7 +54,7 @@ class DepotRpcs:
         check_enum("use", pb.MaterialUse, request.use)
         cause = cause_of(self.rt.clock, occurred_at=request.occurred_at)
         return await self.rt.command(
-            lambda: self.app.report_material_use(request.depot_id, request.incident_id,
+            lambda app: app.report_material_use(request.depot_id, request.incident_id,
                                                  request.use, request.materials, cause,
                                                  self.rt.now(), caller()),
             lambda depot: pb.ReportMaterialUseResponse(depot=depot))

@@ -28,7 +28,7 @@ WATCHED: dict[str, type[Any]] = {"unit": pb.Unit, "road": pb.RoadSegment, "depot
 
 
 class FleetRpcs:
-    rt: Runtime
+    rt: Runtime[ResourcesApp]
     app: ResourcesApp
 
     async def ReportPositions(self, request_iterator: AsyncIterator[pb.ReportPositionsRequest],
@@ -95,7 +95,7 @@ class FleetRpcs:
         required(request, "segment_id", "reason")
         cause = cause_of(self.rt.clock)
         return await self.rt.command(
-            lambda: self.app.close_road(request.segment_id, request.reason, cause,
+            lambda app: app.close_road(request.segment_id, request.reason, cause,
                                         self.rt.now()),
             lambda segment: pb.RoadResponse(segment=segment))
 
@@ -103,7 +103,7 @@ class FleetRpcs:
         required(request, "segment_id")
         cause = cause_of(self.rt.clock)
         return await self.rt.command(
-            lambda: self.app.reopen_road(request.segment_id, cause, self.rt.now()),
+            lambda app: app.reopen_road(request.segment_id, cause, self.rt.now()),
             lambda segment: pb.RoadResponse(segment=segment))
 
     async def ListCoverage(self, request: pb.ListCoverageRequest, context: Ctx
@@ -126,7 +126,7 @@ class FleetRpcs:
         required(request, "move_up_id")
         cause = cause_of(self.rt.clock)
         answer = await self.rt.command(
-            lambda: self.app.decide_move_up(request.move_up_id, accept, request.reason, cause,
+            lambda app: app.decide_move_up(request.move_up_id, accept, request.reason, cause,
                                             self.rt.now()),
             lambda coverage: pb.CoverageResponse(coverage=coverage))
         if accept:  # the unit moved: does the gap close, does another open?

@@ -20,7 +20,7 @@ Ctx = grpc.aio.ServicerContext
 
 
 class ResourcesServicer(DepotRpcs, FleetRpcs, resources_pb2_grpc.ResourcesServiceServicer):
-    def __init__(self, runtime: Runtime, app: ResourcesApp) -> None:
+    def __init__(self, runtime: Runtime[ResourcesApp], app: ResourcesApp) -> None:
         self.rt, self.app = runtime, app
 
     async def ListKnownNames(self, request: names_pb2.ListKnownNamesRequest, context: Ctx
@@ -32,7 +32,7 @@ class ResourcesServicer(DepotRpcs, FleetRpcs, resources_pb2_grpc.ResourcesServic
         self._check_names("", request, self.names.in_registry())
         cause = cause_of(self.rt.clock)
         answer = await self.rt.command(
-            lambda: self.app.register_unit(request, cause, self.rt.now()),
+            lambda app: app.register_unit(request, cause, self.rt.now()),
             lambda unit: pb.RegisterUnitResponse(unit=unit))
         await self.coverage_changed()
         return answer
@@ -47,7 +47,7 @@ class ResourcesServicer(DepotRpcs, FleetRpcs, resources_pb2_grpc.ResourcesServic
             known.setdefault(names.DEPARTMENT, set()).add(unit.department)
         cause = cause_of(self.rt.clock)
         answer = await self.rt.command(
-            lambda: self.app.register_units(request.units, cause, self.rt.now()),
+            lambda app: app.register_units(request.units, cause, self.rt.now()),
             lambda answer: answer)
         if answer.registered:
             await self.coverage_changed()
@@ -83,7 +83,7 @@ class ResourcesServicer(DepotRpcs, FleetRpcs, resources_pb2_grpc.ResourcesServic
         check_enum("status", common_pb2.UnitStatus, request.status)
         cause = cause_of(self.rt.clock, actor=request.actor, occurred_at=request.occurred_at)
         answer = await self.rt.command(
-            lambda: self.app.update_status(request.id, request.status, cause, self.rt.now(),
+            lambda app: app.update_status(request.id, request.status, cause, self.rt.now(),
                                            caller()),
             lambda unit: pb.UpdateUnitStatusResponse(unit=unit))
         await self.coverage_changed()

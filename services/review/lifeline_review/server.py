@@ -53,7 +53,7 @@ def incident_filter(f: pb.IncidentFilter) -> IncidentFilter:
 
 
 class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
-    def __init__(self, runtime: Runtime, app: ReviewApp) -> None:
+    def __init__(self, runtime: Runtime[ReviewApp], app: ReviewApp) -> None:
         self.rt, self.app = runtime, app
 
     async def _history(self, incident_id: str) -> list[incident_pb2.IncidentEvent]:
@@ -84,7 +84,7 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
         events = list(request.events)
         verified = chain.is_chained(events)  # whether it held is checked on import
         return await self.rt.command(
-            lambda: self.app.import_history(events, cause, self.rt.now()),
+            lambda app: app.import_history(events, cause, self.rt.now()),
             lambda history: _imported(history, verified))
 
     async def _history_ids(self) -> list[str]:
@@ -126,14 +126,14 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
     async def ProposePlanRevision(self, request: pb.ProposePlanRevisionRequest, context: Ctx
                                   ) -> pb.PlanRevision:
         cause = cause_of(self.rt.clock, reason=request.reason)
-        return await self.rt.command(lambda: self.app.propose_revision(
+        return await self.rt.command(lambda app: app.propose_revision(
             request.plan_id, request.plan_toml, list(request.incident_ids),
             list(request.findings), cause, self.rt.now()), lambda r: r.view)
 
     async def DecidePlanRevision(self, request: pb.DecidePlanRevisionRequest, context: Ctx
                                  ) -> pb.PlanRevision:
         cause = cause_of(self.rt.clock, reason=request.reason)
-        return await self.rt.command(lambda: self.app.decide_revision(
+        return await self.rt.command(lambda app: app.decide_revision(
             request.revision_id, request.accept, cause, self.rt.now()), lambda r: r.view)
 
     async def GetPlanRevision(self, request: pb.GetPlanRevisionRequest, context: Ctx
