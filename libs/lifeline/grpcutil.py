@@ -208,10 +208,16 @@ def _stream(behaviour: Any, method: str, guard: Guard | None) -> Any:
     return call
 
 
+#: gRPC's default SO_REUSEPORT let a second server bind a port another one serves on: the
+#: kernel then shared the callers between them, and a caller of dispatch could be answered
+#: "Method not found" by another process's server. A taken port now fails at start.
+SERVER_OPTIONS = [("grpc.so_reuseport", 0)]
+
+
 async def health_probe(listen: str, health: Any) -> grpc.aio.Server:
     """Serve health checking alone on listen, in plaintext, for probes that cannot speak
     TLS (Kubernetes' gRPC probes)."""
-    probe = grpc.aio.server()
+    probe = grpc.aio.server(options=SERVER_OPTIONS)
     health_pb2_grpc.add_HealthServicer_to_server(health, probe)
     probe.add_insecure_port(listen)
     await probe.start()
@@ -245,7 +251,8 @@ class Server:
     def __init__(self, guard: Guard, *, ready: Callable[[], str | None] = lambda: None,
                  reflection: bool = True) -> None:
         self.server = grpc.aio.server(interceptors=[UnaryTracing(),
-                                                    EdgeInterceptor(guard, ready)])
+                                                    EdgeInterceptor(guard, ready)],
+                                      options=SERVER_OPTIONS)
         self.serving = True
         self.reflection = reflection
         self.health = health_aio.HealthServicer()
