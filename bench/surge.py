@@ -334,6 +334,19 @@ def read_model_behind(stack: Stack) -> int:
     return sum(log.read_text().count("read model behind") for log in logs if log.exists())
 
 
+async def run(phases: list[str], args: argparse.Namespace, root: Path,
+              database: Callable[[str], str]) -> tuple[list[str], list[str]]:
+    lines, headline = [], []
+    for phase in phases:
+        dsn = database(phase)
+        with Stack(root / phase, database_url=dsn) as stack:
+            print(f"{phase}: stack up; measuring", flush=True)
+            table, figure = await PHASES[phase](stack, dsn, args, root)
+        lines += table
+        headline.append(figure)
+    return lines, headline
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--phases", default=",".join(PHASES),
@@ -350,15 +363,9 @@ def main() -> None:
     if unknown := set(phases) - set(PHASES):
         parser.error(f"unknown phase(s) {', '.join(sorted(unknown))}: pick of "
                      f"{', '.join(PHASES)}")
-    lines, headline = [], []
     with embedded_postgres("surge") as (root, database):
-        for phase in phases:
-            dsn = database(phase)
-            with Stack(root / phase, database_url=dsn) as stack:
-                print(f"{phase}: stack up; measuring", flush=True)
-                table, figure = asyncio.run(PHASES[phase](stack, dsn, args, root))
-            lines += table
-            headline.append(figure)
+        # One event loop for every phase: grpc.aio serves one loop per process.
+        lines, headline = asyncio.run(run(phases, args, root, database))
     print()
     print("\n".join(lines))
     print(f"\nsurge: {'; '.join(headline)}")
