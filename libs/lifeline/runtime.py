@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Recording
 from google.protobuf.message import Message
 from grpc_health.v1.health import aio as health_aio
@@ -163,9 +164,8 @@ class Runtime(Generic[App]):
                 return first, [], []
             try:
                 with self.app.writing():
-                    view = self.app.deferring()
-                    result, _ = step(view)
-                    changed = view.deferred or []
+                    changed: list[Aggregate] = []
+                    result, _ = step(self.app.deferring(changed))
                     response = answer(result)
                     if key is not None:
                         changed.append(idempotency.ClientRequest.answered(key, response))

@@ -148,12 +148,12 @@ class ServiceApplication(Application):
         alarm engine); the others need nothing."""
         yield None
 
-    def deferring(self) -> Self:
-        """This application as one caller's command sees it: its `record` collects the
-        aggregates in `deferred` instead of writing them, so the runtime writes them at
-        once with the command's answer (`Runtime.command` hands the view to the step)."""
+    def deferring(self, into: list[Aggregate]) -> Self:
+        """This application as one caller's command sees it: its `record` adds the
+        aggregates to `into` instead of writing them, so the runtime writes them at once
+        with the command's answer (`Runtime.command` hands the view to the step)."""
         view = copy.copy(self)
-        view.deferred = []
+        view.deferred = into
         return view
 
     def close(self) -> None:

@@ -134,7 +134,7 @@ def test_monitor_still_takes_writes_after_a_command_fails_between_deciding_and_w
     thread that took it)."""
     app.register_sensor(request("gauge"), Cause("test", NOW), NOW)
     with pytest.raises(RuntimeError, match="answer"), app.writing():
-        app.deferring().ingest([pb.Reading(sensor_id="gauge", value=3.5)], "gateway", NOW)
+        app.deferring([]).ingest([pb.Reading(sensor_id="gauge", value=3.5)], "gateway", NOW)
         raise RuntimeError("the answer could not be built")
     assert app.engine.sensors["gauge"].state.level == 1  # none: nothing was committed
     with ThreadPoolExecutor(1) as other:
