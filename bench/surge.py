@@ -284,16 +284,27 @@ async def commands(stack: Stack, dsn: str, args: argparse.Namespace, _: Path
         f"transactions/s")
 
 
-async def declarations(stack: Stack, _: str, args: argparse.Namespace, __: Path
+async def events_stored(dsn: str) -> dict[str, int]:
+    """How many events each service has stored."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return {name: await conn.fetchval(f"SELECT count(*) FROM {name}.{name}_events")
+                for name in Stack.SERVICES}
+    finally:
+        await conn.close()
+
+
+async def declarations(stack: Stack, dsn: str, args: argparse.Namespace, __: Path
                        ) -> tuple[list[str], str]:
     callers = Callers(stack)
     await callers.register_at_once(6000)
     # One at a time until the fleet's registration has settled: the last is the baseline.
     for _ in range(3):
         idle, _calls, _span = await callers.declare_at_once(1)
-    behind = read_model_behind(stack)
+    behind, before = read_model_behind(stack), await events_stored(dsn)
     waits, calls, makespan = await callers.declare_at_once(args.declare)
-    behind = read_model_behind(stack) - behind
+    behind, after = read_model_behind(stack) - behind, await events_stored(dsn)
+    written = {name: after[name] - before[name] for name in after}
     p50, p99 = percentile(waits, 0.5), percentile(waits, 0.99)
     return [
         f"baseline: one incident declared on the idle system -> first unit   "
@@ -302,6 +313,9 @@ async def declarations(stack: Stack, _: str, args: argparse.Namespace, __: Path
         f"p50 {p50:5.2f} s  p99 {p99:5.2f} s  makespan {makespan:5.1f} s",
         f"DeclareIncident call latency during the surge                  "
         f"p50 {percentile(calls, 0.5):5.2f} s  p99 {percentile(calls, 0.99):5.2f} s",
+        "events stored until the last first unit, per declaration       "
+        + ", ".join(f"{name} {count / args.declare:.1f}" for name, count in written.items())
+        + f"  ({sum(written.values()) / makespan:,.0f} events/s)",
         f"\"read model behind\" log lines during it                        {behind:7d}",
     ], (f"{args.declare} declarations at once: first unit p99 {p99:.2f} s (one on the idle "
         f"system {idle[0] * 1000:.0f} ms)")
