@@ -58,7 +58,7 @@ class OutboxRelay(LogFollower):
         super().__init__(app, f"{service} outbox relay")
         self.js, self.service, self.stream = js, service, stream_name(service)
         self.replicas, self.duplicate_window = replicas, duplicate_window
-        self._confirmed = 0
+        self._confirmed = self._saved = 0
         self._saving: asyncio.Task[None] | None = None
         self._look_now = asyncio.Event()
         #: The stream this process publishes to (its creation time) and what it holds.
@@ -281,14 +281,22 @@ class OutboxRelay(LogFollower):
 
     async def _save_soon(self) -> None:
         """Record the confirmed position at most every SAVE_POSITION_SECONDS, off the path
-        of the next event: a relay restarted before it republishes those few, which
-        JetStream's duplicate window and the consumers' event identity both absorb."""
-        await asyncio.sleep(SAVE_POSITION_SECONDS)
-        try:
-            await asyncio.to_thread(self._save_position, self._confirmed)
-        except Exception as error:  # the next batch saves it; a restart republishes a few
-            if not self.stopping.is_set():
-                log.warning("%s: position not saved: %s", self.name, describe(error))
+        of the next event, until the last one confirmed is saved (a batch confirmed while a
+        save was under way is saved by the next round): a relay restarted before it
+        republishes those few, which JetStream's duplicate window and the consumers' event
+        identity both absorb."""
+        while self._refill is None and self._saved != self._confirmed:
+            await asyncio.sleep(SAVE_POSITION_SECONDS)
+            if self._refill is not None:
+                return  # the refill's end saves
+            confirmed = self._confirmed
+            try:
+                await asyncio.to_thread(self._save_position, confirmed)
+            except Exception as error:  # the next batch saves it; a restart republishes a few
+                if not self.stopping.is_set():
+                    log.warning("%s: position not saved: %s", self.name, describe(error))
+                return
+            self._saved = confirmed
 
     async def flush(self) -> None:
         """Record the confirmed position now (a graceful stop)."""
@@ -296,6 +304,7 @@ class OutboxRelay(LogFollower):
             self._saving.cancel()
         if self._confirmed and self._refill is None:
             await asyncio.to_thread(self._save_position, self._confirmed)
+            self._saved = self._confirmed
 
     def _save_position(self, notification_id: int) -> None:
         # Already there when a relay re-sent what an earlier run had confirmed.
