@@ -11,7 +11,6 @@ import asyncio
 import base64
 import contextlib
 import secrets
-import socket
 import ssl
 import threading
 import time
@@ -27,6 +26,7 @@ import uvicorn
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from lifeline.identity.tls import make_local_ca
+from lifeline.processes import free_port
 from lifeline_monitor.channels.endpoint import QuietServer
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
@@ -35,12 +35,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class HttpServer:

@@ -8,6 +8,7 @@ either order, changes nothing.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -75,10 +76,15 @@ async def stream_subjects(js: JetStreamContext, stream: str) -> list[tuple[str, 
 
 
 async def eventually(condition: Callable[[], object], timeout: float = 10) -> None:
-    """Wait until condition() holds, looking every 10 ms; fail after timeout seconds."""
+    """Wait until condition() holds (or the awaitable it returns gives a truthy value),
+    looking every 10 ms; fail after timeout seconds."""
     async with asyncio.timeout(timeout):
-        while not condition():
+        while not await _value(condition()):
             await asyncio.sleep(0.01)  # the poll interval of a wait bounded by timeout
+
+
+async def _value(result: object) -> object:
+    return await result if inspect.isawaitable(result) else result
 
 
 async def run_until(worker: bus.OutboxRelay | bus.Inbox, done: Callable[[], object],
@@ -354,10 +360,8 @@ class Keeper:
     async def until_complete(self, *incidents: Incident, timeout: float = 15) -> None:
         """Wait (polling the store, no fixed sleep) until every incident's history is
         complete; then it must be exactly 1..n, nothing repeated, nothing missing."""
-        async with asyncio.timeout(timeout):
-            while not await asyncio.to_thread(
-                    lambda: all(len(self.sequences(i)) >= i.version for i in incidents)):
-                await asyncio.sleep(0.02)  # the poll interval; bounded by timeout
+        await eventually(lambda: asyncio.to_thread(
+            lambda: all(len(self.sequences(i)) >= i.version for i in incidents)), timeout)
         for incident in incidents:
             assert self.sequences(incident) == list(range(1, incident.version + 1))
 
@@ -673,9 +677,7 @@ async def test_a_lingering_consumer_takes_a_burst_after_it_in_one_batch(
     keeper.start()
     try:
         # The first is fetched and held, lingering; the rest of the burst follows.
-        async with asyncio.timeout(10):
-            while not await held_by_keeper(js):
-                await asyncio.sleep(0.01)  # the poll interval; bounded by the timeout
+        await eventually(lambda: held_by_keeper(js))
         for subject, data, headers in events[1:]:
             await js.publish(subject, data, headers=headers)
         burst_ended = asyncio.get_running_loop().time()

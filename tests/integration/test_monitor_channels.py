@@ -16,13 +16,14 @@ import httpx
 import pytest
 from lifeline.common.v1 import common_pb2
 from lifeline.monitor.v1 import monitor_pb2 as pb
+from lifeline.processes import free_port
 from lifeline_monitor.channels.adapters import DeliveryFailed, Email, GatewayMessage, Webhook
 from lifeline_monitor.channels.config import ChannelSpec, Retry, parse_channels
 from lifeline_monitor.channels.delivery import deliver
 from lifeline_monitor.channels.message import PAYLOAD_TYPE, Outgoing
 from lxml import etree
 
-from tests.channel_servers import SmsProvider, SmtpSink, WebhookReceiver, free_port, running
+from tests.channel_servers import SmsProvider, SmtpSink, WebhookReceiver, running
 
 L = common_pb2.WarningLevel
 OUTCOME = pb.DeliveryOutcome
